@@ -1,0 +1,1069 @@
+//! The `.tsm` model file: a zero-copy, validate-once reader, and the layout the writer shares.
+//!
+//! The normative spec is `docs/format.md`. In short: a 64-byte little-endian header, a table of
+//! 32-byte tensor entries, then the tensor data, each region starting at the previous region's end
+//! rounded up to 16 bytes (zero padding), the last ending at the file's end. A CRC-32 covers every
+//! byte after the CRC field. [`Model::parse`] checks every field once with checked arithmetic and
+//! returns a typed [`FormatError`] for each inconsistency; after that, evaluation cannot fail.
+
+use crate::net::{limits, Dims};
+use crate::schedule::{BetaSchedule, ScheduleError, VpDiscrete};
+
+/// The file's first four bytes.
+pub const MAGIC: [u8; 4] = *b"TSM\0";
+/// The structural version this reader understands.
+pub const VERSION: u16 = 1;
+/// The quantization version this reader understands (1: f32, f16 and int8 per-channel weights).
+pub const QUANT_VERSION: u16 = 1;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 64;
+/// Size of one tensor-table entry.
+pub const ENTRY_LEN: usize = 32;
+/// Alignment of every data region.
+pub const ALIGN: usize = 16;
+/// Largest number of tensors a file may hold: norm (2) + time (4) + input (2) + blocks (4·8) +
+/// output (2).
+pub const MAX_TENSORS: usize = 2 + 4 + 2 + 4 * limits::MAX_BLOCKS + 2;
+
+/// Byte offsets of the header fields.
+pub mod field {
+    /// `[u8; 4]` magic.
+    pub const MAGIC: usize = 0;
+    /// `u16` structural version.
+    pub const VERSION: usize = 4;
+    /// `u16` quantization version.
+    pub const QUANT_VERSION: usize = 6;
+    /// `u32` CRC-32 of bytes `12..file_len`.
+    pub const CRC: usize = 8;
+    /// `u32` file length.
+    pub const FILE_LEN: usize = 12;
+    /// `u32` flags, all reserved (zero).
+    pub const FLAGS: usize = 16;
+    /// `u16` D.
+    pub const DIM: usize = 20;
+    /// `u16` H.
+    pub const HIDDEN: usize = 22;
+    /// `u16` F.
+    pub const FREQS: usize = 24;
+    /// `u16` B.
+    pub const BLOCKS: usize = 26;
+    /// `u8` process kind.
+    pub const PROCESS: usize = 28;
+    /// `u8` schedule kind.
+    pub const SCHEDULE: usize = 29;
+    /// `u16` reserved (zero).
+    pub const RESERVED0: usize = 30;
+    /// `u32` N, the number of discrete steps.
+    pub const STEPS: usize = 32;
+    /// `[f32; 4]` process parameters.
+    pub const PARAMS: usize = 36;
+    /// `u32` working RAM the engine needs, in bytes.
+    pub const RAM_BYTES: usize = 52;
+    /// `u32` number of tensor entries.
+    pub const TENSOR_COUNT: usize = 56;
+    /// `u32` reserved (zero).
+    pub const RESERVED1: usize = 60;
+}
+
+/// The CRC is computed over the bytes from here to the end of the file.
+pub const CRC_START: usize = field::FILE_LEN;
+
+/// Diffusion process kinds (header byte 28).
+pub mod process {
+    /// Discrete VP (DDPM).
+    pub const VP_DISCRETE: u8 = 0;
+}
+
+/// Schedule kinds (header byte 29).
+pub mod schedule_kind {
+    /// Linear β: params = [β_start, β_end, 0, 0].
+    pub const LINEAR: u8 = 0;
+    /// Cosine ᾱ: params = [s, 0, 0, 0].
+    pub const COSINE: u8 = 1;
+}
+
+/// Storage type of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum DType {
+    /// IEEE-754 binary32, little-endian.
+    F32 = 0,
+    /// IEEE-754 binary16, little-endian, widened to f32 for arithmetic.
+    F16 = 1,
+    /// Signed 8-bit weights in [−127, 127] with one f32 scale per output row: w = q·scale[row].
+    I8 = 2,
+}
+
+impl DType {
+    /// The dtype of a table code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::F32),
+            1 => Some(Self::F16),
+            2 => Some(Self::I8),
+            _ => None,
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+            Self::I8 => 1,
+        }
+    }
+
+    /// Whether the tensor carries a per-row scale region.
+    pub fn has_scales(self) -> bool {
+        matches!(self, Self::I8)
+    }
+
+    /// A short lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::I8 => "i8",
+        }
+    }
+}
+
+/// What a tensor is in the network. Its 16-bit code is `kind | block << 8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Role {
+    /// (D,) per-dimension mean of the data.
+    NormMean,
+    /// (D,) per-dimension standard deviation of the data.
+    NormStd,
+    /// (H, F) first time-embedding layer.
+    TimeW1,
+    /// (H,) its bias.
+    TimeB1,
+    /// (H, H) second time-embedding layer.
+    TimeW2,
+    /// (H,) its bias.
+    TimeB2,
+    /// (H, D) input projection.
+    InputW,
+    /// (H,) its bias.
+    InputB,
+    /// (H, H) first layer of block b.
+    BlockW1(u8),
+    /// (H,) its bias.
+    BlockB1(u8),
+    /// (H, H) second layer of block b.
+    BlockW2(u8),
+    /// (H,) its bias.
+    BlockB2(u8),
+    /// (D, H) output layer.
+    OutputW,
+    /// (D,) its bias.
+    OutputB,
+}
+
+const BLOCK_NAMES: [[&str; 4]; limits::MAX_BLOCKS] = [
+    ["blocks.0.w1", "blocks.0.b1", "blocks.0.w2", "blocks.0.b2"],
+    ["blocks.1.w1", "blocks.1.b1", "blocks.1.w2", "blocks.1.b2"],
+    ["blocks.2.w1", "blocks.2.b1", "blocks.2.w2", "blocks.2.b2"],
+    ["blocks.3.w1", "blocks.3.b1", "blocks.3.w2", "blocks.3.b2"],
+    ["blocks.4.w1", "blocks.4.b1", "blocks.4.w2", "blocks.4.b2"],
+    ["blocks.5.w1", "blocks.5.b1", "blocks.5.w2", "blocks.5.b2"],
+    ["blocks.6.w1", "blocks.6.b1", "blocks.6.w2", "blocks.6.b2"],
+    ["blocks.7.w1", "blocks.7.b1", "blocks.7.w2", "blocks.7.b2"],
+];
+
+impl Role {
+    /// The 16-bit code stored in the tensor table.
+    pub fn code(self) -> u16 {
+        let (kind, block) = match self {
+            Self::NormMean => (0, 0),
+            Self::NormStd => (1, 0),
+            Self::TimeW1 => (2, 0),
+            Self::TimeB1 => (3, 0),
+            Self::TimeW2 => (4, 0),
+            Self::TimeB2 => (5, 0),
+            Self::InputW => (6, 0),
+            Self::InputB => (7, 0),
+            Self::BlockW1(b) => (8, b),
+            Self::BlockB1(b) => (9, b),
+            Self::BlockW2(b) => (10, b),
+            Self::BlockB2(b) => (11, b),
+            Self::OutputW => (12, 0),
+            Self::OutputB => (13, 0),
+        };
+        kind as u16 | (block as u16) << 8
+    }
+
+    /// The tensor's name, shared by checkpoints (`.safetensors`), the PyTorch baseline and tools.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NormMean => "norm.mean",
+            Self::NormStd => "norm.std",
+            Self::TimeW1 => "time.w1",
+            Self::TimeB1 => "time.b1",
+            Self::TimeW2 => "time.w2",
+            Self::TimeB2 => "time.b2",
+            Self::InputW => "input.w",
+            Self::InputB => "input.b",
+            Self::BlockW1(b) => BLOCK_NAMES[b as usize % limits::MAX_BLOCKS][0],
+            Self::BlockB1(b) => BLOCK_NAMES[b as usize % limits::MAX_BLOCKS][1],
+            Self::BlockW2(b) => BLOCK_NAMES[b as usize % limits::MAX_BLOCKS][2],
+            Self::BlockB2(b) => BLOCK_NAMES[b as usize % limits::MAX_BLOCKS][3],
+            Self::OutputW => "output.w",
+            Self::OutputB => "output.b",
+        }
+    }
+
+    /// Whether this is a weight matrix (as opposed to a vector: bias or normalisation).
+    pub fn is_matrix(self) -> bool {
+        matches!(
+            self,
+            Self::TimeW1 | Self::TimeW2 | Self::InputW | Self::BlockW1(_) | Self::BlockW2(_) | Self::OutputW
+        )
+    }
+
+    /// The index of this role in the canonical file order for a network with `blocks` blocks.
+    fn slot(self, blocks: usize) -> usize {
+        match self {
+            Self::NormMean => 0,
+            Self::NormStd => 1,
+            Self::TimeW1 => 2,
+            Self::TimeB1 => 3,
+            Self::TimeW2 => 4,
+            Self::TimeB2 => 5,
+            Self::InputW => 6,
+            Self::InputB => 7,
+            Self::BlockW1(b) => 8 + 4 * b as usize,
+            Self::BlockB1(b) => 9 + 4 * b as usize,
+            Self::BlockW2(b) => 10 + 4 * b as usize,
+            Self::BlockB2(b) => 11 + 4 * b as usize,
+            Self::OutputW => 8 + 4 * blocks,
+            Self::OutputB => 9 + 4 * blocks,
+        }
+    }
+}
+
+/// Every tensor of a file with sizes `dims`, in the canonical file order: the normalisation, then
+/// the parameters in [`Dims::params`] order. `(role, rows, cols)`.
+pub fn file_tensors(dims: &Dims) -> impl Iterator<Item = (Role, usize, usize)> + '_ {
+    [(Role::NormMean, dims.dim, 1), (Role::NormStd, dims.dim, 1)].into_iter().chain(dims.params())
+}
+
+/// The diffusion process a file declares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Process {
+    /// Discrete VP (DDPM) with N steps.
+    VpDiscrete {
+        /// N.
+        steps: u32,
+        /// The β schedule.
+        schedule: BetaSchedule,
+    },
+}
+
+impl Process {
+    /// The header bytes (process kind, schedule kind, N, params) of this process.
+    pub fn encode(&self) -> (u8, u8, u32, [f32; 4]) {
+        match *self {
+            Self::VpDiscrete { steps, schedule: BetaSchedule::Linear { beta_start, beta_end } } => {
+                (process::VP_DISCRETE, schedule_kind::LINEAR, steps, [beta_start, beta_end, 0.0, 0.0])
+            }
+            Self::VpDiscrete { steps, schedule: BetaSchedule::Cosine { s } } => {
+                (process::VP_DISCRETE, schedule_kind::COSINE, steps, [s, 0.0, 0.0, 0.0])
+            }
+        }
+    }
+
+    /// The discrete VP table of this process.
+    pub fn vp_discrete(&self) -> Result<VpDiscrete, ScheduleError> {
+        match *self {
+            Self::VpDiscrete { steps, schedule } => VpDiscrete::new(steps, schedule),
+        }
+    }
+}
+
+/// Every way a file can be refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The file is shorter than what its header or table requires.
+    Truncated {
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes present.
+        found: usize,
+    },
+    /// The first four bytes are not `TSM\0`.
+    BadMagic,
+    /// Structural version not understood.
+    UnsupportedVersion {
+        /// The file's version.
+        found: u16,
+        /// The version this reader understands.
+        supported: u16,
+    },
+    /// Quantization version not understood.
+    UnsupportedQuantVersion {
+        /// The file's version.
+        found: u16,
+        /// The highest version this reader understands.
+        supported: u16,
+    },
+    /// The header's file length differs from the bytes given.
+    LengthMismatch {
+        /// Length in the header.
+        header: u32,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// The CRC-32 of the contents differs from the stored one.
+    CrcMismatch {
+        /// Stored CRC.
+        stored: u32,
+        /// CRC of the bytes.
+        computed: u32,
+    },
+    /// Flag bits that this version does not define are set.
+    UnknownFlags(u32),
+    /// A reserved field or byte is not zero (its byte offset).
+    ReservedNonZero(usize),
+    /// A size is zero, odd where it must be even (F), or beyond the format's bounds.
+    BadDims {
+        /// "dim", "hidden", "freqs" or "blocks".
+        what: &'static str,
+        /// Its value.
+        found: u32,
+    },
+    /// The process kind is unknown.
+    UnknownProcess(u8),
+    /// The schedule kind is unknown.
+    UnknownSchedule(u8),
+    /// The schedule's steps or parameters are invalid.
+    BadSchedule(ScheduleError),
+    /// The tensor count is not the one the sizes require.
+    TensorCount {
+        /// Count in the header.
+        found: u32,
+        /// Count the sizes require.
+        expected: u32,
+    },
+    /// Entry `index` has another role than the canonical order requires.
+    UnexpectedTensor {
+        /// Table index.
+        index: usize,
+        /// Role code found.
+        found: u16,
+        /// Role code expected.
+        expected: u16,
+    },
+    /// Entry `index` has an unknown dtype code, or one its role does not allow.
+    BadDtype {
+        /// Table index.
+        index: usize,
+        /// Code found.
+        code: u8,
+    },
+    /// Entry `index` has the wrong shape for its role.
+    ShapeMismatch {
+        /// Table index.
+        index: usize,
+        /// Rows found.
+        rows: u32,
+        /// Columns found.
+        cols: u32,
+    },
+    /// Entry `index`'s data or scale length does not match its shape and dtype.
+    BadLength {
+        /// Table index.
+        index: usize,
+    },
+    /// A region does not start at the previous end rounded up to 16 (hole, overlap or misalignment).
+    Misplaced {
+        /// Table index.
+        index: usize,
+        /// Offset found.
+        offset: u32,
+        /// Offset required.
+        expected: usize,
+    },
+    /// A region runs past the end of the file or an offset computation overflows.
+    OutOfBounds {
+        /// Table index.
+        index: usize,
+    },
+    /// Bytes remain after the last region.
+    TrailingBytes {
+        /// Where the last region ends.
+        end: usize,
+        /// The file length.
+        file_len: usize,
+    },
+    /// A padding byte is not zero.
+    NonZeroPadding(usize),
+    /// Entry `index` holds a NaN or infinite value (or a normalisation std ≤ 0).
+    BadValue {
+        /// Table index.
+        index: usize,
+    },
+    /// Entry `index` has a per-row scale that is zero, negative or not finite.
+    BadScale {
+        /// Table index.
+        index: usize,
+    },
+    /// Entry `index` holds the int8 value −128, which the symmetric scheme excludes.
+    Int8OutOfRange {
+        /// Table index.
+        index: usize,
+    },
+    /// The header's RAM figure differs from the one its sizes imply.
+    RamMismatch {
+        /// RAM in the header.
+        stored: u32,
+        /// RAM the sizes imply.
+        computed: u32,
+    },
+}
+
+impl core::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use FormatError::*;
+        match *self {
+            Truncated { needed, found } => write!(f, "truncated: needs {needed} bytes, has {found}"),
+            BadMagic => write!(f, "not a tinyscore model (bad magic; expected \"TSM\\0\")"),
+            UnsupportedVersion { found, supported } => {
+                write!(f, "format version {found} is not supported (this build reads {supported})")
+            }
+            UnsupportedQuantVersion { found, supported } => write!(
+                f,
+                "quantization version {found} is not supported (this build reads up to {supported})"
+            ),
+            LengthMismatch { header, actual } => {
+                write!(f, "header says {header} bytes but the file has {actual}")
+            }
+            CrcMismatch { stored, computed } => {
+                write!(f, "CRC mismatch: stored {stored:#010x}, computed {computed:#010x} (corrupted file)")
+            }
+            UnknownFlags(x) => write!(f, "unknown flag bits {x:#x}"),
+            ReservedNonZero(o) => write!(f, "reserved field at byte {o} is not zero"),
+            BadDims { what, found } => write!(f, "invalid network size {what} = {found}"),
+            UnknownProcess(k) => write!(f, "unknown diffusion process kind {k}"),
+            UnknownSchedule(k) => write!(f, "unknown schedule kind {k}"),
+            BadSchedule(e) => write!(f, "invalid schedule: {e:?}"),
+            TensorCount { found, expected } => {
+                write!(f, "tensor count {found}, expected {expected}")
+            }
+            UnexpectedTensor { index, found, expected } => write!(
+                f,
+                "tensor {index} has role {found:#06x}, expected {expected:#06x}"
+            ),
+            BadDtype { index, code } => write!(f, "tensor {index} has invalid dtype code {code}"),
+            ShapeMismatch { index, rows, cols } => {
+                write!(f, "tensor {index} has wrong shape {rows}x{cols}")
+            }
+            BadLength { index } => write!(f, "tensor {index} has a length inconsistent with its shape"),
+            Misplaced { index, offset, expected } => write!(
+                f,
+                "tensor {index} region at offset {offset}, expected {expected} (hole, overlap or misalignment)"
+            ),
+            OutOfBounds { index } => write!(f, "tensor {index} points outside the file"),
+            TrailingBytes { end, file_len } => {
+                write!(f, "{} trailing bytes after the last tensor", file_len - end)
+            }
+            NonZeroPadding(o) => write!(f, "padding byte at {o} is not zero"),
+            BadValue { index } => write!(f, "tensor {index} holds a non-finite or invalid value"),
+            BadScale { index } => write!(f, "tensor {index} has a zero, negative or non-finite scale"),
+            Int8OutOfRange { index } => write!(f, "tensor {index} holds the excluded int8 value -128"),
+            RamMismatch { stored, computed } => {
+                write!(f, "header RAM figure {stored} differs from the computed {computed}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for FormatError {}
+
+impl From<ScheduleError> for FormatError {
+    fn from(e: ScheduleError) -> Self {
+        Self::BadSchedule(e)
+    }
+}
+
+/// CRC-32 (IEEE 802.3: reflected, polynomial 0xEDB88320, init and final xor 0xFFFFFFFF).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    crc32_update(0xFFFF_FFFF, bytes) ^ 0xFFFF_FFFF
+}
+
+/// Continues a CRC-32 over `bytes` from the raw (non-inverted) state `crc`.
+pub fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
+    for &b in bytes {
+        crc = CRC_TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// `x` rounded up to a multiple of [`ALIGN`], or `None` on overflow.
+pub fn align_up(x: usize) -> Option<usize> {
+    x.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1))
+}
+
+/// One tensor of a parsed file: a view of the file's bytes, never a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Tensor<'a> {
+    /// What it is.
+    pub role: Role,
+    /// How it is stored.
+    pub dtype: DType,
+    /// Rows (outputs of a matrix; length of a vector).
+    pub rows: usize,
+    /// Columns (inputs of a matrix; 1 for a vector).
+    pub cols: usize,
+    data: &'a [u8],
+    scales: &'a [u8],
+}
+
+impl<'a> Tensor<'a> {
+    const EMPTY: Tensor<'static> =
+        Tensor { role: Role::NormMean, dtype: DType::F32, rows: 0, cols: 0, data: &[], scales: &[] };
+
+    /// The stored bytes of the values (without scales).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Bytes of the tensor in the file (values and scales).
+    pub fn byte_len(&self) -> usize {
+        self.data.len() + self.scales.len()
+    }
+
+    /// The per-row scale of an int8 tensor (1 for other dtypes).
+    #[inline]
+    pub fn scale(&self, row: usize) -> f32 {
+        match self.dtype {
+            DType::I8 => read_f32(self.scales, row),
+            _ => 1.0,
+        }
+    }
+
+    /// The smallest and largest per-row scale, for an int8 tensor.
+    pub fn scale_range(&self) -> Option<(f32, f32)> {
+        if self.dtype != DType::I8 {
+            return None;
+        }
+        let mut lo = f32::INFINITY;
+        let mut hi = 0.0f32;
+        for r in 0..self.rows {
+            let s = self.scale(r);
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        Some((lo, hi))
+    }
+
+    /// Element `i` (row-major) as f32, dequantized.
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        match self.dtype {
+            DType::F32 => read_f32(self.data, i),
+            DType::F16 => f16_to_f32(u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]])),
+            DType::I8 => self.data[i] as i8 as f32 * self.scale(i / self.cols),
+        }
+    }
+
+    /// out[r] += Σ_c W[r, c]·x[c], summing c in increasing order in f32.
+    #[inline]
+    pub fn matvec_acc(&self, x: &[f32], out: &mut [f32]) {
+        let cols = self.cols;
+        let x = &x[..cols];
+        match self.dtype {
+            DType::F32 => {
+                for (o, row) in out[..self.rows].iter_mut().zip(self.data.chunks_exact(4 * cols)) {
+                    let mut acc = 0.0f32;
+                    for (w, &xi) in row.chunks_exact(4).zip(x) {
+                        acc += f32::from_le_bytes([w[0], w[1], w[2], w[3]]) * xi;
+                    }
+                    *o += acc;
+                }
+            }
+            DType::F16 => {
+                for (o, row) in out[..self.rows].iter_mut().zip(self.data.chunks_exact(2 * cols)) {
+                    let mut acc = 0.0f32;
+                    for (w, &xi) in row.chunks_exact(2).zip(x) {
+                        acc += f16_to_f32(u16::from_le_bytes([w[0], w[1]])) * xi;
+                    }
+                    *o += acc;
+                }
+            }
+            DType::I8 => {
+                for (r, (o, row)) in out[..self.rows].iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
+                    let mut acc = 0.0f32;
+                    for (&q, &xi) in row.iter().zip(x) {
+                        acc += (q as i8) as f32 * xi;
+                    }
+                    *o += acc * self.scale(r);
+                }
+            }
+        }
+    }
+
+    /// out[r] += v[r] (a vector tensor added to `out`).
+    #[inline]
+    pub fn add_to(&self, out: &mut [f32]) {
+        for (i, o) in out[..self.rows].iter_mut().enumerate() {
+            *o += self.get(i);
+        }
+    }
+}
+
+#[inline]
+fn read_f32(bytes: &[u8], i: usize) -> f32 {
+    let b = &bytes[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// IEEE binary16 → binary32, exact (every f16 is representable in f32).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1F) as u32;
+    let man = (h & 0x3FF) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: normalise the mantissa.
+            let mut e = 127 - 15 + 1;
+            let mut m = man;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((m & 0x3FF) << 13)
+        }
+        (0x1F, 0) => sign | 0x7F80_0000,
+        (0x1F, _) => sign | 0x7FC0_0000 | (man << 13),
+        _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// The fixed header, decoded.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Header {
+    /// Structural version.
+    pub version: u16,
+    /// Quantization version.
+    pub quant_version: u16,
+    /// CRC-32 of bytes 12..file_len.
+    pub crc: u32,
+    /// Total length in bytes.
+    pub file_len: u32,
+    /// Network sizes.
+    pub dims: Dims,
+    /// The diffusion process.
+    pub process: Process,
+    /// Working RAM of the engine for this file.
+    pub ram_bytes: u32,
+    /// Number of tensors.
+    pub tensor_count: u32,
+}
+
+impl Header {
+    /// Encodes the header into its 64 bytes (the CRC field as given; the writer fills it last).
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[field::MAGIC..field::MAGIC + 4].copy_from_slice(&MAGIC);
+        b[field::VERSION..field::VERSION + 2].copy_from_slice(&self.version.to_le_bytes());
+        b[field::QUANT_VERSION..field::QUANT_VERSION + 2].copy_from_slice(&self.quant_version.to_le_bytes());
+        b[field::CRC..field::CRC + 4].copy_from_slice(&self.crc.to_le_bytes());
+        b[field::FILE_LEN..field::FILE_LEN + 4].copy_from_slice(&self.file_len.to_le_bytes());
+        let d = &self.dims;
+        for (off, v) in [
+            (field::DIM, d.dim),
+            (field::HIDDEN, d.hidden),
+            (field::FREQS, d.freqs),
+            (field::BLOCKS, d.blocks),
+        ] {
+            b[off..off + 2].copy_from_slice(&(v as u16).to_le_bytes());
+        }
+        let (pk, sk, steps, params) = self.process.encode();
+        b[field::PROCESS] = pk;
+        b[field::SCHEDULE] = sk;
+        b[field::STEPS..field::STEPS + 4].copy_from_slice(&steps.to_le_bytes());
+        for (i, p) in params.iter().enumerate() {
+            let o = field::PARAMS + 4 * i;
+            b[o..o + 4].copy_from_slice(&p.to_le_bytes());
+        }
+        b[field::RAM_BYTES..field::RAM_BYTES + 4].copy_from_slice(&self.ram_bytes.to_le_bytes());
+        b[field::TENSOR_COUNT..field::TENSOR_COUNT + 4].copy_from_slice(&self.tensor_count.to_le_bytes());
+        b
+    }
+}
+
+/// One tensor-table entry, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Role code.
+    pub role: u16,
+    /// Dtype code.
+    pub dtype: u8,
+    /// Rows.
+    pub rows: u32,
+    /// Columns.
+    pub cols: u32,
+    /// Offset of the values from the file's start.
+    pub data_offset: u32,
+    /// Length of the values in bytes.
+    pub data_len: u32,
+    /// Offset of the per-row scales (0 when the dtype has none).
+    pub scale_offset: u32,
+    /// Length of the scales in bytes (0 when the dtype has none).
+    pub scale_len: u32,
+}
+
+impl Entry {
+    /// Encodes the entry into its 32 bytes.
+    pub fn encode(&self) -> [u8; ENTRY_LEN] {
+        let mut b = [0u8; ENTRY_LEN];
+        b[0..2].copy_from_slice(&self.role.to_le_bytes());
+        b[2] = self.dtype;
+        for (off, v) in [
+            (4, self.rows),
+            (8, self.cols),
+            (12, self.data_offset),
+            (16, self.data_len),
+            (20, self.scale_offset),
+            (24, self.scale_len),
+        ] {
+            b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Self {
+        Self {
+            role: u16_at(b, 0),
+            dtype: b[2],
+            rows: u32_at(b, 4),
+            cols: u32_at(b, 8),
+            data_offset: u32_at(b, 12),
+            data_len: u32_at(b, 16),
+            scale_offset: u32_at(b, 20),
+            scale_len: u32_at(b, 24),
+        }
+    }
+}
+
+#[inline]
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+
+#[inline]
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+/// A parsed, validated model file: the header and views of its tensors.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    header: Header,
+    tensors: [Tensor<'a>; MAX_TENSORS],
+    count: usize,
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates `bytes` (zero-copy: the tensors borrow from it).
+    ///
+    /// Checks, in order: length, magic, versions, file length, CRC, flags and reserved fields,
+    /// sizes, process, RAM figure, tensor count, then every entry (role, dtype, shape, lengths,
+    /// placement, padding, values). See `docs/format.md` for the rule behind each error.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::Truncated { needed: HEADER_LEN, found: bytes.len() });
+        }
+        if bytes[..4] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u16_at(bytes, field::VERSION);
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version, supported: VERSION });
+        }
+        let quant_version = u16_at(bytes, field::QUANT_VERSION);
+        if quant_version == 0 || quant_version > QUANT_VERSION {
+            return Err(FormatError::UnsupportedQuantVersion { found: quant_version, supported: QUANT_VERSION });
+        }
+        let file_len = u32_at(bytes, field::FILE_LEN);
+        if file_len as usize != bytes.len() {
+            if (file_len as usize) > bytes.len() {
+                return Err(FormatError::Truncated { needed: file_len as usize, found: bytes.len() });
+            }
+            return Err(FormatError::LengthMismatch { header: file_len, actual: bytes.len() });
+        }
+        let crc = u32_at(bytes, field::CRC);
+        let computed = crc32(&bytes[CRC_START..]);
+        if crc != computed {
+            return Err(FormatError::CrcMismatch { stored: crc, computed });
+        }
+        let flags = u32_at(bytes, field::FLAGS);
+        if flags != 0 {
+            return Err(FormatError::UnknownFlags(flags));
+        }
+        for (off, len) in [(field::RESERVED0, 2), (field::RESERVED1, 4)] {
+            if bytes[off..off + len].iter().any(|&b| b != 0) {
+                return Err(FormatError::ReservedNonZero(off));
+            }
+        }
+
+        let dims = Self::parse_dims(bytes)?;
+        let process = Self::parse_process(bytes)?;
+
+        let ram_bytes = u32_at(bytes, field::RAM_BYTES);
+        let ram_computed = dims.ram_bytes() as u32;
+        if ram_bytes != ram_computed {
+            return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });
+        }
+        let tensor_count = u32_at(bytes, field::TENSOR_COUNT);
+        let expected = (2 + dims.params().count()) as u32;
+        if tensor_count != expected {
+            return Err(FormatError::TensorCount { found: tensor_count, expected });
+        }
+        let count = tensor_count as usize;
+        // count ≤ MAX_TENSORS, so this cannot overflow.
+        let table_end = HEADER_LEN + ENTRY_LEN * count;
+        if bytes.len() < table_end {
+            return Err(FormatError::Truncated { needed: table_end, found: bytes.len() });
+        }
+
+        let mut tensors = [Tensor::EMPTY; MAX_TENSORS];
+        let mut prev_end = table_end;
+        for (index, (role, rows, cols)) in file_tensors(&dims).enumerate() {
+            let off = HEADER_LEN + ENTRY_LEN * index;
+            let raw = &bytes[off..off + ENTRY_LEN];
+            if raw[3] != 0 || raw[28..32].iter().any(|&b| b != 0) {
+                return Err(FormatError::ReservedNonZero(if raw[3] != 0 { off + 3 } else { off + 28 }));
+            }
+            let e = Entry::decode(raw);
+            if e.role != role.code() {
+                return Err(FormatError::UnexpectedTensor { index, found: e.role, expected: role.code() });
+            }
+            let dtype = DType::from_code(e.dtype).ok_or(FormatError::BadDtype { index, code: e.dtype })?;
+            // Normalisation and biases stay f32; only weight matrices may be quantized.
+            if dtype != DType::F32 && !role.is_matrix() {
+                return Err(FormatError::BadDtype { index, code: e.dtype });
+            }
+            if e.rows as usize != rows || e.cols as usize != cols {
+                return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
+            }
+            // rows, cols ≤ 512 each, so these products cannot overflow.
+            let want_data = rows * cols * dtype.size();
+            let want_scales = if dtype.has_scales() { 4 * rows } else { 0 };
+            if e.data_len as usize != want_data || e.scale_len as usize != want_scales {
+                return Err(FormatError::BadLength { index });
+            }
+            let data = Self::region(bytes, index, &mut prev_end, e.data_offset, want_data)?;
+            let scales = if dtype.has_scales() {
+                Self::region(bytes, index, &mut prev_end, e.scale_offset, want_scales)?
+            } else {
+                if e.scale_offset != 0 {
+                    return Err(FormatError::ReservedNonZero(off + 20));
+                }
+                &[]
+            };
+            let t = Tensor { role, dtype, rows, cols, data, scales };
+            Self::check_values(&t, index)?;
+            tensors[index] = t;
+        }
+        if prev_end != bytes.len() {
+            return Err(FormatError::TrailingBytes { end: prev_end, file_len: bytes.len() });
+        }
+        let header = Header { version, quant_version, crc, file_len, dims, process, ram_bytes, tensor_count };
+        Ok(Self { header, tensors, count })
+    }
+
+    fn parse_dims(bytes: &[u8]) -> Result<Dims, FormatError> {
+        let get = |o| u16_at(bytes, o) as usize;
+        let dims = Dims {
+            dim: get(field::DIM),
+            hidden: get(field::HIDDEN),
+            freqs: get(field::FREQS),
+            blocks: get(field::BLOCKS),
+        };
+        for (what, v, max) in [
+            ("dim", dims.dim, limits::MAX_DIM),
+            ("hidden", dims.hidden, limits::MAX_HIDDEN),
+            ("freqs", dims.freqs, limits::MAX_FREQS),
+            ("blocks", dims.blocks, limits::MAX_BLOCKS),
+        ] {
+            let odd_freqs = what == "freqs" && v % 2 != 0;
+            if v == 0 || v > max || odd_freqs {
+                return Err(FormatError::BadDims { what, found: v as u32 });
+            }
+        }
+        Ok(dims)
+    }
+
+    fn parse_process(bytes: &[u8]) -> Result<Process, FormatError> {
+        let kind = bytes[field::PROCESS];
+        let sched = bytes[field::SCHEDULE];
+        let steps = u32_at(bytes, field::STEPS);
+        let p = |i: usize| f32::from_le_bytes(bytes[field::PARAMS + 4 * i..field::PARAMS + 4 * i + 4].try_into().unwrap_or([0; 4]));
+        if kind != process::VP_DISCRETE {
+            return Err(FormatError::UnknownProcess(kind));
+        }
+        let (schedule, used) = match sched {
+            schedule_kind::LINEAR => (BetaSchedule::Linear { beta_start: p(0), beta_end: p(1) }, 2),
+            schedule_kind::COSINE => (BetaSchedule::Cosine { s: p(0) }, 1),
+            other => return Err(FormatError::UnknownSchedule(other)),
+        };
+        for i in used..4 {
+            if p(i).to_bits() != 0 {
+                return Err(FormatError::ReservedNonZero(field::PARAMS + 4 * i));
+            }
+        }
+        let process = Process::VpDiscrete { steps, schedule };
+        // Build the table once to prove the schedule is valid; samplers rebuild it.
+        process.vp_discrete()?;
+        Ok(process)
+    }
+
+    /// The region at `offset` of `len` bytes, which must start at `*prev_end` rounded up to 16
+    /// with zero padding in between; advances `*prev_end`.
+    fn region(
+        bytes: &'a [u8],
+        index: usize,
+        prev_end: &mut usize,
+        offset: u32,
+        len: usize,
+    ) -> Result<&'a [u8], FormatError> {
+        let expected = align_up(*prev_end).ok_or(FormatError::OutOfBounds { index })?;
+        if offset as usize != expected {
+            return Err(FormatError::Misplaced { index, offset, expected });
+        }
+        let end = expected.checked_add(len).ok_or(FormatError::OutOfBounds { index })?;
+        if end > bytes.len() {
+            return Err(FormatError::OutOfBounds { index });
+        }
+        if let Some(p) = bytes[*prev_end..expected].iter().position(|&b| b != 0) {
+            return Err(FormatError::NonZeroPadding(*prev_end + p));
+        }
+        *prev_end = end;
+        Ok(&bytes[expected..end])
+    }
+
+    fn check_values(t: &Tensor<'_>, index: usize) -> Result<(), FormatError> {
+        match t.dtype {
+            DType::I8 => {
+                if t.data.iter().any(|&b| b as i8 == i8::MIN) {
+                    return Err(FormatError::Int8OutOfRange { index });
+                }
+                for r in 0..t.rows {
+                    let s = t.scale(r);
+                    if !(s.is_finite() && s > 0.0) {
+                        return Err(FormatError::BadScale { index });
+                    }
+                }
+            }
+            _ => {
+                for i in 0..t.rows * t.cols {
+                    let v = t.get(i);
+                    if !v.is_finite() || (t.role == Role::NormStd && v <= 0.0) {
+                        return Err(FormatError::BadValue { index });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The network's sizes.
+    pub fn dims(&self) -> Dims {
+        self.header.dims
+    }
+
+    /// The diffusion process.
+    pub fn process(&self) -> Process {
+        self.header.process
+    }
+
+    /// All tensors in file order.
+    pub fn tensors(&self) -> &[Tensor<'a>] {
+        &self.tensors[..self.count]
+    }
+
+    /// The tensor with `role` (which validation guarantees exists for this file's sizes).
+    #[inline]
+    pub fn tensor(&self, role: Role) -> &Tensor<'a> {
+        &self.tensors[role.slot(self.header.dims.blocks)]
+    }
+
+    /// Maps a normalised vector to data units in place: x ← x·std + mean.
+    pub fn denormalize(&self, x: &mut [f32]) {
+        let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
+        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+            *v = *v * std.get(i) + mean.get(i);
+        }
+    }
+
+    /// Maps a vector in data units to normalised units in place: x ← (x − mean)/std.
+    pub fn normalize(&self, x: &mut [f32]) {
+        let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
+        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+            *v = (*v - mean.get(i)) / std.get(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn f16_conversion_is_exact() {
+        assert_eq!(f16_to_f32(0x3C00), 1.0);
+        assert_eq!(f16_to_f32(0xC000), -2.0);
+        assert_eq!(f16_to_f32(0x7BFF), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert!(f16_to_f32(0x7C00).is_infinite());
+        assert!(f16_to_f32(0x7E00).is_nan());
+    }
+
+    #[test]
+    fn short_inputs_are_refused_without_panic() {
+        for n in 0..HEADER_LEN + 8 {
+            let mut b = [0u8; HEADER_LEN + 8];
+            b[..4].copy_from_slice(&MAGIC);
+            assert!(Model::parse(&b[..n]).is_err());
+        }
+    }
+}

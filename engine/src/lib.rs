@@ -1,0 +1,43 @@
+//! # tinyscore-engine
+//!
+//! A `no_std`, heap-free inference engine for score-based generative models (diffusion models).
+//! It parses a `.tsm` model file zero-copy from a byte slice (flash, a file, a network buffer),
+//! validates it once, and evaluates the ScoreNet noise-prediction network with static buffers
+//! sized by const generics. Samplers draw their noise from a counter-based generator
+//! (Philox4x32-10), and all float math goes through `libm`, so the same file, seed and settings give
+//! the same output bits on x86-64 and on a Cortex-M4F.
+//!
+//! ```
+//! use tinyscore_engine::{format::Model, net::ScoreNet, sampler::{draw, Ddpm, Variance}};
+//! # fn run(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! let model = Model::parse(bytes)?;                       // validate once
+//! let schedule = model.process().vp_discrete()?;          // ᾱ table
+//! let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model)?; // capacities D, H, F
+//! let mut x = [0.0f32; 2];
+//! draw(&mut net, &schedule, &Ddpm { steps: 100, variance: Variance::Posterior }, 42, 0, &mut x)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules follow the data's path: [`format`] (the file), [`net`] (the network), [`schedule`]
+//! (the diffusion process), [`rng`] (noise), [`sampler`] (reverse processes).
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod format;
+pub mod net;
+pub mod rng;
+pub mod sampler;
+pub mod schedule;
+
+impl core::fmt::Display for schedule::ScheduleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Steps { found } => write!(f, "step count {found} is outside 1..={}", schedule::MAX_STEPS),
+            Self::Parameters => write!(f, "schedule parameters are not finite, outside (0, 1) or decreasing"),
+            Self::NotMonotonic => write!(f, "the schedule's alpha_bar is not strictly decreasing"),
+        }
+    }
+}
+
+impl core::error::Error for schedule::ScheduleError {}

@@ -1,0 +1,287 @@
+//! ScoreNet v1: the noise-prediction network ε_θ(x, t). The math is specified in
+//! `docs/scorenet.md`; in one breath:
+//!
+//! ```text
+//! φ(t)  = [sin(ω_k·1000t), cos(ω_k·1000t)],  ω_k = exp(−ln(10000)·k/(F/2)),  k < F/2
+//! temb  = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
+//! h_0   = W_in · x + b_in
+//! u     = W_b1 · silu(h_{b−1}) + b_b1 + temb;   h_b = h_{b−1} + W_b2 · silu(u) + b_b2
+//! ε̂     = W_out · silu(h_B) + b_out
+//! ```
+//!
+//! The trainer (`tinyscore-train`) and the CUDA kernels (`tinyscore-kernels`) compute the same
+//! function; [`time_features`], [`silu`] and [`Dims::params`] are the one definition they share,
+//! and tests hold the three implementations to each other.
+
+use crate::format::{Model, Role, Tensor};
+
+/// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
+pub mod limits {
+    /// Largest data dimension D.
+    pub const MAX_DIM: usize = 256;
+    /// Largest hidden width H.
+    pub const MAX_HIDDEN: usize = 512;
+    /// Largest number of time features F.
+    pub const MAX_FREQS: usize = 64;
+    /// Largest number of residual blocks B.
+    pub const MAX_BLOCKS: usize = 8;
+}
+
+/// Time scale s(t) = 1000·t applied before the sinusoidal features.
+pub const TIME_SCALE: f32 = 1000.0;
+/// ln(10000), the base of the feature frequencies.
+pub const LN_10000: f32 = 9.210_340_4;
+
+/// The sizes of one ScoreNet: data dimension D, hidden width H, time features F, blocks B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Dims {
+    /// D, the data dimension.
+    pub dim: usize,
+    /// H, the hidden width.
+    pub hidden: usize,
+    /// F, the number of time features (even).
+    pub freqs: usize,
+    /// B, the number of residual blocks.
+    pub blocks: usize,
+}
+
+impl Dims {
+    /// The parameter tensors in their canonical order (the order of the trainer's flat parameter
+    /// vector and of the model file): `(role, rows, cols)`, a bias having `cols = 1`.
+    pub fn params(&self) -> impl Iterator<Item = (Role, usize, usize)> + '_ {
+        let (d, h, f) = (self.dim, self.hidden, self.freqs);
+        let head = [
+            (Role::TimeW1, h, f),
+            (Role::TimeB1, h, 1),
+            (Role::TimeW2, h, h),
+            (Role::TimeB2, h, 1),
+            (Role::InputW, h, d),
+            (Role::InputB, h, 1),
+        ];
+        let blocks = (0..self.blocks as u8).flat_map(move |b| {
+            [
+                (Role::BlockW1(b), h, h),
+                (Role::BlockB1(b), h, 1),
+                (Role::BlockW2(b), h, h),
+                (Role::BlockB2(b), h, 1),
+            ]
+        });
+        let tail = [(Role::OutputW, d, h), (Role::OutputB, d, 1)];
+        head.into_iter().chain(blocks).chain(tail)
+    }
+
+    /// Total number of scalar parameters.
+    pub fn param_count(&self) -> usize {
+        self.params().map(|(_, r, c)| r * c).sum()
+    }
+
+    /// Multiply–accumulates of one network evaluation.
+    pub fn macs(&self) -> usize {
+        self.params().filter(|(_, _, c)| *c > 1).map(|(_, r, c)| r * c).sum()
+    }
+
+    /// Bytes of working memory the f32 engine needs for these sizes: the network's activations
+    /// (φ: F, temb/h/a/u: 4H) plus the sampler's state (x and ε̂: 2D), all f32.
+    pub fn ram_bytes(&self) -> usize {
+        4 * (self.freqs + 4 * self.hidden + 2 * self.dim)
+    }
+}
+
+/// SiLU (swish): x·sigmoid(x) = x / (1 + e^(−x)), with `libm::expf`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + libm::expf(-x))
+}
+
+/// d silu / dx = σ(x)·(1 + x·(1 − σ(x))), for the trainer's backward pass.
+#[inline]
+pub fn silu_grad(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + libm::expf(-x));
+    s * (1.0 + x * (1.0 - s))
+}
+
+/// The frequency ω_k = exp(−ln(10000)·k/(F/2)) of time feature pair k.
+#[inline]
+pub fn frequency(k: usize, half: usize) -> f32 {
+    libm::expf(-LN_10000 * k as f32 / half as f32)
+}
+
+/// φ(t): `out[k] = sin(ω_k·1000t)`, `out[F/2 + k] = cos(ω_k·1000t)` for k < F/2 (F = `out.len()`).
+pub fn time_features(t: f32, out: &mut [f32]) {
+    let half = out.len() / 2;
+    let s = TIME_SCALE * t;
+    for k in 0..half {
+        let arg = frequency(k, half) * s;
+        out[k] = libm::sinf(arg);
+        out[half + k] = libm::cosf(arg);
+    }
+}
+
+/// Working buffers of one network evaluation, sized by the capacities H and F.
+#[derive(Clone, Debug)]
+struct Workspace<const H: usize, const F: usize> {
+    /// (F,) time features φ(t).
+    phi: [f32; F],
+    /// (H,) time embedding.
+    temb: [f32; H],
+    /// (H,) residual stream h_b.
+    h: [f32; H],
+    /// (H,) silu(h) / silu(u).
+    a: [f32; H],
+    /// (H,) block pre-activation u.
+    u: [f32; H],
+}
+
+/// Why a model does not fit this build of the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct CapacityError {
+    /// Which size: "dim", "hidden", "freqs" or "blocks".
+    pub what: &'static str,
+    /// The size the file declares.
+    pub found: usize,
+    /// The capacity compiled in.
+    pub capacity: usize,
+}
+
+impl core::fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "model {} {} exceeds the engine's compiled capacity {}",
+            self.what, self.found, self.capacity
+        )
+    }
+}
+
+impl core::error::Error for CapacityError {}
+
+/// A ScoreNet ready to evaluate: a validated [`Model`] and static buffers for capacities D, H, F.
+///
+/// D bounds the data dimension (checked at construction; the sampler's buffers use it), H the
+/// hidden width and F the number of time features. The blocks share the buffers, so B is bounded
+/// only by the format (≤ [`limits::MAX_BLOCKS`]).
+#[derive(Clone, Debug)]
+pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize> {
+    model: Model<'a>,
+    ws: Workspace<H, F>,
+}
+
+impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
+    /// Wraps `model`, refusing it if its sizes exceed the capacities D, H, F.
+    pub fn new(model: Model<'a>) -> Result<Self, CapacityError> {
+        let dims = model.dims();
+        for (what, found, capacity) in
+            [("dim", dims.dim, D), ("hidden", dims.hidden, H), ("freqs", dims.freqs, F)]
+        {
+            if found > capacity {
+                return Err(CapacityError { what, found, capacity });
+            }
+        }
+        Ok(Self { model, ws: Workspace { phi: [0.0; F], temb: [0.0; H], h: [0.0; H], a: [0.0; H], u: [0.0; H] } })
+    }
+
+    /// The model this network evaluates.
+    pub fn model(&self) -> &Model<'a> {
+        &self.model
+    }
+
+    /// The network's sizes.
+    pub fn dims(&self) -> Dims {
+        self.model.dims()
+    }
+
+    /// ε̂ = ε_θ(x, t) for one normalised input `x` (length D) at time `t`, written to `eps`.
+    ///
+    /// # Panics
+    /// If `x` or `eps` is shorter than the model's D (a caller bug, not an input error).
+    pub fn eps(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
+        let dims = self.model.dims();
+        let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
+        let m = &self.model;
+        let ws = &mut self.ws;
+        let (x, eps) = (&x[..d], &mut eps[..d]);
+        let (phi, temb, hs, a, u) =
+            (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.h[..h], &mut ws.a[..h], &mut ws.u[..h]);
+
+        // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
+        time_features(t, phi);
+        affine(m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
+        silu_into(u, a);
+        affine(m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
+
+        // h_0 = W_in · x + b_in
+        affine(m.tensor(Role::InputW), m.tensor(Role::InputB), x, hs);
+
+        for b in 0..dims.blocks as u8 {
+            // u = W_b1 · silu(h) + b_b1 + temb
+            silu_into(hs, a);
+            affine(m.tensor(Role::BlockW1(b)), m.tensor(Role::BlockB1(b)), a, u);
+            for (ui, ti) in u.iter_mut().zip(temb.iter()) {
+                *ui += *ti;
+            }
+            // h += W_b2 · silu(u) + b_b2
+            silu_into(u, a);
+            m.tensor(Role::BlockW2(b)).matvec_acc(a, hs);
+            m.tensor(Role::BlockB2(b)).add_to(hs);
+        }
+
+        // ε̂ = W_out · silu(h_B) + b_out
+        silu_into(hs, a);
+        affine(m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
+    }
+}
+
+/// out = W · x + b.
+#[inline]
+fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    w.matvec_acc(x, out);
+    b.add_to(out);
+}
+
+/// out = silu(x), element-wise.
+#[inline]
+fn silu_into(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = silu(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_features_follow_the_definition() {
+        let mut phi = [0.0f32; 8];
+        time_features(0.25, &mut phi);
+        for k in 0..4 {
+            let w = (-(10000f64.ln()) * k as f64 / 4.0).exp();
+            let arg = w * 250.0;
+            assert!((phi[k] as f64 - arg.sin()).abs() < 1e-4, "sin k={k}");
+            assert!((phi[4 + k] as f64 - arg.cos()).abs() < 1e-4, "cos k={k}");
+        }
+    }
+
+    #[test]
+    fn silu_and_its_gradient() {
+        for x in [-8.0f32, -1.5, 0.0, 0.3, 4.0] {
+            let want = x as f64 / (1.0 + (-x as f64).exp());
+            assert!((silu(x) as f64 - want).abs() < 1e-6);
+            let h = 1e-3f64;
+            let s = |v: f64| v / (1.0 + (-v).exp());
+            let fd = (s(x as f64 + h) - s(x as f64 - h)) / (2.0 * h);
+            assert!((silu_grad(x) as f64 - fd).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn parameter_count_matches_shapes() {
+        let d = Dims { dim: 2, hidden: 16, freqs: 8, blocks: 2 };
+        let want = 16 * 8 + 16 + 16 * 16 + 16 + 16 * 2 + 16 + 2 * (2 * (16 * 16 + 16)) + 2 * 16 + 2;
+        assert_eq!(d.param_count(), want);
+        assert_eq!(d.params().count(), 6 + 4 * 2 + 2);
+    }
+}
