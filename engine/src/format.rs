@@ -615,7 +615,8 @@ impl<'a> Tensor<'a> {
                 }
             }
             DType::I8 => {
-                for (r, (o, row)) in out[..self.rows].iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
+                for (r, (o, row)) in out[..self.rows].iter_mut().zip(self.data.chunks_exact(cols)).enumerate()
+                {
                     let mut acc = 0.0f32;
                     for (&q, &xi) in row.iter().zip(x) {
                         acc += (q as i8) as f32 * xi;
@@ -810,7 +811,10 @@ impl<'a> Model<'a> {
         }
         let quant_version = u16_at(bytes, field::QUANT_VERSION);
         if quant_version == 0 || quant_version > QUANT_VERSION {
-            return Err(FormatError::UnsupportedQuantVersion { found: quant_version, supported: QUANT_VERSION });
+            return Err(FormatError::UnsupportedQuantVersion {
+                found: quant_version,
+                supported: QUANT_VERSION,
+            });
         }
         let file_len = u32_at(bytes, field::FILE_LEN);
         if file_len as usize != bytes.len() {
@@ -926,7 +930,11 @@ impl<'a> Model<'a> {
         let kind = bytes[field::PROCESS];
         let sched = bytes[field::SCHEDULE];
         let steps = u32_at(bytes, field::STEPS);
-        let p = |i: usize| f32::from_le_bytes(bytes[field::PARAMS + 4 * i..field::PARAMS + 4 * i + 4].try_into().unwrap_or([0; 4]));
+        let p = |i: usize| {
+            f32::from_le_bytes(
+                bytes[field::PARAMS + 4 * i..field::PARAMS + 4 * i + 4].try_into().unwrap_or([0; 4]),
+            )
+        };
         if kind != process::VP_DISCRETE {
             return Err(FormatError::UnknownProcess(kind));
         }

@@ -179,7 +179,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 return Err(CapacityError { what, found, capacity });
             }
         }
-        Ok(Self { model, ws: Workspace { phi: [0.0; F], temb: [0.0; H], h: [0.0; H], a: [0.0; H], u: [0.0; H] } })
+        Ok(Self {
+            model,
+            ws: Workspace { phi: [0.0; F], temb: [0.0; H], h: [0.0; H], a: [0.0; H], u: [0.0; H] },
+        })
     }
 
     /// The model this network evaluates.

@@ -1,0 +1,142 @@
+//! The checked-in test vector (`tests/data/tiny.tsm`, see docs/format.md §9): its header, one
+//! forward pass against an independent f64 reference, and golden hashes of the noise stream, of a
+//! forward pass and of a whole sampling run. The same hashes are checked on Cortex-M4F in QEMU by
+//! the firmware test, so a change in any of them is a change in the output bits on every target.
+
+use tinyscore_engine::format::{Model, Process, Role};
+use tinyscore_engine::net::{Dims, ScoreNet};
+use tinyscore_engine::rng::{fill_normal, stream};
+use tinyscore_engine::sampler::{draw, Ddpm, Variance};
+use tinyscore_engine::schedule::BetaSchedule;
+
+static TINY: &[u8] = include_bytes!("data/tiny.tsm");
+
+/// FNV-1a over the bits of a sequence of f32.
+fn fnv(values: &[f32]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for v in values {
+        for b in v.to_bits().to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+#[test]
+fn header_fields() {
+    let m = Model::parse(TINY).unwrap();
+    assert_eq!(m.dims(), Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 });
+    assert_eq!(m.process(), Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR });
+    assert_eq!(m.header().ram_bytes as usize, m.dims().ram_bytes());
+    assert_eq!(m.tensors().len(), 14);
+    assert_eq!(m.tensor(Role::NormStd).get(0), 2.0);
+}
+
+/// ε_θ(x, t) in f64 from the file's tensors, written from docs/scorenet.md.
+fn reference_eps(m: &Model<'_>, x: &[f64], t: f64) -> Vec<f64> {
+    let d = m.dims();
+    let silu = |v: f64| v / (1.0 + (-v).exp());
+    let lin = |w: Role, b: Role, x: &[f64]| -> Vec<f64> {
+        let (w, b) = (m.tensor(w), m.tensor(b));
+        (0..w.rows)
+            .map(|r| b.get(r) as f64 + (0..w.cols).map(|c| w.get(r * w.cols + c) as f64 * x[c]).sum::<f64>())
+            .collect()
+    };
+    let half = d.freqs / 2;
+    let mut phi = vec![0.0; d.freqs];
+    for k in 0..half {
+        let w = (-(10000f64.ln()) * k as f64 / half as f64).exp();
+        phi[k] = (w * 1000.0 * t).sin();
+        phi[half + k] = (w * 1000.0 * t).cos();
+    }
+    let a: Vec<f64> = lin(Role::TimeW1, Role::TimeB1, &phi).into_iter().map(silu).collect();
+    let temb = lin(Role::TimeW2, Role::TimeB2, &a);
+    let mut h = lin(Role::InputW, Role::InputB, x);
+    for b in 0..d.blocks as u8 {
+        let a: Vec<f64> = h.iter().copied().map(silu).collect();
+        let u: Vec<f64> =
+            lin(Role::BlockW1(b), Role::BlockB1(b), &a).iter().zip(&temb).map(|(u, t)| u + t).collect();
+        let a: Vec<f64> = u.into_iter().map(silu).collect();
+        let r = lin(Role::BlockW2(b), Role::BlockB2(b), &a);
+        for (hi, ri) in h.iter_mut().zip(r) {
+            *hi += ri;
+        }
+    }
+    let a: Vec<f64> = h.into_iter().map(silu).collect();
+    lin(Role::OutputW, Role::OutputB, &a)
+}
+
+#[test]
+fn forward_matches_f64_reference() {
+    let m = Model::parse(TINY).unwrap();
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m.clone()).unwrap();
+    for (x, t) in [([0.3f32, -1.2f32], 0.1f32), ([2.0, 0.5], 0.9), ([0.0, 0.0], 0.0)] {
+        let mut eps = [0.0f32; 2];
+        net.eps(&x, t, &mut eps);
+        let want = reference_eps(&m, &[x[0] as f64, x[1] as f64], t as f64);
+        for (g, w) in eps.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() <= 1e-5 + 1e-5 * w.abs(), "got {g}, want {w}");
+        }
+    }
+}
+
+#[test]
+fn capacities_are_checked() {
+    let m = Model::parse(TINY).unwrap();
+    let err = ScoreNet::<'_, 2, 4, 4>::new(m.clone()).unwrap_err();
+    assert_eq!((err.what, err.found, err.capacity), ("hidden", 8, 4));
+    assert!(ScoreNet::<'_, 1, 8, 4>::new(m.clone()).is_err());
+    assert!(ScoreNet::<'_, 2, 8, 2>::new(m).is_err());
+}
+
+/// Golden hashes: the noise stream, one forward pass, one sampling run. Printed on failure so a
+/// deliberate change can update them (and the firmware test's copies).
+#[test]
+fn golden_hashes() {
+    let mut z = [0.0f32; 64];
+    fill_normal(42, 3, 7, stream::STEP, &mut z);
+    let noise = fnv(&z);
+
+    let m = Model::parse(TINY).unwrap();
+    let schedule = m.process().vp_discrete().unwrap();
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let mut eps = [0.0f32; 2];
+    net.eps(&[0.25, -0.75], 0.5, &mut eps);
+    let forward = fnv(&eps);
+
+    let mut all = Vec::new();
+    for variance in [Variance::Posterior, Variance::Beta] {
+        for i in 0..4 {
+            let mut x = [0.0f32; 2];
+            draw(&mut net, &schedule, &Ddpm { steps: 10, variance }, 7, i, &mut x).unwrap();
+            all.extend_from_slice(&x);
+        }
+    }
+    let sampling = fnv(&all);
+    let got = (noise, forward, sampling);
+    println!("golden: noise {noise:#018x} forward {forward:#018x} sampling {sampling:#018x}");
+    assert_eq!(got, GOLDEN, "golden hashes changed: {got:#x?}");
+}
+
+const GOLDEN: (u64, u64, u64) = (0x31db_49df_98b6_9260, 0x81c4_da42_a1f5_827d, 0x6ab3_b720_f1ad_2c70);
+
+#[test]
+fn sample_does_not_depend_on_batch_or_order() {
+    let m = Model::parse(TINY).unwrap();
+    let schedule = m.process().vp_discrete().unwrap();
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let ddpm = Ddpm { steps: 7, variance: Variance::Posterior };
+    let mut forward = Vec::new();
+    for i in 0..5 {
+        let mut x = [0.0f32; 2];
+        draw(&mut net, &schedule, &ddpm, 11, i, &mut x).unwrap();
+        forward.push(x);
+    }
+    let mut x = [0.0f32; 2];
+    draw(&mut net, &schedule, &ddpm, 11, 3, &mut x).unwrap();
+    assert_eq!(x, forward[3]);
+    assert_ne!(forward[3], forward[4]);
+    // Steps beyond N are refused.
+    let too_many = Ddpm { steps: 11, variance: Variance::Posterior };
+    assert!(draw(&mut net, &schedule, &too_many, 11, 0, &mut x).is_err());
+}

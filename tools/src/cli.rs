@@ -1,0 +1,276 @@
+//! Argument parsing (clap derive) and dispatch to one `run_*` function per subcommand.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+
+/// tinyscore: score-based diffusion models for microcontrollers and edge CPUs.
+#[derive(Debug, Parser)]
+#[command(name = "tinyscore", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a ScoreNet with denoising score matching and write a checkpoint.
+    Train(TrainArgs),
+    /// Convert a checkpoint (.safetensors) into a .tsm model file.
+    Convert(ConvertArgs),
+    /// Show a model file's header, tensors, size and RAM needs.
+    Inspect(InspectArgs),
+    /// Draw samples with the engine (the same code the firmware runs).
+    Sample(SampleArgs),
+    /// Sliced Wasserstein distance between samples and held-out data, beside its floor.
+    Eval(EvalArgs),
+    /// Write a built-in data set to CSV.
+    Data(DataArgs),
+    /// Train moons on the CPU, convert, sample, plot and evaluate, in one go.
+    Quickstart(QuickstartArgs),
+}
+
+/// Where training runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// The CPU backend (all cores).
+    Cpu,
+    /// The CUDA backend.
+    Cuda,
+}
+
+/// The β schedule of the discrete VP process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Schedule {
+    /// β linear from 1e-4 to 0.02 (Ho et al. 2020).
+    Linear,
+    /// Cosine ᾱ with s = 0.008 (Nichol & Dhariwal 2021).
+    Cosine,
+}
+
+/// The diffusion process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProcessArg {
+    /// Discrete variance-preserving (DDPM).
+    Vp,
+}
+
+/// Arguments of `tinyscore train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Built-in data set (moons, swissroll, 8gaussians, checkerboard, pinwheel, digits, ecg) or a
+    /// CSV / .npy file.
+    #[arg(long)]
+    pub data: String,
+    /// Diffusion process.
+    #[arg(long, value_enum, default_value_t = ProcessArg::Vp)]
+    pub process: ProcessArg,
+    /// β schedule of the discrete process.
+    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
+    pub schedule: Schedule,
+    /// Number of discrete diffusion steps N (≤ 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub diffusion_steps: u32,
+    /// Hidden width H.
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Residual blocks B.
+    #[arg(long, default_value_t = 3)]
+    pub blocks: usize,
+    /// Time features F (even).
+    #[arg(long, default_value_t = 32)]
+    pub freqs: usize,
+    /// Optimisation steps.
+    #[arg(long, default_value_t = 6000)]
+    pub steps: u64,
+    /// Batch size.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f32,
+    /// EMA decay of the weights.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f32,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f32,
+    /// Examples generated for a built-in 2-D data set.
+    #[arg(long, default_value_t = 20_000)]
+    pub n: usize,
+    /// Training backend.
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Seed of the data, initialisation and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint to write (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from this checkpoint (bit-exact on the CPU backend) until --steps in total.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 1000)]
+    pub save_every: u64,
+}
+
+/// Weight storage of `tinyscore convert`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QuantArg {
+    /// f32 weights.
+    F32,
+    /// f16 weights, f32 arithmetic.
+    F16,
+    /// int8 weights with per-output-channel scales, f32 activations.
+    W8,
+}
+
+/// Arguments of `tinyscore convert`.
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// Checkpoint to convert (.safetensors).
+    pub checkpoint: PathBuf,
+    /// Weight storage.
+    #[arg(long, value_enum, default_value_t = QuantArg::F32)]
+    pub quant: QuantArg,
+    /// Use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub raw: bool,
+    /// Model file to write (.tsm).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `tinyscore inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Model file (.tsm).
+    pub model: PathBuf,
+}
+
+/// The samplers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    /// DDPM ancestral sampling (Ho et al. 2020).
+    Ddpm,
+}
+
+/// DDPM reverse variance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VarianceArg {
+    /// σ² = β ("fixed large").
+    Beta,
+    /// σ² = β̃, the posterior variance ("fixed small").
+    Posterior,
+}
+
+/// Arguments of `tinyscore sample`.
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// Model file (.tsm).
+    pub model: PathBuf,
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
+    pub sampler: SamplerArg,
+    /// Reverse steps (default: the file's N).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// DDPM reverse variance.
+    #[arg(long, value_enum, default_value_t = VarianceArg::Posterior)]
+    pub variance: VarianceArg,
+    /// Number of samples.
+    #[arg(long, default_value_t = 1000)]
+    pub n: u32,
+    /// Seed (sample i uses the noise of (seed, i) whatever n is).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV, one sample per line, in the data's units; `-` for standard output.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also draw the samples to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Arguments of `tinyscore eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Samples (CSV or .npy).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
+    #[arg(long)]
+    pub data: String,
+    /// Random projections of the sliced distance.
+    #[arg(long, default_value_t = 256)]
+    pub projections: usize,
+    /// Seed of the projections and of the held-out draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// Arguments of `tinyscore data`.
+#[derive(Debug, clap::Args)]
+pub struct DataArgs {
+    /// Built-in data set.
+    pub name: String,
+    /// Number of examples (generated sets; recordings give all their windows).
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed of a generated set.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV; `-` for standard output.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `tinyscore quickstart`.
+#[derive(Debug, clap::Args)]
+pub struct QuickstartArgs {
+    /// Folder for the checkpoint, model, samples and plot.
+    #[arg(long, default_value = "tinyscore-quickstart")]
+    pub dir: PathBuf,
+    /// Training steps.
+    #[arg(long, default_value_t = 5000)]
+    pub steps: u64,
+    /// Samples to draw.
+    #[arg(long, default_value_t = 2000)]
+    pub n: u32,
+    /// Reverse steps of the DDPM sampler.
+    #[arg(long, default_value_t = 200)]
+    pub sample_steps: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => cmd::train::run_train(&a),
+        Command::Convert(a) => cmd::convert::run_convert(&a),
+        Command::Inspect(a) => cmd::inspect::run_inspect(&a),
+        Command::Sample(a) => cmd::sample::run_sample(&a),
+        Command::Eval(a) => cmd::eval::run_eval(&a),
+        Command::Data(a) => cmd::data::run_data(&a),
+        Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,77 @@
+//! `tinyscore inspect`: the header, every tensor (dtype, shape, scale range, bytes), and totals:
+//! file size, flash bytes, and the RAM the engine needs for this file.
+
+use anyhow::Result;
+use tinyscore_engine::format::{Model, Process};
+use tinyscore_engine::schedule::BetaSchedule;
+
+use super::{parse_model, read_file};
+use crate::cli::InspectArgs;
+
+/// Runs `tinyscore inspect`.
+pub fn run_inspect(args: &InspectArgs) -> Result<()> {
+    let bytes = read_file(&args.model)?;
+    let model = parse_model(&args.model, &bytes)?;
+    print!("{}", report(&args.model.display().to_string(), &model));
+    Ok(())
+}
+
+/// The text `inspect` prints.
+pub fn report(name: &str, model: &Model<'_>) -> String {
+    use std::fmt::Write;
+    let h = model.header();
+    let d = h.dims;
+    let mut s = String::new();
+    let _ = writeln!(s, "{name}: tinyscore model, format v{} (quantization v{})", h.version, h.quant_version);
+    let _ = writeln!(
+        s,
+        "network   ScoreNet v1  D={} H={} F={} B={}  ({} parameters, {} MACs per evaluation)",
+        d.dim,
+        d.hidden,
+        d.freqs,
+        d.blocks,
+        d.param_count(),
+        d.macs()
+    );
+    let Process::VpDiscrete { steps, schedule } = h.process;
+    let sched = match schedule {
+        BetaSchedule::Linear { beta_start, beta_end } => format!("linear beta {beta_start}..{beta_end}"),
+        BetaSchedule::Cosine { s } => format!("cosine s={s}"),
+    };
+    let _ = writeln!(s, "process   VP discrete (DDPM), N={steps}, {sched}");
+    let _ = writeln!(s, "crc32     {:#010x}", h.crc);
+    let _ = writeln!(s);
+    let _ =
+        writeln!(s, "{:<14} {:<5} {:>9} {:>21} {:>9}", "tensor", "dtype", "shape", "scale range", "bytes");
+    let mut weights = 0usize;
+    for t in model.tensors() {
+        let shape = if t.cols == 1 { format!("{}", t.rows) } else { format!("{}x{}", t.rows, t.cols) };
+        let scales = match t.scale_range() {
+            Some((lo, hi)) => format!("{lo:.3e}..{hi:.3e}"),
+            None => "-".into(),
+        };
+        weights += t.byte_len();
+        let _ = writeln!(
+            s,
+            "{:<14} {:<5} {:>9} {:>21} {:>9}",
+            t.role.name(),
+            t.dtype.name(),
+            shape,
+            scales,
+            t.byte_len()
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "file      {} bytes ({} of tensor data, the rest header, table and padding)",
+        h.file_len, weights
+    );
+    let _ = writeln!(s, "flash     {} bytes (the file is used in place, zero-copy)", h.file_len);
+    let _ = writeln!(
+        s,
+        "ram       {} bytes for this file: activations 4*(F+4H) + sampler state 4*2D (f32)",
+        h.ram_bytes
+    );
+    s
+}

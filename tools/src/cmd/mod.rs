@@ -1,0 +1,86 @@
+//! One module per subcommand, each with one `run_*` entry point, and the few helpers they share
+//! (reading a model file, opening an output, the engine's host capacities).
+
+pub mod convert;
+pub mod data;
+pub mod eval;
+pub mod inspect;
+pub mod quickstart;
+pub mod sample;
+pub mod train;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use tinyscore_engine::format::Model;
+use tinyscore_engine::net::{limits, ScoreNet};
+
+/// The host engine compiled at the format's largest capacities, so it runs every valid file.
+pub type HostNet<'a> = ScoreNet<'a, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }>;
+
+/// Reads a whole file, with errors that name it (missing, a directory, unreadable, empty).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    if path.is_dir() {
+        bail!("{}: is a directory, expected a file", path.display());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.is_empty() {
+        bail!("{}: file is empty", path.display());
+    }
+    Ok(bytes)
+}
+
+/// Parses a `.tsm` file's bytes, naming the file in the error.
+pub fn parse_model<'a>(path: &Path, bytes: &'a [u8]) -> Result<Model<'a>> {
+    Model::parse(bytes).map_err(|e| anyhow::anyhow!("{}: invalid model file: {e}", path.display()))
+}
+
+/// Opens `path` for writing (`-` is standard output). A missing parent folder is an error, not
+/// created silently.
+pub fn create_output(path: &Path) -> Result<Box<dyn Write>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufWriter::new(io::stdout().lock())));
+    }
+    check_parent(path)?;
+    let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(BufWriter::new(f)))
+}
+
+/// Fails with a clear message if `path`'s parent folder does not exist.
+pub fn check_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.is_dir() {
+            bail!("{}: folder {} does not exist", path.display(), parent.display());
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    check_parent(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A progress bar on standard error (hidden when standard error is not a terminal).
+pub fn progress(len: u64, template: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
