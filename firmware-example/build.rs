@@ -1,0 +1,144 @@
+//! Why this build script exists:
+//!
+//! 1. **Linker setup.** cortex-m-rt's `link.x` includes a `memory.x`; the file depends on the
+//!    profile (`boards/mps2-an386/memory.x` for QEMU, `boards/nrf52840-dk/memory.x` for the
+//!    board), so the chosen one is copied to `OUT_DIR/memory.x` and `OUT_DIR` put on the linker's
+//!    search path. (Neither may sit at the crate root as `memory.x`: the linker looks in its
+//!    working directory, the crate root, before the search path, so that file would win for
+//!    both profiles.) The linker scripts (`link.x`, and `defmt.x` for the board) are passed here as
+//!    link arguments rather than in `.cargo/config.toml`, so a `RUSTFLAGS` set in the environment
+//!    (which replaces the config's rustflags) cannot silently drop them.
+//! 2. **The embedded model.** `TINYSCORE_MODEL` names any `.tsm` file (relative paths are taken
+//!    from this crate's directory); it is copied to `OUT_DIR/model.tsm`, the fixed path that
+//!    `include_bytes!` in `src/main.rs` embeds. The file is parsed here with the engine's own
+//!    parser, so a broken model fails the build, not the board, and its sizes D, H, F become the
+//!    network's const-generic capacities: exactly what the model needs, no more RAM.
+//! 3. **Sampling settings.** `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED` and
+//!    `TINYSCORE_N` are parsed and written as constants to `OUT_DIR/config.rs`. Cargo re-runs this
+//!    script when any of them, or the model file, changes.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use tinyscore_engine::format::{Model, Process};
+
+/// The model embedded when `TINYSCORE_MODEL` is not set (relative to this crate).
+const DEFAULT_MODEL: &str = "models/moons-f32.tsm";
+/// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
+const SAMPLERS: &[&str] = &["ddpm"];
+
+fn main() {
+    if let Err(msg) = run() {
+        // One clear line instead of a backtrace: cargo shows it under "error: failed to run
+        // custom build command".
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+
+    // --- 1. profile and linker ---------------------------------------------------------------
+    let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
+    let board = env::var_os("CARGO_FEATURE_BOARD").is_some();
+    let memory = match (qemu, board) {
+        (true, false) => manifest_dir.join("boards/mps2-an386/memory.x"),
+        (false, true) => manifest_dir.join("boards/nrf52840-dk/memory.x"),
+        (true, true) => {
+            return Err("features `qemu` and `board` exclude each other: build the board with \
+                        `--no-default-features --features board`"
+                .into())
+        }
+        (false, false) => return Err("enable one profile: feature `qemu` (default) or `board`".into()),
+    };
+    copy(&memory, &out_dir.join("memory.x"))?;
+    println!("cargo:rustc-link-search={}", out_dir.display());
+    println!("cargo:rerun-if-changed={}", memory.display());
+    println!("cargo:rerun-if-changed=build.rs");
+    // Keep sections page-aligned in the file only where the ELF needs it (smaller images).
+    println!("cargo:rustc-link-arg=--nmagic");
+    println!("cargo:rustc-link-arg=-Tlink.x");
+    if board {
+        println!("cargo:rustc-link-arg=-Tdefmt.x");
+    }
+
+    // --- 2. the model ------------------------------------------------------------------------
+    let model_path = match setting("TINYSCORE_MODEL") {
+        Some(p) => manifest_dir.join(p), // an absolute `p` replaces the base
+        None => manifest_dir.join(DEFAULT_MODEL),
+    };
+    println!("cargo:rerun-if-changed={}", model_path.display());
+    let bytes = fs::read(&model_path).map_err(|e| {
+        format!(
+            "cannot read the model {}: {e} (set TINYSCORE_MODEL to a .tsm file; \
+             `tinyscore convert` writes one)",
+            model_path.display()
+        )
+    })?;
+    let model = Model::parse(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let dims = model.dims();
+    let n_max = match model.process() {
+        Process::VpDiscrete { steps, .. } => steps,
+    };
+    fs::write(out_dir.join("model.tsm"), &bytes).map_err(|e| format!("writing OUT_DIR/model.tsm: {e}"))?;
+    let file_name = model_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{}: the model's file name is not UTF-8", model_path.display()))?;
+
+    // --- 3. sampling settings ----------------------------------------------------------------
+    let sampler = setting("TINYSCORE_SAMPLER").unwrap_or_else(|| "ddpm".into());
+    if !SAMPLERS.contains(&sampler.as_str()) {
+        return Err(format!("TINYSCORE_SAMPLER={sampler}: this firmware knows {SAMPLERS:?}"));
+    }
+    // The step count is only parsed here, not checked against the model's N: the engine refuses
+    // a bad count at run time, and that path (panic → semihosting exit 1) is what the host test
+    // drives to prove a failing firmware cannot hang CI.
+    let steps: u32 = number("TINYSCORE_STEPS", 100)?;
+    let seed: u64 = number("TINYSCORE_SEED", 42)?;
+    let n: u32 = number("TINYSCORE_N", 8)?;
+
+    let mut config = String::new();
+    let _ = writeln!(config, "// Generated by build.rs from the model file and TINYSCORE_* settings.");
+    let _ = writeln!(config, "/// File name of the embedded model.");
+    let _ = writeln!(config, "pub const MODEL_FILE: &str = {file_name:?};");
+    let _ = writeln!(config, "/// Sampler name, as `tinyscore sample --sampler` spells it.");
+    let _ = writeln!(config, "pub const SAMPLER: &str = {sampler:?};");
+    let _ = writeln!(config, "/// Reverse steps S (the model's N is {n_max}).");
+    let _ = writeln!(config, "pub const STEPS: u32 = {steps};");
+    let _ = writeln!(config, "/// Seed of the Philox noise stream.");
+    let _ = writeln!(config, "pub const SEED: u64 = {seed};");
+    let _ = writeln!(config, "/// Number of samples drawn (indices 0..N).");
+    let _ = writeln!(config, "pub const N: u32 = {n};");
+    let _ = writeln!(config, "/// Capacity D = the model's data dimension.");
+    let _ = writeln!(config, "pub const DIM: usize = {};", dims.dim);
+    let _ = writeln!(config, "/// Capacity H = the model's hidden width.");
+    let _ = writeln!(config, "pub const HIDDEN: usize = {};", dims.hidden);
+    let _ = writeln!(config, "/// Capacity F = the model's number of time features.");
+    let _ = writeln!(config, "pub const FREQS: usize = {};", dims.freqs);
+    let _ = writeln!(config, "/// Length of the model file in bytes.");
+    let _ = writeln!(config, "pub const MODEL_LEN: usize = {};", bytes.len());
+    fs::write(out_dir.join("config.rs"), config).map_err(|e| format!("writing OUT_DIR/config.rs: {e}"))?;
+    Ok(())
+}
+
+/// A build setting from the environment (unset or empty = default), re-run on change.
+fn setting(name: &str) -> Option<String> {
+    println!("cargo:rerun-if-env-changed={name}");
+    env::var(name).ok().filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_owned())
+}
+
+fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match setting(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid number")),
+    }
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    fs::copy(from, to).map(drop).map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))
+}

@@ -1,0 +1,91 @@
+//! tinyscore firmware example: draws samples from a score-based diffusion model embedded in
+//! flash, on a Cortex-M4F, bit for bit what `tinyscore sample` prints on the host.
+//!
+//! What it prints (plain text; see README.md for why):
+//!
+//! ```text
+//! # tinyscore firmware: model=moons-f32.tsm sampler=ddpm steps=100 seed=42 n=8
+//! -0.7356874,0.6275866     one CSV line per sample i = 0..N, values as Rust's `{}` for f32
+//! ...
+//! # cycles=...             SysTick cycles spent sampling (see README.md: meaning under QEMU)
+//! # stack_bytes=...        stack high-water mark, from the painted stack
+//! ```
+//!
+//! Everything is static or on the stack: the model stays in flash (parsed zero-copy), the
+//! network's buffers live in the `ScoreNet` on main's stack, sized by const generics that
+//! build.rs sets to the model's own D, H, F.
+#![no_std]
+#![no_main]
+#![deny(missing_docs)]
+
+mod cycles;
+mod out;
+mod platform;
+mod stack;
+
+use core::fmt::Write as _;
+
+use cortex_m_rt::entry;
+use tinyscore_engine::format::Model;
+use tinyscore_engine::net::ScoreNet;
+use tinyscore_engine::sampler::{draw, Ddpm, Variance};
+
+/// Build-time configuration: `MODEL_FILE`, `SAMPLER`, `STEPS`, `SEED`, `N`, and the capacities
+/// `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
+
+/// Bytes with the 16-byte alignment the `.tsm` format gives its tensors, so the engine can
+/// read them in place. `#[repr(C)]` keeps the bytes at offset 0 of the wrapper.
+#[repr(C, align(16))]
+struct Aligned<T: ?Sized>(T);
+
+/// The model file, in flash (`.rodata`), never copied to RAM.
+static MODEL: Aligned<[u8; config::MODEL_LEN]> =
+    Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.tsm")));
+
+/// The network type for this model: capacities D, H, F equal to the model's own sizes.
+type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }>;
+
+#[entry]
+fn main() -> ! {
+    let mut out = out::Line::new(platform::Console::open());
+    let mut clock = cycles::Counter::start();
+
+    let _ = writeln!(
+        out,
+        "# tinyscore firmware: model={} sampler={} steps={} seed={} n={}",
+        config::MODEL_FILE,
+        config::SAMPLER,
+        config::STEPS,
+        config::SEED,
+        config::N
+    );
+
+    // Validate once, at the edge; after this the sampling loop cannot fail on the file.
+    let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let schedule = model.process().vp_discrete().unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let mut net: Net<'_> = ScoreNet::new(model).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let sampler = Ddpm { steps: config::STEPS, variance: Variance::Posterior };
+
+    // (D,) one sample in data units.
+    let mut x = [0.0f32; config::DIM];
+    let mut busy: u64 = 0;
+    for i in 0..config::N {
+        let t0 = clock.now();
+        draw(&mut net, &schedule, &sampler, config::SEED, i, &mut x)
+            .unwrap_or_else(|e| panic!("sample {i}: {e}"));
+        busy += clock.now() - t0;
+        // The host's CSV: `{}` of each f32, comma-separated.
+        for (k, v) in x.iter().enumerate() {
+            let _ = if k == 0 { write!(out, "{v}") } else { write!(out, ",{v}") };
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "# cycles={busy}");
+    let _ = writeln!(out, "# stack_bytes={}", stack::high_water_bytes());
+    out.flush();
+    platform::exit_success()
+}

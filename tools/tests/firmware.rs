@@ -1,0 +1,224 @@
+//! The firmware in QEMU samples the same bits as the host (DESIGN.md §4).
+//!
+//! Builds `firmware-example/` for thumbv7em-none-eabihf with the model and settings passed as its
+//! `TINYSCORE_*` build variables, runs the ELF on QEMU's `mps2-an386` (Cortex-M4F) with
+//! semihosting, and compares its CSV lines byte for byte with `tinyscore sample ... --out -` for
+//! the same file, seed and settings. A second run checks that a firmware that fails (here: a step
+//! count the engine refuses, which panics) makes QEMU exit with a failure status instead of
+//! hanging.
+//!
+//! Needs `qemu-system-arm` on PATH and the `thumbv7em-none-eabihf` Rust target; without either
+//! it prints `skipped: <why>` and passes (CI installs both). Run it alone with
+//! `cargo test -p tinyscore-tools --release --test firmware -- --nocapture`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The model the firmware embeds (checked in; D = 2).
+const MODEL: &str = "firmware-example/models/moons-f32.tsm";
+const TARGET: &str = "thumbv7em-none-eabihf";
+/// Small enough to keep the test quick: a few hundred network evaluations in QEMU.
+const STEPS: u32 = 50;
+const N: u32 = 4;
+const SEED: u64 = 2024;
+/// QEMU is killed after this long; the run itself takes well under a second.
+const QEMU_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The tests share one firmware build directory and rebuild it with different settings, so
+/// they take turns: a build and the run of its ELF must not interleave with another build.
+static FIRMWARE: Mutex<()> = Mutex::new(());
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tools/ has a parent").to_path_buf()
+}
+
+/// Why the firmware cannot be run on this machine, if it cannot.
+fn missing_tools(firmware_dir: &Path) -> Option<String> {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        return Some("qemu-system-arm is not installed (apt-get install qemu-system-arm)".into());
+    }
+    // Ask the rustc that cargo will use in firmware-example/ (rust-toolchain.toml applies)
+    // where the target's libraries live, and whether they are there.
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .current_dir(firmware_dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let has_core = libdir.and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|entries| {
+        entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+    });
+    if !has_core {
+        return Some(format!("the Rust target {TARGET} is not installed (rustup target add {TARGET})"));
+    }
+    None
+}
+
+/// Builds the firmware with `settings` as its build variables; returns the ELF's path.
+fn build_firmware(firmware_dir: &Path, model: &Path, settings: &[(&str, String)]) -> PathBuf {
+    let target_dir = firmware_dir.join("target");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--target", TARGET, "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(firmware_dir)
+        .env("TINYSCORE_MODEL", model)
+        // The firmware's build must not inherit the host build's flags or redirections.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+    for (k, v) in settings {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("cannot run cargo");
+    assert!(
+        out.status.success(),
+        "building the firmware failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join(TARGET).join("release").join("tinyscore-firmware-example")
+}
+
+/// What a QEMU run left: exit status, stdout, stderr, wall time.
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    seconds: f64,
+}
+
+/// Runs `elf` in QEMU as the firmware's `.cargo/config.toml` runner does, killing it after
+/// [`QEMU_TIMEOUT`] (a failure: the firmware must always end through semihosting).
+fn run_in_qemu(elf: &Path) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-arm")
+        .args(["-cpu", "cortex-m4", "-machine", "mps2-an386", "-nographic"])
+        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .arg(elf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start qemu-system-arm");
+    // Drain both pipes on threads so a chatty run cannot block on a full pipe.
+    let mut pipe_out = child.stdout.take().expect("piped stdout");
+    let mut pipe_err = child.stderr.take().expect("piped stderr");
+    let reader_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe_out.read_to_string(&mut s);
+        s
+    });
+    let reader_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = pipe_err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for qemu") {
+            break status;
+        }
+        if start.elapsed() > QEMU_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (reader_out.join().unwrap_or_default(), reader_err.join().unwrap_or_default());
+            panic!("QEMU did not exit within {QEMU_TIMEOUT:?}; stdout:\n{out}\nstderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    Run {
+        status,
+        stdout: reader_out.join().expect("stdout reader"),
+        stderr: reader_err.join().expect("stderr reader"),
+        seconds,
+    }
+}
+
+fn settings(steps: u32) -> Vec<(&'static str, String)> {
+    vec![
+        ("TINYSCORE_SAMPLER", "ddpm".into()),
+        ("TINYSCORE_STEPS", steps.to_string()),
+        ("TINYSCORE_SEED", SEED.to_string()),
+        ("TINYSCORE_N", N.to_string()),
+    ]
+}
+
+#[test]
+fn firmware_in_qemu_prints_the_hosts_samples_bit_for_bit() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let model = root.join(MODEL);
+    assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
+
+    // The host's samples: exactly the CSV lines, nothing else, on stdout.
+    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+        .arg("sample")
+        .arg(&model)
+        .args(["--sampler", "ddpm", "--steps", &STEPS.to_string(), "--n", &N.to_string()])
+        .args(["--seed", &SEED.to_string(), "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(host.status.success(), "tinyscore sample failed: {}", String::from_utf8_lossy(&host.stderr));
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    assert_eq!(host_csv.lines().count(), N as usize, "host output:\n{host_csv}");
+
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings(STEPS));
+        run_in_qemu(&elf)
+    };
+    println!("QEMU run: {:.2} s\n{}", run.seconds, run.stdout);
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+
+    // Header, N sample lines, then the `#` measurement lines.
+    let header =
+        format!("# tinyscore firmware: model=moons-f32.tsm sampler=ddpm steps={STEPS} seed={SEED} n={N}\n");
+    let body = run.stdout.strip_prefix(&header).unwrap_or_else(|| panic!("bad first line:\n{}", run.stdout));
+    let split = body.find("\n#").map_or(body.len(), |i| i + 1);
+    let (device_csv, trailer) = body.split_at(split);
+    assert_eq!(device_csv, host_csv, "firmware and host samples differ");
+    for key in ["# cycles=", "# stack_bytes="] {
+        let line = trailer.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no `{key}` line"));
+        let value: u64 = line[key.len()..].trim().parse().unwrap_or_else(|_| panic!("bad line `{line}`"));
+        assert!(value > 0, "`{line}`");
+    }
+}
+
+#[test]
+fn a_failing_firmware_exits_qemu_with_a_failure_status() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let model = root.join(MODEL);
+    assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
+
+    // More steps than any model's N: the engine refuses them at run time and the firmware
+    // panics; the panic handler must end QEMU through semihosting with status 1.
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings(1_000_000));
+        run_in_qemu(&elf)
+    };
+    assert_eq!(run.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("sample 0:"), "stderr:\n{}", run.stderr);
+}
