@@ -91,7 +91,7 @@ pub enum DType {
     F32 = 0,
     /// IEEE-754 binary16, little-endian, widened to f32 for arithmetic.
     F16 = 1,
-    /// Signed 8-bit weights in [−127, 127] with one f32 scale per output row: w = q·scale[row].
+    /// Signed 8-bit weights in [−127, 127] with one f32 scale per output row: `w = q·scale[row]`.
     I8 = 2,
 }
 
@@ -590,7 +590,7 @@ impl<'a> Tensor<'a> {
         }
     }
 
-    /// out[r] += Σ_c W[r, c]·x[c] in f32, in the summation order of [`dot`].
+    /// `out[r] += Σ_c W[r, c]·x[c]` in f32, in the summation order of [`dot`].
     #[inline]
     pub fn matvec_acc(&self, x: &[f32], out: &mut [f32]) {
         let cols = self.cols;
@@ -615,7 +615,7 @@ impl<'a> Tensor<'a> {
         }
     }
 
-    /// out[r] += v[r] (a vector tensor added to `out`).
+    /// `out[r] += v[r]`: a vector tensor added to `out`.
     #[inline]
     pub fn add_to(&self, out: &mut [f32]) {
         for (i, o) in out[..self.rows].iter_mut().enumerate() {
@@ -627,7 +627,7 @@ impl<'a> Tensor<'a> {
 /// Number of interleaved partial sums of [`dot`].
 pub const DOT_LANES: usize = 8;
 
-/// Σ_c w[c]·x[c] for a row of `S`-byte weights decoded by `decode`, in a fixed order that every
+/// `Σ_c w[c]·x[c]` for a row of `S`-byte weights decoded by `decode`, in a fixed order that every
 /// target follows (so results are bit-identical) and that lets a compiler use SIMD registers:
 /// eight partial sums, lane j over c ≡ j (mod 8) in increasing c, combined as
 /// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the last `cols mod 8` products added in
@@ -642,7 +642,8 @@ pub fn dot<const S: usize>(row: &[u8], x: &[f32], decode: impl Fn(&[u8]) -> f32)
             lanes[j] += decode(&w[S * j..S * j + S]) * xs[j];
         }
     }
-    let mut acc = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    let mut acc =
+        ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
     for (w, &xi) in w_chunks.remainder().chunks_exact(S).zip(x_chunks.remainder()) {
         acc += decode(w) * xi;
     }

@@ -35,6 +35,14 @@ pub mod stream {
     pub const TRAIN_TIME: u32 = 17;
     /// Training: which data example is drawn.
     pub const TRAIN_INDEX: u32 = 18;
+    /// Generated (toy) data sets.
+    pub const DATA: u32 = 32;
+    /// Weight initialisation.
+    pub const INIT_WEIGHTS: u32 = 33;
+    /// Random projections of the sliced Wasserstein distance.
+    pub const PROJECTIONS: u32 = 34;
+    /// Draws from a Gaussian fitted to data (the baseline of `tinyscore eval`).
+    pub const GAUSSIAN_FIT: u32 = 35;
 }
 
 /// One Philox4x32-10 block: ten rounds over `counter` with `key`.

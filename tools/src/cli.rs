@@ -86,14 +86,17 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 32)]
     pub freqs: usize,
     /// Optimisation steps.
-    #[arg(long, default_value_t = 6000)]
+    #[arg(long, default_value_t = 8000)]
     pub steps: u64,
     /// Batch size.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 256)]
     pub batch: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 2e-3)]
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
     /// EMA decay of the weights.
     #[arg(long, default_value_t = 0.999)]
     pub ema: f32,
@@ -238,7 +241,7 @@ pub struct QuickstartArgs {
     #[arg(long, default_value = "tinyscore-quickstart")]
     pub dir: PathBuf,
     /// Training steps.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 10_000)]
     pub steps: u64,
     /// Samples to draw.
     #[arg(long, default_value_t = 2000)]

@@ -107,7 +107,13 @@ pub fn gaussian_fit(d: &Dataset, m: usize, seed: u64) -> Dataset {
     let mut values = Vec::with_capacity(m * k);
     let mut z = vec![0.0f32; k];
     for i in 0..m {
-        tinyscore_engine::rng::fill_normal(seed ^ 0x6a09_e667, i as u32, 0, 99, &mut z);
+        tinyscore_engine::rng::fill_normal(
+            seed,
+            i as u32,
+            0,
+            tinyscore_engine::rng::stream::GAUSSIAN_FIT,
+            &mut z,
+        );
         for a in 0..k {
             let v = mean[a] + (0..=a).map(|b| l[a * k + b] * z[b] as f64).sum::<f64>();
             values.push(v as f32);

@@ -89,9 +89,9 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         ema: args.ema,
         seed: args.seed,
         grad_clip: args.grad_clip,
+        warmup: args.warmup,
         diffusion_steps: args.diffusion_steps,
         schedule,
-        ..TrainConfig::default()
     })
 }
 

@@ -1,0 +1,517 @@
+//! Training checkpoints as `.safetensors` files (f32), written atomically.
+//!
+//! Layout (`tinyscore-ckpt-v1`):
+//!
+//! * the weights, one tensor per [`Role`] of `Dims::params()`, named by [`Role::name`]
+//!   (`time.w1`, `blocks.0.w1`, `output.b`, …), shape `[rows, cols]` for a matrix (row-major,
+//!   `(out, in)`) and `[rows]` for a vector;
+//! * `ema.<name>`, `adam_m.<name>`, `adam_v.<name>`: the EMA weights and Adam's moments;
+//! * `norm.mean`, `norm.std`: `[dim]`, the data normalisation;
+//! * string metadata: `format` = `tinyscore-ckpt-v1`, `dim`, `hidden`, `freqs`, `blocks`,
+//!   `step`, `lr`, `batch`, `ema`, `seed`, `grad_clip`, `warmup`, `steps`, `diffusion_steps`,
+//!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `data`. Floats use Rust's
+//!   shortest round-trip formatting, so they read back bit-exactly.
+//!
+//! Loading is tolerant of a weights-only file (from PyTorch, say): missing sizes are inferred
+//! from the tensors' shapes, missing optimizer state is zero, a missing EMA copies the weights,
+//! a missing normalisation is the identity and missing settings take their defaults. Anything
+//! present must be consistent; every problem is a [`CheckpointError`], never a panic.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use tinyscore_engine::format::Role;
+use tinyscore_engine::net::{limits, Dims};
+use tinyscore_engine::schedule::BetaSchedule;
+
+use crate::data::Normalization;
+use crate::train::TrainConfig;
+
+/// The `format` metadata value of this layout.
+pub const FORMAT: &str = "tinyscore-ckpt-v1";
+
+/// The whole state of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The network's sizes.
+    pub dims: Dims,
+    /// The run's settings.
+    pub config: TrainConfig,
+    /// Optimisation steps done.
+    pub step: u64,
+    /// (P,) weights, flat in `Dims::params()` order.
+    pub params: Vec<f32>,
+    /// (P,) EMA of the weights.
+    pub ema: Vec<f32>,
+    /// (P,) Adam's first moment.
+    pub adam_m: Vec<f32>,
+    /// (P,) Adam's second moment.
+    pub adam_v: Vec<f32>,
+    /// The data normalisation.
+    pub norm: Normalization,
+    /// The data set the run trained on (a built-in name or a path).
+    pub data_spec: String,
+}
+
+/// Why a checkpoint could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The file could not be read or written.
+    #[error("{}: {what}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid safetensors file.
+    #[error("{}: not a valid safetensors file: {reason}", path.display())]
+    NotSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The `format` metadata names another layout.
+    #[error("{}: format '{found}' is not {FORMAT}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+    },
+    /// A metadata value cannot be parsed or is out of range.
+    #[error("{}: metadata '{key}' = '{value}' is invalid", path.display())]
+    BadMetadata {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A required tensor is absent.
+    #[error("{}: tensor '{name}' is missing", path.display())]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A tensor has the wrong shape (another architecture).
+    #[error("{}: tensor '{name}' has shape {found:?}, expected {expected:?} for {dims}", path.display())]
+    WrongShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// Its shape.
+        found: Vec<usize>,
+        /// The shape the sizes call for.
+        expected: Vec<usize>,
+        /// The sizes, as text.
+        dims: String,
+    },
+    /// A tensor is not F32.
+    #[error("{}: tensor '{name}' has dtype {dtype}, expected F32", path.display())]
+    WrongDtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// Its dtype.
+        dtype: String,
+    },
+    /// A tensor holds NaN or infinity (or a non-positive std).
+    #[error("{}: tensor '{name}' holds a non-finite or invalid value", path.display())]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+    },
+    /// The sizes are outside the engine's limits.
+    #[error("{}: network sizes {dims} are outside the supported range", path.display())]
+    BadDims {
+        /// The file.
+        path: PathBuf,
+        /// The sizes, as text.
+        dims: String,
+    },
+    /// The checkpoint's buffers disagree with its sizes (a caller bug when saving).
+    #[error("{}: cannot save: {reason}", path.display())]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What disagrees.
+        reason: String,
+    },
+}
+
+fn dims_text(d: &Dims) -> String {
+    format!("dim {} hidden {} freqs {} blocks {}", d.dim, d.hidden, d.freqs, d.blocks)
+}
+
+/// The shape of `role`'s tensor in the file.
+fn shape_of(role: Role, rows: usize, cols: usize) -> Vec<usize> {
+    if role.is_matrix() {
+        vec![rows, cols]
+    } else {
+        vec![rows]
+    }
+}
+
+fn schedule_text(s: &BetaSchedule) -> String {
+    match *s {
+        BetaSchedule::Linear { beta_start, beta_end } => format!("linear:{beta_start}:{beta_end}"),
+        BetaSchedule::Cosine { s } => format!("cosine:{s}"),
+    }
+}
+
+fn parse_schedule(text: &str) -> Option<BetaSchedule> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let s = match parts[..] {
+        ["linear", a, b] => BetaSchedule::Linear { beta_start: a.parse().ok()?, beta_end: b.parse().ok()? },
+        ["cosine", s] => BetaSchedule::Cosine { s: s.parse().ok()? },
+        _ => return None,
+    };
+    s.is_valid().then_some(s)
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl Checkpoint {
+    /// The tensor of `role` from the weights (`ema = false`) or their EMA (`ema = true`); for
+    /// `NormMean` / `NormStd`, the normalisation.
+    ///
+    /// # Panics
+    /// If the network has no such tensor (a block index ≥ B).
+    pub fn tensor(&self, role: Role, ema: bool) -> &[f32] {
+        match role {
+            Role::NormMean => &self.norm.mean,
+            Role::NormStd => &self.norm.std,
+            _ => {
+                let mut off = 0;
+                for (r, rows, cols) in self.dims.params() {
+                    if r == role {
+                        let src = if ema { &self.ema } else { &self.params };
+                        return &src[off..off + rows * cols];
+                    }
+                    off += rows * cols;
+                }
+                panic!("checkpoint has no tensor {}", role.name())
+            }
+        }
+    }
+
+    /// The metadata map of this checkpoint.
+    fn metadata(&self) -> HashMap<String, String> {
+        let c = &self.config;
+        let d = &self.dims;
+        [
+            ("format", FORMAT.to_string()),
+            ("dim", d.dim.to_string()),
+            ("hidden", d.hidden.to_string()),
+            ("freqs", d.freqs.to_string()),
+            ("blocks", d.blocks.to_string()),
+            ("step", self.step.to_string()),
+            ("steps", c.steps.to_string()),
+            ("lr", c.lr.to_string()),
+            ("batch", c.batch.to_string()),
+            ("ema", c.ema.to_string()),
+            ("seed", c.seed.to_string()),
+            ("grad_clip", c.grad_clip.to_string()),
+            ("warmup", c.warmup.to_string()),
+            ("diffusion_steps", c.diffusion_steps.to_string()),
+            ("schedule", schedule_text(&c.schedule)),
+            ("data", self.data_spec.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Writes the checkpoint to `path` atomically: to a temporary file in the same directory,
+    /// flushed to disk, then renamed over `path`.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let n = self.dims.param_count();
+        for (what, len) in [
+            ("params", self.params.len()),
+            ("ema", self.ema.len()),
+            ("adam_m", self.adam_m.len()),
+            ("adam_v", self.adam_v.len()),
+        ] {
+            if len != n {
+                return Err(CheckpointError::Inconsistent {
+                    path: path.to_path_buf(),
+                    reason: format!("{what} has {len} values, the sizes need {n}"),
+                });
+            }
+        }
+        if self.norm.mean.len() != self.dims.dim || self.norm.std.len() != self.dims.dim {
+            return Err(CheckpointError::Inconsistent {
+                path: path.to_path_buf(),
+                reason: "normalisation length differs from dim".into(),
+            });
+        }
+        // (name, shape, little-endian bytes)
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut off = 0;
+        for (role, rows, cols) in self.dims.params() {
+            let r = off..off + rows * cols;
+            off += rows * cols;
+            let shape = shape_of(role, rows, cols);
+            let name = role.name();
+            tensors.push((name.to_string(), shape.clone(), le_bytes(&self.params[r.clone()])));
+            tensors.push((format!("ema.{name}"), shape.clone(), le_bytes(&self.ema[r.clone()])));
+            tensors.push((format!("adam_m.{name}"), shape.clone(), le_bytes(&self.adam_m[r.clone()])));
+            tensors.push((format!("adam_v.{name}"), shape, le_bytes(&self.adam_v[r])));
+        }
+        tensors.push((Role::NormMean.name().into(), vec![self.dims.dim], le_bytes(&self.norm.mean)));
+        tensors.push((Role::NormStd.name().into(), vec![self.dims.dim], le_bytes(&self.norm.std)));
+        let views = tensors
+            .iter()
+            .map(|(name, shape, bytes)| {
+                TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|views| safetensors::serialize(views, &Some(self.metadata())))
+            .map_err(|e| CheckpointError::Inconsistent { path: path.to_path_buf(), reason: e.to_string() })?;
+
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let file_name =
+            path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "checkpoint".into());
+        let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+        let io =
+            |what: &'static str| move |source| CheckpointError::Io { path: path.to_path_buf(), what, source };
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&views)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(io("cannot write the temporary file")(e));
+        }
+        fs::rename(&tmp, path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io("cannot rename the temporary file into place")(e)
+        })
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::save`] or a weights-only safetensors file
+    /// (see the module doc for what may be missing).
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let p = || path.to_path_buf();
+        if path.is_dir() {
+            return Err(CheckpointError::Io {
+                path: p(),
+                what: "cannot read",
+                source: std::io::Error::other("is a directory"),
+            });
+        }
+        let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
+            path: p(),
+            what: "cannot read",
+            source,
+        })?;
+        let not_st = |e: safetensors::SafeTensorError| CheckpointError::NotSafetensors {
+            path: p(),
+            reason: e.to_string(),
+        };
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(not_st)?;
+        let st = SafeTensors::deserialize(&bytes).map_err(not_st)?;
+        let empty = HashMap::new();
+        let md = meta.metadata().as_ref().unwrap_or(&empty);
+        if let Some(f) = md.get("format") {
+            if f != FORMAT {
+                return Err(CheckpointError::Format { path: p(), found: f.clone() });
+            }
+        }
+
+        // A present tensor's f32 values, checked against `shape`.
+        let read = |name: &str, shape: &[usize], dims: &Dims| -> Result<Option<Vec<f32>>, CheckpointError> {
+            let view = match st.tensor(name) {
+                Ok(v) => v,
+                Err(_) => return Ok(None),
+            };
+            if view.dtype() != Dtype::F32 {
+                return Err(CheckpointError::WrongDtype {
+                    path: p(),
+                    name: name.into(),
+                    dtype: format!("{:?}", view.dtype()),
+                });
+            }
+            if view.shape() != shape {
+                return Err(CheckpointError::WrongShape {
+                    path: p(),
+                    name: name.into(),
+                    found: view.shape().to_vec(),
+                    expected: shape.to_vec(),
+                    dims: dims_text(dims),
+                });
+            }
+            let values: Vec<f32> =
+                view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(CheckpointError::BadValue { path: p(), name: name.into() });
+            }
+            Ok(Some(values))
+        };
+
+        let dims = Self::dims_of(path, md, &st)?;
+        let count = dims.param_count();
+        let (mut params, mut ema, mut m, mut v) = (
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+            Vec::with_capacity(count),
+        );
+        let (mut has_ema, mut has_m, mut has_v) = (true, true, true);
+        for (role, rows, cols) in dims.params() {
+            let shape = shape_of(role, rows, cols);
+            let name = role.name();
+            let w = read(name, &shape, &dims)?
+                .ok_or_else(|| CheckpointError::MissingTensor { path: p(), name: name.into() })?;
+            for (buf, prefix, present) in [
+                (&mut ema, "ema.", &mut has_ema),
+                (&mut m, "adam_m.", &mut has_m),
+                (&mut v, "adam_v.", &mut has_v),
+            ] {
+                match read(&format!("{prefix}{name}"), &shape, &dims)? {
+                    Some(x) if *present => buf.extend(x),
+                    Some(_) => {}
+                    None => *present = false,
+                }
+            }
+            params.extend(w);
+        }
+        // A partial optimizer state would not resume correctly: all or nothing per kind.
+        let ema = if has_ema { ema } else { params.clone() };
+        let adam_m = if has_m { m } else { vec![0.0; count] };
+        let adam_v = if has_v { v } else { vec![0.0; count] };
+        if adam_v.iter().any(|&x| x < 0.0) {
+            return Err(CheckpointError::BadValue { path: p(), name: "adam_v".into() });
+        }
+        let norm = match (read("norm.mean", &[dims.dim], &dims)?, read("norm.std", &[dims.dim], &dims)?) {
+            (Some(mean), Some(std)) => {
+                if std.iter().any(|&s| s <= 0.0) {
+                    return Err(CheckpointError::BadValue { path: p(), name: "norm.std".into() });
+                }
+                Normalization { mean, std }
+            }
+            (None, None) => Normalization::identity(dims.dim),
+            (None, Some(_)) => {
+                return Err(CheckpointError::MissingTensor { path: p(), name: "norm.mean".into() })
+            }
+            (Some(_), None) => {
+                return Err(CheckpointError::MissingTensor { path: p(), name: "norm.std".into() })
+            }
+        };
+
+        let def = TrainConfig::default();
+        macro_rules! field {
+            ($key:literal, $default:expr) => {
+                match md.get($key) {
+                    None => $default,
+                    Some(s) => s.parse().map_err(|_| CheckpointError::BadMetadata {
+                        path: p(),
+                        key: $key,
+                        value: s.clone(),
+                    })?,
+                }
+            };
+        }
+        let schedule = match md.get("schedule") {
+            None => def.schedule,
+            Some(s) => parse_schedule(s).ok_or_else(|| CheckpointError::BadMetadata {
+                path: p(),
+                key: "schedule",
+                value: s.clone(),
+            })?,
+        };
+        let config = TrainConfig {
+            hidden: dims.hidden,
+            blocks: dims.blocks,
+            freqs: dims.freqs,
+            steps: field!("steps", def.steps),
+            batch: field!("batch", def.batch),
+            lr: field!("lr", def.lr),
+            ema: field!("ema", def.ema),
+            seed: field!("seed", def.seed),
+            grad_clip: field!("grad_clip", def.grad_clip),
+            warmup: field!("warmup", def.warmup),
+            diffusion_steps: field!("diffusion_steps", def.diffusion_steps),
+            schedule,
+        };
+        let step: u64 = field!("step", 0);
+        let data_spec = md.get("data").cloned().unwrap_or_default();
+        Ok(Self { dims, config, step, params, ema, adam_m, adam_v, norm, data_spec })
+    }
+
+    /// The sizes from the metadata, or inferred from the tensors' shapes where absent.
+    fn dims_of(
+        path: &Path,
+        md: &HashMap<String, String>,
+        st: &SafeTensors<'_>,
+    ) -> Result<Dims, CheckpointError> {
+        let shape = |name: &str| st.tensor(name).ok().map(|v| v.shape().to_vec());
+        let missing =
+            |name: &str| CheckpointError::MissingTensor { path: path.to_path_buf(), name: name.into() };
+        // Inferred: dim and hidden from input.w (H, D), freqs from time.w1 (H, F), blocks by
+        // counting blocks.<b>.w1.
+        let input = shape(Role::InputW.name()).ok_or_else(|| missing(Role::InputW.name()))?;
+        let time = shape(Role::TimeW1.name()).ok_or_else(|| missing(Role::TimeW1.name()))?;
+        let inferred_blocks =
+            (0..limits::MAX_BLOCKS as u8).take_while(|&b| shape(Role::BlockW1(b).name()).is_some()).count();
+        let pick = |key: &'static str, inferred: Option<usize>| -> Result<usize, CheckpointError> {
+            match md.get(key) {
+                Some(s) => s.parse().map_err(|_| CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key,
+                    value: s.clone(),
+                }),
+                None => inferred.ok_or_else(|| CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key,
+                    value: "(absent, and not inferable from the tensors)".into(),
+                }),
+            }
+        };
+        let two = |s: &[usize], i: usize| if s.len() == 2 { Some(s[i]) } else { None };
+        let dims = Dims {
+            dim: pick("dim", two(&input, 1))?,
+            hidden: pick("hidden", two(&input, 0))?,
+            freqs: pick("freqs", two(&time, 1))?,
+            blocks: pick("blocks", Some(inferred_blocks))?,
+        };
+        let ok = (1..=limits::MAX_DIM).contains(&dims.dim)
+            && (1..=limits::MAX_HIDDEN).contains(&dims.hidden)
+            && (2..=limits::MAX_FREQS).contains(&dims.freqs)
+            && dims.freqs % 2 == 0
+            && (1..=limits::MAX_BLOCKS).contains(&dims.blocks);
+        if !ok {
+            return Err(CheckpointError::BadDims { path: path.to_path_buf(), dims: dims_text(&dims) });
+        }
+        // More blocks in the file than the metadata says: another architecture.
+        if dims.blocks < limits::MAX_BLOCKS {
+            let extra = Role::BlockW1(dims.blocks as u8).name();
+            if shape(extra).is_some() {
+                return Err(CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key: "blocks",
+                    value: format!("{} (but the file has tensor {extra})", dims.blocks),
+                });
+            }
+        }
+        Ok(dims)
+    }
+}

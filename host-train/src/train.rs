@@ -1,0 +1,652 @@
+//! Training: denoising score matching with ε-prediction on the CPU.
+//!
+//! The loss is the simplified DDPM objective (Ho et al. 2020, eq. 14), which is denoising score
+//! matching (Vincent 2011) up to a weighting of the noise levels:
+//!
+//! ```text
+//! L(θ) = E_{x₀, n ~ U{1..N}, ε ~ N(0, I)} ‖ε − ε_θ(√ᾱ_n·x₀ + √(1 − ᾱ_n)·ε, n/N)‖² / D
+//! ```
+//!
+//! One step draws a batch (`tinyscore_kernels::cpu::dsm_inputs`: data index, n and ε are pure
+//! functions of the seed and the example's index in the run), computes the loss and its
+//! gradient, clips the gradient's global norm, and applies Adam (Kingma & Ba 2015) with an
+//! optional linear warm-up, then the EMA of the weights.
+//!
+//! **Parallelism and determinism.** The batch is cut into fixed chunks of [`CHUNK_ROWS`] rows.
+//! Each chunk computes its gradient into its own buffer (in parallel, with rayon), and the
+//! chunk gradients are added in chunk order. The chunking depends only on the batch size, so a
+//! run gives the same bits with any number of threads, and resuming from a checkpoint continues
+//! bit-exactly (on the same machine: the GEMM kernel that `matrixmultiply` picks depends on the
+//! CPU's features).
+//!
+//! **Initialisation.** Every layer as PyTorch's `nn.Linear` (weight and bias uniform on
+//! ±1/√fan_in, Kaiming-uniform with a = √5), drawn from the seed with Philox (tensor k of
+//! `Dims::params()`, element e: counter `(e/4, k, 0, stream::INIT_WEIGHTS)`), except the output layer,
+//! which starts at zero so the untrained network predicts ε̂ = 0 (loss 1 on normalised data).
+
+use rayon::prelude::*;
+use tinyscore_engine::net::{limits, time_features, Dims};
+use tinyscore_engine::rng::{bits4, uniform};
+use tinyscore_engine::schedule::{BetaSchedule, ScheduleError, VpDiscrete};
+use tinyscore_kernels::cpu::{self, DsmDraw};
+
+use crate::checkpoint::Checkpoint;
+use crate::data::{Dataset, Normalization};
+use crate::scorenet::{self, Activations, Layout};
+
+/// Rows per chunk of a batch: the unit of parallel work and of the fixed-order gradient sum.
+/// Changing it changes the bits of a run (not its meaning).
+pub const CHUNK_ROWS: usize = 64;
+
+/// Adam's β₁.
+pub const ADAM_BETA1: f32 = 0.9;
+/// Adam's β₂.
+pub const ADAM_BETA2: f32 = 0.999;
+/// Adam's ε.
+pub const ADAM_EPS: f32 = 1e-8;
+
+/// Parameters of elements per parallel piece of the gradient sum and the optimizer update.
+const PIECE: usize = 8192;
+
+/// Everything that defines a training run (and is stored in its checkpoints).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// H, the hidden width.
+    pub hidden: usize,
+    /// B, the number of residual blocks.
+    pub blocks: usize,
+    /// F, the number of time features (even).
+    pub freqs: usize,
+    /// Number of optimisation steps the caller means to run (the trainer itself does not stop).
+    pub steps: u64,
+    /// Examples per step.
+    pub batch: usize,
+    /// Adam's learning rate (after warm-up).
+    pub lr: f32,
+    /// EMA decay d of the weights: ema ← d·ema + (1 − d)·θ.
+    pub ema: f32,
+    /// Seed of the initialisation and of every draw.
+    pub seed: u64,
+    /// Maximum global L2 norm of the gradient (∞ or 0 disables clipping).
+    pub grad_clip: f32,
+    /// Steps of linear learning-rate warm-up from 0 (0: none).
+    pub warmup: u64,
+    /// N, the number of discrete diffusion steps.
+    pub diffusion_steps: u32,
+    /// The β schedule of the discrete VP process.
+    pub schedule: BetaSchedule,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 128,
+            blocks: 3,
+            freqs: 32,
+            steps: 8000,
+            batch: 256,
+            lr: 1e-3,
+            ema: 0.999,
+            seed: 0,
+            grad_clip: 1.0,
+            warmup: 100,
+            diffusion_steps: 1000,
+            schedule: BetaSchedule::DDPM_LINEAR,
+        }
+    }
+}
+
+/// Why training could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A setting is out of range.
+    #[error("invalid training setting: {0}")]
+    Config(String),
+    /// The diffusion schedule is invalid.
+    #[error("invalid diffusion schedule: {0}")]
+    Schedule(#[from] ScheduleError),
+    /// The data set has no examples.
+    #[error("data set '{0}' has no examples")]
+    EmptyData(String),
+    /// The data's dimension differs from the checkpoint's.
+    #[error("data set '{source_name}' has dimension {data}, but the checkpoint was trained on dimension {checkpoint}")]
+    DimMismatch {
+        /// The data set.
+        source_name: String,
+        /// Its dimension.
+        data: usize,
+        /// The checkpoint's.
+        checkpoint: usize,
+    },
+    /// The checkpoint's buffers do not match its sizes.
+    #[error("checkpoint is inconsistent: {0}")]
+    BadCheckpoint(String),
+}
+
+fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::Config(m));
+    if dim == 0 || dim > limits::MAX_DIM {
+        return bad(format!("data dimension {dim} is outside 1..={}", limits::MAX_DIM));
+    }
+    if cfg.hidden == 0 || cfg.hidden > limits::MAX_HIDDEN {
+        return bad(format!("hidden {} is outside 1..={}", cfg.hidden, limits::MAX_HIDDEN));
+    }
+    if cfg.blocks == 0 || cfg.blocks > limits::MAX_BLOCKS {
+        return bad(format!("blocks {} is outside 1..={}", cfg.blocks, limits::MAX_BLOCKS));
+    }
+    if cfg.freqs == 0 || cfg.freqs > limits::MAX_FREQS || cfg.freqs % 2 != 0 {
+        return bad(format!("freqs {} must be even and in 2..={}", cfg.freqs, limits::MAX_FREQS));
+    }
+    if cfg.batch == 0 {
+        return bad("batch must be at least 1".into());
+    }
+    // The example counter step·batch + i must not wrap within the run.
+    if cfg.batch as u64 > u32::MAX as u64 {
+        return bad(format!("batch {} is too large", cfg.batch));
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return bad(format!("learning rate {} must be finite and positive", cfg.lr));
+    }
+    if !(0.0..=1.0).contains(&cfg.ema) {
+        return bad(format!("EMA decay {} must be in [0, 1]", cfg.ema));
+    }
+    if cfg.grad_clip.is_nan() || cfg.grad_clip < 0.0 {
+        return bad(format!("gradient clip {} must be ≥ 0 (0 or inf: off)", cfg.grad_clip));
+    }
+    VpDiscrete::new(cfg.diffusion_steps, cfg.schedule)?;
+    Ok(())
+}
+
+/// One chunk of a batch: its rows and its private buffers.
+struct Chunk {
+    /// Index in the batch of the first row.
+    first: usize,
+    /// Rows in this chunk.
+    rows: usize,
+    act: Activations,
+    /// (rows, D) the ε drawn for this chunk.
+    eps: Vec<f32>,
+    /// (rows,) the diffusion times.
+    t: Vec<f32>,
+    /// (P,) this chunk's gradient.
+    grads: Vec<f32>,
+    /// This chunk's share of the batch loss.
+    loss: f64,
+}
+
+/// A training run in progress: parameters, optimizer state, EMA and the preallocated buffers of
+/// one step.
+pub struct Trainer {
+    cfg: TrainConfig,
+    layout: Layout,
+    schedule: VpDiscrete,
+    norm: Normalization,
+    data_spec: String,
+    /// (n, D) the training data, normalised.
+    data: Vec<f32>,
+    step: u64,
+    params: Vec<f32>,
+    ema: Vec<f32>,
+    adam_m: Vec<f32>,
+    adam_v: Vec<f32>,
+    /// (P,) the batch gradient.
+    grads: Vec<f32>,
+    chunks: Vec<Chunk>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("dims", &self.layout.dims)
+            .field("config", &self.cfg)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The PyTorch-`Linear`-like initial parameters of `dims` (see the module doc).
+fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
+    let mut p = vec![0.0f32; layout.count];
+    let output = layout.output.w;
+    for (k, &(role, off, rows, cols)) in layout.tensors.iter().enumerate() {
+        if off >= output {
+            continue; // the output layer starts at zero
+        }
+        // A bias shares its weight's fan-in: the weight is the tensor just before it.
+        let fan_in = if role.is_matrix() { cols } else { layout.tensors[k - 1].3 };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        for (e, v) in p[off..off + rows * cols].iter_mut().enumerate() {
+            let w =
+                bits4(seed, (e / 4) as u32, k as u32, 0, tinyscore_engine::rng::stream::INIT_WEIGHTS)[e % 4];
+            *v = bound * (2.0 * uniform(w) - 1.0);
+        }
+    }
+    p
+}
+
+impl Trainer {
+    /// Starts a run on `data` (in data units): fits the normalisation, initialises the weights
+    /// from `cfg.seed`, and allocates every buffer of a step. `data_spec` is recorded in
+    /// checkpoints.
+    pub fn new(cfg: TrainConfig, data: &Dataset, data_spec: &str) -> Result<Self, TrainError> {
+        check_config(&cfg, data.dim)?;
+        if data.is_empty() {
+            return Err(TrainError::EmptyData(data.source.clone()));
+        }
+        let dims = Dims { dim: data.dim, hidden: cfg.hidden, freqs: cfg.freqs, blocks: cfg.blocks };
+        let layout = Layout::new(dims);
+        let params = init_params(&layout, cfg.seed);
+        let n = layout.count;
+        let norm = Normalization::fit(data);
+        Self::assemble(
+            cfg,
+            layout,
+            norm,
+            data,
+            data_spec.to_string(),
+            0,
+            params.clone(),
+            params,
+            vec![0.0; n],
+            vec![0.0; n],
+        )
+    }
+
+    /// Continues the run saved in `ckpt` on `data` (the same data set it was trained on, in data
+    /// units; the checkpoint's normalisation is kept). On the CPU backend the continued run is
+    /// bit-for-bit the run that never stopped.
+    pub fn resume(ckpt: Checkpoint, data: &Dataset) -> Result<Self, TrainError> {
+        let Checkpoint { dims, config, step, params, ema, adam_m, adam_v, norm, data_spec } = ckpt;
+        if data.dim != dims.dim {
+            return Err(TrainError::DimMismatch {
+                source_name: data.source.clone(),
+                data: data.dim,
+                checkpoint: dims.dim,
+            });
+        }
+        if (config.hidden, config.freqs, config.blocks) != (dims.hidden, dims.freqs, dims.blocks) {
+            return Err(TrainError::BadCheckpoint(format!(
+                "config sizes differ from the tensors' sizes {dims:?}"
+            )));
+        }
+        check_config(&config, data.dim)?;
+        if data.is_empty() {
+            return Err(TrainError::EmptyData(data.source.clone()));
+        }
+        let layout = Layout::new(dims);
+        let n = layout.count;
+        for (name, len) in
+            [("params", params.len()), ("ema", ema.len()), ("adam_m", adam_m.len()), ("adam_v", adam_v.len())]
+        {
+            if len != n {
+                return Err(TrainError::BadCheckpoint(format!("{name} has {len} values, expected {n}")));
+            }
+        }
+        if norm.mean.len() != dims.dim || norm.std.len() != dims.dim {
+            return Err(TrainError::BadCheckpoint("normalisation length differs from dim".into()));
+        }
+        Self::assemble(config, layout, norm, data, data_spec, step, params, ema, adam_m, adam_v)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        cfg: TrainConfig,
+        layout: Layout,
+        norm: Normalization,
+        data: &Dataset,
+        data_spec: String,
+        step: u64,
+        params: Vec<f32>,
+        ema: Vec<f32>,
+        adam_m: Vec<f32>,
+        adam_v: Vec<f32>,
+    ) -> Result<Self, TrainError> {
+        let schedule = VpDiscrete::new(cfg.diffusion_steps, cfg.schedule)?;
+        let mut normalised = data.values.clone();
+        norm.apply(&mut normalised);
+        let dims = layout.dims;
+        let chunks = (0..cfg.batch)
+            .step_by(CHUNK_ROWS)
+            .map(|first| {
+                let rows = CHUNK_ROWS.min(cfg.batch - first);
+                Chunk {
+                    first,
+                    rows,
+                    act: Activations::new(&dims, rows),
+                    eps: vec![0.0; rows * dims.dim],
+                    t: vec![0.0; rows],
+                    grads: vec![0.0; layout.count],
+                    loss: 0.0,
+                }
+            })
+            .collect();
+        Ok(Self {
+            grads: vec![0.0; layout.count],
+            cfg,
+            layout,
+            schedule,
+            norm,
+            data_spec,
+            data: normalised,
+            step,
+            params,
+            ema,
+            adam_m,
+            adam_v,
+            chunks,
+        })
+    }
+
+    /// One optimisation step; returns the batch loss mean_{b,d} (ε̂ − ε)² before the update.
+    pub fn step(&mut self) -> f32 {
+        let Self { cfg, layout, schedule, data, step, params, ema, adam_m, adam_v, grads, chunks, .. } = self;
+        let dims = layout.dims;
+        let (d, batch) = (dims.dim, cfg.batch);
+        let (params_ro, layout_ro, sched_ro, data_ro) = (&*params, &*layout, &*schedule, &*data);
+        let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
+
+        chunks.par_iter_mut().for_each(|c| {
+            let n = c.rows * d;
+            c.grads.fill(0.0);
+            let draw = DsmDraw { first: c.first, ..draw };
+            cpu::dsm_inputs(
+                data_ro,
+                d,
+                sched_ro,
+                draw,
+                c.rows,
+                dims.freqs,
+                &mut c.act.x,
+                &mut c.eps,
+                &mut c.t,
+                &mut c.act.phi,
+            );
+            scorenet::forward(layout_ro, params_ro, &mut c.act, c.rows);
+            c.loss = cpu::mse_loss_grad(&c.act.out[..n], &c.eps[..n], batch * d, &mut c.act.d_out[..n]);
+            scorenet::backward(layout_ro, params_ro, &mut c.act, &mut c.grads, c.rows);
+        });
+
+        // g = Σ_chunks g_c, in chunk order for every element (pieces in parallel).
+        let chunks_ro = &*chunks;
+        grads.par_chunks_mut(PIECE).enumerate().for_each(|(k, g)| {
+            let at = k * PIECE;
+            g.copy_from_slice(&chunks_ro[0].grads[at..at + g.len()]);
+            for c in &chunks_ro[1..] {
+                cpu::add_inplace(g, &c.grads[at..at + g.len()]);
+            }
+        });
+        let loss = chunks.iter().map(|c| c.loss).sum::<f64>() as f32;
+
+        cpu::clip_grad_norm(grads, cfg.grad_clip);
+        *step += 1;
+        let lr = if cfg.warmup > 0 && *step < cfg.warmup {
+            cfg.lr * (*step as f32 / cfg.warmup as f32)
+        } else {
+            cfg.lr
+        };
+        let (t, decay) = (*step, cfg.ema);
+        params
+            .par_chunks_mut(PIECE)
+            .zip(grads.par_chunks(PIECE))
+            .zip(adam_m.par_chunks_mut(PIECE))
+            .zip(adam_v.par_chunks_mut(PIECE))
+            .zip(ema.par_chunks_mut(PIECE))
+            .for_each(|((((p, g), m), v), e)| {
+                cpu::adam_ema_update(p, g, m, v, e, t, lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, decay);
+            });
+        loss
+    }
+
+    /// Optimisation steps done so far (including those before a resume).
+    pub fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.cfg
+    }
+
+    /// The network's sizes.
+    pub fn dims(&self) -> Dims {
+        self.layout.dims
+    }
+
+    /// The current (raw) parameters, flat in `Dims::params()` order.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The EMA of the parameters, flat in `Dims::params()` order.
+    pub fn ema_params(&self) -> &[f32] {
+        &self.ema
+    }
+
+    /// The data normalisation of this run.
+    pub fn normalization(&self) -> &Normalization {
+        &self.norm
+    }
+
+    /// A snapshot of the whole state, enough to resume bit-exactly.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            dims: self.layout.dims,
+            config: self.cfg.clone(),
+            step: self.step,
+            params: self.params.clone(),
+            ema: self.ema.clone(),
+            adam_m: self.adam_m.clone(),
+            adam_v: self.adam_v.clone(),
+            norm: self.norm.clone(),
+            data_spec: self.data_spec.clone(),
+        }
+    }
+}
+
+/// Batched forward pass with flat `params` (in `Dims::params()` order): ε̂ (B, D) for
+/// normalised inputs `x` (B, D) at times `t` (B,). The same function as the engine's
+/// `ScoreNet::eps`, evaluated with the training kernels.
+///
+/// # Panics
+/// If `params.len() != dims.param_count()`, `x.len() != B·D` or `t.len() != B`.
+pub fn forward(dims: &Dims, params: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
+    let layout = Layout::new(*dims);
+    assert_eq!(params.len(), layout.count, "forward: parameter count");
+    let (d, f, rows) = (dims.dim, dims.freqs, t.len());
+    assert_eq!(x.len(), rows * d, "forward: x must be (B, D)");
+    let mut out = vec![0.0f32; rows * d];
+    // Rows are independent, so chunks run in parallel without changing any bit.
+    out.par_chunks_mut(CHUNK_ROWS * d.max(1)).enumerate().for_each_init(
+        || Activations::new(dims, CHUNK_ROWS.min(rows)),
+        |act, (c, out)| {
+            let (first, n) = (c * CHUNK_ROWS, out.len() / d.max(1));
+            act.x[..n * d].copy_from_slice(&x[first * d..(first + n) * d]);
+            for r in 0..n {
+                time_features(t[first + r], &mut act.phi[r * f..(r + 1) * f]);
+            }
+            scorenet::forward(&layout, params, act, n);
+            out.copy_from_slice(&act.out[..n * d]);
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinyscore_engine::net::silu;
+
+    fn small_dims() -> Dims {
+        Dims { dim: 3, hidden: 6, freqs: 4, blocks: 2 }
+    }
+
+    /// Random parameters (including a non-zero output layer).
+    fn random_params(dims: &Dims, seed: u64) -> Vec<f32> {
+        (0..dims.param_count())
+            .map(|e| 0.6 * (2.0 * uniform(bits4(seed, e as u32, 0, 0, 99)[0]) - 1.0))
+            .collect()
+    }
+
+    fn random_inputs(rows: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let x = (0..rows * d).map(|e| 2.0 * uniform(bits4(seed, e as u32, 1, 0, 99)[0]) - 1.0).collect();
+        let t = (0..rows).map(|r| (1 + r * 37 % 1000) as f32 / 1000.0).collect();
+        (x, t)
+    }
+
+    /// A straightforward scalar ScoreNet, written from the definition with the engine's
+    /// `time_features` and `silu`, in f64 when `wide` (for finite differences) else in f32.
+    fn naive(dims: &Dims, p: &[f64], x: &[f32], t: f32, wide: bool) -> Vec<f64> {
+        let layout = Layout::new(*dims);
+        let act = |v: f64| if wide { v / (1.0 + (-v).exp()) } else { silu(v as f32) as f64 };
+        let lin = |l: &scorenet::Linear, input: &[f64]| -> Vec<f64> {
+            (0..l.out)
+                .map(|o| {
+                    let b = p[l.w + l.out * l.inp + o];
+                    b + (0..l.inp).map(|i| p[l.w + o * l.inp + i] * input[i]).sum::<f64>()
+                })
+                .collect()
+        };
+        let mut phi = vec![0.0f32; dims.freqs];
+        time_features(t, &mut phi);
+        let phi: Vec<f64> = phi.iter().map(|&v| v as f64).collect();
+        let a: Vec<f64> = lin(&layout.time1, &phi).into_iter().map(act).collect();
+        let temb = lin(&layout.time2, &a);
+        let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut h = lin(&layout.input, &x);
+        for (l1, l2) in &layout.blocks {
+            let a: Vec<f64> = h.iter().map(|&v| act(v)).collect();
+            let u: Vec<f64> = lin(l1, &a).iter().zip(&temb).map(|(u, t)| u + t).collect();
+            let a: Vec<f64> = u.into_iter().map(act).collect();
+            h = lin(l2, &a).iter().zip(&h).map(|(y, h)| h + y).collect();
+        }
+        let a: Vec<f64> = h.into_iter().map(act).collect();
+        lin(&layout.output, &a)
+    }
+
+    #[test]
+    fn forward_matches_naive_scalar_network() {
+        for dims in [small_dims(), Dims { dim: 2, hidden: 32, freqs: 16, blocks: 3 }] {
+            let p = random_params(&dims, 1);
+            let rows = 70; // more than one chunk
+            let (x, t) = random_inputs(rows, dims.dim, 2);
+            let got = forward(&dims, &p, &x, &t);
+            let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+            for r in 0..rows {
+                let want = naive(&dims, &p64, &x[r * dims.dim..(r + 1) * dims.dim], t[r], false);
+                for (k, w) in want.iter().enumerate() {
+                    let g = got[r * dims.dim + k] as f64;
+                    assert!((g - w).abs() <= 1e-5 + 1e-4 * w.abs(), "{dims:?} row {r}[{k}]: {g} vs {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let dims = small_dims();
+        let layout = Layout::new(dims);
+        let p = random_params(&dims, 3);
+        let rows = 5;
+        let (x, t) = random_inputs(rows, dims.dim, 4);
+        // L = Σ_{r,k} c_{rk}·ε̂_{rk} with fixed random weights c.
+        let c: Vec<f32> =
+            (0..rows * dims.dim).map(|e| 2.0 * uniform(bits4(5, e as u32, 2, 0, 99)[0]) - 1.0).collect();
+        let mut act = Activations::new(&dims, rows);
+        act.x.copy_from_slice(&x);
+        for (&tr, phi) in t.iter().zip(act.phi.chunks_exact_mut(dims.freqs)) {
+            time_features(tr, phi);
+        }
+        scorenet::forward(&layout, &p, &mut act, rows);
+        act.d_out.copy_from_slice(&c);
+        let mut grads = vec![0.0f32; layout.count];
+        scorenet::backward(&layout, &p, &mut act, &mut grads, rows);
+
+        let loss = |p: &[f64]| -> f64 {
+            (0..rows)
+                .map(|r| {
+                    let y = naive(&dims, p, &x[r * dims.dim..(r + 1) * dims.dim], t[r], true);
+                    y.iter().zip(&c[r * dims.dim..]).map(|(y, c)| y * *c as f64).sum::<f64>()
+                })
+                .sum()
+        };
+        let mut p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+        let h = 1e-5;
+        let mut fd = vec![0.0f64; layout.count];
+        for i in 0..layout.count {
+            let keep = p64[i];
+            p64[i] = keep + h;
+            let up = loss(&p64);
+            p64[i] = keep - h;
+            let down = loss(&p64);
+            p64[i] = keep;
+            fd[i] = (up - down) / (2.0 * h);
+        }
+        // Relative error per tensor, ‖g − fd‖ / ‖fd‖, and elementwise with a small floor.
+        for &(role, off, rows_t, cols) in &layout.tensors {
+            let r = off..off + rows_t * cols;
+            let num: f64 = r.clone().map(|i| (grads[i] as f64 - fd[i]).powi(2)).sum::<f64>().sqrt();
+            let den: f64 = r.clone().map(|i| fd[i].powi(2)).sum::<f64>().sqrt();
+            assert!(den > 1e-6, "{}: zero gradient, test is vacuous", role.name());
+            assert!(num / den < 1e-4, "{}: relative error {}", role.name(), num / den);
+            for i in r {
+                assert!((grads[i] as f64 - fd[i]).abs() <= 1e-5 + 1e-3 * fd[i].abs(), "{}[{i}]", role.name());
+            }
+        }
+    }
+
+    fn moons(n: usize) -> Dataset {
+        crate::data::load("moons", n, 11).unwrap()
+    }
+
+    fn tiny_config() -> TrainConfig {
+        TrainConfig { hidden: 32, blocks: 2, freqs: 8, batch: 100, warmup: 3, ..TrainConfig::default() }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_thread_count() {
+        let data = moons(500);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut tr = Trainer::new(tiny_config(), &data, "moons").unwrap();
+                let losses: Vec<u32> = (0..5).map(|_| tr.step().to_bits()).collect();
+                (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let data = moons(10);
+        for cfg in [
+            TrainConfig { hidden: 0, ..tiny_config() },
+            TrainConfig { freqs: 7, ..tiny_config() },
+            TrainConfig { blocks: 9, ..tiny_config() },
+            TrainConfig { batch: 0, ..tiny_config() },
+            TrainConfig { lr: f32::NAN, ..tiny_config() },
+            TrainConfig { ema: 1.5, ..tiny_config() },
+            TrainConfig { diffusion_steps: 0, ..tiny_config() },
+        ] {
+            let e = Trainer::new(cfg, &data, "moons").unwrap_err();
+            assert!(!e.to_string().is_empty());
+        }
+        let empty = Dataset::from_rows(2, vec![], "none");
+        assert!(matches!(Trainer::new(tiny_config(), &empty, "none"), Err(TrainError::EmptyData(_))));
+    }
+
+    #[test]
+    fn init_is_pytorch_like_with_zero_output() {
+        let dims = Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 };
+        let layout = Layout::new(dims);
+        let p = init_params(&layout, 0);
+        let w = &p[layout.range(tinyscore_engine::format::Role::TimeW2).unwrap()];
+        let bound = 1.0 / 128f32.sqrt();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+        assert!((var - bound * bound / 3.0).abs() < 0.05 * bound * bound, "uniform variance");
+        assert!(p[layout.output.w..].iter().all(|&v| v == 0.0));
+        assert_ne!(init_params(&layout, 1), p);
+    }
+}

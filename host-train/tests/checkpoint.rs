@@ -1,0 +1,191 @@
+//! Checkpoints: bit-exact round trip, bit-exact resume, and refusal of bad files.
+
+use std::path::PathBuf;
+
+use tinyscore_engine::format::Role;
+use tinyscore_train::checkpoint::{Checkpoint, CheckpointError};
+use tinyscore_train::data;
+use tinyscore_train::train::{TrainConfig, Trainer};
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinyscore-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn config() -> TrainConfig {
+    TrainConfig { hidden: 32, blocks: 2, freqs: 8, batch: 96, warmup: 4, seed: 3, ..TrainConfig::default() }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn save_load_round_trip_is_bit_exact() {
+    let moons = data::load("moons", 400, 1).unwrap();
+    let mut tr = Trainer::new(config(), &moons, "moons").unwrap();
+    for _ in 0..3 {
+        tr.step();
+    }
+    let ck = tr.checkpoint();
+    let path = tmp("round.safetensors");
+    ck.save(&path).unwrap();
+    let back = Checkpoint::load(&path).unwrap();
+    assert_eq!(back, ck);
+    assert_eq!(bits(&back.params), bits(&ck.params));
+    assert_eq!(bits(&back.adam_v), bits(&ck.adam_v));
+    assert_eq!(back.step, 3);
+    assert_eq!(back.data_spec, "moons");
+    // Named tensors are the slices of the flat vectors.
+    assert_eq!(back.tensor(Role::OutputB, false).len(), 2);
+    assert_eq!(back.tensor(Role::BlockW1(1), true).len(), 32 * 32);
+    assert_eq!(back.tensor(Role::NormStd, false), &ck.norm.std[..]);
+    // No temporary file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
+
+#[test]
+fn resume_continues_bit_exactly() {
+    let moons = data::load("moons", 400, 2).unwrap();
+    let mut straight = Trainer::new(config(), &moons, "moons").unwrap();
+    let losses: Vec<u32> = (0..8).map(|_| straight.step().to_bits()).collect();
+
+    let mut first = Trainer::new(config(), &moons, "moons").unwrap();
+    let mut resumed_losses: Vec<u32> = (0..3).map(|_| first.step().to_bits()).collect();
+    let path = tmp("resume.safetensors");
+    first.checkpoint().save(&path).unwrap();
+    drop(first);
+    let mut second = Trainer::resume(Checkpoint::load(&path).unwrap(), &moons).unwrap();
+    assert_eq!(second.steps_done(), 3);
+    resumed_losses.extend((0..5).map(|_| second.step().to_bits()));
+
+    assert_eq!(resumed_losses, losses);
+    let (a, b) = (straight.checkpoint(), second.checkpoint());
+    assert_eq!(bits(&a.params), bits(&b.params));
+    assert_eq!(bits(&a.ema), bits(&b.ema));
+    assert_eq!(bits(&a.adam_m), bits(&b.adam_m));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn resume_refuses_other_data_dimension() {
+    let moons = data::load("moons", 100, 2).unwrap();
+    let tr = Trainer::new(config(), &moons, "moons").unwrap();
+    let other = data::Dataset::from_rows(3, vec![0.0; 30], "three");
+    let e = Trainer::resume(tr.checkpoint(), &other).unwrap_err();
+    assert!(e.to_string().contains("dimension 3"), "{e}");
+}
+
+/// Writes a safetensors file with the given f32 tensors and metadata.
+fn write_st(path: &PathBuf, tensors: &[(String, Vec<usize>, Vec<f32>)], meta: Option<Vec<(&str, &str)>>) {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    let meta = meta.map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    std::fs::write(path, safetensors::serialize(views, &meta).unwrap()).unwrap();
+}
+
+/// The weights of `ck` as (name, shape, values).
+fn weights(ck: &Checkpoint) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    ck.dims
+        .params()
+        .map(|(role, rows, cols)| {
+            let shape = if role.is_matrix() { vec![rows, cols] } else { vec![rows] };
+            (role.name().to_string(), shape, ck.tensor(role, false).to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn weights_only_file_loads_with_defaults() {
+    let moons = data::load("moons", 100, 2).unwrap();
+    let mut tr = Trainer::new(config(), &moons, "moons").unwrap();
+    tr.step();
+    let ck = tr.checkpoint();
+    let path = tmp("weights-only.safetensors");
+    write_st(&path, &weights(&ck), None);
+    let back = Checkpoint::load(&path).unwrap();
+    assert_eq!(back.dims, ck.dims, "sizes inferred from shapes");
+    assert_eq!(back.params, ck.params);
+    assert_eq!(back.ema, ck.params, "missing EMA copies the weights");
+    assert!(back.adam_m.iter().chain(&back.adam_v).all(|&v| v == 0.0));
+    assert_eq!(back.norm.std, vec![1.0; 2]);
+    assert_eq!(back.step, 0);
+}
+
+#[test]
+fn bad_files_are_typed_errors() {
+    let moons = data::load("moons", 100, 2).unwrap();
+    let tr = Trainer::new(config(), &moons, "moons").unwrap();
+    let ck = tr.checkpoint();
+    let good = tmp("good.safetensors");
+    ck.save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let check = |name: &str, contents: &[u8], want: fn(&CheckpointError) -> bool| {
+        let p = tmp(name);
+        std::fs::write(&p, contents).unwrap();
+        let e = Checkpoint::load(&p).unwrap_err();
+        let msg = e.to_string();
+        assert!(want(&e), "{name}: {msg}");
+        assert!(msg.contains(name) && !msg.contains('\n'), "{name}: {msg}");
+    };
+    check("truncated.safetensors", &bytes[..bytes.len() - 10], |e| {
+        matches!(e, CheckpointError::NotSafetensors { .. })
+    });
+    check("garbage.safetensors", b"definitely not a checkpoint", |e| {
+        matches!(e, CheckpointError::NotSafetensors { .. })
+    });
+    check("empty.safetensors", b"", |e| matches!(e, CheckpointError::NotSafetensors { .. }));
+    // Corrupt a weight value to NaN: the last 4 bytes are the last tensor's last value.
+    let mut nan = bytes.clone();
+    let n = nan.len();
+    nan[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    check("nan.safetensors", &nan, |e| matches!(e, CheckpointError::BadValue { .. }));
+
+    let mut w = weights(&ck);
+    w.retain(|(n, ..)| n != "blocks.1.w2");
+    let p = tmp("missing.safetensors");
+    write_st(&p, &w, Some(vec![("dim", "2"), ("hidden", "32"), ("freqs", "8"), ("blocks", "2")]));
+    assert!(
+        matches!(Checkpoint::load(&p), Err(CheckpointError::MissingTensor { ref name, .. }) if name == "blocks.1.w2")
+    );
+
+    // Another architecture: metadata says hidden 64.
+    let p = tmp("arch.safetensors");
+    write_st(&p, &weights(&ck), Some(vec![("dim", "2"), ("hidden", "64"), ("freqs", "8"), ("blocks", "2")]));
+    let e = Checkpoint::load(&p).unwrap_err();
+    assert!(matches!(e, CheckpointError::WrongShape { .. }), "{e}");
+    // Fewer blocks declared than present.
+    write_st(&p, &weights(&ck), Some(vec![("blocks", "1")]));
+    assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::BadMetadata { key: "blocks", .. })));
+    write_st(&p, &weights(&ck), Some(vec![("format", "something-else")]));
+    assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::Format { .. })));
+    write_st(&p, &weights(&ck), Some(vec![("lr", "fast")]));
+    assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::BadMetadata { key: "lr", .. })));
+    write_st(&p, &weights(&ck), Some(vec![("schedule", "linear:0.5:0.1")]));
+    assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::BadMetadata { key: "schedule", .. })));
+    write_st(&p, &weights(&ck), Some(vec![("freqs", "7")]));
+    assert!(matches!(Checkpoint::load(&p), Err(CheckpointError::BadDims { .. })));
+    // Wrong dtype.
+    {
+        use safetensors::tensor::{Dtype, TensorView};
+        let data = vec![0u8; 16];
+        let v = TensorView::new(Dtype::F64, vec![2], &data).unwrap();
+        std::fs::write(&p, safetensors::serialize(vec![("input.w", v)], &None).unwrap()).unwrap();
+        assert!(Checkpoint::load(&p).is_err());
+    }
+    // A directory and a missing file.
+    assert!(matches!(Checkpoint::load(&std::env::temp_dir()), Err(CheckpointError::Io { .. })));
+    assert!(matches!(Checkpoint::load(&tmp("absent.safetensors")), Err(CheckpointError::Io { .. })));
+}

@@ -1,0 +1,608 @@
+//! CPU twins of the training kernels: the reference meaning of every kernel.
+//!
+//! One function per kernel, each with its formula and the shapes of its buffers. The GEMMs go
+//! through `matrixmultiply::sgemm` (single-threaded, so for given shapes on a given machine the
+//! result is the same bits every run); their float summation order differs from a naive loop,
+//! which is why tests compare with `atol + rtol·|ref|`. Element-wise math uses the engine's own
+//! definitions ([`silu`], [`silu_grad`], [`time_features`]) so that trainer and engine agree.
+//!
+//! The hot loop never allocates: every kernel writes into buffers that the caller owns.
+
+use tinyscore_engine::net::{silu, silu_grad, time_features};
+use tinyscore_engine::rng::{bits4, fill_normal, stream};
+use tinyscore_engine::schedule::VpDiscrete;
+
+/// `c (m, n) = alpha · a (m, k) · b (k, n) + beta · c`, with explicit row/column strides for `a`
+/// and `b` so that transposes cost nothing.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // The largest index each operand is read at must lie inside its slice.
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    if k > 0 {
+        assert!(last(m, k, rsa, csa) < a.len(), "gemm: a is too short");
+        assert!(last(k, n, rsb, csb) < b.len(), "gemm: b is too short");
+    }
+    assert!(m * n <= c.len(), "gemm: c is too short");
+    // SAFETY: the asserts above prove that every element sgemm reads from `a` and `b` and every
+    // element it writes in `c` (row-major, strides (n, 1)) lies inside the slices, and `c` is
+    // borrowed mutably so it cannot alias `a` or `b`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Forward of a linear layer: `y = x · Wᵀ + b`.
+///
+/// * `x`: (rows, in) inputs;
+/// * `w`: (out, in) weights, row-major;
+/// * `b`: (out,) bias;
+/// * `y`: (rows, out) outputs, overwritten.
+///
+/// `y[r][o] = b[o] + Σ_i x[r][i]·w[o][i]`.
+pub fn linear_fwd(x: &[f32], w: &[f32], b: &[f32], y: &mut [f32], rows: usize, inp: usize, out: usize) {
+    let y = &mut y[..rows * out];
+    for row in y.chunks_exact_mut(out) {
+        row.copy_from_slice(&b[..out]);
+    }
+    // Wᵀ (in, out): element (i, o) is w[o·in + i], so row stride 1 and column stride `in`.
+    gemm(rows, inp, out, x, (inp, 1), w, (1, inp), 1.0, y);
+}
+
+/// Backward of a linear layer with respect to its input: `dx = dy · W`.
+///
+/// * `dy`: (rows, out) gradient of the outputs;
+/// * `w`: (out, in) weights;
+/// * `dx`: (rows, in) gradient of the inputs, overwritten.
+///
+/// `dx[r][i] = Σ_o dy[r][o]·w[o][i]`.
+pub fn linear_bwd_input(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, inp: usize, out: usize) {
+    gemm(rows, out, inp, dy, (out, 1), w, (inp, 1), 0.0, &mut dx[..rows * inp]);
+}
+
+/// Backward of a linear layer with respect to its parameters, accumulated:
+/// `dW += dyᵀ · x`, `db += Σ_rows dy`.
+///
+/// * `dy`: (rows, out) gradient of the outputs;
+/// * `x`: (rows, in) the layer's inputs of the forward pass;
+/// * `dw`: (out, in) weight gradient, accumulated into;
+/// * `db`: (out,) bias gradient, accumulated into (rows summed in order 0, 1, …).
+pub fn linear_bwd_params(
+    dy: &[f32],
+    x: &[f32],
+    dw: &mut [f32],
+    db: &mut [f32],
+    rows: usize,
+    inp: usize,
+    out: usize,
+) {
+    // dyᵀ (out, rows): element (o, r) is dy[r·out + o].
+    gemm(out, rows, inp, dy, (1, out), x, (inp, 1), 1.0, &mut dw[..out * inp]);
+    let db = &mut db[..out];
+    for row in dy[..rows * out].chunks_exact(out) {
+        for (g, &d) in db.iter_mut().zip(row) {
+            *g += d;
+        }
+    }
+}
+
+/// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`]). `x`, `y`: same length.
+pub fn silu_fwd(x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = silu(v);
+    }
+}
+
+/// SiLU backward, element-wise: `dx = dy ⊙ silu'(x)` ([`silu_grad`]), `dx` overwritten.
+/// `x` is the forward input; `x`, `dy`, `dx`: same length.
+pub fn silu_bwd(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+        *o = g * silu_grad(v);
+    }
+}
+
+/// SiLU backward, accumulated: `dx += dy ⊙ silu'(x)` (for a residual stream whose gradient
+/// already holds the skip path). `x`, `dy`, `dx`: same length.
+pub fn silu_bwd_acc(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+        *o += g * silu_grad(v);
+    }
+}
+
+/// SiLU forward that also keeps the sigmoid for the backward pass, with one `expf` per
+/// element: `y = silu(x)`, `sig = σ(x) = 1/(1 + e^(−x))`. Bit-identical to [`silu`] and to the
+/// σ inside [`silu_grad`] (same `libm::expf`, same operations). `x`, `y`, `sig`: same length.
+pub fn silu_fwd_sig(x: &[f32], y: &mut [f32], sig: &mut [f32]) {
+    for ((o, s), &v) in y.iter_mut().zip(sig.iter_mut()).zip(x) {
+        let denom = 1.0 + libm::expf(-v);
+        *o = v / denom;
+        *s = 1.0 / denom;
+    }
+}
+
+/// SiLU backward from a kept sigmoid: `dx = dy ⊙ σ(x)·(1 + x·(1 − σ(x)))`, bit-identical to
+/// [`silu_bwd`] when `sig` comes from [`silu_fwd_sig`]. All slices: same length.
+pub fn silu_bwd_sig(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for (((o, &v), &s), &g) in dx.iter_mut().zip(x).zip(sig).zip(dy) {
+        *o = g * (s * (1.0 + v * (1.0 - s)));
+    }
+}
+
+/// [`silu_bwd_sig`], accumulated: `dx += dy ⊙ silu'(x)`. All slices: same length.
+pub fn silu_bwd_sig_acc(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for (((o, &v), &s), &g) in dx.iter_mut().zip(x).zip(sig).zip(dy) {
+        *o += g * (s * (1.0 + v * (1.0 - s)));
+    }
+}
+
+/// Element-wise sum in place: `y += x`. `x`, `y`: same length.
+pub fn add_inplace(y: &mut [f32], x: &[f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o += v;
+    }
+}
+
+/// Broadcast add of one row to every row: `y[r] += v` for each row of `y` (rows, v.len()).
+pub fn add_row_broadcast(y: &mut [f32], v: &[f32]) {
+    for row in y.chunks_exact_mut(v.len()) {
+        add_inplace(row, v);
+    }
+}
+
+/// Where one chunk of a training batch sits in the whole run: the noise and the draws of an
+/// example depend only on `(seed, step·batch + first + r)`, never on how the batch is split
+/// into chunks or threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DsmDraw {
+    /// The run's seed (the Philox key).
+    pub seed: u64,
+    /// The 0-based index of the optimisation step.
+    pub step: u64,
+    /// The batch size of every step.
+    pub batch: usize,
+    /// The index within the batch of the chunk's first row.
+    pub first: usize,
+}
+
+impl DsmDraw {
+    /// The example's index in the whole run, `e = step·batch + first + r`, split into the two
+    /// counter words (low, high) that take the place of the engine's (sample, step).
+    #[inline]
+    pub fn example_counter(&self, r: usize) -> (u32, u32) {
+        let e = self.step.wrapping_mul(self.batch as u64).wrapping_add((self.first + r) as u64);
+        (e as u32, (e >> 32) as u32)
+    }
+}
+
+/// Inputs of the denoising score matching loss (Ho et al. 2020, Algorithm 1) for `rows`
+/// examples of one step, rows `draw.first ..` of the batch.
+///
+/// For example r, with `e = step·batch + first + r` split into counter words `(e_lo, e_hi)`:
+/// * data index `j = ⌊(w₀·2³² + w₁)·n_data / 2⁶⁴⌋` with `w = bits4(seed, 0, e_lo, e_hi,
+///   TRAIN_INDEX)` (sampling with replacement);
+/// * step `n = 1 + ⌊w₀·N / 2³²⌋` with `w = bits4(seed, 0, e_lo, e_hi, TRAIN_TIME)`, uniform on
+///   1..=N, and time `t = n/N`;
+/// * `ε = fill_normal(seed, e_lo, e_hi, TRAIN_EPS)` (element block = element / 4);
+/// * `x_t = √ᾱ_n · x₀ + √(1 − ᾱ_n) · ε` and `φ = time_features(t)`.
+///
+/// Buffers: `data` (n_data, D) normalised training set; outputs `x_t`, `eps` (rows, D), `t`
+/// (rows,), `phi` (rows, F); only their first `rows` rows are written.
+#[allow(clippy::too_many_arguments)]
+pub fn dsm_inputs(
+    data: &[f32],
+    dim: usize,
+    schedule: &VpDiscrete,
+    draw: DsmDraw,
+    rows: usize,
+    freqs: usize,
+    x_t: &mut [f32],
+    eps: &mut [f32],
+    t: &mut [f32],
+    phi: &mut [f32],
+) {
+    let n_data = (data.len() / dim) as u128;
+    let big_n = schedule.steps() as u64;
+    for r in 0..rows {
+        let (lo, hi) = draw.example_counter(r);
+        let w = bits4(draw.seed, 0, lo, hi, stream::TRAIN_INDEX);
+        let wide = ((w[0] as u64) << 32 | w[1] as u64) as u128;
+        let j = ((wide * n_data) >> 64) as usize;
+        let w = bits4(draw.seed, 0, lo, hi, stream::TRAIN_TIME);
+        let n = 1 + ((w[0] as u64 * big_n) >> 32) as usize;
+
+        let e = &mut eps[r * dim..(r + 1) * dim];
+        fill_normal(draw.seed, lo, hi, stream::TRAIN_EPS, e);
+        let (alpha, sigma) = (schedule.alpha(n), schedule.sigma(n));
+        let x0 = &data[j * dim..(j + 1) * dim];
+        for ((xt, &x), &z) in x_t[r * dim..(r + 1) * dim].iter_mut().zip(x0).zip(e.iter()) {
+            *xt = alpha * x + sigma * z;
+        }
+        t[r] = schedule.time(n);
+        time_features(t[r], &mut phi[r * freqs..(r + 1) * freqs]);
+    }
+}
+
+/// Mean squared error and its gradient, for one chunk of a batch of `total` scalars.
+///
+/// `loss = Σ (pred − target)² / total`, `grad = 2·(pred − target) / total`, where `total` is
+/// the number of scalars in the *whole* batch (B·D), so that the chunks' losses add up to the
+/// batch mean `mean_{b,d} (ε̂ − ε)²` and their gradients are those of that mean.
+/// `pred`, `target`, `grad` (overwritten): same length. The sum is taken in f64, in order.
+pub fn mse_loss_grad(pred: &[f32], target: &[f32], total: usize, grad: &mut [f32]) -> f64 {
+    let inv = 1.0 / total as f32;
+    let mut sum = 0.0f64;
+    for ((g, &p), &y) in grad.iter_mut().zip(pred).zip(target) {
+        let diff = p - y;
+        sum += (diff as f64) * (diff as f64);
+        *g = 2.0 * diff * inv;
+    }
+    sum / total as f64
+}
+
+/// Global L2 gradient clipping: with `‖g‖ = √Σ g²` (f64, in order), if `‖g‖ > max_norm` scale
+/// `g ← g · max_norm / (‖g‖ + 1e-6)` (PyTorch's `clip_grad_norm_`). Returns `‖g‖` before
+/// clipping. A `max_norm` that is not finite and positive disables clipping.
+pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
+    let norm = grads.iter().map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt();
+    if max_norm.is_finite() && max_norm > 0.0 && norm > max_norm as f64 {
+        let scale = (max_norm as f64 / (norm + 1e-6)) as f32;
+        for g in grads.iter_mut() {
+            *g *= scale;
+        }
+    }
+    norm as f32
+}
+
+/// Adam (Kingma & Ba 2015, Algorithm 1, bias-corrected) followed by the EMA of the weights,
+/// over flat buffers of equal length. With 1-based step `t`:
+///
+/// ```text
+/// m ← β₁·m + (1 − β₁)·g          v ← β₂·v + (1 − β₂)·g²
+/// θ ← θ − lr · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + eps)
+/// ema ← d·ema + (1 − d)·θ
+/// ```
+///
+/// The bias corrections are computed in f64 and rounded once.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_ema_update(
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    ema: &mut [f32],
+    step: u64,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    ema_decay: f32,
+) {
+    let t = step.max(1).min(i32::MAX as u64) as i32;
+    let bc1 = (1.0 - (beta1 as f64).powi(t)) as f32;
+    let bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;
+    let n = params.len();
+    assert!(grads.len() == n && m.len() == n && v.len() == n && ema.len() == n, "adam: length mismatch");
+    for i in 0..n {
+        let g = grads[i];
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g;
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
+        let m_hat = m[i] / bc1;
+        let v_hat = v[i] / bc2;
+        params[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+        ema[i] = ema_decay * ema[i] + (1.0 - ema_decay) * params[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinyscore_engine::rng::philox4x32_10;
+    use tinyscore_engine::schedule::BetaSchedule;
+
+    /// Deterministic test values in [-1, 1).
+    fn values(n: usize, salt: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let w = philox4x32_10([i as u32, salt, 0, 99], [1, 2]);
+                (w[0] >> 8) as f32 / 8_388_608.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Fails with the first few mismatches if `|got − want| > atol + rtol·|want|` anywhere.
+    fn check(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let bad: Vec<String> = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .filter(|(_, (g, w))| {
+                // Written so that NaN counts as a mismatch.
+                let within = (**g - **w).abs() <= atol + rtol * w.abs();
+                !within
+            })
+            .take(5)
+            .map(|(i, (g, w))| format!("[{i}] got {g} want {w}"))
+            .collect();
+        assert!(bad.is_empty(), "{what}: {}", bad.join(", "));
+    }
+
+    const SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 128, 128)];
+
+    #[test]
+    fn linear_fwd_matches_scalar_loop() {
+        for (rows, inp, out) in SHAPES {
+            let (x, w, b) = (values(rows * inp, 1), values(out * inp, 2), values(out, 3));
+            let mut y = vec![f32::NAN; rows * out];
+            linear_fwd(&x, &w, &b, &mut y, rows, inp, out);
+            let mut want = vec![0.0; rows * out];
+            for r in 0..rows {
+                for o in 0..out {
+                    let mut s = b[o];
+                    for i in 0..inp {
+                        s += x[r * inp + i] * w[o * inp + i];
+                    }
+                    want[r * out + o] = s;
+                }
+            }
+            check("linear_fwd", &y, &want, 1e-5, 1e-4);
+        }
+    }
+
+    #[test]
+    fn linear_backward_matches_scalar_loops() {
+        for (rows, inp, out) in SHAPES {
+            let (x, w, dy) = (values(rows * inp, 4), values(out * inp, 5), values(rows * out, 6));
+            let mut dx = vec![f32::NAN; rows * inp];
+            linear_bwd_input(&dy, &w, &mut dx, rows, inp, out);
+            let (dw0, db0) = (values(out * inp, 7), values(out, 8));
+            let (mut dw, mut db) = (dw0.clone(), db0.clone());
+            linear_bwd_params(&dy, &x, &mut dw, &mut db, rows, inp, out);
+
+            let mut want_dx = vec![0.0; rows * inp];
+            for r in 0..rows {
+                for i in 0..inp {
+                    want_dx[r * inp + i] = (0..out).map(|o| dy[r * out + o] * w[o * inp + i]).sum();
+                }
+            }
+            let (mut want_dw, mut want_db) = (dw0.clone(), db0.clone());
+            for o in 0..out {
+                for i in 0..inp {
+                    want_dw[o * inp + i] += (0..rows).map(|r| dy[r * out + o] * x[r * inp + i]).sum::<f32>();
+                }
+                want_db[o] += (0..rows).map(|r| dy[r * out + o]).sum::<f32>();
+            }
+            check("dx", &dx, &want_dx, 1e-5, 1e-4);
+            check("dW", &dw, &want_dw, 1e-5, 1e-4);
+            check("db", &db, &want_db, 1e-5, 1e-4);
+        }
+    }
+
+    #[test]
+    fn gemm_is_repeatable() {
+        let (rows, inp, out) = (64, 128, 128);
+        let (x, w, b) = (values(rows * inp, 9), values(out * inp, 10), values(out, 11));
+        let (mut y1, mut y2) = (vec![0.0; rows * out], vec![0.0; rows * out]);
+        linear_fwd(&x, &w, &b, &mut y1, rows, inp, out);
+        linear_fwd(&x, &w, &b, &mut y2, rows, inp, out);
+        assert_eq!(
+            y1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn silu_kernels_match_definition() {
+        let x: Vec<f32> = values(100, 12).iter().map(|v| v * 8.0).collect();
+        let dy = values(100, 13);
+        let mut y = vec![0.0; 100];
+        silu_fwd(&x, &mut y);
+        let want: Vec<f32> = x.iter().map(|&v| (v as f64 / (1.0 + (-v as f64).exp())) as f32).collect();
+        check("silu", &y, &want, 1e-6, 1e-5);
+
+        let mut dx = vec![0.0; 100];
+        silu_bwd(&x, &dy, &mut dx);
+        let grad = |v: f64| {
+            let s = 1.0 / (1.0 + (-v).exp());
+            s * (1.0 + v * (1.0 - s))
+        };
+        let want: Vec<f32> = x.iter().zip(&dy).map(|(&v, &g)| (g as f64 * grad(v as f64)) as f32).collect();
+        check("silu_bwd", &dx, &want, 1e-6, 1e-5);
+
+        let mut acc = vec![1.0; 100];
+        silu_bwd_acc(&x, &dy, &mut acc);
+        let want: Vec<f32> = want.iter().map(|w| w + 1.0).collect();
+        check("silu_bwd_acc", &acc, &want, 1e-6, 1e-5);
+    }
+
+    #[test]
+    fn silu_with_kept_sigmoid_is_bit_identical_to_the_engine() {
+        let x: Vec<f32> =
+            values(1000, 19).iter().map(|v| v * 30.0).chain([0.0, -0.0, 88.0, -88.0, -104.0]).collect();
+        let n = x.len();
+        let dy = values(n, 20);
+        let (mut y, mut sig) = (vec![0.0; n], vec![0.0; n]);
+        silu_fwd_sig(&x, &mut y, &mut sig);
+        let mut want = vec![0.0; n];
+        silu_fwd(&x, &mut want);
+        assert_eq!(
+            y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let (mut dx, mut want_dx) = (vec![0.0; n], vec![0.0; n]);
+        silu_bwd_sig(&x, &sig, &dy, &mut dx);
+        silu_bwd(&x, &dy, &mut want_dx);
+        assert_eq!(
+            dx.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want_dx.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        let (mut acc, mut want_acc) = (vec![0.5; n], vec![0.5; n]);
+        silu_bwd_sig_acc(&x, &sig, &dy, &mut acc);
+        silu_bwd_acc(&x, &dy, &mut want_acc);
+        assert_eq!(
+            acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want_acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn broadcast_and_add() {
+        let mut y = vec![1.0, 2.0, 3.0, 4.0];
+        add_row_broadcast(&mut y, &[10.0, 20.0]);
+        assert_eq!(y, [11.0, 22.0, 13.0, 24.0]);
+        add_inplace(&mut y, &[1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(y, [12.0, 23.0, 14.0, 25.0]);
+    }
+
+    #[test]
+    fn dsm_inputs_follow_the_forward_process() {
+        let dim = 3;
+        let data = values(10 * dim, 14);
+        let sched = VpDiscrete::new(100, BetaSchedule::DDPM_LINEAR).unwrap();
+        let (batch, freqs) = (8usize, 4usize);
+        let draw = DsmDraw { seed: 5, step: 7, batch, first: 0 };
+        let (mut xt, mut eps, mut t, mut phi) =
+            (vec![0.0; batch * dim], vec![0.0; batch * dim], vec![0.0; batch], vec![0.0; batch * freqs]);
+        dsm_inputs(&data, dim, &sched, draw, batch, freqs, &mut xt, &mut eps, &mut t, &mut phi);
+        for r in 0..batch {
+            let n = (t[r] * 100.0).round() as usize;
+            assert!((1..=100).contains(&n) && sched.time(n) == t[r]);
+            // Exactly one data row must explain x_t given ε.
+            let (a, s) = (sched.alpha(n), sched.sigma(n));
+            let hits = (0..10)
+                .filter(|&j| {
+                    (0..dim).all(|d| {
+                        (xt[r * dim + d] - (a * data[j * dim + d] + s * eps[r * dim + d])).abs() < 1e-6
+                    })
+                })
+                .count();
+            assert!(hits >= 1, "row {r}");
+            let mut want_phi = [0.0; 4];
+            time_features(t[r], &mut want_phi);
+            assert_eq!(&phi[r * freqs..(r + 1) * freqs], &want_phi);
+        }
+        // A chunk starting at row 3 draws exactly rows 3.. of the whole batch.
+        let part = DsmDraw { first: 3, ..draw };
+        let (mut xt2, mut eps2, mut t2, mut phi2) =
+            (vec![0.0; 5 * dim], vec![0.0; 5 * dim], vec![0.0; 5], vec![0.0; 5 * freqs]);
+        dsm_inputs(&data, dim, &sched, part, 5, freqs, &mut xt2, &mut eps2, &mut t2, &mut phi2);
+        assert_eq!(&xt2[..], &xt[3 * dim..]);
+        assert_eq!(&eps2[..], &eps[3 * dim..]);
+        assert_eq!(&t2[..], &t[3..]);
+        // A different step gives different draws.
+        let other = DsmDraw { step: 8, ..draw };
+        dsm_inputs(&data, dim, &sched, other, 5, freqs, &mut xt2.clone(), &mut eps2, &mut t2, &mut phi2);
+        assert_ne!(&eps2[..], &eps[..5 * dim]);
+    }
+
+    #[test]
+    fn dsm_steps_cover_the_range_uniformly() {
+        let sched = VpDiscrete::new(10, BetaSchedule::DDPM_LINEAR).unwrap();
+        let batch = 10_000;
+        let data = vec![0.0f32; 4];
+        let (mut xt, mut eps, mut t, mut phi) =
+            (vec![0.0; batch], vec![0.0; batch], vec![0.0; batch], vec![0.0; batch * 2]);
+        dsm_inputs(
+            &data,
+            1,
+            &sched,
+            DsmDraw { seed: 1, step: 0, batch, first: 0 },
+            batch,
+            2,
+            &mut xt,
+            &mut eps,
+            &mut t,
+            &mut phi,
+        );
+        let mut counts = [0usize; 11];
+        for &v in &t {
+            counts[(v * 10.0).round() as usize] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        for c in &counts[1..] {
+            assert!((800..1200).contains(c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn mse_matches_definition() {
+        let (p, y) = (values(12, 15), values(12, 16));
+        let mut g = vec![0.0; 12];
+        let loss = mse_loss_grad(&p, &y, 24, &mut g);
+        let want: f64 = p.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>() / 24.0;
+        assert!((loss - want).abs() < 1e-9);
+        let want_g: Vec<f32> = p.iter().zip(&y).map(|(a, b)| 2.0 * (a - b) / 24.0).collect();
+        check("mse grad", &g, &want_g, 1e-7, 1e-6);
+    }
+
+    #[test]
+    fn clipping_scales_to_max_norm() {
+        let mut g = vec![3.0, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
+        check("clipped", &g, &[0.6, 0.8], 1e-6, 0.0);
+        let mut g = vec![0.3, 0.4];
+        assert!((clip_grad_norm(&mut g, 1.0) - 0.5).abs() < 1e-7);
+        assert_eq!(g, [0.3, 0.4]);
+        let mut g = vec![30.0, 40.0];
+        clip_grad_norm(&mut g, f32::INFINITY);
+        assert_eq!(g, [30.0, 40.0]);
+    }
+
+    #[test]
+    fn adam_matches_scalar_reference() {
+        let n = 50;
+        let grads0 = values(n, 17);
+        let mut p = values(n, 18);
+        let (mut m, mut v, mut ema) = (vec![0.0; n], vec![0.0; n], p.clone());
+        let (mut rp, mut rm, mut rv, mut re): (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) = (
+            p.iter().map(|&x| x as f64).collect(),
+            vec![0.0; n],
+            vec![0.0; n],
+            p.iter().map(|&x| x as f64).collect(),
+        );
+        let (lr, b1, b2, eps, d) = (1e-2f32, 0.9f32, 0.999f32, 1e-8f32, 0.9f32);
+        for step in 1..=5u64 {
+            let g: Vec<f32> = grads0.iter().map(|x| x * step as f32).collect();
+            adam_ema_update(&mut p, &g, &mut m, &mut v, &mut ema, step, lr, b1, b2, eps, d);
+            for i in 0..n {
+                let gi = g[i] as f64;
+                rm[i] = 0.9 * rm[i] + 0.1 * gi;
+                rv[i] = 0.999 * rv[i] + 0.001 * gi * gi;
+                let mh = rm[i] / (1.0 - 0.9f64.powi(step as i32));
+                let vh = rv[i] / (1.0 - 0.999f64.powi(step as i32));
+                rp[i] -= 1e-2 * mh / (vh.sqrt() + 1e-8);
+                re[i] = 0.9 * re[i] + 0.1 * rp[i];
+            }
+        }
+        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+        check("params", &p, &f(&rp), 1e-5, 1e-4);
+        check("ema", &ema, &f(&re), 1e-5, 1e-4);
+    }
+}
