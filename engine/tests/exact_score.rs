@@ -5,7 +5,7 @@
 //!
 //! Data: w = (0.3, 0.7), μ = ((−2, 0), (2, 1)), per-component std s = 0.5 (isotropic).
 //! Marginal at t: Σ w_k N(α_t μ_k, v_t I), v_t = α_t² s² + σ_t²; ε = −σ_t ∇log p_t.
-//! Tolerances (800 samples): weight ± 0.05, component means ± 0.1, component std within
+//! Tolerances (1500 samples): weight ± 0.05, component means ± 0.1, component std within
 //! 0.5 ± 0.1 (the finite step counts and t_min > 0 bias them slightly; Monte Carlo error is
 //! ≈ 0.02 on the means).
 
@@ -121,7 +121,7 @@ fn every_sampler_on_every_process_matches_the_mixture() {
         for sampler in samplers {
             for denoise_final in [false, true] {
                 let plan = Plan { sampler, denoise_final };
-                let xs = run(&process, &plan, 800);
+                let xs = run(&process, &plan, 1500);
                 check(&format!("{name}/{sampler:?}/denoise={denoise_final}"), &xs);
             }
         }
