@@ -22,12 +22,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use tinyscore_engine::format::{Model, Process};
+use tinyscore_engine::format::Model;
 
 /// The model embedded when `TINYSCORE_MODEL` is not set (relative to this crate).
 const DEFAULT_MODEL: &str = "models/moons-f32.tsm";
 /// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
-const SAMPLERS: &[&str] = &["ddpm"];
+const SAMPLERS: &[&str] = &["ddpm", "ddim", "em", "ode-euler", "ode-heun", "langevin", "pc"];
 
 fn main() {
     if let Err(msg) = run() {
@@ -81,9 +81,7 @@ fn run() -> Result<(), String> {
     })?;
     let model = Model::parse(&bytes).map_err(|e| format!("{}: {e}", model_path.display()))?;
     let dims = model.dims();
-    let n_max = match model.process() {
-        Process::VpDiscrete { steps, .. } => steps,
-    };
+    let n_max = model.process().steps();
     fs::write(out_dir.join("model.tsm"), &bytes).map_err(|e| format!("writing OUT_DIR/model.tsm: {e}"))?;
     let file_name = model_path
         .file_name()

@@ -7,7 +7,7 @@
 //! returns a typed [`FormatError`] for each inconsistency; after that, evaluation cannot fail.
 
 use crate::net::{limits, Dims};
-use crate::schedule::{BetaSchedule, ScheduleError, VpDiscrete};
+use crate::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete, MAX_STEPS};
 
 /// The file's first four bytes.
 pub const MAGIC: [u8; 4] = *b"TSM\0";
@@ -72,6 +72,12 @@ pub const CRC_START: usize = field::FILE_LEN;
 pub mod process {
     /// Discrete VP (DDPM).
     pub const VP_DISCRETE: u8 = 0;
+    /// VP SDE: params = [β_min, β_max, t_ε, 0].
+    pub const VP_SDE: u8 = 1;
+    /// Sub-VP SDE: params = [β_min, β_max, t_ε, 0].
+    pub const SUB_VP_SDE: u8 = 2;
+    /// VE SDE: params = [σ_min, σ_max, t_ε, 0].
+    pub const VE_SDE: u8 = 3;
 }
 
 /// Schedule kinds (header byte 29).
@@ -263,6 +269,15 @@ pub enum Process {
         /// The β schedule.
         schedule: BetaSchedule,
     },
+    /// A continuous SDE (VP, sub-VP or VE), sampled from t = 1 down to t_ε.
+    Sde {
+        /// N: the file's default number of sampler steps (1..=1000).
+        steps: u32,
+        /// The SDE and its parameters.
+        sde: Sde,
+        /// t_ε, the end time of sampling and the lower bound of training times.
+        t_eps: f32,
+    },
 }
 
 impl Process {
@@ -275,13 +290,42 @@ impl Process {
             Self::VpDiscrete { steps, schedule: BetaSchedule::Cosine { s } } => {
                 (process::VP_DISCRETE, schedule_kind::COSINE, steps, [s, 0.0, 0.0, 0.0])
             }
+            Self::Sde { steps, sde, t_eps } => {
+                let (kind, a, b) = match sde {
+                    Sde::Vp { beta_min, beta_max } => (process::VP_SDE, beta_min, beta_max),
+                    Sde::SubVp { beta_min, beta_max } => (process::SUB_VP_SDE, beta_min, beta_max),
+                    Sde::Ve { sigma_min, sigma_max } => (process::VE_SDE, sigma_min, sigma_max),
+                };
+                (kind, schedule_kind::LINEAR, steps, [a, b, t_eps, 0.0])
+            }
         }
     }
 
-    /// The discrete VP table of this process.
+    /// N: the discrete process's steps, or a continuous process's default sampler steps.
+    pub fn steps(&self) -> u32 {
+        match *self {
+            Self::VpDiscrete { steps, .. } | Self::Sde { steps, .. } => steps,
+        }
+    }
+
+    /// The discrete VP table of this process (an error for a continuous process).
     pub fn vp_discrete(&self) -> Result<VpDiscrete, ScheduleError> {
         match *self {
             Self::VpDiscrete { steps, schedule } => VpDiscrete::new(steps, schedule),
+            Self::Sde { .. } => Err(ScheduleError::NotDiscrete),
+        }
+    }
+
+    /// The process as the samplers and the trainer use it.
+    pub fn diffusion(&self) -> Result<Diffusion, ScheduleError> {
+        match *self {
+            Self::VpDiscrete { .. } => Ok(Diffusion::Discrete(self.vp_discrete()?)),
+            Self::Sde { steps, sde, t_eps } => {
+                if steps == 0 || steps as usize > MAX_STEPS {
+                    return Err(ScheduleError::Steps { found: steps });
+                }
+                Diffusion::sde(sde, t_eps)
+            }
         }
     }
 }
@@ -949,22 +993,36 @@ impl<'a> Model<'a> {
                 bytes[field::PARAMS + 4 * i..field::PARAMS + 4 * i + 4].try_into().unwrap_or([0; 4]),
             )
         };
-        if kind != process::VP_DISCRETE {
-            return Err(FormatError::UnknownProcess(kind));
-        }
-        let (schedule, used) = match sched {
-            schedule_kind::LINEAR => (BetaSchedule::Linear { beta_start: p(0), beta_end: p(1) }, 2),
-            schedule_kind::COSINE => (BetaSchedule::Cosine { s: p(0) }, 1),
-            other => return Err(FormatError::UnknownSchedule(other)),
+        let (process, used) = match kind {
+            process::VP_DISCRETE => {
+                let (schedule, used) = match sched {
+                    schedule_kind::LINEAR => (BetaSchedule::Linear { beta_start: p(0), beta_end: p(1) }, 2),
+                    schedule_kind::COSINE => (BetaSchedule::Cosine { s: p(0) }, 1),
+                    other => return Err(FormatError::UnknownSchedule(other)),
+                };
+                (Process::VpDiscrete { steps, schedule }, used)
+            }
+            process::VP_SDE | process::SUB_VP_SDE | process::VE_SDE => {
+                // The SDEs have one schedule each: linear β(t), geometric σ(t).
+                if sched != schedule_kind::LINEAR {
+                    return Err(FormatError::UnknownSchedule(sched));
+                }
+                let sde = match kind {
+                    process::VP_SDE => Sde::Vp { beta_min: p(0), beta_max: p(1) },
+                    process::SUB_VP_SDE => Sde::SubVp { beta_min: p(0), beta_max: p(1) },
+                    _ => Sde::Ve { sigma_min: p(0), sigma_max: p(1) },
+                };
+                (Process::Sde { steps, sde, t_eps: p(2) }, 3)
+            }
+            other => return Err(FormatError::UnknownProcess(other)),
         };
         for i in used..4 {
             if p(i).to_bits() != 0 {
                 return Err(FormatError::ReservedNonZero(field::PARAMS + 4 * i));
             }
         }
-        let process = Process::VpDiscrete { steps, schedule };
-        // Build the table once to prove the schedule is valid; samplers rebuild it.
-        process.vp_discrete()?;
+        // Build the process once to prove it is valid; samplers rebuild it.
+        process.diffusion()?;
         Ok(process)
     }
 

@@ -8,13 +8,14 @@
 //! the same output bits on x86-64 and on a Cortex-M4F.
 //!
 //! ```
-//! use tinyscore_engine::{format::Model, net::ScoreNet, sampler::{draw, Ddpm, Variance}};
+//! use tinyscore_engine::{format::Model, net::ScoreNet, sampler::{draw, Ddpm, Sampler, Variance}};
 //! # fn run(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
 //! let model = Model::parse(bytes)?;                       // validate once
-//! let schedule = model.process().vp_discrete()?;          // ᾱ table
+//! let process = model.process().diffusion()?;             // α_t, σ_t (and the ᾱ table)
 //! let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model)?; // capacities D, H, F
 //! let mut x = [0.0f32; 2];
-//! draw(&mut net, &schedule, &Ddpm { steps: 100, variance: Variance::Posterior }, 42, 0, &mut x)?;
+//! let ddpm = Sampler::Ddpm(Ddpm { steps: 100, variance: Variance::Posterior });
+//! draw(&mut net, &process, &ddpm.into(), 42, 0, &mut x)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -36,6 +37,7 @@ impl core::fmt::Display for schedule::ScheduleError {
             Self::Steps { found } => write!(f, "step count {found} is outside 1..={}", schedule::MAX_STEPS),
             Self::Parameters => write!(f, "schedule parameters are not finite, outside (0, 1) or decreasing"),
             Self::NotMonotonic => write!(f, "the schedule's alpha_bar is not strictly decreasing"),
+            Self::NotDiscrete => write!(f, "the process is continuous, not the discrete VP process"),
         }
     }
 }

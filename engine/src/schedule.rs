@@ -80,6 +80,8 @@ pub enum ScheduleError {
     Parameters,
     /// The resulting ᾱ is not strictly decreasing and positive.
     NotMonotonic,
+    /// A discrete table was asked of a continuous process.
+    NotDiscrete,
 }
 
 impl VpDiscrete {
@@ -177,6 +179,228 @@ impl VpDiscrete {
     }
 }
 
+/// The largest β the VP and sub-VP SDEs accept (β_max; keeps exp(−∫β) representable).
+pub const MAX_SDE_BETA: f32 = 100.0;
+/// The largest σ_max the VE SDE accepts.
+pub const MAX_VE_SIGMA: f32 = 1.0e4;
+
+/// A continuous-time diffusion SDE dx = f(t)·x dt + g(t) dw on t ∈ [0, 1] (Song et al. 2021,
+/// "Score-Based Generative Modeling through Stochastic Differential Equations", §3.4 and
+/// Appendix B), with its marginal x_t = α_t·x₀ + σ_t·ε:
+///
+/// * VP: β(t) = β_min + t(β_max − β_min), B(t) = ∫₀ᵗβ = β_min t + ½(β_max − β_min)t²,
+///   α_t = e^{−B/2}, σ_t = √(1 − e^{−B}), f = −β/2, g² = β (eq. 32–33);
+/// * sub-VP: α_t as VP, σ_t = 1 − e^{−B}, f = −β/2, g² = β(1 − e^{−2B}) (eq. 34–35);
+/// * VE: α_t = 1, σ_t = σ_min(σ_max/σ_min)^t, f = 0, g² = 2σ_t²·ln(σ_max/σ_min) (eq. 30–31; the
+///   geometric noise levels of NCSN, Song & Ermon 2019).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Sde {
+    /// Variance-preserving SDE (the continuous limit of DDPM).
+    Vp {
+        /// β(0).
+        beta_min: f32,
+        /// β(1).
+        beta_max: f32,
+    },
+    /// Sub-variance-preserving SDE.
+    SubVp {
+        /// β(0).
+        beta_min: f32,
+        /// β(1).
+        beta_max: f32,
+    },
+    /// Variance-exploding SDE.
+    Ve {
+        /// σ(0).
+        sigma_min: f32,
+        /// σ(1).
+        sigma_max: f32,
+    },
+}
+
+impl Sde {
+    /// score_sde's VP defaults: β from 0.1 to 20 (the DDPM linear schedule with N = 1000).
+    pub const VP: Self = Self::Vp { beta_min: 0.1, beta_max: 20.0 };
+    /// score_sde's sub-VP defaults.
+    pub const SUB_VP: Self = Self::SubVp { beta_min: 0.1, beta_max: 20.0 };
+    /// VE defaults for data normalised to unit variance: σ from 0.01 to 50 (σ_max about the
+    /// largest distance between two training points, Song & Ermon 2020, technique 1).
+    pub const VE: Self = Self::Ve { sigma_min: 0.01, sigma_max: 50.0 };
+
+    /// Whether the parameters are valid: finite, 0 < β_min ≤ β_max ≤ [`MAX_SDE_BETA`], or
+    /// 0 < σ_min < σ_max ≤ [`MAX_VE_SIGMA`].
+    pub fn is_valid(&self) -> bool {
+        match *self {
+            Self::Vp { beta_min, beta_max } | Self::SubVp { beta_min, beta_max } => {
+                beta_min.is_finite()
+                    && beta_max.is_finite()
+                    && beta_min > 0.0
+                    && beta_min <= beta_max
+                    && beta_max <= MAX_SDE_BETA
+            }
+            Self::Ve { sigma_min, sigma_max } => {
+                sigma_min.is_finite()
+                    && sigma_max.is_finite()
+                    && sigma_min > 0.0
+                    && sigma_min < sigma_max
+                    && sigma_max <= MAX_VE_SIGMA
+            }
+        }
+    }
+
+    /// β(t) and B(t) = ∫₀ᵗβ of the VP-type SDEs (0 for VE).
+    #[inline]
+    fn beta_and_integral(&self, t: f32) -> (f32, f32) {
+        match *self {
+            Self::Vp { beta_min, beta_max } | Self::SubVp { beta_min, beta_max } => {
+                let d = beta_max - beta_min;
+                (beta_min + t * d, beta_min * t + 0.5 * d * t * t)
+            }
+            Self::Ve { .. } => (0.0, 0.0),
+        }
+    }
+
+    /// ln σ(t) of the VE SDE.
+    #[inline]
+    fn ve_log_sigma(sigma_min: f32, sigma_max: f32, t: f32) -> f32 {
+        let (a, b) = (libm::logf(sigma_min), libm::logf(sigma_max));
+        a + t * (b - a)
+    }
+
+    /// (α_t, σ_t).
+    pub fn marginal(&self, t: f32) -> (f32, f32) {
+        match *self {
+            Self::Vp { .. } => {
+                let (_, b) = self.beta_and_integral(t);
+                (libm::expf(-0.5 * b), libm::sqrtf(-libm::expm1f(-b)))
+            }
+            Self::SubVp { .. } => {
+                let (_, b) = self.beta_and_integral(t);
+                (libm::expf(-0.5 * b), -libm::expm1f(-b))
+            }
+            Self::Ve { sigma_min, sigma_max } => {
+                (1.0, libm::expf(Self::ve_log_sigma(sigma_min, sigma_max, t)))
+            }
+        }
+    }
+
+    /// (f(t), g(t)²): the drift coefficient (f(x, t) = f(t)·x) and the squared diffusion.
+    pub fn coefficients(&self, t: f32) -> (f32, f32) {
+        match *self {
+            Self::Vp { .. } => {
+                let (beta, _) = self.beta_and_integral(t);
+                (-0.5 * beta, beta)
+            }
+            Self::SubVp { .. } => {
+                let (beta, b) = self.beta_and_integral(t);
+                (-0.5 * beta, beta * -libm::expm1f(-2.0 * b))
+            }
+            Self::Ve { sigma_min, sigma_max } => {
+                let s = libm::expf(Self::ve_log_sigma(sigma_min, sigma_max, t));
+                (0.0, 2.0 * s * s * (libm::logf(sigma_max) - libm::logf(sigma_min)))
+            }
+        }
+    }
+}
+
+/// The smallest end time t_ε a continuous process accepts is above 0 and below this.
+pub const MAX_T_EPS: f32 = 0.5;
+
+/// A diffusion process as the samplers and the trainer see it: α_t, σ_t, f(t), g(t)² on
+/// continuous t ∈ [0, 1], plus the ᾱ table for the discrete VP process.
+///
+/// The discrete VP process is also a continuous one (Song et al. 2021, Appendix B: DDPM is the
+/// VP SDE discretised): between steps, ln ᾱ is interpolated linearly in t, so on
+/// t ∈ ((n−1)/N, n/N] the process has β(t) = N·ln(ᾱ_{n−1}/ᾱ_n) ≈ N·β_n, and at t = n/N it has
+/// exactly the table's α_n, σ_n. That lets the SDE and ODE samplers run DDPM models.
+#[derive(Clone, Debug)]
+pub enum Diffusion {
+    /// The discrete VP process of DDPM (its table).
+    Discrete(VpDiscrete),
+    /// A continuous SDE, integrated by samplers from t = 1 down to t = `t_eps`.
+    Sde {
+        /// The SDE.
+        sde: Sde,
+        /// The end time t_ε of sampling and the lower bound of training times.
+        t_eps: f32,
+    },
+}
+
+impl Diffusion {
+    /// A continuous process, validated.
+    pub fn sde(sde: Sde, t_eps: f32) -> Result<Self, ScheduleError> {
+        if !sde.is_valid() || !(t_eps.is_finite() && t_eps > 0.0 && t_eps < MAX_T_EPS) {
+            return Err(ScheduleError::Parameters);
+        }
+        Ok(Self::Sde { sde, t_eps })
+    }
+
+    /// The discrete table, if this is the discrete process.
+    pub fn discrete(&self) -> Option<&VpDiscrete> {
+        match self {
+            Self::Discrete(d) => Some(d),
+            Self::Sde { .. } => None,
+        }
+    }
+
+    /// Whether the process is variance-exploding (α_t = 1).
+    pub fn is_ve(&self) -> bool {
+        matches!(self, Self::Sde { sde: Sde::Ve { .. }, .. })
+    }
+
+    /// The time samplers end at: t_ε, or 1/N for the discrete process (its first step).
+    pub fn t_min(&self) -> f32 {
+        match self {
+            Self::Discrete(d) => d.time(1),
+            Self::Sde { t_eps, .. } => *t_eps,
+        }
+    }
+
+    /// The standard deviation of the prior x_1 ~ N(0, s²I) samplers start from: σ_max for VE,
+    /// 1 otherwise (score_sde's `prior_sampling`; data are normalised to unit variance).
+    pub fn prior_std(&self) -> f32 {
+        match *self {
+            Self::Sde { sde: Sde::Ve { sigma_max, .. }, .. } => sigma_max,
+            _ => 1.0,
+        }
+    }
+
+    /// ln ᾱ(t) of the discrete process, interpolated linearly in t between steps, and the
+    /// segment's β(t) = N·(ln ᾱ_{n−1} − ln ᾱ_n).
+    fn discrete_log_alpha_bar(d: &VpDiscrete, t: f32) -> (f32, f32) {
+        let big_n = d.steps();
+        let u = (t * big_n as f32).clamp(0.0, big_n as f32);
+        let n = (libm::ceilf(u) as u32).clamp(1, big_n) as usize;
+        let w = u - (n - 1) as f32;
+        let ln = |k: usize| libm::log1pf(-d.one_minus_alpha_bar(k));
+        let (a, b) = (ln(n - 1), ln(n));
+        ((1.0 - w) * a + w * b, big_n as f32 * (a - b))
+    }
+
+    /// (α_t, σ_t) at time t ∈ [0, 1].
+    pub fn marginal(&self, t: f32) -> (f32, f32) {
+        match self {
+            Self::Discrete(d) => {
+                let (l, _) = Self::discrete_log_alpha_bar(d, t);
+                (libm::expf(0.5 * l), libm::sqrtf(-libm::expm1f(l)))
+            }
+            Self::Sde { sde, .. } => sde.marginal(t),
+        }
+    }
+
+    /// (f(t), g(t)²) at time t ∈ [0, 1].
+    pub fn coefficients(&self, t: f32) -> (f32, f32) {
+        match self {
+            Self::Discrete(d) => {
+                let (_, beta) = Self::discrete_log_alpha_bar(d, t);
+                (-0.5 * beta, beta)
+            }
+            Self::Sde { sde, .. } => sde.coefficients(t),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,5 +450,48 @@ mod tests {
         ] {
             assert_eq!(VpDiscrete::new(100, bad).unwrap_err(), ScheduleError::Parameters);
         }
+    }
+
+    #[test]
+    fn sde_marginals_match_closed_forms() {
+        let vp = Sde::VP;
+        for t in [0.001f32, 0.1, 0.5, 1.0] {
+            let b = 0.1 * t as f64 + 0.5 * 19.9 * (t as f64) * (t as f64);
+            let (a, s) = vp.marginal(t);
+            assert!((a as f64 - (-0.5 * b).exp()).abs() < 1e-6);
+            assert!((s as f64 - (1.0 - (-b).exp()).sqrt()).abs() < 1e-5 * (1.0 + 1.0 / s as f64));
+            let (a2, s2) = Sde::SUB_VP.marginal(t);
+            assert_eq!(a2, a);
+            assert!((s2 as f64 - (1.0 - (-b).exp())).abs() < 1e-6);
+            let (_, g2) = Sde::SUB_VP.coefficients(t);
+            let beta = 0.1 + 19.9 * t as f64;
+            assert!((g2 as f64 - beta * (1.0 - (-2.0 * b).exp())).abs() < 1e-4 * beta);
+            let (a3, s3) = Sde::VE.marginal(t);
+            assert_eq!(a3, 1.0);
+            let want = 0.01 * 5000f64.powf(t as f64);
+            assert!((s3 as f64 - want).abs() < 1e-5 * want);
+        }
+        // d σ²/dt = g² for VE; d ln α/dt = f for VP (finite differences).
+        let h = 1e-3f32;
+        let (_, sa) = Sde::VE.marginal(0.5 - h);
+        let (_, sb) = Sde::VE.marginal(0.5 + h);
+        let (_, g2) = Sde::VE.coefficients(0.5);
+        assert!((((sb * sb - sa * sa) / (2.0 * h)) - g2).abs() < 1e-3 * g2);
+    }
+
+    #[test]
+    fn discrete_process_interpolates_its_table() {
+        let d = VpDiscrete::new(100, BetaSchedule::DDPM_LINEAR).unwrap();
+        let p = Diffusion::Discrete(d.clone());
+        for n in [1usize, 2, 50, 100] {
+            let (a, s) = p.marginal(d.time(n));
+            assert!((a - d.alpha(n)).abs() < 1e-6, "n={n}");
+            assert!((s - d.sigma(n)).abs() < 1e-5 * d.sigma(n), "n={n}");
+        }
+        let (f, g2) = p.coefficients(0.505);
+        let beta51 = 1e-4 + (0.02 - 1e-4) * 50.0 / 99.0;
+        assert!((g2 - 100.0 * beta51).abs() < 0.01 * g2 && f == -0.5 * g2);
+        assert!(Diffusion::sde(Sde::VP, 0.0).is_err());
+        assert!(Diffusion::sde(Sde::Ve { sigma_min: 1.0, sigma_max: 0.5 }, 1e-3).is_err());
     }
 }

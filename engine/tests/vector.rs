@@ -6,7 +6,9 @@
 use tinyscore_engine::format::{Model, Process, Role};
 use tinyscore_engine::net::{Dims, ScoreNet};
 use tinyscore_engine::rng::{fill_normal, stream};
-use tinyscore_engine::sampler::{draw, Ddpm, Variance};
+use tinyscore_engine::sampler::{
+    draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance,
+};
 use tinyscore_engine::schedule::BetaSchedule;
 
 static TINY: &[u8] = include_bytes!("data/tiny.tsm");
@@ -98,7 +100,7 @@ fn golden_hashes() {
     let noise = fnv(&z);
 
     let m = Model::parse(TINY).unwrap();
-    let schedule = m.process().vp_discrete().unwrap();
+    let schedule = m.process().diffusion().unwrap();
     let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
     let mut eps = [0.0f32; 2];
     net.eps(&[0.25, -0.75], 0.5, &mut eps);
@@ -108,7 +110,8 @@ fn golden_hashes() {
     for variance in [Variance::Posterior, Variance::Beta] {
         for i in 0..4 {
             let mut x = [0.0f32; 2];
-            draw(&mut net, &schedule, &Ddpm { steps: 10, variance }, 7, i, &mut x).unwrap();
+            draw(&mut net, &schedule, &Sampler::Ddpm(Ddpm { steps: 10, variance }).into(), 7, i, &mut x)
+                .unwrap();
             all.extend_from_slice(&x);
         }
     }
@@ -123,9 +126,9 @@ const GOLDEN: (u64, u64, u64) = (0x31db_49df_98b6_9260, 0x81c4_da42_a1f5_827d, 0
 #[test]
 fn sample_does_not_depend_on_batch_or_order() {
     let m = Model::parse(TINY).unwrap();
-    let schedule = m.process().vp_discrete().unwrap();
+    let schedule = m.process().diffusion().unwrap();
     let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
-    let ddpm = Ddpm { steps: 7, variance: Variance::Posterior };
+    let ddpm: Plan = Sampler::Ddpm(Ddpm { steps: 7, variance: Variance::Posterior }).into();
     let mut forward = Vec::new();
     for i in 0..5 {
         let mut x = [0.0f32; 2];
@@ -137,6 +140,51 @@ fn sample_does_not_depend_on_batch_or_order() {
     assert_eq!(x, forward[3]);
     assert_ne!(forward[3], forward[4]);
     // Steps beyond N are refused.
-    let too_many = Ddpm { steps: 11, variance: Variance::Posterior };
+    let too_many: Plan = Sampler::Ddpm(Ddpm { steps: 11, variance: Variance::Posterior }).into();
     assert!(draw(&mut net, &schedule, &too_many, 11, 0, &mut x).is_err());
 }
+
+/// One golden hash per sampler: 4 samples of a whole run on the test vector (discrete VP,
+/// N = 10), each with the final Tweedie step where it applies. The firmware test checks the
+/// same bits for the samplers it runs in QEMU.
+#[test]
+fn golden_hash_per_sampler() {
+    let m = Model::parse(TINY).unwrap();
+    let process = m.process().diffusion().unwrap();
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let samplers = [
+        Sampler::Ddpm(Ddpm { steps: 5, variance: Variance::Beta }),
+        Sampler::Ddim(Ddim { steps: 5, eta: 0.5 }),
+        Sampler::Em(Em { steps: 8 }),
+        Sampler::OdeEuler(OdeEuler { steps: 8 }),
+        Sampler::OdeHeun(OdeHeun { steps: 4 }),
+        Sampler::Langevin(Langevin { steps: 4, per_level: 3, step: 0.1 }),
+        Sampler::Pc(Pc { steps: 4, predictor: Predictor::ReverseDiffusion, corrector_steps: 2, snr: 0.16 }),
+        Sampler::Pc(Pc { steps: 4, predictor: Predictor::EulerMaruyama, corrector_steps: 1, snr: 0.1 }),
+    ];
+    let mut got = Vec::new();
+    for sampler in samplers {
+        let mut all = Vec::new();
+        for i in 0..4 {
+            let mut x = [0.0f32; 2];
+            let plan = Plan { sampler, denoise_final: true };
+            draw(&mut net, &process, &plan, 9, i, &mut x).unwrap();
+            assert!(x.iter().all(|v| v.is_finite()), "{}: {x:?}", sampler.name());
+            all.extend_from_slice(&x);
+        }
+        got.push((sampler.name(), fnv(&all)));
+    }
+    println!("golden per sampler: {got:#018x?}");
+    assert_eq!(got, GOLDEN_SAMPLERS, "golden hashes changed: {got:#x?}");
+}
+
+const GOLDEN_SAMPLERS: [(&str, u64); 8] = [
+    ("ddpm", 0xfb22_1730_6c53_0d86),
+    ("ddim", 0xf229_09b0_2a9f_622f),
+    ("em", 0x587e_c0ef_709d_c976),
+    ("ode-euler", 0x96c6_9a83_1550_6e72),
+    ("ode-heun", 0xd99f_d808_67cc_f5d3),
+    ("langevin", 0xafbb_4d3d_6c0a_a64c),
+    ("pc", 0xaeef_ec51_a6ba_aa3f),
+    ("pc", 0x121b_d8bc_86fe_bd88),
+];

@@ -28,7 +28,7 @@ use core::fmt::Write as _;
 use cortex_m_rt::entry;
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
-use tinyscore_engine::sampler::{draw, Ddpm, Variance};
+use tinyscore_engine::sampler::{draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance};
 
 /// Build-time configuration: `MODEL_FILE`, `SAMPLER`, `STEPS`, `SEED`, `N`, and the capacities
 /// `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
@@ -48,6 +48,20 @@ static MODEL: Aligned<[u8; config::MODEL_LEN]> =
 /// The network type for this model: capacities D, H, F equal to the model's own sizes.
 type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }>;
 
+/// The sampler named by `TINYSCORE_SAMPLER`, with `tinyscore sample`'s default settings.
+fn plan(name: &str, steps: u32) -> Plan {
+    let sampler = match name {
+        "ddim" => Sampler::Ddim(Ddim { steps, eta: 0.0 }),
+        "em" => Sampler::Em(Em { steps }),
+        "ode-euler" => Sampler::OdeEuler(OdeEuler { steps }),
+        "ode-heun" => Sampler::OdeHeun(OdeHeun { steps }),
+        "langevin" => Sampler::Langevin(Langevin { steps, per_level: 10, step: 0.1 }),
+        "pc" => Sampler::Pc(Pc { steps, predictor: Predictor::ReverseDiffusion, corrector_steps: 1, snr: 0.16 }),
+        _ => Sampler::Ddpm(Ddpm { steps, variance: Variance::Posterior }),
+    };
+    sampler.into()
+}
+
 #[entry]
 fn main() -> ! {
     let mut out = out::Line::new(platform::Console::open());
@@ -65,9 +79,9 @@ fn main() -> ! {
 
     // Validate once, at the edge; after this the sampling loop cannot fail on the file.
     let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
-    let schedule = model.process().vp_discrete().unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let schedule = model.process().diffusion().unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
     let mut net: Net<'_> = ScoreNet::new(model).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
-    let sampler = Ddpm { steps: config::STEPS, variance: Variance::Posterior };
+    let sampler = plan(config::SAMPLER, config::STEPS);
 
     // (D,) one sample in data units.
     let mut x = [0.0f32; config::DIM];

@@ -9,7 +9,10 @@
 //! * `norm.mean`, `norm.std`: `[dim]`, the data normalisation;
 //! * string metadata: `format` = `tinyscore-ckpt-v1`, `dim`, `hidden`, `freqs`, `blocks`,
 //!   `step`, `lr`, `batch`, `ema`, `seed`, `grad_clip`, `warmup`, `steps`, `diffusion_steps`,
-//!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `data`. Floats use Rust's
+//!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `process` (`vp` for the
+//!   discrete process, `vpsde:<β_min>:<β_max>`, `subvp:<β_min>:<β_max>` or `ve:<σ_min>:<σ_max>`),
+//!   `t_eps`, `weighting` (`simple` or `likelihood`), `data`. A checkpoint without `process`
+//!   (written before these keys existed) is the discrete VP process with the simple weighting. Floats use Rust's
 //!   shortest round-trip formatting, so they read back bit-exactly.
 //!
 //! Loading is tolerant of a weights-only file (from PyTorch, say): missing sizes are inferred
@@ -25,10 +28,10 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tinyscore_engine::format::Role;
 use tinyscore_engine::net::{limits, Dims};
-use tinyscore_engine::schedule::BetaSchedule;
+use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use crate::data::Normalization;
-use crate::train::TrainConfig;
+use crate::train::{TrainConfig, Weighting};
 
 /// The `format` metadata value of this layout.
 pub const FORMAT: &str = "tinyscore-ckpt-v1";
@@ -184,6 +187,27 @@ fn parse_schedule(text: &str) -> Option<BetaSchedule> {
     s.is_valid().then_some(s)
 }
 
+fn process_text(sde: &Option<Sde>) -> String {
+    match *sde {
+        None => "vp".into(),
+        Some(Sde::Vp { beta_min, beta_max }) => format!("vpsde:{beta_min}:{beta_max}"),
+        Some(Sde::SubVp { beta_min, beta_max }) => format!("subvp:{beta_min}:{beta_max}"),
+        Some(Sde::Ve { sigma_min, sigma_max }) => format!("ve:{sigma_min}:{sigma_max}"),
+    }
+}
+
+fn parse_process(text: &str) -> Option<Option<Sde>> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let sde = match parts[..] {
+        ["vp"] => return Some(None),
+        ["vpsde", a, b] => Sde::Vp { beta_min: a.parse().ok()?, beta_max: b.parse().ok()? },
+        ["subvp", a, b] => Sde::SubVp { beta_min: a.parse().ok()?, beta_max: b.parse().ok()? },
+        ["ve", a, b] => Sde::Ve { sigma_min: a.parse().ok()?, sigma_max: b.parse().ok()? },
+        _ => return None,
+    };
+    sde.is_valid().then_some(Some(sde))
+}
+
 fn le_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -232,6 +256,9 @@ impl Checkpoint {
             ("warmup", c.warmup.to_string()),
             ("diffusion_steps", c.diffusion_steps.to_string()),
             ("schedule", schedule_text(&c.schedule)),
+            ("process", process_text(&c.sde)),
+            ("t_eps", c.t_eps.to_string()),
+            ("weighting", c.weighting.name().to_string()),
             ("data", self.data_spec.clone()),
         ]
         .into_iter()
@@ -438,6 +465,21 @@ impl Checkpoint {
                 value: s.clone(),
             })?,
         };
+        let sde = match md.get("process") {
+            None => None,
+            Some(s) => parse_process(s).ok_or_else(|| CheckpointError::BadMetadata {
+                path: p(),
+                key: "process",
+                value: s.clone(),
+            })?,
+        };
+        let weighting = match md.get("weighting").map(String::as_str) {
+            None | Some("simple") => Weighting::Simple,
+            Some("likelihood") => Weighting::Likelihood,
+            Some(other) => {
+                return Err(CheckpointError::BadMetadata { path: p(), key: "weighting", value: other.into() })
+            }
+        };
         let config = TrainConfig {
             hidden: dims.hidden,
             blocks: dims.blocks,
@@ -451,6 +493,9 @@ impl Checkpoint {
             warmup: field!("warmup", def.warmup),
             diffusion_steps: field!("diffusion_steps", def.diffusion_steps),
             schedule,
+            sde,
+            t_eps: field!("t_eps", def.t_eps),
+            weighting,
         };
         let step: u64 = field!("step", 0);
         let data_spec = md.get("data").cloned().unwrap_or_default();

@@ -7,6 +7,14 @@
 //! L(θ) = E_{x₀, n ~ U{1..N}, ε ~ N(0, I)} ‖ε − ε_θ(√ᾱ_n·x₀ + √(1 − ᾱ_n)·ε, n/N)‖² / D
 //! ```
 //!
+//! For the continuous SDEs (VP, sub-VP, VE; `TrainConfig::sde`) t is uniform on [t_ε, 1] and
+//! x_t = α_t·x₀ + σ_t·ε with the engine's `Diffusion::marginal` (the one definition the samplers
+//! use). The unweighted ε-loss is score matching with λ(t) = σ_t² (Song et al. 2021, eq. 7);
+//! [`Weighting::Likelihood`] instead weights example t by g(t)²/σ_t², which is λ(t) = g(t)², the
+//! likelihood weighting of Song, Durkan, Murray & Ermon 2021 (eq. 8 and Theorem 1), for which the
+//! loss bounds the negative log-likelihood. It is uniform-t without importance sampling, so its
+//! gradient is noisier (the weight grows like 1/t near t = 0 for VP).
+//!
 //! One step draws a batch (`tinyscore_kernels::cpu::dsm_inputs`: data index, n and ε are pure
 //! functions of the seed and the example's index in the run), computes the loss and its
 //! gradient, clips the gradient's global norm, and applies Adam (Kingma & Ba 2015) with an
@@ -27,7 +35,7 @@
 use rayon::prelude::*;
 use tinyscore_engine::net::{limits, time_features, Dims};
 use tinyscore_engine::rng::{bits4, uniform};
-use tinyscore_engine::schedule::{BetaSchedule, ScheduleError, VpDiscrete};
+use tinyscore_engine::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete};
 use tinyscore_kernels::cpu::{self, DsmDraw};
 
 use crate::checkpoint::Checkpoint;
@@ -75,6 +83,58 @@ pub struct TrainConfig {
     pub diffusion_steps: u32,
     /// The β schedule of the discrete VP process.
     pub schedule: BetaSchedule,
+    /// A continuous SDE instead of the discrete VP process (None: discrete; then
+    /// `diffusion_steps` is N, else it is the default number of sampler steps in the model file).
+    pub sde: Option<Sde>,
+    /// t_ε of the SDE: training times are uniform on [t_ε, 1].
+    pub t_eps: f32,
+    /// The weighting of the noise levels in the loss.
+    pub weighting: Weighting,
+}
+
+/// The weighting λ of the noise levels in the DSM loss.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Weighting {
+    /// The plain ε-loss (Ho et al. 2020, eq. 14): λ(t) = σ_t² in score terms.
+    #[default]
+    Simple,
+    /// Likelihood weighting λ(t) = g(t)²: the ε-loss of an example at t is weighted by g²/σ².
+    Likelihood,
+}
+
+impl Weighting {
+    /// The name used in checkpoints and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Simple => "simple",
+            Self::Likelihood => "likelihood",
+        }
+    }
+}
+
+/// The default t_ε of a process: 1e-3 for VP and sub-VP, 1e-5 for VE (Song et al. 2021).
+pub fn default_t_eps(sde: &Sde) -> f32 {
+    match sde {
+        Sde::Ve { .. } => 1e-5,
+        _ => 1e-3,
+    }
+}
+
+impl TrainConfig {
+    /// The diffusion process of this run.
+    pub fn diffusion(&self) -> Result<Diffusion, ScheduleError> {
+        match self.sde {
+            None => Ok(Diffusion::Discrete(VpDiscrete::new(self.diffusion_steps, self.schedule)?)),
+            Some(sde) => {
+                if self.diffusion_steps == 0
+                    || self.diffusion_steps as usize > tinyscore_engine::schedule::MAX_STEPS
+                {
+                    return Err(ScheduleError::Steps { found: self.diffusion_steps });
+                }
+                Diffusion::sde(sde, self.t_eps)
+            }
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -92,6 +152,9 @@ impl Default for TrainConfig {
             warmup: 100,
             diffusion_steps: 1000,
             schedule: BetaSchedule::DDPM_LINEAR,
+            sde: None,
+            t_eps: 1e-3,
+            weighting: Weighting::Simple,
         }
     }
 }
@@ -154,7 +217,7 @@ fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(), TrainError> {
     if cfg.grad_clip.is_nan() || cfg.grad_clip < 0.0 {
         return bad(format!("gradient clip {} must be ≥ 0 (0 or inf: off)", cfg.grad_clip));
     }
-    VpDiscrete::new(cfg.diffusion_steps, cfg.schedule)?;
+    cfg.diffusion()?;
     Ok(())
 }
 
@@ -169,6 +232,8 @@ struct Chunk {
     eps: Vec<f32>,
     /// (rows,) the diffusion times.
     t: Vec<f32>,
+    /// (rows,) the loss weights (likelihood weighting only).
+    w: Vec<f32>,
     /// (P,) this chunk's gradient.
     grads: Vec<f32>,
     /// This chunk's share of the batch loss.
@@ -180,7 +245,7 @@ struct Chunk {
 pub struct Trainer {
     cfg: TrainConfig,
     layout: Layout,
-    schedule: VpDiscrete,
+    schedule: Diffusion,
     norm: Normalization,
     data_spec: String,
     /// (n, D) the training data, normalised.
@@ -302,7 +367,7 @@ impl Trainer {
         adam_m: Vec<f32>,
         adam_v: Vec<f32>,
     ) -> Result<Self, TrainError> {
-        let schedule = VpDiscrete::new(cfg.diffusion_steps, cfg.schedule)?;
+        let schedule = cfg.diffusion()?;
         let mut normalised = data.values.clone();
         norm.apply(&mut normalised);
         let dims = layout.dims;
@@ -316,6 +381,7 @@ impl Trainer {
                     act: Activations::new(&dims, rows),
                     eps: vec![0.0; rows * dims.dim],
                     t: vec![0.0; rows],
+                    w: vec![1.0; rows],
                     grads: vec![0.0; layout.count],
                     loss: 0.0,
                 }
@@ -345,6 +411,7 @@ impl Trainer {
         let (d, batch) = (dims.dim, cfg.batch);
         let (params_ro, layout_ro, sched_ro, data_ro) = (&*params, &*layout, &*schedule, &*data);
         let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
+        let weighting = cfg.weighting;
 
         chunks.par_iter_mut().for_each(|c| {
             let n = c.rows * d;
@@ -363,7 +430,21 @@ impl Trainer {
                 &mut c.act.phi,
             );
             scorenet::forward(layout_ro, params_ro, &mut c.act, c.rows);
-            c.loss = cpu::mse_loss_grad(&c.act.out[..n], &c.eps[..n], batch * d, &mut c.act.d_out[..n]);
+            c.loss = match weighting {
+                Weighting::Simple => {
+                    cpu::mse_loss_grad(&c.act.out[..n], &c.eps[..n], batch * d, &mut c.act.d_out[..n])
+                }
+                Weighting::Likelihood => {
+                    // λ(t) = g² in score terms is g²/σ² on the ε-loss.
+                    for (w, &t) in c.w.iter_mut().zip(&c.t) {
+                        let (_, g2) = sched_ro.coefficients(t);
+                        let (_, sigma) = sched_ro.marginal(t);
+                        *w = g2 / (sigma * sigma);
+                    }
+                    let (out, eps) = (&c.act.out[..n], &c.eps[..n]);
+                    cpu::weighted_mse_loss_grad(out, eps, &c.w, d, batch * d, &mut c.act.d_out[..n])
+                }
+            };
             scorenet::backward(layout_ro, params_ro, &mut c.act, &mut c.grads, c.rows);
         });
 

@@ -9,8 +9,8 @@
 //! The hot loop never allocates: every kernel writes into buffers that the caller owns.
 
 use tinyscore_engine::net::{silu, silu_grad, time_features};
-use tinyscore_engine::rng::{bits4, fill_normal, stream};
-use tinyscore_engine::schedule::VpDiscrete;
+use tinyscore_engine::rng::{bits4, fill_normal, stream, uniform};
+use tinyscore_engine::schedule::Diffusion;
 
 /// `c (m, n) = alpha · a (m, k) · b (k, n) + beta · c`, with explicit row/column strides for `a`
 /// and `b` so that transposes cost nothing.
@@ -207,10 +207,12 @@ impl DsmDraw {
 /// For example r, with `e = step·batch + first + r` split into counter words `(e_lo, e_hi)`:
 /// * data index `j = ⌊(w₀·2³² + w₁)·n_data / 2⁶⁴⌋` with `w = bits4(seed, 0, e_lo, e_hi,
 ///   TRAIN_INDEX)` (sampling with replacement);
-/// * step `n = 1 + ⌊w₀·N / 2³²⌋` with `w = bits4(seed, 0, e_lo, e_hi, TRAIN_TIME)`, uniform on
-///   1..=N, and time `t = n/N`;
+/// * discrete VP: step `n = 1 + ⌊w₀·N / 2³²⌋` with `w = bits4(seed, 0, e_lo, e_hi,
+///   TRAIN_TIME)`, uniform on 1..=N, time `t = n/N` and (α, σ) = (√ᾱ_n, √(1 − ᾱ_n)) from the
+///   table; continuous SDE: `t = t_ε + (1 − t_ε)·u` with `u = uniform(w₀)` (24 bits) and
+///   (α_t, σ_t) = `Diffusion::marginal(t)` (the engine's one definition);
 /// * `ε = fill_normal(seed, e_lo, e_hi, TRAIN_EPS)` (element block = element / 4);
-/// * `x_t = √ᾱ_n · x₀ + √(1 − ᾱ_n) · ε` and `φ = time_features(t)`.
+/// * `x_t = α · x₀ + σ · ε` and `φ = time_features(t)`.
 ///
 /// Buffers: `data` (n_data, D) normalised training set; outputs `x_t`, `eps` (rows, D), `t`
 /// (rows,), `phi` (rows, F); only their first `rows` rows are written.
@@ -218,7 +220,7 @@ impl DsmDraw {
 pub fn dsm_inputs(
     data: &[f32],
     dim: usize,
-    schedule: &VpDiscrete,
+    process: &Diffusion,
     draw: DsmDraw,
     rows: usize,
     freqs: usize,
@@ -228,25 +230,55 @@ pub fn dsm_inputs(
     phi: &mut [f32],
 ) {
     let n_data = (data.len() / dim) as u128;
-    let big_n = schedule.steps() as u64;
     for r in 0..rows {
         let (lo, hi) = draw.example_counter(r);
         let w = bits4(draw.seed, 0, lo, hi, stream::TRAIN_INDEX);
         let wide = ((w[0] as u64) << 32 | w[1] as u64) as u128;
         let j = ((wide * n_data) >> 64) as usize;
         let w = bits4(draw.seed, 0, lo, hi, stream::TRAIN_TIME);
-        let n = 1 + ((w[0] as u64 * big_n) >> 32) as usize;
+        let (time, alpha, sigma) = match process {
+            Diffusion::Discrete(schedule) => {
+                let n = 1 + ((w[0] as u64 * schedule.steps() as u64) >> 32) as usize;
+                (schedule.time(n), schedule.alpha(n), schedule.sigma(n))
+            }
+            Diffusion::Sde { t_eps, .. } => {
+                let time = t_eps + (1.0 - t_eps) * uniform(w[0]);
+                let (a, s) = process.marginal(time);
+                (time, a, s)
+            }
+        };
 
         let e = &mut eps[r * dim..(r + 1) * dim];
         fill_normal(draw.seed, lo, hi, stream::TRAIN_EPS, e);
-        let (alpha, sigma) = (schedule.alpha(n), schedule.sigma(n));
         let x0 = &data[j * dim..(j + 1) * dim];
         for ((xt, &x), &z) in x_t[r * dim..(r + 1) * dim].iter_mut().zip(x0).zip(e.iter()) {
             *xt = alpha * x + sigma * z;
         }
-        t[r] = schedule.time(n);
+        t[r] = time;
         time_features(t[r], &mut phi[r * freqs..(r + 1) * freqs]);
     }
+}
+
+/// Weighted mean squared error and its gradient: like [`mse_loss_grad`] with row r's squared
+/// errors multiplied by `weights[r]` (rows of `dim` scalars): `loss = Σ_r w_r Σ_d (p − y)² /
+/// total`, `grad = 2·w_r·(p − y)/total`. The sum is taken in f64, in order.
+pub fn weighted_mse_loss_grad(
+    pred: &[f32],
+    target: &[f32],
+    weights: &[f32],
+    dim: usize,
+    total: usize,
+    grad: &mut [f32],
+) -> f64 {
+    let inv = 1.0 / total as f32;
+    let mut sum = 0.0f64;
+    for (i, ((g, &p), &y)) in grad.iter_mut().zip(pred).zip(target).enumerate() {
+        let w = weights[i / dim.max(1)];
+        let diff = p - y;
+        sum += w as f64 * (diff as f64) * (diff as f64);
+        *g = 2.0 * w * diff * inv;
+    }
+    sum / total as f64
 }
 
 /// Mean squared error and its gradient, for one chunk of a batch of `total` scalars.
@@ -324,7 +356,7 @@ pub fn adam_ema_update(
 mod tests {
     use super::*;
     use tinyscore_engine::rng::philox4x32_10;
-    use tinyscore_engine::schedule::BetaSchedule;
+    use tinyscore_engine::schedule::{BetaSchedule, VpDiscrete};
 
     /// Deterministic test values in [-1, 1).
     fn values(n: usize, salt: u32) -> Vec<f32> {
@@ -486,11 +518,12 @@ mod tests {
         let dim = 3;
         let data = values(10 * dim, 14);
         let sched = VpDiscrete::new(100, BetaSchedule::DDPM_LINEAR).unwrap();
+        let process = Diffusion::Discrete(sched.clone());
         let (batch, freqs) = (8usize, 4usize);
         let draw = DsmDraw { seed: 5, step: 7, batch, first: 0 };
         let (mut xt, mut eps, mut t, mut phi) =
             (vec![0.0; batch * dim], vec![0.0; batch * dim], vec![0.0; batch], vec![0.0; batch * freqs]);
-        dsm_inputs(&data, dim, &sched, draw, batch, freqs, &mut xt, &mut eps, &mut t, &mut phi);
+        dsm_inputs(&data, dim, &process, draw, batch, freqs, &mut xt, &mut eps, &mut t, &mut phi);
         for r in 0..batch {
             let n = (t[r] * 100.0).round() as usize;
             assert!((1..=100).contains(&n) && sched.time(n) == t[r]);
@@ -512,19 +545,19 @@ mod tests {
         let part = DsmDraw { first: 3, ..draw };
         let (mut xt2, mut eps2, mut t2, mut phi2) =
             (vec![0.0; 5 * dim], vec![0.0; 5 * dim], vec![0.0; 5], vec![0.0; 5 * freqs]);
-        dsm_inputs(&data, dim, &sched, part, 5, freqs, &mut xt2, &mut eps2, &mut t2, &mut phi2);
+        dsm_inputs(&data, dim, &process, part, 5, freqs, &mut xt2, &mut eps2, &mut t2, &mut phi2);
         assert_eq!(&xt2[..], &xt[3 * dim..]);
         assert_eq!(&eps2[..], &eps[3 * dim..]);
         assert_eq!(&t2[..], &t[3..]);
         // A different step gives different draws.
         let other = DsmDraw { step: 8, ..draw };
-        dsm_inputs(&data, dim, &sched, other, 5, freqs, &mut xt2.clone(), &mut eps2, &mut t2, &mut phi2);
+        dsm_inputs(&data, dim, &process, other, 5, freqs, &mut xt2.clone(), &mut eps2, &mut t2, &mut phi2);
         assert_ne!(&eps2[..], &eps[..5 * dim]);
     }
 
     #[test]
     fn dsm_steps_cover_the_range_uniformly() {
-        let sched = VpDiscrete::new(10, BetaSchedule::DDPM_LINEAR).unwrap();
+        let process = Diffusion::Discrete(VpDiscrete::new(10, BetaSchedule::DDPM_LINEAR).unwrap());
         let batch = 10_000;
         let data = vec![0.0f32; 4];
         let (mut xt, mut eps, mut t, mut phi) =
@@ -532,7 +565,7 @@ mod tests {
         dsm_inputs(
             &data,
             1,
-            &sched,
+            &process,
             DsmDraw { seed: 1, step: 0, batch, first: 0 },
             batch,
             2,

@@ -56,8 +56,23 @@ pub enum Schedule {
 /// The diffusion process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ProcessArg {
-    /// Discrete variance-preserving (DDPM).
+    /// Discrete variance-preserving (DDPM): N steps of --schedule.
     Vp,
+    /// VP SDE, β(t) linear from 0.1 to 20, t continuous on [1e-3, 1].
+    Vpsde,
+    /// Sub-VP SDE, β(t) linear from 0.1 to 20, t continuous on [1e-3, 1].
+    Subvp,
+    /// VE SDE, σ(t) geometric from 0.01 to 50 (data units normalised), t on [1e-5, 1].
+    Ve,
+}
+
+/// The weighting of the noise levels in the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WeightingArg {
+    /// The plain ε-loss (λ(t) = σ_t² in score terms).
+    Simple,
+    /// Likelihood weighting λ(t) = g(t)² (Song et al. 2021); SDE processes only.
+    Likelihood,
 }
 
 /// Arguments of `tinyscore train`.
@@ -73,7 +88,11 @@ pub struct TrainArgs {
     /// β schedule of the discrete process.
     #[arg(long, value_enum, default_value_t = Schedule::Linear)]
     pub schedule: Schedule,
-    /// Number of discrete diffusion steps N (≤ 1000).
+    /// Loss weighting of the noise levels.
+    #[arg(long, value_enum, default_value_t = WeightingArg::Simple)]
+    pub weighting: WeightingArg,
+    /// Number of discrete diffusion steps N (≤ 1000); for an SDE, the default sampler steps
+    /// stored in the model file.
     #[arg(long, default_value_t = 1000)]
     pub diffusion_steps: u32,
     /// Hidden width H.
@@ -160,8 +179,29 @@ pub struct InspectArgs {
 /// The samplers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SamplerArg {
-    /// DDPM ancestral sampling (Ho et al. 2020).
+    /// DDPM ancestral sampling (Ho et al. 2020); discrete VP models.
     Ddpm,
+    /// DDIM with --eta (Song et al. 2021); every process.
+    Ddim,
+    /// Euler–Maruyama on the reverse SDE; every process.
+    Em,
+    /// Euler on the probability-flow ODE; every process.
+    OdeEuler,
+    /// Heun on the probability-flow ODE (2 evaluations per step); every process.
+    OdeHeun,
+    /// Annealed Langevin dynamics (Song & Ermon 2019), --steps levels × --corrector-steps.
+    Langevin,
+    /// Predictor–corrector (reverse-diffusion predictor, Langevin corrector with --snr).
+    Pc,
+}
+
+/// The predictor of `--sampler pc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PredictorArg {
+    /// The discretised reverse SDE.
+    ReverseDiffusion,
+    /// Euler–Maruyama.
+    Em,
 }
 
 /// DDPM reverse variance.
@@ -187,6 +227,24 @@ pub struct SampleArgs {
     /// DDPM reverse variance.
     #[arg(long, value_enum, default_value_t = VarianceArg::Posterior)]
     pub variance: VarianceArg,
+    /// DDIM's η in [0, 1] (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f32,
+    /// Signal-to-noise ratio of the pc sampler's Langevin corrector.
+    #[arg(long, default_value_t = 0.16)]
+    pub snr: f32,
+    /// Corrector steps per predictor step (pc), or Langevin steps per noise level (langevin).
+    #[arg(long)]
+    pub corrector_steps: Option<u32>,
+    /// The pc sampler's predictor.
+    #[arg(long, value_enum, default_value_t = PredictorArg::ReverseDiffusion)]
+    pub predictor: PredictorArg,
+    /// Annealed Langevin step relative to the level's variance: a_i = X·σ_i².
+    #[arg(long, default_value_t = 0.1)]
+    pub langevin_step: f32,
+    /// Finish with one Tweedie denoising step x̂₀ = (x − σ·ε̂)/α at the end time.
+    #[arg(long)]
+    pub denoise_final: bool,
     /// Number of samples.
     #[arg(long, default_value_t = 1000)]
     pub n: u32,

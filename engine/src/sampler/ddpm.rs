@@ -10,10 +10,10 @@
 //! σ² = β'·(1 − ᾱ_p)/(1 − ᾱ_n)  (Variance::Posterior, β̃, Ho et al. eq. 7)
 //! ```
 //!
-//! No noise is added at the last step (i = 1), as in Algorithm 2.
+//! No noise is added at the last step (i = 1), as in Algorithm 2. Fits the discrete VP process
+//! only (it needs the ᾱ table); one network evaluation per step.
 
-use super::SamplerError;
-use crate::net::ScoreNet;
+use super::{EpsModel, SamplerError};
 use crate::rng::{stream, NoiseSource};
 use crate::schedule::VpDiscrete;
 
@@ -53,47 +53,39 @@ impl Ddpm {
         (i as u64 * schedule.steps() as u64 / self.steps as u64) as usize
     }
 
-    /// Runs the reverse process in place on `x` (normalised units, x_T on entry, x₀ on return).
-    /// Sampler step i draws its noise at step word i of [`stream::STEP`].
-    ///
-    /// The settings must have passed [`Ddpm::check`]; out-of-range steps are clamped.
-    pub fn run<const D: usize, const H: usize, const F: usize>(
+    /// Sampler step i (S..1) in place on `x` (normalised units, length D); `eps` and `z` are
+    /// scratch of the same length. Draws its noise at step word i of [`stream::STEP`].
+    pub fn step<M: EpsModel + ?Sized>(
         &self,
-        net: &mut ScoreNet<'_, D, H, F>,
+        model: &mut M,
         schedule: &VpDiscrete,
         noise: &mut impl NoiseSource,
+        i: u32,
         x: &mut [f32],
+        eps: &mut [f32],
+        z: &mut [f32],
     ) {
-        let d = net.dims().dim.min(D).min(x.len());
-        let x = &mut x[..d];
-        let mut eps = [0.0f32; D];
-        let mut z = [0.0f32; D];
-        let (eps, z) = (&mut eps[..d], &mut z[..d]);
-        let steps = self.steps.clamp(1, schedule.steps());
-        let this = Ddpm { steps, ..*self };
-        for i in (1..=steps).rev() {
-            let n = this.timestep(schedule, i);
-            let p = this.timestep(schedule, i - 1);
-            let (ab_n, ab_p) = (schedule.alpha_bar(n), schedule.alpha_bar(p));
-            let one_minus_n = schedule.one_minus_alpha_bar(n);
-            let alpha_step = ab_n / ab_p; // 1 − β'
-            let beta_step = 1.0 - alpha_step;
-            net.eps(x, schedule.time(n), eps);
-            let coef = beta_step / libm::sqrtf(one_minus_n);
-            let inv_sqrt_alpha = 1.0 / libm::sqrtf(alpha_step);
-            for (xi, &e) in x.iter_mut().zip(eps.iter()) {
-                *xi = (*xi - coef * e) * inv_sqrt_alpha;
-            }
-            if i > 1 {
-                let var = match self.variance {
-                    Variance::Beta => beta_step,
-                    Variance::Posterior => beta_step * schedule.one_minus_alpha_bar(p) / one_minus_n,
-                };
-                let sigma = libm::sqrtf(var);
-                noise.fill(i, stream::STEP, z);
-                for (xi, &zi) in x.iter_mut().zip(z.iter()) {
-                    *xi += sigma * zi;
-                }
+        let n = self.timestep(schedule, i);
+        let p = self.timestep(schedule, i - 1);
+        let (ab_n, ab_p) = (schedule.alpha_bar(n), schedule.alpha_bar(p));
+        let one_minus_n = schedule.one_minus_alpha_bar(n);
+        let alpha_step = ab_n / ab_p; // 1 − β'
+        let beta_step = 1.0 - alpha_step;
+        model.eps(x, schedule.time(n), eps);
+        let coef = beta_step / libm::sqrtf(one_minus_n);
+        let inv_sqrt_alpha = 1.0 / libm::sqrtf(alpha_step);
+        for (xi, &e) in x.iter_mut().zip(eps.iter()) {
+            *xi = (*xi - coef * e) * inv_sqrt_alpha;
+        }
+        if i > 1 {
+            let var = match self.variance {
+                Variance::Beta => beta_step,
+                Variance::Posterior => beta_step * schedule.one_minus_alpha_bar(p) / one_minus_n,
+            };
+            let sigma = libm::sqrtf(var);
+            noise.fill(i, stream::STEP, z);
+            for (xi, &zi) in x.iter_mut().zip(z.iter()) {
+                *xi += sigma * zi;
             }
         }
     }

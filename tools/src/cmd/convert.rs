@@ -44,7 +44,11 @@ pub fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint> {
 /// The `.tsm` bytes of a checkpoint.
 pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
     let params = if use_ema { &ckpt.ema } else { &ckpt.params };
-    let process = Process::VpDiscrete { steps: ckpt.config.diffusion_steps, schedule: ckpt.config.schedule };
+    let c = &ckpt.config;
+    let process = match c.sde {
+        None => Process::VpDiscrete { steps: c.diffusion_steps, schedule: c.schedule },
+        Some(sde) => Process::Sde { steps: c.diffusion_steps, sde, t_eps: c.t_eps },
+    };
     let spec =
         ModelSpec { dims: ckpt.dims, process, norm_mean: &ckpt.norm.mean, norm_std: &ckpt.norm.std, params };
     Ok(tsm::write(&spec, quant)?)

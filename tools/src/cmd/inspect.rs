@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use tinyscore_engine::format::{Model, Process};
-use tinyscore_engine::schedule::BetaSchedule;
+use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use super::{parse_model, read_file};
 use crate::cli::InspectArgs;
@@ -33,12 +33,25 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         d.param_count(),
         d.macs()
     );
-    let Process::VpDiscrete { steps, schedule } = h.process;
-    let sched = match schedule {
-        BetaSchedule::Linear { beta_start, beta_end } => format!("linear beta {beta_start}..{beta_end}"),
-        BetaSchedule::Cosine { s } => format!("cosine s={s}"),
-    };
-    let _ = writeln!(s, "process   VP discrete (DDPM), N={steps}, {sched}");
+    match h.process {
+        Process::VpDiscrete { steps, schedule } => {
+            let sched = match schedule {
+                BetaSchedule::Linear { beta_start, beta_end } => {
+                    format!("linear beta {beta_start}..{beta_end}")
+                }
+                BetaSchedule::Cosine { s } => format!("cosine s={s}"),
+            };
+            let _ = writeln!(s, "process   VP discrete (DDPM), N={steps}, {sched}");
+        }
+        Process::Sde { steps, sde, t_eps } => {
+            let what = match sde {
+                Sde::Vp { beta_min, beta_max } => format!("VP SDE, beta {beta_min}..{beta_max}"),
+                Sde::SubVp { beta_min, beta_max } => format!("sub-VP SDE, beta {beta_min}..{beta_max}"),
+                Sde::Ve { sigma_min, sigma_max } => format!("VE SDE, sigma {sigma_min}..{sigma_max}"),
+            };
+            let _ = writeln!(s, "process   {what}, t_eps={t_eps}, default sampler steps {steps}");
+        }
+    }
     let _ = writeln!(s, "crc32     {:#010x}", h.crc);
     let _ = writeln!(s);
     let _ =

@@ -4,11 +4,11 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tinyscore_engine::sampler::{Ddpm, Variance};
+use tinyscore_engine::sampler::{Ddpm, Sampler, Variance};
 
 use super::sample::{draw_samples, Settings};
 use super::{parse_model, write_atomic};
-use crate::cli::{Device, ProcessArg, QuickstartArgs, Schedule, TrainArgs};
+use crate::cli::{Device, ProcessArg, QuickstartArgs, Schedule, TrainArgs, WeightingArg};
 use crate::tsm::Quant;
 
 /// Runs `tinyscore quickstart`.
@@ -25,6 +25,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         data: "moons".into(),
         process: ProcessArg::Vp,
         schedule: Schedule::Linear,
+        weighting: WeightingArg::Simple,
         diffusion_steps: 1000,
         hidden: 128,
         blocks: 3,
@@ -58,7 +59,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
 
     eprintln!("[3/4] sampling {} points with DDPM ({} steps) in the engine", args.n, args.sample_steps);
     let settings = Settings {
-        ddpm: Ddpm { steps: args.sample_steps, variance: Variance::Posterior },
+        plan: Sampler::Ddpm(Ddpm { steps: args.sample_steps, variance: Variance::Posterior }).into(),
         seed: args.seed,
         n: args.n,
     };

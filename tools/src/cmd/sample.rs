@@ -6,16 +6,18 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
-use tinyscore_engine::sampler::{draw, Ddpm, Variance};
+use tinyscore_engine::sampler::{
+    draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError, Variance,
+};
 
 use super::{create_output, parse_model, progress, read_file, HostNet};
-use crate::cli::{SampleArgs, SamplerArg, VarianceArg};
+use crate::cli::{PredictorArg, SampleArgs, SamplerArg, VarianceArg};
 
 /// Sampler settings resolved against a model.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// The DDPM sampler.
-    pub ddpm: Ddpm,
+    /// The sampler and its final step.
+    pub plan: Plan,
     /// Seed.
     pub seed: u64,
     /// Number of samples.
@@ -29,13 +31,7 @@ pub fn run_sample(args: &SampleArgs) -> Result<()> {
     }
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
-    let SamplerArg::Ddpm = args.sampler;
-    let steps = args.steps.unwrap_or_else(|| model.process().vp_discrete().map(|s| s.steps()).unwrap_or(1));
-    let variance = match args.variance {
-        VarianceArg::Beta => Variance::Beta,
-        VarianceArg::Posterior => Variance::Posterior,
-    };
-    let settings = Settings { ddpm: Ddpm { steps, variance }, seed: args.seed, n: args.n };
+    let settings = Settings { plan: plan(args, model.process().steps()), seed: args.seed, n: args.n };
     // Open the output before the work, so a bad path fails at once.
     let mut out = create_output(&args.out)?;
     let samples = draw_samples(&model, &settings, true)?;
@@ -50,15 +46,50 @@ pub fn run_sample(args: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
+/// The sampler the arguments ask for; `default_steps` is the file's N.
+pub fn plan(args: &SampleArgs, default_steps: u32) -> Plan {
+    let steps = args.steps.unwrap_or(default_steps);
+    let sampler = match args.sampler {
+        SamplerArg::Ddpm => {
+            let variance = match args.variance {
+                VarianceArg::Beta => Variance::Beta,
+                VarianceArg::Posterior => Variance::Posterior,
+            };
+            Sampler::Ddpm(Ddpm { steps, variance })
+        }
+        SamplerArg::Ddim => Sampler::Ddim(Ddim { steps, eta: args.eta }),
+        SamplerArg::Em => Sampler::Em(Em { steps }),
+        SamplerArg::OdeEuler => Sampler::OdeEuler(OdeEuler { steps }),
+        SamplerArg::OdeHeun => Sampler::OdeHeun(OdeHeun { steps }),
+        SamplerArg::Langevin => Sampler::Langevin(Langevin {
+            steps,
+            per_level: args.corrector_steps.unwrap_or(10),
+            step: args.langevin_step,
+        }),
+        SamplerArg::Pc => Sampler::Pc(Pc {
+            steps,
+            predictor: match args.predictor {
+                PredictorArg::ReverseDiffusion => Predictor::ReverseDiffusion,
+                PredictorArg::Em => Predictor::EulerMaruyama,
+            },
+            corrector_steps: args.corrector_steps.unwrap_or(1),
+            snr: args.snr,
+        }),
+    };
+    Plan { sampler, denoise_final: args.denoise_final }
+}
+
 /// Draws `settings.n` samples (row-major, n × D, data units) on all cores.
 pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool) -> Result<Vec<f32>> {
-    let schedule = model.process().vp_discrete().context("invalid schedule")?;
+    let schedule = model.process().diffusion().context("invalid diffusion process")?;
     let net = HostNet::new(model.clone())?;
     let dim = model.dims().dim;
-    settings
-        .ddpm
-        .check(&schedule)
-        .map_err(|e| anyhow::anyhow!("--steps: {e} (the file's N is {})", schedule.steps()))?;
+    settings.plan.sampler.check(&schedule).map_err(|e| match e {
+        SamplerError::Steps { .. } => {
+            anyhow::anyhow!("--steps: {e} (the file's N is {})", model.process().steps())
+        }
+        _ => anyhow::anyhow!("--sampler {}: {e}", settings.plan.sampler.name()),
+    })?;
     let n = settings.n as usize;
     let mut samples = vec![0.0f32; n * dim];
     let pb = if show_progress {
@@ -77,7 +108,7 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
             handles.push(scope.spawn(move || -> Result<()> {
                 for (j, row) in rows.chunks_mut(dim).enumerate() {
                     let i = (c * chunk + j) as u32;
-                    draw(&mut net, schedule, &settings.ddpm, settings.seed, i, row)
+                    draw(&mut net, schedule, &settings.plan, settings.seed, i, row)
                         .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
                     pb.inc(1);
                 }

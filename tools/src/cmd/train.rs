@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::net::limits;
-use tinyscore_engine::schedule::{BetaSchedule, MAX_STEPS};
+use tinyscore_engine::schedule::{BetaSchedule, Sde, MAX_STEPS};
 use tinyscore_train::checkpoint::Checkpoint;
-use tinyscore_train::train::{TrainConfig, Trainer};
+use tinyscore_train::train::{default_t_eps, TrainConfig, Trainer, Weighting};
 
 use super::progress;
-use crate::cli::{Device, Schedule, TrainArgs};
+use crate::cli::{Device, ProcessArg, Schedule, TrainArgs, WeightingArg};
 
 /// What a finished training run reports.
 #[derive(Clone, Copy, Debug)]
@@ -79,7 +79,23 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         Schedule::Linear => BetaSchedule::DDPM_LINEAR,
         Schedule::Cosine => BetaSchedule::COSINE,
     };
+    let sde = match args.process {
+        ProcessArg::Vp => None,
+        ProcessArg::Vpsde => Some(Sde::VP),
+        ProcessArg::Subvp => Some(Sde::SUB_VP),
+        ProcessArg::Ve => Some(Sde::VE),
+    };
+    let weighting = match args.weighting {
+        WeightingArg::Simple => Weighting::Simple,
+        WeightingArg::Likelihood if sde.is_none() => {
+            bail!("--weighting likelihood needs an SDE process (--process vpsde, subvp or ve)")
+        }
+        WeightingArg::Likelihood => Weighting::Likelihood,
+    };
     Ok(TrainConfig {
+        sde,
+        t_eps: sde.as_ref().map_or(1e-3, default_t_eps),
+        weighting,
         hidden: args.hidden,
         blocks: args.blocks,
         freqs: args.freqs,
