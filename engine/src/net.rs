@@ -223,7 +223,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     }
 
     /// ε̂ = ε_θ(x, t) for one normalised input `x` (length D) at time `t`, written to `eps`.
-    /// A `w8a8` file runs on the integer path ([`Self::eps_int8`]), every other file in f32.
+    /// A `w8a8` file runs on the integer path (`eps_int8`, `docs/quantization.md`), every other file in f32.
     ///
     /// # Panics
     /// If `x` or `eps` is shorter than the model's D (a caller bug, not an input error).

@@ -159,7 +159,7 @@ pub fn time_group(t: f32, groups: usize) -> usize {
 /// Layout of a `w8a8` file's activation tensors for `B` blocks, `H` hidden and `D` dimensions,
 /// one row per timestep group (see `docs/format.md` §6).
 pub mod layout {
-    /// Columns of `act.scales`: s_x, s_h[0..=B], s_a[0..=B], s_u[0..B], s_v[0..B].
+    /// Columns of `act.scales`: `s_x, s_h[0..=B], s_a[0..=B], s_u[0..B], s_v[0..B]`.
     pub fn scale_cols(blocks: usize) -> usize {
         4 * blocks + 3
     }
@@ -167,19 +167,19 @@ pub mod layout {
     pub fn s_x() -> usize {
         0
     }
-    /// Column of s_h[b], the int16 residual stream's scale after block b (b = 0: input layer).
+    /// Column of `s_h[b]`, the int16 residual stream's scale after block b (b = 0: input layer).
     pub fn s_h(b: usize) -> usize {
         1 + b
     }
-    /// Column of s_a[b], the scale of silu(h_b) in int8.
+    /// Column of `s_a[b]`, the scale of silu(h_b) in int8.
     pub fn s_a(blocks: usize, b: usize) -> usize {
         2 + blocks + b
     }
-    /// Column of s_u[b], block b's pre-activation (index of its SiLU table).
+    /// Column of `s_u[b]`, block b's pre-activation (index of its SiLU table).
     pub fn s_u(blocks: usize, b: usize) -> usize {
         3 + 2 * blocks + b
     }
-    /// Column of s_v[b], the scale of silu(u_b) in int8.
+    /// Column of `s_v[b]`, the scale of silu(u_b) in int8.
     pub fn s_v(blocks: usize, b: usize) -> usize {
         3 + 3 * blocks + b
     }
