@@ -7,14 +7,18 @@
 //! returns a typed [`FormatError`] for each inconsistency; after that, evaluation cannot fail.
 
 use crate::net::{limits, Dims};
+use crate::quant::{self, layout};
 use crate::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete, MAX_STEPS};
 
 /// The file's first four bytes.
 pub const MAGIC: [u8; 4] = *b"TSM\0";
 /// The structural version this reader understands.
 pub const VERSION: u16 = 1;
-/// The quantization version this reader understands (1: f32, f16 and int8 per-channel weights).
-pub const QUANT_VERSION: u16 = 1;
+/// The highest quantization version this reader understands (1: f32, f16 and int8 per-channel
+/// weights; 2: adds the `w8a8` activation tensors). Writers use the lowest version a file needs.
+pub const QUANT_VERSION: u16 = 2;
+/// The quantization version of files with int8 activations (`w8a8`).
+pub const QUANT_VERSION_W8A8: u16 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
 /// Size of one tensor-table entry.
@@ -22,8 +26,8 @@ pub const ENTRY_LEN: usize = 32;
 /// Alignment of every data region.
 pub const ALIGN: usize = 16;
 /// Largest number of tensors a file may hold: norm (2) + time (4) + input (2) + blocks (4·8) +
-/// output (2).
-pub const MAX_TENSORS: usize = 2 + 4 + 2 + 4 * limits::MAX_BLOCKS + 2;
+/// output (2) + activation parameters (3, quantization version 2).
+pub const MAX_TENSORS: usize = 2 + 4 + 2 + 4 * limits::MAX_BLOCKS + 2 + 3;
 
 /// Byte offsets of the header fields.
 pub mod field {
@@ -99,6 +103,10 @@ pub enum DType {
     F16 = 1,
     /// Signed 8-bit weights in [−127, 127] with one f32 scale per output row: `w = q·scale[row]`.
     I8 = 2,
+    /// Signed 32-bit integers, little-endian, no scales (quantization v2: `act.requant`).
+    I32 = 3,
+    /// Signed 8-bit table entries in [−127, 127], no scales (quantization v2: `act.lut`).
+    Lut8 = 4,
 }
 
 impl DType {
@@ -108,6 +116,8 @@ impl DType {
             0 => Some(Self::F32),
             1 => Some(Self::F16),
             2 => Some(Self::I8),
+            3 => Some(Self::I32),
+            4 => Some(Self::Lut8),
             _ => None,
         }
     }
@@ -115,9 +125,9 @@ impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            Self::F32 => 4,
+            Self::F32 | Self::I32 => 4,
             Self::F16 => 2,
-            Self::I8 => 1,
+            Self::I8 | Self::Lut8 => 1,
         }
     }
 
@@ -132,6 +142,8 @@ impl DType {
             Self::F32 => "f32",
             Self::F16 => "f16",
             Self::I8 => "i8",
+            Self::I32 => "i32",
+            Self::Lut8 => "lut8",
         }
     }
 }
@@ -168,6 +180,12 @@ pub enum Role {
     OutputW,
     /// (D,) its bias.
     OutputB,
+    /// (G, 4B+3) f32 activation scales per timestep group (quantization v2).
+    ActScales,
+    /// (G, 3H + B(6H+2) + D) i32 folded biases, multipliers and shifts per group (v2).
+    ActRequant,
+    /// (G, (2B+1)·256) int8 SiLU tables per group (v2).
+    ActLut,
 }
 
 const BLOCK_NAMES: [[&str; 4]; limits::MAX_BLOCKS] = [
@@ -199,6 +217,9 @@ impl Role {
             Self::BlockB2(b) => (11, b),
             Self::OutputW => (12, 0),
             Self::OutputB => (13, 0),
+            Self::ActScales => (14, 0),
+            Self::ActRequant => (15, 0),
+            Self::ActLut => (16, 0),
         };
         kind as u16 | (block as u16) << 8
     }
@@ -220,6 +241,9 @@ impl Role {
             Self::BlockB2(b) => BLOCK_NAMES[b as usize % limits::MAX_BLOCKS][3],
             Self::OutputW => "output.w",
             Self::OutputB => "output.b",
+            Self::ActScales => "act.scales",
+            Self::ActRequant => "act.requant",
+            Self::ActLut => "act.lut",
         }
     }
 
@@ -248,14 +272,28 @@ impl Role {
             Self::BlockB2(b) => 11 + 4 * b as usize,
             Self::OutputW => 8 + 4 * blocks,
             Self::OutputB => 9 + 4 * blocks,
+            Self::ActScales => 10 + 4 * blocks,
+            Self::ActRequant => 11 + 4 * blocks,
+            Self::ActLut => 12 + 4 * blocks,
         }
     }
 }
 
-/// Every tensor of a file with sizes `dims`, in the canonical file order: the normalisation, then
-/// the parameters in [`Dims::params`] order. `(role, rows, cols)`.
+/// Every tensor of a quantization-v1 file with sizes `dims`, in the canonical file order: the
+/// normalisation, then the parameters in [`Dims::params`] order. `(role, rows, cols)`.
 pub fn file_tensors(dims: &Dims) -> impl Iterator<Item = (Role, usize, usize)> + '_ {
     [(Role::NormMean, dims.dim, 1), (Role::NormStd, dims.dim, 1)].into_iter().chain(dims.params())
+}
+
+/// The activation tensors a `w8a8` (quantization v2) file appends after [`file_tensors`], for
+/// `groups` timestep groups: `(role, rows, cols)`.
+pub fn act_tensors(dims: &Dims, groups: usize) -> [(Role, usize, usize); 3] {
+    let (d, h, b) = (dims.dim, dims.hidden, dims.blocks);
+    [
+        (Role::ActScales, groups, layout::scale_cols(b)),
+        (Role::ActRequant, groups, layout::requant_cols(d, h, b)),
+        (Role::ActLut, groups, 256 * layout::lut_count(b)),
+    ]
 }
 
 /// The diffusion process a file declares.
@@ -471,6 +509,41 @@ pub enum FormatError {
         /// RAM the sizes imply.
         computed: u32,
     },
+    /// The number of timestep groups (rows of `act.scales`) is 0 or above the maximum.
+    BadGroups {
+        /// Groups found.
+        found: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// An activation scale is zero, negative or not finite.
+    BadActScale {
+        /// Timestep group.
+        group: usize,
+        /// Column of `act.scales`.
+        column: usize,
+    },
+    /// A fixed-point multiplier is outside [2^30, 2^31).
+    BadMultiplier {
+        /// Timestep group.
+        group: usize,
+        /// Column of `act.requant`.
+        column: usize,
+    },
+    /// A shift is outside 1..=62.
+    BadShift {
+        /// Timestep group.
+        group: usize,
+        /// Column of `act.requant`.
+        column: usize,
+    },
+    /// A folded bias is outside ±2^30.
+    BadBias {
+        /// Timestep group.
+        group: usize,
+        /// Column of `act.requant`.
+        column: usize,
+    },
 }
 
 impl core::fmt::Display for FormatError {
@@ -524,6 +597,21 @@ impl core::fmt::Display for FormatError {
             Int8OutOfRange { index } => write!(f, "tensor {index} holds the excluded int8 value -128"),
             RamMismatch { stored, computed } => {
                 write!(f, "header RAM figure {stored} differs from the computed {computed}")
+            }
+            BadGroups { found, max } => write!(f, "{found} timestep groups, expected 1..={max}"),
+            BadActScale { group, column } => write!(
+                f,
+                "activation scale {column} of timestep group {group} is zero, negative or not finite"
+            ),
+            BadMultiplier { group, column } => write!(
+                f,
+                "multiplier at column {column} of timestep group {group} is outside [2^30, 2^31)"
+            ),
+            BadShift { group, column } => {
+                write!(f, "shift at column {column} of timestep group {group} is outside 1..=62")
+            }
+            BadBias { group, column } => {
+                write!(f, "folded bias at column {column} of timestep group {group} is outside +-2^30")
             }
         }
     }
@@ -631,7 +719,23 @@ impl<'a> Tensor<'a> {
             DType::F32 => read_f32(self.data, i),
             DType::F16 => f16_to_f32(u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]])),
             DType::I8 => self.data[i] as i8 as f32 * self.scale(i / self.cols),
+            DType::I32 => self.i32_at(i) as f32,
+            DType::Lut8 => self.data[i] as i8 as f32,
         }
+    }
+
+    /// Element `i` of an i32 tensor (row-major).
+    #[inline]
+    pub fn i32_at(&self, i: usize) -> i32 {
+        let b = &self.data[4 * i..4 * i + 4];
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// Row `r`'s stored bytes (values only).
+    #[inline]
+    pub fn row_bytes(&self, r: usize) -> &'a [u8] {
+        let n = self.cols * self.dtype.size();
+        &self.data[r * n..(r + 1) * n]
     }
 
     /// `out[r] += Σ_c W[r, c]·x[c]` in f32, in the summation order of [`dot`].
@@ -654,6 +758,14 @@ impl<'a> Tensor<'a> {
             DType::I8 => {
                 for (r, (o, row)) in out.iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
                     *o += dot::<1>(row, x, |w| (w[0] as i8) as f32) * self.scale(r);
+                }
+            }
+            // Parameter tensors; never matrices of the network (validation refuses them there).
+            DType::I32 | DType::Lut8 => {
+                for (r, o) in out.iter_mut().enumerate() {
+                    for (c, xc) in x.iter().enumerate() {
+                        *o += self.get(r * cols + c) * xc;
+                    }
                 }
             }
         }
@@ -898,14 +1010,15 @@ impl<'a> Model<'a> {
 
         let dims = Self::parse_dims(bytes)?;
         let process = Self::parse_process(bytes)?;
+        let int8 = quant_version >= QUANT_VERSION_W8A8;
 
         let ram_bytes = u32_at(bytes, field::RAM_BYTES);
-        let ram_computed = dims.ram_bytes() as u32;
+        let ram_computed = if int8 { dims.ram_bytes_int8() } else { dims.ram_bytes() } as u32;
         if ram_bytes != ram_computed {
             return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });
         }
         let tensor_count = u32_at(bytes, field::TENSOR_COUNT);
-        let expected = (2 + dims.params().count()) as u32;
+        let expected = (2 + dims.params().count() + if int8 { 3 } else { 0 }) as u32;
         if tensor_count != expected {
             return Err(FormatError::TensorCount { found: tensor_count, expected });
         }
@@ -916,9 +1029,23 @@ impl<'a> Model<'a> {
             return Err(FormatError::Truncated { needed: table_end, found: bytes.len() });
         }
 
+        // The number of timestep groups G of a v2 file: the rows of `act.scales`' entry.
+        let groups = if int8 {
+            let slot = Role::ActScales.slot(dims.blocks);
+            let g = u32_at(bytes, HEADER_LEN + ENTRY_LEN * slot + 4);
+            if g == 0 || g as usize > quant::MAX_GROUPS {
+                return Err(FormatError::BadGroups { found: g, max: quant::MAX_GROUPS as u32 });
+            }
+            g as usize
+        } else {
+            0
+        };
+        let acts = act_tensors(&dims, groups);
+        let acts = &acts[..if int8 { 3 } else { 0 }];
+
         let mut tensors = [Tensor::EMPTY; MAX_TENSORS];
         let mut prev_end = table_end;
-        for (index, (role, rows, cols)) in file_tensors(&dims).enumerate() {
+        for (index, (role, rows, cols)) in file_tensors(&dims).chain(acts.iter().copied()).enumerate() {
             let off = HEADER_LEN + ENTRY_LEN * index;
             let raw = &bytes[off..off + ENTRY_LEN];
             if raw[3] != 0 || raw[28..32].iter().any(|&b| b != 0) {
@@ -929,14 +1056,23 @@ impl<'a> Model<'a> {
                 return Err(FormatError::UnexpectedTensor { index, found: e.role, expected: role.code() });
             }
             let dtype = DType::from_code(e.dtype).ok_or(FormatError::BadDtype { index, code: e.dtype })?;
-            // Normalisation and biases stay f32; only weight matrices may be quantized.
-            if dtype != DType::F32 && !role.is_matrix() {
+            // Normalisation and biases stay f32; only weight matrices may be quantized, and in a
+            // w8a8 file they must be int8; the activation tensors have one dtype each.
+            let allowed = match role {
+                Role::ActScales => dtype == DType::F32,
+                Role::ActRequant => dtype == DType::I32,
+                Role::ActLut => dtype == DType::Lut8,
+                r if r.is_matrix() && int8 => dtype == DType::I8,
+                r if r.is_matrix() => matches!(dtype, DType::F32 | DType::F16 | DType::I8),
+                _ => dtype == DType::F32,
+            };
+            if !allowed {
                 return Err(FormatError::BadDtype { index, code: e.dtype });
             }
             if e.rows as usize != rows || e.cols as usize != cols {
                 return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
             }
-            // rows, cols ≤ 512 each, so these products cannot overflow.
+            // rows ≤ 512 and cols ≤ 26 384 (act.requant), so these products cannot overflow.
             let want_data = rows * cols * dtype.size();
             let want_scales = if dtype.has_scales() { 4 * rows } else { 0 };
             if e.data_len as usize != want_data || e.scale_len as usize != want_scales {
@@ -959,7 +1095,62 @@ impl<'a> Model<'a> {
             return Err(FormatError::TrailingBytes { end: prev_end, file_len: bytes.len() });
         }
         let header = Header { version, quant_version, crc, file_len, dims, process, ram_bytes, tensor_count };
-        Ok(Self { header, tensors, count })
+        let model = Self { header, tensors, count };
+        if int8 {
+            model.check_activation_params()?;
+        }
+        Ok(model)
+    }
+
+    /// Validates every field of a w8a8 file's activation tensors: scales finite and > 0,
+    /// multipliers in [2^30, 2^31), shifts in 1..=62, folded biases within ±2^30. (Table entries
+    /// of −128 are refused by the per-tensor check.)
+    fn check_activation_params(&self) -> Result<(), FormatError> {
+        let d = self.header.dims;
+        let (scales, rq) = (self.tensor(Role::ActScales), self.tensor(Role::ActRequant));
+        for g in 0..scales.rows {
+            for column in 0..scales.cols {
+                let s = scales.get(g * scales.cols + column);
+                if !(s.is_finite() && s > 0.0) {
+                    return Err(FormatError::BadActScale { group: g, column });
+                }
+            }
+            let at = |c: usize| rq.i32_at(g * rq.cols + c);
+            let triple = |base: usize, rows: usize| -> Result<(), FormatError> {
+                for r in 0..rows {
+                    let c = base + 3 * r;
+                    if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
+                        return Err(FormatError::BadBias { group: g, column: c });
+                    }
+                    Self::check_mult_shift(g, c + 1, at(c + 1), at(c + 2))?;
+                }
+                Ok(())
+            };
+            triple(layout::input(d.hidden), d.hidden)?;
+            for b in 0..d.blocks {
+                triple(layout::w1(d.hidden, b), d.hidden)?;
+                triple(layout::w2(d.hidden, b), d.hidden)?;
+                let c = layout::residual(d.hidden, b);
+                Self::check_mult_shift(g, c, at(c), at(c + 1))?;
+            }
+            let base = layout::output(d.hidden, d.blocks);
+            for c in base..base + d.dim {
+                if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
+                    return Err(FormatError::BadBias { group: g, column: c });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_mult_shift(group: usize, column: usize, m: i32, n: i32) -> Result<(), FormatError> {
+        if m < quant::MULT_MIN {
+            return Err(FormatError::BadMultiplier { group, column });
+        }
+        if !(quant::SHIFT_MIN as i32..=quant::SHIFT_MAX as i32).contains(&n) {
+            return Err(FormatError::BadShift { group, column: column + 1 });
+        }
+        Ok(())
     }
 
     fn parse_dims(bytes: &[u8]) -> Result<Dims, FormatError> {
@@ -1052,6 +1243,14 @@ impl<'a> Model<'a> {
 
     fn check_values(t: &Tensor<'_>, index: usize) -> Result<(), FormatError> {
         match t.dtype {
+            DType::Lut8 => {
+                if t.data.iter().any(|&b| b as i8 == i8::MIN) {
+                    return Err(FormatError::Int8OutOfRange { index });
+                }
+            }
+            // Fields checked by `check_activation_params`, which knows their layout.
+            DType::I32 => {}
+            DType::F32 if t.role == Role::ActScales => {}
             DType::I8 => {
                 if t.data.iter().any(|&b| b as i8 == i8::MIN) {
                     return Err(FormatError::Int8OutOfRange { index });
@@ -1095,7 +1294,24 @@ impl<'a> Model<'a> {
         &self.tensors[..self.count]
     }
 
-    /// The tensor with `role` (which validation guarantees exists for this file's sizes).
+    /// Whether the file holds the w8a8 activation tensors (quantization version ≥ 2): the engine
+    /// then evaluates the network on its integer path.
+    #[inline]
+    pub fn is_int8(&self) -> bool {
+        self.header.quant_version >= QUANT_VERSION_W8A8
+    }
+
+    /// Timestep groups of a w8a8 file (0 for other files).
+    pub fn groups(&self) -> usize {
+        if self.is_int8() {
+            self.tensor(Role::ActScales).rows
+        } else {
+            0
+        }
+    }
+
+    /// The tensor with `role` (which validation guarantees exists for this file's sizes; the
+    /// activation roles exist only when [`Model::is_int8`]).
     #[inline]
     pub fn tensor(&self, role: Role) -> &Tensor<'a> {
         &self.tensors[role.slot(self.header.dims.blocks)]

@@ -27,6 +27,7 @@
 
 pub mod format;
 pub mod net;
+pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;

@@ -14,6 +14,7 @@
 //! and tests hold the three implementations to each other.
 
 use crate::format::{Model, Role, Tensor};
+use crate::quant::{self, layout};
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
@@ -86,6 +87,14 @@ impl Dims {
     pub fn ram_bytes(&self) -> usize {
         4 * (self.freqs + 4 * self.hidden + 2 * self.dim)
     }
+
+    /// Bytes of working memory the int8 (`w8a8`) path needs: the time embedding in f32
+    /// (φ: F, its hidden layer and silu: 2H, temb: H), the integer activations (residual stream
+    /// i16: 2H, silu(h) and silu(u) i8: 2H, the quantized input i8: D), plus the sampler's state
+    /// (x and ε̂: 2D f32).
+    pub fn ram_bytes_int8(&self) -> usize {
+        4 * (self.freqs + 3 * self.hidden) + 4 * self.hidden + self.dim + 8 * self.dim
+    }
 }
 
 /// SiLU (swish): x·sigmoid(x) = x / (1 + e^(−x)), with `libm::expf`.
@@ -120,7 +129,7 @@ pub fn time_features(t: f32, out: &mut [f32]) {
 
 /// Working buffers of one network evaluation, sized by the capacities H and F.
 #[derive(Clone, Debug)]
-struct Workspace<const H: usize, const F: usize> {
+struct Workspace<const D: usize, const H: usize, const F: usize> {
     /// (F,) time features φ(t).
     phi: [f32; F],
     /// (H,) time embedding.
@@ -131,6 +140,14 @@ struct Workspace<const H: usize, const F: usize> {
     a: [f32; H],
     /// (H,) block pre-activation u.
     u: [f32; H],
+    /// (H,) int8 path: residual stream h_b in int16.
+    h16: [i16; H],
+    /// (H,) int8 path: silu(h_b) in int8.
+    a8: [i8; H],
+    /// (H,) int8 path: silu(u_b) in int8.
+    v8: [i8; H],
+    /// (D,) int8 path: the quantized input.
+    x8: [i8; D],
 }
 
 /// Why a model does not fit this build of the engine.
@@ -165,7 +182,7 @@ impl core::error::Error for CapacityError {}
 #[derive(Clone, Debug)]
 pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize> {
     model: Model<'a>,
-    ws: Workspace<H, F>,
+    ws: Workspace<D, H, F>,
 }
 
 impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
@@ -181,7 +198,17 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         }
         Ok(Self {
             model,
-            ws: Workspace { phi: [0.0; F], temb: [0.0; H], h: [0.0; H], a: [0.0; H], u: [0.0; H] },
+            ws: Workspace {
+                phi: [0.0; F],
+                temb: [0.0; H],
+                h: [0.0; H],
+                a: [0.0; H],
+                u: [0.0; H],
+                h16: [0; H],
+                a8: [0; H],
+                v8: [0; H],
+                x8: [0; D],
+            },
         })
     }
 
@@ -196,10 +223,109 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     }
 
     /// ε̂ = ε_θ(x, t) for one normalised input `x` (length D) at time `t`, written to `eps`.
+    /// A `w8a8` file runs on the integer path (`eps_int8`, `docs/quantization.md`), every other file in f32.
     ///
     /// # Panics
     /// If `x` or `eps` is shorter than the model's D (a caller bug, not an input error).
     pub fn eps(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
+        if self.model.is_int8() {
+            self.eps_int8(x, t, eps)
+        } else {
+            self.eps_f32(x, t, eps)
+        }
+    }
+
+    /// The time embedding temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2 in f32, into `ws.temb`.
+    fn time_embedding(&mut self, t: f32) {
+        let dims = self.model.dims();
+        let (h, f) = (dims.hidden, dims.freqs);
+        let m = &self.model;
+        let ws = &mut self.ws;
+        let (phi, temb, a, u) = (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.a[..h], &mut ws.u[..h]);
+        time_features(t, phi);
+        affine(m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
+        silu_into(u, a);
+        affine(m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
+    }
+
+    /// The integer path of a `w8a8` file (`docs/quantization.md`): the time embedding in f32,
+    /// then int8 weights × int8 activations with int32 accumulators, biases folded to int32,
+    /// fixed-point requantization ([`quant::requantize`]), an int16 residual stream, SiLU by
+    /// table; f32 only at the boundaries (quantizing x, adding temb once per row and block,
+    /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
+    fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
+        self.time_embedding(t);
+        let dims = self.model.dims();
+        let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
+        let m = &self.model;
+        let ws = &mut self.ws;
+        let (x, eps) = (&x[..d], &mut eps[..d]);
+        let (temb, h16, a8, v8, x8) =
+            (&ws.temb[..h], &mut ws.h16[..h], &mut ws.a8[..h], &mut ws.v8[..h], &mut ws.x8[..d]);
+        let g = quant::time_group(t, m.groups());
+        let scales = m.tensor(Role::ActScales);
+        let s = |c: usize| scales.get(g * scales.cols + c);
+        let rq = m.tensor(Role::ActRequant);
+        let rq_at = |c: usize| rq.i32_at(g * rq.cols + c);
+        let luts = m.tensor(Role::ActLut).row_bytes(g);
+        let table = |k: usize| &luts[256 * k..256 * k + 256];
+
+        // x8 = round(x / s_x)                                              (D,) int8
+        let s_x = s(layout::s_x());
+        for (q, &v) in x8.iter_mut().zip(x) {
+            *q = quant::quantize_i8(v, s_x);
+        }
+        // h16 = requant(W_in · x8 + b_in)                                  (H,) int16
+        let w_in = m.tensor(Role::InputW);
+        for (r, o) in h16.iter_mut().enumerate() {
+            let c = layout::input(h) + 3 * r;
+            let acc = quant::dot_i8(w_in.row_bytes(r), x8) + rq_at(c);
+            *o = quant::sat_i16(quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32));
+        }
+        for b in 0..nb {
+            // a8 = silu(h) by table                                        (H,) int8
+            let lut_h = table(layout::lut_h(b));
+            for (o, &v) in a8.iter_mut().zip(h16.iter()) {
+                *o = quant::lut(lut_h, quant::residual_index(v));
+            }
+            // v8 = silu(u), u = requant(W_b1 · a8 + b_b1 + temb)           (H,) int8
+            let (w1, lut_u) = (m.tensor(Role::BlockW1(b as u8)), table(layout::lut_u(nb, b)));
+            let s_a = s(layout::s_a(nb, b));
+            for (r, o) in v8.iter_mut().enumerate() {
+                let c = layout::w1(h, b) + 3 * r;
+                let tq = quant::quantize_temb(temb[r], w1.scale(r) * s_a);
+                let acc = quant::dot_i8(w1.row_bytes(r), a8) + rq_at(c) + tq;
+                let u = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
+                *o = quant::lut(lut_u, quant::sat_i8(u));
+            }
+            // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · v8 + b_b2)  (H,) int16
+            let w2 = m.tensor(Role::BlockW2(b as u8));
+            let cr = layout::residual(h, b);
+            let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
+            for (r, o) in h16.iter_mut().enumerate() {
+                let c = layout::w2(h, b) + 3 * r;
+                let acc = quant::dot_i8(w2.row_bytes(r), v8) + rq_at(c);
+                let branch = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
+                let residual = quant::requantize(*o as i32, mr, nr);
+                *o = quant::sat_i16(residual.saturating_add(branch));
+            }
+        }
+        // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (D,) f32
+        let lut_h = table(layout::lut_h(nb));
+        for (o, &v) in a8.iter_mut().zip(h16.iter()) {
+            *o = quant::lut(lut_h, quant::residual_index(v));
+        }
+        let w_out = m.tensor(Role::OutputW);
+        let s_a = s(layout::s_a(nb, nb));
+        let base = layout::output(h, nb);
+        for (r, o) in eps.iter_mut().enumerate() {
+            let acc = quant::dot_i8(w_out.row_bytes(r), a8) + rq_at(base + r);
+            *o = acc as f32 * (w_out.scale(r) * s_a);
+        }
+    }
+
+    /// The f32 path (f32, f16 and w8 files).
+    fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let dims = self.model.dims();
         let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
         let m = &self.model;

@@ -43,6 +43,8 @@ pub mod stream {
     pub const PROJECTIONS: u32 = 34;
     /// Draws from a Gaussian fitted to data (the baseline of `tinyscore eval`).
     pub const GAUSSIAN_FIT: u32 = 35;
+    /// The noise of the converter's calibration inputs.
+    pub const CALIBRATION: u32 = 48;
 }
 
 /// One Philox4x32-10 block: ten rounds over `counter` with `key`.

@@ -315,6 +315,9 @@ pub const MAX_T_EPS: f32 = 0.5;
 /// t ∈ ((n−1)/N, n/N] the process has β(t) = N·ln(ᾱ_{n−1}/ᾱ_n) ≈ N·β_n, and at t = n/N it has
 /// exactly the table's α_n, σ_n. That lets the SDE and ODE samplers run DDPM models.
 #[derive(Clone, Debug)]
+// The discrete table is large (8 KiB) and the SDE small; without a heap the engine cannot box it,
+// and a process is built once per sampling run, so the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Diffusion {
     /// The discrete VP process of DDPM (its table).
     Discrete(VpDiscrete),
@@ -330,7 +333,7 @@ pub enum Diffusion {
 impl Diffusion {
     /// A continuous process, validated.
     pub fn sde(sde: Sde, t_eps: f32) -> Result<Self, ScheduleError> {
-        if !sde.is_valid() || !(t_eps.is_finite() && t_eps > 0.0 && t_eps < MAX_T_EPS) {
+        if !(sde.is_valid() && t_eps.is_finite() && t_eps > 0.0 && t_eps < MAX_T_EPS) {
             return Err(ScheduleError::Parameters);
         }
         Ok(Self::Sde { sde, t_eps })

@@ -28,7 +28,9 @@ use core::fmt::Write as _;
 use cortex_m_rt::entry;
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
-use tinyscore_engine::sampler::{draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance};
+use tinyscore_engine::sampler::{
+    draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance,
+};
 
 /// Build-time configuration: `MODEL_FILE`, `SAMPLER`, `STEPS`, `SEED`, `N`, and the capacities
 /// `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
@@ -56,7 +58,9 @@ fn plan(name: &str, steps: u32) -> Plan {
         "ode-euler" => Sampler::OdeEuler(OdeEuler { steps }),
         "ode-heun" => Sampler::OdeHeun(OdeHeun { steps }),
         "langevin" => Sampler::Langevin(Langevin { steps, per_level: 10, step: 0.1 }),
-        "pc" => Sampler::Pc(Pc { steps, predictor: Predictor::ReverseDiffusion, corrector_steps: 1, snr: 0.16 }),
+        "pc" => {
+            Sampler::Pc(Pc { steps, predictor: Predictor::ReverseDiffusion, corrector_steps: 1, snr: 0.16 })
+        }
         _ => Sampler::Ddpm(Ddpm { steps, variance: Variance::Posterior }),
     };
     sampler.into()

@@ -151,6 +151,8 @@ pub enum QuantArg {
     F16,
     /// int8 weights with per-output-channel scales, f32 activations.
     W8,
+    /// int8 weights and activations, int32 accumulation, calibrated per timestep group.
+    W8a8,
 }
 
 /// Arguments of `tinyscore convert`.
@@ -164,6 +166,14 @@ pub struct ConvertArgs {
     /// Use the raw weights instead of their EMA.
     #[arg(long)]
     pub raw: bool,
+    /// Calibration data (built-in name or CSV/.npy file) for w8a8 and the SNR report; default:
+    /// the training data recorded in the checkpoint.
+    #[arg(long)]
+    pub calib: Option<String>,
+    /// Timestep groups of the w8a8 activation scales (1..=16); default: chosen by measured SNR
+    /// among 1, 2, 4, 8.
+    #[arg(long)]
+    pub groups: Option<usize>,
     /// Model file to write (.tsm).
     #[arg(long)]
     pub out: PathBuf,

@@ -5,6 +5,7 @@
 //! subcommand is one `run_*` function in [`cmd`]; [`tsm`] is the model-file writer.
 #![deny(missing_docs)]
 
+pub mod calib;
 pub mod cli;
 pub mod cmd;
 pub mod plot;

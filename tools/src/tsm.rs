@@ -5,10 +5,11 @@
 //! `tests/format.rs` round-trips every file this writes through the engine's parser.
 
 use tinyscore_engine::format::{
-    align_up, crc32, file_tensors, DType, Entry, Header, Process, Role, CRC_START, ENTRY_LEN, HEADER_LEN,
-    QUANT_VERSION, VERSION,
+    act_tensors, align_up, crc32, file_tensors, DType, Entry, Header, Process, Role, CRC_START, ENTRY_LEN,
+    HEADER_LEN, QUANT_VERSION_W8A8, VERSION,
 };
 use tinyscore_engine::net::Dims;
+use tinyscore_engine::quant::MAX_GROUPS;
 
 /// How the converter stores weight matrices (vectors always stay f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,9 @@ pub enum Quant {
     F16,
     /// int8 weights, symmetric, one f32 scale per output row: scale = max|w_row|/127.
     W8,
+    /// int8 weights as `W8` and the integer path: int8/int16 activations with calibrated
+    /// per-timestep-group scales (quantization version 2; written by [`write_w8a8`]).
+    W8A8,
 }
 
 impl Quant {
@@ -30,7 +34,7 @@ impl Quant {
         match self {
             Self::F32 => DType::F32,
             Self::F16 => DType::F16,
-            Self::W8 => DType::I8,
+            Self::W8 | Self::W8A8 => DType::I8,
         }
     }
 }
@@ -64,6 +68,10 @@ pub enum WriteError {
     },
     /// The file would exceed 4 GiB.
     TooLarge,
+    /// `w8a8` needs activation parameters: use [`write_w8a8`].
+    NeedsCalibration,
+    /// The number of timestep groups is 0 or above the format's maximum.
+    Groups(usize),
 }
 
 impl std::fmt::Display for WriteError {
@@ -73,6 +81,8 @@ impl std::fmt::Display for WriteError {
                 write!(f, "{what} has {found} values, the network needs {expected}")
             }
             Self::TooLarge => write!(f, "model file would exceed 4 GiB"),
+            Self::NeedsCalibration => write!(f, "w8a8 needs calibrated activation parameters"),
+            Self::Groups(g) => write!(f, "{g} timestep groups, expected 1..={MAX_GROUPS}"),
         }
     }
 }
@@ -114,12 +124,73 @@ fn encode(role: Role, dtype: DType, rows: usize, cols: usize, values: &[f32]) ->
             let (q, s) = quantize_rows_i8(values, rows, cols);
             (q.iter().map(|v| *v as u8).collect(), s.iter().flat_map(|v| v.to_le_bytes()).collect())
         }
+        // The activation tensors are encoded by `write_w8a8` from their integer values.
+        DType::I32 | DType::Lut8 => unreachable!("no parameter tensor has dtype {dtype:?}"),
     };
     Payload { role, dtype, rows, cols, data, scales }
 }
 
-/// Encodes a complete `.tsm` file.
+/// Encodes a complete `.tsm` file in mode `f32`, `f16` or `w8` (quantization version 1).
 pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> {
+    if quant == Quant::W8A8 {
+        return Err(WriteError::NeedsCalibration);
+    }
+    let payloads = param_payloads(spec, quant)?;
+    assemble(spec, payloads, 1, spec.dims.ram_bytes())
+}
+
+/// Encodes a `w8a8` file (quantization version 2): the `w8` tensors, then the activation
+/// tensors of `groups` timestep groups: `scales` (G, 4B+3), `requant` (G, 3H+B(6H+2)+D) and
+/// `luts` (G, (2B+1)·256), as built by `crate::calib`.
+pub fn write_w8a8(
+    spec: &ModelSpec<'_>,
+    groups: usize,
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<Vec<u8>, WriteError> {
+    if groups == 0 || groups > MAX_GROUPS {
+        return Err(WriteError::Groups(groups));
+    }
+    let mut payloads = param_payloads(spec, Quant::W8A8)?;
+    let [(r0, g0, c0), (r1, g1, c1), (r2, g2, c2)] = act_tensors(&spec.dims, groups);
+    for (what, found, expected) in [
+        ("act.scales", scales.len(), g0 * c0),
+        ("act.requant", requant.len(), g1 * c1),
+        ("act.lut", luts.len(), g2 * c2),
+    ] {
+        if found != expected {
+            return Err(WriteError::Length { what, found, expected });
+        }
+    }
+    payloads.push(Payload {
+        role: r0,
+        dtype: DType::F32,
+        rows: g0,
+        cols: c0,
+        data: scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        scales: Vec::new(),
+    });
+    payloads.push(Payload {
+        role: r1,
+        dtype: DType::I32,
+        rows: g1,
+        cols: c1,
+        data: requant.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        scales: Vec::new(),
+    });
+    payloads.push(Payload {
+        role: r2,
+        dtype: DType::Lut8,
+        rows: g2,
+        cols: c2,
+        data: luts.iter().map(|v| *v as u8).collect(),
+        scales: Vec::new(),
+    });
+    assemble(spec, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
+}
+
+fn param_payloads(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<Payload>, WriteError> {
     let dims = spec.dims;
     for (what, found, expected) in [
         ("norm.mean", spec.norm_mean.len(), dims.dim),
@@ -144,6 +215,16 @@ pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> 
         };
         payloads.push(encode(role, quant.dtype(role), rows, cols, values));
     }
+    Ok(payloads)
+}
+
+fn assemble(
+    spec: &ModelSpec<'_>,
+    payloads: Vec<Payload>,
+    quant_version: u16,
+    ram_bytes: usize,
+) -> Result<Vec<u8>, WriteError> {
+    let dims = spec.dims;
 
     let table_end = HEADER_LEN + ENTRY_LEN * payloads.len();
     let mut file = vec![0u8; table_end];
@@ -174,12 +255,12 @@ pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> 
     }
     let header = Header {
         version: VERSION,
-        quant_version: QUANT_VERSION,
+        quant_version,
         crc: 0,
         file_len: to_u32(file.len())?,
         dims,
         process: spec.process,
-        ram_bytes: to_u32(dims.ram_bytes())?,
+        ram_bytes: to_u32(ram_bytes)?,
         tensor_count: to_u32(payloads.len())?,
     };
     file[..HEADER_LEN].copy_from_slice(&header.encode());

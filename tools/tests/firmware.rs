@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// The model the firmware embeds (checked in; D = 2).
 const MODEL: &str = "firmware-example/models/moons-f32.tsm";
+/// The same network's w8a8 file (int8 path; checked in).
+const MODEL_W8A8: &str = "firmware-example/models/moons-w8a8.tsm";
 const TARGET: &str = "thumbv7em-none-eabihf";
 /// Small enough to keep the test quick: a few hundred network evaluations in QEMU.
 const STEPS: u32 = 50;
@@ -158,13 +160,23 @@ fn settings(steps: u32) -> Vec<(&'static str, String)> {
 
 #[test]
 fn firmware_in_qemu_prints_the_hosts_samples_bit_for_bit() {
+    bit_exact_in_qemu(MODEL);
+}
+
+#[test]
+fn firmware_in_qemu_runs_the_int8_path_bit_for_bit() {
+    bit_exact_in_qemu(MODEL_W8A8);
+}
+
+fn bit_exact_in_qemu(model_rel: &str) {
     let root = repo_root();
     let firmware_dir = root.join("firmware-example");
     if let Some(why) = missing_tools(&firmware_dir) {
         println!("skipped: {why}");
         return;
     }
-    let model = root.join(MODEL);
+    let model = root.join(model_rel);
+    let file_name = model.file_name().expect("a file").to_string_lossy().into_owned();
     assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
 
     // The host's samples: exactly the CSV lines, nothing else, on stdout.
@@ -189,7 +201,7 @@ fn firmware_in_qemu_prints_the_hosts_samples_bit_for_bit() {
 
     // Header, N sample lines, then the `#` measurement lines.
     let header =
-        format!("# tinyscore firmware: model=moons-f32.tsm sampler=ddpm steps={STEPS} seed={SEED} n={N}\n");
+        format!("# tinyscore firmware: model={file_name} sampler=ddpm steps={STEPS} seed={SEED} n={N}\n");
     let body = run.stdout.strip_prefix(&header).unwrap_or_else(|| panic!("bad first line:\n{}", run.stdout));
     let split = body.find("\n#").map_or(body.len(), |i| i + 1);
     let (device_csv, trailer) = body.split_at(split);

@@ -4,8 +4,10 @@
 
 use tinyscore_engine::format::{field, DType, FormatError, Model, Process, Role, ENTRY_LEN, HEADER_LEN};
 use tinyscore_engine::net::Dims;
+use tinyscore_engine::quant::layout;
 use tinyscore_engine::schedule::BetaSchedule;
-use tinyscore_tools::tsm::{reseal, write, ModelSpec, Quant};
+use tinyscore_tools::calib;
+use tinyscore_tools::tsm::{reseal, write, write_w8a8, ModelSpec, Quant};
 
 const TINY: Dims = Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 };
 const MEAN: [f32; 2] = [0.5, -0.25];
@@ -25,6 +27,23 @@ fn tiny_file(quant: Quant) -> Vec<u8> {
         params: &params,
     };
     write(&spec, quant).unwrap()
+}
+
+/// A w8a8 file of the tiny network, calibrated on points around the normalised data.
+fn tiny_w8a8(groups: usize) -> Vec<u8> {
+    let params = tiny_params();
+    let spec = ModelSpec {
+        dims: TINY,
+        process: Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR },
+        norm_mean: &MEAN,
+        norm_std: &STD,
+        params: &params,
+    };
+    let examples: Vec<f32> = (0..64).map(|i| (i as f32 * 0.7).sin()).collect();
+    let points = calib::calibration_points(&examples, 2, &spec.process, 10, 1);
+    let scales = calib::activation_scales(&TINY, &params, &points, groups);
+    let (rq, luts) = calib::integer_params(&TINY, &params, &scales, groups);
+    write_w8a8(&spec, groups, &scales, &rq, &luts).unwrap()
 }
 
 fn entry_off(i: usize) -> usize {
@@ -75,6 +94,7 @@ fn round_trip_every_quantization() {
                         DType::F32 => 0.0,
                         DType::F16 => 1e-3,
                         DType::I8 => 0.5 / 127.0 + 1e-6,
+                        DType::I32 | DType::Lut8 => unreachable!("not a parameter dtype"),
                     };
                     (params[offset - n..offset].to_vec(), tol)
                 }
@@ -103,6 +123,116 @@ fn w8_files_are_under_30_percent_of_f32() {
     let f32_len = write(&spec, Quant::F32).unwrap().len();
     let w8_len = write(&spec, Quant::W8).unwrap().len();
     assert!((w8_len as f64) < 0.30 * f32_len as f64, "{w8_len} vs {f32_len}");
+    // w8a8 with one timestep group (each further group adds 12.6 kB here: docs/quantization.md).
+    let examples: Vec<f32> = (0..64).map(|i| (i as f32 * 0.7).sin()).collect();
+    let points = calib::calibration_points(&examples, 2, &spec.process, 16, 1);
+    let scales = calib::activation_scales(&dims, &params, &points, 1);
+    let (rq, luts) = calib::integer_params(&dims, &params, &scales, 1);
+    let w8a8_len = write_w8a8(&spec, 1, &scales, &rq, &luts).unwrap().len();
+    assert!((w8a8_len as f64) < 0.30 * f32_len as f64, "{w8a8_len} vs {f32_len}");
+}
+
+#[test]
+fn w8a8_round_trips_and_tracks_the_float_network() {
+    for groups in [1, 3] {
+        let bytes = tiny_w8a8(groups);
+        let m = Model::parse(&bytes).unwrap();
+        assert!(m.is_int8());
+        assert_eq!(m.groups(), groups);
+        assert_eq!(m.header().quant_version, 2);
+        assert_eq!(m.header().ram_bytes as usize, TINY.ram_bytes_int8());
+        assert_eq!(m.tensors().len(), 14 + 3);
+        let float = tiny_file(Quant::F32);
+        let float = Model::parse(&float).unwrap();
+        let examples: Vec<f32> = (0..64).map(|i| (i as f32 * 0.7).sin()).collect();
+        let points = calib::calibration_points(&examples, 2, &m.process(), 10, 1);
+        let snr = calib::score_snr(&m, &float, &points);
+        assert!(snr > 20.0, "groups {groups}: score SNR {snr} dB");
+    }
+    // A float writer call for w8a8 is refused, not silently wrong.
+    let params = tiny_params();
+    let spec = ModelSpec {
+        dims: TINY,
+        process: Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR },
+        norm_mean: &MEAN,
+        norm_std: &STD,
+        params: &params,
+    };
+    assert!(write(&spec, Quant::W8A8).is_err());
+    assert!(write_w8a8(&spec, 0, &[], &[], &[]).is_err());
+}
+
+/// Applies `edit` to a fresh w8a8 file (2 groups), reseals the CRC, and returns the parse error.
+fn mutated_w8a8(edit: impl FnOnce(&mut Vec<u8>)) -> FormatError {
+    let mut b = tiny_w8a8(2);
+    edit(&mut b);
+    reseal(&mut b);
+    parse_err(&b)
+}
+
+#[test]
+fn one_malicious_w8a8_file_per_new_error() {
+    use FormatError::*;
+    let base = tiny_w8a8(2);
+    // Slots: 14 parameter tensors, then act.scales (14), act.requant (15), act.lut (16).
+    let (scales_slot, rq_slot, lut_slot) = (14, 15, 16);
+    let data_of = |slot: usize| get_u32(&base, entry_off(slot) + 12) as usize;
+    let rq_cols = layout::requant_cols(TINY.dim, TINY.hidden, TINY.blocks);
+    let rq_at = |g: usize, c: usize| data_of(rq_slot) + 4 * (g * rq_cols + c);
+
+    // Groups: 0 and above the maximum.
+    assert_eq!(mutated_w8a8(|b| put_u32(b, entry_off(scales_slot) + 4, 0)), BadGroups { found: 0, max: 16 });
+    assert_eq!(
+        mutated_w8a8(|b| put_u32(b, entry_off(scales_slot) + 4, 17)),
+        BadGroups { found: 17, max: 16 }
+    );
+    // Groups that disagree between the activation tensors.
+    assert!(matches!(
+        mutated_w8a8(|b| put_u32(b, entry_off(rq_slot) + 4, 3)),
+        ShapeMismatch { index: 15, .. }
+    ));
+    // A v2 file whose weight matrix is f32 is refused (the integer path needs int8 weights).
+    assert_eq!(mutated_w8a8(|b| b[entry_off(2) + 2] = 0), BadDtype { index: 2, code: 0 });
+    // An activation tensor with another dtype.
+    assert_eq!(mutated_w8a8(|b| b[entry_off(lut_slot) + 2] = 2), BadDtype { index: 16, code: 2 });
+    // Activation scales: zero, negative, NaN, infinite.
+    let s_at = data_of(scales_slot);
+    for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        assert_eq!(
+            mutated_w8a8(|b| put_u32(b, s_at + 4 * 2, bad.to_bits())),
+            BadActScale { group: 0, column: 2 }
+        );
+    }
+    let cols = layout::scale_cols(TINY.blocks);
+    assert_eq!(mutated_w8a8(|b| put_u32(b, s_at + 4 * (cols + 1), 0)), BadActScale { group: 1, column: 1 });
+    // Multipliers below 2^30 or negative, shifts outside 1..=62, biases beyond ±2^30.
+    let w1 = layout::w1(TINY.hidden, 0);
+    assert_eq!(mutated_w8a8(|b| put_u32(b, rq_at(1, w1 + 1), 5)), BadMultiplier { group: 1, column: w1 + 1 });
+    assert_eq!(
+        mutated_w8a8(|b| put_u32(b, rq_at(0, 1), (-7i32) as u32)),
+        BadMultiplier { group: 0, column: 1 }
+    );
+    for shift in [0i32, 63, -1] {
+        assert_eq!(mutated_w8a8(|b| put_u32(b, rq_at(0, 2), shift as u32)), BadShift { group: 0, column: 2 });
+    }
+    let res = layout::residual(TINY.hidden, 0);
+    assert_eq!(mutated_w8a8(|b| put_u32(b, rq_at(0, res + 1), 99)), BadShift { group: 0, column: res + 1 });
+    assert_eq!(mutated_w8a8(|b| put_u32(b, rq_at(0, res), 1)), BadMultiplier { group: 0, column: res });
+    assert_eq!(mutated_w8a8(|b| put_u32(b, rq_at(0, 3), (1u32 << 30) + 1)), BadBias { group: 0, column: 3 });
+    let out = layout::output(TINY.hidden, TINY.blocks);
+    assert_eq!(
+        mutated_w8a8(|b| put_u32(b, rq_at(1, out + 1), i32::MIN as u32)),
+        BadBias { group: 1, column: out + 1 }
+    );
+    // A table entry of −128.
+    assert_eq!(mutated_w8a8(|b| b[data_of(lut_slot) + 5] = 0x80), Int8OutOfRange { index: 16 });
+    // The RAM figure of a v2 file is the integer path's.
+    assert!(matches!(
+        mutated_w8a8(|b| put_u32(b, field::RAM_BYTES, TINY.ram_bytes() as u32)),
+        RamMismatch { .. }
+    ));
+    // A v1 header over a v2 body: the tensor count no longer matches.
+    assert!(matches!(mutated_w8a8(|b| b[field::QUANT_VERSION] = 1), RamMismatch { .. } | TensorCount { .. }));
 }
 
 /// Applies `edit` to a fresh file, optionally reseals the CRC, and returns the parse error.
@@ -129,7 +259,7 @@ fn one_malicious_file_per_error() {
     );
     assert_eq!(
         mutated(Quant::F32, false, |b| b[field::QUANT_VERSION] = 9),
-        UnsupportedQuantVersion { found: 9, supported: 1 }
+        UnsupportedQuantVersion { found: 9, supported: 2 }
     );
     assert_eq!(
         mutated(Quant::F32, false, |b| b.push(0)),

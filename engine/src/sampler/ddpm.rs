@@ -55,6 +55,8 @@ impl Ddpm {
 
     /// Sampler step i (S..1) in place on `x` (normalised units, length D); `eps` and `z` are
     /// scratch of the same length. Draws its noise at step word i of [`stream::STEP`].
+    // The scratch buffers are arguments so the caller owns all memory (no heap, no hidden stack).
+    #[allow(clippy::too_many_arguments)]
     pub fn step<M: EpsModel + ?Sized>(
         &self,
         model: &mut M,

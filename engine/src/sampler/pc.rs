@@ -123,10 +123,10 @@ impl Pc {
         k: u32,
         x: &mut [f32],
     ) {
-        let em = match (self.predictor, diff) {
-            (Predictor::EulerMaruyama, _) | (_, Diffusion::Sde { sde: Sde::SubVp { .. }, .. }) => true,
-            _ => false,
-        };
+        let em = matches!(
+            (self.predictor, diff),
+            (Predictor::EulerMaruyama, _) | (_, Diffusion::Sde { sde: Sde::SubVp { .. }, .. })
+        );
         if em {
             em_step::<D, M>(model, diff, noise, self.steps, k, stream::STEP, x);
             return;

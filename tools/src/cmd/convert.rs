@@ -1,12 +1,25 @@
-//! `tinyscore convert`: checkpoint (.safetensors, f32) → model file (.tsm).
+//! `tinyscore convert`: checkpoint (.safetensors, f32) → model file (.tsm), with the score SNR of
+//! the quantized network against float over calibration inputs.
 
-use anyhow::{Context, Result};
-use tinyscore_engine::format::Process;
+use anyhow::{bail, Context, Result};
+use tinyscore_engine::format::{Model, Process};
 use tinyscore_train::checkpoint::Checkpoint;
 
 use super::{parse_model, write_atomic};
+use crate::calib::{self, CalibPoint};
 use crate::cli::{ConvertArgs, QuantArg};
 use crate::tsm::{self, ModelSpec, Quant};
+
+/// Calibration examples drawn from the data set.
+pub const CALIB_EXAMPLES: usize = 256;
+/// Timesteps of the calibration grid, spread evenly over 1..=N.
+pub const CALIB_TIMESTEPS: usize = 32;
+/// Seed of the calibration draw and noise.
+pub const CALIB_SEED: u64 = 0x5eed_ca1b;
+/// More groups must buy at least this much SNR (dB) to be chosen.
+pub const GROUP_GAIN_DB: f64 = 0.5;
+/// The automatic choice of groups keeps a w8a8 file within this fraction of the f32 file.
+pub const SIZE_BUDGET: f64 = 0.30;
 
 /// Runs `tinyscore convert`.
 pub fn run_convert(args: &ConvertArgs) -> Result<()> {
@@ -16,21 +29,46 @@ pub fn run_convert(args: &ConvertArgs) -> Result<()> {
         QuantArg::F32 => Quant::F32,
         QuantArg::F16 => Quant::F16,
         QuantArg::W8 => Quant::W8,
+        QuantArg::W8a8 => Quant::W8A8,
     };
-    let bytes = convert(&ckpt, quant, !args.raw)?;
+    if let Some(g) = args.groups {
+        if g == 0 || g > tinyscore_engine::quant::MAX_GROUPS {
+            bail!("--groups {g}: expected 1..={}", tinyscore_engine::quant::MAX_GROUPS);
+        }
+    }
+    let spec_name = args.calib.clone().unwrap_or_else(|| ckpt.data_spec.clone());
+    let points = calibration(&ckpt, &spec_name)?;
+    let (bytes, groups) = convert_calibrated(&ckpt, quant, !args.raw, &points, args.groups)?;
     // Prove the file reads back before it replaces anything.
-    parse_model(&args.out, &bytes)?;
+    let model = parse_model(&args.out, &bytes)?;
+    let float = convert(&ckpt, Quant::F32, !args.raw)?;
+    let snr = calib::score_snr(&model, &Model::parse(&float)?, &points);
     write_atomic(&args.out, &bytes)?;
     eprintln!(
-        "wrote {} ({} bytes, {} weights, {} from {} at step {})",
+        "wrote {} ({} bytes, {} weights{}, {} from {} at step {})",
         args.out.display(),
         bytes.len(),
         format!("{quant:?}").to_lowercase(),
+        if groups > 0 { format!(", {groups} timestep groups") } else { String::new() },
         if args.raw { "raw weights" } else { "EMA weights" },
         args.checkpoint.display(),
         ckpt.step
     );
+    println!(
+        "score SNR vs float: {} ({} calibration inputs from {spec_name}: {CALIB_EXAMPLES} examples x {CALIB_TIMESTEPS} timesteps)",
+        fmt_db(snr),
+        points.len()
+    );
     Ok(())
+}
+
+/// "12.3 dB", or "exact" for +∞.
+pub fn fmt_db(db: f64) -> String {
+    if db.is_infinite() && db > 0.0 {
+        "exact (identical outputs)".into()
+    } else {
+        format!("{db:.2} dB")
+    }
 }
 
 /// Loads a checkpoint with an error that names the file.
@@ -41,15 +79,100 @@ pub fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint> {
     Checkpoint::load(path).with_context(|| format!("{}: cannot load checkpoint", path.display()))
 }
 
-/// The `.tsm` bytes of a checkpoint.
-pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
-    let params = if use_ema { &ckpt.ema } else { &ckpt.params };
+/// The calibration inputs of `ckpt` from the data set or file `spec`: [`CALIB_EXAMPLES`]
+/// normalised examples, each noised at [`CALIB_TIMESTEPS`] steps of the checkpoint's process.
+pub fn calibration(ckpt: &Checkpoint, spec: &str) -> Result<Vec<CalibPoint>> {
+    if spec.is_empty() {
+        bail!("the checkpoint records no training data: pass --calib NAME|FILE");
+    }
+    let data = tinyscore_train::data::load(spec, 4 * CALIB_EXAMPLES, CALIB_SEED)
+        .with_context(|| format!("{spec}: cannot load calibration data"))?;
+    let d = ckpt.dims.dim;
+    if data.dim != d {
+        bail!("{spec}: calibration data has {} values per example, the model needs {d}", data.dim);
+    }
+    if data.is_empty() {
+        bail!("{spec}: calibration data is empty");
+    }
+    // Evenly strided examples, so a recording contributes from its whole length.
+    let stride = (data.len() / CALIB_EXAMPLES).max(1);
+    let mut xs: Vec<f32> =
+        (0..data.len()).step_by(stride).take(CALIB_EXAMPLES).flat_map(|i| data.row(i).to_vec()).collect();
+    ckpt.norm.apply(&mut xs);
+    Ok(calib::calibration_points(&xs, d, &process_of(ckpt), CALIB_TIMESTEPS, CALIB_SEED))
+}
+
+fn process_of(ckpt: &Checkpoint) -> Process {
     let c = &ckpt.config;
-    let process = match c.sde {
+    match c.sde {
         None => Process::VpDiscrete { steps: c.diffusion_steps, schedule: c.schedule },
         Some(sde) => Process::Sde { steps: c.diffusion_steps, sde, t_eps: c.t_eps },
+    }
+}
+
+/// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8`.
+pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
+    let params = if use_ema { &ckpt.ema } else { &ckpt.params };
+    let spec = ModelSpec {
+        dims: ckpt.dims,
+        process: process_of(ckpt),
+        norm_mean: &ckpt.norm.mean,
+        norm_std: &ckpt.norm.std,
+        params,
     };
-    let spec =
-        ModelSpec { dims: ckpt.dims, process, norm_mean: &ckpt.norm.mean, norm_std: &ckpt.norm.std, params };
     Ok(tsm::write(&spec, quant)?)
+}
+
+/// The `.tsm` bytes in any mode; `w8a8` is calibrated on `points` with `groups` timestep groups,
+/// or, when `None`, among those of 1, 2, 4, 8 whose file stays within [`SIZE_BUDGET`] of the f32
+/// file (1 always qualifies), the fewest within [`GROUP_GAIN_DB`] of the best measured score SNR.
+/// Returns the bytes and the groups (0 for other modes).
+pub fn convert_calibrated(
+    ckpt: &Checkpoint,
+    quant: Quant,
+    use_ema: bool,
+    points: &[CalibPoint],
+    groups: Option<usize>,
+) -> Result<(Vec<u8>, usize)> {
+    if quant != Quant::W8A8 {
+        return Ok((convert(ckpt, quant, use_ema)?, 0));
+    }
+    let params = if use_ema { &ckpt.ema } else { &ckpt.params };
+    let spec = ModelSpec {
+        dims: ckpt.dims,
+        process: process_of(ckpt),
+        norm_mean: &ckpt.norm.mean,
+        norm_std: &ckpt.norm.std,
+        params,
+    };
+    let build = |g: usize| -> Result<Vec<u8>> {
+        let scales = calib::activation_scales(&spec.dims, params, points, g);
+        let (rq, luts) = calib::integer_params(&spec.dims, params, &scales, g);
+        Ok(tsm::write_w8a8(&spec, g, &scales, &rq, &luts)?)
+    };
+    if let Some(g) = groups {
+        return Ok((build(g)?, g));
+    }
+    let float_bytes = convert(ckpt, Quant::F32, use_ema)?;
+    let float = Model::parse(&float_bytes)?;
+    let budget = SIZE_BUDGET * float_bytes.len() as f64;
+    let mut tried = Vec::new();
+    for g in [1usize, 2, 4, 8] {
+        let bytes = build(g)?;
+        let snr = calib::score_snr(&Model::parse(&bytes)?, &float, points);
+        let fits = g == 1 || bytes.len() as f64 <= budget;
+        eprintln!(
+            "  w8a8 with {g} timestep group(s): score SNR {}, {} bytes ({:.1}% of f32){}",
+            fmt_db(snr),
+            bytes.len(),
+            100.0 * bytes.len() as f64 / float_bytes.len() as f64,
+            if fits { "" } else { ", over the size budget" }
+        );
+        if fits {
+            tried.push((g, snr, bytes));
+        }
+    }
+    let best = tried.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+    let pick = tried.into_iter().find(|t| t.1 >= best - GROUP_GAIN_DB).expect("one is the best");
+    Ok((pick.2, pick.0))
 }

@@ -2,7 +2,7 @@
 //! file size, flash bytes, and the RAM the engine needs for this file.
 
 use anyhow::Result;
-use tinyscore_engine::format::{Model, Process};
+use tinyscore_engine::format::{Model, Process, Role};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use super::{parse_model, read_file};
@@ -59,7 +59,17 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
     let mut weights = 0usize;
     for t in model.tensors() {
         let shape = if t.cols == 1 { format!("{}", t.rows) } else { format!("{}x{}", t.rows, t.cols) };
-        let scales = match t.scale_range() {
+        let range = match t.role {
+            // The activation scales are the values themselves.
+            Role::ActScales => {
+                let n = t.rows * t.cols;
+                let lo = (0..n).map(|i| t.get(i)).fold(f32::INFINITY, f32::min);
+                let hi = (0..n).map(|i| t.get(i)).fold(0.0, f32::max);
+                Some((lo, hi))
+            }
+            _ => t.scale_range(),
+        };
+        let scales = match range {
             Some((lo, hi)) => format!("{lo:.3e}..{hi:.3e}"),
             None => "-".into(),
         };
@@ -81,10 +91,24 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         h.file_len, weights
     );
     let _ = writeln!(s, "flash     {} bytes (the file is used in place, zero-copy)", h.file_len);
-    let _ = writeln!(
-        s,
-        "ram       {} bytes for this file: activations 4*(F+4H) + sampler state 4*2D (f32)",
-        h.ram_bytes
-    );
+    if model.is_int8() {
+        let _ = writeln!(
+            s,
+            "quant     w8a8 integer path, {} timestep group(s) of activation scales",
+            model.groups()
+        );
+        let _ = writeln!(
+            s,
+            "ram       {} bytes for this file: time embedding 4*(F+3H) f32 + integer activations \
+             2H (i16) + 2H + D (i8) + sampler state 4*2D (f32)",
+            h.ram_bytes
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "ram       {} bytes for this file: activations 4*(F+4H) + sampler state 4*2D (f32)",
+            h.ram_bytes
+        );
+    }
     s
 }

@@ -1,0 +1,331 @@
+//! Integer kernels of the `w8a8` path: int8 × int8 dot products with int32 accumulation,
+//! fixed-point requantization, the SiLU lookup tables, and the boundary conversions f32 ↔ int.
+//!
+//! Every rounding rule of the integer path is defined here, once; the converter
+//! (`tinyscore convert --quant w8a8`) calls [`quantize_multiplier`], [`silu_lut_entry`] and
+//! [`quantize_bias`] to build the file, so the engine and the converter cannot disagree.
+//! `docs/quantization.md` gives the scheme and the measurements behind it.
+//!
+//! The one rounding rule of requantization is *round half up* on the exact product:
+//! `requantize(acc, m, n) = ⌊(acc·m + 2^(n−1)) / 2^n⌋` (an arithmetic shift of the i64 product),
+//! saturated to i32. The multiplier `m ∈ [2^30, 2^31)` and the shift `n ∈ 1..=62` represent the
+//! real factor `m·2^−n`.
+//!
+//! Tested here against an i128 oracle and a one-line reference of each kernel (property tests).
+
+/// Smallest valid fixed-point multiplier (2^30): multipliers are normalised to [2^30, 2^31).
+pub const MULT_MIN: i32 = 1 << 30;
+/// Smallest valid shift.
+pub const SHIFT_MIN: u32 = 1;
+/// Largest valid shift.
+pub const SHIFT_MAX: u32 = 62;
+/// Largest |bias| folded to int32 (2^30). With |Σ w·a| ≤ 512·127·127 < 2^23 and the time
+/// embedding clamped to [`TEMB_MAX`], an accumulator can never overflow i32.
+pub const BIAS_MAX: i32 = 1 << 30;
+/// Largest |time embedding| once quantized to the accumulator's scale (2^29).
+pub const TEMB_MAX: f32 = 536_870_912.0;
+/// Largest number of timestep groups a file may hold.
+pub const MAX_GROUPS: usize = 16;
+/// Bits between the int16 residual stream and the int8 index of its SiLU table.
+pub const RESIDUAL_EXTRA_BITS: u32 = 8;
+
+/// The fixed-point form `(m, n)` of a positive real factor: `real ≈ m·2^−n` with
+/// `m ∈ [2^30, 2^31)` and `n ∈ 1..=62`, `m = round(frac·2^31)` where `real = frac·2^e`,
+/// `frac ∈ [½, 1)`. `None` when `real` is not finite and positive or outside `[2^−31, 2^30)`.
+pub fn quantize_multiplier(real: f64) -> Option<(i32, u32)> {
+    if !(real.is_finite() && real > 0.0) {
+        return None;
+    }
+    let (frac, exp) = libm::frexp(real);
+    let mut m = libm::round(frac * 2_147_483_648.0) as i64;
+    let mut e = exp;
+    if m == 1 << 31 {
+        m = 1 << 30;
+        e += 1;
+    }
+    let n = 31 - e;
+    if !(SHIFT_MIN as i32..=SHIFT_MAX as i32).contains(&n) {
+        return None;
+    }
+    Some((m as i32, n as u32))
+}
+
+/// `⌊(acc·m + 2^(n−1)) / 2^n⌋` saturated to i32: the one requantization rule (round half up).
+/// `m` and `n` must be in range (the file's validation guarantees it; out-of-range values are
+/// clamped so that no input can overflow).
+#[inline]
+pub fn requantize(acc: i32, m: i32, n: u32) -> i32 {
+    let n = n.clamp(SHIFT_MIN, SHIFT_MAX);
+    // |acc·m| < 2^62 and 2^(n−1) ≤ 2^61: the sum fits i64.
+    let p = acc as i64 * m as i64 + (1i64 << (n - 1));
+    (p >> n).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// `Σ_c w[c]·x[c]` of an int8 weight row (stored bytes) and int8 activations, accumulated in i32.
+/// Four interleaved partial sums (integer addition is associative, so the order cannot change
+/// the result; it only helps the compiler). `|result| ≤ cols·127·128`, so it cannot overflow for
+/// `cols ≤ 512`.
+#[inline]
+pub fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
+    let mut lanes = [0i32; 4];
+    let mut wc = w.chunks_exact(4);
+    let mut xc = x.chunks_exact(4);
+    for (w4, x4) in (&mut wc).zip(&mut xc) {
+        for j in 0..4 {
+            lanes[j] += (w4[j] as i8) as i32 * x4[j] as i32;
+        }
+    }
+    let mut acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    for (&wi, &xi) in wc.remainder().iter().zip(xc.remainder()) {
+        acc += (wi as i8) as i32 * xi as i32;
+    }
+    acc
+}
+
+/// Saturates to int8's symmetric range [−127, 127].
+#[inline]
+pub fn sat_i8(v: i32) -> i8 {
+    v.clamp(-127, 127) as i8
+}
+
+/// Saturates to int16's symmetric range [−32767, 32767].
+#[inline]
+pub fn sat_i16(v: i32) -> i16 {
+    v.clamp(-32767, 32767) as i16
+}
+
+/// The int8 index of a residual value's SiLU table: `h / 2^8` rounded half up, saturated to
+/// [−128, 127] (the table has 256 entries, index −128 at position 0).
+#[inline]
+pub fn residual_index(h: i16) -> i8 {
+    let r = (h as i32 + (1 << (RESIDUAL_EXTRA_BITS - 1))) >> RESIDUAL_EXTRA_BITS;
+    r.clamp(-128, 127) as i8
+}
+
+/// Looks `index` up in a 256-entry table (entry `index + 128`).
+#[inline]
+pub fn lut(table: &[u8], index: i8) -> i8 {
+    table[(index as i32 + 128) as usize] as i8
+}
+
+/// Boundary quantization f32 → int8: `clamp(round(x / scale), −127, 127)` (round half away from
+/// zero, `libm::roundf`). A NaN maps to 0.
+#[inline]
+pub fn quantize_i8(x: f32, scale: f32) -> i8 {
+    let q = libm::roundf(x / scale);
+    if q.is_nan() {
+        return 0;
+    }
+    q.clamp(-127.0, 127.0) as i8
+}
+
+/// A bias `b` folded into an accumulator of scale `acc_scale`: `round(b / acc_scale)` clamped
+/// to ±[`BIAS_MAX`].
+pub fn quantize_bias(b: f32, acc_scale: f32) -> i32 {
+    let q = libm::round(b as f64 / acc_scale as f64);
+    if q.is_nan() {
+        return 0;
+    }
+    q.clamp(-(BIAS_MAX as f64), BIAS_MAX as f64) as i32
+}
+
+/// The time embedding `v` in an accumulator of scale `acc_scale`, clamped to ±[`TEMB_MAX`].
+#[inline]
+pub fn quantize_temb(v: f32, acc_scale: f32) -> i32 {
+    let q = libm::roundf(v / acc_scale);
+    if q.is_nan() {
+        return 0;
+    }
+    q.clamp(-TEMB_MAX, TEMB_MAX) as i32
+}
+
+/// Entry `index` (−128..=127) of a SiLU table from input scale `in_scale` to output scale
+/// `out_scale`: `clamp(round(silu(index·in_scale) / out_scale), −127, 127)`.
+pub fn silu_lut_entry(index: i32, in_scale: f32, out_scale: f32) -> i8 {
+    quantize_i8(crate::net::silu(index as f32 * in_scale), out_scale)
+}
+
+/// The timestep group of time `t ∈ [0, 1]` among `groups` equal intervals:
+/// `min(groups − 1, ⌊t·groups⌋)` (t < 0 or NaN gives group 0).
+#[inline]
+pub fn time_group(t: f32, groups: usize) -> usize {
+    let g = t * groups as f32;
+    if g.is_nan() || g < 0.0 {
+        return 0;
+    }
+    (g as usize).min(groups.saturating_sub(1))
+}
+
+/// Layout of a `w8a8` file's activation tensors for `B` blocks, `H` hidden and `D` dimensions,
+/// one row per timestep group (see `docs/format.md` §6).
+pub mod layout {
+    /// Columns of `act.scales`: `s_x, s_h[0..=B], s_a[0..=B], s_u[0..B], s_v[0..B]`.
+    pub fn scale_cols(blocks: usize) -> usize {
+        4 * blocks + 3
+    }
+    /// Column of s_x, the input's int8 scale.
+    pub fn s_x() -> usize {
+        0
+    }
+    /// Column of `s_h[b]`, the int16 residual stream's scale after block b (b = 0: input layer).
+    pub fn s_h(b: usize) -> usize {
+        1 + b
+    }
+    /// Column of `s_a[b]`, the scale of silu(h_b) in int8.
+    pub fn s_a(blocks: usize, b: usize) -> usize {
+        2 + blocks + b
+    }
+    /// Column of `s_u[b]`, block b's pre-activation (index of its SiLU table).
+    pub fn s_u(blocks: usize, b: usize) -> usize {
+        3 + 2 * blocks + b
+    }
+    /// Column of `s_v[b]`, the scale of silu(u_b) in int8.
+    pub fn s_v(blocks: usize, b: usize) -> usize {
+        3 + 3 * blocks + b
+    }
+
+    /// Columns of `act.requant`: (bias, multiplier, shift) per row of the input layer, then per
+    /// block the triples of w1 and w2 and the residual's (multiplier, shift), then the output
+    /// layer's biases.
+    pub fn requant_cols(dim: usize, hidden: usize, blocks: usize) -> usize {
+        3 * hidden + blocks * (6 * hidden + 2) + dim
+    }
+    /// Column of the input layer's triples.
+    pub fn input(_hidden: usize) -> usize {
+        0
+    }
+    /// Column of block b's w1 triples.
+    pub fn w1(hidden: usize, b: usize) -> usize {
+        3 * hidden + b * (6 * hidden + 2)
+    }
+    /// Column of block b's w2 triples.
+    pub fn w2(hidden: usize, b: usize) -> usize {
+        w1(hidden, b) + 3 * hidden
+    }
+    /// Column of block b's residual (multiplier, shift).
+    pub fn residual(hidden: usize, b: usize) -> usize {
+        w1(hidden, b) + 6 * hidden
+    }
+    /// Column of the output layer's biases.
+    pub fn output(hidden: usize, blocks: usize) -> usize {
+        3 * hidden + blocks * (6 * hidden + 2)
+    }
+
+    /// Tables of `act.lut` per group: silu(h_b) for b = 0..=B, then silu(u_b) for b < B.
+    pub fn lut_count(blocks: usize) -> usize {
+        2 * blocks + 1
+    }
+    /// Table of silu(h_b).
+    pub fn lut_h(b: usize) -> usize {
+        b
+    }
+    /// Table of silu(u_b).
+    pub fn lut_u(blocks: usize, b: usize) -> usize {
+        blocks + 1 + b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator for the property tests (no dev-dependency needed in a
+    /// no_std crate's unit tests).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn range(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % (hi - lo + 1) as u64) as i64
+        }
+    }
+
+    fn requantize_oracle(acc: i32, m: i32, n: u32) -> i32 {
+        // Exact: floor((acc·m + 2^(n−1)) / 2^n) in i128, with a true floor division.
+        let num = acc as i128 * m as i128 + (1i128 << (n - 1));
+        let q = num.div_euclid(1i128 << n);
+        q.clamp(i32::MIN as i128, i32::MAX as i128) as i32
+    }
+
+    #[test]
+    fn requantize_matches_the_oracle() {
+        let mut r = Rng(0x2545_F491_4F6C_DD1D);
+        let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX, 1 << 20, -(1 << 20)];
+        for i in 0..200_000 {
+            let acc = if i % 10 == 0 {
+                edges[i / 10 % edges.len()]
+            } else {
+                r.range(-(1 << 31), (1 << 31) - 1) as i32
+            };
+            let m = r.range(MULT_MIN as i64, i32::MAX as i64) as i32;
+            let n = r.range(SHIFT_MIN as i64, SHIFT_MAX as i64) as u32;
+            assert_eq!(requantize(acc, m, n), requantize_oracle(acc, m, n), "acc {acc} m {m} n {n}");
+        }
+        // Ties round up: 3·2^30 / 2^31 = 1.5 → 2 and −1.5 → −1.
+        assert_eq!(requantize(3, MULT_MIN, 31), 2);
+        assert_eq!(requantize(-3, MULT_MIN, 31), -1);
+    }
+
+    #[test]
+    fn multipliers_represent_their_factor() {
+        let mut r = Rng(7);
+        for _ in 0..10_000 {
+            let real = libm::exp((r.range(-20_000, 20_000) as f64) / 1000.0);
+            let (m, n) = quantize_multiplier(real).unwrap();
+            assert!(m >= MULT_MIN);
+            let back = m as f64 / libm::pow(2.0, n as f64);
+            assert!((back / real - 1.0).abs() <= 1.0 / (1u64 << 30) as f64, "{real} -> {m} {n}");
+        }
+        assert_eq!(quantize_multiplier(0.5), Some((MULT_MIN, 31)));
+        assert_eq!(quantize_multiplier(1.0), Some((MULT_MIN, 30)));
+        assert!(quantize_multiplier(0.0).is_none());
+        assert!(quantize_multiplier(f64::NAN).is_none());
+        assert!(quantize_multiplier(1e12).is_none());
+        assert!(quantize_multiplier(1e-12).is_none());
+    }
+
+    #[test]
+    fn dot_i8_matches_the_one_line_reference_on_random_shapes() {
+        let mut r = Rng(99);
+        for _ in 0..5_000 {
+            let cols = r.range(0, 512) as usize;
+            let w: [u8; 512] = core::array::from_fn(|_| r.range(-127, 127) as i8 as u8);
+            let x: [i8; 512] = core::array::from_fn(|_| r.range(-128, 127) as i8);
+            let reference: i32 = (0..cols).map(|c| (w[c] as i8) as i32 * x[c] as i32).sum();
+            assert_eq!(dot_i8(&w[..cols], &x[..cols]), reference, "cols {cols}");
+        }
+        // The extremes of the range.
+        let w = [127u8; 512];
+        let x = [-128i8; 512];
+        assert_eq!(dot_i8(&w, &x), 512 * 127 * -128);
+    }
+
+    #[test]
+    fn small_kernels_follow_their_definitions() {
+        for h in i16::MIN..=i16::MAX {
+            let want = ((h as f64 / 256.0) + 0.5).floor().clamp(-128.0, 127.0) as i8;
+            assert_eq!(residual_index(h), want, "h {h}");
+        }
+        assert_eq!(quantize_i8(0.5, 1.0), 1);
+        assert_eq!(quantize_i8(-0.5, 1.0), -1);
+        assert_eq!(quantize_i8(1e9, 1.0), 127);
+        assert_eq!(quantize_i8(f32::NAN, 1.0), 0);
+        assert_eq!(time_group(0.0, 4), 0);
+        assert_eq!(time_group(0.2499, 4), 0);
+        assert_eq!(time_group(0.25, 4), 1);
+        assert_eq!(time_group(1.0, 4), 3);
+        assert_eq!(time_group(f32::NAN, 4), 0);
+        let mut table = [0u8; 256];
+        for (i, e) in table.iter_mut().enumerate() {
+            *e = silu_lut_entry(i as i32 - 128, 0.05, 0.05) as u8;
+        }
+        assert_eq!(lut(&table, 0), 0);
+        assert_eq!(lut(&table, 127), quantize_i8(crate::net::silu(127.0 * 0.05), 0.05));
+        assert_eq!(quantize_bias(1.0, 0.25), 4);
+        assert_eq!(quantize_bias(1e30, 1e-30), BIAS_MAX);
+    }
+}
