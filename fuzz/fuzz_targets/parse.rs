@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    tinyscore_fuzz::parse_checked(data);
+    let _ = tinyscore_fuzz::parse_checked(data);
 });

@@ -269,7 +269,8 @@ impl Mutation {
             Resize::Extend(k) => b.resize(b.len() + k as usize, 0),
         }
         if self.fix_len {
-            write_le(&mut b, f(field::FILE_LEN, 4), b.len() as u32);
+            let len = b.len() as u32;
+            write_le(&mut b, f(field::FILE_LEN, 4), len);
         }
         reseal(&mut b);
         b
