@@ -21,6 +21,7 @@ qemu-system-arm --version | head -n 1
 step "format"
 cargo fmt --all -- --check
 (cd firmware-example && cargo fmt -- --check)
+(cd fuzz && cargo fmt -- --check)
 
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings

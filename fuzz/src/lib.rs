@@ -299,7 +299,8 @@ mod tests {
 
     #[test]
     fn an_unedited_mutation_is_the_seed() {
-        let m = Mutation { seed_file: 2, edits: vec![], resize: Resize::Keep, fix_len: false, t: 0.0, seed: 0 };
+        let m =
+            Mutation { seed_file: 2, edits: vec![], resize: Resize::Keep, fix_len: false, t: 0.0, seed: 0 };
         assert_eq!(m.apply(), SEEDS[2]);
     }
 }

@@ -86,8 +86,25 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
     // A real checkpoint (5 steps, tiny), to corrupt and to resume with on the wrong data.
     let ckpt = d.join("good.safetensors");
     let out = tinyscore(&[
-        "train", "--data", "moons", "--n", "500", "--steps", "5", "--hidden", "8", "--blocks", "1", "--freqs",
-        "4", "--batch", "16", "--diffusion-steps", "20", "--out", s(&ckpt),
+        "train",
+        "--data",
+        "moons",
+        "--n",
+        "500",
+        "--steps",
+        "5",
+        "--hidden",
+        "8",
+        "--blocks",
+        "1",
+        "--freqs",
+        "4",
+        "--batch",
+        "16",
+        "--diffusion-steps",
+        "20",
+        "--out",
+        s(&ckpt),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let good = std::fs::read(&ckpt).unwrap();
@@ -95,10 +112,8 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
     let mut flipped = good.clone();
     flipped[10] = b'!'; // inside the JSON header
     let flipped_ckpt = put("flipped.safetensors", &flipped);
-    let foreign = put(
-        "foreign.safetensors",
-        &safetensors(&[("conv1.weight", &[4, 3, 3, 3]), ("fc.bias", &[10])], &[]),
-    );
+    let foreign =
+        put("foreign.safetensors", &safetensors(&[("conv1.weight", &[4, 3, 3, 3]), ("fc.bias", &[10])], &[]));
     let wrong_shape = put(
         "wrongshape.safetensors",
         &safetensors(
@@ -106,7 +121,8 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
             &[("dim", "3"), ("hidden", "8"), ("freqs", "4"), ("blocks", "1")],
         ),
     );
-    let other_format = put("otherformat.safetensors", &safetensors(&[("x", &[1])], &[("format", "pytorch-v9")]));
+    let other_format =
+        put("otherformat.safetensors", &safetensors(&[("x", &[1])], &[("format", "pytorch-v9")]));
 
     let empty = put("empty.csv", b"");
     let text_csv = put("text.csv", b"1.0,2.0\n3.0,abc\n");
@@ -217,5 +233,11 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
             failures.push(format!("{args:?}: status {:?}, wanted {needle:?} in {err:?}", out.status.code()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

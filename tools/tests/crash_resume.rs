@@ -54,10 +54,11 @@ fn killed_training_leaves_a_resumable_checkpoint() {
     // on disk must always load, and never go backwards.
     let mut last_step = 20;
     for delay_ms in [30u64, 90, 170, 260, 400] {
-        let mut child = train(&["--steps", "1000000", "--save-every", "1", "--resume", s(&ckpt), "--out", s(&ckpt)])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn tinyscore train");
+        let mut child =
+            train(&["--steps", "1000000", "--save-every", "1", "--resume", s(&ckpt), "--out", s(&ckpt)])
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn tinyscore train");
         std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on unix
         child.wait().unwrap();
@@ -78,6 +79,8 @@ fn killed_training_leaves_a_resumable_checkpoint() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (a, b) = (Checkpoint::load(&ckpt).unwrap(), Checkpoint::load(&straight).unwrap());
     assert_eq!(a.step, b.step);
-    assert!(a.params == b.params && a.ema == b.ema && a.adam_m == b.adam_m && a.adam_v == b.adam_v,
-        "killed-and-resumed training differs from the uninterrupted run");
+    assert!(
+        a.params == b.params && a.ema == b.ema && a.adam_m == b.adam_m && a.adam_v == b.adam_v,
+        "killed-and-resumed training differs from the uninterrupted run"
+    );
 }
