@@ -21,6 +21,7 @@ qemu-system-arm --version | head -n 1
 step "format"
 cargo fmt --all -- --check
 (cd firmware-example && cargo fmt -- --check)
+(cd fuzz && cargo fmt -- --check)
 
 step "lints"
 cargo clippy --workspace --all-targets -- -D warnings
@@ -37,3 +38,24 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "tests"
 cargo test --workspace
+
+step "fuzz smoke run (cargo-fuzz on nightly: 3 targets × 20 s; the long campaign is in docs/BENCHMARKS.md)"
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  echo "skipped: no nightly toolchain (cargo +nightly is unavailable; cargo-fuzz needs it)"
+else
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+  # No sanitizer: the engine is #![forbid(unsafe_code)], so an out-of-bounds access is a bounds-check
+  # panic, which libFuzzer reports as a crash; overflow checks are on (cargo fuzz's debug assertions).
+  (cd fuzz && cargo +nightly fuzz build -s none)
+  for target in parse load_and_run structured; do
+    mkdir -p fuzz/corpus/$target
+    seeds=""; [ "$target" != structured ] && seeds=seeds
+    log=$(mktemp)
+    if ! (cd fuzz && cargo +nightly fuzz run -s none "$target" "corpus/$target" $seeds -- \
+        -max_total_time=20 -timeout=10 -rss_limit_mb=1024 -print_final_stats=1) >"$log" 2>&1; then
+      tail -n 40 "$log"; echo "fuzz target $target failed (crash input under fuzz/artifacts/$target)"; exit 1
+    fi
+    echo "$target: $(grep -h '^stat::number_of_executed_units' "$log") $(grep -h '^Done' "$log")"
+    rm -f "$log"
+  done
+fi

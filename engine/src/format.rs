@@ -6,6 +6,14 @@
 //! byte after the CRC field. [`Model::parse`] checks every field once with checked arithmetic and
 //! returns a typed [`FormatError`] for each inconsistency; after that, evaluation cannot fail.
 
+// No panics by construction (issue 8): the parser reaches bytes only through `get` and checked
+// arithmetic. The exceptions, each `#[allow]`ed where it sits, are the encoders (constant offsets
+// into fixed arrays), the CRC table (index masked to 0..=255) and evaluation on a validated model.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
 use crate::net::{limits, Dims};
 use crate::quant::{self, layout};
 use crate::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete, MAX_STEPS};
@@ -225,6 +233,7 @@ impl Role {
     }
 
     /// The tensor's name, shared by checkpoints (`.safetensors`), the PyTorch baseline and tools.
+    #[allow(clippy::indexing_slicing)] // b % MAX_BLOCKS < BLOCK_NAMES.len(), and [0..4] of a [_; 4]
     pub fn name(self) -> &'static str {
         match self {
             Self::NormMean => "norm.mean",
@@ -589,7 +598,7 @@ impl core::fmt::Display for FormatError {
             ),
             OutOfBounds { index } => write!(f, "tensor {index} points outside the file"),
             TrailingBytes { end, file_len } => {
-                write!(f, "{} trailing bytes after the last tensor", file_len - end)
+                write!(f, "{} trailing bytes after the last tensor", file_len.saturating_sub(end))
             }
             NonZeroPadding(o) => write!(f, "padding byte at {o} is not zero"),
             BadValue { index } => write!(f, "tensor {index} holds a non-finite or invalid value"),
@@ -631,6 +640,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Continues a CRC-32 over `bytes` from the raw (non-inverted) state `crc`.
+#[allow(clippy::indexing_slicing)] // the index is masked to 0..=255 and the table has 256 entries
 pub fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc = CRC_TABLE[((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
@@ -638,6 +648,7 @@ pub fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
     crc
 }
 
+#[allow(clippy::indexing_slicing)] // i < 256, evaluated at compile time
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
     let mut i = 0;
@@ -674,6 +685,10 @@ pub struct Tensor<'a> {
     scales: &'a [u8],
 }
 
+// Evaluation on a validated model: `Model::parse` proved data.len() = rows·cols·size and
+// scales.len() = 4·rows; callers pass x and out at least cols and rows long (their documented
+// contract, as for slices).
+#[allow(clippy::indexing_slicing)]
 impl<'a> Tensor<'a> {
     const EMPTY: Tensor<'static> =
         Tensor { role: Role::NormMean, dtype: DType::F32, rows: 0, cols: 0, data: &[], scales: &[] };
@@ -789,6 +804,7 @@ pub const DOT_LANES: usize = 8;
 /// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the last `cols mod 8` products added in
 /// increasing c. `docs/scorenet.md` states the same order.
 #[inline(always)]
+#[allow(clippy::indexing_slicing)] // w has S·DOT_LANES bytes and xs DOT_LANES values (chunks_exact)
 pub fn dot<const S: usize>(row: &[u8], x: &[f32], decode: impl Fn(&[u8]) -> f32) -> f32 {
     let mut lanes = [0.0f32; DOT_LANES];
     let mut w_chunks = row.chunks_exact(S * DOT_LANES);
@@ -807,6 +823,7 @@ pub fn dot<const S: usize>(row: &[u8], x: &[f32], decode: impl Fn(&[u8]) -> f32)
 }
 
 #[inline]
+#[allow(clippy::indexing_slicing)] // only called by Tensor on validated lengths
 fn read_f32(bytes: &[u8], i: usize) -> f32 {
     let b = &bytes[4 * i..4 * i + 4];
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -860,6 +877,7 @@ pub struct Header {
 
 impl Header {
     /// Encodes the header into its 64 bytes (the CRC field as given; the writer fills it last).
+    #[allow(clippy::indexing_slicing)] // constant field offsets into a [u8; HEADER_LEN]
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[field::MAGIC..field::MAGIC + 4].copy_from_slice(&MAGIC);
@@ -913,6 +931,7 @@ pub struct Entry {
 
 impl Entry {
     /// Encodes the entry into its 32 bytes.
+    #[allow(clippy::indexing_slicing)] // constant offsets into a [u8; ENTRY_LEN]
     pub fn encode(&self) -> [u8; ENTRY_LEN] {
         let mut b = [0u8; ENTRY_LEN];
         b[0..2].copy_from_slice(&self.role.to_le_bytes());
@@ -933,7 +952,7 @@ impl Entry {
     fn decode(b: &[u8]) -> Self {
         Self {
             role: u16_at(b, 0),
-            dtype: b[2],
+            dtype: b.get(2).copied().unwrap_or(u8::MAX),
             rows: u32_at(b, 4),
             cols: u32_at(b, 8),
             data_offset: u32_at(b, 12),
@@ -946,12 +965,13 @@ impl Entry {
 
 #[inline]
 fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
+    // Callers check the length first; a short slice would read as 0, never panic.
+    b.get(o..o + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
 }
 
 #[inline]
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+    b.get(o..o + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }
 
 /// A parsed, validated model file: the header and views of its tensors.
@@ -972,7 +992,7 @@ impl<'a> Model<'a> {
         if bytes.len() < HEADER_LEN {
             return Err(FormatError::Truncated { needed: HEADER_LEN, found: bytes.len() });
         }
-        if bytes[..4] != MAGIC {
+        if bytes.get(..4) != Some(&MAGIC[..]) {
             return Err(FormatError::BadMagic);
         }
         let version = u16_at(bytes, field::VERSION);
@@ -994,7 +1014,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::LengthMismatch { header: file_len, actual: bytes.len() });
         }
         let crc = u32_at(bytes, field::CRC);
-        let computed = crc32(&bytes[CRC_START..]);
+        let computed = crc32(bytes.get(CRC_START..).unwrap_or(&[]));
         if crc != computed {
             return Err(FormatError::CrcMismatch { stored: crc, computed });
         }
@@ -1003,7 +1023,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::UnknownFlags(flags));
         }
         for (off, len) in [(field::RESERVED0, 2), (field::RESERVED1, 4)] {
-            if bytes[off..off + len].iter().any(|&b| b != 0) {
+            if bytes.get(off..off + len).map_or(true, |r| r.iter().any(|&b| b != 0)) {
                 return Err(FormatError::ReservedNonZero(off));
             }
         }
@@ -1041,15 +1061,18 @@ impl<'a> Model<'a> {
             0
         };
         let acts = act_tensors(&dims, groups);
-        let acts = &acts[..if int8 { 3 } else { 0 }];
+        let acts = acts.get(..if int8 { 3 } else { 0 }).unwrap_or(&[]);
 
         let mut tensors = [Tensor::EMPTY; MAX_TENSORS];
         let mut prev_end = table_end;
         for (index, (role, rows, cols)) in file_tensors(&dims).chain(acts.iter().copied()).enumerate() {
             let off = HEADER_LEN + ENTRY_LEN * index;
-            let raw = &bytes[off..off + ENTRY_LEN];
-            if raw[3] != 0 || raw[28..32].iter().any(|&b| b != 0) {
-                return Err(FormatError::ReservedNonZero(if raw[3] != 0 { off + 3 } else { off + 28 }));
+            let raw = bytes
+                .get(off..off + ENTRY_LEN)
+                .ok_or(FormatError::Truncated { needed: table_end, found: bytes.len() })?;
+            let byte3_set = raw.get(3) != Some(&0);
+            if byte3_set || raw.get(28..).map_or(true, |r| r.iter().any(|&b| b != 0)) {
+                return Err(FormatError::ReservedNonZero(if byte3_set { off + 3 } else { off + 28 }));
             }
             let e = Entry::decode(raw);
             if e.role != role.code() {
@@ -1089,7 +1112,10 @@ impl<'a> Model<'a> {
             };
             let t = Tensor { role, dtype, rows, cols, data, scales };
             Self::check_values(&t, index)?;
-            tensors[index] = t;
+            // index < count ≤ MAX_TENSORS (the tensor count check above).
+            if let Some(slot) = tensors.get_mut(index) {
+                *slot = t;
+            }
         }
         if prev_end != bytes.len() {
             return Err(FormatError::TrailingBytes { end: prev_end, file_len: bytes.len() });
@@ -1176,14 +1202,11 @@ impl<'a> Model<'a> {
     }
 
     fn parse_process(bytes: &[u8]) -> Result<Process, FormatError> {
-        let kind = bytes[field::PROCESS];
-        let sched = bytes[field::SCHEDULE];
+        // u8::MAX is no kind: a short slice (impossible after the length check) is refused.
+        let kind = bytes.get(field::PROCESS).copied().unwrap_or(u8::MAX);
+        let sched = bytes.get(field::SCHEDULE).copied().unwrap_or(u8::MAX);
         let steps = u32_at(bytes, field::STEPS);
-        let p = |i: usize| {
-            f32::from_le_bytes(
-                bytes[field::PARAMS + 4 * i..field::PARAMS + 4 * i + 4].try_into().unwrap_or([0; 4]),
-            )
-        };
+        let p = |i: usize| f32::from_bits(u32_at(bytes, field::PARAMS + 4 * i));
         let (process, used) = match kind {
             process::VP_DISCRETE => {
                 let (schedule, used) = match sched {
@@ -1234,11 +1257,13 @@ impl<'a> Model<'a> {
         if end > bytes.len() {
             return Err(FormatError::OutOfBounds { index });
         }
-        if let Some(p) = bytes[*prev_end..expected].iter().position(|&b| b != 0) {
+        let padding = bytes.get(*prev_end..expected).ok_or(FormatError::OutOfBounds { index })?;
+        if let Some(p) = padding.iter().position(|&b| b != 0) {
             return Err(FormatError::NonZeroPadding(*prev_end + p));
         }
+        let region = bytes.get(expected..end).ok_or(FormatError::OutOfBounds { index })?;
         *prev_end = end;
-        Ok(&bytes[expected..end])
+        Ok(region)
     }
 
     fn check_values(t: &Tensor<'_>, index: usize) -> Result<(), FormatError> {
@@ -1290,6 +1315,7 @@ impl<'a> Model<'a> {
     }
 
     /// All tensors in file order.
+    #[allow(clippy::indexing_slicing)] // count ≤ MAX_TENSORS, checked by parse
     pub fn tensors(&self) -> &[Tensor<'a>] {
         &self.tensors[..self.count]
     }
@@ -1313,11 +1339,13 @@ impl<'a> Model<'a> {
     /// The tensor with `role` (which validation guarantees exists for this file's sizes; the
     /// activation roles exist only when [`Model::is_int8`]).
     #[inline]
+    #[allow(clippy::indexing_slicing)] // validation proved every role of these sizes has its slot
     pub fn tensor(&self, role: Role) -> &Tensor<'a> {
         &self.tensors[role.slot(self.header.dims.blocks)]
     }
 
     /// Maps a normalised vector to data units in place: x ← x·std + mean.
+    #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
     pub fn denormalize(&self, x: &mut [f32]) {
         let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
         for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
@@ -1326,6 +1354,7 @@ impl<'a> Model<'a> {
     }
 
     /// Maps a vector in data units to normalised units in place: x ← (x − mean)/std.
+    #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
     pub fn normalize(&self, x: &mut [f32]) {
         let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
         for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {

@@ -14,6 +14,12 @@
 //! over IEEE-754 single precision, so the stream is bit-identical on x86-64 and Cortex-M4F.
 //! The exact recipe is in `docs/samplers.md` ("Noise").
 
+// No panics by construction (issue 8): the noise path runs inside every sampler step on device.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
 /// Philox 4×32 round multipliers and Weyl key increments (Salmon et al. 2011, Table 2).
 const PHILOX_M0: u32 = 0xD251_1F53;
 const PHILOX_M1: u32 = 0xCD9E_8D57;
@@ -112,7 +118,10 @@ pub fn normal4(seed: u64, block: u32, sample: u32, step: u32, stream: u32) -> [f
 pub fn fill_normal(seed: u64, sample: u32, step: u32, stream: u32, out: &mut [f32]) {
     for (block, chunk) in out.chunks_mut(4).enumerate() {
         let z = normal4(seed, block as u32, sample, step, stream);
-        chunk.copy_from_slice(&z[..chunk.len()]);
+        // chunks_mut(4): the last chunk may be shorter, zip takes its length.
+        for (o, v) in chunk.iter_mut().zip(z) {
+            *o = v;
+        }
     }
 }
 

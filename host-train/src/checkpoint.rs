@@ -331,7 +331,13 @@ impl Checkpoint {
         fs::rename(&tmp, path).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             io("cannot rename the temporary file into place")(e)
-        })
+        })?;
+        // Make the rename itself durable (the directory entry); best effort, as not every
+        // platform can open a directory for syncing. The old or the new file is whole either way.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`] or a weights-only safetensors file
