@@ -80,12 +80,15 @@ pub fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint> {
 }
 
 /// The calibration inputs of `ckpt` from the data set or file `spec`: [`CALIB_EXAMPLES`]
-/// normalised examples, each noised at [`CALIB_TIMESTEPS`] steps of the checkpoint's process.
+/// normalised examples (of a recording, from its training part only), each noised at
+/// [`CALIB_TIMESTEPS`] steps of the checkpoint's process.
 pub fn calibration(ckpt: &Checkpoint, spec: &str) -> Result<Vec<CalibPoint>> {
     if spec.is_empty() {
         bail!("the checkpoint records no training data: pass --calib NAME|FILE");
     }
-    let data = tinyscore_train::data::load(spec, 4 * CALIB_EXAMPLES, CALIB_SEED)
+    // The training part of the data: a recording's held-out last 20% stays unseen, so that
+    // `tinyscore eval` against it measures the converted model on data calibration never saw.
+    let data = super::data::training_set(spec, 4 * CALIB_EXAMPLES, CALIB_SEED)
         .with_context(|| format!("{spec}: cannot load calibration data"))?;
     let d = ckpt.dims.dim;
     if data.dim != d {
