@@ -5,7 +5,7 @@
 use tinyscore_engine::format::{field, DType, FormatError, Model, Process, Role, ENTRY_LEN, HEADER_LEN};
 use tinyscore_engine::net::Dims;
 use tinyscore_engine::quant::layout;
-use tinyscore_engine::schedule::BetaSchedule;
+use tinyscore_engine::schedule::{BetaSchedule, ScheduleError, Sde};
 use tinyscore_tools::calib;
 use tinyscore_tools::tsm::{reseal, write, write_w8a8, ModelSpec, Quant};
 
@@ -375,6 +375,135 @@ fn one_malicious_file_per_error() {
         mutated(Quant::W8, true, |b| put_u32(b, entry_off(2) + 20, 0)),
         Misplaced { index: 2, offset: 0, expected: s_at }
     );
+}
+
+/// The tiny network on a continuous process (N = 10 default sampler steps).
+fn tiny_sde_file(sde: Sde, t_eps: f32) -> Vec<u8> {
+    let params = tiny_params();
+    let spec = ModelSpec {
+        dims: TINY,
+        process: Process::Sde { steps: 10, sde, t_eps },
+        norm_mean: &MEAN,
+        norm_std: &STD,
+        params: &params,
+    };
+    write(&spec, Quant::F32).unwrap()
+}
+
+/// Applies `edit` to a fresh file of `sde`, reseals the CRC, and returns the parse error.
+fn mutated_sde(sde: Sde, edit: impl FnOnce(&mut Vec<u8>)) -> FormatError {
+    let mut b = tiny_sde_file(sde, 1e-3);
+    edit(&mut b);
+    reseal(&mut b);
+    parse_err(&b)
+}
+
+#[test]
+fn sde_processes_round_trip() {
+    for (kind, sde, t_eps) in [(1u8, Sde::VP, 1e-3f32), (2, Sde::SUB_VP, 1e-3), (3, Sde::VE, 1e-5)] {
+        let bytes = tiny_sde_file(sde, t_eps);
+        assert_eq!(bytes[field::PROCESS], kind);
+        assert_eq!(bytes[field::SCHEDULE], 0);
+        let m = Model::parse(&bytes).unwrap_or_else(|e| panic!("{sde:?}: {e}"));
+        assert_eq!(m.process(), Process::Sde { steps: 10, sde, t_eps });
+        // params = [β_min | σ_min, β_max | σ_max, t_ε, 0].
+        let p = |i: usize| f32::from_bits(get_u32(&bytes, field::PARAMS + 4 * i));
+        let (a, b) = match sde {
+            Sde::Vp { beta_min, beta_max } | Sde::SubVp { beta_min, beta_max } => (beta_min, beta_max),
+            Sde::Ve { sigma_min, sigma_max } => (sigma_min, sigma_max),
+        };
+        assert_eq!([p(0), p(1), p(2), p(3)], [a, b, t_eps, 0.0]);
+        assert_eq!(p(3).to_bits(), 0);
+    }
+}
+
+#[test]
+fn one_malicious_file_per_sde_rule() {
+    use FormatError::*;
+    use ScheduleError::{Parameters, Steps};
+    let f = |v: f32| v.to_bits();
+    let param = |i: usize| field::PARAMS + 4 * i;
+    // Kinds past the last one (VE = 3) are unknown, and the check precedes the parameters.
+    for kind in [4u8, 255] {
+        assert_eq!(mutated_sde(Sde::VP, |b| b[field::PROCESS] = kind), UnknownProcess(kind));
+    }
+    // The SDEs have one schedule each (byte 0): the cosine byte, or any other, is refused.
+    for sde in [Sde::VP, Sde::SUB_VP, Sde::VE] {
+        for sched in [1u8, 2, 255] {
+            assert_eq!(mutated_sde(sde, |b| b[field::SCHEDULE] = sched), UnknownSchedule(sched), "{sde:?}");
+        }
+    }
+    // The fourth parameter is reserved: any bit set is refused, −0.0 included.
+    for sde in [Sde::VP, Sde::SUB_VP, Sde::VE] {
+        for bits in [f(1.0), f(-0.0), f(f32::NAN), 1] {
+            assert_eq!(
+                mutated_sde(sde, |b| put_u32(b, param(3), bits)),
+                ReservedNonZero(param(3)),
+                "{sde:?}"
+            );
+        }
+    }
+    // N (the default sampler steps) must be in 1..=1000, as for the discrete process.
+    assert_eq!(mutated_sde(Sde::VP, |b| put_u32(b, field::STEPS, 0)), BadSchedule(Steps { found: 0 }));
+    assert_eq!(mutated_sde(Sde::VE, |b| put_u32(b, field::STEPS, 1001)), BadSchedule(Steps { found: 1001 }));
+    // β_min, β_max: finite, 0 < β_min ≤ β_max ≤ 100.
+    for sde in [Sde::VP, Sde::SUB_VP] {
+        for (i, bad) in [
+            (0, f32::NAN),
+            (1, f32::NAN),
+            (0, f32::INFINITY),
+            (1, f32::INFINITY),
+            (0, -0.1),
+            (0, 0.0),
+            (1, -20.0),
+            (0, 25.0),  // β_min > β_max = 20: out of order
+            (1, 0.05),  // β_max < β_min = 0.1: out of order
+            (1, 100.5), // above MAX_SDE_BETA
+        ] {
+            assert_eq!(
+                mutated_sde(sde, |b| put_u32(b, param(i), f(bad))),
+                BadSchedule(Parameters),
+                "{sde:?} param {i} = {bad}"
+            );
+        }
+    }
+    // σ_min, σ_max: finite, 0 < σ_min < σ_max ≤ 1e4 (equal is out of order too).
+    for (i, bad) in [
+        (0, f32::NAN),
+        (1, f32::NAN),
+        (1, f32::INFINITY),
+        (0, -0.01),
+        (0, 0.0),
+        (0, 50.0),  // σ_min = σ_max
+        (0, 60.0),  // σ_min > σ_max
+        (1, 0.001), // σ_max < σ_min
+        (1, 1.5e4), // above MAX_VE_SIGMA
+    ] {
+        assert_eq!(
+            mutated_sde(Sde::VE, |b| put_u32(b, param(i), f(bad))),
+            BadSchedule(Parameters),
+            "VE param {i} = {bad}"
+        );
+    }
+    // t_ε: finite, 0 < t_ε < 0.5.
+    for sde in [Sde::VP, Sde::SUB_VP, Sde::VE] {
+        for bad in [0.0f32, -0.0, -1e-3, 0.5, 1.0, f32::NAN, f32::INFINITY] {
+            assert_eq!(
+                mutated_sde(sde, |b| put_u32(b, param(2), f(bad))),
+                BadSchedule(Parameters),
+                "{sde:?} t_eps = {bad}"
+            );
+        }
+    }
+    // A discrete file relabelled as an SDE: its third parameter (t_ε) is 0.
+    assert_eq!(mutated(Quant::F32, true, |b| b[field::PROCESS] = 1), BadSchedule(Parameters));
+    // And the edges that are valid stay valid: β_min = β_max, t_ε just under 0.5.
+    for edit in [(0usize, 20.0f32), (2, 0.499)] {
+        let mut b = tiny_sde_file(Sde::VP, 1e-3);
+        put_u32(&mut b, param(edit.0), f(edit.1));
+        reseal(&mut b);
+        assert!(Model::parse(&b).is_ok(), "{edit:?}");
+    }
 }
 
 #[test]
