@@ -13,7 +13,10 @@
 //!   estimate of the posterior mean that keeps the prior's fine structure in each draw).
 //! * **Imputation** (Song et al. 2021, Appendix I.2, the replacement method): run the reverse
 //!   process from t = 1; after each step, overwrite the known entries with the forward-noised
-//!   observation α_s·y + σ_s·z, so the missing entries are drawn from p(x_missing | x_known).
+//!   observation α_s·y + σ_s·z, so the missing entries are drawn from p(x_missing | x_known);
+//!   K draws are averaged. Optionally each step is repeated U times, diffusing back from s to t
+//!   in between (RePaint, Lugmayr et al. 2022, Algorithm 1), which lets the generated part
+//!   harmonise with the known part.
 //!
 //! The reverse step between any two times s < t is the posterior q(x_s | x_t, x̂₀) of the Gaussian
 //! process with marginals (α, σ) (Kingma et al. 2021, "Variational Diffusion Models", eq. 29–32):
@@ -38,6 +41,9 @@ use crate::schedule::Diffusion;
 /// The most SDEdit draws averaged (each has its own noise stream).
 pub const MAX_DRAWS: u32 = 16;
 
+/// The most RePaint resamplings per imputation step.
+pub const MAX_RESAMPLE: u32 = 20;
+
 /// How a noisy window is denoised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -60,7 +66,7 @@ pub enum Method {
 pub enum DenoiseError {
     /// σ is negative or not finite.
     BadSigma,
-    /// Steps is 0 or above 1000, or draws is outside 1..=16.
+    /// Steps is 0 or above 1000, draws outside 1..=16, or resample outside 1..=20.
     BadSettings,
     /// The window or mask is shorter than the model's D, or D exceeds the compiled capacity.
     Length {
@@ -75,8 +81,13 @@ impl core::fmt::Display for DenoiseError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::BadSigma => write!(f, "sigma must be a finite number >= 0"),
-            Self::BadSettings => write!(f, "steps must be in 1..=1000 and draws in 1..={MAX_DRAWS}"),
-            Self::Length { found, needed } => write!(f, "window has {found} values, the model needs {needed}"),
+            Self::BadSettings => write!(
+                f,
+                "steps must be in 1..=1000, draws in 1..={MAX_DRAWS} and resample in 1..={MAX_RESAMPLE}"
+            ),
+            Self::Length { found, needed } => {
+                write!(f, "window has {found} values, the model needs {needed}")
+            }
         }
     }
 }
@@ -92,7 +103,7 @@ pub fn match_time(diff: &Diffusion, ratio: f32) -> f32 {
         s / a
     };
     let (lo_t, hi_t) = (diff.t_min(), 1.0f32);
-    if !(ratio > nsr(lo_t)) {
+    if ratio.is_nan() || ratio <= nsr(lo_t) {
         return lo_t;
     }
     if ratio >= nsr(hi_t) {
@@ -126,7 +137,13 @@ pub fn match_time(diff: &Diffusion, ratio: f32) -> f32 {
 }
 
 /// x̂₀ = (x − σ_t·ε̂(x, t))/α_t into `x` (normalised units); `eps` is scratch of the same length.
-pub fn tweedie_at<M: EpsModel + ?Sized>(model: &mut M, diff: &Diffusion, t: f32, x: &mut [f32], eps: &mut [f32]) {
+pub fn tweedie_at<M: EpsModel + ?Sized>(
+    model: &mut M,
+    diff: &Diffusion,
+    t: f32,
+    x: &mut [f32],
+    eps: &mut [f32],
+) {
     let (alpha, sigma) = diff.marginal(t);
     model.eps(x, t, eps);
     for (xi, &e) in x.iter_mut().zip(eps.iter()) {
@@ -243,52 +260,78 @@ pub fn denoise_normalized<const C: usize, M: EpsModel + ?Sized>(
 }
 
 /// Imputes the entries of a normalised window `y` whose `known[i]` is false (replacement method),
-/// with `steps` reverse steps from t = 1; known entries come back unchanged.
+/// with `steps` reverse steps from t = 1, averaging `draws` independent runs (the posterior mean's
+/// Monte-Carlo estimate); known entries come back unchanged.
 #[allow(clippy::too_many_arguments)]
 pub fn impute_normalized<const C: usize, M: EpsModel + ?Sized>(
     model: &mut M,
     diff: &Diffusion,
     steps: u32,
+    draws: u32,
+    resample: u32,
     seed: u64,
     index: u32,
     known: &[bool],
     y: &mut [f32],
 ) {
+    let resample = resample.clamp(1, MAX_RESAMPLE);
     let d = y.len().min(C).min(known.len());
     let (y, known) = (&mut y[..d], &known[..d]);
-    let steps = steps.max(1);
+    let (steps, draws) = (steps.max(1), draws.clamp(1, MAX_DRAWS));
     let mut noise = Philox::new(seed, index);
     let mut x = [0.0f32; C];
     let mut eps = [0.0f32; C];
     let mut z = [0.0f32; C];
     let mut zk = [0.0f32; C];
-    let (x, eps, z, zk) = (&mut x[..d], &mut eps[..d], &mut z[..d], &mut zk[..d]);
-    noise.fill(0, stream::INIT, x);
+    let mut acc = [0.0f32; C];
+    let (x, eps, z, zk, acc) = (&mut x[..d], &mut eps[..d], &mut z[..d], &mut zk[..d], &mut acc[..d]);
     let prior = diff.prior_std();
-    for v in x.iter_mut() {
-        *v *= prior;
-    }
-    for i in 0..steps {
-        let (t, s) = (grid(diff, 1.0, steps, i), grid(diff, 1.0, steps, i + 1));
-        if s >= t {
-            continue;
+    for k in 0..draws {
+        // Draw k: its start at step word k of INIT, its steps on streams DENOISE + 2k and + 2k + 1.
+        noise.fill(k, stream::INIT, x);
+        for v in x.iter_mut() {
+            *v *= prior;
         }
-        posterior_step(model, diff, t, s, &mut noise, i, stream::DENOISE, x, eps, z);
-        // Replace the known entries by the observation diffused to time s.
-        let (a_s, s_s) = diff.marginal(s);
-        noise.fill(i, stream::DENOISE + 1, zk);
-        for j in 0..d {
-            if known[j] {
-                x[j] = a_s * y[j] + s_s * zk[j];
+        for i in 0..steps {
+            let (t, s) = (grid(diff, 1.0, steps, i), grid(diff, 1.0, steps, i + 1));
+            if s >= t {
+                continue;
+            }
+            let (a_t, s_t) = diff.marginal(t);
+            let (a_s, s_s) = diff.marginal(s);
+            for u in 0..resample {
+                let word = i * resample + u;
+                posterior_step(model, diff, t, s, &mut noise, word, stream::DENOISE + 2 * k, x, eps, z);
+                // Replace the known entries by the observation diffused to time s.
+                noise.fill(word, stream::DENOISE + 2 * k + 1, zk);
+                for j in 0..d {
+                    if known[j] {
+                        x[j] = a_s * y[j] + s_s * zk[j];
+                    }
+                }
+                if u + 1 < resample {
+                    // RePaint: diffuse back from s to t, x ← α_{t|s}·x + σ_{t|s}·z, and redo the
+                    // step, so the generated part harmonises with the known part.
+                    let a_ts = a_t / a_s;
+                    let s_ts = libm::sqrtf((s_t * s_t - a_ts * a_ts * s_s * s_s).max(0.0));
+                    noise.fill(word, stream::DENOISE + 2 * MAX_DRAWS + k, z);
+                    for (xi, &zi) in x.iter_mut().zip(z.iter()) {
+                        *xi = a_ts * *xi + s_ts * zi;
+                    }
+                }
             }
         }
+        if diff.discrete().is_none() {
+            tweedie_at(model, diff, diff.t_min(), x, eps);
+        }
+        for (a, &xi) in acc.iter_mut().zip(x.iter()) {
+            *a += xi;
+        }
     }
-    if diff.discrete().is_none() {
-        tweedie_at(model, diff, diff.t_min(), x, eps);
-    }
+    let inv = 1.0 / draws as f32;
     for j in 0..d {
         if !known[j] {
-            y[j] = x[j];
+            y[j] = acc[j] * inv;
         }
     }
 }
@@ -375,18 +418,27 @@ pub fn denoise<const D: usize, const H: usize, const F: usize>(
     Ok(())
 }
 
-/// Fills the entries of `window` (data units) where `known` is false, with `steps` reverse steps.
+/// Fills the entries of `window` (data units) where `known` is false, with `steps` reverse steps
+/// of `resample` RePaint rounds each, averaging `draws` runs.
 #[allow(clippy::too_many_arguments)]
 pub fn impute<const D: usize, const H: usize, const F: usize>(
     net: &mut ScoreNet<'_, D, H, F>,
     diff: &Diffusion,
     steps: u32,
+    draws: u32,
+    resample: u32,
     seed: u64,
     index: u32,
     known: &[bool],
     window: &mut [f32],
 ) -> Result<(), DenoiseError> {
-    if steps == 0 || steps > 1000 {
+    if steps == 0
+        || steps > 1000
+        || draws == 0
+        || draws > MAX_DRAWS
+        || resample == 0
+        || resample > MAX_RESAMPLE
+    {
         return Err(DenoiseError::BadSettings);
     }
     let d = net.dims().dim;
@@ -394,9 +446,17 @@ pub fn impute<const D: usize, const H: usize, const F: usize>(
         return Err(DenoiseError::Length { found: window.len().min(known.len()), needed: d });
     }
     let w = &mut window[..d];
+    let mut observed = [0.0f32; D];
+    observed[..d].copy_from_slice(w);
     net.model().normalize(w);
-    impute_normalized::<D, _>(net, diff, steps, seed, index, known, w);
+    impute_normalized::<D, _>(net, diff, steps, draws, resample, seed, index, known, w);
     net.model().denormalize(w);
+    // Known entries come back bit for bit (normalising and back may round).
+    for ((v, &o), &k) in w.iter_mut().zip(observed.iter()).zip(known) {
+        if k {
+            *v = o;
+        }
+    }
     Ok(())
 }
 
@@ -487,7 +547,10 @@ mod tests {
             }
             // Each output averages 4 posterior draws: its error has sd post_sd/2.
             let mean_err = mean_err / (4 * trials) as f32;
-            assert!(mean_err.abs() < 4.0 * post_sd / 2.0 / libm::sqrtf((4 * trials) as f32) + 0.02, "{diff:?}: {mean_err}");
+            assert!(
+                mean_err.abs() < 4.0 * post_sd / 2.0 / libm::sqrtf((4 * trials) as f32) + 0.02,
+                "{diff:?}: {mean_err}"
+            );
         }
     }
 
@@ -502,7 +565,7 @@ mod tests {
             let trials = 300u32;
             for w in 0..trials {
                 let mut y = [5.0f32, 0.0, -5.0, 0.0];
-                impute_normalized::<4, _>(&mut m, &diff, 100, 3, w, &known, &mut y);
+                impute_normalized::<4, _>(&mut m, &diff, 100, 1, 1 + w % 3, 3, w, &known, &mut y);
                 assert_eq!((y[0], y[2]), (5.0, -5.0));
                 for v in [y[1], y[3]] {
                     sum += v;

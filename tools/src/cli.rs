@@ -290,7 +290,7 @@ pub struct DenoiseArgs {
     pub input: PathBuf,
     /// Noise standard deviation in the data's units, or `auto` to estimate it from the input
     /// (median absolute deviation of the first difference, pooled over all windows).
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
     pub sigma: String,
     /// Denoising method.
     #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
@@ -298,13 +298,16 @@ pub struct DenoiseArgs {
     /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
     #[arg(long, default_value_t = 50)]
     pub steps: u32,
-    /// Independent `sdedit` runs averaged (1..=16).
+    /// Independent runs averaged, for `sdedit` and imputation (1..=16).
     #[arg(long, default_value_t = 4)]
     pub draws: u32,
     /// Imputation instead of denoising: a CSV of the input's shape, 1 where a value is known and 0
     /// where it is missing (the input's value there is ignored).
     #[arg(long)]
     pub mask: Option<PathBuf>,
+    /// Imputation: RePaint resamplings per step (1 = the plain replacement method).
+    #[arg(long, default_value_t = 1)]
+    pub resample: u32,
     /// Seed of the stochastic methods (window i uses the noise of (seed, i)).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

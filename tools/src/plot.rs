@@ -128,15 +128,28 @@ fn traces(path: &Path, dim: usize, samples: &[f32], reference: Option<&[f32]>) -
 
 /// Denoising traces: for the first windows, one strip each with the noisy input (grey), the clean
 /// signal if known (blue) and the output (orange).
-pub fn plot_denoise(path: &Path, dim: usize, noisy: &[f32], denoised: &[f32], clean: Option<&[f32]>) -> Result<()> {
+pub fn plot_denoise(
+    path: &Path,
+    dim: usize,
+    noisy: &[f32],
+    denoised: &[f32],
+    clean: Option<&[f32]>,
+) -> Result<()> {
     super::cmd::check_parent(path)?;
     if dim == 0 || noisy.is_empty() {
         bail!("nothing to plot");
     }
-    draw_denoise(path, dim, noisy, denoised, clean).map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
+    draw_denoise(path, dim, noisy, denoised, clean)
+        .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
 }
 
-fn draw_denoise(path: &Path, dim: usize, noisy: &[f32], denoised: &[f32], clean: Option<&[f32]>) -> DrawResult {
+fn draw_denoise(
+    path: &Path,
+    dim: usize,
+    noisy: &[f32],
+    denoised: &[f32],
+    clean: Option<&[f32]>,
+) -> DrawResult {
     let shown = (noisy.len() / dim).clamp(1, 6);
     let mut sets: Vec<&[f32]> = vec![&noisy[..shown * dim], &denoised[..shown * dim]];
     if let Some(c) = clean {

@@ -33,6 +33,9 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
     if args.steps == 0 || args.steps > 1000 {
         bail!("--steps must be in 1..=1000, got {}", args.steps);
     }
+    if args.resample == 0 || args.resample > denoise::MAX_RESAMPLE {
+        bail!("--resample must be in 1..={}, got {}", denoise::MAX_RESAMPLE, args.resample);
+    }
     if args.draws == 0 || args.draws > denoise::MAX_DRAWS {
         bail!("--draws must be in 1..={}, got {}", denoise::MAX_DRAWS, args.draws);
     }
@@ -71,12 +74,16 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
                             &mut net,
                             diffusion,
                             args.steps,
+                            args.draws,
+                            args.resample,
                             args.seed,
                             i as u32,
                             &m[i * d..(i + 1) * d],
                             row,
                         ),
-                        None => denoise::denoise(&mut net, diffusion, method, sigma, args.seed, i as u32, row),
+                        None => {
+                            denoise::denoise(&mut net, diffusion, method, sigma, args.seed, i as u32, row)
+                        }
                     };
                     r.map_err(|e| anyhow::anyhow!("window {i}: {e}"))?;
                     pb.inc(1);
@@ -94,7 +101,11 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
         .and_then(|_| out.flush())
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     if mask.is_none() {
-        eprintln!("sigma {sigma} ({}), method {:?}", if args.sigma == "auto" { "estimated" } else { "given" }, args.method);
+        eprintln!(
+            "sigma {sigma} ({}), method {:?}",
+            if args.sigma == "auto" { "estimated" } else { "given" },
+            args.method
+        );
     }
     if let Some(c) = &clean {
         eprintln!(
@@ -104,7 +115,13 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
         );
     }
     if let Some(png) = &args.plot {
-        crate::plot::plot_denoise(png, d, &input.values, &result, clean.as_ref().map(|c| c.values.as_slice()))?;
+        crate::plot::plot_denoise(
+            png,
+            d,
+            &input.values,
+            &result,
+            clean.as_ref().map(|c| c.values.as_slice()),
+        )?;
         eprintln!("plot: {}", png.display());
     }
     Ok(())
