@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod denoise;
 pub mod format;
 pub mod net;
 pub mod quant;

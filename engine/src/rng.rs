@@ -51,6 +51,8 @@ pub mod stream {
     pub const GAUSSIAN_FIT: u32 = 35;
     /// The noise of the converter's calibration inputs.
     pub const CALIBRATION: u32 = 48;
+    /// Denoising (SDEdit) and imputation: draw k uses stream `DENOISE + k` (k < 16).
+    pub const DENOISE: u32 = 64;
 }
 
 /// One Philox4x32-10 block: ten rounds over `counter` with `key`.

@@ -27,6 +27,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Draw samples with the engine (the same code the firmware runs).
     Sample(SampleArgs),
+    /// Denoise noisy windows (one per CSV line), or fill their missing entries with --mask.
+    Denoise(DenoiseArgs),
     /// Sliced Wasserstein distance between samples and held-out data, beside its floor.
     Eval(EvalArgs),
     /// Write a built-in data set to CSV.
@@ -269,6 +271,57 @@ pub struct SampleArgs {
     pub plot: Option<PathBuf>,
 }
 
+/// Denoising methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DenoiseMethod {
+    /// One network evaluation: Tweedie's posterior mean at the matched noise level.
+    Tweedie,
+    /// Reverse diffusion from the matched noise level (SDEdit), averaged over --draws runs.
+    Sdedit,
+}
+
+/// Arguments of `tinyscore denoise`.
+#[derive(Debug, clap::Args)]
+pub struct DenoiseArgs {
+    /// Model file (.tsm) trained on clean windows of the same length.
+    pub model: PathBuf,
+    /// Noisy windows: CSV (or .npy), one window per line, in the data's units.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Noise standard deviation in the data's units, or `auto` to estimate it from the input
+    /// (median absolute deviation of the first difference, pooled over all windows).
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    pub sigma: String,
+    /// Denoising method.
+    #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
+    pub method: DenoiseMethod,
+    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
+    #[arg(long, default_value_t = 50)]
+    pub steps: u32,
+    /// Independent runs averaged, for `sdedit` and imputation (1..=16).
+    #[arg(long, default_value_t = 4)]
+    pub draws: u32,
+    /// Imputation instead of denoising: a CSV of the input's shape, 1 where a value is known and 0
+    /// where it is missing (the input's value there is ignored).
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Imputation: RePaint resamplings per step (1 = the plain replacement method).
+    #[arg(long, default_value_t = 1)]
+    pub resample: u32,
+    /// Seed of the stochastic methods (window i uses the noise of (seed, i)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The clean windows, if known: prints the SNR (dB) of the input and of the output.
+    #[arg(long)]
+    pub clean: Option<PathBuf>,
+    /// Output CSV of the input's shape; `-` for standard output.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also draw noisy / denoised (/ clean) traces of the first windows to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
 /// Arguments of `tinyscore eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
@@ -329,6 +382,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => cmd::convert::run_convert(&a),
         Command::Inspect(a) => cmd::inspect::run_inspect(&a),
         Command::Sample(a) => cmd::sample::run_sample(&a),
+        Command::Denoise(a) => cmd::denoise::run_denoise(&a),
         Command::Eval(a) => cmd::eval::run_eval(&a),
         Command::Data(a) => cmd::data::run_data(&a),
         Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),

@@ -125,3 +125,48 @@ fn traces(path: &Path, dim: usize, samples: &[f32], reference: Option<&[f32]>) -
     root.present()?;
     Ok(())
 }
+
+/// Denoising traces: for the first windows, one strip each with the noisy input (grey), the clean
+/// signal if known (blue) and the output (orange).
+pub fn plot_denoise(
+    path: &Path,
+    dim: usize,
+    noisy: &[f32],
+    denoised: &[f32],
+    clean: Option<&[f32]>,
+) -> Result<()> {
+    super::cmd::check_parent(path)?;
+    if dim == 0 || noisy.is_empty() {
+        bail!("nothing to plot");
+    }
+    draw_denoise(path, dim, noisy, denoised, clean)
+        .map_err(|e| anyhow!("cannot draw {}: {e}", path.display()))
+}
+
+fn draw_denoise(
+    path: &Path,
+    dim: usize,
+    noisy: &[f32],
+    denoised: &[f32],
+    clean: Option<&[f32]>,
+) -> DrawResult {
+    let shown = (noisy.len() / dim).clamp(1, 6);
+    let mut sets: Vec<&[f32]> = vec![&noisy[..shown * dim], &denoised[..shown * dim]];
+    if let Some(c) = clean {
+        sets.push(&c[..shown * dim]);
+    }
+    let (y0, y1) = bounds(&sets, 1, 0);
+    let root = BitMapBackend::new(path, (900, 150 * shown as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (row, strip) in root.split_evenly((shown, 1)).iter().enumerate() {
+        let mut chart = ChartBuilder::on(strip).margin(6).build_cartesian_2d(0..dim, y0..y1)?;
+        let trace = |v: &[f32]| v[row * dim..(row + 1) * dim].iter().copied().enumerate().collect::<Vec<_>>();
+        chart.draw_series(LineSeries::new(trace(noisy), RGBColor(170, 170, 170).stroke_width(1)))?;
+        if let Some(c) = clean {
+            chart.draw_series(LineSeries::new(trace(c), DATA_COLOR.stroke_width(2)))?;
+        }
+        chart.draw_series(LineSeries::new(trace(denoised), SAMPLE_COLOR.stroke_width(2)))?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod data;
+pub mod denoise;
 pub mod eval;
 pub mod inspect;
 pub mod quickstart;

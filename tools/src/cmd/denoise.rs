@@ -1,0 +1,163 @@
+//! `tinyscore denoise`: denoises windows of a signal with the engine (Tweedie or SDEdit), or fills
+//! their missing entries (`--mask`, the replacement method), in parallel over windows. Window i
+//! depends only on (model, seed, i, settings).
+
+use std::io::Write as _;
+
+use anyhow::{bail, Context, Result};
+use tinyscore_engine::denoise::{self, Method};
+use tinyscore_train::data::{self, Dataset};
+
+use super::{create_output, parse_model, read_file, HostNet};
+use crate::cli::{DenoiseArgs, DenoiseMethod};
+
+/// Runs `tinyscore denoise`.
+pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
+    let bytes = read_file(&args.model)?;
+    let model = parse_model(&args.model, &bytes)?;
+    let d = model.dims().dim;
+    let input = load_windows(&args.input, d)?;
+    let mask = match &args.mask {
+        Some(path) => {
+            let m = load_windows(path, d)?;
+            if m.len() != input.len() {
+                bail!("{}: {} rows, the input has {}", path.display(), m.len(), input.len());
+            }
+            if let Some(v) = m.values.iter().find(|v| **v != 0.0 && **v != 1.0) {
+                bail!("{}: mask values must be 0 or 1, found {v}", path.display());
+            }
+            Some(m.values.iter().map(|v| *v == 1.0).collect::<Vec<bool>>())
+        }
+        None => None,
+    };
+    if args.steps == 0 || args.steps > 1000 {
+        bail!("--steps must be in 1..=1000, got {}", args.steps);
+    }
+    if args.resample == 0 || args.resample > denoise::MAX_RESAMPLE {
+        bail!("--resample must be in 1..={}, got {}", denoise::MAX_RESAMPLE, args.resample);
+    }
+    if args.draws == 0 || args.draws > denoise::MAX_DRAWS {
+        bail!("--draws must be in 1..={}, got {}", denoise::MAX_DRAWS, args.draws);
+    }
+    let sigma = if mask.is_some() { 0.0 } else { parse_sigma(&args.sigma, &input)? };
+    let clean = match &args.clean {
+        Some(path) => {
+            let c = load_windows(path, d)?;
+            if c.len() != input.len() {
+                bail!("{}: {} rows, the input has {}", path.display(), c.len(), input.len());
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let mut out = create_output(&args.out)?;
+    let method = match args.method {
+        DenoiseMethod::Tweedie => Method::Tweedie,
+        DenoiseMethod::Sdedit => Method::Sdedit { steps: args.steps, draws: args.draws },
+    };
+    let diffusion = model.process().diffusion().context("invalid process")?;
+    let net = HostNet::new(model.clone())?;
+    let mut result = input.values.clone();
+    let n = input.len();
+    let pb = super::progress(n as u64, "denoising {bar:30} {pos}/{len} windows {per_sec} eta {eta}");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut handles = Vec::new();
+        for (c, rows) in result.chunks_mut(chunk * d).enumerate() {
+            let (mut net, diffusion, mask, pb) = (net.clone(), &diffusion, mask.as_deref(), pb.clone());
+            handles.push(scope.spawn(move || -> Result<()> {
+                for (j, row) in rows.chunks_mut(d).enumerate() {
+                    let i = c * chunk + j;
+                    let r = match mask {
+                        Some(m) => denoise::impute(
+                            &mut net,
+                            diffusion,
+                            args.steps,
+                            args.draws,
+                            args.resample,
+                            args.seed,
+                            i as u32,
+                            &m[i * d..(i + 1) * d],
+                            row,
+                        ),
+                        None => {
+                            denoise::denoise(&mut net, diffusion, method, sigma, args.seed, i as u32, row)
+                        }
+                    };
+                    r.map_err(|e| anyhow::anyhow!("window {i}: {e}"))?;
+                    pb.inc(1);
+                }
+                Ok(())
+            }));
+        }
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a denoising thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    data::write_csv(&mut out, d, &result)
+        .and_then(|_| out.flush())
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if mask.is_none() {
+        eprintln!(
+            "sigma {sigma} ({}), method {:?}",
+            if args.sigma == "auto" { "estimated" } else { "given" },
+            args.method
+        );
+    }
+    if let Some(c) = &clean {
+        eprintln!(
+            "SNR vs clean: input {:.2} dB, output {:.2} dB",
+            snr_db(&c.values, &input.values),
+            snr_db(&c.values, &result)
+        );
+    }
+    if let Some(png) = &args.plot {
+        crate::plot::plot_denoise(
+            png,
+            d,
+            &input.values,
+            &result,
+            clean.as_ref().map(|c| c.values.as_slice()),
+        )?;
+        eprintln!("plot: {}", png.display());
+    }
+    Ok(())
+}
+
+/// Reads windows and checks their length against the model's D.
+fn load_windows(path: &std::path::Path, d: usize) -> Result<Dataset> {
+    let set = data::load(&path.to_string_lossy(), 0, 0)?;
+    if set.dim != d {
+        bail!("{}: windows of {} values, the model needs {d}", path.display(), set.dim);
+    }
+    Ok(set)
+}
+
+/// `--sigma`: a finite number ≥ 0, or `auto` (pooled MAD of the first differences).
+fn parse_sigma(text: &str, input: &Dataset) -> Result<f32> {
+    if text == "auto" {
+        let mut diffs: Vec<f32> =
+            input.values.chunks_exact(input.dim).flat_map(|w| w.windows(2).map(|p| p[1] - p[0])).collect();
+        if diffs.is_empty() {
+            bail!("--sigma auto needs windows of at least 2 values");
+        }
+        return Ok(denoise::sigma_from_differences(&mut diffs));
+    }
+    match text.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => bail!("--sigma must be a finite number >= 0 or 'auto', got '{text}'"),
+    }
+}
+
+/// 10·log10(Σ clean² / Σ (est − clean)²).
+pub fn snr_db(clean: &[f32], est: &[f32]) -> f64 {
+    let (mut s, mut e) = (0.0f64, 0.0f64);
+    for (c, x) in clean.iter().zip(est) {
+        s += (*c as f64).powi(2);
+        e += (*x as f64 - *c as f64).powi(2);
+    }
+    10.0 * (s / e.max(1e-300)).log10()
+}
