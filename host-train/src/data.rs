@@ -228,21 +228,27 @@ pub fn load(spec: &str, n: usize, seed: u64) -> Result<Dataset, DataError> {
             let values = all.values.chunks_exact(cols).flat_map(|r| r[..64].iter().copied()).collect();
             Ok(Dataset::from_rows(64, values, "digits"))
         }
-        "ecg" => {
+        _ if spec == "ecg" || spec.starts_with("ecg:") => {
+            // `ecg` has windows of ECG_WINDOW samples; `ecg:N` of N (2..=4096), hop N/2.
+            let (window, hop) = match spec.strip_prefix("ecg:") {
+                None => (ECG_WINDOW, ECG_STRIDE),
+                Some(n) => match n.parse::<usize>() {
+                    Ok(w) if (2..=4096).contains(&w) => (w, w / 2),
+                    _ => return Err(DataError::Unknown { spec: spec.to_string() }),
+                },
+            };
             let path = data_dir().join("ecg-mitbih-208.csv");
             let signal = read_csv(&path)?;
             if signal.dim != 1 {
                 return Err(DataError::Ragged { path, line: 1, found: signal.dim, expected: 1 });
             }
             let s = &signal.values;
-            let count = if s.len() < ECG_WINDOW { 0 } else { (s.len() - ECG_WINDOW) / ECG_STRIDE + 1 };
+            let count = if s.len() < window { 0 } else { (s.len() - window) / hop + 1 };
             if count == 0 {
                 return Err(DataError::Empty { path });
             }
-            let values = (0..count)
-                .flat_map(|w| s[w * ECG_STRIDE..w * ECG_STRIDE + ECG_WINDOW].iter().copied())
-                .collect();
-            Ok(Dataset::from_rows(ECG_WINDOW, values, "ecg"))
+            let values = (0..count).flat_map(|w| s[w * hop..w * hop + window].iter().copied()).collect();
+            Ok(Dataset::from_rows(window, values, spec))
         }
         _ => {
             let path = Path::new(spec);
@@ -766,6 +772,10 @@ mod tests {
         if !shared("ecg-mitbih-208.csv") {
             return;
         }
+        let d128 = load("ecg:128", 0, 0).unwrap();
+        assert_eq!(d128.dim, 128);
+        assert_eq!(d128.row(2), &read_csv(&data_dir().join("ecg-mitbih-208.csv")).unwrap().values[128..256]);
+        assert!(load("ecg:1", 0, 0).is_err() && load("ecg:x", 0, 0).is_err());
         let d = load("ecg", 0, 0).unwrap();
         let signal = read_csv(&data_dir().join("ecg-mitbih-208.csv")).unwrap().values;
         assert_eq!(d.dim, ECG_WINDOW);

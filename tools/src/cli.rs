@@ -84,6 +84,9 @@ pub struct TrainArgs {
     /// CSV / .npy file.
     #[arg(long)]
     pub data: String,
+    /// Window length of the `ecg` data set (default 64; hop: half a window).
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Diffusion process.
     #[arg(long, value_enum, default_value_t = ProcessArg::Vp)]
     pub process: ProcessArg,
@@ -331,6 +334,9 @@ pub struct EvalArgs {
     /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
     #[arg(long)]
     pub data: String,
+    /// Window length of the `ecg` data set (default 64).
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Random projections of the sliced distance.
     #[arg(long, default_value_t = 256)]
     pub projections: usize,
@@ -344,6 +350,9 @@ pub struct EvalArgs {
 pub struct DataArgs {
     /// Built-in data set.
     pub name: String,
+    /// Window length of the `ecg` data set (default 64; hop: half a window).
+    #[arg(long)]
+    pub window: Option<usize>,
     /// Number of examples (generated sets; recordings give all their windows).
     #[arg(long, default_value_t = 1000)]
     pub n: usize,

@@ -22,6 +22,13 @@ fn main() {
         }
     };
     if let Err(e) = tinyscore_tools::cli::run(cli) {
+        // A closed pipe (`tinyscore sample ... --out - | head`) is the reader's choice, not an error.
+        let broken_pipe = e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        });
+        if broken_pipe {
+            std::process::exit(0);
+        }
         // `{:#}` joins the context chain on one line: "reading x.csv: line 3: ...".
         let msg = format!("{e:#}").replace('\n', " ");
         eprintln!("error: {msg}");

@@ -184,6 +184,8 @@ fn bad_inputs_exit_1_with_one_line() {
         (vec!["convert", s(&bad_ckpt), "--out", s(&x_tsm)], "bad.safetensors"),
         (vec!["convert", s(&missing), "--out", s(&x_tsm)], "missing.tsm"),
         (vec!["data", "nosuchset", "--out", "-"], "nosuchset"),
+        (vec!["data", "moons", "--window", "32", "--out", "-"], "--window"),
+        (vec!["data", "ecg", "--window", "1", "--out", "-"], "--window"),
     ];
     for (args, needle) in cases {
         let out = tinyscore(&args);

@@ -26,7 +26,7 @@ pub fn run_data(args: &DataArgs) -> Result<()> {
     if args.n == 0 {
         bail!("--n must be at least 1");
     }
-    let set = load(&args.name, args.n, args.seed)?;
+    let set = load(&with_window(&args.name, args.window)?, args.n, args.seed)?;
     let mut out = create_output(&args.out)?;
     data::write_csv(&mut out, set.dim, &set.values)
         .and_then(|_| out.flush())
@@ -40,7 +40,22 @@ pub fn load(spec: &str, n: usize, seed: u64) -> Result<Dataset> {
 }
 
 fn is_recording(spec: &str) -> bool {
-    RECORDINGS.contains(&spec)
+    RECORDINGS.contains(&spec.split(':').next().unwrap_or(spec))
+}
+
+/// The data spec of `--data NAME [--window N]`: `ecg:N` for a window length, which only the `ecg`
+/// data set has.
+pub fn with_window(data: &str, window: Option<usize>) -> Result<String> {
+    match window {
+        None => Ok(data.to_string()),
+        Some(w) if data == "ecg" => {
+            if !(2..=4096).contains(&w) {
+                bail!("--window must be in 2..=4096, got {w}");
+            }
+            Ok(format!("ecg:{w}"))
+        }
+        Some(_) => bail!("--window applies to the ecg data set only, not '{data}'"),
+    }
 }
 
 /// The training data of `spec`: a generated set's draw from `seed`, a recording's first 80%, or

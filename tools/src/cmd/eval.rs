@@ -38,7 +38,8 @@ impl std::fmt::Display for Report {
 /// Runs `tinyscore eval`.
 pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let samples = data::load(&args.samples.to_string_lossy(), 0, 0)?;
-    let report = evaluate(&samples, &args.data, args.projections, args.seed)?;
+    let spec = super::data::with_window(&args.data, args.window)?;
+    let report = evaluate(&samples, &spec, args.projections, args.seed)?;
     println!("{report}");
     Ok(())
 }

@@ -23,6 +23,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
     eprintln!("[1/4] training ScoreNet on moons ({} steps, CPU)", args.steps);
     let train = TrainArgs {
         data: "moons".into(),
+        window: None,
         process: ProcessArg::Vp,
         schedule: Schedule::Linear,
         weighting: WeightingArg::Simple,

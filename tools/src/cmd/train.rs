@@ -115,7 +115,8 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
 pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
     let cfg = config(args)?;
     super::check_parent(&args.out)?;
-    let data = super::data::training_set(&args.data, args.n, args.seed)?;
+    let spec = super::data::with_window(&args.data, args.window)?;
+    let data = super::data::training_set(&spec, args.n, args.seed)?;
     let mut trainer = match &args.resume {
         Some(path) => {
             let ckpt = super::convert::load_checkpoint(path)?;
@@ -129,7 +130,7 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
             }
             Trainer::resume(ckpt, &data).with_context(|| format!("cannot resume from {}", path.display()))?
         }
-        None => Trainer::new(cfg, &data, &args.data)?,
+        None => Trainer::new(cfg, &data, &spec)?,
     };
     let start_step = trainer.steps_done();
     if start_step >= args.steps {
