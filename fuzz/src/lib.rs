@@ -13,13 +13,16 @@ use tinyscore_engine::net::{limits, ScoreNet};
 use tinyscore_engine::sampler::{draw, Ddpm, Em, Plan, Sampler, Variance};
 
 /// Valid files, one per (shape, quantization): the starting points of [`Mutation`].
-pub const SEEDS: [&[u8]; 6] = [
+pub const SEEDS: [&[u8]; 9] = [
     include_bytes!("../seeds/tiny-f32.tsm"),
     include_bytes!("../seeds/tiny-f16.tsm"),
     include_bytes!("../seeds/tiny-w8.tsm"),
     include_bytes!("../seeds/small-f32.tsm"),
     include_bytes!("../seeds/small-f16.tsm"),
     include_bytes!("../seeds/small-w8.tsm"),
+    include_bytes!("../seeds/tiny-w8a8.tsm"),
+    include_bytes!("../seeds/tiny-vpsde-w8a8.tsm"),
+    include_bytes!("../seeds/tiny-ve-f32.tsm"),
 ];
 
 /// A `core::fmt::Write` that discards, so formatting an error is exercised without allocating.

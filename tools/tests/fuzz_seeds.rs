@@ -8,20 +8,27 @@ use std::path::Path;
 
 use tinyscore_engine::format::{Model, Process};
 use tinyscore_engine::net::Dims;
-use tinyscore_engine::schedule::BetaSchedule;
-use tinyscore_tools::tsm::{write, ModelSpec, Quant};
+use tinyscore_engine::schedule::{BetaSchedule, Sde};
+use tinyscore_tools::calib;
+use tinyscore_tools::tsm::{write, write_w8a8, ModelSpec, Quant};
 
 fn seed(dims: Dims, schedule: BetaSchedule, steps: u32, quant: Quant) -> Vec<u8> {
+    seed_with(dims, Process::VpDiscrete { steps, schedule }, quant)
+}
+
+/// A seed of any process; `w8a8` is calibrated on a few fixed points with two timestep groups.
+fn seed_with(dims: Dims, process: Process, quant: Quant) -> Vec<u8> {
     let params: Vec<f32> = (0..dims.param_count()).map(|i| (i as f32 * 0.61).sin() * 0.4).collect();
     let mean: Vec<f32> = (0..dims.dim).map(|i| i as f32 * 0.5 - 0.25).collect();
     let std: Vec<f32> = (0..dims.dim).map(|i| 0.5 + i as f32).collect();
-    let spec = ModelSpec {
-        dims,
-        process: Process::VpDiscrete { steps, schedule },
-        norm_mean: &mean,
-        norm_std: &std,
-        params: &params,
-    };
+    let spec = ModelSpec { dims, process, norm_mean: &mean, norm_std: &std, params: &params };
+    if quant == Quant::W8A8 {
+        let xs: Vec<f32> = (0..16 * dims.dim).map(|i| (i as f32 * 0.37).cos()).collect();
+        let points = calib::calibration_points(&xs, dims.dim, &process, 8, 1);
+        let scales = calib::activation_scales(&dims, &params, &points, 2);
+        let (requant, luts) = calib::integer_params(&dims, &params, &scales, 2);
+        return write_w8a8(&spec, 2, &scales, &requant, &luts).expect("seed spec is consistent");
+    }
     write(&spec, quant).expect("seed spec is consistent")
 }
 
@@ -45,5 +52,25 @@ fn fuzz_seeds_are_what_the_writer_writes() {
                 .unwrap_or_else(|e| panic!("{}: {e} (regenerate with TINYSCORE_BLESS=1)", path.display()));
             assert_eq!(stored, bytes, "{}: the writer's output changed; bless if deliberate", path.display());
         }
+    }
+    // The integer path and the continuous processes.
+    let tiny = Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 };
+    let vpsde = Process::Sde { steps: 20, sde: Sde::Vp { beta_min: 0.1, beta_max: 20.0 }, t_eps: 1e-3 };
+    let ve = Process::Sde { steps: 20, sde: Sde::Ve { sigma_min: 0.01, sigma_max: 10.0 }, t_eps: 1e-3 };
+    let discrete = Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR };
+    for (name, process, quant) in [
+        ("tiny-w8a8", discrete, Quant::W8A8),
+        ("tiny-vpsde-w8a8", vpsde, Quant::W8A8),
+        ("tiny-ve-f32", ve, Quant::F32),
+    ] {
+        let bytes = seed_with(tiny, process, quant);
+        assert!(Model::parse(&bytes).is_ok(), "{name}");
+        let path = dir.join(format!("{name}.tsm"));
+        if bless {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (regenerate with TINYSCORE_BLESS=1)", path.display()));
+        assert_eq!(stored, bytes, "{}: the writer's output changed; bless if deliberate", path.display());
     }
 }
