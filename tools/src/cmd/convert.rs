@@ -115,15 +115,18 @@ fn process_of(ckpt: &Checkpoint) -> Process {
 
 /// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8`.
 pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
-    let params = if use_ema { &ckpt.ema } else { &ckpt.params };
-    let spec = ModelSpec {
+    Ok(tsm::write(&spec_of(ckpt, use_ema), quant)?)
+}
+
+/// What a model file of `ckpt` holds: its sizes, process, normalisation and the EMA or raw weights.
+fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> ModelSpec<'_> {
+    ModelSpec {
         dims: ckpt.dims,
         process: process_of(ckpt),
         norm_mean: &ckpt.norm.mean,
         norm_std: &ckpt.norm.std,
-        params,
-    };
-    Ok(tsm::write(&spec, quant)?)
+        params: if use_ema { &ckpt.ema } else { &ckpt.params },
+    }
 }
 
 /// The `.tsm` bytes in any mode; `w8a8` is calibrated on `points` with `groups` timestep groups,
@@ -140,14 +143,8 @@ pub fn convert_calibrated(
     if quant != Quant::W8A8 {
         return Ok((convert(ckpt, quant, use_ema)?, 0));
     }
-    let params = if use_ema { &ckpt.ema } else { &ckpt.params };
-    let spec = ModelSpec {
-        dims: ckpt.dims,
-        process: process_of(ckpt),
-        norm_mean: &ckpt.norm.mean,
-        norm_std: &ckpt.norm.std,
-        params,
-    };
+    let spec = spec_of(ckpt, use_ema);
+    let params = spec.params;
     let build = |g: usize| -> Result<Vec<u8>> {
         let scales = calib::activation_scales(&spec.dims, params, points, g);
         let (rq, luts) = calib::integer_params(&spec.dims, params, &scales, g);

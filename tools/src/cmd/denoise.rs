@@ -60,41 +60,23 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
     let mut result = input.values.clone();
     let n = input.len();
     let pb = super::progress(n as u64, "denoising {bar:30} {pos}/{len} windows {per_sec} eta {eta}");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
-    let chunk = n.div_ceil(threads).max(1);
-    std::thread::scope(|scope| -> Result<()> {
-        let mut handles = Vec::new();
-        for (c, rows) in result.chunks_mut(chunk * d).enumerate() {
-            let (mut net, diffusion, mask, pb) = (net.clone(), &diffusion, mask.as_deref(), pb.clone());
-            handles.push(scope.spawn(move || -> Result<()> {
-                for (j, row) in rows.chunks_mut(d).enumerate() {
-                    let i = c * chunk + j;
-                    let r = match mask {
-                        Some(m) => denoise::impute(
-                            &mut net,
-                            diffusion,
-                            args.steps,
-                            args.draws,
-                            args.resample,
-                            args.seed,
-                            i as u32,
-                            &m[i * d..(i + 1) * d],
-                            row,
-                        ),
-                        None => {
-                            denoise::denoise(&mut net, diffusion, method, sigma, args.seed, i as u32, row)
-                        }
-                    };
-                    r.map_err(|e| anyhow::anyhow!("window {i}: {e}"))?;
-                    pb.inc(1);
-                }
-                Ok(())
-            }));
-        }
-        for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a denoising thread panicked"))??;
-        }
-        Ok(())
+    let mask = mask.as_deref();
+    super::par_rows(&mut result, d, &net, &pb, |net, i, row| {
+        let r = match mask {
+            Some(m) => denoise::impute(
+                net,
+                &diffusion,
+                args.steps,
+                args.draws,
+                args.resample,
+                args.seed,
+                i as u32,
+                &m[i * d..(i + 1) * d],
+                row,
+            ),
+            None => denoise::denoise(net, &diffusion, method, sigma, args.seed, i as u32, row),
+        };
+        r.map_err(|e| anyhow::anyhow!("window {i}: {e}"))
     })?;
     pb.finish_and_clear();
     data::write_csv(&mut out, d, &result)

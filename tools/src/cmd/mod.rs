@@ -84,6 +84,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Runs `work(net, i, row)` for every `dim`-long row i of `rows` on all cores, each thread with its
+/// own copy of `net`, ticking `pb` once per row. Rows are cut into contiguous chunks, and row i's
+/// result depends only on i, so the output is the same for any thread count.
+pub fn par_rows<N, W>(rows: &mut [f32], dim: usize, net: &N, pb: &ProgressBar, work: W) -> Result<()>
+where
+    N: Clone + Send,
+    W: Fn(&mut N, usize, &mut [f32]) -> Result<()> + Sync,
+{
+    let n = rows.len() / dim.max(1);
+    let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1).min(n.max(1));
+    let chunk = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let mut handles = Vec::new();
+        for (c, part) in rows.chunks_mut(chunk * dim).enumerate() {
+            let (mut net, pb, work) = (net.clone(), pb.clone(), &work);
+            handles.push(scope.spawn(move || -> Result<()> {
+                for (j, row) in part.chunks_mut(dim).enumerate() {
+                    work(&mut net, c * chunk + j, row)?;
+                    pb.inc(1);
+                }
+                Ok(())
+            }));
+        }
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        }
+        Ok(())
+    })
+}
+
 /// A progress bar on standard error (hidden when standard error is not a terminal).
 pub fn progress(len: u64, template: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);

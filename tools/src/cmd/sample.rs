@@ -97,28 +97,9 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(n.max(1));
-    let chunk = n.div_ceil(threads);
-    std::thread::scope(|scope| -> Result<()> {
-        let mut handles = Vec::new();
-        for (c, rows) in samples.chunks_mut(chunk * dim).enumerate() {
-            let mut net = net.clone();
-            let schedule = &schedule;
-            let pb = pb.clone();
-            handles.push(scope.spawn(move || -> Result<()> {
-                for (j, row) in rows.chunks_mut(dim).enumerate() {
-                    let i = (c * chunk + j) as u32;
-                    draw(&mut net, schedule, &settings.plan, settings.seed, i, row)
-                        .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
-                    pb.inc(1);
-                }
-                Ok(())
-            }));
-        }
-        for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a sampling thread panicked"))??;
-        }
-        Ok(())
+    super::par_rows(&mut samples, dim, &net, &pb, |net, i, row| {
+        draw(net, &schedule, &settings.plan, settings.seed, i as u32, row)
+            .map_err(|e| anyhow::anyhow!("sampling: {e}"))
     })?;
     pb.finish_and_clear();
     Ok(samples)
