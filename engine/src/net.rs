@@ -231,7 +231,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         if self.model.is_int8() {
             self.eps_int8(x, t, eps)
         } else {
-            self.eps_f32(x, t, eps)
+            self.eps_f32(x, t, eps, &mut |_, _| {})
         }
     }
 
@@ -325,41 +325,73 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     }
 
     /// The f32 path (f32, f16 and w8 files).
-    fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
+    /// The f32 path, showing `observe` every activation the integer path quantizes (a no-op
+    /// closure for [`ScoreNet::eps`], which the compiler removes).
+    fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(Activation, &[f32])) {
+        // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
+        self.time_embedding(t);
         let dims = self.model.dims();
-        let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
+        let (d, h) = (dims.dim, dims.hidden);
         let m = &self.model;
         let ws = &mut self.ws;
         let (x, eps) = (&x[..d], &mut eps[..d]);
-        let (phi, temb, hs, a, u) =
-            (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.h[..h], &mut ws.a[..h], &mut ws.u[..h]);
-
-        // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
-        time_features(t, phi);
-        affine(m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
-        silu_into(u, a);
-        affine(m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
+        let (temb, hs, a, u) = (&ws.temb[..h], &mut ws.h[..h], &mut ws.a[..h], &mut ws.u[..h]);
 
         // h_0 = W_in · x + b_in
+        observe(Activation::Input, x);
         affine(m.tensor(Role::InputW), m.tensor(Role::InputB), x, hs);
 
-        for b in 0..dims.blocks as u8 {
+        for b in 0..dims.blocks {
             // u = W_b1 · silu(h) + b_b1 + temb
+            observe(Activation::Residual(b), hs);
             silu_into(hs, a);
-            affine(m.tensor(Role::BlockW1(b)), m.tensor(Role::BlockB1(b)), a, u);
+            observe(Activation::SiluResidual(b), a);
+            affine(m.tensor(Role::BlockW1(b as u8)), m.tensor(Role::BlockB1(b as u8)), a, u);
             for (ui, ti) in u.iter_mut().zip(temb.iter()) {
                 *ui += *ti;
             }
+            observe(Activation::Pre(b), u);
             // h += W_b2 · silu(u) + b_b2
             silu_into(u, a);
-            m.tensor(Role::BlockW2(b)).matvec_acc(a, hs);
-            m.tensor(Role::BlockB2(b)).add_to(hs);
+            observe(Activation::SiluPre(b), a);
+            m.tensor(Role::BlockW2(b as u8)).matvec_acc(a, hs);
+            m.tensor(Role::BlockB2(b as u8)).add_to(hs);
         }
 
         // ε̂ = W_out · silu(h_B) + b_out
+        observe(Activation::Residual(dims.blocks), hs);
         silu_into(hs, a);
+        observe(Activation::SiluResidual(dims.blocks), a);
         affine(m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
     }
+
+    /// [`ScoreNet::eps`] on the f32 path (any weight storage, activations in f32), calling
+    /// `observe` with each activation the integer path quantizes, in evaluation order: the
+    /// converter's calibration measures their ranges with the engine's own network.
+    pub fn eps_observed(
+        &mut self,
+        x: &[f32],
+        t: f32,
+        eps: &mut [f32],
+        mut observe: impl FnMut(Activation, &[f32]),
+    ) {
+        self.eps_f32(x, t, eps, &mut observe)
+    }
+}
+
+/// An activation of the network (`docs/scorenet.md`), as [`ScoreNet::eps_observed`] shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// (D,) the normalised input x.
+    Input,
+    /// (H,) the residual stream h_b (b = 0: after the input layer; b = B: the last).
+    Residual(usize),
+    /// (H,) silu(h_b).
+    SiluResidual(usize),
+    /// (H,) block b's pre-activation u_b (temb included).
+    Pre(usize),
+    /// (H,) silu(u_b).
+    SiluPre(usize),
 }
 
 /// out = W · x + b.

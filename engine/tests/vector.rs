@@ -188,3 +188,30 @@ const GOLDEN_SAMPLERS: [(&str, u64); 8] = [
     ("pc", 0xaeef_ec51_a6ba_aa3f),
     ("pc", 0x121b_d8bc_86fe_bd88),
 ];
+
+#[test]
+fn observed_evaluation_is_the_evaluation() {
+    use tinyscore_engine::net::Activation;
+    let m = Model::parse(TINY).unwrap();
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let (x, t) = ([0.4f32, -0.9], 0.3f32);
+    let mut plain = [0.0f32; 2];
+    net.eps(&x, t, &mut plain);
+    let mut observed = [0.0f32; 2];
+    let mut seen = Vec::new();
+    net.eps_observed(&x, t, &mut observed, |a, v| seen.push((a, v.len())));
+    assert_eq!(plain.map(f32::to_bits), observed.map(f32::to_bits));
+    // x, then per block h, silu(h), u, silu(u), then the last h and silu(h).
+    assert_eq!(
+        seen,
+        vec![
+            (Activation::Input, 2),
+            (Activation::Residual(0), 8),
+            (Activation::SiluResidual(0), 8),
+            (Activation::Pre(0), 8),
+            (Activation::SiluPre(0), 8),
+            (Activation::Residual(1), 8),
+            (Activation::SiluResidual(1), 8),
+        ]
+    );
+}

@@ -6,12 +6,13 @@
 //! `docs/quantization.md` explains the choices and holds the measurements.
 
 use tinyscore_engine::format::{Model, Process};
-use tinyscore_engine::net::{silu, time_features, Dims};
+use tinyscore_engine::net::{Activation, Dims};
 use tinyscore_engine::quant::{self, layout};
 use tinyscore_engine::rng::{fill_normal, stream};
+use tinyscore_engine::schedule::BetaSchedule;
 
 use crate::cmd::HostNet;
-use crate::tsm::quantize_rows_i8;
+use crate::tsm::{quantize_rows_i8, ModelSpec, Quant};
 
 /// One calibration input: a noised, normalised example x_t and its time t.
 #[derive(Clone, Debug)]
@@ -54,56 +55,37 @@ pub fn calibration_points(
     out
 }
 
-/// The float ScoreNet (docs/scorenet.md) over a flat parameter vector, recording the largest
-/// |value| of every activation the integer path quantizes, in `act.scales` column order.
-struct Recorder<'a> {
-    dims: Dims,
-    params: &'a [f32],
-}
-
-impl Recorder<'_> {
-    fn matvec(&self, offset: usize, rows: usize, cols: usize, x: &[f32], out: &mut [f32]) {
-        let w = &self.params[offset..offset + rows * cols];
-        let b = &self.params[offset + rows * cols..offset + rows * cols + rows];
-        for r in 0..rows {
-            out[r] = b[r] + w[r * cols..(r + 1) * cols].iter().zip(x).map(|(a, c)| a * c).sum::<f32>();
-        }
-    }
-
-    /// Raises `maxima[c]` to the largest |activation| of column c for one input.
-    fn record(&self, p: &CalibPoint, maxima: &mut [f32]) {
-        let Dims { dim: d, hidden: h, freqs: f, blocks: nb } = self.dims;
-        let mut phi = vec![0.0; f];
-        time_features(p.t, &mut phi);
-        let (mut u, mut a, mut temb, mut hs) = (vec![0.0; h], vec![0.0; h], vec![0.0; h], vec![0.0; h]);
-        let mut off = 0;
-        self.matvec(off, h, f, &phi, &mut u);
-        off += h * f + h;
-        a.iter_mut().zip(&u).for_each(|(o, v)| *o = silu(*v));
-        self.matvec(off, h, h, &a, &mut temb);
-        off += h * h + h;
-        let bump = |m: &mut f32, v: &[f32]| *m = v.iter().fold(*m, |acc, x| acc.max(x.abs()));
-        bump(&mut maxima[layout::s_x()], &p.x);
-        self.matvec(off, h, d, &p.x, &mut hs);
-        off += h * d + h;
-        for b in 0..nb {
-            bump(&mut maxima[layout::s_h(b)], &hs);
-            a.iter_mut().zip(&hs).for_each(|(o, v)| *o = silu(*v));
-            bump(&mut maxima[layout::s_a(nb, b)], &a);
-            self.matvec(off, h, h, &a, &mut u);
-            off += h * h + h;
-            u.iter_mut().zip(&temb).for_each(|(o, v)| *o += v);
-            bump(&mut maxima[layout::s_u(nb, b)], &u);
-            a.iter_mut().zip(&u).for_each(|(o, v)| *o = silu(*v));
-            bump(&mut maxima[layout::s_v(nb, b)], &a);
-            let mut branch = vec![0.0; h];
-            self.matvec(off, h, h, &a, &mut branch);
-            off += h * h + h;
-            hs.iter_mut().zip(&branch).for_each(|(o, v)| *o += v);
-        }
-        bump(&mut maxima[layout::s_h(nb)], &hs);
-        a.iter_mut().zip(&hs).for_each(|(o, v)| *o = silu(*v));
-        bump(&mut maxima[layout::s_a(nb, nb)], &a);
+/// Raises `maxima` (one per `act.scales` column) to the largest |activation| the engine's own f32
+/// network shows over `points`, per timestep group.
+fn record_maxima(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usize, maxima: &mut [f32]) {
+    // An f32 file of these weights: the normalisation and the process do not enter ε̂(x, t) on a
+    // normalised x, so identity and a one-step schedule serve.
+    let (mean, std) = (vec![0.0f32; dims.dim], vec![1.0f32; dims.dim]);
+    let spec = ModelSpec {
+        dims: *dims,
+        process: Process::VpDiscrete { steps: 1, schedule: BetaSchedule::DDPM_LINEAR },
+        norm_mean: &mean,
+        norm_std: &std,
+        params,
+    };
+    let bytes = crate::tsm::write(&spec, Quant::F32).expect("the calibrated weights fit their sizes");
+    let model = Model::parse(&bytes).expect("the writer's f32 file parses");
+    let mut net = HostNet::new(model).expect("a valid file fits the host capacities");
+    let (cols, nb) = (layout::scale_cols(dims.blocks), dims.blocks);
+    let mut eps = vec![0.0f32; dims.dim];
+    for p in points {
+        let g = quant::time_group(p.t, groups);
+        let m = &mut maxima[g * cols..(g + 1) * cols];
+        net.eps_observed(&p.x, p.t, &mut eps, |act, v| {
+            let c = match act {
+                Activation::Input => layout::s_x(),
+                Activation::Residual(b) => layout::s_h(b),
+                Activation::SiluResidual(b) => layout::s_a(nb, b),
+                Activation::Pre(b) => layout::s_u(nb, b),
+                Activation::SiluPre(b) => layout::s_v(nb, b),
+            };
+            m[c] = v.iter().fold(m[c], |acc, x| acc.max(x.abs()));
+        });
     }
 }
 
@@ -112,12 +94,8 @@ impl Recorder<'_> {
 /// int8; the int16 residual stream gets 8 more bits: max/(127·256)).
 pub fn activation_scales(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usize) -> Vec<f32> {
     let cols = layout::scale_cols(dims.blocks);
-    let rec = Recorder { dims: *dims, params };
     let mut maxima = vec![0.0f32; groups * cols];
-    for p in points {
-        let g = quant::time_group(p.t, groups);
-        rec.record(p, &mut maxima[g * cols..(g + 1) * cols]);
-    }
+    record_maxima(dims, params, points, groups, &mut maxima);
     let residual = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
     let mut scales = vec![0.0f32; groups * cols];
     for g in 0..groups {
