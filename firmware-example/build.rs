@@ -13,9 +13,15 @@
 //!    `include_bytes!` in `src/main.rs` embeds. The file is parsed here with the engine's own
 //!    parser, so a broken model fails the build, not the board, and its sizes D, H, F become the
 //!    network's const-generic capacities: exactly what the model needs, no more RAM.
-//! 3. **Sampling settings.** `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED` and
-//!    `TINYSCORE_N` are parsed and written as constants to `OUT_DIR/config.rs`. Cargo re-runs this
-//!    script when any of them, or the model file, changes.
+//! 3. **Settings.** `TINYSCORE_MODE` (`sample` or `denoise`), then for sampling
+//!    `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED` and `TINYSCORE_N`, for denoising
+//!    `TINYSCORE_INPUT`, `TINYSCORE_METHOD`, `TINYSCORE_SIGMA`, `TINYSCORE_STEPS`,
+//!    `TINYSCORE_DRAWS` and `TINYSCORE_SEED` (the defaults of `tinyscore denoise`), are parsed and
+//!    written as constants to `OUT_DIR/config.rs`. Cargo re-runs this script when any of them, the
+//!    model file or the input file changes.
+//! 4. **The denoise input.** The noisy windows (a CSV file, read by the same rules as the host's
+//!    `tinyscore denoise --input`: one window per line, `#` lines skipped, values parsed as f32)
+//!    become a `static` array in flash, each value written by its bits so nothing is re-rounded.
 
 use std::env;
 use std::fmt::Write as _;
@@ -24,8 +30,11 @@ use std::path::{Path, PathBuf};
 
 use tinyscore_engine::format::Model;
 
-/// The model embedded when `TINYSCORE_MODEL` is not set (relative to this crate).
+/// The model embedded when `TINYSCORE_MODEL` is not set (relative to this crate), per mode.
 const DEFAULT_MODEL: &str = "models/moons-f32.tsm";
+const DEFAULT_DENOISE_MODEL: &str = "models/ecg-f32.tsm";
+/// The noisy windows embedded in `denoise` mode when `TINYSCORE_INPUT` is not set.
+const DEFAULT_INPUT: &str = "inputs/ecg-noisy.csv";
 /// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
 const SAMPLERS: &[&str] = &["ddpm", "ddim", "em", "ode-euler", "ode-heun", "langevin", "pc"];
 
@@ -67,8 +76,15 @@ fn run() -> Result<(), String> {
     }
 
     // --- 2. the model ------------------------------------------------------------------------
+    let mode = setting("TINYSCORE_MODE").unwrap_or_else(|| "sample".into());
+    let denoise = match mode.as_str() {
+        "sample" => false,
+        "denoise" => true,
+        _ => return Err(format!("TINYSCORE_MODE={mode}: use `sample` or `denoise`")),
+    };
     let model_path = match setting("TINYSCORE_MODEL") {
         Some(p) => manifest_dir.join(p), // an absolute `p` replaces the base
+        None if denoise => manifest_dir.join(DEFAULT_DENOISE_MODEL),
         None => manifest_dir.join(DEFAULT_MODEL),
     };
     println!("cargo:rerun-if-changed={}", model_path.display());
@@ -88,22 +104,52 @@ fn run() -> Result<(), String> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| format!("{}: the model's file name is not UTF-8", model_path.display()))?;
 
-    // --- 3. sampling settings ----------------------------------------------------------------
+    // --- 3. settings ------------------------------------------------------------------------
     let sampler = setting("TINYSCORE_SAMPLER").unwrap_or_else(|| "ddpm".into());
     if !SAMPLERS.contains(&sampler.as_str()) {
         return Err(format!("TINYSCORE_SAMPLER={sampler}: this firmware knows {SAMPLERS:?}"));
     }
     // The step count is only parsed here, not checked against the model's N: the engine refuses
     // a bad count at run time, and that path (panic → semihosting exit 1) is what the host test
-    // drives to prove a failing firmware cannot hang CI.
-    let steps: u32 = number("TINYSCORE_STEPS", 100)?;
-    let seed: u64 = number("TINYSCORE_SEED", 42)?;
+    // drives to prove a failing firmware cannot hang CI. Defaults: the firmware's own for
+    // sampling, `tinyscore denoise`'s for denoising.
+    let steps: u32 = number("TINYSCORE_STEPS", if denoise { 50 } else { 100 })?;
+    let seed: u64 = number("TINYSCORE_SEED", if denoise { 0 } else { 42 })?;
     let n: u32 = number("TINYSCORE_N", 8)?;
+    let method = setting("TINYSCORE_METHOD").unwrap_or_else(|| "tweedie".into());
+    if !["tweedie", "sdedit"].contains(&method.as_str()) {
+        return Err(format!("TINYSCORE_METHOD={method}: use `tweedie` or `sdedit`"));
+    }
+    let draws: u32 = number("TINYSCORE_DRAWS", 4)?;
+    // `auto` (the default): estimated on the device from the windows, as the host does.
+    let sigma = match setting("TINYSCORE_SIGMA").as_deref() {
+        None | Some("auto") => None,
+        Some(v) => match v.parse::<f32>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => Some(x),
+            _ => return Err(format!("TINYSCORE_SIGMA={v}: a finite number >= 0, or `auto`")),
+        },
+    };
+
+    // --- 4. the denoise input ----------------------------------------------------------------
+    let (input_name, windows) = if denoise {
+        let path = match setting("TINYSCORE_INPUT") {
+            Some(p) => manifest_dir.join(p),
+            None => manifest_dir.join(DEFAULT_INPUT),
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let values = read_windows(&path, dims.dim)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
+        (name, values)
+    } else {
+        (String::new(), Vec::new())
+    };
 
     let mut config = String::new();
     let _ = writeln!(config, "// Generated by build.rs from the model file and TINYSCORE_* settings.");
     let _ = writeln!(config, "/// File name of the embedded model.");
     let _ = writeln!(config, "pub const MODEL_FILE: &str = {file_name:?};");
+    let _ = writeln!(config, "/// `denoise` mode (else `sample`).");
+    let _ = writeln!(config, "pub const DENOISE: bool = {denoise};");
     let _ = writeln!(config, "/// Sampler name, as `tinyscore sample --sampler` spells it.");
     let _ = writeln!(config, "pub const SAMPLER: &str = {sampler:?};");
     let _ = writeln!(config, "/// Reverse steps S (the model's N is {n_max}).");
@@ -112,6 +158,27 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const SEED: u64 = {seed};");
     let _ = writeln!(config, "/// Number of samples drawn (indices 0..N).");
     let _ = writeln!(config, "pub const N: u32 = {n};");
+    let _ = writeln!(config, "/// Denoising method, as `tinyscore denoise --method` spells it.");
+    let _ = writeln!(config, "pub const METHOD: &str = {method:?};");
+    let _ = writeln!(config, "/// SDEdit's independent draws averaged.");
+    let _ = writeln!(config, "pub const DRAWS: u32 = {draws};");
+    let _ = writeln!(config, "/// Noise level σ in data units; `None`: estimated from the input (`auto`).");
+    match sigma {
+        Some(v) => {
+            let _ = writeln!(
+                config,
+                "pub const SIGMA: Option<f32> = Some(f32::from_bits({:#010x}));",
+                v.to_bits()
+            );
+        }
+        None => {
+            let _ = writeln!(config, "pub const SIGMA: Option<f32> = None;");
+        }
+    }
+    let _ = writeln!(config, "/// File name of the embedded noisy windows.");
+    let _ = writeln!(config, "pub const INPUT_FILE: &str = {input_name:?};");
+    let _ = writeln!(config, "/// Number of embedded windows (0 in `sample` mode).");
+    let _ = writeln!(config, "pub const WINDOWS: usize = {};", windows.len() / dims.dim.max(1));
     let _ = writeln!(config, "/// Capacity D = the model's data dimension.");
     let _ = writeln!(config, "pub const DIM: usize = {};", dims.dim);
     let _ = writeln!(config, "/// Capacity H = the model's hidden width.");
@@ -120,6 +187,12 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const FREQS: usize = {};", dims.freqs);
     let _ = writeln!(config, "/// Length of the model file in bytes.");
     let _ = writeln!(config, "pub const MODEL_LEN: usize = {};", bytes.len());
+    let _ = writeln!(config, "/// The noisy windows, row-major (WINDOWS, DIM), bit for bit as parsed.");
+    let _ = write!(config, "pub static INPUT: [f32; WINDOWS * DIM] = [");
+    for v in &windows {
+        let _ = write!(config, "f32::from_bits({:#010x}),", v.to_bits());
+    }
+    let _ = writeln!(config, "];");
     fs::write(out_dir.join("config.rs"), config).map_err(|e| format!("writing OUT_DIR/config.rs: {e}"))?;
     Ok(())
 }
@@ -135,6 +208,51 @@ fn number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
         None => Ok(default),
         Some(v) => v.parse().map_err(|_| format!("{name}={v} is not a valid number")),
     }
+}
+
+/// The windows of a CSV file as `tinyscore denoise --input` reads them: one per line, values
+/// separated by commas, blank lines and lines starting with `#` skipped, each value parsed as an
+/// f32 and finite, every line `dim` values long.
+fn read_windows(path: &Path, dim: usize) -> Result<Vec<f32>, String> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the input {}: {e} (set TINYSCORE_INPUT to a CSV of noisy windows)",
+            path.display()
+        )
+    })?;
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let start = values.len();
+        for field in line.split(',') {
+            match field.trim().parse::<f32>() {
+                Ok(v) if v.is_finite() => values.push(v),
+                _ => {
+                    return Err(format!(
+                        "{}: line {}: `{}` is not a finite number",
+                        path.display(),
+                        i + 1,
+                        field.trim()
+                    ))
+                }
+            }
+        }
+        if values.len() - start != dim {
+            return Err(format!(
+                "{}: line {}: {} values, the model's windows have {dim}",
+                path.display(),
+                i + 1,
+                values.len() - start
+            ));
+        }
+    }
+    if values.is_empty() {
+        return Err(format!("{}: no windows", path.display()));
+    }
+    Ok(values)
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {

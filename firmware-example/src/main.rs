@@ -1,5 +1,7 @@
 //! tinyscore firmware example: draws samples from a score-based diffusion model embedded in
-//! flash, on a Cortex-M4F, bit for bit what `tinyscore sample` prints on the host.
+//! flash, on a Cortex-M4F, bit for bit what `tinyscore sample` prints on the host; or (built with
+//! `TINYSCORE_MODE=denoise`) denoises windows of a signal embedded in flash, bit for bit what
+//! `tinyscore denoise` prints.
 //!
 //! What it prints (plain text; see README.md for why):
 //!
@@ -10,6 +12,11 @@
 //! # cycles=...             SysTick cycles spent sampling (see README.md: meaning under QEMU)
 //! # stack_bytes=...        stack high-water mark, from the painted stack
 //! ```
+//!
+//! In `denoise` mode the first line is
+//! `# tinyscore firmware: mode=denoise model=FILE input=FILE method=M sigma=S seed=K n=W`
+//! (`method=sdedit steps=S draws=K` for SDEdit; `sigma=auto` when estimated), one CSV line per
+//! denoised window, then `# sigma=...` (the noise level used), `# cycles=`, `# stack_bytes=`.
 //!
 //! Everything is static or on the stack: the model stays in flash (parsed zero-copy), the
 //! network's buffers live in the `ScoreNet` on main's stack, sized by const generics that
@@ -26,14 +33,16 @@ mod stack;
 use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
+use tinyscore_engine::denoise::{self, Method};
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
 use tinyscore_engine::sampler::{
     draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance,
 };
 
-/// Build-time configuration: `MODEL_FILE`, `SAMPLER`, `STEPS`, `SEED`, `N`, and the capacities
-/// `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
+/// Build-time configuration: `MODEL_FILE`, `DENOISE`, `SAMPLER`, `STEPS`, `SEED`, `N`, the
+/// denoise settings `METHOD`, `SIGMA`, `DRAWS`, the input `INPUT_FILE`, `WINDOWS`, `INPUT`, and
+/// the capacities `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
@@ -70,7 +79,24 @@ fn plan(name: &str, steps: u32) -> Plan {
 fn main() -> ! {
     let mut out = out::Line::new(platform::Console::open());
     let mut clock = cycles::Counter::start();
+    let busy =
+        if config::DENOISE { run_denoise(&mut out, &mut clock) } else { run_sample(&mut out, &mut clock) };
+    let _ = writeln!(out, "# cycles={busy}");
+    let _ = writeln!(out, "# stack_bytes={}", stack::high_water_bytes());
+    out.flush();
+    platform::exit_success()
+}
 
+/// One CSV line as the host writes it: `{}` of each f32, comma-separated.
+fn write_row(out: &mut out::Line, row: &[f32]) {
+    for (k, v) in row.iter().enumerate() {
+        let _ = if k == 0 { write!(out, "{v}") } else { write!(out, ",{v}") };
+    }
+    let _ = writeln!(out);
+}
+
+/// Draws samples i = 0..N and prints them; returns the cycles spent in `draw`.
+fn run_sample(out: &mut out::Line, clock: &mut cycles::Counter) -> u64 {
     let _ = writeln!(
         out,
         "# tinyscore firmware: model={} sampler={} steps={} seed={} n={}",
@@ -95,15 +121,67 @@ fn main() -> ! {
         draw(&mut net, &schedule, &sampler, config::SEED, i, &mut x)
             .unwrap_or_else(|e| panic!("sample {i}: {e}"));
         busy += clock.now() - t0;
-        // The host's CSV: `{}` of each f32, comma-separated.
-        for (k, v) in x.iter().enumerate() {
-            let _ = if k == 0 { write!(out, "{v}") } else { write!(out, ",{v}") };
-        }
-        let _ = writeln!(out);
+        write_row(out, &x);
     }
+    busy
+}
 
-    let _ = writeln!(out, "# cycles={busy}");
-    let _ = writeln!(out, "# stack_bytes={}", stack::high_water_bytes());
-    out.flush();
-    platform::exit_success()
+/// Denoises the embedded windows and prints them as `tinyscore denoise --out -` does; returns
+/// the cycles spent estimating σ and denoising.
+fn run_denoise(out: &mut out::Line, clock: &mut cycles::Counter) -> u64 {
+    let method = match config::METHOD {
+        "sdedit" => Method::Sdedit { steps: config::STEPS, draws: config::DRAWS },
+        _ => Method::Tweedie,
+    };
+    let _ = write!(
+        out,
+        "# tinyscore firmware: mode=denoise model={} input={} method={}",
+        config::MODEL_FILE,
+        config::INPUT_FILE,
+        config::METHOD
+    );
+    if let Method::Sdedit { steps, draws } = method {
+        let _ = write!(out, " steps={steps} draws={draws}");
+    }
+    let _ = match config::SIGMA {
+        Some(s) => write!(out, " sigma={s}"),
+        None => write!(out, " sigma=auto"),
+    };
+    let _ = writeln!(out, " seed={} n={}", config::SEED, config::WINDOWS);
+
+    let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let schedule = model.process().diffusion().unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let mut net: Net<'_> = ScoreNet::new(model).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+
+    let t0 = clock.now();
+    let sigma = config::SIGMA.unwrap_or_else(estimate_sigma);
+    let mut busy = clock.now() - t0;
+    // (D,) one window, denoised in place in data units.
+    let mut window = [0.0f32; config::DIM];
+    for (i, row) in config::INPUT.chunks_exact(config::DIM).enumerate() {
+        window.copy_from_slice(row);
+        let t0 = clock.now();
+        denoise::denoise(&mut net, &schedule, method, sigma, config::SEED, i as u32, &mut window)
+            .unwrap_or_else(|e| panic!("window {i}: {e}"));
+        busy += clock.now() - t0;
+        write_row(out, &window);
+    }
+    let _ = writeln!(out, "# sigma={sigma}");
+    busy
+}
+
+/// `--sigma auto`: the engine's MAD estimate over the first differences of all windows pooled,
+/// as `tinyscore denoise` computes it. Its scratch, (WINDOWS·(D − 1),) f32, lives only in this
+/// call.
+#[inline(never)]
+fn estimate_sigma() -> f32 {
+    let mut diffs = [0.0f32; config::WINDOWS * (config::DIM - 1)];
+    let mut k = 0;
+    for row in config::INPUT.chunks_exact(config::DIM) {
+        for pair in row.windows(2) {
+            diffs[k] = pair[1] - pair[0];
+            k += 1;
+        }
+    }
+    denoise::sigma_from_differences(&mut diffs)
 }
