@@ -137,6 +137,9 @@ fn run() -> Result<(), String> {
             None => manifest_dir.join(DEFAULT_INPUT),
         };
         println!("cargo:rerun-if-changed={}", path.display());
+        if sigma.is_none() && dims.dim < 2 {
+            return Err("TINYSCORE_SIGMA=auto needs windows of at least 2 values; give a number".into());
+        }
         let values = read_windows(&path, dims.dim)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
         (name, values)

@@ -363,6 +363,21 @@ impl Process {
         }
     }
 
+    /// [`Process::diffusion`] built into `slot` in place: a device with a small stack keeps one
+    /// 8 KiB ᾱ table instead of the copies that returning it by value makes
+    /// ([`Diffusion::set_discrete`]). On an error `slot` is a valid but unspecified process.
+    pub fn diffusion_into(&self, slot: &mut Diffusion) -> Result<(), ScheduleError> {
+        match *self {
+            Self::VpDiscrete { steps, schedule } => slot.set_discrete(steps, schedule),
+            Self::Sde { steps, sde, t_eps } => {
+                if steps == 0 || steps as usize > MAX_STEPS {
+                    return Err(ScheduleError::Steps { found: steps });
+                }
+                slot.set_sde(sde, t_eps)
+            }
+        }
+    }
+
     /// The process as the samplers and the trainer use it.
     pub fn diffusion(&self) -> Result<Diffusion, ScheduleError> {
         match *self {

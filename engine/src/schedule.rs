@@ -87,53 +87,10 @@ pub enum ScheduleError {
 impl VpDiscrete {
     /// Builds the table for `n` steps of `schedule`.
     pub fn new(n: u32, schedule: BetaSchedule) -> Result<Self, ScheduleError> {
-        if n == 0 || n as usize > MAX_STEPS {
-            return Err(ScheduleError::Steps { found: n });
-        }
-        if !schedule.is_valid() {
-            return Err(ScheduleError::Parameters);
-        }
-        let n = n as usize;
         let mut alpha_bar = [0.0f32; MAX_STEPS + 1];
         let mut one_minus = [0.0f32; MAX_STEPS + 1];
-        alpha_bar[0] = 1.0;
-        let mut ab = 1.0f64;
-        let cosine_f = |t: f64, s: f64| {
-            let c = libm::cos((t + s) / (1.0 + s) * core::f64::consts::FRAC_PI_2);
-            c * c
-        };
-        for i in 1..=n {
-            let beta = match schedule {
-                BetaSchedule::Linear { beta_start, beta_end } => {
-                    let (b0, b1) = (beta_start as f64, beta_end as f64);
-                    if n == 1 {
-                        b0
-                    } else {
-                        b0 + (b1 - b0) * (i - 1) as f64 / (n - 1) as f64
-                    }
-                }
-                BetaSchedule::Cosine { s } => {
-                    let s = s as f64;
-                    let f0 = cosine_f(0.0, s);
-                    let prev = cosine_f((i - 1) as f64 / n as f64, s) / f0;
-                    let cur = cosine_f(i as f64 / n as f64, s) / f0;
-                    let b = 1.0 - cur / prev;
-                    if b < COSINE_MAX_BETA {
-                        b
-                    } else {
-                        COSINE_MAX_BETA
-                    }
-                }
-            };
-            let next = ab * (1.0 - beta);
-            if !(next > 0.0 && next < ab) {
-                return Err(ScheduleError::NotMonotonic);
-            }
-            ab = next;
-            alpha_bar[i] = ab as f32;
-            one_minus[i] = (1.0 - ab) as f32;
-        }
-        Ok(Self { n, schedule, alpha_bar, one_minus_alpha_bar: one_minus })
+        fill_tables(n, schedule, &mut alpha_bar, &mut one_minus)?;
+        Ok(Self { n: n as usize, schedule, alpha_bar, one_minus_alpha_bar: one_minus })
     }
 
     /// N, the number of steps.
@@ -177,6 +134,62 @@ impl VpDiscrete {
     pub fn time(&self, n: usize) -> f32 {
         n as f32 / self.n as f32
     }
+}
+
+/// Writes ᾱ_n and 1 − ᾱ_n for n = 0..=N of `schedule` into the tables (entries above N are left
+/// as they were). The one computation behind [`VpDiscrete::new`] and [`Diffusion::set_discrete`].
+fn fill_tables(
+    n: u32,
+    schedule: BetaSchedule,
+    alpha_bar: &mut [f32; MAX_STEPS + 1],
+    one_minus: &mut [f32; MAX_STEPS + 1],
+) -> Result<(), ScheduleError> {
+    if n == 0 || n as usize > MAX_STEPS {
+        return Err(ScheduleError::Steps { found: n });
+    }
+    if !schedule.is_valid() {
+        return Err(ScheduleError::Parameters);
+    }
+    let n = n as usize;
+    alpha_bar[0] = 1.0;
+    one_minus[0] = 0.0;
+    let mut ab = 1.0f64;
+    let cosine_f = |t: f64, s: f64| {
+        let c = libm::cos((t + s) / (1.0 + s) * core::f64::consts::FRAC_PI_2);
+        c * c
+    };
+    for i in 1..=n {
+        let beta = match schedule {
+            BetaSchedule::Linear { beta_start, beta_end } => {
+                let (b0, b1) = (beta_start as f64, beta_end as f64);
+                if n == 1 {
+                    b0
+                } else {
+                    b0 + (b1 - b0) * (i - 1) as f64 / (n - 1) as f64
+                }
+            }
+            BetaSchedule::Cosine { s } => {
+                let s = s as f64;
+                let f0 = cosine_f(0.0, s);
+                let prev = cosine_f((i - 1) as f64 / n as f64, s) / f0;
+                let cur = cosine_f(i as f64 / n as f64, s) / f0;
+                let b = 1.0 - cur / prev;
+                if b < COSINE_MAX_BETA {
+                    b
+                } else {
+                    COSINE_MAX_BETA
+                }
+            }
+        };
+        let next = ab * (1.0 - beta);
+        if !(next > 0.0 && next < ab) {
+            return Err(ScheduleError::NotMonotonic);
+        }
+        ab = next;
+        alpha_bar[i] = ab as f32;
+        one_minus[i] = (1.0 - ab) as f32;
+    }
+    Ok(())
 }
 
 /// The largest β the VP and sub-VP SDEs accept (β_max; keeps exp(−∫β) representable).
@@ -333,10 +346,50 @@ pub enum Diffusion {
 impl Diffusion {
     /// A continuous process, validated.
     pub fn sde(sde: Sde, t_eps: f32) -> Result<Self, ScheduleError> {
+        Self::check_sde(sde, t_eps)?;
+        Ok(Self::Sde { sde, t_eps })
+    }
+
+    /// [`Diffusion::sde`] written into `self` (no process-sized temporary).
+    pub fn set_sde(&mut self, sde: Sde, t_eps: f32) -> Result<(), ScheduleError> {
+        Self::check_sde(sde, t_eps)?;
+        *self = Self::Sde { sde, t_eps };
+        Ok(())
+    }
+
+    fn check_sde(sde: Sde, t_eps: f32) -> Result<(), ScheduleError> {
         if !(sde.is_valid() && t_eps.is_finite() && t_eps > 0.0 && t_eps < MAX_T_EPS) {
             return Err(ScheduleError::Parameters);
         }
-        Ok(Self::Sde { sde, t_eps })
+        Ok(())
+    }
+
+    /// An unbuilt discrete process (N = 0, zero tables): a slot for [`Diffusion::set_discrete`]
+    /// or `Process::diffusion_into` to build a process in, with no table on the stack but the
+    /// slot's own. Its values mean nothing (using it does not panic).
+    pub const UNBUILT: Self = Self::Discrete(VpDiscrete {
+        n: 0,
+        schedule: BetaSchedule::Linear { beta_start: 0.0, beta_end: 0.0 },
+        alpha_bar: [0.0; MAX_STEPS + 1],
+        one_minus_alpha_bar: [0.0; MAX_STEPS + 1],
+    });
+
+    /// Makes `self` the discrete VP process of `n` steps of `schedule`, writing its tables in
+    /// place: the same values as `Diffusion::Discrete(VpDiscrete::new(n, schedule)?)`, without
+    /// the 8 KiB temporaries that returning the process by value leaves on a small device's
+    /// stack (start from [`Diffusion::UNBUILT`]; the firmware does). On an error `self` is still
+    /// a valid process (no panic, no out-of-bounds read when used) but an unspecified one.
+    pub fn set_discrete(&mut self, n: u32, schedule: BetaSchedule) -> Result<(), ScheduleError> {
+        if !matches!(self, Self::Discrete(_)) {
+            *self = Self::UNBUILT;
+        }
+        let Self::Discrete(table) = self else {
+            return Err(ScheduleError::NotDiscrete);
+        };
+        fill_tables(n, schedule, &mut table.alpha_bar, &mut table.one_minus_alpha_bar)?;
+        table.n = n as usize;
+        table.schedule = schedule;
+        Ok(())
     }
 
     /// The discrete table, if this is the discrete process.
@@ -407,6 +460,32 @@ impl Diffusion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_discrete_builds_the_same_bits_as_new_in_place() {
+        let same = |a: &VpDiscrete, b: &VpDiscrete| {
+            a.steps() == b.steps()
+                && a.schedule() == b.schedule()
+                && (0..=MAX_STEPS).all(|n| {
+                    a.alpha_bar(n).to_bits() == b.alpha_bar(n).to_bits()
+                        && a.one_minus_alpha_bar(n).to_bits() == b.one_minus_alpha_bar(n).to_bits()
+                })
+        };
+        // From a continuous process, then rebuilt over a longer and a shorter table.
+        let mut slot = Diffusion::sde(Sde::VP, 1e-3).unwrap();
+        for (n, sched) in
+            [(1000, BetaSchedule::DDPM_LINEAR), (1, BetaSchedule::COSINE), (37, BetaSchedule::COSINE)]
+        {
+            slot.set_discrete(n, sched).unwrap();
+            let want = VpDiscrete::new(n, sched).unwrap();
+            assert!(same(slot.discrete().unwrap(), &want), "n={n} {sched:?}");
+        }
+        for (n, sched) in [(0, BetaSchedule::COSINE), (1001, BetaSchedule::COSINE)] {
+            assert_eq!(slot.set_discrete(n, sched), Err(ScheduleError::Steps { found: n }));
+        }
+        let bad = BetaSchedule::Linear { beta_start: 0.5, beta_end: 0.1 };
+        assert_eq!(slot.set_discrete(10, bad), Err(ScheduleError::Parameters));
+    }
 
     #[test]
     fn linear_matches_closed_form_and_ends_near_zero() {
