@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod denoise;
+pub mod footprint;
 pub mod format;
 pub mod net;
 pub mod quant;

@@ -1,11 +1,13 @@
-//! The firmware in QEMU samples the same bits as the host (DESIGN.md §4).
+//! The firmware in QEMU samples and denoises the same bits as the host (DESIGN.md §4).
 //!
 //! Builds `firmware-example/` for thumbv7em-none-eabihf with the model and settings passed as its
 //! `TINYSCORE_*` build variables, runs the ELF on QEMU's `mps2-an386` (Cortex-M4F) with
-//! semihosting, and compares its CSV lines byte for byte with `tinyscore sample ... --out -` for
-//! the same file, seed and settings. A second run checks that a firmware that fails (here: a step
-//! count the engine refuses, which panics) makes QEMU exit with a failure status instead of
-//! hanging.
+//! semihosting, and compares its CSV lines byte for byte with `tinyscore sample ... --out -` (or
+//! `tinyscore denoise ... --out -`) for the same file, seed and settings, f32 and w8a8. Each
+//! sampling run also checks the stack high-water mark the firmware measured against the RAM
+//! figure `tinyscore inspect` prints for the file. A last run checks that a firmware that fails
+//! (here: a step count the engine refuses, which panics) makes QEMU exit with a failure status
+//! instead of hanging.
 //!
 //! Needs `qemu-system-arm` on PATH and the `thumbv7em-none-eabihf` Rust target; without either
 //! it prints `skipped: <why>` and passes (CI installs both). Run it alone with
@@ -21,6 +23,14 @@ use std::time::{Duration, Instant};
 const MODEL: &str = "firmware-example/models/moons-f32.tsm";
 /// The same network's w8a8 file (int8 path; checked in).
 const MODEL_W8A8: &str = "firmware-example/models/moons-w8a8.tsm";
+/// A small ECG model (D = 64 samples, H = 64, B = 3), f32 and w8a8, and noisy windows for it.
+const ECG_F32: &str = "firmware-example/models/ecg-f32.tsm";
+const ECG_W8A8: &str = "firmware-example/models/ecg-w8a8.tsm";
+const ECG_INPUT: &str = "firmware-example/inputs/ecg-noisy.csv";
+/// Stack the firmware may use beyond `tinyscore inspect`'s working set: the call frames of
+/// parsing, sampling and printing (core::fmt's float formatting alone takes 1.4 KiB), the
+/// output line buffer and the runtime. Documented in docs/BENCHMARKS.md ("Firmware").
+const STACK_ALLOWANCE: u64 = 8 * 1024;
 const TARGET: &str = "thumbv7em-none-eabihf";
 /// Small enough to keep the test quick: a few hundred network evaluations in QEMU.
 const STEPS: u32 = 50;
@@ -202,15 +212,123 @@ fn bit_exact_in_qemu(model_rel: &str) {
     // Header, N sample lines, then the `#` measurement lines.
     let header =
         format!("# tinyscore firmware: model={file_name} sampler=ddpm steps={STEPS} seed={SEED} n={N}\n");
-    let body = run.stdout.strip_prefix(&header).unwrap_or_else(|| panic!("bad first line:\n{}", run.stdout));
-    let split = body.find("\n#").map_or(body.len(), |i| i + 1);
-    let (device_csv, trailer) = body.split_at(split);
+    let (device_csv, trailer) = split_output(&run.stdout, &header);
     assert_eq!(device_csv, host_csv, "firmware and host samples differ");
-    for key in ["# cycles=", "# stack_bytes="] {
-        let line = trailer.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no `{key}` line"));
-        let value: u64 = line[key.len()..].trim().parse().unwrap_or_else(|_| panic!("bad line `{line}`"));
-        assert!(value > 0, "`{line}`");
+    assert!(trailer_value(trailer, "# cycles=") > 0);
+    let stack = trailer_value(trailer, "# stack_bytes=");
+
+    // The RAM figure of `tinyscore inspect` is the engine's working set (network buffers and
+    // tensor table, the process, the sampler's vectors), all of which live on this stack: the
+    // measurement must cover it, and exceed it by no more than the frames and the runtime.
+    let inspect =
+        Command::new(env!("CARGO_BIN_EXE_tinyscore")).arg("inspect").arg(&model).output().expect("inspect");
+    assert!(inspect.status.success());
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let ram: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ram "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `ram N bytes` line in:\n{text}"));
+    println!("stack {stack} B, inspect's RAM figure {ram} B");
+    assert!(ram <= stack, "inspect says {ram} B but the firmware used only {stack} B of stack");
+    assert!(
+        stack <= ram + STACK_ALLOWANCE,
+        "the firmware used {stack} B of stack, more than inspect's {ram} B + {STACK_ALLOWANCE} B"
+    );
+}
+
+/// Splits the firmware's output after `header` into the CSV lines and the `#` lines after them.
+fn split_output<'a>(stdout: &'a str, header: &str) -> (&'a str, &'a str) {
+    let body = stdout.strip_prefix(header).unwrap_or_else(|| panic!("bad first line:\n{stdout}"));
+    let split = body.find("\n#").map_or(body.len(), |i| i + 1);
+    body.split_at(split)
+}
+
+/// The number on the trailer line starting with `key`.
+fn trailer_value(trailer: &str, key: &str) -> u64 {
+    let line = trailer.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no `{key}` line"));
+    line[key.len()..].trim().parse().unwrap_or_else(|_| panic!("bad line `{line}`"))
+}
+
+#[test]
+fn firmware_denoises_like_the_host_sdedit_f32_sigma_auto() {
+    // SDEdit exercises the noise streams and the posterior steps; `auto` the σ estimate.
+    denoise_in_qemu(
+        ECG_F32,
+        &[("TINYSCORE_METHOD", "sdedit"), ("TINYSCORE_STEPS", "8"), ("TINYSCORE_DRAWS", "2")],
+    );
+}
+
+#[test]
+fn firmware_denoises_like_the_host_tweedie_w8a8() {
+    denoise_in_qemu(ECG_W8A8, &[("TINYSCORE_METHOD", "tweedie"), ("TINYSCORE_SIGMA", "0.1")]);
+}
+
+/// Builds the firmware in `denoise` mode with `extra` settings (seed 5) and compares its output
+/// with `tinyscore denoise` on the same file, input and settings.
+fn denoise_in_qemu(model_rel: &str, extra: &[(&str, &str)]) {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
     }
+    let (model, input) = (root.join(model_rel), root.join(ECG_INPUT));
+    assert!(model.is_file() && input.is_file(), "{} or {} is missing", model.display(), input.display());
+    let get = |k: &str| extra.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+    let method = get("TINYSCORE_METHOD").unwrap_or("tweedie");
+    let sigma = get("TINYSCORE_SIGMA").unwrap_or("auto");
+
+    let mut host = Command::new(env!("CARGO_BIN_EXE_tinyscore"));
+    host.arg("denoise").arg(&model).arg("--input").arg(&input);
+    host.args(["--method", method, "--sigma", sigma, "--seed", "5", "--out", "-"]);
+    if let Some(steps) = get("TINYSCORE_STEPS") {
+        host.args(["--steps", steps]);
+    }
+    if let Some(draws) = get("TINYSCORE_DRAWS") {
+        host.args(["--draws", draws]);
+    }
+    let host = host.output().expect("cannot run tinyscore");
+    assert!(host.status.success(), "tinyscore denoise failed: {}", String::from_utf8_lossy(&host.stderr));
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    let host_err = String::from_utf8_lossy(&host.stderr);
+    let windows = host_csv.lines().count();
+    assert!(windows > 0);
+
+    let mut settings: Vec<(&str, String)> =
+        vec![("TINYSCORE_MODE", "denoise".into()), ("TINYSCORE_SEED", "5".into())];
+    settings.push(("TINYSCORE_INPUT", input.display().to_string()));
+    settings.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings);
+        run_in_qemu(&elf)
+    };
+    println!("QEMU run: {:.2} s\n{}", run.seconds, run.stdout);
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+
+    let file_name = model.file_name().expect("a file").to_string_lossy().into_owned();
+    let steps = match method {
+        "sdedit" => format!(
+            " steps={} draws={}",
+            get("TINYSCORE_STEPS").unwrap_or("50"),
+            get("TINYSCORE_DRAWS").unwrap_or("4")
+        ),
+        _ => String::new(),
+    };
+    let header = format!(
+        "# tinyscore firmware: mode=denoise model={file_name} input=ecg-noisy.csv method={method}{steps} sigma={sigma} seed=5 n={windows}\n"
+    );
+    let (device_csv, trailer) = split_output(&run.stdout, &header);
+    assert_eq!(device_csv, host_csv, "firmware and host denoised windows differ");
+    // The σ used, as the host reports it on stderr ("sigma 0.0929 (estimated), ...").
+    let device_sigma = trailer.lines().find_map(|l| l.strip_prefix("# sigma=")).expect("a `# sigma=` line");
+    assert!(
+        host_err.contains(&format!("sigma {device_sigma} (")),
+        "device sigma {device_sigma}, host: {host_err}"
+    );
+    assert!(trailer_value(trailer, "# stack_bytes=") > 0);
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! `tinyscore inspect`: the header, every tensor (dtype, shape, scale range, bytes), and totals:
-//! file size, flash bytes, and the RAM the engine needs for this file.
+//! file size, flash bytes, the activations the file declares and the RAM the engine holds for it
+//! (`tinyscore_engine::footprint`).
 
 use anyhow::Result;
+use tinyscore_engine::footprint::WorkingSet;
 use tinyscore_engine::format::{Model, Process, Role};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
@@ -99,16 +101,27 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         );
         let _ = writeln!(
             s,
-            "ram       {} bytes for this file: time embedding 4*(F+3H) f32 + integer activations \
-             2H (i16) + 2H + D (i8) + sampler state 4*2D (f32)",
+            "act       {} bytes of activations (the file's figure): time embedding 4*(F+3H) f32 + integer \
+             activations 2H (i16) + 2H + D (i8) + sampler state 4*2D (f32)",
             h.ram_bytes
         );
     } else {
         let _ = writeln!(
             s,
-            "ram       {} bytes for this file: activations 4*(F+4H) + sampler state 4*2D (f32)",
+            "act       {} bytes of activations (the file's figure): 4*(F+4H) + sampler state 4*2D (f32)",
             h.ram_bytes
         );
     }
+    let ws = WorkingSet::of(d);
+    let _ = writeln!(
+        s,
+        "ram       {} bytes the engine holds on a 32-bit MCU: network buffers {} + model table {} + \
+         process {} + run vectors {}; add call frames (firmware: docs/BENCHMARKS.md)",
+        ws.total(),
+        ws.network,
+        ws.model,
+        ws.process,
+        ws.vectors
+    );
     s
 }

@@ -1,0 +1,87 @@
+//! The RAM the engine needs to sample or denoise with one model, on a 32-bit microcontroller.
+//!
+//! Everything the engine keeps is a value of fixed size on the caller's stack (or in a static):
+//! the [`ScoreNet`](crate::net::ScoreNet) (its workspace and the parsed [`Model`]'s tensor
+//! table), the [`Diffusion`] process (the ᾱ tables of the discrete process are always
+//! [`MAX_STEPS`](crate::schedule::MAX_STEPS) + 1 long: no heap to size them), and the vectors of
+//! one sampler or denoiser run. [`WorkingSet`] adds them up; `tinyscore inspect` prints it and
+//! the firmware test checks it against the stack the firmware measures, which adds only call
+//! frames and the runtime (`docs/BENCHMARKS.md`, "Firmware").
+//!
+//! The file header's own RAM figure (`Dims::ram_bytes`, `Dims::ram_bytes_int8`) counts the
+//! activations a model needs; this is what a build of the engine actually holds for it.
+
+use crate::net::Dims;
+
+/// `size_of::<Model>()` on a 32-bit target: the header and the table of
+/// [`MAX_TENSORS`](crate::format::MAX_TENSORS) tensor views (checked at compile time there).
+pub const MODEL_BYTES_32: usize = 1320;
+/// `size_of::<Diffusion>()` on a 32-bit target: two tables of 1001 f32 and the schedule.
+pub const PROCESS_BYTES_32: usize = 8024;
+
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<crate::format::Model<'static>>() == MODEL_BYTES_32);
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<crate::schedule::Diffusion>() == PROCESS_BYTES_32);
+
+/// The engine's RAM for one model, in bytes, by part (32-bit target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WorkingSet {
+    /// The network's workspace at capacities D, H, F equal to the model's: f32 φ (F), temb, h,
+    /// silu, u (4H); the integer path's i16 h (2H bytes), i8 silu(h) and silu(u) (2H), i8 x (D).
+    pub network: usize,
+    /// The parsed model: header and tensor table (the weights stay in flash).
+    pub model: usize,
+    /// The diffusion process.
+    pub process: usize,
+    /// The vectors of a run, 5·D f32: the sampler's x, ε̂, z and the output, or the denoiser's
+    /// window, ε̂, z, x and SDEdit's sum.
+    pub vectors: usize,
+}
+
+impl WorkingSet {
+    /// The working set for a model of sizes `dims`.
+    pub const fn of(dims: Dims) -> Self {
+        let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
+        Self {
+            network: (4 * (f + 4 * h) + 2 * h + 2 * h + d).next_multiple_of(4),
+            model: MODEL_BYTES_32,
+            process: PROCESS_BYTES_32,
+            vectors: 4 * 5 * d,
+        }
+    }
+
+    /// All of it.
+    pub const fn total(&self) -> usize {
+        self.network + self.model + self.process + self.vectors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Model;
+    use crate::net::ScoreNet;
+
+    #[test]
+    fn the_network_part_is_the_workspace_the_engine_holds() {
+        // ScoreNet = model + workspace; sizes chosen so no padding hides a difference.
+        fn check<const D: usize, const H: usize, const F: usize>() {
+            let dims = Dims { dim: D, hidden: H, freqs: F, blocks: 2 };
+            let workspace =
+                core::mem::size_of::<ScoreNet<'static, D, H, F>>() - core::mem::size_of::<Model<'static>>();
+            assert_eq!(WorkingSet::of(dims).network, workspace, "D={D} H={H} F={F}");
+        }
+        check::<8, 16, 8>();
+        check::<64, 64, 32>();
+        check::<16, 128, 32>();
+    }
+
+    #[test]
+    fn the_parts_add_up() {
+        let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 });
+        assert_eq!(w.network, 4 * (32 + 4 * 128) + 4 * 128 + 4);
+        assert_eq!(w.total(), w.network + MODEL_BYTES_32 + PROCESS_BYTES_32 + 40);
+    }
+}
