@@ -1,12 +1,13 @@
 //! The RAM the engine needs to sample or denoise with one model, on a 32-bit microcontroller.
 //!
 //! Everything the engine keeps is a value of fixed size on the caller's stack (or in a static):
-//! the [`ScoreNet`](crate::net::ScoreNet) (its workspace and the parsed [`Model`]'s tensor
-//! table), the [`Diffusion`] process (the ᾱ tables of the discrete process are always
-//! [`MAX_STEPS`](crate::schedule::MAX_STEPS) + 1 long: no heap to size them), and the vectors of
-//! one sampler or denoiser run. [`WorkingSet`] adds them up; `tinyscore inspect` prints it and
-//! the firmware test checks it against the stack the firmware measures, which adds only call
-//! frames and the runtime (`docs/BENCHMARKS.md`, "Firmware").
+//! the [`ScoreNet`](crate::net::ScoreNet) (its workspace and the parsed
+//! [`Model`](crate::format::Model)'s tensor table), the
+//! [`Diffusion`](crate::schedule::Diffusion) process (the ᾱ tables of the discrete process are
+//! always [`MAX_STEPS`](crate::schedule::MAX_STEPS) + 1 long: no heap to size them), and the
+//! vectors of one sampler or denoiser run. [`WorkingSet`] adds them up; `tinyscore inspect`
+//! prints it and the firmware test checks it against the stack the firmware measures, which adds
+//! only call frames and the runtime (`docs/BENCHMARKS.md`, "Firmware").
 //!
 //! The file header's own RAM figure (`Dims::ram_bytes`, `Dims::ram_bytes_int8`) counts the
 //! activations a model needs; this is what a build of the engine actually holds for it.
