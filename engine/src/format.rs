@@ -365,7 +365,8 @@ impl Process {
 
     /// [`Process::diffusion`] built into `slot` in place: a device with a small stack keeps one
     /// 8 KiB ᾱ table instead of the copies that returning it by value makes
-    /// ([`Diffusion::set_discrete`]). On an error `slot` is a valid but unspecified process.
+    /// ([`Diffusion::set_discrete`]). On an error `slot` is unbuilt (or unchanged for a
+    /// continuous process): do not use it.
     pub fn diffusion_into(&self, slot: &mut Diffusion) -> Result<(), ScheduleError> {
         match *self {
             Self::VpDiscrete { steps, schedule } => slot.set_discrete(steps, schedule),

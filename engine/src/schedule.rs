@@ -366,7 +366,7 @@ impl Diffusion {
 
     /// An unbuilt discrete process (N = 0, zero tables): a slot for [`Diffusion::set_discrete`]
     /// or `Process::diffusion_into` to build a process in, with no table on the stack but the
-    /// slot's own. Its values mean nothing (using it does not panic).
+    /// slot's own. Build it before use: its values mean nothing (the samplers refuse N = 0).
     pub const UNBUILT: Self = Self::Discrete(VpDiscrete {
         n: 0,
         schedule: BetaSchedule::Linear { beta_start: 0.0, beta_end: 0.0 },
@@ -377,8 +377,8 @@ impl Diffusion {
     /// Makes `self` the discrete VP process of `n` steps of `schedule`, writing its tables in
     /// place: the same values as `Diffusion::Discrete(VpDiscrete::new(n, schedule)?)`, without
     /// the 8 KiB temporaries that returning the process by value leaves on a small device's
-    /// stack (start from [`Diffusion::UNBUILT`]; the firmware does). On an error `self` is still
-    /// a valid process (no panic, no out-of-bounds read when used) but an unspecified one.
+    /// stack (start from [`Diffusion::UNBUILT`]; the firmware does). On an error `self` is left
+    /// unbuilt (N = 0).
     pub fn set_discrete(&mut self, n: u32, schedule: BetaSchedule) -> Result<(), ScheduleError> {
         if !matches!(self, Self::Discrete(_)) {
             *self = Self::UNBUILT;
@@ -386,6 +386,8 @@ impl Diffusion {
         let Self::Discrete(table) = self else {
             return Err(ScheduleError::NotDiscrete);
         };
+        // Unbuilt until the tables are complete, so a failure leaves no half-built process.
+        table.n = 0;
         fill_tables(n, schedule, &mut table.alpha_bar, &mut table.one_minus_alpha_bar)?;
         table.n = n as usize;
         table.schedule = schedule;
@@ -485,6 +487,11 @@ mod tests {
         }
         let bad = BetaSchedule::Linear { beta_start: 0.5, beta_end: 0.1 };
         assert_eq!(slot.set_discrete(10, bad), Err(ScheduleError::Parameters));
+        assert_eq!(slot.discrete().map(VpDiscrete::steps), Some(0), "a failed build leaves it unbuilt");
+        // And back to a continuous process, validated like `Diffusion::sde`.
+        slot.set_sde(Sde::VE, 1e-3).unwrap();
+        assert!(matches!(slot, Diffusion::Sde { sde: Sde::VE, .. }));
+        assert_eq!(slot.set_sde(Sde::VE, 0.0), Err(ScheduleError::Parameters));
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn build_net<'s>(slot: &'s mut Option<Net<'static>>) -> &'s mut Net<'static> {
 ///
 /// Built by value (`process().diffusion()`) and unwrapped, the process (two ᾱ tables of 1001
 /// f32, 8 KiB) is moved, and sat on the stack about three times at the peak, beside the
-/// temporaries of parsing: 26.5 KiB of stack for the moons model before, half that now.
+/// temporaries of parsing: 26.5 KiB of stack for the moons model then, 15–17 KiB now.
 #[inline(never)]
 fn build_schedule(net: &Net<'_>, slot: &mut Diffusion) {
     if let Err(e) = net.model().process().diffusion_into(slot) {
