@@ -36,8 +36,9 @@ pub struct WorkingSet {
     pub model: usize,
     /// The diffusion process.
     pub process: usize,
-    /// The vectors of a run, 5·D f32: the sampler's x, ε̂, z and the output, or the denoiser's
-    /// window, ε̂, z, x and SDEdit's sum.
+    /// The vectors of a run, 5·D f32, the most a sampler or the denoiser holds at once: DDPM's
+    /// x, ε̂, z and the output; Heun's x, v, v′, x′ and the output; the denoiser's window, ε̂,
+    /// z, x and SDEdit's sum. (Imputation holds 7·D f32 and the mask; not counted.)
     pub vectors: usize,
 }
 
