@@ -130,9 +130,15 @@ pub struct TrainArgs {
     /// Examples generated for a built-in 2-D data set.
     #[arg(long, default_value_t = 20_000)]
     pub n: usize,
-    /// Training backend.
+    /// Training backend: cpu (all cores) or cuda (GPU 0; our CUDA kernels, compiled by NVRTC).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// --device cuda: capture the step as a CUDA graph once and replay it.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// --device cuda: read the loss back (one synchronisation) every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub loss_every: u64,
     /// Seed of the data, initialisation and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
