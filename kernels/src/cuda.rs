@@ -189,7 +189,7 @@ impl<T> DevBuf<T> {
 }
 
 /// The loaded kernels.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Funcs {
     dsm_rows: CudaFunction,
     dsm_noise: CudaFunction,
@@ -204,8 +204,9 @@ struct Funcs {
     adam_ema: CudaFunction,
 }
 
-/// One GPU: its context, the one stream every launch goes to, and the compiled kernels.
-#[derive(Debug)]
+/// One GPU: its context, the one stream every launch goes to, and the compiled kernels. A clone
+/// shares all three.
+#[derive(Clone, Debug)]
 pub struct Gpu {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
