@@ -21,8 +21,8 @@ use tinyscore_kernels::cuda::{self, DPtr, DevBuf, DsmBuffers, DsmProcess, Gpu, G
 
 use crate::scorenet::{Layout, Linear};
 
-pub use tinyscore_kernels::cuda::device_count;
 use crate::train::{Trainer, Weighting, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+pub use tinyscore_kernels::cuda::device_count;
 
 /// Blocks of the gradient-norm reduction.
 const NORM_BLOCKS: usize = 264;
@@ -220,7 +220,9 @@ impl CudaTrainer {
             if self.graph.is_none() {
                 let stream = self.gpu.stream().clone();
                 stream
-                    .begin_capture(cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                    .begin_capture(
+                        cudarc::driver::sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+                    )
                     .map_err(|e| GpuError::Driver(format!("{e:?}")))?;
                 let enqueued = self.enqueue_step();
                 let graph = stream
@@ -296,7 +298,16 @@ impl CudaTrainer {
         g.linear_fwd(x, w(inp), bias(inp), a.h[0].ptr(), shape(inp), null, a.a1[0].ptr(), a.h_sig[0].ptr())?;
         for (b, (l1, l2)) in lay.blocks.iter().enumerate() {
             // u = W1·silu(h_b) + b1 + temb;  h_{b+1} = h_b + W2·silu(u) + b2
-            g.linear_fwd(a.a1[b].ptr(), w(l1), bias(l1), a.u[b].ptr(), shape(l1), a.temb.ptr(), a.a2[b].ptr(), a.u_sig[b].ptr())?;
+            g.linear_fwd(
+                a.a1[b].ptr(),
+                w(l1),
+                bias(l1),
+                a.u[b].ptr(),
+                shape(l1),
+                a.temb.ptr(),
+                a.a2[b].ptr(),
+                a.u_sig[b].ptr(),
+            )?;
             g.linear_fwd(
                 a.a2[b].ptr(),
                 w(l2),
@@ -315,23 +326,56 @@ impl CudaTrainer {
         // Loss: mean over the batch of the (weighted) squared error.
         let weights = if self.likelihood { self.dsm.weight } else { null };
         let n = batch * d;
-        let parts = g.mse_grad(a.out.ptr(), self.dsm.eps, weights, n, d, n, a.d_out.ptr(), self.loss_partials.ptr())?;
+        let parts =
+            g.mse_grad(a.out.ptr(), self.dsm.eps, weights, n, d, n, a.d_out.ptr(), self.loss_partials.ptr())?;
         g.loss_finish(self.loss_partials.ptr(), parts, n, self.state.ptr())?;
 
         // Backward.
         g.linear_bwd_params(a.d_out.ptr(), a.a1[nb].ptr(), gw(out), gb(out), shape(out), ws)?;
-        g.linear_bwd_input(a.d_out.ptr(), w(out), a.dh.ptr(), shape(out), a.h[nb].ptr(), a.h_sig[nb].ptr(), false)?;
+        g.linear_bwd_input(
+            a.d_out.ptr(),
+            w(out),
+            a.dh.ptr(),
+            shape(out),
+            a.h[nb].ptr(),
+            a.h_sig[nb].ptr(),
+            false,
+        )?;
         for (b, (l1, l2)) in lay.blocks.iter().enumerate().rev() {
             g.linear_bwd_params(a.dh.ptr(), a.a2[b].ptr(), gw(l2), gb(l2), shape(l2), ws)?;
-            g.linear_bwd_input(a.dh.ptr(), w(l2), a.du.ptr(), shape(l2), a.u[b].ptr(), a.u_sig[b].ptr(), false)?;
+            g.linear_bwd_input(
+                a.dh.ptr(),
+                w(l2),
+                a.du.ptr(),
+                shape(l2),
+                a.u[b].ptr(),
+                a.u_sig[b].ptr(),
+                false,
+            )?;
             g.add_into(a.d_temb.ptr(), a.du.ptr(), batch * dims.hidden, b + 1 == nb)?;
             g.linear_bwd_params(a.du.ptr(), a.a1[b].ptr(), gw(l1), gb(l1), shape(l1), ws)?;
             // The skip path already holds dh: accumulate the branch through silu(h_b).
-            g.linear_bwd_input(a.du.ptr(), w(l1), a.dh.ptr(), shape(l1), a.h[b].ptr(), a.h_sig[b].ptr(), true)?;
+            g.linear_bwd_input(
+                a.du.ptr(),
+                w(l1),
+                a.dh.ptr(),
+                shape(l1),
+                a.h[b].ptr(),
+                a.h_sig[b].ptr(),
+                true,
+            )?;
         }
         g.linear_bwd_params(a.dh.ptr(), x, gw(inp), gb(inp), shape(inp), ws)?;
         g.linear_bwd_params(a.d_temb.ptr(), a.t_act.ptr(), gw(t2), gb(t2), shape(t2), ws)?;
-        g.linear_bwd_input(a.d_temb.ptr(), w(t2), a.dt.ptr(), shape(t2), a.t_pre.ptr(), a.t_sig.ptr(), false)?;
+        g.linear_bwd_input(
+            a.d_temb.ptr(),
+            w(t2),
+            a.dt.ptr(),
+            shape(t2),
+            a.t_pre.ptr(),
+            a.t_sig.ptr(),
+            false,
+        )?;
         g.linear_bwd_params(a.dt.ptr(), phi, gw(t1), gb(t1), shape(t1), ws)?;
         Ok(())
     }
@@ -341,7 +385,16 @@ impl CudaTrainer {
         let g = &self.gpu;
         let (p, st) = (self.layout.count, self.state.ptr());
         g.sq_partials(self.grads.ptr(), p, NORM_BLOCKS, self.norm_partials.ptr())?;
-        g.step_scalars(self.norm_partials.ptr(), NORM_BLOCKS, self.grad_clip, self.lr, self.warmup, ADAM_BETA1, ADAM_BETA2, st)?;
+        g.step_scalars(
+            self.norm_partials.ptr(),
+            NORM_BLOCKS,
+            self.grad_clip,
+            self.lr,
+            self.warmup,
+            ADAM_BETA1,
+            ADAM_BETA2,
+            st,
+        )?;
         g.adam_ema(
             self.params.ptr(),
             self.grads.ptr(),
@@ -391,7 +444,15 @@ mod tests {
 
     fn cfg() -> TrainConfig {
         // Awkward sizes: no dimension is a multiple of the 64×64×16 tile.
-        TrainConfig { hidden: 72, blocks: 2, freqs: 18, batch: 1000, seed: 9, warmup: 10, ..TrainConfig::default() }
+        TrainConfig {
+            hidden: 72,
+            blocks: 2,
+            freqs: 18,
+            batch: 1000,
+            seed: 9,
+            warmup: 10,
+            ..TrainConfig::default()
+        }
     }
 
     /// The CPU gradient of the batch of `step` (one chunk of the whole batch).
@@ -403,7 +464,18 @@ mod tests {
         let mut act = Activations::new(&dims, rows);
         let (mut eps, mut tt) = (vec![0.0; rows * d], vec![0.0; rows]);
         let draw = DsmDraw { seed: c.seed, step: t.steps_done(), batch: rows, first: 0 };
-        cpu::dsm_inputs(data, d, process, draw, rows, dims.freqs, &mut act.x, &mut eps, &mut tt, &mut act.phi);
+        cpu::dsm_inputs(
+            data,
+            d,
+            process,
+            draw,
+            rows,
+            dims.freqs,
+            &mut act.x,
+            &mut eps,
+            &mut tt,
+            &mut act.phi,
+        );
         scorenet::forward(layout, t.params(), &mut act, rows);
         let n = rows * d;
         let loss = cpu::mse_loss_grad(&act.out[..n], &eps, n, &mut act.d_out[..n]);
@@ -416,16 +488,27 @@ mod tests {
     fn one_step_gradient_matches_the_cpu_for_every_process() {
         let Some(_) = gpu() else { return };
         let moons = data::load("moons", 2000, 1).unwrap();
-        for sde in [None, Some(Sde::Vp { beta_min: 0.1, beta_max: 20.0 }), Some(Sde::Ve { sigma_min: 0.01, sigma_max: 5.0 })] {
+        for sde in [
+            None,
+            Some(Sde::Vp { beta_min: 0.1, beta_max: 20.0 }),
+            Some(Sde::Ve { sigma_min: 0.01, sigma_max: 5.0 }),
+        ] {
             let t_eps = sde.as_ref().map_or(1e-3, crate::train::default_t_eps);
             let cpu_run = Trainer::new(TrainConfig { sde, t_eps, ..cfg() }, &moons, "moons").unwrap();
             let mut gpu_run = CudaTrainer::new(&cpu_run).unwrap();
             let (want_loss, want) = cpu_gradient(&cpu_run);
             let (loss, got) = gpu_run.peek_gradient().unwrap();
-            assert!((loss - want_loss).abs() <= 1e-4 * want_loss.abs(), "{sde:?}: loss {loss} vs {want_loss}");
+            assert!(
+                (loss - want_loss).abs() <= 1e-4 * want_loss.abs(),
+                "{sde:?}: loss {loss} vs {want_loss}"
+            );
             // |Δ| ≤ 1e-4·max|g| + 1e-3·|g|: the sums run in other orders, φ(t) uses CUDA's sinf.
             let scale = want.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-            let bad = got.iter().zip(&want).filter(|(a, b)| (**a - **b).abs() > 1e-4 * scale + 1e-3 * b.abs()).count();
+            let bad = got
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| (**a - **b).abs() > 1e-4 * scale + 1e-3 * b.abs())
+                .count();
             assert_eq!(bad, 0, "{sde:?}: {bad} of {} gradient elements differ", want.len());
         }
     }

@@ -298,17 +298,15 @@ pub enum DsmProcess {
 pub fn discrete_tables(process: &Diffusion) -> Option<[Vec<f32>; 4]> {
     let Diffusion::Discrete(d) = process else { return None };
     let n = d.steps() as usize;
-    let mut tabs: [Vec<f32>; 4] = std::array::from_fn(|_| vec![0.0f32; n + 1]);
-    for k in 1..=n {
+    let table =
+        |f: &dyn Fn(usize) -> f32| (0..=n).map(|k| if k == 0 { 0.0 } else { f(k) }).collect::<Vec<f32>>();
+    let weight = |k: usize| {
         let t = d.time(k);
         let (_, g2) = process.coefficients(t);
         let (_, s) = process.marginal(t);
-        tabs[0][k] = t;
-        tabs[1][k] = d.alpha(k);
-        tabs[2][k] = d.sigma(k);
-        tabs[3][k] = g2 / (s * s);
-    }
-    Some(tabs)
+        g2 / (s * s)
+    };
+    Some([table(&|k| d.time(k)), table(&|k| d.alpha(k)), table(&|k| d.sigma(k)), table(&weight)])
 }
 
 /// The [`DsmProcess`] of `process`, with the device addresses of its [`discrete_tables`]
@@ -385,7 +383,8 @@ impl Gpu {
                 loaded.insert(k, module.load_function(k).map_err(driver)?);
             }
         }
-        let mut take = |k: &str| loaded.remove(k).ok_or_else(|| GpuError::Driver(format!("kernel {k} missing")));
+        let mut take =
+            |k: &str| loaded.remove(k).ok_or_else(|| GpuError::Driver(format!("kernel {k} missing")));
         let f = Funcs {
             dsm_rows: take("dsm_rows")?,
             dsm_noise: take("dsm_noise")?,
@@ -451,7 +450,11 @@ impl Gpu {
     }
 
     /// The first `len` elements of `buf` (synchronises).
-    pub fn download<T: DeviceRepr + Default + Clone>(&self, buf: &DevBuf<T>, len: usize) -> Result<Vec<T>, GpuError> {
+    pub fn download<T: DeviceRepr + Default + Clone>(
+        &self,
+        buf: &DevBuf<T>,
+        len: usize,
+    ) -> Result<Vec<T>, GpuError> {
         let mut out = vec![T::default(); len];
         if len > 0 {
             self.stream.memcpy_dtoh(&buf.slice.slice(..len), &mut out).map_err(driver)?;
@@ -474,6 +477,7 @@ impl Gpu {
     }
 
     /// The fused DSM inputs of one step (twin: `cpu::dsm_inputs` and the likelihood weights).
+    #[allow(clippy::too_many_arguments)]
     pub fn dsm_inputs(
         &self,
         seed: u64,
@@ -531,8 +535,11 @@ impl Gpu {
         let splits = splits.max(1);
         let k_per = g.k.div_ceil(splits).div_ceil(GEMM_BK) * GEMM_BK;
         let splits = g.k.div_ceil(k_per.max(1)).max(1);
-        let epilogue =
-            g.bias != DPtr::NULL || g.add != DPtr::NULL || g.pre != DPtr::NULL || g.act != DPtr::NULL || g.accumulate;
+        let epilogue = g.bias != DPtr::NULL
+            || g.add != DPtr::NULL
+            || g.pre != DPtr::NULL
+            || g.act != DPtr::NULL
+            || g.accumulate;
         if splits > 1 && (epilogue || ws == DPtr::NULL) {
             return Err(GpuError::Driver("split-K GEMM with an epilogue or no workspace".into()));
         }
@@ -573,7 +580,15 @@ impl Gpu {
 
     /// Column sums of x (rows, cols) into out (cols), over `splits` row slices summed in order;
     /// `ws` holds `splits·cols` f32.
-    pub fn col_sum(&self, x: DPtr, rows: usize, cols: usize, splits: usize, ws: DPtr, out: DPtr) -> Result<(), GpuError> {
+    pub fn col_sum(
+        &self,
+        x: DPtr,
+        rows: usize,
+        cols: usize,
+        splits: usize,
+        ws: DPtr,
+        out: DPtr,
+    ) -> Result<(), GpuError> {
         let splits = splits.clamp(1, rows.max(1));
         let per = rows.div_ceil(splits).max(1);
         let splits = rows.div_ceil(per).max(1);
@@ -616,19 +631,34 @@ impl Gpu {
     ) -> Result<usize, GpuError> {
         let (len, d, inv) = (n as i64, dim as i32, 1.0f32 / total as f32);
         let mut l = self.stream.launch_builder(&self.f.mse_grad);
-        l.arg(&pred.0).arg(&target.0).arg(&weights.0).arg(&len).arg(&d).arg(&inv).arg(&grad.0).arg(&partials.0);
+        l.arg(&pred.0)
+            .arg(&target.0)
+            .arg(&weights.0)
+            .arg(&len)
+            .arg(&d)
+            .arg(&inv)
+            .arg(&grad.0)
+            .arg(&partials.0);
         // SAFETY: n elements of pred, target, grad; n/dim of weights; one partial per block.
         done(unsafe { l.launch(linear_cfg(n)) })?;
         Ok(blocks(n, THREADS) as usize)
     }
 
     /// Adds (Σ partials)/total to the state's running loss and counts the step.
-    pub fn loss_finish(&self, partials: DPtr, count: usize, total: usize, state: DPtr) -> Result<(), GpuError> {
+    pub fn loss_finish(
+        &self,
+        partials: DPtr,
+        count: usize,
+        total: usize,
+        state: DPtr,
+    ) -> Result<(), GpuError> {
         let (c, inv) = (count as i32, 1.0f64 / total as f64);
         let mut l = self.stream.launch_builder(&self.f.loss_finish);
         l.arg(&partials.0).arg(&c).arg(&inv).arg(&state.0);
         // SAFETY: reads `count` f64 partials, updates two state slots.
-        done(unsafe { l.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) })
+        done(unsafe {
+            l.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 })
+        })
     }
 
     /// The partial sums of g² (`blocks` of them, f64) for the global norm.
@@ -636,7 +666,11 @@ impl Gpu {
         let len = n as i64;
         let mut l = self.stream.launch_builder(&self.f.sq_partials);
         l.arg(&g.0).arg(&len).arg(&partials.0);
-        let cfg = LaunchConfig { grid_dim: (blocks_.max(1) as u32, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (blocks_.max(1) as u32, 1, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
         // SAFETY: grid-stride over n elements; one partial per block.
         done(unsafe { l.launch(cfg) })
     }
@@ -658,7 +692,9 @@ impl Gpu {
         let mut l = self.stream.launch_builder(&self.f.step_scalars);
         l.arg(&partials.0).arg(&c).arg(&max_norm).arg(&lr).arg(&warmup).arg(&beta1).arg(&beta2).arg(&state.0);
         // SAFETY: reads `count` partials, writes the state slots.
-        done(unsafe { l.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }) })
+        done(unsafe {
+            l.launch(LaunchConfig { grid_dim: (1, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 })
+        })
     }
 
     /// Adam + EMA over n parameters with the scalars of [`Gpu::step_scalars`].
@@ -769,7 +805,19 @@ impl Gpu {
         let tiles = out.div_ceil(GEMM_TILE) * inp.div_ceil(GEMM_TILE);
         let splits = split_for(tiles, rows, self.sms);
         self.gemm_split(
-            &Gemm { m: out, n: inp, k: rows, a: dy, a_sm: 1, a_sk: out, b: x, b_sn: 1, b_sk: inp, c: dw, ..Gemm::default() },
+            &Gemm {
+                m: out,
+                n: inp,
+                k: rows,
+                a: dy,
+                a_sm: 1,
+                a_sk: out,
+                b: x,
+                b_sn: 1,
+                b_sk: inp,
+                c: dw,
+                ..Gemm::default()
+            },
             splits,
             ws,
         )?;

@@ -53,20 +53,32 @@ fn check(what: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
 }
 
 /// (rows, in, out) shapes around and across the tile edges.
-const SHAPES: [(usize, usize, usize); 5] = [(1, 1, 1), (37, 3, 130), (100, 67, 63), (1000, 129, 65), (4099, 70, 33)];
+const SHAPES: [(usize, usize, usize); 5] =
+    [(1, 1, 1), (37, 3, 130), (100, 67, 63), (1000, 129, 65), (4099, 70, 33)];
 
 #[test]
 fn linear_forward_and_its_epilogues_match_the_twin() {
     let Some(g) = gpu() else { return };
     for (rows, inp, out) in SHAPES {
-        let (x, w, b, add) = (values(rows * inp, 1, 1.0), values(out * inp, 2, 0.5), values(out, 3, 0.5), values(rows * out, 4, 1.0));
-        let (dx, dw, db, dadd) = (g.upload(&x).unwrap(), g.upload(&w).unwrap(), g.upload(&b).unwrap(), g.upload(&add).unwrap());
-        let (dy, dact, dsig) = (g.zeros::<f32>(rows * out).unwrap(), g.zeros::<f32>(rows * out).unwrap(), g.zeros::<f32>(rows * out).unwrap());
+        let (x, w, b, add) = (
+            values(rows * inp, 1, 1.0),
+            values(out * inp, 2, 0.5),
+            values(out, 3, 0.5),
+            values(rows * out, 4, 1.0),
+        );
+        let (dx, dw, db, dadd) =
+            (g.upload(&x).unwrap(), g.upload(&w).unwrap(), g.upload(&b).unwrap(), g.upload(&add).unwrap());
+        let (dy, dact, dsig) = (
+            g.zeros::<f32>(rows * out).unwrap(),
+            g.zeros::<f32>(rows * out).unwrap(),
+            g.zeros::<f32>(rows * out).unwrap(),
+        );
         for (with_add, with_act) in [(false, false), (true, false), (false, true), (true, true)] {
             let a = if with_add { dadd.ptr() } else { DPtr::NULL };
             let (pa, ps) = if with_act { (dact.ptr(), dsig.ptr()) } else { (DPtr::NULL, DPtr::NULL) };
             g.linear_fwd(dx.ptr(), dw.ptr(), db.ptr(), dy.ptr(), (rows, inp, out), a, pa, ps).unwrap();
-            let (mut y, mut act, mut sig) = (vec![0.0; rows * out], vec![0.0; rows * out], vec![0.0; rows * out]);
+            let (mut y, mut act, mut sig) =
+                (vec![0.0; rows * out], vec![0.0; rows * out], vec![0.0; rows * out]);
             let act_pair = if with_act { Some((&mut act[..], &mut sig[..])) } else { None };
             fused::linear_fwd(&x, &w, &b, &mut y, (rows, inp, out), with_add.then_some(&add[..]), act_pair);
             let tag = format!("linear_fwd {rows}x{inp}->{out} add={with_add} act={with_act}");
@@ -83,17 +95,30 @@ fn linear_forward_and_its_epilogues_match_the_twin() {
 fn linear_input_gradient_and_its_epilogues_match_the_twin() {
     let Some(g) = gpu() else { return };
     for (rows, inp, out) in SHAPES {
-        let (dy, w, pre, prior) = (values(rows * out, 5, 1.0), values(out * inp, 6, 0.5), values(rows * inp, 7, 3.0), values(rows * inp, 8, 1.0));
+        let (dy, w, pre, prior) = (
+            values(rows * out, 5, 1.0),
+            values(out * inp, 6, 0.5),
+            values(rows * inp, 7, 3.0),
+            values(rows * inp, 8, 1.0),
+        );
         let mut sig = vec![0.0; rows * inp];
         let mut scratch = vec![0.0; rows * inp];
         cpu::silu_fwd_sig(&pre, &mut scratch, &mut sig);
-        let (ddy, dw, dpre, dsig) = (g.upload(&dy).unwrap(), g.upload(&w).unwrap(), g.upload(&pre).unwrap(), g.upload(&sig).unwrap());
+        let (ddy, dw, dpre, dsig) =
+            (g.upload(&dy).unwrap(), g.upload(&w).unwrap(), g.upload(&pre).unwrap(), g.upload(&sig).unwrap());
         for (with_silu, accumulate) in [(false, false), (true, false), (false, true), (true, true)] {
             let mut ddx = g.upload(&prior).unwrap();
             let (p, s) = if with_silu { (dpre.ptr(), dsig.ptr()) } else { (DPtr::NULL, DPtr::NULL) };
             g.linear_bwd_input(ddy.ptr(), dw.ptr(), ddx.ptr(), (rows, inp, out), p, s, accumulate).unwrap();
             let mut want = prior.clone();
-            fused::linear_bwd_input(&dy, &w, &mut want, (rows, inp, out), with_silu.then_some((&pre[..], &sig[..])), accumulate);
+            fused::linear_bwd_input(
+                &dy,
+                &w,
+                &mut want,
+                (rows, inp, out),
+                with_silu.then_some((&pre[..], &sig[..])),
+                accumulate,
+            );
             let tag = format!("linear_bwd_input {rows}x{out}->{inp} silu={with_silu} acc={accumulate}");
             check(&tag, &g.download(&ddx, rows * inp).unwrap(), &want, 1e-5, 1e-4);
             g.write(&mut ddx, &prior).unwrap();
@@ -114,7 +139,13 @@ fn linear_parameter_gradients_match_the_twin_with_split_k() {
         fused::linear_bwd_params(&dy, &x, &mut dw, &mut db, (rows, inp, out));
         // Sums of `rows` products of magnitude ≤ 1: the rounding error grows like √rows.
         let atol = 1e-5 * (rows as f32).sqrt();
-        check(&format!("dW {out}x{inp} over {rows} rows"), &g.download(&ddw, out * inp).unwrap(), &dw, atol, 1e-4);
+        check(
+            &format!("dW {out}x{inp} over {rows} rows"),
+            &g.download(&ddw, out * inp).unwrap(),
+            &dw,
+            atol,
+            1e-4,
+        );
         check(&format!("db {out} over {rows} rows"), &g.download(&ddb, out).unwrap(), &db, atol, 1e-4);
         // Bitwise repeatable.
         let first = g.download(&ddw, out * inp).unwrap();
@@ -146,7 +177,8 @@ fn dsm_inputs_match_the_twin_for_every_process() {
             let index = g.zeros::<u32>(batch).unwrap();
             let rows: Vec<_> = (0..4).map(|_| g.zeros::<f32>(batch).unwrap()).collect();
             let phi_buf = g.zeros::<f32>(batch * freqs).unwrap();
-            let (xt_buf, eps_buf) = (g.zeros::<f32>(batch * dim).unwrap(), g.zeros::<f32>(batch * dim).unwrap());
+            let (xt_buf, eps_buf) =
+                (g.zeros::<f32>(batch * dim).unwrap(), g.zeros::<f32>(batch * dim).unwrap());
             let b = DsmBuffers {
                 state: state.ptr(),
                 data: dev_data.ptr(),
@@ -193,7 +225,8 @@ fn loss_and_its_gradient_match_the_twin() {
     for (rows, dim) in [(1usize, 1usize), (333, 7), (4097, 64)] {
         let n = rows * dim;
         let (pred, target, weights) = (values(n, 12, 2.0), values(n, 13, 2.0), values(rows, 14, 1.0));
-        let (dp, dt, dw) = (g.upload(&pred).unwrap(), g.upload(&target).unwrap(), g.upload(&weights).unwrap());
+        let (dp, dt, dw) =
+            (g.upload(&pred).unwrap(), g.upload(&target).unwrap(), g.upload(&weights).unwrap());
         let dg = g.zeros::<f32>(n).unwrap();
         let partials = g.zeros::<f64>(n.div_ceil(256)).unwrap();
         for weighted in [false, true] {
@@ -207,7 +240,13 @@ fn loss_and_its_gradient_match_the_twin() {
             } else {
                 cpu::mse_loss_grad(&pred, &target, n, &mut grad)
             };
-            check(&format!("loss grad {rows}x{dim} weighted={weighted}"), &g.download(&dg, n).unwrap(), &grad, 0.0, 1e-6);
+            check(
+                &format!("loss grad {rows}x{dim} weighted={weighted}"),
+                &g.download(&dg, n).unwrap(),
+                &grad,
+                0.0,
+                1e-6,
+            );
             let st = g.download(&state, cuda::state::LEN).unwrap();
             let got = f64::from_bits(st[cuda::state::LOSS_SUM]);
             assert!((got - loss).abs() <= 1e-9 * loss.abs().max(1.0), "loss {got} vs {loss}");
@@ -219,11 +258,19 @@ fn loss_and_its_gradient_match_the_twin() {
 #[test]
 fn clipping_adam_and_ema_match_the_twin() {
     let Some(g) = gpu() else { return };
-    for (n, max_norm, warmup) in [(1usize, 1.0f32, 0u64), (1000, 0.5, 100), (70_001, f32::INFINITY, 10), (70_001, 1.0, 0)] {
-        let (p0, g0, m0, v0) = (values(n, 15, 1.0), values(n, 16, 0.1), values(n, 17, 0.01), values(n, 18, 0.001));
+    for (n, max_norm, warmup) in
+        [(1usize, 1.0f32, 0u64), (1000, 0.5, 100), (70_001, f32::INFINITY, 10), (70_001, 1.0, 0)]
+    {
+        let (p0, g0, m0, v0) =
+            (values(n, 15, 1.0), values(n, 16, 0.1), values(n, 17, 0.01), values(n, 18, 0.001));
         let v0: Vec<f32> = v0.iter().map(|v| v.abs()).collect();
-        let (dp, dg, dm, dv, de) =
-            (g.upload(&p0).unwrap(), g.upload(&g0).unwrap(), g.upload(&m0).unwrap(), g.upload(&v0).unwrap(), g.upload(&p0).unwrap());
+        let (dp, dg, dm, dv, de) = (
+            g.upload(&p0).unwrap(),
+            g.upload(&g0).unwrap(),
+            g.upload(&m0).unwrap(),
+            g.upload(&v0).unwrap(),
+            g.upload(&p0).unwrap(),
+        );
         let mut st = vec![0u64; cuda::state::LEN];
         st[cuda::state::STEP] = 6;
         let state = g.upload(&st).unwrap();
@@ -232,9 +279,19 @@ fn clipping_adam_and_ema_match_the_twin() {
         let (lr, b1, b2, eps, decay) = (1e-3f32, 0.9f32, 0.999f32, 1e-8f32, 0.99f32);
         g.sq_partials(dg.ptr(), n, blocks, partials.ptr()).unwrap();
         g.step_scalars(partials.ptr(), blocks, max_norm, lr, warmup, b1, b2, state.ptr()).unwrap();
-        g.adam_ema(dp.ptr(), dg.ptr(), dm.ptr(), dv.ptr(), de.ptr(), n, state.ptr(), b1, b2, eps, decay).unwrap();
+        g.adam_ema(dp.ptr(), dg.ptr(), dm.ptr(), dv.ptr(), de.ptr(), n, state.ptr(), b1, b2, eps, decay)
+            .unwrap();
         let (mut p, mut m, mut v, mut e) = (p0.clone(), m0.clone(), v0.clone(), p0.clone());
-        let norm = fused::clip_adam_ema(&mut p, &g0, &mut m, &mut v, &mut e, 7, (lr, warmup, max_norm), (b1, b2, eps, decay));
+        let norm = fused::clip_adam_ema(
+            &mut p,
+            &g0,
+            &mut m,
+            &mut v,
+            &mut e,
+            7,
+            (lr, warmup, max_norm),
+            (b1, b2, eps, decay),
+        );
         let tag = format!("adam n={n} clip={max_norm} warmup={warmup}");
         check(&format!("{tag} params"), &g.download(&dp, n).unwrap(), &p, 1e-7, 1e-5);
         check(&format!("{tag} m"), &g.download(&dm, n).unwrap(), &m, 1e-9, 1e-5);
@@ -262,6 +319,9 @@ impl DiscreteTables {
     }
 
     fn process(&self, process: &Diffusion) -> DsmProcess {
-        cuda::dsm_process(process, self.bufs.as_ref().map(|b| [b[0].ptr(), b[1].ptr(), b[2].ptr(), b[3].ptr()]))
+        cuda::dsm_process(
+            process,
+            self.bufs.as_ref().map(|b| [b[0].ptr(), b[1].ptr(), b[2].ptr(), b[3].ptr()]),
+        )
     }
 }

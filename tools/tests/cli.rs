@@ -187,7 +187,10 @@ fn bad_inputs_exit_1_with_one_line() {
         (vec!["data", "ecg", "--window", "1", "--out", "-"], "--window"),
     ];
     if tinyscore_train::cuda::device_count() == 0 {
-        cases.push((vec!["train", "--data", "moons", "--device", "cuda", "--out", "x.safetensors"], "no CUDA"));
+        cases.push((
+            vec!["train", "--data", "moons", "--device", "cuda", "--out", "x.safetensors"],
+            "no CUDA",
+        ));
     } else {
         eprintln!("skipped: the no-GPU message of --device cuda (this machine has a GPU)");
     }

@@ -23,7 +23,9 @@ fn tinyscore(args: &[&str]) -> Output {
 
 #[test]
 fn script_writes_the_engine_tensor_names_and_shapes() {
-    for dims in [Dims { dim: 3, hidden: 8, freqs: 4, blocks: 2 }, Dims { dim: 64, hidden: 256, freqs: 32, blocks: 5 }] {
+    for dims in
+        [Dims { dim: 3, hidden: 8, freqs: 4, blocks: 2 }, Dims { dim: 64, hidden: 256, freqs: 32, blocks: 5 }]
+    {
         let a = |v: usize| v.to_string();
         let (d, h, f, b) = (a(dims.dim), a(dims.hidden), a(dims.freqs), a(dims.blocks));
         let Some(out) = python(&["names", "--dim", &d, "--hidden", &h, "--freqs", &f, "--blocks", &b]) else {
@@ -59,7 +61,8 @@ fn weights_trained_in_pytorch_convert_and_sample() {
     let out = tinyscore(&["data", "moons", "--n", "2000", "--out", &csv]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = python(&[
-        "train", "--data", &csv, "--save", &ckpt, "--steps", "600", "--hidden", "32", "--blocks", "2", "--freqs", "8", "--ema", "0.9",
+        "train", "--data", &csv, "--save", &ckpt, "--steps", "600", "--hidden", "32", "--blocks", "2",
+        "--freqs", "8", "--ema", "0.9",
     ])
     .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

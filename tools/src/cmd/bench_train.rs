@@ -37,7 +37,7 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
             bail!("--widths: {w} is outside 1..={}", limits::MAX_HIDDEN);
         }
     }
-    if args.batches.iter().any(|&b| b == 0) {
+    if args.batches.contains(&0) {
         bail!("--batches must be at least 1");
     }
     let moons = data::load("moons", 20_000, 0).context("generating moons")?;
@@ -53,7 +53,13 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
     );
     for &width in &args.widths {
         for &batch in &args.batches {
-            let cfg = TrainConfig { hidden: width, blocks: args.blocks, freqs: args.freqs, batch, ..TrainConfig::default() };
+            let cfg = TrainConfig {
+                hidden: width,
+                blocks: args.blocks,
+                freqs: args.freqs,
+                batch,
+                ..TrainConfig::default()
+            };
             let mut trainer = Trainer::new(cfg, &moons, "moons")?;
             let dims = trainer.dims();
             let secs = match args.device {
@@ -69,7 +75,8 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
                 }
                 Device::Cuda => {
                     let dev = gpu.clone().ok_or_else(|| anyhow!("no GPU"))?;
-                    let mut gpu = CudaTrainer::on(dev, &trainer).map_err(|e| anyhow!("--device cuda: {e}"))?;
+                    let mut gpu =
+                        CudaTrainer::on(dev, &trainer).map_err(|e| anyhow!("--device cuda: {e}"))?;
                     gpu.use_graph(args.cuda_graph);
                     for _ in 0..WARMUP {
                         gpu.step()?;

@@ -177,8 +177,14 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
 
 /// The loop of `--device cuda`: steps are enqueued without waiting; the loss is read back every
 /// `--loss-every` steps (the only synchronisation besides checkpoints).
-fn train_cuda(args: &TrainArgs, mut trainer: Trainer, pb: indicatif::ProgressBar, start_step: u64) -> Result<Summary> {
-    let mut gpu = tinyscore_train::cuda::CudaTrainer::new(&trainer).map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
+fn train_cuda(
+    args: &TrainArgs,
+    mut trainer: Trainer,
+    pb: indicatif::ProgressBar,
+    start_step: u64,
+) -> Result<Summary> {
+    let mut gpu = tinyscore_train::cuda::CudaTrainer::new(&trainer)
+        .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
     gpu.use_graph(args.cuda_graph);
     pb.println(format!("training on {}", gpu.device_name()));
     let started = Instant::now();
@@ -205,7 +211,11 @@ fn train_cuda(args: &TrainArgs, mut trainer: Trainer, pb: indicatif::ProgressBar
     pb.finish_and_clear();
     save(&trainer.checkpoint(), &args.out)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    Ok(Summary { steps: trainer.steps_done(), loss: last, steps_per_sec: (trainer.steps_done() - start_step) as f64 / secs })
+    Ok(Summary {
+        steps: trainer.steps_done(),
+        loss: last,
+        steps_per_sec: (trainer.steps_done() - start_step) as f64 / secs,
+    })
 }
 
 fn save(ckpt: &Checkpoint, path: &Path) -> Result<()> {
