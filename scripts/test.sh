@@ -36,6 +36,17 @@ step "firmware (QEMU profile and board profile)"
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "NVRTC, to compile-check the CUDA kernels (no GPU needed; GPU tests skip without one)"
+NVRTC_LIB="$PWD/target/nvrtc/nvidia/cu13/lib"
+if [ ! -e "$NVRTC_LIB/libnvrtc.so.13" ]; then
+  python3 -m pip install -q --disable-pip-version-check --target "$PWD/target/nvrtc" "nvidia-cuda-nvrtc>=13,<14" >/dev/null 2>&1 \
+    || echo "skipped: nvidia-cuda-nvrtc could not be fetched from PyPI; the CUDA sources will not be compile-checked"
+fi
+if [ -e "$NVRTC_LIB/libnvrtc.so.13" ]; then
+  export LD_LIBRARY_PATH="$NVRTC_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "NVRTC: $NVRTC_LIB"
+fi
+
 step "tests"
 cargo test --workspace
 

@@ -6,7 +6,9 @@
 //! * [`train`]: denoising score matching with ε-prediction, Adam, EMA, gradient clipping, on
 //!   both cores with results that do not depend on the thread count;
 //! * [`checkpoint`]: `.safetensors` checkpoints that resume bit-exactly;
-//! * [`metrics`]: the sliced Wasserstein distance used to judge samples.
+//! * [`metrics`]: the sliced Wasserstein distance used to judge samples;
+//! * [`cuda`]: the same training step on an NVIDIA GPU, with the CUDA kernels of
+//!   `tinyscore-kernels` (`tinyscore train --device cuda`).
 //!
 //! The network math, the noise schedule, the noise itself and the tensor names come from
 //! `tinyscore-engine`, and every kernel from `tinyscore-kernels`, so what is trained here is
@@ -24,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod cuda;
 pub mod data;
 pub mod metrics;
 mod scorenet;

@@ -509,6 +509,20 @@ impl Trainer {
         &self.norm
     }
 
+    /// The normalised training data (n, D), the process and Adam's moments: what another
+    /// backend (`crate::cuda`) needs to continue this run.
+    pub(crate) fn backend_parts(&self) -> (&Layout, &Diffusion, &[f32], &[f32], &[f32]) {
+        (&self.layout, &self.schedule, &self.data, &self.adam_m, &self.adam_v)
+    }
+
+    /// Replaces the optimisation state with one computed elsewhere (the CUDA backend), so that
+    /// [`Trainer::checkpoint`] saves it. Lengths must equal the parameter count.
+    pub(crate) fn set_state(&mut self, step: u64, params: Vec<f32>, ema: Vec<f32>, m: Vec<f32>, v: Vec<f32>) {
+        let n = self.layout.count;
+        assert!(params.len() == n && ema.len() == n && m.len() == n && v.len() == n, "set_state: lengths");
+        (self.step, self.params, self.ema, self.adam_m, self.adam_v) = (step, params, ema, m, v);
+    }
+
     /// A snapshot of the whole state, enough to resume bit-exactly.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {

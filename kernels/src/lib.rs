@@ -12,3 +12,5 @@
 #![deny(missing_docs)]
 
 pub mod cpu;
+pub mod cuda;
+pub mod fused;

@@ -35,6 +35,8 @@ pub enum Command {
     Data(DataArgs),
     /// Train moons on the CPU, convert, sample, plot and evaluate, in one go.
     Quickstart(QuickstartArgs),
+    /// Training throughput (steps/s, TFLOP/s) over a grid of widths and batch sizes.
+    BenchTrain(BenchTrainArgs),
 }
 
 /// Where training runs.
@@ -130,9 +132,15 @@ pub struct TrainArgs {
     /// Examples generated for a built-in 2-D data set.
     #[arg(long, default_value_t = 20_000)]
     pub n: usize,
-    /// Training backend.
+    /// Training backend: cpu (all cores) or cuda (GPU 0; our CUDA kernels, compiled by NVRTC).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// --device cuda: capture the step as a CUDA graph once and replay it.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// --device cuda: read the loss back (one synchronisation) every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub loss_every: u64,
     /// Seed of the data, initialisation and noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -345,6 +353,36 @@ pub struct EvalArgs {
     pub seed: u64,
 }
 
+/// Arguments of `tinyscore bench-train`.
+#[derive(Debug, clap::Args)]
+pub struct BenchTrainArgs {
+    /// Training backend.
+    #[arg(long, value_enum, default_value_t = Device::Cuda)]
+    pub device: Device,
+    /// Hidden widths H (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [128usize, 256, 512])]
+    pub widths: Vec<usize>,
+    /// Batch sizes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [256usize, 4096, 65536])]
+    pub batches: Vec<usize>,
+    /// Residual blocks B.
+    #[arg(long, default_value_t = 3)]
+    pub blocks: usize,
+    /// Time features F.
+    #[arg(long, default_value_t = 32)]
+    pub freqs: usize,
+    /// Timed steps per configuration (after 10 warm-up steps).
+    #[arg(long, default_value_t = 200)]
+    pub steps: u64,
+    /// --device cuda: replay each step as a CUDA graph.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// Peak FP32 throughput of the device in TFLOP/s, for the "% of peak" column (default: 67 for
+    /// an H100 SXM, 51 for an H100 PCIe, none otherwise).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+}
+
 /// Arguments of `tinyscore data`.
 #[derive(Debug, clap::Args)]
 pub struct DataArgs {
@@ -395,6 +433,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd::eval::run_eval(&a),
         Command::Data(a) => cmd::data::run_data(&a),
         Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),
+        Command::BenchTrain(a) => cmd::bench_train::run_bench_train(&a),
     }
 }
 

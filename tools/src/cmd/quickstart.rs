@@ -39,6 +39,8 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         grad_clip: 1.0,
         n: 20_000,
         device: Device::Cpu,
+        cuda_graph: false,
+        loss_every: 100,
         seed: args.seed,
         out: ckpt_path.clone(),
         resume: None,

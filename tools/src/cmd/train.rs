@@ -39,8 +39,8 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
 
 /// Validates the arguments into a training configuration.
 pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
-    if args.device == Device::Cuda {
-        bail!("--device cuda: this build has no CUDA backend yet; train with --device cpu");
+    if args.loss_every == 0 {
+        bail!("--loss-every must be at least 1");
     }
     let checks: [(&str, usize, usize); 3] = [
         ("--hidden", args.hidden, limits::MAX_HIDDEN),
@@ -142,6 +142,9 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
         indicatif::ProgressBar::hidden()
     };
     pb.set_position(start_step);
+    if args.device == Device::Cuda {
+        return train_cuda(args, trainer, pb, start_step);
+    }
     let started = Instant::now();
     let mut recent = Vec::with_capacity(100);
     while trainer.steps_done() < args.steps {
@@ -168,6 +171,49 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
     Ok(Summary {
         steps: trainer.steps_done(),
         loss: mean(&recent),
+        steps_per_sec: (trainer.steps_done() - start_step) as f64 / secs,
+    })
+}
+
+/// The loop of `--device cuda`: steps are enqueued without waiting; the loss is read back every
+/// `--loss-every` steps (the only synchronisation besides checkpoints).
+fn train_cuda(
+    args: &TrainArgs,
+    mut trainer: Trainer,
+    pb: indicatif::ProgressBar,
+    start_step: u64,
+) -> Result<Summary> {
+    let mut gpu = tinyscore_train::cuda::CudaTrainer::new(&trainer)
+        .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
+    gpu.use_graph(args.cuda_graph);
+    pb.println(format!("training on {}", gpu.device_name()));
+    let started = Instant::now();
+    let mut last = f32::NAN;
+    while gpu.steps_done() < args.steps {
+        gpu.step().context("CUDA step")?;
+        let done = gpu.steps_done();
+        if done % args.loss_every == 0 || done == args.steps {
+            if let Some(loss) = gpu.read_loss().context("reading the loss")? {
+                if !loss.is_finite() {
+                    bail!("training diverged by step {done} (loss {loss}); lower --lr");
+                }
+                last = loss;
+            }
+            pb.set_position(done);
+            pb.set_message(format!("loss {last:.4}"));
+        }
+        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps {
+            gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
+            save(&trainer.checkpoint(), &args.out)?;
+        }
+    }
+    gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
+    pb.finish_and_clear();
+    save(&trainer.checkpoint(), &args.out)?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    Ok(Summary {
+        steps: trainer.steps_done(),
+        loss: last,
         steps_per_sec: (trainer.steps_done() - start_step) as f64 / secs,
     })
 }

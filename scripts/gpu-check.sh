@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Everything issue 5 asks to show on a GPU, in two halves, because the GPU machine has CUDA and
+# PyTorch but no Rust:
+#
+#   bash scripts/gpu-check.sh bundle   # here: builds tinyscore and the GPU test binaries (release)
+#                                      # into gpu-bundle/ (git-ignored; carry it to the GPU machine)
+#   bash scripts/gpu-check.sh run DIR  # there: runs the kernel and trainer tests against their CPU
+#                                      # twins, two GPU runs for bit-identity, bench-train beside the
+#                                      # PyTorch baseline (eager and CUDA graphs), and GPU training of
+#                                      # moons and digits; writes DIR/report.txt and DIR/*.csv
+#
+# Without a GPU `run` reports every GPU test as skipped. The digits set is read from ../shared/data
+# or $TINYSCORE_DATA: on the GPU machine carry a copy inside the checkout and point TINYSCORE_DATA at it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+bundle)
+  cargo build --release -p tinyscore-tools
+  rm -rf gpu-bundle && mkdir -p gpu-bundle
+  cp target/release/tinyscore gpu-bundle/
+  # The test executables of the two crates with GPU tests.
+  cargo test --release --no-run -p tinyscore-kernels -p tinyscore-train --message-format=json 2>/dev/null \
+    | python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])' \
+    | while read -r exe; do cp "$exe" gpu-bundle/; done
+  cp host-train/bench/pytorch_baseline.py gpu-bundle/
+  du -sh gpu-bundle
+  ;;
+run)
+  out="${2:?usage: gpu-check.sh run OUTDIR}"
+  mkdir -p "$out"
+  b=gpu-bundle
+  report="$out/report.txt"
+  {
+    echo "# tinyscore GPU check, $(date -u +%FT%TZ)"
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || true
+    # NVRTC: CUDA's own, or the pip wheel's.
+    for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__))' 2>/dev/null)/cu13/lib; do
+      [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
+    echo "## kernel and trainer tests (GPU vs CPU twin)"
+    for t in "$b"/*-*; do
+      case "$t" in *.py|*/tinyscore) continue ;; esac
+      echo "### $(basename "$t")"
+      "$t" --test-threads=1 --nocapture 2>&1 || echo "FAILED: $t"
+    done
+    echo "## bench-train (ours), plain and CUDA graph"
+    "$b/tinyscore" bench-train --device cuda --steps 100
+    "$b/tinyscore" bench-train --device cuda --steps 100 --cuda-graph
+    echo "## PyTorch baseline, same GPU, same run"
+    python3 "$b/pytorch_baseline.py" --steps 100
+    echo "## GPU training, bit-identity of two runs, quality"
+    for data in moons digits; do
+      for k in 1 2; do
+        "$b/tinyscore" train --device cuda --data "$data" --steps 8000 --seed 3 --out "$out/$data-$k.safetensors" 2>&1 | tail -n 1
+      done
+      cmp "$out/$data-1.safetensors" "$out/$data-2.safetensors" && echo "$data: two GPU runs are bit-identical"
+      "$b/tinyscore" convert "$out/$data-1.safetensors" --out "$out/$data.tsm" 2>&1 | tail -n 1
+      n=2000; [ "$data" = digits ] && n=360
+      "$b/tinyscore" sample "$out/$data.tsm" --sampler ddpm --steps 200 --n $n --seed 7 --out "$out/$data-samples.csv"
+      "$b/tinyscore" eval --samples "$out/$data-samples.csv" --data "$data"
+      rm -f "$out/$data-2.safetensors"
+    done
+  } 2>&1 | tee "$report"
+  ;;
+*)
+  echo "usage: bash scripts/gpu-check.sh bundle | run OUTDIR" >&2
+  exit 1
+  ;;
+esac
