@@ -368,9 +368,11 @@ impl Gpu {
         // SAFETY: every buffer of this crate is used on the one stream below, in launch order,
         // so cudarc's cross-stream event tracking is not needed (and would break graph capture).
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        // A stream of our own: the legacy default stream cannot be captured into a CUDA graph.
+        let stream = ctx.new_stream().map_err(driver)?;
         let (major, minor) = ctx.compute_capability().map_err(driver)?;
-        let arch: &'static str = Box::leak(format!("sm_{major}{minor}").into_boxed_str());
+        // PTX for the device's virtual architecture; the driver compiles it to machine code on load.
+        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let name = ctx.name().map_err(driver)?;
         let sms = ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
