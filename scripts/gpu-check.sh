@@ -19,15 +19,19 @@ bundle)
   cargo build --release -p tinyscore-tools
   rm -rf gpu-bundle && mkdir -p gpu-bundle
   cp target/release/tinyscore gpu-bundle/
-  # The test executables of the two crates with GPU tests.
+  # The test executables with GPU tests: kernels' `cuda` and `nvrtc`, and host-train's unit tests
+  # (`host-train/src/cuda.rs`).
   cargo test --release --no-run -p tinyscore-kernels -p tinyscore-train --message-format=json 2>/dev/null \
     | python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"] \
+            and m["target"]["name"] in ("cuda", "nvrtc", "tinyscore_train"):
         print(m["executable"])' \
     | while read -r exe; do cp "$exe" gpu-bundle/; done
   cp host-train/bench/pytorch_baseline.py gpu-bundle/
+  # Debug info is most of their size; the device call carries 64 MiB at most.
+  strip gpu-bundle/tinyscore gpu-bundle/*-*[0-9a-f]
   du -sh gpu-bundle
   ;;
 run)
@@ -37,9 +41,9 @@ run)
   report="$out/report.txt"
   {
     echo "# tinyscore GPU check, $(date -u +%FT%TZ)"
-    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || true
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv 2>/dev/null || echo "no nvidia-smi"
     # NVRTC: CUDA's own, or the pip wheel's.
-    for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__))' 2>/dev/null)/cu13/lib; do
+    for d in /usr/local/cuda/lib64 $(python3 -c 'import nvidia; print(list(nvidia.__path__)[0])' 2>/dev/null)/cu13/lib; do
       [ -d "$d" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     done
     echo "## kernel and trainer tests (GPU vs CPU twin)"
@@ -49,14 +53,15 @@ run)
       "$t" --test-threads=1 --nocapture 2>&1 || echo "FAILED: $t"
     done
     echo "## bench-train (ours), plain and CUDA graph"
-    "$b/tinyscore" bench-train --device cuda --steps 100
-    "$b/tinyscore" bench-train --device cuda --steps 100 --cuda-graph
+    "$b/tinyscore" bench-train --device cuda --steps 100 || echo "FAILED: bench-train"
+    "$b/tinyscore" bench-train --device cuda --steps 100 --cuda-graph || echo "FAILED: bench-train --cuda-graph"
     echo "## PyTorch baseline, same GPU, same run"
-    python3 "$b/pytorch_baseline.py" --steps 100
+    python3 "$b/pytorch_baseline.py" --steps 100 || echo "FAILED: pytorch baseline"
     echo "## GPU training, bit-identity of two runs, quality"
     for data in moons digits; do
       for k in 1 2; do
-        "$b/tinyscore" train --device cuda --data "$data" --steps 8000 --seed 3 --out "$out/$data-$k.safetensors" 2>&1 | tail -n 1
+        "$b/tinyscore" train --device cuda --data "$data" --steps 8000 --seed 3 --out "$out/$data-$k.safetensors" 2>&1 | tail -n 1 \
+          || echo "FAILED: train $data"
       done
       cmp "$out/$data-1.safetensors" "$out/$data-2.safetensors" && echo "$data: two GPU runs are bit-identical"
       "$b/tinyscore" convert "$out/$data-1.safetensors" --out "$out/$data.tsm" 2>&1 | tail -n 1
@@ -65,7 +70,7 @@ run)
       "$b/tinyscore" eval --samples "$out/$data-samples.csv" --data "$data"
       rm -f "$out/$data-2.safetensors"
     done
-  } 2>&1 | tee "$report"
+  } 2>&1 | tee "$report" || true
   ;;
 *)
   echo "usage: bash scripts/gpu-check.sh bundle | run OUTDIR" >&2
