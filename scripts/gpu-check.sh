@@ -36,6 +36,7 @@ for line in sys.stdin:
   ;;
 run)
   out="${2:?usage: gpu-check.sh run OUTDIR}"
+  set +e  # report every stage, failed ones included
   mkdir -p "$out"
   b=gpu-bundle
   report="$out/report.txt"
