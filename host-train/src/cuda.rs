@@ -432,16 +432,6 @@ mod tests {
     use tinyscore_engine::schedule::Sde;
     use tinyscore_kernels::cpu::{self, DsmDraw};
 
-    fn gpu() -> Option<Gpu> {
-        match Gpu::open(0) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                eprintln!("skipped: {e}");
-                None
-            }
-        }
-    }
-
     fn cfg() -> TrainConfig {
         // Awkward sizes: no dimension is a multiple of the 64×64×16 tile.
         TrainConfig {
@@ -486,7 +476,7 @@ mod tests {
 
     #[test]
     fn one_step_gradient_matches_the_cpu_for_every_process() {
-        let Some(_) = gpu() else { return };
+        let Some(_) = Gpu::open_or_skip(0) else { return };
         let moons = data::load("moons", 2000, 1).unwrap();
         for sde in [
             None,
@@ -515,7 +505,7 @@ mod tests {
 
     #[test]
     fn fifty_steps_follow_the_cpu_loss_trajectory() {
-        let Some(_) = gpu() else { return };
+        let Some(_) = Gpu::open_or_skip(0) else { return };
         let moons = data::load("moons", 2000, 1).unwrap();
         let mut cpu_run = Trainer::new(cfg(), &moons, "moons").unwrap();
         let mut gpu_run = CudaTrainer::new(&cpu_run).unwrap();
@@ -533,7 +523,7 @@ mod tests {
 
     #[test]
     fn two_gpu_runs_are_bitwise_identical_with_and_without_a_graph() {
-        let Some(_) = gpu() else { return };
+        let Some(_) = Gpu::open_or_skip(0) else { return };
         let moons = data::load("moons", 2000, 1).unwrap();
         let start = Trainer::new(cfg(), &moons, "moons").unwrap();
         let mut runs = Vec::new();

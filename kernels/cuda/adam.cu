@@ -18,13 +18,8 @@ extern "C" __global__ void __launch_bounds__(ADAM_THREADS) sq_partials(const flo
     const double v = (double)g[i];
     s += v * v;
   }
-  red[threadIdx.x] = s;
-  __syncthreads();
-  for (int k = ADAM_THREADS / 2; k > 0; k >>= 1) {
-    if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partials[blockIdx.x] = red[0];
+  const double sum = block_sum<ADAM_THREADS>(s, red);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
 extern "C" __global__ void __launch_bounds__(ADAM_THREADS)
@@ -33,14 +28,9 @@ extern "C" __global__ void __launch_bounds__(ADAM_THREADS)
   __shared__ double red[ADAM_THREADS];
   double s = 0.0;
   for (int i = threadIdx.x; i < count; i += ADAM_THREADS) s += partials[i];
-  red[threadIdx.x] = s;
-  __syncthreads();
-  for (int k = ADAM_THREADS / 2; k > 0; k >>= 1) {
-    if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
-    __syncthreads();
-  }
+  const double sum = block_sum<ADAM_THREADS>(s, red);
   if (threadIdx.x != 0) return;
-  const double norm = sqrt(red[0]);
+  const double norm = sqrt(sum);
   float scale = 1.0f;
   // max_norm not finite or not positive: no clipping (as `cpu::clip_grad_norm`).
   if (isfinite(max_norm) && max_norm > 0.0f && norm > (double)max_norm) scale = (float)((double)max_norm / (norm + 1e-6));

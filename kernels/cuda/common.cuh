@@ -92,6 +92,19 @@ __device__ __forceinline__ float2 sde_coefficients(int kind, float p0, float p1,
   return make_float2(-0.5f * beta, beta * -expm1f(-2.0f * b));
 }
 
+// The sum of `v` over a block of BLOCK threads (a power of two) in a fixed tree order, valid in
+// thread 0; `red` is BLOCK doubles of shared memory. Deterministic for a given launch shape.
+template <int BLOCK>
+__device__ __forceinline__ double block_sum(double v, double* red) {
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = BLOCK / 2; s > 0; s >>= 1) {
+    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  return red[0];
+}
+
 // Streams of `rng::stream` used by the training kernels.
 #define STREAM_TRAIN_EPS 16u
 #define STREAM_TRAIN_TIME 17u

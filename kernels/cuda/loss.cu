@@ -21,13 +21,8 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS)
     sq = (double)w * (double)diff * (double)diff;
     grad[i] = weights ? 2.0f * w * diff * inv_total : 2.0f * diff * inv_total;
   }
-  red[threadIdx.x] = sq;
-  __syncthreads();
-  for (int s = LOSS_THREADS / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partials[blockIdx.x] = red[0];
+  const double sum = block_sum<LOSS_THREADS>(sq, red);
+  if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
 // One block: state[LOSS_SUM] += (Σ partials)/total, state[LOSS_COUNT] += 1.
@@ -36,14 +31,9 @@ extern "C" __global__ void __launch_bounds__(LOSS_THREADS)
   __shared__ double red[LOSS_THREADS];
   double s = 0.0;
   for (int i = threadIdx.x; i < count; i += LOSS_THREADS) s += partials[i];
-  red[threadIdx.x] = s;
-  __syncthreads();
-  for (int k = LOSS_THREADS / 2; k > 0; k >>= 1) {
-    if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
-    __syncthreads();
-  }
+  const double sum = block_sum<LOSS_THREADS>(s, red);
   if (threadIdx.x == 0) {
-    const double total = __longlong_as_double((long long)state[STATE_LOSS_SUM]) + red[0] * inv_total;
+    const double total = __longlong_as_double((long long)state[STATE_LOSS_SUM]) + sum * inv_total;
     state[STATE_LOSS_SUM] = (u64)__double_as_longlong(total);
     state[STATE_LOSS_COUNT] += 1;
   }

@@ -13,16 +13,6 @@ use tinyscore_kernels::cpu::{self, DsmDraw};
 use tinyscore_kernels::cuda::{self, DPtr, DsmBuffers, DsmProcess, Gpu};
 use tinyscore_kernels::fused;
 
-fn gpu() -> Option<Gpu> {
-    match Gpu::open(0) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
-}
-
 /// Deterministic values in [-scale, scale).
 fn values(n: usize, salt: u32, scale: f32) -> Vec<f32> {
     (0..n)
@@ -58,7 +48,7 @@ const SHAPES: [(usize, usize, usize); 5] =
 
 #[test]
 fn linear_forward_and_its_epilogues_match_the_twin() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     for (rows, inp, out) in SHAPES {
         let (x, w, b, add) = (
             values(rows * inp, 1, 1.0),
@@ -93,7 +83,7 @@ fn linear_forward_and_its_epilogues_match_the_twin() {
 
 #[test]
 fn linear_input_gradient_and_its_epilogues_match_the_twin() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     for (rows, inp, out) in SHAPES {
         let (dy, w, pre, prior) = (
             values(rows * out, 5, 1.0),
@@ -128,7 +118,7 @@ fn linear_input_gradient_and_its_epilogues_match_the_twin() {
 
 #[test]
 fn linear_parameter_gradients_match_the_twin_with_split_k() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     for (rows, inp, out) in SHAPES.into_iter().chain([(65_537, 17, 9), (20_000, 130, 129)]) {
         let (dy, x) = (values(rows * out, 9, 1.0), values(rows * inp, 10, 1.0));
         let (ddy, dx) = (g.upload(&dy).unwrap(), g.upload(&x).unwrap());
@@ -156,7 +146,7 @@ fn linear_parameter_gradients_match_the_twin_with_split_k() {
 
 #[test]
 fn dsm_inputs_match_the_twin_for_every_process() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     let (batch, dim, freqs, n_data, seed, step) = (1_001usize, 7usize, 18usize, 313usize, 0xfeed_u64, 5u64);
     let data = values(n_data * dim, 11, 2.0);
     let omegas: Vec<f32> = (0..freqs / 2).map(|k| frequency(k, freqs / 2)).collect();
@@ -221,7 +211,7 @@ fn dsm_inputs_match_the_twin_for_every_process() {
 
 #[test]
 fn loss_and_its_gradient_match_the_twin() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     for (rows, dim) in [(1usize, 1usize), (333, 7), (4097, 64)] {
         let n = rows * dim;
         let (pred, target, weights) = (values(n, 12, 2.0), values(n, 13, 2.0), values(rows, 14, 1.0));
@@ -257,7 +247,7 @@ fn loss_and_its_gradient_match_the_twin() {
 
 #[test]
 fn clipping_adam_and_ema_match_the_twin() {
-    let Some(g) = gpu() else { return };
+    let Some(g) = Gpu::open_or_skip(0) else { return };
     for (n, max_norm, warmup) in
         [(1usize, 1.0f32, 0u64), (1000, 0.5, 100), (70_001, f32::INFINITY, 10), (70_001, 1.0, 0)]
     {
