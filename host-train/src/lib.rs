@@ -25,6 +25,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod likelihood;
 pub mod metrics;
 mod scorenet;
 pub mod train;

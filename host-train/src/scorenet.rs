@@ -243,3 +243,22 @@ pub(crate) fn backward(lay: &Layout, p: &[f32], act: &mut Activations, grads: &m
     cpu::silu_bwd_sig(&act.t_pre[..n], &act.t_sig[..n], &act.da[..n], &mut act.du[..n]);
     lay.time1.bwd_params(grads, &act.du, &act.phi, rows);
 }
+
+/// The input gradient after [`forward`] of the same rows, with `act.d_out` = ∂L/∂ε̂ set:
+/// writes ∂L/∂x (rows, D) into `dx` — one vector-Jacobian product vᵀ·∂ε̂/∂x per row (v = that
+/// row of `d_out`). The time path does not depend on x and is skipped; no parameter gradient
+/// is formed.
+pub(crate) fn backward_input(lay: &Layout, p: &[f32], act: &mut Activations, dx: &mut [f32], rows: usize) {
+    let hid = lay.dims.hidden;
+    let n = rows * hid;
+    let nb = lay.blocks.len();
+    lay.output.bwd_input(p, &act.d_out, &mut act.da, rows);
+    cpu::silu_bwd_sig(&act.h[nb][..n], &act.h_sig[nb][..n], &act.da[..n], &mut act.dh[..n]);
+    for (b, (l1, l2)) in lay.blocks.iter().enumerate().rev() {
+        l2.bwd_input(p, &act.dh, &mut act.da, rows);
+        cpu::silu_bwd_sig(&act.u[b][..n], &act.u_sig[b][..n], &act.da[..n], &mut act.du[..n]);
+        l1.bwd_input(p, &act.du, &mut act.da, rows);
+        cpu::silu_bwd_sig_acc(&act.h[b][..n], &act.h_sig[b][..n], &act.da[..n], &mut act.dh[..n]);
+    }
+    lay.input.bwd_input(p, &act.dh, dx, rows);
+}
