@@ -273,9 +273,8 @@ mod tests {
             let v = a * a * S * S + s * s;
             let g: Vec<[f64; 2]> =
                 (0..2).map(|k| [0, 1].map(|i| -(x[i] as f64 - a * MU[k][i]) / v)).collect();
-            let l: Vec<f64> = (0..2)
-                .map(|k| W[k].ln() - 0.5 * v * (g[k][0] * g[k][0] + g[k][1] * g[k][1]))
-                .collect();
+            let l: Vec<f64> =
+                (0..2).map(|k| W[k].ln() - 0.5 * v * (g[k][0] * g[k][0] + g[k][1] * g[k][1])).collect();
             let m = l[0].max(l[1]);
             let r: Vec<f64> = l.iter().map(|v| (v - m).exp()).collect();
             let z = r[0] + r[1];
@@ -365,7 +364,9 @@ mod tests {
     }
 
     fn random_net(dims: &Dims, seed: u64) -> Vec<f32> {
-        (0..dims.param_count()).map(|e| 0.5 * (2.0 * uniform(bits4(seed, e as u32, 0, 0, 98)[0]) - 1.0)).collect()
+        (0..dims.param_count())
+            .map(|e| 0.5 * (2.0 * uniform(bits4(seed, e as u32, 0, 0, 98)[0]) - 1.0))
+            .collect()
     }
 
     /// The exact trace from D batched VJPs equals the trace of the Jacobian by central finite
@@ -386,7 +387,10 @@ mod tests {
                 let (mut up, mut dn) = (x, x);
                 up[k] += h;
                 dn[k] -= h;
-                let (a, b) = (crate::train::forward(&dims, &p, &up, &[t]), crate::train::forward(&dims, &p, &dn, &[t]));
+                let (a, b) = (
+                    crate::train::forward(&dims, &p, &up, &[t]),
+                    crate::train::forward(&dims, &p, &dn, &[t]),
+                );
                 fd += (a[k] as f64 - b[k] as f64) / (2.0 * h as f64);
             }
             assert!((tr - fd).abs() < 2e-3 * (1.0 + fd.abs()), "trace {tr} vs finite differences {fd}");

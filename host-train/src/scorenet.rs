@@ -364,7 +364,14 @@ pub(crate) fn tangent_forward(lay: &Layout, p: &[f32], act: &Activations, tan: &
 /// Backward through the tangent pass, with `tan.d_out` = ∂L/∂ε̇ set: accumulates the weights'
 /// share of ∂L/∂θ into `grads` and leaves the primal pre-activations' shares in `tan` for
 /// [`backward_with_tangents`].
-pub(crate) fn tangent_backward(lay: &Layout, p: &[f32], act: &Activations, tan: &mut Tangents, grads: &mut [f32], rows: usize) {
+pub(crate) fn tangent_backward(
+    lay: &Layout,
+    p: &[f32],
+    act: &Activations,
+    tan: &mut Tangents,
+    grads: &mut [f32],
+    rows: usize,
+) {
     let n = rows * lay.dims.hidden;
     let nb = lay.blocks.len();
     let lo = &lay.output;

@@ -765,7 +765,8 @@ mod tests {
         let mut h = lin(&layout.input, &x);
         for (l1, l2) in &layout.blocks {
             let a: Vec<(f64, f64)> = h.iter().map(|&(z, zd)| act(z, zd)).collect();
-            let u: Vec<(f64, f64)> = lin(l1, &a).iter().zip(&temb).map(|(u, t)| (u.0 + t.0, u.1 + t.1)).collect();
+            let u: Vec<(f64, f64)> =
+                lin(l1, &a).iter().zip(&temb).map(|(u, t)| (u.0 + t.0, u.1 + t.1)).collect();
             let a: Vec<(f64, f64)> = u.into_iter().map(|(z, zd)| act(z, zd)).collect();
             h = lin(l2, &a).iter().zip(&h).map(|(y, h)| (h.0 + y.0, h.1 + y.1)).collect();
         }
@@ -869,15 +870,15 @@ mod tests {
     fn results_do_not_depend_on_thread_count() {
         let data = moons(500);
         for loss in [Loss::Dsm, Loss::Ssm, Loss::SsmVr] {
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let mut tr = Trainer::new(TrainConfig { loss, ..tiny_config() }, &data, "moons").unwrap();
-                let losses: Vec<u32> = (0..5).map(|_| tr.step().to_bits()).collect();
-                (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            })
-        };
-        assert_eq!(run(1), run(3), "{loss:?}");
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut tr = Trainer::new(TrainConfig { loss, ..tiny_config() }, &data, "moons").unwrap();
+                    let losses: Vec<u32> = (0..5).map(|_| tr.step().to_bits()).collect();
+                    (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                })
+            };
+            assert_eq!(run(1), run(3), "{loss:?}");
         }
     }
 

@@ -26,7 +26,8 @@ fn ok(out: &Output) -> String {
 
 /// (NLL nats/dim, standard error) from the report line.
 fn nll(stdout: &str) -> (f64, f64) {
-    let line = stdout.lines().find(|l| l.starts_with("NLL ")).unwrap_or_else(|| panic!("no NLL line: {stdout:?}"));
+    let line =
+        stdout.lines().find(|l| l.starts_with("NLL ")).unwrap_or_else(|| panic!("no NLL line: {stdout:?}"));
     let mut w = line.split_whitespace();
     let v: f64 = w.nth(1).unwrap().parse().unwrap();
     let se: f64 = w.nth(1).unwrap().parse().unwrap();
@@ -102,7 +103,18 @@ fn likelihood_of_checkpoint_and_model_files() {
     fails_with(&tinyscore(&["likelihood", s(&tsm), "--data", "digits", "--steps", "2"]), "the model needs 2");
     fails_with(&tinyscore(&["likelihood", "/nonexistent.tsm", "--data", "moons"]), "/nonexistent.tsm");
     let w8a8 = dir.path().join("q.tsm");
-    ok(&tinyscore(&["convert", s(&ckpt), "--quant", "w8a8", "--groups", "1", "--calib", "moons", "--out", s(&w8a8)]));
+    ok(&tinyscore(&[
+        "convert",
+        s(&ckpt),
+        "--quant",
+        "w8a8",
+        "--groups",
+        "1",
+        "--calib",
+        "moons",
+        "--out",
+        s(&w8a8),
+    ]));
     fails_with(&tinyscore(&["likelihood", s(&w8a8), "--data", "moons"]), "w8a8");
     fails_with(&tinyscore(&["train", "--data", "moons", "--loss", "nope", "--out", "x"]), "nope");
 }

@@ -77,7 +77,12 @@ pub fn load_float_model(path: &Path, raw: bool) -> Result<FloatModel> {
     for (role, rows, cols) in dims.params() {
         let t = model.tensor(role);
         if !matches!(t.dtype, DType::F32 | DType::F16 | DType::I8) {
-            bail!("{}: tensor {} has dtype {}, not a weight dtype", path.display(), role.name(), t.dtype.name());
+            bail!(
+                "{}: tensor {} has dtype {}, not a weight dtype",
+                path.display(),
+                role.name(),
+                t.dtype.name()
+            );
         }
         params.extend((0..rows * cols).map(|i| t.get(i)));
     }
@@ -191,7 +196,8 @@ pub fn run_likelihood(args: &LikelihoodArgs) -> Result<()> {
     let log_det: f64 = -model.std.iter().map(|&s| (s as f64).ln()).sum::<f64>();
     let per_dim: Vec<f64> = logp.iter().map(|l| -(l + log_det) / d as f64).collect();
     let mean = per_dim.iter().sum::<f64>() / n as f64;
-    let var = if n > 1 { per_dim.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+    let var =
+        if n > 1 { per_dim.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
     let report = Report { n, dim: d, nats_per_dim: mean, stderr: (var / n as f64).sqrt(), log_det, mode };
     println!("{report}");
     let how = match mode {
@@ -234,14 +240,21 @@ pub fn log_likelihoods(
         for (c, part) in out.chunks_mut(chunk).enumerate() {
             let (grid, pb) = (&grid, pb.clone());
             handles.push(scope.spawn(move || -> Result<()> {
-                let mut net = NetDivergence::new(model.dims, &model.params, rows).map_err(anyhow::Error::msg)?;
+                let mut net =
+                    NetDivergence::new(model.dims, &model.params, rows).map_err(anyhow::Error::msg)?;
                 for (j, o) in part.iter_mut().enumerate() {
                     let i = c * chunk + j;
                     let probes = match mode {
                         TraceMode::Exact => None,
                         TraceMode::Hutchinson(k) => Some(rademacher_probes(seed, i as u32, k, d)),
                     };
-                    let r = log_likelihood(&mut net, &model.diffusion, grid, &x[i * d..(i + 1) * d], probes.as_deref());
+                    let r = log_likelihood(
+                        &mut net,
+                        &model.diffusion,
+                        grid,
+                        &x[i * d..(i + 1) * d],
+                        probes.as_deref(),
+                    );
                     if !r.log_p.is_finite() {
                         bail!("point {i}: the ODE gave a non-finite log-likelihood (try more --steps)");
                     }
