@@ -5,7 +5,8 @@ Baselines, fitted on the same training data the models train on, evaluated on th
 points `tinyscore likelihood` uses, in the data's original units, nats per dimension:
   - a Gaussian with the training set's mean and full (maximum-likelihood) covariance;
   - a Gaussian kernel density estimate (scipy.stats.gaussian_kde: kernel covariance = h^2 times the
-    data covariance), h chosen on a validation split (the last 20% of the training data) from a grid
+    data covariance), h chosen on a validation split (the last 20% of the training examples, with all their
+    dequantised copies) from a grid
     around Scott's rule, then refitted on the whole training set.
 Standard errors are over held-out points.
 
@@ -24,7 +25,7 @@ Usage:
   pip install numpy scipy
   python3 bench/density_baselines.py --tinyscore target/release/tinyscore --prepare-digits /tmp/lik
   python3 bench/density_baselines.py --tinyscore target/release/tinyscore --data moons
-  python3 bench/density_baselines.py --train /tmp/lik/digits-deq-train.csv --test /tmp/lik/digits-deq-test.csv
+  python3 bench/density_baselines.py --train /tmp/lik/digits-deq-train.csv --test /tmp/lik/digits-deq-test.csv --copies 4
 """
 import argparse
 import gzip
@@ -66,11 +67,15 @@ def mean_se(v):
     return v.mean(), v.std(ddof=1) / np.sqrt(len(v))
 
 
-def baselines(train, test):
+def baselines(train, test, copies):
     n, d = train.shape
-    cut = int(round(0.8 * n))
-    fit, val = train[:cut], train[cut:]
-    scott = cut ** (-1.0 / (d + 4))
+    # Validation: the last 20% of the distinct examples (with all their noisy copies, so no copy
+    # of a validation example is in the fitting part).
+    distinct = n // copies
+    example = np.arange(n) % distinct
+    val_mask = example >= int(round(0.8 * distinct))
+    fit, val = train[~val_mask], train[val_mask]
+    scott = len(fit) ** (-1.0 / (d + 4))
     grid = scott * 2.0 ** np.arange(-4.0, 1.01, 0.5)
     scores = [kde_nll(fit, val, h).mean() for h in grid]
     h = grid[int(np.argmin(scores))]
@@ -105,6 +110,7 @@ def main():
     ap.add_argument("--data", help="built-in generated data set")
     ap.add_argument("--train", help="training CSV")
     ap.add_argument("--test", help="held-out CSV")
+    ap.add_argument("--copies", type=int, default=1, help="noisy copies per example in --train (4 for digits)")
     ap.add_argument("--prepare-digits", metavar="DIR")
     args = ap.parse_args()
     if args.prepare_digits:
@@ -116,7 +122,7 @@ def main():
     else:
         train = np.loadtxt(args.train, delimiter=",", ndmin=2)
         test = np.loadtxt(args.test, delimiter=",", ndmin=2)
-    baselines(train, test)
+    baselines(train, test, args.copies)
 
 
 if __name__ == "__main__":
