@@ -490,6 +490,41 @@ mod tests {
 
     const SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 128, 128)];
 
+    /// The tangent kernels against their definitions: a bias-free linear map, the weight-only
+    /// gradient, silu'·ẋ, and the backward through it with silu'' (the engine's `silu_grad2`).
+    #[test]
+    fn tangent_kernels_match_their_definitions() {
+        for (rows, inp, out) in SHAPES {
+            let (x, w) = (values(rows * inp, 11), values(out * inp, 12));
+            let mut y = vec![f32::NAN; rows * out];
+            linear_tangent(&x, &w, &mut y, rows, inp, out);
+            let mut want = vec![f32::NAN; rows * out];
+            linear_fwd(&x, &w, &vec![0.0; out], &mut want, rows, inp, out);
+            check("linear_tangent", &y, &want, 1e-5, 1e-5);
+            let dy = values(rows * out, 13);
+            let (mut dw, mut db) = (vec![0.5f32; out * inp], vec![0.0f32; out]);
+            let mut dw2 = dw.clone();
+            linear_bwd_weight(&dy, &x, &mut dw, rows, inp, out);
+            linear_bwd_params(&dy, &x, &mut dw2, &mut db, rows, inp, out);
+            check("linear_bwd_weight", &dw, &dw2, 0.0, 0.0);
+        }
+        let x: Vec<f32> = values(200, 14).iter().map(|v| 6.0 * v).collect();
+        let (xd, dyd) = (values(200, 15), values(200, 16));
+        let (mut y, mut sig) = (vec![0.0; 200], vec![0.0; 200]);
+        silu_fwd_sig(&x, &mut y, &mut sig);
+        let mut yd = vec![0.0; 200];
+        silu_tangent_sig(&x, &sig, &xd, &mut yd);
+        let want: Vec<f32> = x.iter().zip(&xd).map(|(&v, &d)| d * silu_grad(v)).collect();
+        check("silu_tangent_sig", &yd, &want, 0.0, 0.0);
+        let (mut dxd, mut extra) = (vec![1.0f32; 200], vec![0.0; 200]);
+        silu_tangent_bwd_sig(&x, &sig, &xd, &dyd, &mut dxd, &mut extra, true);
+        let want: Vec<f32> = x.iter().zip(&dyd).map(|(&v, &g)| 1.0 + g * silu_grad(v)).collect();
+        check("silu_tangent_bwd_sig dxdot", &dxd, &want, 1e-7, 0.0);
+        let want: Vec<f32> =
+            (0..200).map(|i| dyd[i] * xd[i] * tinyscore_engine::net::silu_grad2(x[i])).collect();
+        check("silu_tangent_bwd_sig extra", &extra, &want, 1e-7, 1e-5);
+    }
+
     #[test]
     fn linear_fwd_matches_scalar_loop() {
         for (rows, inp, out) in SHAPES {
