@@ -15,6 +15,10 @@
 //! loss bounds the negative log-likelihood. It is uniform-t without importance sampling, so its
 //! gradient is noisier (the weight grows like 1/t near t = 0 for VP).
 //!
+//! `TrainConfig::loss` can instead select sliced score matching ([`Loss::Ssm`], [`Loss::SsmVr`];
+//! `docs/scorenet.md`) on the same noised inputs, with the Jacobian-vector product of a tangent
+//! pass through the network.
+//!
 //! One step draws a batch (`tinyscore_kernels::cpu::dsm_inputs`: data index, n and ε are pure
 //! functions of the seed and the example's index in the run), computes the loss and its
 //! gradient, clips the gradient's global norm, and applies Adam (Kingma & Ba 2015) with an
