@@ -49,6 +49,10 @@ pub mod stream {
     pub const PROJECTIONS: u32 = 34;
     /// Draws from a Gaussian fitted to data (the baseline of `tinyscore eval`).
     pub const GAUSSIAN_FIT: u32 = 35;
+    /// Training: the random projections v of sliced score matching.
+    pub const SSM_PROJECTIONS: u32 = 36;
+    /// The Hutchinson probes of the likelihood's divergence estimate.
+    pub const HUTCHINSON: u32 = 37;
     /// The noise of the converter's calibration inputs.
     pub const CALIBRATION: u32 = 48;
     /// Denoising (SDEdit) and imputation: draw k uses stream `DENOISE + k` (k < 16).

@@ -457,6 +457,22 @@ impl Diffusion {
             Self::Sde { sde, .. } => sde.coefficients(t),
         }
     }
+
+    /// The probability-flow ODE (Song et al. 2021, eq. 13) in ε terms, as (f(t), c(t)) with
+    /// c = ½·g(t)²/σ_t:
+    ///
+    /// ```text
+    /// dx/dt = f(t)·x − ½ g(t)²·∇log p_t(x) = f(t)·x + c(t)·ε̂(x, t)
+    /// ∇·(dx/dt) = D·f(t) + c(t)·tr(∂ε̂/∂x)
+    /// ```
+    ///
+    /// The one definition of the drift that the ODE samplers and the likelihood use.
+    #[inline]
+    pub fn pf_ode(&self, t: f32) -> (f32, f32) {
+        let (f, g2) = self.coefficients(t);
+        let (_, sigma) = self.marginal(t);
+        (f, 0.5 * g2 / sigma)
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //!   `step`, `lr`, `batch`, `ema`, `seed`, `grad_clip`, `warmup`, `steps`, `diffusion_steps`,
 //!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `process` (`vp` for the
 //!   discrete process, `vpsde:<β_min>:<β_max>`, `subvp:<β_min>:<β_max>` or `ve:<σ_min>:<σ_max>`),
-//!   `t_eps`, `weighting` (`simple` or `likelihood`), `data`. A checkpoint without `process`
+//!   `t_eps`, `weighting` (`simple` or `likelihood`), `loss` (`dsm`, `ssm` or `ssm-vr`; absent: `dsm`), `data`. A checkpoint without `process`
 //!   (written before these keys existed) is the discrete VP process with the simple weighting. Floats use Rust's
 //!   shortest round-trip formatting, so they read back bit-exactly.
 //!
@@ -31,7 +31,7 @@ use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use crate::data::Normalization;
-use crate::train::{TrainConfig, Weighting};
+use crate::train::{Loss, TrainConfig, Weighting};
 
 /// The `format` metadata value of this layout.
 pub const FORMAT: &str = "tinyscore-ckpt-v1";
@@ -259,6 +259,7 @@ impl Checkpoint {
             ("process", process_text(&c.sde)),
             ("t_eps", c.t_eps.to_string()),
             ("weighting", c.weighting.name().to_string()),
+            ("loss", c.loss.name().to_string()),
             ("data", self.data_spec.clone()),
         ]
         .into_iter()
@@ -486,7 +487,16 @@ impl Checkpoint {
                 return Err(CheckpointError::BadMetadata { path: p(), key: "weighting", value: other.into() })
             }
         };
+        let loss = match md.get("loss") {
+            None => Loss::Dsm,
+            Some(s) => Loss::from_name(s).ok_or_else(|| CheckpointError::BadMetadata {
+                path: p(),
+                key: "loss",
+                value: s.clone(),
+            })?,
+        };
         let config = TrainConfig {
+            loss,
             hidden: dims.hidden,
             blocks: dims.blocks,
             freqs: dims.freqs,

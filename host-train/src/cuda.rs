@@ -21,7 +21,7 @@ use tinyscore_kernels::cuda::{self, DPtr, DevBuf, DsmBuffers, DsmProcess, Gpu, G
 
 use crate::scorenet::{Layout, Linear};
 
-use crate::train::{Trainer, Weighting, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use crate::train::{Loss, Trainer, Weighting, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use tinyscore_kernels::cuda::device_count;
 
 /// Blocks of the gradient-norm reduction.
@@ -100,6 +100,12 @@ impl CudaTrainer {
     /// Continues `cpu`'s run on `gpu`.
     pub fn on(gpu: Gpu, cpu: &Trainer) -> Result<Self, GpuError> {
         let cfg = cpu.config();
+        if cfg.loss != Loss::Dsm {
+            return Err(GpuError::Unsupported(format!(
+                "--loss {} runs on the CPU backend only (the GPU trains dsm)",
+                cfg.loss.name()
+            )));
+        }
         let (layout, process, data, m, v) = cpu.backend_parts();
         let layout = layout.clone();
         let dims = layout.dims;

@@ -3,8 +3,10 @@
 //! Training of tinyscore's score networks (ScoreNet v1, `docs/scorenet.md`) on the CPU:
 //!
 //! * [`data`]: built-in toys and real data sets, CSV / `.npy` files, normalisation;
-//! * [`train`]: denoising score matching with ε-prediction, Adam, EMA, gradient clipping, on
-//!   both cores with results that do not depend on the thread count;
+//! * [`train`]: denoising score matching with ε-prediction (or sliced score matching,
+//!   `train::Loss`), Adam, EMA, gradient clipping, on both cores with results that do not depend
+//!   on the thread count;
+//! * [`likelihood`]: log-likelihoods through the probability-flow ODE;
 //! * [`checkpoint`]: `.safetensors` checkpoints that resume bit-exactly;
 //! * [`metrics`]: the sliced Wasserstein distance used to judge samples;
 //! * [`cuda`]: the same training step on an NVIDIA GPU, with the CUDA kernels of
@@ -28,6 +30,7 @@
 pub mod checkpoint;
 pub mod cuda;
 pub mod data;
+pub mod likelihood;
 pub mod metrics;
 mod scorenet;
 pub mod train;

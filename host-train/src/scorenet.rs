@@ -216,6 +216,17 @@ pub(crate) fn forward(lay: &Layout, p: &[f32], act: &mut Activations, rows: usiz
 /// Backward pass after [`forward`] of the same rows, with `act.d_out` = ∂L/∂ε̂ set:
 /// accumulates ∂L/∂θ into `grads` (flat, same layout as the parameters).
 pub(crate) fn backward(lay: &Layout, p: &[f32], act: &mut Activations, grads: &mut [f32], rows: usize) {
+    backward_impl(lay, p, act, None, grads, rows);
+}
+
+fn backward_impl(
+    lay: &Layout,
+    p: &[f32],
+    act: &mut Activations,
+    tan: Option<&Tangents>,
+    grads: &mut [f32],
+    rows: usize,
+) {
     let hid = lay.dims.hidden;
     let n = rows * hid;
     let nb = lay.blocks.len();
@@ -223,17 +234,26 @@ pub(crate) fn backward(lay: &Layout, p: &[f32], act: &mut Activations, grads: &m
     lay.output.bwd_params(grads, &act.d_out, &act.a_out, rows);
     lay.output.bwd_input(p, &act.d_out, &mut act.da, rows);
     cpu::silu_bwd_sig(&act.h[nb][..n], &act.h_sig[nb][..n], &act.da[..n], &mut act.dh[..n]);
+    if let Some(t) = tan {
+        cpu::add_inplace(&mut act.dh[..n], &t.ext_h[nb][..n]);
+    }
     act.d_temb[..n].fill(0.0);
     for (b, (l1, l2)) in lay.blocks.iter().enumerate().rev() {
         // h_b = h_{b−1} + W_b2 · a2 + b_b2: the skip path passes dh through unchanged.
         l2.bwd_params(grads, &act.dh, &act.a2[b], rows);
         l2.bwd_input(p, &act.dh, &mut act.da, rows);
         cpu::silu_bwd_sig(&act.u[b][..n], &act.u_sig[b][..n], &act.da[..n], &mut act.du[..n]);
+        if let Some(t) = tan {
+            cpu::add_inplace(&mut act.du[..n], &t.ext_u[b][..n]);
+        }
         // u = W_b1 · a1 + b_b1 + temb
         cpu::add_inplace(&mut act.d_temb[..n], &act.du[..n]);
         l1.bwd_params(grads, &act.du, &act.a1[b], rows);
         l1.bwd_input(p, &act.du, &mut act.da, rows);
         cpu::silu_bwd_sig_acc(&act.h[b][..n], &act.h_sig[b][..n], &act.da[..n], &mut act.dh[..n]);
+        if let Some(t) = tan {
+            cpu::add_inplace(&mut act.dh[..n], &t.ext_h[b][..n]);
+        }
     }
     // h_0 = W_in · x + b_in (no gradient for x is needed)
     lay.input.bwd_params(grads, &act.dh, &act.x, rows);
@@ -242,4 +262,169 @@ pub(crate) fn backward(lay: &Layout, p: &[f32], act: &mut Activations, grads: &m
     lay.time2.bwd_input(p, &act.d_temb, &mut act.da, rows);
     cpu::silu_bwd_sig(&act.t_pre[..n], &act.t_sig[..n], &act.da[..n], &mut act.du[..n]);
     lay.time1.bwd_params(grads, &act.du, &act.phi, rows);
+}
+
+/// The input gradient after [`forward`] of the same rows, with `act.d_out` = ∂L/∂ε̂ set:
+/// writes ∂L/∂x (rows, D) into `dx` — one vector-Jacobian product vᵀ·∂ε̂/∂x per row (v = that
+/// row of `d_out`). The time path does not depend on x and is skipped; no parameter gradient
+/// is formed.
+pub(crate) fn backward_input(lay: &Layout, p: &[f32], act: &mut Activations, dx: &mut [f32], rows: usize) {
+    let hid = lay.dims.hidden;
+    let n = rows * hid;
+    let nb = lay.blocks.len();
+    lay.output.bwd_input(p, &act.d_out, &mut act.da, rows);
+    cpu::silu_bwd_sig(&act.h[nb][..n], &act.h_sig[nb][..n], &act.da[..n], &mut act.dh[..n]);
+    for (b, (l1, l2)) in lay.blocks.iter().enumerate().rev() {
+        l2.bwd_input(p, &act.dh, &mut act.da, rows);
+        cpu::silu_bwd_sig(&act.u[b][..n], &act.u_sig[b][..n], &act.da[..n], &mut act.du[..n]);
+        l1.bwd_input(p, &act.du, &mut act.da, rows);
+        cpu::silu_bwd_sig_acc(&act.h[b][..n], &act.h_sig[b][..n], &act.da[..n], &mut act.dh[..n]);
+    }
+    lay.input.bwd_input(p, &act.dh, dx, rows);
+}
+
+/// Forward-mode tangents of one chunk (the Jacobian-vector product J·v = (∂ε̂/∂x)·v through the
+/// network) and their backward pass, for sliced score matching. The time path does not depend
+/// on x, so it has no tangent; biases drop out of every tangent.
+///
+/// ```text
+/// ḣ_0 = W_in·v      ȧ1_b = silu'(h_{b−1})⊙ḣ_{b−1}   u̇_b = W_b1·ȧ1_b
+/// ȧ2_b = silu'(u_b)⊙u̇_b   ḣ_b = ḣ_{b−1} + W_b2·ȧ2_b   ε̇ = W_out·(silu'(h_B)⊙ḣ_B) = J·v
+/// ```
+#[derive(Clone, Debug)]
+pub(crate) struct Tangents {
+    /// (cap, D) the direction v.
+    pub v: Vec<f32>,
+    /// B+1 × (cap, H) ḣ_b.
+    hd: Vec<Vec<f32>>,
+    /// B × (cap, H) ȧ1_b.
+    a1d: Vec<Vec<f32>>,
+    /// B × (cap, H) u̇_b.
+    ud: Vec<Vec<f32>>,
+    /// B × (cap, H) ȧ2_b.
+    a2d: Vec<Vec<f32>>,
+    /// (cap, H) ȧ_out.
+    a_outd: Vec<f32>,
+    /// (cap, D) ε̇ = J·v.
+    pub out: Vec<f32>,
+    /// (cap, D) ∂L/∂ε̇, set by the caller before [`tangent_backward`].
+    pub d_out: Vec<f32>,
+    /// (cap, H) ∂L/∂ḣ.
+    dhd: Vec<f32>,
+    /// (cap, H) ∂L/∂ȧ.
+    dad: Vec<f32>,
+    /// (cap, H) ∂L/∂u̇.
+    dud: Vec<f32>,
+    /// B+1 × (cap, H) the tangent pass's share of ∂L/∂h_b (silu''·ḣ·∂L/∂ȧ).
+    ext_h: Vec<Vec<f32>>,
+    /// B × (cap, H) its share of ∂L/∂u_b.
+    ext_u: Vec<Vec<f32>>,
+}
+
+impl Tangents {
+    pub fn new(dims: &Dims, cap: usize) -> Self {
+        let (d, h, b) = (dims.dim, dims.hidden, dims.blocks);
+        let z = |n: usize| vec![0.0f32; cap * n];
+        Self {
+            v: z(d),
+            hd: (0..=b).map(|_| z(h)).collect(),
+            a1d: (0..b).map(|_| z(h)).collect(),
+            ud: (0..b).map(|_| z(h)).collect(),
+            a2d: (0..b).map(|_| z(h)).collect(),
+            a_outd: z(h),
+            out: z(d),
+            d_out: z(d),
+            dhd: z(h),
+            dad: z(h),
+            dud: z(h),
+            ext_h: (0..=b).map(|_| z(h)).collect(),
+            ext_u: (0..b).map(|_| z(h)).collect(),
+        }
+    }
+}
+
+/// The tangent pass after [`forward`] of the same rows, with `tan.v` set: writes `tan.out` = J·v.
+pub(crate) fn tangent_forward(lay: &Layout, p: &[f32], act: &Activations, tan: &mut Tangents, rows: usize) {
+    let n = rows * lay.dims.hidden;
+    let (li, lo) = (&lay.input, &lay.output);
+    cpu::linear_tangent(&tan.v, li.weight(p), &mut tan.hd[0], rows, li.inp, li.out);
+    for (b, (l1, l2)) in lay.blocks.iter().enumerate() {
+        cpu::silu_tangent_sig(&act.h[b][..n], &act.h_sig[b][..n], &tan.hd[b][..n], &mut tan.a1d[b][..n]);
+        cpu::linear_tangent(&tan.a1d[b], l1.weight(p), &mut tan.ud[b], rows, l1.inp, l1.out);
+        cpu::silu_tangent_sig(&act.u[b][..n], &act.u_sig[b][..n], &tan.ud[b][..n], &mut tan.a2d[b][..n]);
+        let (done, rest) = tan.hd.split_at_mut(b + 1);
+        cpu::linear_tangent(&tan.a2d[b], l2.weight(p), &mut rest[0], rows, l2.inp, l2.out);
+        cpu::add_inplace(&mut rest[0][..n], &done[b][..n]);
+    }
+    let nb = lay.blocks.len();
+    cpu::silu_tangent_sig(&act.h[nb][..n], &act.h_sig[nb][..n], &tan.hd[nb][..n], &mut tan.a_outd[..n]);
+    cpu::linear_tangent(&tan.a_outd, lo.weight(p), &mut tan.out, rows, lo.inp, lo.out);
+}
+
+/// Backward through the tangent pass, with `tan.d_out` = ∂L/∂ε̇ set: accumulates the weights'
+/// share of ∂L/∂θ into `grads` and leaves the primal pre-activations' shares in `tan` for
+/// [`backward_with_tangents`].
+pub(crate) fn tangent_backward(
+    lay: &Layout,
+    p: &[f32],
+    act: &Activations,
+    tan: &mut Tangents,
+    grads: &mut [f32],
+    rows: usize,
+) {
+    let n = rows * lay.dims.hidden;
+    let nb = lay.blocks.len();
+    let lo = &lay.output;
+    cpu::linear_bwd_weight(&tan.d_out, &tan.a_outd, &mut grads[lo.w..], rows, lo.inp, lo.out);
+    lo.bwd_input(p, &tan.d_out, &mut tan.dad, rows);
+    let t = &mut *tan;
+    cpu::silu_tangent_bwd_sig(
+        &act.h[nb][..n],
+        &act.h_sig[nb][..n],
+        &t.hd[nb][..n],
+        &t.dad[..n],
+        &mut t.dhd[..n],
+        &mut t.ext_h[nb][..n],
+        false,
+    );
+    for (b, (l1, l2)) in lay.blocks.iter().enumerate().rev() {
+        // ḣ_b = ḣ_{b−1} + W_b2·ȧ2_b: the skip passes ∂L/∂ḣ through.
+        cpu::linear_bwd_weight(&t.dhd, &t.a2d[b], &mut grads[l2.w..], rows, l2.inp, l2.out);
+        l2.bwd_input(p, &t.dhd, &mut t.dad, rows);
+        cpu::silu_tangent_bwd_sig(
+            &act.u[b][..n],
+            &act.u_sig[b][..n],
+            &t.ud[b][..n],
+            &t.dad[..n],
+            &mut t.dud[..n],
+            &mut t.ext_u[b][..n],
+            false,
+        );
+        cpu::linear_bwd_weight(&t.dud, &t.a1d[b], &mut grads[l1.w..], rows, l1.inp, l1.out);
+        l1.bwd_input(p, &t.dud, &mut t.dad, rows);
+        cpu::silu_tangent_bwd_sig(
+            &act.h[b][..n],
+            &act.h_sig[b][..n],
+            &t.hd[b][..n],
+            &t.dad[..n],
+            &mut t.dhd[..n],
+            &mut t.ext_h[b][..n],
+            true,
+        );
+    }
+    let li = &lay.input;
+    cpu::linear_bwd_weight(&t.dhd, &t.v, &mut grads[li.w..], rows, li.inp, li.out);
+}
+
+/// [`backward`] plus the primal shares a [`tangent_backward`] left in `tan`: each SiLU's input
+/// gradient gets silu''·ẋ·∂L/∂ẏ added. The sum of both is ∂L/∂θ of a loss of ε̂ and J·v.
+pub(crate) fn backward_with_tangents(
+    lay: &Layout,
+    p: &[f32],
+    act: &mut Activations,
+    tan: &Tangents,
+    grads: &mut [f32],
+    rows: usize,
+) {
+    backward_impl(lay, p, act, Some(tan), grads, rows);
 }

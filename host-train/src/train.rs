@@ -15,6 +15,10 @@
 //! loss bounds the negative log-likelihood. It is uniform-t without importance sampling, so its
 //! gradient is noisier (the weight grows like 1/t near t = 0 for VP).
 //!
+//! `TrainConfig::loss` can instead select sliced score matching ([`Loss::Ssm`], [`Loss::SsmVr`];
+//! `docs/scorenet.md`) on the same noised inputs, with the Jacobian-vector product of a tangent
+//! pass through the network.
+//!
 //! One step draws a batch (`tinyscore_kernels::cpu::dsm_inputs`: data index, n and ε are pure
 //! functions of the seed and the example's index in the run), computes the loss and its
 //! gradient, clips the gradient's global norm, and applies Adam (Kingma & Ba 2015) with an
@@ -40,7 +44,7 @@ use tinyscore_kernels::cpu::{self, DsmDraw};
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Normalization};
-use crate::scorenet::{self, Activations, Layout};
+use crate::scorenet::{self, Activations, Layout, Tangents};
 
 /// Rows per chunk of a batch: the unit of parallel work and of the fixed-order gradient sum.
 /// Changing it changes the bits of a run (not its meaning).
@@ -90,6 +94,36 @@ pub struct TrainConfig {
     pub t_eps: f32,
     /// The weighting of the noise levels in the loss.
     pub weighting: Weighting,
+    /// The training objective.
+    pub loss: Loss,
+}
+
+/// The score-matching objective (`docs/scorenet.md`, "Objectives").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Loss {
+    /// Denoising score matching (Vincent 2011), the ε-loss.
+    #[default]
+    Dsm,
+    /// Sliced score matching (Song et al. 2019): E_v[vᵀ∇ₓs·v + ½(vᵀs)²] on the noised data.
+    Ssm,
+    /// Its variance-reduced form: E_v[vᵀ∇ₓs·v] + ½‖s‖².
+    SsmVr,
+}
+
+impl Loss {
+    /// The name used in checkpoints and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Dsm => "dsm",
+            Self::Ssm => "ssm",
+            Self::SsmVr => "ssm-vr",
+        }
+    }
+
+    /// The loss of a [`Loss::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Dsm, Self::Ssm, Self::SsmVr].into_iter().find(|l| l.name() == name)
+    }
 }
 
 /// The weighting λ of the noise levels in the DSM loss.
@@ -155,6 +189,7 @@ impl Default for TrainConfig {
             sde: None,
             t_eps: 1e-3,
             weighting: Weighting::Simple,
+            loss: Loss::Dsm,
         }
     }
 }
@@ -238,6 +273,8 @@ struct Chunk {
     grads: Vec<f32>,
     /// This chunk's share of the batch loss.
     loss: f64,
+    /// Sliced score matching only: the tangent pass and (rows,) σ_t.
+    ssm: Option<(Tangents, Vec<f32>)>,
 }
 
 /// A training run in progress: parameters, optimizer state, EMA and the preallocated buffers of
@@ -384,6 +421,7 @@ impl Trainer {
                     w: vec![1.0; rows],
                     grads: vec![0.0; layout.count],
                     loss: 0.0,
+                    ssm: (cfg.loss != Loss::Dsm).then(|| (Tangents::new(&dims, rows), vec![0.0; rows])),
                 }
             })
             .collect();
@@ -411,7 +449,7 @@ impl Trainer {
         let (d, batch) = (dims.dim, cfg.batch);
         let (params_ro, layout_ro, sched_ro, data_ro) = (&*params, &*layout, &*schedule, &*data);
         let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
-        let weighting = cfg.weighting;
+        let (weighting, loss_kind) = (cfg.weighting, cfg.loss);
 
         chunks.par_iter_mut().for_each(|c| {
             let n = c.rows * d;
@@ -430,17 +468,47 @@ impl Trainer {
                 &mut c.act.phi,
             );
             scorenet::forward(layout_ro, params_ro, &mut c.act, c.rows);
+            if weighting == Weighting::Likelihood || loss_kind != Loss::Dsm {
+                // λ(t) = g² in score terms is g²/σ² on the ε-loss (1 for the simple weighting).
+                for (w, &t) in c.w.iter_mut().zip(&c.t) {
+                    *w = match weighting {
+                        Weighting::Simple => 1.0,
+                        Weighting::Likelihood => {
+                            let (_, g2) = sched_ro.coefficients(t);
+                            let (_, sigma) = sched_ro.marginal(t);
+                            g2 / (sigma * sigma)
+                        }
+                    };
+                }
+            }
+            if let Some((tan, sigma)) = &mut c.ssm {
+                // Sliced score matching on the same noised inputs x_t (the drawn ε is unused).
+                for (s, &t) in sigma.iter_mut().zip(&c.t) {
+                    *s = sched_ro.marginal(t).1;
+                }
+                cpu::ssm_projections(draw, c.rows, d, &mut tan.v);
+                scorenet::tangent_forward(layout_ro, params_ro, &c.act, tan, c.rows);
+                c.loss = cpu::ssm_loss_grad(
+                    &c.act.out[..n],
+                    &tan.out[..n],
+                    &tan.v[..n],
+                    sigma,
+                    &c.w,
+                    d,
+                    batch * d,
+                    loss_kind == Loss::SsmVr,
+                    &mut c.act.d_out[..n],
+                    &mut tan.d_out[..n],
+                );
+                scorenet::tangent_backward(layout_ro, params_ro, &c.act, tan, &mut c.grads, c.rows);
+                scorenet::backward_with_tangents(layout_ro, params_ro, &mut c.act, tan, &mut c.grads, c.rows);
+                return;
+            }
             c.loss = match weighting {
                 Weighting::Simple => {
                     cpu::mse_loss_grad(&c.act.out[..n], &c.eps[..n], batch * d, &mut c.act.d_out[..n])
                 }
                 Weighting::Likelihood => {
-                    // λ(t) = g² in score terms is g²/σ² on the ε-loss.
-                    for (w, &t) in c.w.iter_mut().zip(&c.t) {
-                        let (_, g2) = sched_ro.coefficients(t);
-                        let (_, sigma) = sched_ro.marginal(t);
-                        *w = g2 / (sigma * sigma);
-                    }
                     let (out, eps) = (&c.act.out[..n], &c.eps[..n]);
                     cpu::weighted_mse_loss_grad(out, eps, &c.w, d, batch * d, &mut c.act.d_out[..n])
                 }
@@ -690,6 +758,124 @@ mod tests {
         }
     }
 
+    /// The naive network in f64 with dual numbers: (ε̂, J·v) at (x, t) along v.
+    fn naive_dual(dims: &Dims, p: &[f64], x: &[f32], v: &[f32], t: f32) -> (Vec<f64>, Vec<f64>) {
+        let layout = Layout::new(*dims);
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let act = |z: f64, zd: f64| (z * sig(z), zd * sig(z) * (1.0 + z * (1.0 - sig(z))));
+        // (value, tangent) of a linear layer; the bias has no tangent.
+        let lin = |l: &scorenet::Linear, a: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            (0..l.out)
+                .map(|o| {
+                    let w = |i: usize| p[l.w + o * l.inp + i];
+                    let b = p[l.w + l.out * l.inp + o];
+                    let val = b + (0..l.inp).map(|i| w(i) * a[i].0).sum::<f64>();
+                    (val, (0..l.inp).map(|i| w(i) * a[i].1).sum::<f64>())
+                })
+                .collect()
+        };
+        let mut phi = vec![0.0f32; dims.freqs];
+        time_features(t, &mut phi);
+        let phi: Vec<(f64, f64)> = phi.iter().map(|&v| (v as f64, 0.0)).collect();
+        let a: Vec<(f64, f64)> = lin(&layout.time1, &phi).into_iter().map(|(z, zd)| act(z, zd)).collect();
+        let temb = lin(&layout.time2, &a);
+        let x: Vec<(f64, f64)> = x.iter().zip(v).map(|(&a, &b)| (a as f64, b as f64)).collect();
+        let mut h = lin(&layout.input, &x);
+        for (l1, l2) in &layout.blocks {
+            let a: Vec<(f64, f64)> = h.iter().map(|&(z, zd)| act(z, zd)).collect();
+            let u: Vec<(f64, f64)> =
+                lin(l1, &a).iter().zip(&temb).map(|(u, t)| (u.0 + t.0, u.1 + t.1)).collect();
+            let a: Vec<(f64, f64)> = u.into_iter().map(|(z, zd)| act(z, zd)).collect();
+            h = lin(l2, &a).iter().zip(&h).map(|(y, h)| (h.0 + y.0, h.1 + y.1)).collect();
+        }
+        let a: Vec<(f64, f64)> = h.into_iter().map(|(z, zd)| act(z, zd)).collect();
+        lin(&layout.output, &a).into_iter().unzip()
+    }
+
+    /// The SSM and SSM-VR gradients (tangent pass, its backward through silu'', and the primal
+    /// backward) match central finite differences of the loss of the f64 dual-number network.
+    #[test]
+    fn ssm_gradients_match_finite_differences() {
+        let dims = small_dims();
+        let layout = Layout::new(dims);
+        let p = random_params(&dims, 7);
+        let rows = 4;
+        let (x, t) = random_inputs(rows, dims.dim, 8);
+        let sigma: Vec<f32> = (0..rows).map(|r| 0.2 + 0.3 * r as f32).collect();
+        let w: Vec<f32> = (0..rows).map(|r| 1.0 + 0.5 * r as f32).collect();
+        let mut v = vec![0.0f32; rows * dims.dim];
+        cpu::ssm_projections(DsmDraw { seed: 3, step: 0, batch: rows, first: 0 }, rows, dims.dim, &mut v);
+        assert!(v.iter().all(|&e| e == 1.0 || e == -1.0) && v.iter().any(|&e| e == -1.0));
+        let total = rows * dims.dim;
+        for vr in [false, true] {
+            let mut act = Activations::new(&dims, rows);
+            act.x.copy_from_slice(&x);
+            for (&tr, phi) in t.iter().zip(act.phi.chunks_exact_mut(dims.freqs)) {
+                time_features(tr, phi);
+            }
+            let mut tan = Tangents::new(&dims, rows);
+            tan.v.copy_from_slice(&v);
+            scorenet::forward(&layout, &p, &mut act, rows);
+            scorenet::tangent_forward(&layout, &p, &act, &mut tan, rows);
+            let n = total;
+            let loss = cpu::ssm_loss_grad(
+                &act.out[..n],
+                &tan.out[..n],
+                &tan.v[..n],
+                &sigma,
+                &w,
+                dims.dim,
+                total,
+                vr,
+                &mut act.d_out[..n],
+                &mut tan.d_out[..n],
+            );
+            let mut grads = vec![0.0f32; layout.count];
+            scorenet::tangent_backward(&layout, &p, &act, &mut tan, &mut grads, rows);
+            scorenet::backward_with_tangents(&layout, &p, &mut act, &tan, &mut grads, rows);
+
+            let loss64 = |p: &[f64]| -> f64 {
+                (0..rows)
+                    .map(|r| {
+                        let at = r * dims.dim..(r + 1) * dims.dim;
+                        let (e, j) = naive_dual(&dims, p, &x[at.clone()], &v[at.clone()], t[r]);
+                        let vr_ = &v[at];
+                        let vjv: f64 = vr_.iter().zip(&j).map(|(&a, b)| a as f64 * b).sum();
+                        let second = if vr {
+                            e.iter().map(|a| a * a).sum::<f64>()
+                        } else {
+                            vr_.iter().zip(&e).map(|(&a, b)| a as f64 * b).sum::<f64>().powi(2)
+                        };
+                        w[r] as f64 * (-(sigma[r] as f64) * vjv + 0.5 * second)
+                    })
+                    .sum::<f64>()
+                    / total as f64
+            };
+            let mut p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+            let want = loss64(&p64);
+            assert!((loss - want).abs() < 1e-4 * (1.0 + want.abs()), "vr={vr}: loss {loss} vs {want}");
+            let h = 1e-5;
+            for &(role, off, rows_t, cols) in &layout.tensors {
+                let r = off..off + rows_t * cols;
+                let (mut num, mut den) = (0.0f64, 0.0f64);
+                for i in r.clone() {
+                    let keep = p64[i];
+                    p64[i] = keep + h;
+                    let up = loss64(&p64);
+                    p64[i] = keep - h;
+                    let down = loss64(&p64);
+                    p64[i] = keep;
+                    let fd = (up - down) / (2.0 * h);
+                    num += (grads[i] as f64 - fd).powi(2);
+                    den += fd * fd;
+                }
+                let (num, den) = (num.sqrt(), den.sqrt());
+                assert!(den > 1e-7, "vr={vr} {}: zero gradient, test is vacuous", role.name());
+                assert!(num / den < 1e-3, "vr={vr} {}: relative error {}", role.name(), num / den);
+            }
+        }
+    }
+
     fn moons(n: usize) -> Dataset {
         crate::data::load("moons", n, 11).unwrap()
     }
@@ -701,15 +887,17 @@ mod tests {
     #[test]
     fn results_do_not_depend_on_thread_count() {
         let data = moons(500);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let mut tr = Trainer::new(tiny_config(), &data, "moons").unwrap();
-                let losses: Vec<u32> = (0..5).map(|_| tr.step().to_bits()).collect();
-                (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
-            })
-        };
-        assert_eq!(run(1), run(3));
+        for loss in [Loss::Dsm, Loss::Ssm, Loss::SsmVr] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut tr = Trainer::new(TrainConfig { loss, ..tiny_config() }, &data, "moons").unwrap();
+                    let losses: Vec<u32> = (0..5).map(|_| tr.step().to_bits()).collect();
+                    (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                })
+            };
+            assert_eq!(run(1), run(3), "{loss:?}");
+        }
     }
 
     #[test]

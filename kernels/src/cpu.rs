@@ -113,6 +113,108 @@ pub fn linear_bwd_params(
     }
 }
 
+/// Tangent (forward-mode derivative) of a linear layer, which has no bias term: `ẏ = ẋ · Wᵀ`.
+///
+/// * `xdot`: (rows, in) input tangents; `w`: (out, in); `ydot`: (rows, out), overwritten.
+pub fn linear_tangent(xdot: &[f32], w: &[f32], ydot: &mut [f32], rows: usize, inp: usize, out: usize) {
+    gemm(rows, inp, out, xdot, (inp, 1), w, (1, inp), 0.0, &mut ydot[..rows * out]);
+}
+
+/// Weight gradient of a linear map without bias, accumulated: `dW += dyᵀ · x` (the tangent
+/// pass's share of a weight's gradient). `dy`: (rows, out), `x`: (rows, in), `dw`: (out, in).
+pub fn linear_bwd_weight(dy: &[f32], x: &[f32], dw: &mut [f32], rows: usize, inp: usize, out: usize) {
+    gemm(out, rows, inp, dy, (1, out), x, (inp, 1), 1.0, &mut dw[..out * inp]);
+}
+
+/// SiLU tangent from a kept sigmoid: `ẏ = silu'(x) ⊙ ẋ` (the factor as in [`silu_bwd_sig`]).
+/// All slices: same length.
+pub fn silu_tangent_sig(x: &[f32], sig: &[f32], xdot: &[f32], ydot: &mut [f32]) {
+    for (((o, &v), &s), &g) in ydot.iter_mut().zip(x).zip(sig).zip(xdot) {
+        *o = g * (s * (1.0 + v * (1.0 - s)));
+    }
+}
+
+/// Backward through a SiLU tangent `ẏ = silu'(x)·ẋ` given `dydot` = ∂L/∂ẏ:
+/// `dxdot = silu'(x)·dẏ` (overwritten, or added to when `accumulate`) and the share of the
+/// primal input's gradient `extra = silu''(x)·ẋ·dẏ` (overwritten; [`silu_grad2`](tinyscore_engine::net::silu_grad2), from the kept
+/// σ: σ(1 − σ)(2 + x(1 − 2σ))). All slices: same length.
+pub fn silu_tangent_bwd_sig(
+    x: &[f32],
+    sig: &[f32],
+    xdot: &[f32],
+    dydot: &[f32],
+    dxdot: &mut [f32],
+    extra: &mut [f32],
+    accumulate: bool,
+) {
+    for i in 0..dydot.len() {
+        let (v, s, g) = (x[i], sig[i], dydot[i]);
+        let d1 = g * (s * (1.0 + v * (1.0 - s)));
+        dxdot[i] = if accumulate { dxdot[i] + d1 } else { d1 };
+        extra[i] = g * xdot[i] * (s * (1.0 - s) * (2.0 + v * (1.0 - 2.0 * s)));
+    }
+}
+
+/// The Rademacher projections v (rows, D) of sliced score matching for rows `draw.first ..` of
+/// a step: with `(e_lo, e_hi)` = `draw.example_counter(r)`, element k of row r is +1 if bit 0 of
+/// word `k mod 4` of `bits4(seed, k/4, e_lo, e_hi, SSM_PROJECTIONS)` is 0, else −1.
+pub fn ssm_projections(draw: DsmDraw, rows: usize, dim: usize, v: &mut [f32]) {
+    for r in 0..rows {
+        let (lo, hi) = draw.example_counter(r);
+        for (k, o) in v[r * dim..(r + 1) * dim].iter_mut().enumerate() {
+            let w = bits4(draw.seed, (k / 4) as u32, lo, hi, stream::SSM_PROJECTIONS)[k % 4];
+            *o = if w & 1 == 0 { 1.0 } else { -1.0 };
+        }
+    }
+}
+
+/// Sliced score matching loss (Song et al. 2019) of a noise-conditional ε-network and its
+/// gradients, one chunk of a batch of `total` = B·D scalars. Row r has ε̂ (`eps`), the
+/// Jacobian-vector product J·v = (∂ε̂/∂x)·v (`jvp`), its projection `v`, σ_t (`sigma`) and the
+/// loss weight w_r (`weights`). With the score s = −ε̂/σ and λ(t) = σ² (`docs/scorenet.md`):
+///
+/// ```text
+/// ssm:    ℓ_r = w_r·(−σ·vᵀJv + ½(vᵀε̂)²) / total     ∂ℓ/∂ε̂ = w_r·(vᵀε̂)·v / total
+/// ssm-vr: ℓ_r = w_r·(−σ·vᵀJv + ½‖ε̂‖²)  / total     ∂ℓ/∂ε̂ = w_r·ε̂ / total
+///         ∂ℓ/∂(Jv) = −w_r·σ·v / total  (both)
+/// ```
+///
+/// Writes `d_eps` and `d_jvp` (rows·D) and returns Σ_r ℓ_r (summed in f64, in order).
+#[allow(clippy::too_many_arguments)]
+pub fn ssm_loss_grad(
+    eps: &[f32],
+    jvp: &[f32],
+    v: &[f32],
+    sigma: &[f32],
+    weights: &[f32],
+    dim: usize,
+    total: usize,
+    variance_reduced: bool,
+    d_eps: &mut [f32],
+    d_jvp: &mut [f32],
+) -> f64 {
+    let inv = 1.0 / total as f32;
+    let mut sum = 0.0f64;
+    for (r, (&s, &w)) in sigma.iter().zip(weights).enumerate() {
+        let at = r * dim..(r + 1) * dim;
+        let (e, j, vr) = (&eps[at.clone()], &jvp[at.clone()], &v[at.clone()]);
+        let vjv: f64 = vr.iter().zip(j).map(|(&a, &b)| a as f64 * b as f64).sum();
+        let (second, proj) = if variance_reduced {
+            (e.iter().map(|&a| a as f64 * a as f64).sum::<f64>(), 0.0f32)
+        } else {
+            let p: f64 = vr.iter().zip(e).map(|(&a, &b)| a as f64 * b as f64).sum();
+            (p * p, p as f32)
+        };
+        sum += w as f64 * (-(s as f64) * vjv + 0.5 * second);
+        for k in 0..dim {
+            let i = r * dim + k;
+            d_eps[i] = w * inv * if variance_reduced { e[k] } else { proj * vr[k] };
+            d_jvp[i] = -w * s * vr[k] * inv;
+        }
+    }
+    sum / total as f64
+}
+
 /// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`]). `x`, `y`: same length.
 pub fn silu_fwd(x: &[f32], y: &mut [f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
@@ -387,6 +489,41 @@ mod tests {
     }
 
     const SHAPES: [(usize, usize, usize); 4] = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (64, 128, 128)];
+
+    /// The tangent kernels against their definitions: a bias-free linear map, the weight-only
+    /// gradient, silu'·ẋ, and the backward through it with silu'' (the engine's `silu_grad2`).
+    #[test]
+    fn tangent_kernels_match_their_definitions() {
+        for (rows, inp, out) in SHAPES {
+            let (x, w) = (values(rows * inp, 11), values(out * inp, 12));
+            let mut y = vec![f32::NAN; rows * out];
+            linear_tangent(&x, &w, &mut y, rows, inp, out);
+            let mut want = vec![f32::NAN; rows * out];
+            linear_fwd(&x, &w, &vec![0.0; out], &mut want, rows, inp, out);
+            check("linear_tangent", &y, &want, 1e-5, 1e-5);
+            let dy = values(rows * out, 13);
+            let (mut dw, mut db) = (vec![0.5f32; out * inp], vec![0.0f32; out]);
+            let mut dw2 = dw.clone();
+            linear_bwd_weight(&dy, &x, &mut dw, rows, inp, out);
+            linear_bwd_params(&dy, &x, &mut dw2, &mut db, rows, inp, out);
+            check("linear_bwd_weight", &dw, &dw2, 0.0, 0.0);
+        }
+        let x: Vec<f32> = values(200, 14).iter().map(|v| 6.0 * v).collect();
+        let (xd, dyd) = (values(200, 15), values(200, 16));
+        let (mut y, mut sig) = (vec![0.0; 200], vec![0.0; 200]);
+        silu_fwd_sig(&x, &mut y, &mut sig);
+        let mut yd = vec![0.0; 200];
+        silu_tangent_sig(&x, &sig, &xd, &mut yd);
+        let want: Vec<f32> = x.iter().zip(&xd).map(|(&v, &d)| d * silu_grad(v)).collect();
+        check("silu_tangent_sig", &yd, &want, 0.0, 0.0);
+        let (mut dxd, mut extra) = (vec![1.0f32; 200], vec![0.0; 200]);
+        silu_tangent_bwd_sig(&x, &sig, &xd, &dyd, &mut dxd, &mut extra, true);
+        let want: Vec<f32> = x.iter().zip(&dyd).map(|(&v, &g)| 1.0 + g * silu_grad(v)).collect();
+        check("silu_tangent_bwd_sig dxdot", &dxd, &want, 1e-7, 0.0);
+        let want: Vec<f32> =
+            (0..200).map(|i| dyd[i] * xd[i] * tinyscore_engine::net::silu_grad2(x[i])).collect();
+        check("silu_tangent_bwd_sig extra", &extra, &want, 1e-7, 1e-5);
+    }
 
     #[test]
     fn linear_fwd_matches_scalar_loop() {

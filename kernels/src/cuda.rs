@@ -68,6 +68,8 @@ pub enum GpuError {
     Compile(String, String),
     /// A driver call failed.
     Driver(String),
+    /// The run asks for something the GPU backend does not do.
+    Unsupported(String),
 }
 
 impl fmt::Display for GpuError {
@@ -86,6 +88,7 @@ impl fmt::Display for GpuError {
             ),
             Self::Compile(file, log) => write!(f, "kernels/cuda/{file} did not compile: {log}"),
             Self::Driver(e) => write!(f, "CUDA driver error: {e}"),
+            Self::Unsupported(e) => write!(f, "{e}"),
         }
     }
 }

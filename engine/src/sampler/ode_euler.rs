@@ -28,10 +28,8 @@ pub(crate) fn velocity<M: EpsModel + ?Sized>(
     t: f32,
     v: &mut [f32],
 ) {
-    let (f, g2) = diff.coefficients(t);
-    let (_, sigma) = diff.marginal(t);
+    let (f, c) = diff.pf_ode(t);
     model.eps(x, t, v);
-    let c = 0.5 * g2 / sigma;
     for (vi, &xi) in v.iter_mut().zip(x) {
         *vi = f * xi + c * *vi;
     }

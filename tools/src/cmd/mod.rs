@@ -7,6 +7,7 @@ pub mod data;
 pub mod denoise;
 pub mod eval;
 pub mod inspect;
+pub mod likelihood;
 pub mod quickstart;
 pub mod sample;
 pub mod train;

@@ -8,7 +8,7 @@ use tinyscore_engine::sampler::{Ddpm, Sampler, Variance};
 
 use super::sample::{draw_samples, Settings};
 use super::{parse_model, write_atomic};
-use crate::cli::{Device, ProcessArg, QuickstartArgs, Schedule, TrainArgs, WeightingArg};
+use crate::cli::{Device, LossArg, ProcessArg, QuickstartArgs, Schedule, TrainArgs, WeightingArg};
 use crate::tsm::Quant;
 
 /// Runs `tinyscore quickstart`.
@@ -27,6 +27,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         process: ProcessArg::Vp,
         schedule: Schedule::Linear,
         weighting: WeightingArg::Simple,
+        loss: LossArg::Dsm,
         diffusion_steps: 1000,
         hidden: 128,
         blocks: 3,

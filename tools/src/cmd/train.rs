@@ -8,10 +8,10 @@ use anyhow::{bail, Context, Result};
 use tinyscore_engine::net::limits;
 use tinyscore_engine::schedule::{BetaSchedule, Sde, MAX_STEPS};
 use tinyscore_train::checkpoint::Checkpoint;
-use tinyscore_train::train::{default_t_eps, TrainConfig, Trainer, Weighting};
+use tinyscore_train::train::{default_t_eps, Loss, TrainConfig, Trainer, Weighting};
 
 use super::progress;
-use crate::cli::{Device, ProcessArg, Schedule, TrainArgs, WeightingArg};
+use crate::cli::{Device, LossArg, ProcessArg, Schedule, TrainArgs, WeightingArg};
 
 /// What a finished training run reports.
 #[derive(Clone, Copy, Debug)]
@@ -92,7 +92,13 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         }
         WeightingArg::Likelihood => Weighting::Likelihood,
     };
+    let loss = match args.loss {
+        LossArg::Dsm => Loss::Dsm,
+        LossArg::Ssm => Loss::Ssm,
+        LossArg::SsmVr => Loss::SsmVr,
+    };
     Ok(TrainConfig {
+        loss,
         sde,
         t_eps: sde.as_ref().map_or(1e-3, default_t_eps),
         weighting,
