@@ -406,7 +406,7 @@ impl Gpu {
         Ok(Self { ctx, stream, f, name, sms })
     }
 
-    /// [`Gpu::open`], or `None` after printing "skipped: <why>" to standard error: the first line
+    /// [`Gpu::open`], or `None` after printing "skipped: " and the reason to standard error: the first line
     /// of every GPU test, which passes as skipped on machines without a GPU.
     pub fn open_or_skip(ordinal: usize) -> Option<Self> {
         match Self::open(ordinal) {
