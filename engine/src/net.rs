@@ -148,6 +148,9 @@ struct Workspace<const D: usize, const H: usize, const F: usize> {
     v8: [i8; H],
     /// (D,) int8 path: the quantized input.
     x8: [i8; D],
+    /// int8 path: one layer's activations prepared for the dot-product kernel
+    /// ([`quant::Prepared`]; used on Cortex-M4/M7 only, ≤ H/2 words of it).
+    xp: [u32; H],
 }
 
 /// Why a model does not fit this build of the engine.
@@ -208,6 +211,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 a8: [0; H],
                 v8: [0; H],
                 x8: [0; D],
+                xp: [0; H],
             },
         })
     }
@@ -262,6 +266,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let (x, eps) = (&x[..d], &mut eps[..d]);
         let (temb, h16, a8, v8, x8) =
             (&ws.temb[..h], &mut ws.h16[..h], &mut ws.a8[..h], &mut ws.v8[..h], &mut ws.x8[..d]);
+        let xp = &mut ws.xp[..];
         let g = quant::time_group(t, m.groups());
         let scales = m.tensor(Role::ActScales);
         let s = |c: usize| scales.get(g * scales.cols + c);
@@ -277,9 +282,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         }
         // h16 = requant(W_in · x8 + b_in)                                  (H,) int16
         let w_in = m.tensor(Role::InputW);
+        let xq = quant::Prepared::new(x8, xp);
         for (r, o) in h16.iter_mut().enumerate() {
             let c = layout::input(h) + 3 * r;
-            let acc = quant::dot_i8(w_in.row_bytes(r), x8) + rq_at(c);
+            let acc = xq.dot(w_in.row_bytes(r)) + rq_at(c);
             *o = quant::sat_i16(quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32));
         }
         for b in 0..nb {
@@ -291,10 +297,11 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             // v8 = silu(u), u = requant(W_b1 · a8 + b_b1 + temb)           (H,) int8
             let (w1, lut_u) = (m.tensor(Role::BlockW1(b as u8)), table(layout::lut_u(nb, b)));
             let s_a = s(layout::s_a(nb, b));
+            let aq = quant::Prepared::new(a8, xp);
             for (r, o) in v8.iter_mut().enumerate() {
                 let c = layout::w1(h, b) + 3 * r;
                 let tq = quant::quantize_temb(temb[r], w1.scale(r) * s_a);
-                let acc = quant::dot_i8(w1.row_bytes(r), a8) + rq_at(c) + tq;
+                let acc = aq.dot(w1.row_bytes(r)) + rq_at(c) + tq;
                 let u = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
                 *o = quant::lut(lut_u, quant::sat_i8(u));
             }
@@ -302,9 +309,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             let w2 = m.tensor(Role::BlockW2(b as u8));
             let cr = layout::residual(h, b);
             let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
+            let vq = quant::Prepared::new(v8, xp);
             for (r, o) in h16.iter_mut().enumerate() {
                 let c = layout::w2(h, b) + 3 * r;
-                let acc = quant::dot_i8(w2.row_bytes(r), v8) + rq_at(c);
+                let acc = vq.dot(w2.row_bytes(r)) + rq_at(c);
                 let branch = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
                 let residual = quant::requantize(*o as i32, mr, nr);
                 *o = quant::sat_i16(residual.saturating_add(branch));
@@ -318,8 +326,9 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let w_out = m.tensor(Role::OutputW);
         let s_a = s(layout::s_a(nb, nb));
         let base = layout::output(h, nb);
+        let aq = quant::Prepared::new(a8, xp);
         for (r, o) in eps.iter_mut().enumerate() {
-            let acc = quant::dot_i8(w_out.row_bytes(r), a8) + rq_at(base + r);
+            let acc = aq.dot(w_out.row_bytes(r)) + rq_at(base + r);
             *o = acc as f32 * (w_out.scale(r) * s_a);
         }
     }

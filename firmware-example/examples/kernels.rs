@@ -29,6 +29,7 @@ use core::fmt::Write as _;
 use cortex_m_rt::entry;
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
+use tinyscore_engine::quant;
 
 mod config {
     #![allow(dead_code)]
@@ -48,6 +49,12 @@ const EVALS: u32 = 64;
 fn main() -> ! {
     let mut out = out::Line::new(platform::Console::open());
     let mut clock = cycles::Counter::start();
+
+    let (cases, mismatches) = kernel_property_test(&mut out);
+    let _ = writeln!(out, "# kernel_cases={cases} kernel_mismatches={mismatches}");
+    if mismatches > 0 {
+        panic!("the DSP kernel disagrees with the portable one in {mismatches} cases");
+    }
 
     let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
     let macs = model.dims().macs();
@@ -78,4 +85,84 @@ fn main() -> ! {
     );
     out.flush();
     platform::exit_success()
+}
+
+/// xorshift64: the property test's inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// An int8 value; one in eight is −128, one in eight 127.
+    fn i8(&mut self) -> i8 {
+        match self.next() % 8 {
+            0 => -128,
+            1 => 127,
+            _ => (self.next() >> 24) as u8 as i8,
+        }
+    }
+}
+
+/// Weights at offsets 0..4 of a word-aligned buffer, so unaligned rows are exercised too.
+#[repr(C, align(4))]
+struct Row([u8; 516]);
+
+/// Runs the DSP kernel ([`quant::dot16_dsp`], through [`quant::Prepared::dot`] as the network
+/// does, and directly) against the portable [`quant::dot_i8`] and the instruction model
+/// [`quant::dot16_model`]: every length 0..=512, random and extreme values, aligned and unaligned
+/// rows. Returns (cases, mismatches) and prints the first few mismatches.
+fn kernel_property_test(out: &mut out::Line) -> (u32, u32) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut row = Row([0; 516]);
+    let mut x = [0i8; 512];
+    let mut words = [0u32; quant::prepared_words(512)];
+    let (mut cases, mut mismatches) = (0u32, 0u32);
+    for round in 0..4usize {
+        for cols in 0..=512usize {
+            let offset = if round == 3 { cols % 4 } else { 0 };
+            for (i, b) in row.0.iter_mut().enumerate() {
+                *b = match round {
+                    // All extremes: the largest sums of either sign.
+                    0 => 0x80,
+                    1 => 0x7f,
+                    _ => rng.i8() as u8,
+                };
+                let _ = i;
+            }
+            for v in x.iter_mut() {
+                *v = if round < 2 { -128 } else { rng.i8() };
+            }
+            let w = &row.0[offset..offset + cols];
+            let xs = &x[..cols];
+            let want = quant::dot_i8(w, xs);
+            let prepared = quant::Prepared::new(xs, &mut words).dot(w);
+            let n = quant::prepared_words(cols);
+            quant::prepare_into(xs, &mut words[..n]);
+            let full = cols / quant::CHUNK * quant::CHUNK;
+            let tail = quant::dot_i8(&w[full..], &xs[full..]);
+            let model = quant::dot16_model(&w[..full], &words[..n]) + tail;
+            let direct = quant::dot16_dsp(&w[..full], &words[..n]).map(|v| v + tail);
+            // The direct kernel refuses an unaligned row (None); aligned rows must give a value.
+            let direct_ok = match direct {
+                Some(v) => v == want,
+                None => offset % 4 != 0,
+            };
+            cases += 1;
+            if prepared != want || model != want || !direct_ok {
+                mismatches += 1;
+                if mismatches <= 5 {
+                    let _ = writeln!(
+                        out,
+                        "# mismatch cols={cols} offset={offset}: portable {want} prepared {prepared} model {model} dsp {direct:?}"
+                    );
+                }
+            }
+        }
+    }
+    (cases, mismatches)
 }
