@@ -259,6 +259,11 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         self.time_embedding(t);
+        self.int8_body(x, t, eps);
+    }
+
+    /// [`ScoreNet::eps_int8`] after the time embedding (in `ws.temb`).
+    fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let dims = self.model.dims();
         let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
         let m = &self.model;
@@ -372,6 +377,70 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         silu_into(hs, a);
         observe(Activation::SiluResidual(dims.blocks), a);
         affine(m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
+    }
+
+    /// Length of the `scratch` slice [`ScoreNet::eps_batch`] needs for `k` vectors: 3·k·H f32.
+    pub fn batch_scratch_len(&self, k: usize) -> usize {
+        3 * k * self.model.dims().hidden
+    }
+
+    /// ε̂ for `k = xs.len() / D` inputs at the same time `t` (row-major: vector i at
+    /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
+    /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
+    /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
+    /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]).
+    /// `scratch` holds the activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed,
+    /// and may be empty, for a `w8a8` file).
+    ///
+    /// # Panics
+    /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
+    /// (caller bugs, not input errors).
+    pub fn eps_batch(&mut self, xs: &[f32], t: f32, outs: &mut [f32], scratch: &mut [f32]) {
+        let dims = self.model.dims();
+        let (d, h) = (dims.dim, dims.hidden);
+        let k = xs.len() / d.max(1);
+        self.time_embedding(t);
+        if self.model.is_int8() {
+            for (x, eps) in xs.chunks_exact(d).zip(outs.chunks_exact_mut(d)).take(k) {
+                self.int8_body(x, t, eps);
+            }
+            return;
+        }
+        let m = &self.model;
+        let temb = &self.ws.temb[..h];
+        let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
+        let (hs, rest) = scratch[..3 * k * h].split_at_mut(k * h);
+        let (a, u) = rest.split_at_mut(k * h);
+        let each = |v: &mut [f32], f: &mut dyn FnMut(&mut [f32])| v.chunks_exact_mut(h).for_each(f);
+
+        // h_0 = W_in · x + b_in                                          (k, H)
+        hs.fill(0.0);
+        m.tensor(Role::InputW).matmul_acc(xs, d, hs, h, k);
+        each(hs, &mut |v| m.tensor(Role::InputB).add_to(v));
+        for b in 0..dims.blocks {
+            let b8 = b as u8;
+            // u = W_b1 · silu(h) + b_b1 + temb                             (k, H)
+            silu_into(hs, a);
+            u.fill(0.0);
+            m.tensor(Role::BlockW1(b8)).matmul_acc(a, h, u, h, k);
+            each(u, &mut |v| {
+                m.tensor(Role::BlockB1(b8)).add_to(v);
+                for (ui, ti) in v.iter_mut().zip(temb) {
+                    *ui += *ti;
+                }
+            });
+            // h += W_b2 · silu(u) + b_b2                                    (k, H)
+            silu_into(u, a);
+            m.tensor(Role::BlockW2(b8)).matmul_acc(a, h, hs, h, k);
+            each(hs, &mut |v| m.tensor(Role::BlockB2(b8)).add_to(v));
+        }
+        // ε̂ = W_out · silu(h_B) + b_out                                   (k, D)
+        silu_into(hs, a);
+        outs.fill(0.0);
+        m.tensor(Role::OutputW).matmul_acc(a, h, outs, d, k);
+        for v in outs.chunks_exact_mut(d) {
+            m.tensor(Role::OutputB).add_to(v);
+        }
     }
 
     /// [`ScoreNet::eps`] on the f32 path (any weight storage, activations in f32), calling

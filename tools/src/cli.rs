@@ -35,6 +35,8 @@ pub enum Command {
     Data(DataArgs),
     /// Train moons on the CPU, convert, sample, plot and evaluate, in one go.
     Quickstart(QuickstartArgs),
+    /// Network evaluations per second of model files, one thread, per precision.
+    Bench(BenchArgs),
 }
 
 /// Where training runs.
@@ -182,6 +184,20 @@ pub struct ConvertArgs {
     /// Model file to write (.tsm).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Arguments of `tinyscore bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model files (.tsm). An f32 file is also measured re-encoded as f16 and w8 (in memory).
+    #[arg(required = true)]
+    pub models: Vec<PathBuf>,
+    /// Vectors per network call: 1 is `ScoreNet::eps`, more is `ScoreNet::eps_batch`.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Seconds of measurement per row (after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
 }
 
 /// Arguments of `tinyscore inspect`.
@@ -395,6 +411,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => cmd::eval::run_eval(&a),
         Command::Data(a) => cmd::data::run_data(&a),
         Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),
+        Command::Bench(a) => cmd::bench::run_bench(&a),
     }
 }
 
