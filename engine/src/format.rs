@@ -704,7 +704,7 @@ impl<'a> Tensor<'a> {
     }
 
     /// The per-row scale of an int8 tensor (1 for other dtypes).
-    #[inline]
+    #[inline(always)]
     pub fn scale(&self, row: usize) -> f32 {
         match self.dtype {
             DType::I8 => read_f32(self.scales, row),
@@ -728,7 +728,7 @@ impl<'a> Tensor<'a> {
     }
 
     /// Element `i` (row-major) as f32, dequantized.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> f32 {
         match self.dtype {
             DType::F32 => read_f32(self.data, i),
@@ -753,32 +753,20 @@ impl<'a> Tensor<'a> {
         &self.data[r * n..(r + 1) * n]
     }
 
-    /// `out[r] += Σ_c W[r, c]·x[c]` in f32, in the summation order of [`dot`].
-    #[inline]
+    /// `out[r] += Σ_c W[r, c]·x[c]` in f32, in the summation order of [`dot`]. Four rows share
+    /// each pass over `x` ([`dot_block`]): four independent chains of additions keep a host's
+    /// SIMD adders busy, with each row's bits unchanged.
+    #[inline(always)]
     pub fn matvec_acc(&self, x: &[f32], out: &mut [f32]) {
-        let cols = self.cols;
-        let x = &x[..cols];
-        let out = &mut out[..self.rows];
         match self.dtype {
-            DType::F32 => {
-                for (o, row) in out.iter_mut().zip(self.data.chunks_exact(4 * cols)) {
-                    *o += dot::<4>(row, x, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-                }
-            }
-            DType::F16 => {
-                for (o, row) in out.iter_mut().zip(self.data.chunks_exact(2 * cols)) {
-                    *o += dot::<2>(row, x, |w| f16_to_f32(u16::from_le_bytes([w[0], w[1]])));
-                }
-            }
-            DType::I8 => {
-                for (r, (o, row)) in out.iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
-                    *o += dot::<1>(row, x, |w| (w[0] as i8) as f32) * self.scale(r);
-                }
-            }
+            DType::F32 => self.matvec_with::<4>(x, out, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+            DType::F16 => self.matvec_with::<2>(x, out, |w| f16_to_f32(u16::from_le_bytes([w[0], w[1]]))),
+            DType::I8 => self.matvec_with::<1>(x, out, |w| (w[0] as i8) as f32),
             // Parameter tensors; never matrices of the network (validation refuses them there).
             DType::I32 | DType::Lut8 => {
-                for (r, o) in out.iter_mut().enumerate() {
-                    for (c, xc) in x.iter().enumerate() {
+                let cols = self.cols;
+                for (r, o) in out[..self.rows].iter_mut().enumerate() {
+                    for (c, xc) in x[..cols].iter().enumerate() {
                         *o += self.get(r * cols + c) * xc;
                     }
                 }
@@ -786,15 +774,41 @@ impl<'a> Tensor<'a> {
         }
     }
 
+    #[inline(always)]
+    fn matvec_with<const S: usize>(&self, x: &[f32], out: &mut [f32], decode: impl Fn(&[u8]) -> f32 + Copy) {
+        let cols = self.cols;
+        let x = &x[..cols];
+        let out = &mut out[..self.rows];
+        let n = S * cols;
+        let scaled = self.dtype == DType::I8;
+        let mut blocks = out.chunks_exact_mut(4);
+        let mut rows = self.data.chunks_exact(4 * n);
+        let mut r = 0;
+        for (o4, w4) in (&mut blocks).zip(&mut rows) {
+            let d =
+                dot_block::<S, 4, 1>([&w4[..n], &w4[n..2 * n], &w4[2 * n..3 * n], &w4[3 * n..]], [x], decode);
+            for (j, o) in o4.iter_mut().enumerate() {
+                *o += if scaled { d[j][0] * self.scale(r + j) } else { d[j][0] };
+            }
+            r += 4;
+        }
+        for (o, w) in blocks.into_remainder().iter_mut().zip(rows.remainder().chunks_exact(n)) {
+            let v = dot::<S>(w, x, decode);
+            *o += if scaled { v * self.scale(r) } else { v };
+            r += 1;
+        }
+    }
+
     /// [`Tensor::matvec_acc`] for `k` vectors at once: `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]`
     /// for every i < k, each sum in the order of [`dot`], so every vector gets the bits
     /// `matvec_acc` gives it alone. Two rows and four vectors share each pass over the columns
     /// ([`dot_block`]), so a weight is loaded once per four vectors.
+    #[inline(always)]
     pub fn matmul_acc(&self, xs: &[f32], sx: usize, outs: &mut [f32], so: usize, k: usize) {
         match self.dtype {
-            DType::F32 => self.matmul_with::<4>(xs, sx, outs, so, k, |w| {
-                f32::from_le_bytes([w[0], w[1], w[2], w[3]])
-            }),
+            DType::F32 => {
+                self.matmul_with::<4>(xs, sx, outs, so, k, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            }
             DType::F16 => {
                 self.matmul_with::<2>(xs, sx, outs, so, k, |w| f16_to_f32(u16::from_le_bytes([w[0], w[1]])))
             }
@@ -821,10 +835,11 @@ impl<'a> Tensor<'a> {
         let row = |r: usize| &self.data[r * S * cols..(r + 1) * S * cols];
         let x = |i: usize| &xs[i * sx..i * sx + cols];
         let scaled = self.dtype == DType::I8;
-        let put = |outs: &mut [f32], r: usize, i: usize, v: f32| {
-            let v = if scaled { v * self.scale(r) } else { v };
+        #[inline(always)]
+        fn put(t: &Tensor<'_>, scaled: bool, outs: &mut [f32], so: usize, r: usize, i: usize, v: f32) {
+            let v = if scaled { v * t.scale(r) } else { v };
             outs[i * so + r] += v;
-        };
+        }
         let mut r = 0;
         while r < rows {
             let two = r + 1 < rows;
@@ -834,22 +849,22 @@ impl<'a> Tensor<'a> {
                 if two {
                     let d = dot_block::<S, 2, 4>([row(r), row(r + 1)], xb, decode);
                     for (j, dj) in d[1].iter().enumerate() {
-                        put(outs, r + 1, i + j, *dj);
+                        put(self, scaled, outs, so, r + 1, i + j, *dj);
                     }
                     for (j, dj) in d[0].iter().enumerate() {
-                        put(outs, r, i + j, *dj);
+                        put(self, scaled, outs, so, r, i + j, *dj);
                     }
                 } else {
                     let d = dot_block::<S, 1, 4>([row(r)], xb, decode);
                     for (j, dj) in d[0].iter().enumerate() {
-                        put(outs, r, i + j, *dj);
+                        put(self, scaled, outs, so, r, i + j, *dj);
                     }
                 }
                 i += 4;
             }
             for i in i..k {
                 for rr in r..(r + 2).min(rows) {
-                    put(outs, rr, i, dot::<S>(row(rr), x(i), decode));
+                    put(self, scaled, outs, so, rr, i, dot::<S>(row(rr), x(i), decode));
                 }
             }
             r += 2;
@@ -857,7 +872,7 @@ impl<'a> Tensor<'a> {
     }
 
     /// `out[r] += v[r]`: a vector tensor added to `out`.
-    #[inline]
+    #[inline(always)]
     pub fn add_to(&self, out: &mut [f32]) {
         for (i, o) in out[..self.rows].iter_mut().enumerate() {
             *o += self.get(i);
@@ -906,24 +921,29 @@ pub fn dot_block<const S: usize, const R: usize, const K: usize>(
     let cols = if K > 0 { xs[0].len() } else { 0 };
     let full = cols / DOT_LANES * DOT_LANES;
     let mut lanes = [[[0.0f32; DOT_LANES]; K]; R];
-    let mut c = 0;
-    while c < full {
-        let mut w = [[0.0f32; DOT_LANES]; R];
-        for (wr, row) in w.iter_mut().zip(rows.iter()) {
-            let chunk = &row[S * c..S * (c + DOT_LANES)];
-            for (j, v) in wr.iter_mut().enumerate() {
-                *v = decode(&chunk[S * j..S * j + S]);
+    let mut w_chunks = rows.map(|row| row[..S * full].chunks_exact(S * DOT_LANES));
+    let mut x_chunks = xs.map(|x| x[..full].chunks_exact(DOT_LANES));
+    // Per 8 columns: R weight loads, K activation loads, R·K multiplies and R·K adds of whole
+    // 8-lane arrays, which a compiler keeps in SIMD registers.
+    for _ in 0..full / DOT_LANES {
+        let mut xv = [[0.0f32; DOT_LANES]; K];
+        for (v, it) in xv.iter_mut().zip(x_chunks.iter_mut()) {
+            if let Some(x) = it.next() {
+                v.copy_from_slice(x);
             }
         }
-        for (lr, wr) in lanes.iter_mut().zip(w.iter()) {
-            for (li, x) in lr.iter_mut().zip(xs.iter()) {
-                let x = &x[c..c + DOT_LANES];
+        for (lr, it) in lanes.iter_mut().zip(w_chunks.iter_mut()) {
+            let Some(w) = it.next() else { break };
+            let mut wv = [0.0f32; DOT_LANES];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = decode(&w[S * j..S * j + S]);
+            }
+            for (l, x) in lr.iter_mut().zip(xv.iter()) {
                 for j in 0..DOT_LANES {
-                    li[j] += wr[j] * x[j];
+                    l[j] += wv[j] * x[j];
                 }
             }
         }
-        c += DOT_LANES;
     }
     let mut out = [[0.0f32; K]; R];
     for r in 0..R {
@@ -939,7 +959,7 @@ pub fn dot_block<const S: usize, const R: usize, const K: usize>(
     out
 }
 
-#[inline]
+#[inline(always)]
 #[allow(clippy::indexing_slicing)] // only called by Tensor on validated lengths
 fn read_f32(bytes: &[u8], i: usize) -> f32 {
     let b = &bytes[4 * i..4 * i + 4];

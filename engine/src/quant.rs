@@ -62,20 +62,21 @@ pub fn requantize(acc: i32, m: i32, n: u32) -> i32 {
 }
 
 /// `Σ_c w[c]·x[c]` of an int8 weight row (stored bytes) and int8 activations, accumulated in i32.
-/// Four interleaved partial sums (integer addition is associative, so the order cannot change
-/// the result; it only helps the compiler). `|result| ≤ cols·127·128`, so it cannot overflow for
-/// `cols ≤ 512`.
+/// Sixteen interleaved partial sums (integer addition is exact and associative, so the order
+/// cannot change the result; it lets a compiler use two 8-lane AVX2 registers, or four SSE2
+/// ones). `|result| ≤ cols·128·128`, so it cannot overflow for `cols ≤ 512`.
 #[inline]
 pub fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
-    let mut lanes = [0i32; 4];
-    let mut wc = w.chunks_exact(4);
-    let mut xc = x.chunks_exact(4);
-    for (w4, x4) in (&mut wc).zip(&mut xc) {
-        for j in 0..4 {
-            lanes[j] += (w4[j] as i8) as i32 * x4[j] as i32;
+    const N: usize = 16;
+    let mut lanes = [0i32; N];
+    let mut wc = w.chunks_exact(N);
+    let mut xc = x.chunks_exact(N);
+    for (w16, x16) in (&mut wc).zip(&mut xc) {
+        for j in 0..N {
+            lanes[j] += (w16[j] as i8) as i32 * x16[j] as i32;
         }
     }
-    let mut acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    let mut acc: i32 = lanes.iter().sum();
     for (&wi, &xi) in wc.remainder().iter().zip(xc.remainder()) {
         acc += (wi as i8) as i32 * xi as i32;
     }

@@ -198,6 +198,9 @@ pub struct BenchArgs {
     /// Seconds of measurement per row (after a warm-up of a tenth of that).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
+    /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 /// Arguments of `tinyscore inspect`.

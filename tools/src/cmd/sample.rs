@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::limits;
 use tinyscore_engine::sampler::{
-    draw_batch, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError, Variance,
+    draw_batch_with, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError,
+    Variance,
 };
 
 use super::{create_output, parse_model, progress, read_file, HostNet};
@@ -104,7 +105,7 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
     let scratch = vec![0.0f32; net.batch_scratch_len(k)];
     let ticks = indicatif::ProgressBar::hidden();
     super::par_rows(&mut samples, k * dim, &(net, scratch), &ticks, |(net, scratch), b, block| {
-        draw_batch::<LOCKSTEP_CAPACITY, _, _, _>(
+        draw_batch_with::<LOCKSTEP_CAPACITY, _, _, _>(
             net,
             &schedule,
             &settings.plan,
@@ -112,6 +113,7 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
             (b * k) as u32,
             scratch,
             block,
+            crate::simd::eps_batch,
         )
         .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
         pb.inc((block.len() / dim) as u64);
@@ -121,7 +123,7 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
     Ok(samples)
 }
 
-/// Samples drawn together in lockstep (see [`draw_batch`]).
+/// Samples drawn together in lockstep (see [`draw_batch_with`]).
 pub const BATCH: usize = 16;
 /// Capacity of the lockstep vector: [`BATCH`] samples of the largest D.
 const LOCKSTEP_CAPACITY: usize = BATCH * limits::MAX_DIM;
