@@ -201,6 +201,10 @@ pub struct BenchArgs {
     /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
     #[arg(long)]
     pub portable: bool,
+    /// Instead of timing: evaluate ε̂ of the first model for each line `t,x_1,…,x_D` of this CSV
+    /// (x normalised) and print one CSV line of ε̂ per input (for cross-checks with other runtimes).
+    #[arg(long, value_name = "CSV")]
+    pub eval_csv: Option<PathBuf>,
 }
 
 /// Arguments of `tinyscore inspect`.

@@ -37,6 +37,9 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 600.0) {
         bail!("--seconds must be in (0, 600], got {}", args.seconds);
     }
+    if let Some(csv) = &args.eval_csv {
+        return eval_csv(&args.models[0], csv);
+    }
     // Read and parse every file first, so a bad one fails before any measurement.
     let mut files = Vec::new();
     for path in &args.models {
@@ -64,6 +67,33 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
     let path = if args.portable || !crate::simd::has_avx2() { "portable build" } else { "AVX2 build" };
     println!("one thread, {path}; rates of the fastest ~50 ms round in {} s", args.seconds);
     print!("{}", table(&rows));
+    Ok(())
+}
+
+/// `--eval-csv`: ε̂ of `model` for each line `t,x_1,…,x_D` of `csv`, printed as CSV.
+fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
+    use std::fmt::Write as _;
+    let bytes = read_file(model_path)?;
+    let model = parse_model(model_path, &bytes)?;
+    let d = model.dims().dim;
+    let text = std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
+    let mut net = HostNet::new(model.clone())?;
+    let mut out = String::new();
+    let mut eps = vec![0.0f32; d];
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let values: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", csv.display(), n + 1))?;
+        if values.len() != d + 1 {
+            bail!("{}: line {}: expected t and {d} values, found {} values", csv.display(), n + 1, values.len());
+        }
+        crate::simd::eps(&mut net, &values[1..], values[0], &mut eps);
+        let cells: Vec<String> = eps.iter().map(|v| format!("{v}")).collect();
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    print!("{out}");
     Ok(())
 }
 
