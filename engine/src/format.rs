@@ -704,7 +704,8 @@ impl<'a> Tensor<'a> {
     }
 
     /// The per-row scale of an int8 tensor (1 for other dtypes).
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
     pub fn scale(&self, row: usize) -> f32 {
         match self.dtype {
             DType::I8 => read_f32(self.scales, row),
@@ -728,7 +729,8 @@ impl<'a> Tensor<'a> {
     }
 
     /// Element `i` (row-major) as f32, dequantized.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
     pub fn get(&self, i: usize) -> f32 {
         match self.dtype {
             DType::F32 => read_f32(self.data, i),
@@ -756,8 +758,12 @@ impl<'a> Tensor<'a> {
     /// `out[r] += Σ_c W[r, c]·x[c]` in f32, in the summation order of [`dot`]. Four rows share
     /// each pass over `x` ([`dot_block`]): four independent chains of additions keep a host's
     /// SIMD adders busy, with each row's bits unchanged.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
     pub fn matvec_acc(&self, x: &[f32], out: &mut [f32]) {
+        if !BLOCK_ROWS {
+            return self.matvec_rows(x, out);
+        }
         match self.dtype {
             DType::F32 => self.matvec_with::<4>(x, out, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
             DType::F16 => self.matvec_with::<2>(x, out, |w| f16_to_f32(u16::from_le_bytes([w[0], w[1]]))),
@@ -767,6 +773,38 @@ impl<'a> Tensor<'a> {
                 let cols = self.cols;
                 for (r, o) in out[..self.rows].iter_mut().enumerate() {
                     for (c, xc) in x[..cols].iter().enumerate() {
+                        *o += self.get(r * cols + c) * xc;
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Tensor::matvec_acc`] one row at a time (targets without SIMD registers).
+    #[inline]
+    fn matvec_rows(&self, x: &[f32], out: &mut [f32]) {
+        let cols = self.cols;
+        let x = &x[..cols];
+        let out = &mut out[..self.rows];
+        match self.dtype {
+            DType::F32 => {
+                for (o, row) in out.iter_mut().zip(self.data.chunks_exact(4 * cols)) {
+                    *o += dot::<4>(row, x, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                }
+            }
+            DType::F16 => {
+                for (o, row) in out.iter_mut().zip(self.data.chunks_exact(2 * cols)) {
+                    *o += dot::<2>(row, x, |w| f16_to_f32(u16::from_le_bytes([w[0], w[1]])));
+                }
+            }
+            DType::I8 => {
+                for (r, (o, row)) in out.iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
+                    *o += dot::<1>(row, x, |w| (w[0] as i8) as f32) * self.scale(r);
+                }
+            }
+            DType::I32 | DType::Lut8 => {
+                for (r, o) in out.iter_mut().enumerate() {
+                    for (c, xc) in x.iter().enumerate() {
                         *o += self.get(r * cols + c) * xc;
                     }
                 }
@@ -803,7 +841,7 @@ impl<'a> Tensor<'a> {
     /// for every i < k, each sum in the order of [`dot`], so every vector gets the bits
     /// `matvec_acc` gives it alone. Two rows and four vectors share each pass over the columns
     /// ([`dot_block`]), so a weight is loaded once per four vectors.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     pub fn matmul_acc(&self, xs: &[f32], sx: usize, outs: &mut [f32], so: usize, k: usize) {
         match self.dtype {
             DType::F32 => {
@@ -872,13 +910,20 @@ impl<'a> Tensor<'a> {
     }
 
     /// `out[r] += v[r]`: a vector tensor added to `out`.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
     pub fn add_to(&self, out: &mut [f32]) {
         for (i, o) in out[..self.rows].iter_mut().enumerate() {
             *o += self.get(i);
         }
     }
 }
+
+/// Whether [`Tensor::matvec_acc`] evaluates four rows per pass over `x` ([`dot_block`]), where
+/// SIMD registers hold the lanes (x86-64, AArch64), or one ([`dot`]) elsewhere: on the
+/// Cortex-M4F four rows' 32 lanes would fill all 32 of its FPU registers and spill (measured: 7.6
+/// instead of 6.1 instructions per MAC). The bits are the same either way.
+const BLOCK_ROWS: bool = cfg!(any(target_arch = "x86_64", target_arch = "x86", target_arch = "aarch64"));
 
 /// Number of interleaved partial sums of [`dot`].
 pub const DOT_LANES: usize = 8;
@@ -959,7 +1004,8 @@ pub fn dot_block<const S: usize, const R: usize, const K: usize>(
     out
 }
 
-#[inline(always)]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 #[allow(clippy::indexing_slicing)] // only called by Tensor on validated lengths
 fn read_f32(bytes: &[u8], i: usize) -> f32 {
     let b = &bytes[4 * i..4 * i + 4];
@@ -1569,6 +1615,9 @@ mod tests {
                 for i in 0..5 {
                     let mut one = [0.25f32; 4];
                     t.matvec_acc(&xs[i * cols..(i + 1) * cols], &mut one);
+                    let mut rows = [0.25f32; 4];
+                    t.matvec_rows(&xs[i * cols..(i + 1) * cols], &mut rows);
+                    assert_eq!(one.map(f32::to_bits), rows.map(f32::to_bits), "{dtype:?} cols {cols}");
                     for r in 0..3 {
                         assert_eq!(batch[i * 4 + r].to_bits(), one[r].to_bits(), "{dtype:?} cols {cols}");
                     }

@@ -231,7 +231,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     ///
     /// # Panics
     /// If `x` or `eps` is shorter than the model's D (a caller bug, not an input error).
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     pub fn eps(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         if self.model.is_int8() {
             self.eps_int8(x, t, eps)
@@ -241,7 +241,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     }
 
     /// The time embedding temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2 in f32, into `ws.temb`.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn time_embedding(&mut self, t: f32) {
         let dims = self.model.dims();
         let (h, f) = (dims.hidden, dims.freqs);
@@ -259,14 +259,14 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// fixed-point requantization ([`quant::requantize`]), an int16 residual stream, SiLU by
     /// table; f32 only at the boundaries (quantizing x, adding temb once per row and block,
     /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         self.time_embedding(t);
         self.int8_body(x, t, eps);
     }
 
     /// [`ScoreNet::eps_int8`] after the time embedding (in `ws.temb`).
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let dims = self.model.dims();
         let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
@@ -345,7 +345,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// The f32 path (f32, f16 and w8 files).
     /// The f32 path, showing `observe` every activation the integer path quantizes (a no-op
     /// closure for [`ScoreNet::eps`], which the compiler removes).
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(Activation, &[f32])) {
         // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
         self.time_embedding(t);
@@ -400,7 +400,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// # Panics
     /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
     /// (caller bugs, not input errors).
-    #[inline(always)]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     pub fn eps_batch(&mut self, xs: &[f32], t: f32, outs: &mut [f32], scratch: &mut [f32]) {
         let dims = self.model.dims();
         let (d, h) = (dims.dim, dims.hidden);
@@ -479,7 +479,8 @@ pub enum Activation {
 }
 
 /// out = W · x + b.
-#[inline(always)]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
     out.fill(0.0);
     w.matvec_acc(x, out);
@@ -487,7 +488,8 @@ fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
 }
 
 /// out = silu(x), element-wise.
-#[inline(always)]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 fn silu_into(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = silu(v);

@@ -76,7 +76,8 @@ fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
     let bytes = read_file(model_path)?;
     let model = parse_model(model_path, &bytes)?;
     let d = model.dims().dim;
-    let text = std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
+    let text =
+        std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
     let mut net = HostNet::new(model.clone())?;
     let mut out = String::new();
     let mut eps = vec![0.0f32; d];
@@ -87,7 +88,12 @@ fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", csv.display(), n + 1))?;
         if values.len() != d + 1 {
-            bail!("{}: line {}: expected t and {d} values, found {} values", csv.display(), n + 1, values.len());
+            bail!(
+                "{}: line {}: expected t and {d} values, found {} values",
+                csv.display(),
+                n + 1,
+                values.len()
+            );
         }
         crate::simd::eps(&mut net, &values[1..], values[0], &mut eps);
         let cells: Vec<String> = eps.iter().map(|v| format!("{v}")).collect();
