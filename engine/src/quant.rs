@@ -65,7 +65,8 @@ pub fn requantize(acc: i32, m: i32, n: u32) -> i32 {
 /// Sixteen interleaved partial sums (integer addition is exact and associative, so the order
 /// cannot change the result; it lets a compiler use two 8-lane AVX2 registers, or four SSE2
 /// ones). `|result| ≤ cols·128·128`, so it cannot overflow for `cols ≤ 512`.
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
     const N: usize = 16;
     let mut lanes = [0i32; N];
@@ -151,7 +152,8 @@ impl<'a> Prepared<'a> {
 
     /// `Σ_c w[c]·x[c]` of an int8 weight row (stored bytes, `x.len()` of them) with these
     /// activations, in i32: [`dot_i8`]'s exact value.
-    #[inline]
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
     pub fn dot(&self, w: &[u8]) -> i32 {
         let full = prepared_words(self.x.len()) / 8 * CHUNK;
         #[cfg(tinyscore_dsp)]
