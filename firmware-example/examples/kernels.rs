@@ -125,14 +125,13 @@ fn kernel_property_test(out: &mut out::Line) -> (u32, u32) {
     for round in 0..4usize {
         for cols in 0..=512usize {
             let offset = if round == 3 { cols % 4 } else { 0 };
-            for (i, b) in row.0.iter_mut().enumerate() {
+            for b in row.0.iter_mut() {
                 *b = match round {
                     // All extremes: the largest sums of either sign.
                     0 => 0x80,
                     1 => 0x7f,
                     _ => rng.i8() as u8,
                 };
-                let _ = i;
             }
             for v in x.iter_mut() {
                 *v = if round < 2 { -128 } else { rng.i8() };

@@ -1,5 +1,6 @@
 //! The batched network and lockstep sampling give the same bits as one vector at a time:
-//! `ScoreNet::eps_batch` against `ScoreNet::eps` for f32, f16, w8 and w8a8 files (the checked-in
+//! `ScoreNet::eps_batch` against `ScoreNet::eps`, and the CLI's AVX2 builds of both
+//! (`tinyscore_tools::simd`, when the CPU has AVX2) against them, for f32, f16, w8 and w8a8 files (the checked-in
 //! moons models and a small model whose sizes leave every remainder of the blocked kernels), and
 //! `sampler::draw_batch` against `sampler::draw` for every sampler on the processes it fits.
 
@@ -68,9 +69,24 @@ fn eps_batch_equals_eps_bit_for_bit() {
             for t in [0.0f32, 0.013, 0.5, 0.97, 1.0] {
                 let mut batch = vec![f32::NAN; k * d];
                 net.eps_batch(&xs, t, &mut batch, &mut scratch);
+                // The AVX2 build the CLI picks at run time (the portable one without AVX2).
+                let mut fast = vec![f32::NAN; k * d];
+                tinyscore_tools::simd::eps_batch(&mut net, &xs, t, &mut fast, &mut scratch);
+                assert_eq!(
+                    fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{label}: simd::eps_batch, k {k}, t {t}"
+                );
                 for i in 0..k {
                     let mut one = vec![0.0f32; d];
                     net.eps(&xs[i * d..(i + 1) * d], t, &mut one);
+                    let mut one_fast = vec![0.0f32; d];
+                    tinyscore_tools::simd::eps(&mut net, &xs[i * d..(i + 1) * d], t, &mut one_fast);
+                    assert_eq!(
+                        one_fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "{label}: simd::eps, vector {i}, t {t}"
+                    );
                     let got: Vec<u32> = batch[i * d..(i + 1) * d].iter().map(|v| v.to_bits()).collect();
                     let want: Vec<u32> = one.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, want, "{label}: k {k}, vector {i}, t {t}");
