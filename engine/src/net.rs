@@ -156,6 +156,9 @@ struct Workspace<const D: usize, const H: usize, const F: usize> {
     v8: [i8; H],
     /// (D,) int8 path: the quantized input.
     x8: [i8; D],
+    /// int8 path: one layer's activations prepared for the dot-product kernel
+    /// ([`quant::Prepared`]; used on Cortex-M4/M7 only, ≤ H/2 words of it).
+    xp: [u32; H],
 }
 
 /// Why a model does not fit this build of the engine.
@@ -216,6 +219,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 a8: [0; H],
                 v8: [0; H],
                 x8: [0; D],
+                xp: [0; H],
             },
         })
     }
@@ -235,6 +239,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     ///
     /// # Panics
     /// If `x` or `eps` is shorter than the model's D (a caller bug, not an input error).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     pub fn eps(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         if self.model.is_int8() {
             self.eps_int8(x, t, eps)
@@ -244,6 +249,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     }
 
     /// The time embedding temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2 in f32, into `ws.temb`.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn time_embedding(&mut self, t: f32) {
         let dims = self.model.dims();
         let (h, f) = (dims.hidden, dims.freqs);
@@ -261,8 +267,15 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// fixed-point requantization ([`quant::requantize`]), an int16 residual stream, SiLU by
     /// table; f32 only at the boundaries (quantizing x, adding temb once per row and block,
     /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         self.time_embedding(t);
+        self.int8_body(x, t, eps);
+    }
+
+    /// [`ScoreNet::eps_int8`] after the time embedding (in `ws.temb`).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let dims = self.model.dims();
         let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
         let m = &self.model;
@@ -270,6 +283,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let (x, eps) = (&x[..d], &mut eps[..d]);
         let (temb, h16, a8, v8, x8) =
             (&ws.temb[..h], &mut ws.h16[..h], &mut ws.a8[..h], &mut ws.v8[..h], &mut ws.x8[..d]);
+        let xp = &mut ws.xp[..];
         let g = quant::time_group(t, m.groups());
         let scales = m.tensor(Role::ActScales);
         let s = |c: usize| scales.get(g * scales.cols + c);
@@ -285,9 +299,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         }
         // h16 = requant(W_in · x8 + b_in)                                  (H,) int16
         let w_in = m.tensor(Role::InputW);
+        let xq = quant::Prepared::new(x8, xp);
         for (r, o) in h16.iter_mut().enumerate() {
             let c = layout::input(h) + 3 * r;
-            let acc = quant::dot_i8(w_in.row_bytes(r), x8) + rq_at(c);
+            let acc = xq.dot(w_in.row_bytes(r)) + rq_at(c);
             *o = quant::sat_i16(quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32));
         }
         for b in 0..nb {
@@ -299,10 +314,11 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             // v8 = silu(u), u = requant(W_b1 · a8 + b_b1 + temb)           (H,) int8
             let (w1, lut_u) = (m.tensor(Role::BlockW1(b as u8)), table(layout::lut_u(nb, b)));
             let s_a = s(layout::s_a(nb, b));
+            let aq = quant::Prepared::new(a8, xp);
             for (r, o) in v8.iter_mut().enumerate() {
                 let c = layout::w1(h, b) + 3 * r;
                 let tq = quant::quantize_temb(temb[r], w1.scale(r) * s_a);
-                let acc = quant::dot_i8(w1.row_bytes(r), a8) + rq_at(c) + tq;
+                let acc = aq.dot(w1.row_bytes(r)) + rq_at(c) + tq;
                 let u = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
                 *o = quant::lut(lut_u, quant::sat_i8(u));
             }
@@ -310,9 +326,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             let w2 = m.tensor(Role::BlockW2(b as u8));
             let cr = layout::residual(h, b);
             let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
+            let vq = quant::Prepared::new(v8, xp);
             for (r, o) in h16.iter_mut().enumerate() {
                 let c = layout::w2(h, b) + 3 * r;
-                let acc = quant::dot_i8(w2.row_bytes(r), v8) + rq_at(c);
+                let acc = vq.dot(w2.row_bytes(r)) + rq_at(c);
                 let branch = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
                 let residual = quant::requantize(*o as i32, mr, nr);
                 *o = quant::sat_i16(residual.saturating_add(branch));
@@ -326,8 +343,9 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let w_out = m.tensor(Role::OutputW);
         let s_a = s(layout::s_a(nb, nb));
         let base = layout::output(h, nb);
+        let aq = quant::Prepared::new(a8, xp);
         for (r, o) in eps.iter_mut().enumerate() {
-            let acc = quant::dot_i8(w_out.row_bytes(r), a8) + rq_at(base + r);
+            let acc = aq.dot(w_out.row_bytes(r)) + rq_at(base + r);
             *o = acc as f32 * (w_out.scale(r) * s_a);
         }
     }
@@ -335,6 +353,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// The f32 path (f32, f16 and w8 files).
     /// The f32 path, showing `observe` every activation the integer path quantizes (a no-op
     /// closure for [`ScoreNet::eps`], which the compiler removes).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(Activation, &[f32])) {
         // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
         self.time_embedding(t);
@@ -373,6 +392,71 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         affine(m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
     }
 
+    /// Length of the `scratch` slice [`ScoreNet::eps_batch`] needs for `k` vectors: 3·k·H f32.
+    pub fn batch_scratch_len(&self, k: usize) -> usize {
+        3 * k * self.model.dims().hidden
+    }
+
+    /// ε̂ for `k = xs.len() / D` inputs at the same time `t` (row-major: vector i at
+    /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
+    /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
+    /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
+    /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]).
+    /// `scratch` holds the activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed,
+    /// and may be empty, for a `w8a8` file).
+    ///
+    /// # Panics
+    /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
+    /// (caller bugs, not input errors).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    pub fn eps_batch(&mut self, xs: &[f32], t: f32, outs: &mut [f32], scratch: &mut [f32]) {
+        let dims = self.model.dims();
+        let (d, h) = (dims.dim, dims.hidden);
+        let k = xs.len() / d.max(1);
+        self.time_embedding(t);
+        if self.model.is_int8() {
+            for (x, eps) in xs.chunks_exact(d).zip(outs.chunks_exact_mut(d)).take(k) {
+                self.int8_body(x, t, eps);
+            }
+            return;
+        }
+        let m = &self.model;
+        let temb = &self.ws.temb[..h];
+        let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
+        let (hs, rest) = scratch[..3 * k * h].split_at_mut(k * h);
+        let (a, u) = rest.split_at_mut(k * h);
+        let each = |v: &mut [f32], f: &mut dyn FnMut(&mut [f32])| v.chunks_exact_mut(h).for_each(f);
+
+        // h_0 = W_in · x + b_in                                          (k, H)
+        hs.fill(0.0);
+        m.tensor(Role::InputW).matmul_acc(xs, d, hs, h, k);
+        each(hs, &mut |v| m.tensor(Role::InputB).add_to(v));
+        for b in 0..dims.blocks {
+            let b8 = b as u8;
+            // u = W_b1 · silu(h) + b_b1 + temb                             (k, H)
+            silu_into(hs, a);
+            u.fill(0.0);
+            m.tensor(Role::BlockW1(b8)).matmul_acc(a, h, u, h, k);
+            each(u, &mut |v| {
+                m.tensor(Role::BlockB1(b8)).add_to(v);
+                for (ui, ti) in v.iter_mut().zip(temb) {
+                    *ui += *ti;
+                }
+            });
+            // h += W_b2 · silu(u) + b_b2                                    (k, H)
+            silu_into(u, a);
+            m.tensor(Role::BlockW2(b8)).matmul_acc(a, h, hs, h, k);
+            each(hs, &mut |v| m.tensor(Role::BlockB2(b8)).add_to(v));
+        }
+        // ε̂ = W_out · silu(h_B) + b_out                                   (k, D)
+        silu_into(hs, a);
+        outs.fill(0.0);
+        m.tensor(Role::OutputW).matmul_acc(a, h, outs, d, k);
+        for v in outs.chunks_exact_mut(d) {
+            m.tensor(Role::OutputB).add_to(v);
+        }
+    }
+
     /// [`ScoreNet::eps`] on the f32 path (any weight storage, activations in f32), calling
     /// `observe` with each activation the integer path quantizes, in evaluation order: the
     /// converter's calibration measures their ranges with the engine's own network.
@@ -403,7 +487,8 @@ pub enum Activation {
 }
 
 /// out = W · x + b.
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
     out.fill(0.0);
     w.matvec_acc(x, out);
@@ -411,7 +496,8 @@ fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
 }
 
 /// out = silu(x), element-wise.
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 fn silu_into(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = silu(v);

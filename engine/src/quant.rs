@@ -62,24 +62,142 @@ pub fn requantize(acc: i32, m: i32, n: u32) -> i32 {
 }
 
 /// `Σ_c w[c]·x[c]` of an int8 weight row (stored bytes) and int8 activations, accumulated in i32.
-/// Four interleaved partial sums (integer addition is associative, so the order cannot change
-/// the result; it only helps the compiler). `|result| ≤ cols·127·128`, so it cannot overflow for
-/// `cols ≤ 512`.
-#[inline]
+/// Sixteen interleaved partial sums (integer addition is exact and associative, so the order
+/// cannot change the result; it lets a compiler use two 8-lane AVX2 registers, or four SSE2
+/// ones). `|result| ≤ cols·128·128`, so it cannot overflow for `cols ≤ 512`.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
 pub fn dot_i8(w: &[u8], x: &[i8]) -> i32 {
-    let mut lanes = [0i32; 4];
-    let mut wc = w.chunks_exact(4);
-    let mut xc = x.chunks_exact(4);
-    for (w4, x4) in (&mut wc).zip(&mut xc) {
-        for j in 0..4 {
-            lanes[j] += (w4[j] as i8) as i32 * x4[j] as i32;
+    const N: usize = 16;
+    let mut lanes = [0i32; N];
+    let mut wc = w.chunks_exact(N);
+    let mut xc = x.chunks_exact(N);
+    for (w16, x16) in (&mut wc).zip(&mut xc) {
+        for j in 0..N {
+            lanes[j] += (w16[j] as i8) as i32 * x16[j] as i32;
         }
     }
-    let mut acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+    let mut acc: i32 = lanes.iter().sum();
     for (&wi, &xi) in wc.remainder().iter().zip(xc.remainder()) {
         acc += (wi as i8) as i32 * xi as i32;
     }
     acc
+}
+
+#[cfg(tinyscore_dsp)]
+mod dsp;
+
+/// Columns per chunk of the prepared kernel ([`Prepared`]).
+pub const CHUNK: usize = 16;
+
+/// Words of prepared activations [`Prepared::new`] needs for `cols` columns: 8 per full chunk of
+/// 16 columns (the last `cols mod 16` columns stay int8).
+pub const fn prepared_words(cols: usize) -> usize {
+    cols / CHUNK * 8
+}
+
+/// Two int16 values packed in one word, `lo` in bits 0..16 and `hi` in bits 16..32: the operand
+/// layout of `SMLAD`.
+#[inline]
+pub fn pack16(lo: i8, hi: i8) -> u32 {
+    (lo as i16 as u16 as u32) | ((hi as i16 as u16 as u32) << 16)
+}
+
+/// Model of the Arm `SXTB16` instruction: bytes 0 and 2 of `v`, each sign-extended to 16 bits.
+/// (`SXTB16 rd, rm, ROR #8` is `sxtb16(v.rotate_right(8))`: bytes 1 and 3.)
+#[inline]
+pub fn sxtb16(v: u32) -> u32 {
+    let b = v.to_le_bytes();
+    pack16(b[0] as i8, b[2] as i8)
+}
+
+/// Model of the Arm `SMLAD` instruction: `acc + lo(a)·lo(b) + hi(a)·hi(b)` of the signed 16-bit
+/// halves (wrapping, as the instruction does; the kernels never come near it).
+#[inline]
+pub fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let (al, ah) = (a as u16 as i16 as i32, (a >> 16) as u16 as i16 as i32);
+    let (bl, bh) = (b as u16 as i16 as i32, (b >> 16) as u16 as i16 as i32);
+    acc.wrapping_add(al * bl).wrapping_add(ah * bh)
+}
+
+/// One layer's int8 activations, prepared once for the dot products of all its rows.
+///
+/// On the Cortex-M4/M7 (`thumbv7em` targets) the activations of every full chunk of 16 columns
+/// are widened to int16 pairs in the order the DSP kernel's `SXTB16` unpacks a weight word —
+/// columns (0, 2), (1, 3), (4, 6), (5, 7), … — so each `SMLAD` multiplies two weights by two
+/// activations without unpacking the activations again per row. Elsewhere nothing is prepared
+/// and [`Prepared::dot`] is [`dot_i8`]. The result is the same exact integer on every target.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared<'a> {
+    x: &'a [i8],
+    /// Widened activations of the full chunks (empty where the kernel is portable).
+    #[cfg_attr(not(tinyscore_dsp), allow(dead_code))]
+    words: &'a [u32],
+}
+
+impl<'a> Prepared<'a> {
+    /// Prepares `x` using `buf` (at least [`prepared_words`]`(x.len())` words, else the portable
+    /// kernel is used; only written on `thumbv7em` targets).
+    #[inline]
+    pub fn new(x: &'a [i8], buf: &'a mut [u32]) -> Self {
+        let n = prepared_words(x.len());
+        if cfg!(tinyscore_dsp) && buf.len() >= n {
+            let buf = &mut buf[..n];
+            prepare_into(x, buf);
+            Self { x, words: buf }
+        } else {
+            Self { x, words: &[] }
+        }
+    }
+
+    /// `Σ_c w[c]·x[c]` of an int8 weight row (stored bytes, `x.len()` of them) with these
+    /// activations, in i32: [`dot_i8`]'s exact value.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
+    pub fn dot(&self, w: &[u8]) -> i32 {
+        let full = prepared_words(self.x.len()) / 8 * CHUNK;
+        #[cfg(tinyscore_dsp)]
+        if !self.words.is_empty() && w.len() >= full {
+            if let Some(acc) = dsp::dot16(&w[..full], self.words) {
+                return acc + dot_i8(&w[full..], &self.x[full..]);
+            }
+        }
+        let _ = full;
+        dot_i8(w, self.x)
+    }
+}
+
+/// Writes the prepared form of `x`'s full 16-column chunks to `words` (8 words per chunk): word
+/// `8k + 2j` = (x[16k+4j], x[16k+4j+2]), word `8k + 2j + 1` = (x[16k+4j+1], x[16k+4j+3]).
+pub fn prepare_into(x: &[i8], words: &mut [u32]) {
+    for (w2, x4) in words.chunks_exact_mut(2).zip(x.chunks_exact(4)) {
+        w2[0] = pack16(x4[0], x4[2]);
+        w2[1] = pack16(x4[1], x4[3]);
+    }
+}
+
+/// The DSP kernel's loop in portable Rust, instruction for instruction (`LDM`s as slice reads,
+/// [`sxtb16`], [`smlad`]): the host's check that the prepared layout and the unpacking order
+/// give [`dot_i8`]'s result; the M4's check of the assembly against it is in
+/// `firmware-example/examples/kernels.rs`.
+pub fn dot16_model(w: &[u8], words: &[u32]) -> i32 {
+    let mut acc = 0i32;
+    for (w8, x4) in w.chunks_exact(8).zip(words.chunks_exact(4)).take(w.len() / CHUNK * 2) {
+        let r2 = u32::from_le_bytes([w8[0], w8[1], w8[2], w8[3]]);
+        let r3 = u32::from_le_bytes([w8[4], w8[5], w8[6], w8[7]]);
+        acc = smlad(sxtb16(r2), x4[0], acc);
+        acc = smlad(sxtb16(r2.rotate_right(8)), x4[1], acc);
+        acc = smlad(sxtb16(r3), x4[2], acc);
+        acc = smlad(sxtb16(r3.rotate_right(8)), x4[3], acc);
+    }
+    acc
+}
+
+/// The DSP kernel itself on `thumbv7em` targets (`None` when `w` is not 4-byte aligned or
+/// `words` too short), for the firmware's property test against [`dot16_model`] and [`dot_i8`].
+#[cfg(tinyscore_dsp)]
+pub fn dot16_dsp(w: &[u8], words: &[u32]) -> Option<i32> {
+    dsp::dot16(w, words)
 }
 
 /// Saturates to int8's symmetric range [−127, 127].
@@ -302,6 +420,47 @@ mod tests {
         let w = [127u8; 512];
         let x = [-128i8; 512];
         assert_eq!(dot_i8(&w, &x), 512 * 127 * -128);
+    }
+
+    #[test]
+    fn prepared_kernel_and_its_instruction_model_match_dot_i8() {
+        let mut r = Rng(4242);
+        let mut words = [0u32; prepared_words(512)];
+        for case in 0..3_000 {
+            let cols = if case < 513 { case } else { r.range(0, 512) as usize };
+            // Weights over the whole byte range (a file may hold −128), activations with the
+            // extremes mixed in.
+            let w: [u8; 512] = core::array::from_fn(|_| match r.range(0, 9) {
+                0 => 0x80,
+                1 => 0x7f,
+                _ => r.range(-128, 127) as i8 as u8,
+            });
+            let x: [i8; 512] = core::array::from_fn(|_| match r.range(0, 9) {
+                0 => -128,
+                1 => 127,
+                _ => r.range(-128, 127) as i8,
+            });
+            let (w, x) = (&w[..cols], &x[..cols]);
+            let want = dot_i8(w, x);
+            let p = Prepared::new(x, &mut words);
+            assert_eq!(p.dot(w), want, "cols {cols}");
+            let n = prepared_words(cols);
+            prepare_into(x, &mut words[..n]);
+            let full = cols / CHUNK * CHUNK;
+            assert_eq!(dot16_model(&w[..full], &words[..n]) + dot_i8(&w[full..], &x[full..]), want);
+        }
+        let (w, x) = ([0x80u8; 512], [-128i8; 512]);
+        prepare_into(&x, &mut words);
+        assert_eq!(dot16_model(&w, &words), 512 * 128 * 128);
+    }
+
+    #[test]
+    fn instruction_models_follow_the_arm_definitions() {
+        // SXTB16: bytes 0 and 2, sign-extended; ROR #8 selects bytes 1 and 3.
+        assert_eq!(sxtb16(0x80_7f_01_ff), 0x007f_ffff);
+        assert_eq!(sxtb16(0x80_7f_01_ffu32.rotate_right(8)), 0xff80_0001);
+        // SMLAD: acc + lo·lo + hi·hi, signed halves.
+        assert_eq!(smlad(pack16(-128, 127), pack16(-128, -128), 5), 5 + 16384 - 16256);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum Command {
     Quickstart(QuickstartArgs),
     /// Training throughput (steps/s, TFLOP/s) over a grid of widths and batch sizes.
     BenchTrain(BenchTrainArgs),
+    /// Network evaluations per second of model files, one thread, per precision.
+    Bench(BenchArgs),
 }
 
 /// Where training runs.
@@ -206,6 +208,27 @@ pub struct ConvertArgs {
     /// Model file to write (.tsm).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Arguments of `tinyscore bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model files (.tsm). An f32 file is also measured re-encoded as f16 and w8 (in memory).
+    #[arg(required = true)]
+    pub models: Vec<PathBuf>,
+    /// Vectors per network call: 1 is `ScoreNet::eps`, more is `ScoreNet::eps_batch`.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Seconds of measurement per row (after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
+    #[arg(long)]
+    pub portable: bool,
+    /// Instead of timing: evaluate ε̂ of the first model for each line `t,x_1,…,x_D` of this CSV
+    /// (x normalised) and print one CSV line of ε̂ per input (for cross-checks with other runtimes).
+    #[arg(long, value_name = "CSV")]
+    pub eval_csv: Option<PathBuf>,
 }
 
 /// Arguments of `tinyscore inspect`.
@@ -482,6 +505,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Likelihood(a) => cmd::likelihood::run_likelihood(&a),
         Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),
         Command::BenchTrain(a) => cmd::bench_train::run_bench_train(&a),
+        Command::Bench(a) => cmd::bench::run_bench(&a),
     }
 }
 

@@ -9,4 +9,5 @@ pub mod calib;
 pub mod cli;
 pub mod cmd;
 pub mod plot;
+pub mod simd;
 pub mod tsm;

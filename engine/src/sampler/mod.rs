@@ -386,3 +386,92 @@ pub fn draw<const D: usize, const H: usize, const F: usize>(
     net.model().denormalize(&mut out[..d]);
     Ok(())
 }
+
+/// `k` samples' chains run in lockstep as one vector of k·D values: the network sees them as
+/// one batch (`eval`, normally [`ScoreNet::eps_batch`]) and the noise of chain i comes from its
+/// own Philox stream. Every sampler here updates x element by element with coefficients that
+/// depend only on the step (the PC and Langevin step sizes use the expected norms, not the
+/// batch's), so chain i gets exactly the bits [`draw`] gives sample `first + i` alone.
+struct Lockstep<'n, 'a, 's, E, const D: usize, const H: usize, const F: usize> {
+    net: &'n mut ScoreNet<'a, D, H, F>,
+    k: usize,
+    scratch: &'s mut [f32],
+    eval: E,
+}
+
+impl<const D: usize, const H: usize, const F: usize, E> EpsModel for Lockstep<'_, '_, '_, E, D, H, F>
+where
+    E: FnMut(&mut ScoreNet<'_, D, H, F>, &[f32], f32, &mut [f32], &mut [f32]),
+{
+    fn dim(&self) -> usize {
+        self.k * self.net.dims().dim
+    }
+
+    fn eps(&mut self, x: &[f32], t: f32, out: &mut [f32]) {
+        let n = self.dim();
+        (self.eval)(self.net, &x[..n], t, out, self.scratch);
+    }
+}
+
+/// The Philox streams of samples `first..first + k`, one D-long piece of the vector each.
+struct LockstepNoise {
+    seed: u64,
+    first: u32,
+    dim: usize,
+}
+
+impl NoiseSource for LockstepNoise {
+    fn fill(&mut self, step: u32, stream: u32, out: &mut [f32]) {
+        for (i, piece) in out.chunks_mut(self.dim.max(1)).enumerate() {
+            Philox::new(self.seed, self.first.wrapping_add(i as u32)).fill(step, stream, piece);
+        }
+    }
+}
+
+/// [`draw`] for samples `first..first + k` at once, `k = out.len() / D` (data units, row-major:
+/// sample `first + i` at `out[i·D..(i+1)·D]`), bit for bit what `k` calls of [`draw`] give.
+/// `KD` is the capacity of the lockstep vector (at least k·D); `scratch` holds
+/// [`ScoreNet::batch_scratch_len`]`(k)` values (a shorter one is refused with
+/// [`SamplerError::OutputTooShort`]).
+pub fn draw_batch<const KD: usize, const D: usize, const H: usize, const F: usize>(
+    net: &mut ScoreNet<'_, D, H, F>,
+    diff: &Diffusion,
+    plan: &Plan,
+    seed: u64,
+    first: u32,
+    scratch: &mut [f32],
+    out: &mut [f32],
+) -> Result<(), SamplerError> {
+    draw_batch_with::<KD, D, H, F>(net, diff, plan, seed, first, scratch, out, |n, x, t, o, s| {
+        n.eps_batch(x, t, o, s)
+    })
+}
+
+/// [`draw_batch`] with the batch evaluated by `eval`, which must compute
+/// [`ScoreNet::eps_batch`] (the host passes the same function compiled for AVX2).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn draw_batch_with<const KD: usize, const D: usize, const H: usize, const F: usize>(
+    net: &mut ScoreNet<'_, D, H, F>,
+    diff: &Diffusion,
+    plan: &Plan,
+    seed: u64,
+    first: u32,
+    scratch: &mut [f32],
+    out: &mut [f32],
+    eval: impl FnMut(&mut ScoreNet<'_, D, H, F>, &[f32], f32, &mut [f32], &mut [f32]),
+) -> Result<(), SamplerError> {
+    let d = net.dims().dim;
+    let k = out.len() / d.max(1);
+    if scratch.len() < net.batch_scratch_len(k) {
+        return Err(SamplerError::OutputTooShort { found: scratch.len(), needed: net.batch_scratch_len(k) });
+    }
+    let out = &mut out[..k * d];
+    let mut noise = LockstepNoise { seed, first, dim: d };
+    let mut lockstep = Lockstep { net, k, scratch, eval };
+    sample::<KD, _>(&mut lockstep, diff, plan, &mut noise, out)?;
+    for x in out.chunks_exact_mut(d) {
+        lockstep.net.model().denormalize(x);
+    }
+    Ok(())
+}

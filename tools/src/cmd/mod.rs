@@ -1,6 +1,7 @@
 //! One module per subcommand, each with one `run_*` entry point, and the few helpers they share
 //! (reading a model file, opening an output, the engine's host capacities).
 
+pub mod bench;
 pub mod bench_train;
 pub mod convert;
 pub mod data;

@@ -6,8 +6,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
+use tinyscore_engine::net::limits;
 use tinyscore_engine::sampler::{
-    draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError, Variance,
+    draw_batch_with, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError,
+    Variance,
 };
 
 use super::{create_output, parse_model, progress, read_file, HostNet};
@@ -97,12 +99,38 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    super::par_rows(&mut samples, dim, &net, &pb, |net, i, row| {
-        draw(net, &schedule, &settings.plan, settings.seed, i as u32, row)
-            .map_err(|e| anyhow::anyhow!("sampling: {e}"))
+    // Blocks of up to BATCH samples run in lockstep through the batched network (the same bits
+    // as one at a time: `draw_batch`), the blocks in parallel over the cores.
+    let k = lockstep_batch(dim);
+    let scratch = vec![0.0f32; net.batch_scratch_len(k)];
+    let ticks = indicatif::ProgressBar::hidden();
+    super::par_rows(&mut samples, k * dim, &(net, scratch), &ticks, |(net, scratch), b, block| {
+        draw_batch_with::<LOCKSTEP_CAPACITY, _, _, _>(
+            net,
+            &schedule,
+            &settings.plan,
+            settings.seed,
+            (b * k) as u32,
+            scratch,
+            block,
+            crate::simd::eps_batch,
+        )
+        .map_err(|e| anyhow::anyhow!("sampling: {e}"))?;
+        pb.inc((block.len() / dim) as u64);
+        Ok(())
     })?;
     pb.finish_and_clear();
     Ok(samples)
+}
+
+/// Samples drawn together in lockstep (see [`draw_batch_with`]).
+pub const BATCH: usize = 16;
+/// Capacity of the lockstep vector: [`BATCH`] samples of the largest D.
+const LOCKSTEP_CAPACITY: usize = BATCH * limits::MAX_DIM;
+
+/// Samples per lockstep block for data dimension `dim`.
+pub fn lockstep_batch(dim: usize) -> usize {
+    (LOCKSTEP_CAPACITY / dim.max(1)).clamp(1, BATCH)
 }
 
 /// Reads and parses a model file, then draws samples: for callers that have a path.

@@ -1,0 +1,75 @@
+//! Criterion benches of the engine on the host: one network evaluation (`ScoreNet::eps`) and a
+//! batch of 256 (`ScoreNet::eps_batch`), for the checked-in moons models (f32 and w8a8, H=128
+//! B=3 F=32, 119 296 MACs), and the two dot-product kernels on a 128-column row.
+//!
+//! `cargo bench -p tinyscore-engine --bench engine`. These are the engine as built for baseline
+//! x86-64 (SSE2); `tinyscore bench` also measures the AVX2 build the CLI picks at run time.
+//! Figures: docs/BENCHMARKS.md.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use tinyscore_engine::format::{dot, Model};
+use tinyscore_engine::net::ScoreNet;
+use tinyscore_engine::quant;
+
+/// 16-byte aligned bytes, as the format places tensors.
+#[repr(C, align(16))]
+struct Aligned<const N: usize>([u8; N]);
+
+static F32: &Aligned<{ include_bytes!("../../firmware-example/models/moons-f32.tsm").len() }> =
+    &Aligned(*include_bytes!("../../firmware-example/models/moons-f32.tsm"));
+static W8A8: &Aligned<{ include_bytes!("../../firmware-example/models/moons-w8a8.tsm").len() }> =
+    &Aligned(*include_bytes!("../../firmware-example/models/moons-w8a8.tsm"));
+
+fn network(c: &mut Criterion) {
+    let mut g = c.benchmark_group("network");
+    for (name, bytes) in [("f32", &F32.0[..]), ("w8a8", &W8A8.0[..])] {
+        let model = Model::parse(bytes).unwrap();
+        let d = model.dims().dim;
+        let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model).unwrap();
+        g.throughput(Throughput::Elements(1));
+        let x = [0.3f32, -0.7];
+        let mut eps = [0.0f32; 2];
+        let mut t = 0.0f32;
+        g.bench_function(BenchmarkId::new("eps", name), |b| {
+            b.iter(|| {
+                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
+                net.eps(black_box(&x), t, &mut eps);
+                black_box(&eps);
+            })
+        });
+        let k = 256;
+        let xs: Vec<f32> = (0..k * d).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
+        let mut outs = vec![0.0f32; k * d];
+        let mut scratch = vec![0.0f32; net.batch_scratch_len(k)];
+        g.throughput(Throughput::Elements(k as u64));
+        g.bench_function(BenchmarkId::new("eps_batch_256", name), |b| {
+            b.iter(|| {
+                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
+                net.eps_batch(black_box(&xs), t, &mut outs, &mut scratch);
+                black_box(&outs);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn kernels(c: &mut Criterion) {
+    let mut g = c.benchmark_group("kernels");
+    let cols = 128;
+    g.throughput(Throughput::Elements(cols as u64));
+    let w8: Vec<u8> = (0..cols).map(|i| (i * 37 % 255) as u8).collect();
+    let x8: Vec<i8> = (0..cols).map(|i| (i * 53 % 255) as u8 as i8).collect();
+    g.bench_function("dot_i8_128", |b| b.iter(|| quant::dot_i8(black_box(&w8), black_box(&x8))));
+    let w32: Vec<u8> = (0..cols).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+    let x32: Vec<f32> = (0..cols).map(|i| i as f32 * 0.02).collect();
+    g.bench_function("dot_f32_128", |b| {
+        b.iter(|| {
+            dot::<4>(black_box(&w32), black_box(&x32), |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, network, kernels);
+criterion_main!(benches);

@@ -1,0 +1,205 @@
+//! `tinyscore bench`: how fast the engine evaluates a model's network on this machine, on one
+//! thread: evaluations per second, nanoseconds per evaluation and MACs per second, at batch 1
+//! (`ScoreNet::eps`) or batch N (`ScoreNet::eps_batch`), for each file given and, for an f32
+//! file, the same weights re-encoded as f16 and w8. `bench/onnx_compare.py` puts these figures
+//! beside ONNX Runtime's; `docs/BENCHMARKS.md` has the measured ones.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use tinyscore_engine::format::{DType, Model, Role};
+
+use super::{parse_model, read_file, HostNet};
+use crate::cli::BenchArgs;
+use crate::tsm::{write, ModelSpec, Quant};
+
+/// Largest `--batch`.
+pub const MAX_BATCH: usize = 4096;
+
+/// One measured row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// File and precision, e.g. `moons-f32.tsm f16`.
+    pub label: String,
+    /// Vectors per call.
+    pub batch: usize,
+    /// Network evaluations (vectors) per second.
+    pub evals_per_s: f64,
+    /// MACs of one evaluation.
+    pub macs: usize,
+}
+
+/// Runs `tinyscore bench`.
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    if args.batch == 0 || args.batch > MAX_BATCH {
+        bail!("--batch must be in 1..={MAX_BATCH}, got {}", args.batch);
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 600.0) {
+        bail!("--seconds must be in (0, 600], got {}", args.seconds);
+    }
+    if let Some(csv) = &args.eval_csv {
+        return eval_csv(&args.models[0], csv);
+    }
+    // Read and parse every file first, so a bad one fails before any measurement.
+    let mut files = Vec::new();
+    for path in &args.models {
+        let bytes = read_file(path)?;
+        parse_model(path, &bytes)?;
+        files.push((path.file_name().unwrap_or_default().to_string_lossy().into_owned(), bytes));
+    }
+    let mut jobs: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, bytes) in files {
+        let model = Model::parse(&bytes).expect("parsed above");
+        let precision = precision(&model);
+        let extra = if precision == "f32" { reencoded(&model)? } else { Vec::new() };
+        jobs.push((format!("{name} {precision}"), bytes));
+        jobs.extend(extra.into_iter().map(|(p, b)| (format!("{name} → {p}"), b)));
+    }
+    let pb = super::progress(jobs.len() as u64, "benchmarking {bar:30} {pos}/{len} {msg}");
+    let mut rows = Vec::new();
+    for (label, bytes) in &jobs {
+        pb.set_message(label.clone());
+        let model = Model::parse(bytes).expect("written by the converter or parsed above");
+        rows.push(measure(label, &model, args.batch, Duration::from_secs_f64(args.seconds), args.portable)?);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let path = if args.portable || !crate::simd::has_avx2() { "portable build" } else { "AVX2 build" };
+    println!("one thread, {path}; rates of the fastest ~50 ms round in {} s", args.seconds);
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+/// `--eval-csv`: ε̂ of `model` for each line `t,x_1,…,x_D` of `csv`, printed as CSV.
+fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
+    use std::fmt::Write as _;
+    let bytes = read_file(model_path)?;
+    let model = parse_model(model_path, &bytes)?;
+    let d = model.dims().dim;
+    let text =
+        std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
+    let mut net = HostNet::new(model.clone())?;
+    let mut out = String::new();
+    let mut eps = vec![0.0f32; d];
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let values: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", csv.display(), n + 1))?;
+        if values.len() != d + 1 {
+            bail!(
+                "{}: line {}: expected t and {d} values, found {} values",
+                csv.display(),
+                n + 1,
+                values.len()
+            );
+        }
+        crate::simd::eps(&mut net, &values[1..], values[0], &mut eps);
+        let cells: Vec<String> = eps.iter().map(|v| format!("{v}")).collect();
+        let _ = writeln!(out, "{}", cells.join(","));
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// The precision of a file: `f32`, `f16`, `w8` or `w8a8`.
+pub fn precision(model: &Model<'_>) -> &'static str {
+    if model.is_int8() {
+        return "w8a8";
+    }
+    match model.tensor(Role::BlockW1(0)).dtype {
+        DType::F16 => "f16",
+        DType::I8 => "w8",
+        _ => "f32",
+    }
+}
+
+/// An f32 file's weights written as f16 and as w8.
+fn reencoded(model: &Model<'_>) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let dims = model.dims();
+    let mut params = Vec::with_capacity(dims.param_count());
+    for (role, r, c) in dims.params() {
+        let t = model.tensor(role);
+        params.extend((0..r * c).map(|i| t.get(i)));
+    }
+    let vector = |role: Role| {
+        let t = model.tensor(role);
+        (0..t.rows).map(|i| t.get(i)).collect::<Vec<f32>>()
+    };
+    let (mean, std) = (vector(Role::NormMean), vector(Role::NormStd));
+    let spec =
+        ModelSpec { dims, process: model.process(), norm_mean: &mean, norm_std: &std, params: &params };
+    let mut out = Vec::new();
+    for (name, q) in [("f16", Quant::F16), ("w8", Quant::W8)] {
+        out.push((name, write(&spec, q).map_err(|e| anyhow::anyhow!("re-encoding as {name}: {e:?}"))?));
+    }
+    Ok(out)
+}
+
+/// Times `model` at `batch` vectors per call for about `time` on this thread (after a tenth of
+/// that as warm-up): the rate of the fastest round of about 50 ms.
+/// `portable` measures the engine as built (baseline SSE2 on x86-64) instead of the AVX2 path.
+pub fn measure(label: &str, model: &Model<'_>, batch: usize, time: Duration, portable: bool) -> Result<Row> {
+    let mut net = HostNet::new(model.clone())?;
+    let d = model.dims().dim;
+    // Inputs of the size of normalised data; times spread over (0, 1] so the time embedding
+    // changes with every call as in a sampler.
+    let xs: Vec<f32> = (0..batch * d).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
+    let mut outs = vec![0.0f32; batch * d];
+    let mut scratch = vec![0.0f32; net.batch_scratch_len(batch)];
+    let mut call = |net: &mut HostNet<'_>, i: u64| {
+        let t = ((i % 1000) as f32 + 1.0) / 1000.0;
+        match (batch, portable) {
+            (1, false) => crate::simd::eps(net, &xs, t, &mut outs),
+            (1, true) => net.eps(&xs, t, &mut outs),
+            (_, false) => crate::simd::eps_batch(net, &xs, t, &mut outs, &mut scratch),
+            (_, true) => net.eps_batch(&xs, t, &mut outs, &mut scratch),
+        }
+        std::hint::black_box(&mut outs);
+    };
+    let mut calls = 0u64;
+    let warm = Instant::now();
+    while warm.elapsed() < time / 10 {
+        call(&mut net, calls);
+        calls += 1;
+    }
+    // Rounds of about 50 ms; the fastest round counts (other processes on the machine only ever
+    // slow a round down, so the fastest is the least disturbed).
+    let per_round = (calls as f64 / (time / 10).as_secs_f64().max(1e-9) * 0.05).ceil().max(1.0) as u64;
+    let mut best = f64::INFINITY;
+    let start = Instant::now();
+    while start.elapsed() < time {
+        let round = Instant::now();
+        for _ in 0..per_round {
+            call(&mut net, calls);
+            calls += 1;
+        }
+        best = best.min(round.elapsed().as_secs_f64() / per_round as f64);
+    }
+    let evals_per_s = batch as f64 / best;
+    Ok(Row { label: label.to_string(), batch, evals_per_s, macs: model.dims().macs() })
+}
+
+/// The table `bench` prints.
+pub fn table(rows: &[Row]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<32} {:>6} {:>14} {:>12} {:>10}",
+        "model precision", "batch", "evals/s", "ns/eval", "GMAC/s"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<32} {:>6} {:>14.0} {:>12.1} {:>10.2}",
+            r.label,
+            r.batch,
+            r.evals_per_s,
+            1e9 / r.evals_per_s,
+            r.evals_per_s * r.macs as f64 / 1e9
+        );
+    }
+    s
+}
