@@ -13,7 +13,7 @@
 //! Build and run: `cargo build --release --example kernels` in `firmware-example/`, then
 //! `qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -semihosting-config
 //! enable=on,target=native -icount shift=0 -kernel target/thumbv7em-none-eabihf/release/examples/kernels`
-//! (`tools/tests/firmware_kernels.rs` does both; `docs/BENCHMARKS.md` has the figures).
+//! (`tools/tests/firmware.rs` does both; `docs/BENCHMARKS.md` has the figures).
 #![no_std]
 #![no_main]
 

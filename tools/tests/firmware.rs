@@ -78,10 +78,19 @@ fn missing_tools(firmware_dir: &Path) -> Option<String> {
 
 /// Builds the firmware with `settings` as its build variables; returns the ELF's path.
 fn build_firmware(firmware_dir: &Path, model: &Path, settings: &[(&str, String)]) -> PathBuf {
+    build(firmware_dir, model, settings, None)
+}
+
+/// Builds the firmware, or its example `example`, with `settings`; returns the ELF's path.
+fn build(firmware_dir: &Path, model: &Path, settings: &[(&str, String)], example: Option<&str>) -> PathBuf {
     let target_dir = firmware_dir.join("target");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--target", TARGET, "--target-dir"])
+    cmd.args(["build", "--release", "--target", TARGET]);
+    if let Some(name) = example {
+        cmd.args(["--example", name]);
+    }
+    cmd.arg("--target-dir")
         .arg(&target_dir)
         .current_dir(firmware_dir)
         .env("TINYSCORE_MODEL", model)
@@ -101,7 +110,11 @@ fn build_firmware(firmware_dir: &Path, model: &Path, settings: &[(&str, String)]
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    target_dir.join(TARGET).join("release").join("tinyscore-firmware-example")
+    let release = target_dir.join(TARGET).join("release");
+    match example {
+        Some(name) => release.join("examples").join(name),
+        None => release.join("tinyscore-firmware-example"),
+    }
 }
 
 /// What a QEMU run left: exit status, stdout, stderr, wall time.
@@ -115,10 +128,17 @@ struct Run {
 /// Runs `elf` in QEMU as the firmware's `.cargo/config.toml` runner does, killing it after
 /// [`QEMU_TIMEOUT`] (a failure: the firmware must always end through semihosting).
 fn run_in_qemu(elf: &Path) -> Run {
+    run_in_qemu_with(elf, &[])
+}
+
+/// [`run_in_qemu`] with extra QEMU arguments (`-icount shift=0` for instruction counts).
+fn run_in_qemu_with(elf: &Path, extra: &[&str]) -> Run {
     let start = Instant::now();
     let mut child = Command::new("qemu-system-arm")
         .args(["-cpu", "cortex-m4", "-machine", "mps2-an386", "-nographic"])
-        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(extra)
+        .arg("-kernel")
         .arg(elf)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -356,4 +376,34 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
     };
     assert_eq!(run.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("sample 0:"), "stderr:\n{}", run.stderr);
+}
+
+/// The Cortex-M4 DSP kernel equals the portable one, on the M4: `firmware-example/examples/
+/// kernels.rs` (built with the w8a8 moons model, run with `-icount shift=0`) puts random and
+/// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
+/// kernel, its instruction model and the portable kernel, and must report no mismatch; then it
+/// times whole network evaluations (the instruction count printed here is the figure in
+/// docs/BENCHMARKS.md, "Engine speed").
+#[test]
+fn dsp_kernel_equals_portable_kernel_on_the_m4() {
+    let firmware_dir = repo_root().join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build(&firmware_dir, &repo_root().join(MODEL_W8A8), &[], Some("kernels"));
+        run_in_qemu_with(&elf, &["-icount", "shift=0"])
+    };
+    println!("{}", run.stdout);
+    assert!(run.status.success(), "the kernel check failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+    let field = |name: &str| -> u64 {
+        let key = format!("{name}=");
+        let at = run.stdout.find(&key).unwrap_or_else(|| panic!("no {name} in {:?}", run.stdout));
+        run.stdout[at + key.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(field("kernel_mismatches"), 0);
+    assert_eq!(field("kernel_cases"), 4 * 513);
+    assert!(field("instructions_per_eval") > 0, "no evaluation was timed");
 }
