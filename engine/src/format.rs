@@ -14,9 +14,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
-use crate::net::{limits, Dims};
+use crate::net::{limits, Dims, Kernels};
 use crate::quant::{self, layout};
 use crate::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete, MAX_STEPS};
+#[cfg(target_arch = "x86_64")]
+use crate::x86;
 
 /// The file's first four bytes.
 pub const MAGIC: [u8; 4] = *b"TSM\0";
@@ -922,6 +924,110 @@ impl<'a> Tensor<'a> {
                 }
             }
             r += 2;
+        }
+    }
+
+    /// [`Tensor::matvec_acc`] with the kernels `k` chooses (the same bits with any of them).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
+    pub fn matvec_acc_with(&self, k: Kernels, x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx2(tok) = k {
+            match self.dtype {
+                DType::F32 => return self.matmul_avx2::<x86::F32>(tok, x, 0, out, 0, 1),
+                DType::I8 => return self.matmul_avx2::<x86::I8>(tok, x, 0, out, 0, 1),
+                _ => {}
+            }
+        }
+        let _ = k;
+        self.matvec_acc(x, out)
+    }
+
+    /// [`Tensor::matmul_acc`] with the kernels `k` chooses (the same bits with any of them).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    pub fn matmul_acc_with(&self, k: Kernels, xs: &[f32], sx: usize, outs: &mut [f32], so: usize, n: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Kernels::Avx2(tok) = k {
+            match self.dtype {
+                DType::F32 => return self.matmul_avx2::<x86::F32>(tok, xs, sx, outs, so, n),
+                DType::I8 => return self.matmul_avx2::<x86::I8>(tok, xs, sx, outs, so, n),
+                _ => {}
+            }
+        }
+        let _ = k;
+        self.matmul_acc(xs, sx, outs, so, n)
+    }
+
+    /// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with the AVX2 kernel
+    /// ([`x86::dot_block`]): blocks of 4 rows for one vector, of 2 rows × 4 vectors for more.
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_avx2<W: x86::Weights>(
+        &self,
+        tok: x86::Avx2,
+        xs: &[f32],
+        sx: usize,
+        outs: &mut [f32],
+        so: usize,
+        n: usize,
+    ) {
+        let (rows, cols) = (self.rows, self.cols);
+        let len = W::SIZE * cols;
+        let row = |r: usize| &self.data[r * len..(r + 1) * len];
+        let x = |i: usize| &xs[i * sx..i * sx + cols];
+        let scaled = self.dtype == DType::I8;
+        let mut put = |r: usize, i: usize, v: f32| {
+            outs[i * so + r] += if scaled { v * self.scale(r) } else { v };
+        };
+        let mut r = 0;
+        if n == 1 {
+            while r + 4 <= rows {
+                let d = x86::dot_block::<W, 4, 1>(
+                    tok,
+                    [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                    [x(0)],
+                    cols,
+                );
+                for (j, dj) in d.iter().enumerate() {
+                    put(r + j, 0, dj[0]);
+                }
+                r += 4;
+            }
+        }
+        while r + 2 <= rows {
+            let mut i = 0;
+            while i + 4 <= n {
+                let d = x86::dot_block::<W, 2, 4>(
+                    tok,
+                    [row(r), row(r + 1)],
+                    [x(i), x(i + 1), x(i + 2), x(i + 3)],
+                    cols,
+                );
+                for (j, dj) in d.iter().enumerate() {
+                    for (q, v) in dj.iter().enumerate() {
+                        put(r + j, i + q, *v);
+                    }
+                }
+                i += 4;
+            }
+            for i in i..n {
+                let d = x86::dot_block::<W, 2, 1>(tok, [row(r), row(r + 1)], [x(i)], cols);
+                put(r, i, d[0][0]);
+                put(r + 1, i, d[1][0]);
+            }
+            r += 2;
+        }
+        for r in r..rows {
+            let mut i = 0;
+            while i + 4 <= n {
+                let d = x86::dot_block::<W, 1, 4>(tok, [row(r)], [x(i), x(i + 1), x(i + 2), x(i + 3)], cols);
+                for (q, v) in d[0].iter().enumerate() {
+                    put(r, i + q, *v);
+                }
+                i += 4;
+            }
+            for i in i..n {
+                put(r, i, x86::dot_block::<W, 1, 1>(tok, [row(r)], [x(i)], cols)[0][0]);
+            }
         }
     }
 

@@ -23,10 +23,11 @@
 //! (the diffusion process), [`rng`] (noise), [`sampler`] (reverse processes).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
-// Safe Rust everywhere; the one exception is the Cortex-M4/M7 DSP kernel (`quant/dsp.rs`, inline
-// assembly, built for thumbv7em targets only), which opts in with `#[allow(unsafe_code)]`.
-#![cfg_attr(not(tinyscore_dsp), forbid(unsafe_code))]
-#![cfg_attr(tinyscore_dsp, deny(unsafe_code))]
+// Safe Rust everywhere; the exceptions are the SIMD kernels, which opt in with
+// `#[allow(unsafe_code)]`: the Cortex-M4/M7 DSP kernel (`quant/dsp.rs`, inline assembly, built for
+// thumbv7em targets only) and the x86-64 AVX2 kernels (`x86.rs`, intrinsics behind a token).
+#![cfg_attr(not(any(tinyscore_dsp, target_arch = "x86_64")), forbid(unsafe_code))]
+#![cfg_attr(any(tinyscore_dsp, target_arch = "x86_64"), deny(unsafe_code))]
 
 pub mod denoise;
 pub mod footprint;
@@ -36,6 +37,8 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
 impl core::fmt::Display for schedule::ScheduleError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

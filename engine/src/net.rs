@@ -14,7 +14,25 @@
 //! and tests hold the three implementations to each other.
 
 use crate::format::{Model, Role, Tensor};
-use crate::quant::{self, layout};
+use crate::quant::{self, layout, Epilogue};
+#[cfg(target_arch = "x86_64")]
+use crate::x86;
+
+/// Which kernels evaluate the network. Every choice gives the same bits; the portable kernels
+/// run everywhere, the others where the CPU has the instructions (proved by a token).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// Portable Rust (on `thumbv7em` targets: with the DSP int8 kernel).
+    #[default]
+    Portable,
+    /// The x86-64 AVX2 kernels of [`crate::x86`].
+    #[cfg(target_arch = "x86_64")]
+    Avx2(x86::Avx2),
+}
+
+/// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
+/// together: their activations live on the stack, `T·(D + 7H)` bytes.
+const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
@@ -148,17 +166,28 @@ struct Workspace<const D: usize, const H: usize, const F: usize> {
     a: [f32; H],
     /// (H,) block pre-activation u.
     u: [f32; H],
-    /// (H,) int8 path: residual stream h_b in int16.
-    h16: [i16; H],
-    /// (H,) int8 path: silu(h_b) in int8.
-    a8: [i8; H],
-    /// (H,) int8 path: silu(u_b) in int8.
-    v8: [i8; H],
-    /// (D,) int8 path: the quantized input.
-    x8: [i8; D],
+    /// The int8 path's activations of one vector.
+    int8: Int8Bufs<1, D, H>,
     /// int8 path: one layer's activations prepared for the dot-product kernel
     /// ([`quant::Prepared`]; used on Cortex-M4/M7 only, ≤ H/2 words of it).
     xp: [u32; H],
+}
+
+/// The integer path's activations of `T` vectors evaluated together.
+#[derive(Clone, Debug)]
+struct Int8Bufs<const T: usize, const D: usize, const H: usize> {
+    /// (T, D) the quantized inputs.
+    x8: [[i8; D]; T],
+    /// (T, H) the residual stream h_b in int16.
+    h16: [[i16; H]; T],
+    /// (T, H) a layer's int8 input: silu(h_b), then silu(u_b).
+    act: [[i8; H]; T],
+    /// (T, H) a layer's int32 dot products.
+    acc: [[i32; H]; T],
+}
+
+impl<const T: usize, const D: usize, const H: usize> Int8Bufs<T, D, H> {
+    const ZERO: Self = Self { x8: [[0; D]; T], h16: [[0; H]; T], act: [[0; H]; T], acc: [[0; H]; T] };
 }
 
 /// Why a model does not fit this build of the engine.
@@ -194,6 +223,7 @@ impl core::error::Error for CapacityError {}
 pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize> {
     model: Model<'a>,
     ws: Workspace<D, H, F>,
+    kernels: Kernels,
 }
 
 impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
@@ -215,13 +245,21 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 h: [0.0; H],
                 a: [0.0; H],
                 u: [0.0; H],
-                h16: [0; H],
-                a8: [0; H],
-                v8: [0; H],
-                x8: [0; D],
+                int8: Int8Bufs::ZERO,
                 xp: [0; H],
             },
+            kernels: Kernels::Portable,
         })
+    }
+
+    /// Chooses the kernels (the same bits with any: [`Kernels`]).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// The kernels in use.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The model this network evaluates.
@@ -256,10 +294,11 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let m = &self.model;
         let ws = &mut self.ws;
         let (phi, temb, a, u) = (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.a[..h], &mut ws.u[..h]);
+        let k = self.kernels;
         time_features(t, phi);
-        affine(m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
+        affine(k, m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
         silu_into(u, a);
-        affine(m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
+        affine(k, m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
     }
 
     /// The integer path of a `w8a8` file (`docs/quantization.md`): the time embedding in f32,
@@ -276,78 +315,9 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// [`ScoreNet::eps_int8`] after the time embedding (in `ws.temb`).
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
-        let dims = self.model.dims();
-        let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
-        let m = &self.model;
+        let h = self.model.dims().hidden;
         let ws = &mut self.ws;
-        let (x, eps) = (&x[..d], &mut eps[..d]);
-        let (temb, h16, a8, v8, x8) =
-            (&ws.temb[..h], &mut ws.h16[..h], &mut ws.a8[..h], &mut ws.v8[..h], &mut ws.x8[..d]);
-        let xp = &mut ws.xp[..];
-        let g = quant::time_group(t, m.groups());
-        let scales = m.tensor(Role::ActScales);
-        let s = |c: usize| scales.get(g * scales.cols + c);
-        let rq = m.tensor(Role::ActRequant);
-        let rq_at = |c: usize| rq.i32_at(g * rq.cols + c);
-        let luts = m.tensor(Role::ActLut).row_bytes(g);
-        let table = |k: usize| &luts[256 * k..256 * k + 256];
-
-        // x8 = round(x / s_x)                                              (D,) int8
-        let s_x = s(layout::s_x());
-        for (q, &v) in x8.iter_mut().zip(x) {
-            *q = quant::quantize_i8(v, s_x);
-        }
-        // h16 = requant(W_in · x8 + b_in)                                  (H,) int16
-        let w_in = m.tensor(Role::InputW);
-        let xq = quant::Prepared::new(x8, xp);
-        for (r, o) in h16.iter_mut().enumerate() {
-            let c = layout::input(h) + 3 * r;
-            let acc = xq.dot(w_in.row_bytes(r)) + rq_at(c);
-            *o = quant::sat_i16(quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32));
-        }
-        for b in 0..nb {
-            // a8 = silu(h) by table                                        (H,) int8
-            let lut_h = table(layout::lut_h(b));
-            for (o, &v) in a8.iter_mut().zip(h16.iter()) {
-                *o = quant::lut(lut_h, quant::residual_index(v));
-            }
-            // v8 = silu(u), u = requant(W_b1 · a8 + b_b1 + temb)           (H,) int8
-            let (w1, lut_u) = (m.tensor(Role::BlockW1(b as u8)), table(layout::lut_u(nb, b)));
-            let s_a = s(layout::s_a(nb, b));
-            let aq = quant::Prepared::new(a8, xp);
-            for (r, o) in v8.iter_mut().enumerate() {
-                let c = layout::w1(h, b) + 3 * r;
-                let tq = quant::quantize_temb(temb[r], w1.scale(r) * s_a);
-                let acc = aq.dot(w1.row_bytes(r)) + rq_at(c) + tq;
-                let u = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
-                *o = quant::lut(lut_u, quant::sat_i8(u));
-            }
-            // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · v8 + b_b2)  (H,) int16
-            let w2 = m.tensor(Role::BlockW2(b as u8));
-            let cr = layout::residual(h, b);
-            let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
-            let vq = quant::Prepared::new(v8, xp);
-            for (r, o) in h16.iter_mut().enumerate() {
-                let c = layout::w2(h, b) + 3 * r;
-                let acc = vq.dot(w2.row_bytes(r)) + rq_at(c);
-                let branch = quant::requantize(acc, rq_at(c + 1), rq_at(c + 2) as u32);
-                let residual = quant::requantize(*o as i32, mr, nr);
-                *o = quant::sat_i16(residual.saturating_add(branch));
-            }
-        }
-        // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (D,) f32
-        let lut_h = table(layout::lut_h(nb));
-        for (o, &v) in a8.iter_mut().zip(h16.iter()) {
-            *o = quant::lut(lut_h, quant::residual_index(v));
-        }
-        let w_out = m.tensor(Role::OutputW);
-        let s_a = s(layout::s_a(nb, nb));
-        let base = layout::output(h, nb);
-        let aq = quant::Prepared::new(a8, xp);
-        for (r, o) in eps.iter_mut().enumerate() {
-            let acc = aq.dot(w_out.row_bytes(r)) + rq_at(base + r);
-            *o = acc as f32 * (w_out.scale(r) * s_a);
-        }
+        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp);
     }
 
     /// The f32 path (f32, f16 and w8 files).
@@ -364,16 +334,17 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let (x, eps) = (&x[..d], &mut eps[..d]);
         let (temb, hs, a, u) = (&ws.temb[..h], &mut ws.h[..h], &mut ws.a[..h], &mut ws.u[..h]);
 
+        let k = self.kernels;
         // h_0 = W_in · x + b_in
         observe(Activation::Input, x);
-        affine(m.tensor(Role::InputW), m.tensor(Role::InputB), x, hs);
+        affine(k, m.tensor(Role::InputW), m.tensor(Role::InputB), x, hs);
 
         for b in 0..dims.blocks {
             // u = W_b1 · silu(h) + b_b1 + temb
             observe(Activation::Residual(b), hs);
             silu_into(hs, a);
             observe(Activation::SiluResidual(b), a);
-            affine(m.tensor(Role::BlockW1(b as u8)), m.tensor(Role::BlockB1(b as u8)), a, u);
+            affine(k, m.tensor(Role::BlockW1(b as u8)), m.tensor(Role::BlockB1(b as u8)), a, u);
             for (ui, ti) in u.iter_mut().zip(temb.iter()) {
                 *ui += *ti;
             }
@@ -381,7 +352,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             // h += W_b2 · silu(u) + b_b2
             silu_into(u, a);
             observe(Activation::SiluPre(b), a);
-            m.tensor(Role::BlockW2(b as u8)).matvec_acc(a, hs);
+            m.tensor(Role::BlockW2(b as u8)).matvec_acc_with(k, a, hs);
             m.tensor(Role::BlockB2(b as u8)).add_to(hs);
         }
 
@@ -389,7 +360,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         observe(Activation::Residual(dims.blocks), hs);
         silu_into(hs, a);
         observe(Activation::SiluResidual(dims.blocks), a);
-        affine(m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
+        affine(k, m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
     }
 
     /// Length of the `scratch` slice [`ScoreNet::eps_batch`] needs for `k` vectors: 3·k·H f32.
@@ -415,12 +386,17 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let k = xs.len() / d.max(1);
         self.time_embedding(t);
         if self.model.is_int8() {
-            for (x, eps) in xs.chunks_exact(d).zip(outs.chunks_exact_mut(d)).take(k) {
-                self.int8_body(x, t, eps);
+            let mut bufs = Int8Bufs::<INT8_TILE, D, H>::ZERO;
+            let ws = &mut self.ws;
+            let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
+            for (x, eps) in xs.chunks(INT8_TILE * d).zip(outs.chunks_mut(INT8_TILE * d)) {
+                let n = x.len() / d;
+                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, &mut ws.xp);
             }
             return;
         }
         let m = &self.model;
+        let kern = self.kernels;
         let temb = &self.ws.temb[..h];
         let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
         let (hs, rest) = scratch[..3 * k * h].split_at_mut(k * h);
@@ -429,14 +405,14 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
 
         // h_0 = W_in · x + b_in                                          (k, H)
         hs.fill(0.0);
-        m.tensor(Role::InputW).matmul_acc(xs, d, hs, h, k);
+        m.tensor(Role::InputW).matmul_acc_with(kern, xs, d, hs, h, k);
         each(hs, &mut |v| m.tensor(Role::InputB).add_to(v));
         for b in 0..dims.blocks {
             let b8 = b as u8;
             // u = W_b1 · silu(h) + b_b1 + temb                             (k, H)
             silu_into(hs, a);
             u.fill(0.0);
-            m.tensor(Role::BlockW1(b8)).matmul_acc(a, h, u, h, k);
+            m.tensor(Role::BlockW1(b8)).matmul_acc_with(kern, a, h, u, h, k);
             each(u, &mut |v| {
                 m.tensor(Role::BlockB1(b8)).add_to(v);
                 for (ui, ti) in v.iter_mut().zip(temb) {
@@ -445,13 +421,13 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             });
             // h += W_b2 · silu(u) + b_b2                                    (k, H)
             silu_into(u, a);
-            m.tensor(Role::BlockW2(b8)).matmul_acc(a, h, hs, h, k);
+            m.tensor(Role::BlockW2(b8)).matmul_acc_with(kern, a, h, hs, h, k);
             each(hs, &mut |v| m.tensor(Role::BlockB2(b8)).add_to(v));
         }
         // ε̂ = W_out · silu(h_B) + b_out                                   (k, D)
         silu_into(hs, a);
         outs.fill(0.0);
-        m.tensor(Role::OutputW).matmul_acc(a, h, outs, d, k);
+        m.tensor(Role::OutputW).matmul_acc_with(kern, a, h, outs, d, k);
         for v in outs.chunks_exact_mut(d) {
             m.tensor(Role::OutputB).add_to(v);
         }
@@ -489,10 +465,137 @@ pub enum Activation {
 /// out = W · x + b.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
-fn affine(w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
+fn affine(k: Kernels, w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
     out.fill(0.0);
-    w.matvec_acc(x, out);
+    w.matvec_acc_with(k, x, out);
     b.add_to(out);
+}
+
+/// The integer path of a `w8a8` file (`docs/quantization.md`) for `n ≤ T` vectors (`xs`, `n·D`
+/// values) at time `t` with the time embedding `temb`: int8 weights × int8 activations with int32
+/// accumulators, biases folded to int32, fixed-point requantization ([`quant::requantize`]), an
+/// int16 residual stream, SiLU by table; f32 only at the boundaries (quantizing x, adding temb once
+/// per row and block, scaling ε̂ out, into `outs`). The scales of timestep group
+/// `time_group(t, G)` apply. Each layer first forms all its dot products ([`int8_matmul`]), then
+/// requantizes them, row by row: the same exact integers for one vector or many.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[allow(clippy::too_many_arguments)]
+fn int8_layers<const T: usize, const D: usize, const H: usize>(
+    m: &Model<'_>,
+    k: Kernels,
+    temb: &[f32],
+    xs: &[f32],
+    t: f32,
+    outs: &mut [f32],
+    n: usize,
+    b: &mut Int8Bufs<T, D, H>,
+    xp: &mut [u32],
+) {
+    let dims = m.dims();
+    let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
+    let n = n.min(T);
+    let g = quant::time_group(t, m.groups());
+    let scales = m.tensor(Role::ActScales);
+    let s = |c: usize| scales.get(g * scales.cols + c);
+    let rq = m.tensor(Role::ActRequant);
+    let rq_at = |c: usize| rq.i32_at(g * rq.cols + c);
+    let luts = m.tensor(Role::ActLut).row_bytes(g);
+    let table = |k: usize| &luts[256 * k..256 * k + 256];
+    let rq_bytes = m.tensor(Role::ActRequant).row_bytes(g);
+    let triples = |c: usize| &rq_bytes[4 * c..4 * (c + 3 * h)];
+    let (x8, h16, act, acc) = (&mut b.x8[..n], &mut b.h16[..n], &mut b.act[..n], &mut b.acc[..n]);
+
+    // x8 = round(x / s_x)                                              (n, D) int8
+    let s_x = s(layout::s_x());
+    for (q, x) in x8.iter_mut().zip(xs.chunks_exact(d.max(1))) {
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = quant::quantize_i8(v, s_x);
+        }
+    }
+    // h16 = requant(W_in · x8 + b_in)                                  (n, H) int16
+    int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
+    let out = h16.as_flattened_mut();
+    epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out });
+    let mut tq = [0i32; H];
+    for blk in 0..nb {
+        // act = silu(h) by table                                       (n, H) int8
+        silu_table(table(layout::lut_h(blk)), h16, act, h);
+        // act = silu(u), u = requant(W_b1 · silu(h) + b_b1 + temb)     (n, H) int8
+        let w1 = m.tensor(Role::BlockW1(blk as u8));
+        let s_a = s(layout::s_a(nb, blk));
+        for (r, (q, &te)) in tq.iter_mut().zip(&temb[..h]).enumerate() {
+            *q = quant::quantize_temb(te, w1.scale(r) * s_a);
+        }
+        int8_matmul(k, w1, act, acc, xp);
+        let (table, out) = (table(layout::lut_u(nb, blk)), act.as_flattened_mut());
+        epilogue(k, triples(layout::w1(h, blk)), acc, h, Epilogue::Table { add: &tq[..h], table, out });
+        // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
+        int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
+        let cr = layout::residual(h, blk);
+        let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
+        let hs = h16.as_flattened_mut();
+        epilogue(k, triples(layout::w2(h, blk)), acc, h, Epilogue::Residual { mr, nr, h: hs });
+    }
+    // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (n, D) f32
+    silu_table(table(layout::lut_h(nb)), h16, act, h);
+    let w_out = m.tensor(Role::OutputW);
+    let s_a = s(layout::s_a(nb, nb));
+    let base = layout::output(h, nb);
+    int8_matmul(k, w_out, act, acc, xp);
+    for (eps, a) in outs.chunks_exact_mut(d.max(1)).zip(acc.iter()) {
+        for (r, o) in eps.iter_mut().enumerate() {
+            *o = (a[r] + rq_at(base + r)) as f32 * (w_out.scale(r) * s_a);
+        }
+    }
+}
+
+/// [`quant::epilogue`] of the first `rows` rows of every vector (strides H), with the AVX2
+/// twin where `k` has it.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+fn epilogue<const H: usize>(k: Kernels, rq: &[u8], acc: &[[i32; H]], rows: usize, mut e: Epilogue<'_>) {
+    let n = acc.len();
+    #[cfg(target_arch = "x86_64")]
+    if let Kernels::Avx2(tok) = k {
+        return x86::requant_layer(tok, rq, acc.as_flattened(), H, n, rows, H, e);
+    }
+    let _ = k;
+    quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e);
+}
+
+/// `act[i][c] = table[residual_index(h16[i][c])]` for the first `h` columns of every vector.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+fn silu_table<const H: usize>(table: &[u8], h16: &[[i16; H]], act: &mut [[i8; H]], h: usize) {
+    for (o, v) in act.iter_mut().zip(h16) {
+        for (o, &v) in o[..h].iter_mut().zip(&v[..h]) {
+            *o = quant::lut(table, quant::residual_index(v));
+        }
+    }
+}
+
+/// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and
+/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors, or the portable (on
+/// Cortex-M4/M7 the DSP) kernel row by row, preparing each vector once in `xp`.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+fn int8_matmul<const K: usize, const H: usize>(
+    k: Kernels,
+    w: &Tensor<'_>,
+    x: &[[i8; K]],
+    acc: &mut [[i32; H]],
+    xp: &mut [u32],
+) {
+    let (rows, cols) = (w.rows.min(H), w.cols.min(K));
+    #[cfg(target_arch = "x86_64")]
+    if let Kernels::Avx2(tok) = k {
+        let n = x.len().min(acc.len());
+        return x86::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
+    }
+    let _ = k;
+    for (xs, a) in x.iter().zip(acc.iter_mut()) {
+        let p = quant::Prepared::new(&xs[..cols], xp);
+        for (r, o) in a[..rows].iter_mut().enumerate() {
+            *o = p.dot(w.row_bytes(r));
+        }
+    }
 }
 
 /// out = silu(x), element-wise.

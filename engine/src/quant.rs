@@ -200,6 +200,75 @@ pub fn dot16_dsp(w: &[u8], words: &[u32]) -> Option<i32> {
     dsp::dot16(w, words)
 }
 
+/// What an int8 layer does with its requantized dot products ([`epilogue`]).
+#[derive(Debug)]
+pub enum Epilogue<'b> {
+    /// `out[s][r] = sat_i16(requantize(acc + bias))`: the input layer.
+    ToI16 {
+        /// (n, stride) the residual stream.
+        out: &'b mut [i16],
+    },
+    /// `out[s][r] = lut(table, sat_i8(requantize(acc + bias + add[r])))`: a block's first
+    /// layer (`add`: the time embedding in the accumulator's scale) and its SiLU table.
+    Table {
+        /// (rows,) added to every vector's dot products.
+        add: &'b [i32],
+        /// The 256-entry table.
+        table: &'b [u8],
+        /// (n, stride) the int8 output.
+        out: &'b mut [i8],
+    },
+    /// `h[s][r] = sat_i16(requantize(h, mr, nr).saturating_add(requantize(acc + bias)))`: a
+    /// block's second layer and the residual connection.
+    Residual {
+        /// The residual's multiplier.
+        mr: i32,
+        /// The residual's shift.
+        nr: u32,
+        /// (n, stride) the residual stream, read and written.
+        h: &'b mut [i16],
+    },
+}
+
+/// The epilogue of an int8 layer, for rows `rows` of `n` vectors: `acc[s·so + r]` are the dot
+/// products, `rq` holds the layer's (bias, multiplier, shift) per row as little-endian int32
+/// triples (`act.requant`, `docs/format.md`), and output `s` starts at `s·stride`. This is the
+/// definition; `x86::requant_layer` is its eight-lane twin.
+///
+/// # Panics
+/// If a slice is shorter than those indices need (a caller bug, not an input error).
+pub fn epilogue(
+    rq: &[u8],
+    acc: &[i32],
+    so: usize,
+    n: usize,
+    rows: core::ops::Range<usize>,
+    stride: usize,
+    e: &mut Epilogue<'_>,
+) {
+    for r in rows {
+        let t = |k: usize| {
+            let b = &rq[12 * r + 4 * k..12 * r + 4 * k + 4];
+            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        let (bias, mul, shift) = (t(0), t(1), t(2) as u32);
+        for s in 0..n {
+            let (a, o) = (acc[s * so + r], s * stride + r);
+            match e {
+                Epilogue::ToI16 { out } => out[o] = sat_i16(requantize(a + bias, mul, shift)),
+                Epilogue::Table { add, table, out } => {
+                    out[o] = lut(table, sat_i8(requantize(a + bias + add[r], mul, shift)));
+                }
+                Epilogue::Residual { mr, nr, h } => {
+                    let branch = requantize(a + bias, mul, shift);
+                    let residual = requantize(h[o] as i32, *mr, *nr);
+                    h[o] = sat_i16(residual.saturating_add(branch));
+                }
+            }
+        }
+    }
+}
+
 /// Saturates to int8's symmetric range [−127, 127].
 #[inline]
 pub fn sat_i8(v: i32) -> i8 {

@@ -1,15 +1,15 @@
-//! The host's fast path: the engine's network compiled a second time with AVX2 enabled, chosen
-//! at run time when the CPU has it.
+//! The host's fast path: the engine's AVX2 kernels ([`tinyscore_engine::x86`]) and the rest of
+//! the network compiled a second time with AVX2 enabled, chosen at run time when the CPU has it.
 //!
-//! The engine is portable safe Rust whose kernels ([`tinyscore_engine::format::dot_block`]) are
-//! written so that a compiler can put the eight summation lanes of a dot product in one SIMD
-//! register. Built for baseline x86-64 (SSE2) that is two 4-wide registers per lane set; the
-//! functions here are the same code inlined into `#[target_feature(enable = "avx2")]` functions,
-//! so one 8-wide register holds the lanes. The arithmetic is unchanged — the same multiplies and
-//! adds in the same order, no fused multiply–add (Rust never contracts `a * b + c`) — so the
-//! bits are the engine's: `tests/batch.rs` compares these functions with the engine's.
+//! The engine is `no_std` and cannot detect CPU features; this module detects AVX2 once (std
+//! caches it) and hands the network a [`Kernels::Avx2`] token for the call: the int8 layers then
+//! run on `vpmaddwd`, the f32 dot products on 8-lane `ymm` registers with the engine's summation
+//! order. The rest of the engine is portable safe Rust whose loops are written so a compiler can
+//! vectorise them; the functions here inline it into `#[target_feature(enable = "avx2")]`
+//! functions. No fused multiply–add anywhere, so the bits are the engine's: `tests/batch.rs`
+//! compares these functions with the portable engine.
 
-use tinyscore_engine::net::ScoreNet;
+use tinyscore_engine::net::{Kernels, ScoreNet};
 
 /// Whether this CPU runs the AVX2 build of the network (detected once by std, then cached).
 pub fn has_avx2() -> bool {
@@ -23,6 +23,28 @@ pub fn has_avx2() -> bool {
     }
 }
 
+/// The fastest kernels this CPU runs.
+pub fn best_kernels() -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above), the token's one requirement.
+        return Kernels::Avx2(unsafe { tinyscore_engine::x86::Avx2::new_unchecked() });
+    }
+    Kernels::Portable
+}
+
+/// Runs `f` with [`best_kernels`] set on `net`, then restores its choice.
+fn with_best<'a, const D: usize, const H: usize, const F: usize, R>(
+    net: &mut ScoreNet<'a, D, H, F>,
+    f: impl FnOnce(&mut ScoreNet<'a, D, H, F>) -> R,
+) -> R {
+    let before = net.kernels();
+    net.set_kernels(best_kernels());
+    let r = f(net);
+    net.set_kernels(before);
+    r
+}
+
 /// [`ScoreNet::eps`], with AVX2 where the CPU has it.
 pub fn eps<const D: usize, const H: usize, const F: usize>(
     net: &mut ScoreNet<'_, D, H, F>,
@@ -34,7 +56,7 @@ pub fn eps<const D: usize, const H: usize, const F: usize>(
     if has_avx2() {
         // SAFETY: the CPU has AVX2 (checked just above), the only requirement of calling a
         // function compiled with `target_feature(enable = "avx2")`.
-        return unsafe { avx2::eps(net, x, t, out) };
+        return with_best(net, |net| unsafe { avx2::eps(net, x, t, out) });
     }
     net.eps(x, t, out)
 }
@@ -50,7 +72,7 @@ pub fn eps_batch<const D: usize, const H: usize, const F: usize>(
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: as in `eps`: AVX2 is present.
-        return unsafe { avx2::eps_batch(net, xs, t, outs, scratch) };
+        return with_best(net, |net| unsafe { avx2::eps_batch(net, xs, t, outs, scratch) });
     }
     net.eps_batch(xs, t, outs, scratch)
 }

@@ -1,0 +1,744 @@
+//! AVX2 kernels for x86-64 hosts, chosen at run time through an [`Avx2`] token.
+//!
+//! The engine is `no_std` and cannot ask the CPU what it has; the caller (the `tinyscore` CLI,
+//! with std) checks for AVX2 once and hands the network an [`Avx2`] token
+//! ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes one, so every
+//! `#[target_feature(enable = "avx2")]` function here runs on a CPU that has it.
+//!
+//! Two kernels, each the exact twin of a portable one:
+//!
+//! * [`dot_block`]: the f32 dot products of [`crate::format::dot_block`] (f32 or int8 weights, f32
+//!   activations) in the engine's one summation order — eight lanes over the columns, combined as
+//!   ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the tail in increasing column. The
+//!   eight lanes are one `ymm` register; the combination is two `vhaddps` (which add exactly those
+//!   neighbours) and one add of the two 128-bit halves. Separate multiply and add, no FMA.
+//! * [`matmul_i8`]: int8 × int8 dot products for blocks of rows and vectors with `vpmaddwd`
+//!   (sixteen products per instruction, summed in pairs into int32). Integer sums are exact and
+//!   never near overflow (|Σ| ≤ 512·128·128 = 2^23), so any order gives [`crate::quant::dot_i8`]'s
+//!   value.
+//!
+//! Tests: the unit tests below hold both against the portable kernels on random sizes and values
+//! (they run where the test machine has AVX2, and say so when it does not); `tools/tests/batch.rs`
+//! compares whole networks.
+#![allow(unsafe_code)]
+// The kernels index small arrays of registers by row and vector; loops over indices say that best.
+#![allow(clippy::needless_range_loop)]
+
+use core::arch::x86_64::*;
+
+use crate::quant::Epilogue;
+
+/// Proof that the CPU running this program has AVX2. Made only by [`Avx2::new_unchecked`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Avx2(());
+
+impl Avx2 {
+    /// The token.
+    ///
+    /// # Safety
+    /// The CPU that runs any kernel given this token must support AVX2 (with std:
+    /// `is_x86_feature_detected!("avx2")`).
+    pub const unsafe fn new_unchecked() -> Self {
+        Avx2(())
+    }
+}
+
+/// How weights of one storage type become eight f32 lanes.
+pub trait Weights: Copy {
+    /// Bytes per weight.
+    const SIZE: usize;
+    /// The weight at `p` as f32 (exact, like the portable `decode`).
+    ///
+    /// # Safety
+    /// `p` points to `SIZE` readable bytes.
+    unsafe fn one(p: *const u8) -> f32;
+    /// Eight weights from `p` (8·`SIZE` readable bytes).
+    ///
+    /// # Safety
+    /// As [`Weights::one`], for eight weights; the CPU has AVX2.
+    unsafe fn eight(p: *const u8) -> __m256;
+}
+
+/// f32 weights (little-endian, like every x86-64 load).
+#[derive(Clone, Copy, Debug)]
+pub struct F32;
+/// int8 weights (the per-row scale is applied by the caller, after the sum).
+#[derive(Clone, Copy, Debug)]
+pub struct I8;
+
+impl Weights for F32 {
+    const SIZE: usize = 4;
+    #[inline]
+    unsafe fn one(p: *const u8) -> f32 {
+        f32::from_le_bytes(core::ptr::read_unaligned(p as *const [u8; 4]))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn eight(p: *const u8) -> __m256 {
+        _mm256_loadu_ps(p as *const f32)
+    }
+}
+
+impl Weights for I8 {
+    const SIZE: usize = 1;
+    #[inline]
+    unsafe fn one(p: *const u8) -> f32 {
+        (*p as i8) as f32
+    }
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn eight(p: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+}
+
+/// [`crate::format::dot_block`] for `R` rows and `K` vectors: `out[r][i]` = the engine's dot of
+/// `rows[r]` (weights of type `W`) with `xs[i]`, bit for bit. All vectors are `cols` long and all
+/// rows hold `cols` weights.
+///
+/// # Panics
+/// If a row or vector is shorter than that (a caller bug).
+#[inline]
+pub fn dot_block<W: Weights, const R: usize, const K: usize>(
+    _: Avx2,
+    rows: [&[u8]; R],
+    xs: [&[f32]; K],
+    cols: usize,
+) -> [[f32; K]; R] {
+    for r in rows {
+        assert!(r.len() >= W::SIZE * cols, "row shorter than its columns");
+    }
+    for x in xs {
+        assert!(x.len() >= cols, "vector shorter than the columns");
+    }
+    // SAFETY: the token proves AVX2; the asserts above give every read its bounds (the kernel
+    // reads `W::SIZE·cols` bytes of each row and `cols` values of each vector).
+    unsafe { dot_block_avx2::<W, R, K>(rows.map(|r| r.as_ptr()), xs.map(|x| x.as_ptr()), cols) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dot_block_avx2<W: Weights, const R: usize, const K: usize>(
+    rows: [*const u8; R],
+    xs: [*const f32; K],
+    cols: usize,
+) -> [[f32; K]; R] {
+    let full = cols / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); K]; R];
+    let mut c = 0;
+    while c < full {
+        let mut xv = [_mm256_setzero_ps(); K];
+        for i in 0..K {
+            xv[i] = _mm256_loadu_ps(xs[i].add(c));
+        }
+        for r in 0..R {
+            let w = W::eight(rows[r].add(W::SIZE * c));
+            for i in 0..K {
+                acc[r][i] = _mm256_add_ps(acc[r][i], _mm256_mul_ps(w, xv[i]));
+            }
+        }
+        c += 8;
+    }
+    let mut out = [[0.0f32; K]; R];
+    for r in 0..R {
+        for i in 0..K {
+            // [l0+l1, l2+l3, ·, · | l4+l5, l6+l7, ·, ·], then [(l0+l1)+(l2+l3), … | (l4+l5)+(l6+l7), …].
+            let h = _mm256_hadd_ps(acc[r][i], acc[r][i]);
+            let h = _mm256_hadd_ps(h, h);
+            let s = _mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let mut v = _mm_cvtss_f32(s);
+            for c in full..cols {
+                v += W::one(rows[r].add(W::SIZE * c)) * *xs[i].add(c);
+            }
+            out[r][i] = v;
+        }
+    }
+    out
+}
+
+/// `acc[s·so + r] = Σ_c w[r·cols + c]·x[s·sx + c]` (int8 weights as stored bytes, int8
+/// activations, exact int32 sums) for every row `r < rows` and vector `s < n`.
+///
+/// # Panics
+/// If `w`, `x` or `acc` is shorter than those indices need (a caller bug).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_i8(
+    _: Avx2,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[i8],
+    sx: usize,
+    n: usize,
+    acc: &mut [i32],
+    so: usize,
+) {
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(w.len() >= rows * cols, "weights shorter than rows × cols");
+    assert!(x.len() >= (n - 1) * sx + cols, "activations shorter than n vectors");
+    assert!(acc.len() >= (n - 1) * so + rows, "accumulators shorter than n × rows");
+    // SAFETY: AVX2 by the token; the asserts bound every read of `w` (rows·cols bytes) and `x`
+    // ((n−1)·sx + cols values) and every write of `acc` ((n−1)·so + rows values).
+    unsafe { matmul_i8_avx2(w.as_ptr(), rows, cols, x.as_ptr(), sx, n, acc.as_mut_ptr(), so) }
+}
+
+/// Columns [`matmul_i8`] widens into its stack buffer (more go through the slower path).
+const WIDE_COLS: usize = 512;
+
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_i8_avx2(
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+    n: usize,
+    acc: *mut i32,
+    so: usize,
+) {
+    // Groups of four vectors, widened to int16 once (not once per pair of rows), then pairs of
+    // rows × the four vectors; one vector at a time for the rest.
+    let mut wide = [0i16; 4 * WIDE_COLS];
+    let mut s = 0;
+    if cols <= WIDE_COLS {
+        while s + 4 <= n {
+            for i in 0..4 {
+                widen(x.add((s + i) * sx), cols, wide.as_mut_ptr().add(i * cols));
+            }
+            let xw = wide.as_ptr();
+            let mut r = 0;
+            while r + 2 <= rows {
+                let v = tile_i16::<2, 4>(w.add(r * cols), cols, xw, cols);
+                // v[j] = [Σ(r, s+2j), Σ(r+1, s+2j), Σ(r, s+2j+1), Σ(r+1, s+2j+1)].
+                for j in 0..2 {
+                    _mm_storel_epi64(acc.add((s + 2 * j) * so + r) as *mut __m128i, v[j]);
+                    _mm_storel_epi64(
+                        acc.add((s + 2 * j + 1) * so + r) as *mut __m128i,
+                        _mm_unpackhi_epi64(v[j], v[j]),
+                    );
+                }
+                r += 2;
+            }
+            if r < rows {
+                let v = tile_i8::<1, 4>(w.add(r * cols), cols, x.add(s * sx), sx);
+                put::<1, 4>(&v, acc.add(s * so + r), so);
+            }
+            s += 4;
+        }
+    }
+    while s < n {
+        let mut r = 0;
+        while r + 4 <= rows {
+            let v = tile_i8::<4, 1>(w.add(r * cols), cols, x.add(s * sx), sx);
+            put::<4, 1>(&v, acc.add(s * so + r), so);
+            r += 4;
+        }
+        while r < rows {
+            let v = tile_i8::<1, 1>(w.add(r * cols), cols, x.add(s * sx), sx);
+            put::<1, 1>(&v, acc.add(s * so + r), so);
+            r += 1;
+        }
+        s += 1;
+    }
+}
+
+/// `cols` int8 values at `x` sign-extended to int16 at `out`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn widen(x: *const i8, cols: usize, out: *mut i16) {
+    let mut c = 0;
+    while c + 16 <= cols {
+        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.add(c) as *const __m128i));
+        _mm256_storeu_si256(out.add(c) as *mut __m256i, v);
+        c += 16;
+    }
+    while c < cols {
+        *out.add(c) = *x.add(c) as i16;
+        c += 1;
+    }
+}
+
+/// `R` = 2 rows of int8 weights (stride `cols`) × `S` = 4 vectors of int16 activations (stride
+/// `sx`): sixteen columns per step, `vpmaddwd` into eight int32 lanes per (row, vector), summed
+/// by a `vphaddd` tree. Returns, per pair of vectors j, [Σ(0, 2j), Σ(1, 2j), Σ(0, 2j+1), Σ(1, 2j+1)].
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_i16<const R: usize, const S: usize>(
+    w: *const u8,
+    cols: usize,
+    x: *const i16,
+    sx: usize,
+) -> [__m128i; 2] {
+    debug_assert!(R == 2 && S == 4);
+    let full = cols / 16 * 16;
+    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
+    let mut c = 0;
+    while c < full {
+        let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c) as *const __m128i));
+        let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c) as *const __m128i));
+        for s in 0..4 {
+            let xv = _mm256_loadu_si256(x.add(s * sx + c) as *const __m256i);
+            acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
+            acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
+        }
+        c += 16;
+    }
+    let mut out = [_mm_setzero_si128(); 2];
+    for j in 0..2 {
+        // hadd(a, b) per 128-bit half: [a0+a1, a2+a3, b0+b1, b2+b3]; twice gives, per half, the
+        // four sums of lanes 0–3 (low half) or 4–7 (high half); the halves then add.
+        let h0 = _mm256_hadd_epi32(acc[0][2 * j], acc[1][2 * j]);
+        let h1 = _mm256_hadd_epi32(acc[0][2 * j + 1], acc[1][2 * j + 1]);
+        let g = _mm256_hadd_epi32(h0, h1);
+        let mut v = _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256::<1>(g));
+        if full < cols {
+            let mut t = [0i32; 4];
+            for (q, (r, s)) in
+                [(0, 2 * j), (1, 2 * j), (0, 2 * j + 1), (1, 2 * j + 1)].into_iter().enumerate()
+            {
+                for c in full..cols {
+                    t[q] += (*w.add(r * cols + c) as i8) as i32 * *x.add(s * sx + c) as i32;
+                }
+            }
+            v = _mm_add_epi32(v, _mm_loadu_si128(t.as_ptr() as *const __m128i));
+        }
+        out[j] = v;
+    }
+    out
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn put<const R: usize, const S: usize>(v: &[[i32; S]; R], acc: *mut i32, so: usize) {
+    for (r, row) in v.iter().enumerate() {
+        for (s, &x) in row.iter().enumerate() {
+            *acc.add(s * so + r) = x;
+        }
+    }
+}
+
+/// `R` rows (stride `cols`) × `S` vectors (stride `sx`), both int8: sixteen columns per step,
+/// each widened to int16, `vpmaddwd` into eight int32 lanes per (row, vector).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_i8<const R: usize, const S: usize>(
+    w: *const u8,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+) -> [[i32; S]; R] {
+    let full = cols / 16 * 16;
+    let mut acc = [[_mm256_setzero_si256(); S]; R];
+    let mut c = 0;
+    while c < full {
+        let mut xv = [_mm256_setzero_si256(); S];
+        for s in 0..S {
+            xv[s] = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.add(s * sx + c) as *const __m128i));
+        }
+        for r in 0..R {
+            let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(r * cols + c) as *const __m128i));
+            for s in 0..S {
+                acc[r][s] = _mm256_add_epi32(acc[r][s], _mm256_madd_epi16(wv, xv[s]));
+            }
+        }
+        c += 16;
+    }
+    let mut out = [[0i32; S]; R];
+    for r in 0..R {
+        for s in 0..S {
+            let v = acc[r][s];
+            let q = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let q = _mm_hadd_epi32(q, q);
+            let q = _mm_hadd_epi32(q, q);
+            let mut t = _mm_cvtsi128_si32(q);
+            for c in full..cols {
+                t += (*w.add(r * cols + c) as i8) as i32 * *x.add(s * sx + c) as i32;
+            }
+            out[r][s] = t;
+        }
+    }
+    out
+}
+
+/// [`crate::quant::epilogue`] (its definition) for `n` vectors and `rows` rows: `acc[s·so + r]`
+/// are the dot products, `rq` the layer's little-endian int32 triples (bias, multiplier, shift)
+/// per row, and the outputs have stride `stride`. Eight rows per step; the rows beyond a multiple
+/// of eight by the scalar definition.
+///
+/// # Panics
+/// If a slice is shorter than those indices need (a caller bug).
+#[allow(clippy::too_many_arguments)]
+pub fn requant_layer(
+    _: Avx2,
+    rq: &[u8],
+    acc: &[i32],
+    so: usize,
+    n: usize,
+    rows: usize,
+    stride: usize,
+    e: Epilogue<'_>,
+) {
+    if n == 0 || rows == 0 {
+        return;
+    }
+    assert!(rq.len() >= 12 * rows, "requantization triples shorter than the rows");
+    assert!(acc.len() >= (n - 1) * so + rows, "accumulators shorter than n × rows");
+    let out_len = (n - 1) * stride + rows;
+    match &e {
+        Epilogue::ToI16 { out } => assert!(out.len() >= out_len),
+        Epilogue::Table { add, table, out } => {
+            assert!(out.len() >= out_len && add.len() >= rows && table.len() >= 256)
+        }
+        Epilogue::Residual { h, .. } => assert!(h.len() >= out_len),
+    }
+    // SAFETY: AVX2 by the token; the asserts bound every access (rq: 3·rows values, acc:
+    // (n−1)·so + rows, the output (n−1)·stride + rows, add: rows, table: 256).
+    unsafe { requant_layer_avx2(rq.as_ptr(), acc.as_ptr(), so, n, rows, stride, e) }
+}
+
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn requant_layer_avx2(
+    rq: *const u8,
+    acc: *const i32,
+    so: usize,
+    n: usize,
+    rows: usize,
+    stride: usize,
+    mut e: Epilogue<'_>,
+) {
+    use crate::quant;
+    let triple = |r: usize| -> [i32; 3] {
+        core::array::from_fn(|k| {
+            i32::from_le_bytes(core::ptr::read_unaligned(rq.add(12 * r + 4 * k) as *const [u8; 4]))
+        })
+    };
+    let full = rows / 8 * 8;
+    let mut r = 0;
+    while r < full {
+        let (mut b, mut m, mut sh) = ([0i32; 8], [0i32; 8], [0i32; 8]);
+        for j in 0..8 {
+            [b[j], m[j], sh[j]] = triple(r + j);
+        }
+        let mut bias = _mm256_loadu_si256(b.as_ptr() as *const __m256i);
+        let mul = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
+        let shift = clamp_shift(_mm256_loadu_si256(sh.as_ptr() as *const __m256i));
+        if let Epilogue::Table { add, .. } = &e {
+            bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.as_ptr().add(r) as *const __m256i));
+        }
+        for s in 0..n {
+            let a = _mm256_loadu_si256(acc.add(s * so + r) as *const __m256i);
+            let v = requant8(_mm256_add_epi32(a, bias), mul, shift);
+            let o = s * stride + r;
+            match &mut e {
+                Epilogue::ToI16 { out } => store_i16(out.as_mut_ptr().add(o), clamp32(v, 32767)),
+                Epilogue::Table { table, out, .. } => {
+                    let idx = _mm256_add_epi32(clamp32(v, 127), _mm256_set1_epi32(128));
+                    let mut ix = [0i32; 8];
+                    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, idx);
+                    for j in 0..8 {
+                        *out.as_mut_ptr().add(o + j) = table[ix[j] as usize] as i8;
+                    }
+                }
+                Epilogue::Residual { mr, nr, h } => {
+                    let hp = h.as_mut_ptr().add(o);
+                    let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
+                    let nr = _mm256_set1_epi32((*nr).clamp(quant::SHIFT_MIN, quant::SHIFT_MAX) as i32);
+                    let res = requant8(hv, _mm256_set1_epi32(*mr), nr);
+                    store_i16(hp, clamp32(saturating_add32(res, v), 32767));
+                }
+            }
+        }
+        r += 8;
+    }
+    // The last rows % 8 rows, by the scalar definition (the slices' bounds were checked by
+    // `requant_layer`).
+    let rq = core::slice::from_raw_parts(rq, 12 * rows);
+    let acc = core::slice::from_raw_parts(acc, (n - 1) * so + rows);
+    quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
+}
+
+/// Shifts as [`crate::quant::requantize`] clamps them: the int32 lanes read as u32, clamped to
+/// [SHIFT_MIN, SHIFT_MAX].
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn clamp_shift(n: __m256i) -> __m256i {
+    use crate::quant::{SHIFT_MAX, SHIFT_MIN};
+    _mm256_max_epu32(
+        _mm256_min_epu32(n, _mm256_set1_epi32(SHIFT_MAX as i32)),
+        _mm256_set1_epi32(SHIFT_MIN as i32),
+    )
+}
+
+/// [`crate::quant::requantize`] of eight lanes, `n` already clamped ([`clamp_shift`]):
+/// ⌊(a·m + 2^(n−1)) / 2^n⌋ saturated to i32. The products are exact in i64 (`vpmuldq` on the
+/// even lanes, then on the odd lanes shifted down); the arithmetic shift of an i64, which AVX2
+/// lacks, is `((p ^ s) >> n) ^ s` with s the sign mask (for p < 0, !p = −p − 1 ≥ 0 and
+/// !(⌊(−p − 1)/2^n⌋) = ⌊p/2^n⌋).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn requant8(a: __m256i, m: __m256i, n: __m256i) -> __m256i {
+    let low = _mm256_set1_epi64x(0xffff_ffff);
+    let even = half(_mm256_mul_epi32(a, m), _mm256_and_si256(n, low));
+    let odd = half(
+        _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), _mm256_srli_epi64::<32>(m)),
+        _mm256_srli_epi64::<32>(n),
+    );
+    _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+}
+
+/// One half of [`requant8`]: the four i64 products `p` rounded, shifted by `n` and saturated
+/// to i32 (in the low half of each 64-bit lane).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn half(p: __m256i, n: __m256i) -> __m256i {
+    let one = _mm256_set1_epi64x(1);
+    let p = _mm256_add_epi64(p, _mm256_sllv_epi64(one, _mm256_sub_epi64(n, one)));
+    let sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), p);
+    let q = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(p, sign), n), sign);
+    let hi = _mm256_set1_epi64x(i32::MAX as i64);
+    let lo = _mm256_set1_epi64x(i32::MIN as i64);
+    let q = _mm256_blendv_epi8(q, hi, _mm256_cmpgt_epi64(q, hi));
+    _mm256_blendv_epi8(q, lo, _mm256_cmpgt_epi64(lo, q))
+}
+
+/// Lanes clamped to [−limit, limit].
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn clamp32(v: __m256i, limit: i32) -> __m256i {
+    _mm256_max_epi32(_mm256_min_epi32(v, _mm256_set1_epi32(limit)), _mm256_set1_epi32(-limit))
+}
+
+/// `a.saturating_add(b)` per i32 lane: on overflow (both operands' sign differs from the sum's)
+/// the bound on a's side.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn saturating_add32(a: __m256i, b: __m256i) -> __m256i {
+    let s = _mm256_add_epi32(a, b);
+    let overflow = _mm256_and_si256(_mm256_xor_si256(a, s), _mm256_xor_si256(b, s));
+    let bound = _mm256_xor_si256(_mm256_srai_epi32::<31>(a), _mm256_set1_epi32(i32::MAX));
+    _mm256_blendv_epi8(s, bound, _mm256_srai_epi32::<31>(overflow))
+}
+
+/// Eight int32 lanes, already within int16, stored as int16 at `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn store_i16(p: *mut i16, v: __m256i) {
+    let packed = _mm256_packs_epi32(v, v); // [v0..v3, v0..v3 | v4..v7, v4..v7]
+    let packed = _mm256_permute4x64_epi64::<0b1000>(packed); // qwords 0, 2 → [v0..v7, …]
+    _mm_storeu_si128(p as *mut __m128i, _mm256_castsi256_si128(packed));
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::format::{dot, dot_block as portable_block};
+    use crate::quant::dot_i8;
+
+    fn token() -> Option<Avx2> {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: checked just above.
+            Some(unsafe { Avx2::new_unchecked() })
+        } else {
+            std::println!("skipped: this CPU has no AVX2, the kernels cannot run here");
+            None
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn f32(&mut self) -> f32 {
+            // Values over many magnitudes, signs, zeros and subnormals.
+            match self.next() % 16 {
+                0 => 0.0,
+                1 => -0.0,
+                2 => f32::from_bits(self.next() as u32 & 0x007f_ffff),
+                _ => {
+                    let m = (self.next() % 2001) as f32 / 1000.0 - 1.0;
+                    let e = (self.next() % 40) as i32 - 20;
+                    m * libm::powf(2.0, e as f32)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_block_equals_the_portable_block_bit_for_bit() {
+        let Some(tok) = token() else { return };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..400 {
+            let cols = if case < 40 { case } else { (rng.next() % 300) as usize };
+            let w: std::vec::Vec<f32> = (0..4 * cols).map(|_| rng.f32()).collect();
+            let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let x: std::vec::Vec<f32> = (0..2 * cols).map(|_| rng.f32()).collect();
+            let rows: [&[u8]; 4] = core::array::from_fn(|r| &bytes[4 * r * cols..4 * (r + 1) * cols]);
+            let xs: [&[f32]; 2] = [&x[..cols], &x[cols..]];
+            let dec = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let want = portable_block::<4, 4, 2>(rows, xs, dec);
+            let got = dot_block::<F32, 4, 2>(tok, rows, xs, cols);
+            for r in 0..4 {
+                for i in 0..2 {
+                    assert_eq!(got[r][i].to_bits(), want[r][i].to_bits(), "cols {cols} r {r} i {i}");
+                    assert_eq!(got[r][i].to_bits(), dot::<4>(rows[r], xs[i], dec).to_bits());
+                }
+            }
+            // int8 weights: the same bytes read as int8.
+            let q: std::vec::Vec<u8> = (0..3 * cols).map(|_| rng.next() as u8).collect();
+            let qrows: [&[u8]; 3] = core::array::from_fn(|r| &q[r * cols..(r + 1) * cols]);
+            let dq = |b: &[u8]| (b[0] as i8) as f32;
+            let want = portable_block::<1, 3, 1>(qrows, [&x[..cols]], dq);
+            let got = dot_block::<I8, 3, 1>(tok, qrows, [&x[..cols]], cols);
+            for r in 0..3 {
+                assert_eq!(got[r][0].to_bits(), want[r][0].to_bits(), "int8 cols {cols} r {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn int8_matmul_equals_the_portable_dot() {
+        let Some(tok) = token() else { return };
+        let mut rng = Rng(77);
+        for case in 0..300 {
+            let rows = 1 + (rng.next() % 9) as usize;
+            let cols = if case < 60 { case } else { (rng.next() % 520) as usize };
+            let n = 1 + (rng.next() % 11) as usize;
+            let (sx, so) = (cols + (rng.next() % 5) as usize, rows + (rng.next() % 3) as usize);
+            let extreme = |v: u64| match v % 9 {
+                0 => -128i8,
+                1 => 127,
+                _ => v as i8,
+            };
+            let w: std::vec::Vec<u8> = (0..rows * cols).map(|_| extreme(rng.next()) as u8).collect();
+            let x: std::vec::Vec<i8> = (0..n * sx).map(|_| extreme(rng.next())).collect();
+            let mut acc = std::vec![i32::MIN; n * so];
+            matmul_i8(tok, &w, rows, cols, &x, sx, n, &mut acc, so);
+            for s in 0..n {
+                for r in 0..rows {
+                    let want = dot_i8(&w[r * cols..(r + 1) * cols], &x[s * sx..s * sx + cols]);
+                    assert_eq!(acc[s * so + r], want, "rows {rows} cols {cols} n {n} s {s} r {r}");
+                }
+                for r in rows..so {
+                    assert_eq!(acc[s * so + r], i32::MIN, "wrote past the rows");
+                }
+            }
+        }
+        let (w, x) = ([0x80u8; 512], [-128i8; 512]);
+        let mut acc = [0i32; 1];
+        matmul_i8(tok, &w, 1, 512, &x, 512, 1, &mut acc, 1);
+        assert_eq!(acc[0], 512 * 128 * 128);
+    }
+
+    #[test]
+    fn vector_requantization_equals_the_scalar_rule() {
+        let Some(_) = token() else { return };
+        let mut rng = Rng(0x5151);
+        let edges = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX, 1 << 23, -(1 << 23)];
+        for i in 0..20_000 {
+            let pick =
+                |rng: &mut Rng, k: usize| if i % 7 == 0 { edges[(i + k) % 8] } else { rng.next() as i32 };
+            let a: [i32; 8] = core::array::from_fn(|k| pick(&mut rng, k));
+            let m: [i32; 8] = core::array::from_fn(|k| {
+                if i % 3 == 0 {
+                    pick(&mut rng, k)
+                } else {
+                    crate::quant::MULT_MIN + (rng.next() % (1 << 30)) as i32
+                }
+            });
+            // Shifts in and out of range, negative ones read as huge u32 (clamped to 62).
+            let n: [i32; 8] = core::array::from_fn(|_| (rng.next() % 80) as i32 - 8);
+            let mut got = [0i32; 8];
+            // SAFETY: AVX2 checked by `token`; the loads and stores are of 8-element arrays.
+            unsafe {
+                let v = requant8(
+                    _mm256_loadu_si256(a.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(m.as_ptr() as *const __m256i),
+                    clamp_shift(_mm256_loadu_si256(n.as_ptr() as *const __m256i)),
+                );
+                _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+            }
+            for k in 0..8 {
+                let want = crate::quant::requantize(a[k], m[k], n[k] as u32);
+                assert_eq!(got[k], want, "a {} m {} n {}", a[k], m[k], n[k]);
+            }
+            let sat: [i32; 8] = core::array::from_fn(|k| a[k].saturating_add(m[k]));
+            // SAFETY: as above.
+            unsafe {
+                let v = saturating_add32(
+                    _mm256_loadu_si256(a.as_ptr() as *const __m256i),
+                    _mm256_loadu_si256(m.as_ptr() as *const __m256i),
+                );
+                _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
+            }
+            assert_eq!(got, sat, "saturating add of {a:?} and {m:?}");
+        }
+    }
+
+    #[test]
+    fn layer_epilogues_equal_the_scalar_loop() {
+        use crate::quant::{lut, requantize, sat_i16, sat_i8};
+        let Some(tok) = token() else { return };
+        let mut rng = Rng(0xe91);
+        for case in 0..300 {
+            let rows = 1 + (rng.next() % 40) as usize;
+            let n = 1 + (rng.next() % 10) as usize;
+            let (so, stride) = (rows + (rng.next() % 3) as usize, rows + (rng.next() % 4) as usize);
+            let mut rq = std::vec::Vec::new();
+            for _ in 0..rows {
+                let bias = (rng.next() % (1 << 31)) as i32 - (1 << 30);
+                let m = crate::quant::MULT_MIN + (rng.next() % (1 << 30)) as i32;
+                let sh = 1 + (rng.next() % 62) as i32;
+                for v in [bias, m, if case % 5 == 0 { sh + 30 } else { (sh % 24) + 8 }] {
+                    rq.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            let t = |r: usize, k: usize| {
+                i32::from_le_bytes(rq[12 * r + 4 * k..12 * r + 4 * k + 4].try_into().unwrap())
+            };
+            let acc: std::vec::Vec<i32> =
+                (0..n * so).map(|_| (rng.next() % (1 << 24)) as i32 - (1 << 23)).collect();
+            let add: std::vec::Vec<i32> =
+                (0..rows).map(|_| (rng.next() % (1 << 30)) as i32 - (1 << 29)).collect();
+            let table: std::vec::Vec<u8> = (0..256).map(|_| rng.next() as u8).collect();
+            let h0: std::vec::Vec<i16> = (0..n * stride).map(|_| rng.next() as i16).collect();
+            let (mr, nr) =
+                (crate::quant::MULT_MIN + (rng.next() % (1 << 30)) as i32, 20 + (rng.next() % 20) as u32);
+
+            let mut out = std::vec![0i16; n * stride];
+            requant_layer(tok, &rq, &acc, so, n, rows, stride, Epilogue::ToI16 { out: &mut out });
+            let mut o8 = std::vec![0i8; n * stride];
+            requant_layer(
+                tok,
+                &rq,
+                &acc,
+                so,
+                n,
+                rows,
+                stride,
+                Epilogue::Table { add: &add, table: &table, out: &mut o8 },
+            );
+            let mut h = h0.clone();
+            requant_layer(tok, &rq, &acc, so, n, rows, stride, Epilogue::Residual { mr, nr, h: &mut h });
+            for s in 0..n {
+                for r in 0..rows {
+                    let (a, o) = (acc[s * so + r], s * stride + r);
+                    let (b, m, sh) = (t(r, 0), t(r, 1), t(r, 2) as u32);
+                    assert_eq!(out[o], sat_i16(requantize(a + b, m, sh)), "to i16: rows {rows} s {s} r {r}");
+                    let u = requantize(a + b + add[r], m, sh);
+                    assert_eq!(o8[o], lut(&table, sat_i8(u)), "table: rows {rows} s {s} r {r}");
+                    let want =
+                        sat_i16(requantize(h0[o] as i32, mr, nr).saturating_add(requantize(a + b, m, sh)));
+                    assert_eq!(h[o], want, "residual: rows {rows} s {s} r {r}");
+                }
+            }
+        }
+    }
+}
