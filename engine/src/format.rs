@@ -981,7 +981,7 @@ pub fn dot_finish<const S: usize>(
     acc
 }
 
-#[cfg(tinyscore_dsp)]
+#[cfg(tinyscore_vfp)]
 mod vfp;
 
 /// Decodes one stored f32 weight (little-endian).
@@ -1002,48 +1002,61 @@ fn decode_i8(w: &[u8]) -> f32 {
     }
 }
 
-/// [`dot`] of a row of f32 weights (`4·x.len()` stored bytes) with `x`. On `thumbv7em` targets
-/// the Cortex-M4F FPU kernel ([`vfp_dot_f32w`]) computes it when the row is word aligned, else
-/// the portable loop does; the bits are the same.
+/// [`dot`] of a row of f32 weights (`4·x.len()` stored bytes) with `x`: by the Cortex-M4F FPU
+/// kernel ([`vfp_dot_f32w`]) where it is built and the row is word aligned, else by the
+/// portable loop; the bits are the same.
 #[inline(always)]
 pub fn dot_f32w(row: &[u8], x: &[f32]) -> f32 {
-    #[cfg(tinyscore_dsp)]
-    if let Some(v) = vfp_dot_f32w(row, x) {
-        return v;
+    match vfp_dot_f32w(row, x) {
+        Some(v) => v,
+        None => dot::<4>(row, x, decode_f32),
     }
-    dot::<4>(row, x, decode_f32)
 }
 
-/// [`dot`] of a row of int8 weights (`x.len()` stored bytes, unscaled) with `x`; on `thumbv7em`
-/// targets by the FPU kernel ([`vfp_dot_i8w`]), with the same bits.
+/// [`dot`] of a row of int8 weights (`x.len()` stored bytes, unscaled) with `x`: by the FPU
+/// kernel ([`vfp_dot_i8w`]) where it is built, else by the portable loop; the same bits.
 #[inline(always)]
 pub fn dot_i8w(row: &[u8], x: &[f32]) -> f32 {
-    #[cfg(tinyscore_dsp)]
-    if let Some(v) = vfp_dot_i8w(row, x) {
-        return v;
+    match vfp_dot_i8w(row, x) {
+        Some(v) => v,
+        None => dot::<1>(row, x, decode_i8),
     }
-    dot::<1>(row, x, decode_i8)
 }
 
-/// The Cortex-M4F kernel's [`dot`] of f32 weights (`VLDM`, `VMLA.F32`; `format/vfp.rs`): `None`
-/// when the row is not 4-byte aligned or shorter than `4·x.len()` bytes. Public for the
-/// firmware's property test against [`dot`].
-#[cfg(tinyscore_dsp)]
+/// The Cortex-M4F kernel's [`dot`] of f32 weights (`VLDM`, `VMLA.F32`; `format/vfp.rs`), public
+/// for the firmware's property test. `None` where it is not built (every target but
+/// `thumbv7em-none-eabihf`, and that one at `opt-level` `s` or `z`; see `engine/build.rs`), or
+/// when the row is not 4-byte aligned or is shorter than `4·x.len()` bytes.
 #[inline(always)]
 pub fn vfp_dot_f32w(row: &[u8], x: &[f32]) -> Option<f32> {
-    let full = x.len() / DOT_LANES * DOT_LANES;
-    let lanes = vfp::lanes_f32(row, x)?;
-    Some(dot_finish::<4>(&lanes, row.get(4 * full..)?, x.get(full..)?, decode_f32))
+    #[cfg(tinyscore_vfp)]
+    {
+        let full = x.len() / DOT_LANES * DOT_LANES;
+        let lanes = vfp::lanes_f32(row, x)?;
+        Some(dot_finish::<4>(&lanes, row.get(4 * full..)?, x.get(full..)?, decode_f32))
+    }
+    #[cfg(not(tinyscore_vfp))]
+    {
+        let _ = (row, x);
+        None
+    }
 }
 
 /// The Cortex-M4F kernel's [`dot`] of int8 weights (`LDRSB`, `VCVT.F32.S32`, `VMLA.F32`): `None`
-/// when the row is shorter than `x.len()` bytes.
-#[cfg(tinyscore_dsp)]
+/// where it is not built (as [`vfp_dot_f32w`]) or when the row is shorter than `x.len()` bytes.
 #[inline(always)]
 pub fn vfp_dot_i8w(row: &[u8], x: &[f32]) -> Option<f32> {
-    let full = x.len() / DOT_LANES * DOT_LANES;
-    let lanes = vfp::lanes_i8(row, x)?;
-    Some(dot_finish::<1>(&lanes, row.get(full..)?, x.get(full..)?, decode_i8))
+    #[cfg(tinyscore_vfp)]
+    {
+        let full = x.len() / DOT_LANES * DOT_LANES;
+        let lanes = vfp::lanes_i8(row, x)?;
+        Some(dot_finish::<1>(&lanes, row.get(full..)?, x.get(full..)?, decode_i8))
+    }
+    #[cfg(not(tinyscore_vfp))]
+    {
+        let _ = (row, x);
+        None
+    }
 }
 
 /// [`dot`] of `R` rows with each of `K` vectors in one pass over the columns: `out[r][i]` is

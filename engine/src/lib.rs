@@ -23,8 +23,9 @@
 //! (the diffusion process), [`rng`] (noise), [`sampler`] (reverse processes).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
-// Safe Rust everywhere; the one exception is the Cortex-M4/M7 DSP kernel (`quant/dsp.rs`, inline
-// assembly, built for thumbv7em targets only), which opts in with `#[allow(unsafe_code)]`.
+// Safe Rust everywhere; the exceptions are the Cortex-M4/M7 kernels in inline assembly, built for
+// thumbv7em targets only (`quant/dsp.rs`: int8 DSP; `format/vfp.rs`: f32 FPU, hard-float only),
+// which opt in with `#[allow(unsafe_code)]`.
 #![cfg_attr(not(tinyscore_dsp), forbid(unsafe_code))]
 #![cfg_attr(tinyscore_dsp, deny(unsafe_code))]
 

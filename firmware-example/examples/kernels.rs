@@ -37,8 +37,8 @@ mod platform;
 
 use core::fmt::Write as _;
 
-use cortex_m_rt::entry;
 use core::hint::black_box;
+use cortex_m_rt::entry;
 
 use tinyscore_engine::format::{self, Model, Role};
 use tinyscore_engine::net::{self, ScoreNet};
@@ -350,7 +350,8 @@ fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>
     let dims = model.dims();
     let (d, h, f, nb) = (dims.dim, dims.hidden, dims.freqs, dims.blocks);
     let mut phi = [0.0f32; config::FREQS];
-    let (mut u, mut a, mut temb) = ([0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN]);
+    let (mut u, mut a, mut temb) =
+        ([0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN]);
     let mut act = [0i8; config::HIDDEN];
     let mut words = [0u32; quant::prepared_words(config::HIDDEN)];
     let (phi, u, a, temb) = (&mut phi[..f], &mut u[..h], &mut a[..h], &mut temb[..h]);
