@@ -796,7 +796,8 @@ impl<'a> Tensor<'a> {
         }
     }
 
-    /// [`Tensor::matvec_acc`] one row at a time (targets without SIMD registers).
+    /// [`Tensor::matvec_acc`] one row at a time (targets without SIMD registers); f32 and int8
+    /// rows by [`dot_f32w`] and [`dot_i8w`] (the FPU kernel on the Cortex-M4F).
     #[inline]
     fn matvec_rows(&self, x: &[f32], out: &mut [f32]) {
         let cols = self.cols;
