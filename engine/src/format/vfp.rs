@@ -2,7 +2,7 @@
 //! assembly: the eight partial sums of the canonical order live in `s0`–`s7` for the whole row.
 //!
 //! Per chunk of 8 columns, f32 weights: one `VLDM` of 8 activations (`s8`–`s15`), one `VLDM` of
-//! 8 weights (`s16`–`s23`) and eight `VMLA.F32` (lane j += w[j]·x[j]); int8 weights: the `VLDM`
+//! 8 weights (`s16`–`s23`) and eight `VMLA.F32` (lane j += `w[j]·x[j]`); int8 weights: the `VLDM`
 //! of the activations, eight `LDRSB` (sign-extending byte loads; the fourth of each group of four
 //! advances the pointer), four `VMOV` (two core registers into two FPU registers each), eight
 //! `VCVT.F32.S32` (exact: every int8 is an f32) and the eight `VMLA.F32`. Two chunks per turn of
