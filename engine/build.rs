@@ -1,13 +1,22 @@
 //! Why this build script exists: the Cortex-M4/M7 DSP kernels (`SMLAD`, `SXTB16`, in
-//! `src/quant/dsp.rs`) may only be assembled for cores that have the DSP extension. Stable Rust
+//! `src/quant/dsp.rs`) may only be assembled for cores that have the DSP extension, and the FPU
+//! kernel (`VLDM`, `VMLA.F32`, in `src/format/vfp.rs`) only where the FPU is used. Stable Rust
 //! cannot test `target_feature = "dsp"` with `cfg`, so the target's name decides: every
-//! `thumbv7em-*` target (ARMv7E-M: Cortex-M4, M4F, M7) gets `cfg(tinyscore_dsp)`; every other
-//! target builds the portable kernels only.
+//! `thumbv7em-*` target (ARMv7E-M: Cortex-M4, M4F, M7) gets `cfg(tinyscore_dsp)`; the hard-float
+//! ones (`thumbv7em-none-eabihf`: the FPU is on) also get `cfg(tinyscore_vfp)`, except when
+//! optimizing for size (`opt-level = "s"` or `"z"`, cargo's `OPT_LEVEL`): the FPU kernel is speed
+//! for about 1 KB of flash, which the 64 KiB build cannot spare (docs/BENCHMARKS.md). Every other
+//! target builds the portable kernels only; the results are the same bits either way.
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp)");
+    println!("cargo:rustc-check-cfg=cfg(tinyscore_vfp)");
     println!("cargo:rerun-if-changed=build.rs");
     let target = std::env::var("TARGET").unwrap_or_default();
+    let opt_level = std::env::var("OPT_LEVEL").unwrap_or_default();
     if target.starts_with("thumbv7em-") {
         println!("cargo:rustc-cfg=tinyscore_dsp");
+        if target.ends_with("eabihf") && opt_level != "s" && opt_level != "z" {
+            println!("cargo:rustc-cfg=tinyscore_vfp");
+        }
     }
 }

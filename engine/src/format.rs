@@ -798,7 +798,8 @@ impl<'a> Tensor<'a> {
         }
     }
 
-    /// [`Tensor::matvec_acc`] one row at a time (targets without SIMD registers).
+    /// [`Tensor::matvec_acc`] one row at a time (targets without SIMD registers); f32 and int8
+    /// rows by [`dot_f32w`] and [`dot_i8w`] (the FPU kernel on the Cortex-M4F).
     #[inline]
     fn matvec_rows(&self, x: &[f32], out: &mut [f32]) {
         let cols = self.cols;
@@ -807,7 +808,7 @@ impl<'a> Tensor<'a> {
         match self.dtype {
             DType::F32 => {
                 for (o, row) in out.iter_mut().zip(self.data.chunks_exact(4 * cols)) {
-                    *o += dot::<4>(row, x, |w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                    *o += dot_f32w(row, x);
                 }
             }
             DType::F16 => {
@@ -817,7 +818,7 @@ impl<'a> Tensor<'a> {
             }
             DType::I8 => {
                 for (r, (o, row)) in out.iter_mut().zip(self.data.chunks_exact(cols)).enumerate() {
-                    *o += dot::<1>(row, x, |w| (w[0] as i8) as f32) * self.scale(r);
+                    *o += dot_i8w(row, x) * self.scale(r);
                 }
             }
             DType::I32 | DType::Lut8 => {
@@ -1066,12 +1067,103 @@ pub fn dot<const S: usize>(row: &[u8], x: &[f32], decode: impl Fn(&[u8]) -> f32)
             lanes[j] += decode(&w[S * j..S * j + S]) * xs[j];
         }
     }
-    let mut acc =
-        ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-    for (w, &xi) in w_chunks.remainder().chunks_exact(S).zip(x_chunks.remainder()) {
+    dot_finish::<S>(&lanes, w_chunks.remainder(), x_chunks.remainder(), decode)
+}
+
+/// The end of [`dot`]: the eight lanes combined as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 +
+/// l7)), then the tail's products (`w_tail`: `S`-byte weights, `x_tail`: their activations) added
+/// in increasing column order. Shared by the portable loop and the Cortex-M4F kernel.
+#[inline(always)]
+pub fn dot_finish<const S: usize>(
+    lanes: &[f32; DOT_LANES],
+    w_tail: &[u8],
+    x_tail: &[f32],
+    decode: impl Fn(&[u8]) -> f32,
+) -> f32 {
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = *lanes;
+    let mut acc = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7));
+    for (w, &xi) in w_tail.chunks_exact(S).zip(x_tail) {
         acc += decode(w) * xi;
     }
     acc
+}
+
+#[cfg(tinyscore_vfp)]
+mod vfp;
+
+/// Decodes one stored f32 weight (little-endian).
+#[inline(always)]
+fn decode_f32(w: &[u8]) -> f32 {
+    match *w {
+        [a, b, c, d, ..] => f32::from_le_bytes([a, b, c, d]),
+        _ => 0.0,
+    }
+}
+
+/// Decodes one stored int8 weight.
+#[inline(always)]
+fn decode_i8(w: &[u8]) -> f32 {
+    match w.first() {
+        Some(&b) => (b as i8) as f32,
+        None => 0.0,
+    }
+}
+
+/// [`dot`] of a row of f32 weights (`4·x.len()` stored bytes) with `x`: by the Cortex-M4F FPU
+/// kernel ([`vfp_dot_f32w`]) where it is built and the row is word aligned, else by the
+/// portable loop; the bits are the same.
+#[inline(always)]
+pub fn dot_f32w(row: &[u8], x: &[f32]) -> f32 {
+    match vfp_dot_f32w(row, x) {
+        Some(v) => v,
+        None => dot::<4>(row, x, decode_f32),
+    }
+}
+
+/// [`dot`] of a row of int8 weights (`x.len()` stored bytes, unscaled) with `x`: by the FPU
+/// kernel ([`vfp_dot_i8w`]) where it is built, else by the portable loop; the same bits.
+#[inline(always)]
+pub fn dot_i8w(row: &[u8], x: &[f32]) -> f32 {
+    match vfp_dot_i8w(row, x) {
+        Some(v) => v,
+        None => dot::<1>(row, x, decode_i8),
+    }
+}
+
+/// The Cortex-M4F kernel's [`dot`] of f32 weights (`VLDM`, `VMLA.F32`; `format/vfp.rs`), public
+/// for the firmware's property test. `None` where it is not built (every target but
+/// `thumbv7em-none-eabihf`, and that one at `opt-level` `s` or `z`; see `engine/build.rs`), or
+/// when the row is not 4-byte aligned or is shorter than `4·x.len()` bytes.
+#[inline(always)]
+pub fn vfp_dot_f32w(row: &[u8], x: &[f32]) -> Option<f32> {
+    #[cfg(tinyscore_vfp)]
+    {
+        let full = x.len() / DOT_LANES * DOT_LANES;
+        let lanes = vfp::lanes_f32(row, x)?;
+        Some(dot_finish::<4>(&lanes, row.get(4 * full..)?, x.get(full..)?, decode_f32))
+    }
+    #[cfg(not(tinyscore_vfp))]
+    {
+        let _ = (row, x);
+        None
+    }
+}
+
+/// The Cortex-M4F kernel's [`dot`] of int8 weights (`LDRSB`, `VCVT.F32.S32`, `VMLA.F32`): `None`
+/// where it is not built (as [`vfp_dot_f32w`]) or when the row is shorter than `x.len()` bytes.
+#[inline(always)]
+pub fn vfp_dot_i8w(row: &[u8], x: &[f32]) -> Option<f32> {
+    #[cfg(tinyscore_vfp)]
+    {
+        let full = x.len() / DOT_LANES * DOT_LANES;
+        let lanes = vfp::lanes_i8(row, x)?;
+        Some(dot_finish::<1>(&lanes, row.get(full..)?, x.get(full..)?, decode_i8))
+    }
+    #[cfg(not(tinyscore_vfp))]
+    {
+        let _ = (row, x);
+        None
+    }
 }
 
 /// [`dot`] of `R` rows with each of `K` vectors in one pass over the columns: `out[r][i]` is
@@ -1714,6 +1806,38 @@ mod tests {
             let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
             assert!((got as f64 - exact).abs() < 1e-5 * cols as f64);
         }
+    }
+
+    #[test]
+    fn typed_dots_and_dot_finish_give_dot_bits() {
+        let mut state = 0x5851_f42d_4c95_7f2du64;
+        let mut bits = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 32) as u32
+        };
+        // A NaN's payload depends on the operand order the compiler picks for each `+` (it
+        // differs between inlined copies of the same code on x86-64); any NaN agrees with a NaN.
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+        let mut finite = 0;
+        for cols in 0..=41usize {
+            // Any bit pattern: subnormals, ±0, inf and NaN included.
+            let w: Vec<u8> = (0..cols).flat_map(|_| bits().to_le_bytes()).collect();
+            let w8: Vec<u8> = (0..cols).map(|_| bits() as u8).collect();
+            let x: Vec<f32> = (0..cols).map(|_| f32::from_bits(bits())).collect();
+            let want = dot::<4>(&w, &x, decode_f32);
+            finite += usize::from(want.is_finite());
+            assert!(same(dot_f32w(&w, &x), want), "cols {cols}");
+            assert!(same(dot_i8w(&w8, &x), dot::<1>(&w8, &x, decode_i8)), "cols {cols}");
+            // dot = its lanes (written out here) finished by dot_finish.
+            let full = cols / DOT_LANES * DOT_LANES;
+            let mut lanes = [0.0f32; DOT_LANES];
+            for c in 0..full {
+                lanes[c % DOT_LANES] += decode_f32(&w[4 * c..]) * x[c];
+            }
+            let got = dot_finish::<4>(&lanes, &w[4 * full..], &x[full..], decode_f32);
+            assert!(same(got, want), "cols {cols}");
+        }
+        assert!(finite > 5, "only {finite} finite results: the test would compare NaNs only");
     }
 
     #[test]

@@ -24,8 +24,9 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 // Safe Rust everywhere; the exceptions are the SIMD kernels, which opt in with
-// `#[allow(unsafe_code)]`: the Cortex-M4/M7 DSP kernel (`quant/dsp.rs`, inline assembly, built for
-// thumbv7em targets only) and the x86-64 AVX2 kernels (`x86.rs`, intrinsics behind a token).
+// `#[allow(unsafe_code)]`: on thumbv7em targets the Cortex-M4/M7 kernels in inline assembly
+// (`quant/dsp.rs`: int8 DSP; `format/vfp.rs`: f32 FPU, hard-float only), on x86-64 the AVX2
+// kernels (`x86.rs`, intrinsics behind a token).
 #![cfg_attr(not(any(tinyscore_dsp, target_arch = "x86_64")), forbid(unsafe_code))]
 #![cfg_attr(any(tinyscore_dsp, target_arch = "x86_64"), deny(unsafe_code))]
 

@@ -5,10 +5,21 @@
 //!    length 0..=512 (every capacity the engine allows), with the extreme values −128 and 127
 //!    mixed in, and on the all-extreme vectors. Prints `# kernel_cases=… kernel_mismatches=…`;
 //!    a mismatch also ends the run with status 1.
-//! 2. The cost of one whole network evaluation of the embedded model (`TINYSCORE_MODEL`):
+//! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
+//!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
+//!    `format::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
+//!    values, odd alignments); the results must have the same bits (NaN payloads are counted
+//!    apart). Prints `# vfp_cases=… vfp_mismatches=…` and FPSCR (flush-to-zero, default NaN);
+//!    a mismatch ends the run with status 1. Then the instructions per MAC of one row's dot
+//!    product, portable and kernel (`# dot_cost …`).
+//! 3. The cost of one whole network evaluation of the embedded model (`TINYSCORE_MODEL`):
 //!    `EVALS` calls of `ScoreNet::eps` at different `x` and `t`, timed with SysTick. Under
 //!    `-icount shift=0` one instruction is one virtual nanosecond and SysTick ticks every 40, so
-//!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions.
+//!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions. For a `w8a8` model, where
+//!    those instructions go (`# breakdown …`): the parts of the time embedding run alone with the
+//!    engine's own functions (φ(t), the two matrix–vector products, SiLU), and the int8 dot
+//!    products of every layer (`quant::Prepared`, as the network calls them); the rest of the
+//!    evaluation (requantization, tables, quantizing x and temb, loops) is the difference.
 //!
 //! Build and run: `cargo build --release --example kernels` in `firmware-example/`, then
 //! `qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -semihosting-config
@@ -26,9 +37,11 @@ mod platform;
 
 use core::fmt::Write as _;
 
+use core::hint::black_box;
 use cortex_m_rt::entry;
-use tinyscore_engine::format::Model;
-use tinyscore_engine::net::ScoreNet;
+
+use tinyscore_engine::format::{self, Model, Role};
+use tinyscore_engine::net::{self, ScoreNet};
 use tinyscore_engine::quant;
 
 mod config {
@@ -55,6 +68,24 @@ fn main() -> ! {
     if mismatches > 0 {
         panic!("the DSP kernel disagrees with the portable one in {mismatches} cases");
     }
+
+    let fpscr = cortex_m::register::fpscr::read().bits();
+    let v = vfp_property_test(&mut out);
+    let _ = writeln!(
+        out,
+        "# vfp_cases={} vfp_mismatches={} vfp_direct={} vfp_nan_cases={} vfp_nan_payload_diffs={} fpscr={fpscr:08x} fz={} dn={}",
+        v.cases,
+        v.mismatches,
+        v.direct,
+        v.nan_cases,
+        v.payload_diffs,
+        fpscr >> 24 & 1,
+        fpscr >> 25 & 1
+    );
+    if v.mismatches > 0 {
+        panic!("the FPU kernel disagrees with the portable dot in {} cases", v.mismatches);
+    }
+    dot_costs(&mut out, &mut clock);
 
     let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
     let macs = model.dims().macs();
@@ -83,6 +114,9 @@ fn main() -> ! {
         config::MODEL_FILE,
         per_eval * 1000 / macs as u64
     );
+    if net.model().is_int8() {
+        breakdown(&mut out, &mut clock, net.model(), per_eval);
+    }
     out.flush();
     platform::exit_success()
 }
@@ -164,4 +198,214 @@ fn kernel_property_test(out: &mut out::Line) -> (u32, u32) {
         }
     }
     (cases, mismatches)
+}
+
+impl Rng {
+    /// An f32 of the property test: one in 16 is ±0, one in 16 subnormal, the rest normal with
+    /// an exponent in `-e..=e` (e = 127: the whole range, products overflow to ±inf and give
+    /// NaN); with `specials`, one in 32 is ±inf and one in 32 a NaN with a random payload.
+    fn f32(&mut self, e: i32, specials: bool) -> f32 {
+        let r = self.next();
+        let sign = ((r >> 63) as u32) << 31;
+        let man = (r >> 8) as u32 & 0x007F_FFFF;
+        let bits = match r % 32 {
+            0 | 1 => sign,
+            2 | 3 => sign | man.max(1),
+            4 if specials => sign | 0x7F80_0000,
+            5 if specials => sign | 0x7F80_0000 | man.max(1),
+            _ => {
+                let exp = ((r >> 32) % (2 * e as u64 + 1)) as i32 - e;
+                sign | (((exp + 127).clamp(1, 254) as u32) << 23) | man
+            }
+        };
+        f32::from_bits(bits)
+    }
+}
+
+/// Weights at byte offsets 0..4 of a word-aligned buffer (f32: 512 columns).
+#[repr(C, align(4))]
+struct RowF32([u8; 4 * 512 + 4]);
+
+/// What [`vfp_property_test`] found.
+struct VfpResult {
+    cases: u32,
+    mismatches: u32,
+    /// Cases the assembly computed directly (aligned f32 rows, every int8 row).
+    direct: u32,
+    /// Cases whose portable result is a NaN, and those where the kernel's NaN has other bits.
+    nan_cases: u32,
+    payload_diffs: u32,
+}
+
+/// Runs the FPU kernel ([`format::vfp_dot_f32w`], [`format::vfp_dot_i8w`], and through the
+/// dispatching [`format::dot_f32w`] / [`format::dot_i8w`] the network uses) against the portable
+/// [`format::dot`] on every length 0..=512: f32 weights with moderate values (exponents ±20),
+/// wide ones (±60: cancellation, no overflow), the whole range with ±inf and NaNs mixed in
+/// (overflow, underflow); ±0 and subnormals in every round; rows at
+/// byte offsets 0–3 (the kernel refuses unaligned f32 rows; the dispatch must still agree); int8
+/// weights with −128 and 127 mixed in at every byte offset. Activations start at element offsets
+/// 0–2. Results must have the same bits; where the portable result is a NaN, any NaN counts as
+/// agreeing and differing bits are counted apart (`nan_payload_diffs`).
+fn vfp_property_test(out: &mut out::Line) -> VfpResult {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut row = RowF32([0; 4 * 512 + 4]);
+    let mut xbuf = [0.0f32; 514];
+    let mut v = VfpResult { cases: 0, mismatches: 0, direct: 0, nan_cases: 0, payload_diffs: 0 };
+    for round in 0..5usize {
+        for cols in 0..=512usize {
+            let int8 = round >= 3;
+            let (e, specials) = match round {
+                0 | 3 => (20, false),
+                1 => (60, false),
+                _ => (127, true),
+            };
+            let offset = if round == 0 { 0 } else { cols % 4 };
+            let xo = cols % 3;
+            for b in row.0.chunks_exact_mut(4) {
+                if int8 {
+                    for byte in b.iter_mut() {
+                        *byte = rng.i8() as u8;
+                    }
+                } else {
+                    b.copy_from_slice(&rng.f32(e, specials).to_le_bytes());
+                }
+            }
+            for x in xbuf.iter_mut() {
+                *x = rng.f32(e, specials);
+            }
+            let x = &xbuf[xo..xo + cols];
+            let (want, via, direct) = if int8 {
+                let w = &row.0[offset..offset + cols];
+                let want = format::dot::<1>(w, x, |b| b[0] as i8 as f32);
+                (want, format::dot_i8w(w, x), format::vfp_dot_i8w(w, x))
+            } else {
+                let w = &row.0[offset..offset + 4 * cols];
+                let want = format::dot::<4>(w, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                (want, format::dot_f32w(w, x), format::vfp_dot_f32w(w, x))
+            };
+            v.cases += 1;
+            v.direct += u32::from(direct.is_some());
+            // The direct kernel refuses exactly the unaligned f32 rows.
+            let refused_ok = direct.is_some() == (int8 || offset == 0);
+            let mut bad = !refused_ok;
+            for got in [Some(via), direct].into_iter().flatten() {
+                if want.is_nan() {
+                    bad |= !got.is_nan();
+                    v.payload_diffs += u32::from(got.is_nan() && got.to_bits() != want.to_bits());
+                } else {
+                    bad |= got.to_bits() != want.to_bits();
+                }
+            }
+            v.nan_cases += u32::from(want.is_nan());
+            if bad {
+                v.mismatches += 1;
+                if v.mismatches <= 5 {
+                    let _ = writeln!(
+                        out,
+                        "# vfp mismatch round={round} cols={cols} offset={offset}: portable {:08x} dispatch {:08x} kernel {:?}",
+                        want.to_bits(),
+                        via.to_bits(),
+                        direct.map(f32::to_bits)
+                    );
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Instructions per MAC of one row's dot product, f32 and int8 weights, portable and FPU kernel,
+/// at 128 and 512 columns (`-icount shift=0`: 40 instructions per SysTick cycle), call included.
+fn dot_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
+    const CALLS: u64 = 200;
+    let row = RowF32([0x3c; 4 * 512 + 4]);
+    let x = [0.5f32; 512];
+    for cols in [128usize, 512] {
+        let (w4, w1, x) = (&row.0[..4 * cols], &row.0[..cols], &x[..cols]);
+        let mut per_mac = [0u64; 4];
+        for (k, cost) in per_mac.iter_mut().enumerate() {
+            let t0 = clock.now();
+            for _ in 0..CALLS {
+                let (w4, w1, x) = (black_box(w4), black_box(w1), black_box(x));
+                black_box(match k {
+                    0 => format::dot::<4>(w4, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    1 => format::dot_f32w(w4, x),
+                    2 => format::dot::<1>(w1, x, |b| b[0] as i8 as f32),
+                    _ => format::dot_i8w(w1, x),
+                });
+            }
+            *cost = (clock.now() - t0) * 40 * 1000 / (CALLS * cols as u64);
+        }
+        let _ = writeln!(
+            out,
+            "# dot_cost cols={cols} instr_per_mac_x1000: f32 portable={} kernel={} int8 portable={} kernel={}",
+            per_mac[0], per_mac[1], per_mac[2], per_mac[3]
+        );
+    }
+}
+
+/// Instructions per evaluation of the parts of a `w8a8` evaluation (see the module comment),
+/// averaged over `EVALS` runs; each section's SysTick reads are subtracted.
+fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>, per_eval: u64) {
+    let dims = model.dims();
+    let (d, h, f, nb) = (dims.dim, dims.hidden, dims.freqs, dims.blocks);
+    let mut phi = [0.0f32; config::FREQS];
+    let (mut u, mut a, mut temb) =
+        ([0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN]);
+    let mut act = [0i8; config::HIDDEN];
+    let mut words = [0u32; quant::prepared_words(config::HIDDEN)];
+    let (phi, u, a, temb) = (&mut phi[..f], &mut u[..h], &mut a[..h], &mut temb[..h]);
+    let mut layers = [(Role::InputW, d); 2 + 2 * 8];
+    let n_layers = 2 + 2 * nb.min(8);
+    for b in 0..nb.min(8) {
+        layers[1 + 2 * b] = (Role::BlockW1(b as u8), h);
+        layers[2 + 2 * b] = (Role::BlockW2(b as u8), h);
+    }
+    layers[n_layers - 1] = (Role::OutputW, h);
+    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots]
+    let mut sum = [0u64; 6];
+    for i in 0..EVALS {
+        let t = (i as f32 + 0.5) / EVALS as f32;
+        for (k, v) in act.iter_mut().enumerate() {
+            *v = ((i as usize * 7 + k * 13) % 255) as i8;
+        }
+        let c0 = clock.now();
+        let c1 = clock.now();
+        net::time_features(black_box(t), phi);
+        let c2 = clock.now();
+        u.fill(0.0);
+        model.tensor(Role::TimeW1).matvec_acc(phi, u);
+        model.tensor(Role::TimeB1).add_to(u);
+        let c3 = clock.now();
+        for (o, &v) in a.iter_mut().zip(u.iter()) {
+            *o = net::silu(v);
+        }
+        let c4 = clock.now();
+        temb.fill(0.0);
+        model.tensor(Role::TimeW2).matvec_acc(a, temb);
+        model.tensor(Role::TimeB2).add_to(temb);
+        let c5 = clock.now();
+        let mut acc = 0i32;
+        for &(role, cols) in &layers[..n_layers] {
+            let w = model.tensor(role);
+            let p = quant::Prepared::new(&act[..cols], &mut words);
+            for r in 0..w.rows {
+                acc = acc.wrapping_add(p.dot(w.row_bytes(r)));
+            }
+        }
+        let c6 = clock.now();
+        black_box((acc, &temb));
+        for (s, dc) in sum.iter_mut().zip([c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5]) {
+            *s += dc;
+        }
+    }
+    let read = sum[0];
+    let part = |k: usize| (sum[k].saturating_sub(read)) * 40 / u64::from(EVALS);
+    let parts = [part(1), part(2), part(3), part(4), part(5)];
+    let rest = per_eval.saturating_sub(parts.iter().sum::<u64>());
+    let _ = writeln!(
+        out,
+        "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} rest={rest} (total {per_eval})",
+        parts[0], parts[1], parts[2], parts[3], parts[4]
+    );
 }

@@ -381,7 +381,8 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
 /// The Cortex-M4 DSP kernel equals the portable one, on the M4: `firmware-example/examples/
 /// kernels.rs` (built with the w8a8 moons model, run with `-icount shift=0`) puts random and
 /// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
-/// kernel, its instruction model and the portable kernel, and must report no mismatch; then it
+/// kernel, its instruction model and the portable kernel, and must report no mismatch; the same
+/// for the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `format::dot`; then it
 /// times whole network evaluations (the instruction count printed here is the figure in
 /// docs/BENCHMARKS.md, "Engine speed").
 #[test]
@@ -405,5 +406,15 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
     };
     assert_eq!(field("kernel_mismatches"), 0);
     assert_eq!(field("kernel_cases"), 4 * 513);
+    // The FPU kernel (f32 activations): 5 rounds of every length 0..=512, all with the portable
+    // bits. It computes every int8 row (2 rounds) and the aligned f32 rows (1 round all, 2
+    // rounds at byte offset cols mod 4), so a dispatch that always fell back would show here.
+    assert_eq!(field("vfp_mismatches"), 0);
+    assert_eq!(field("vfp_cases"), 5 * 513);
+    assert_eq!(field("vfp_direct"), 513 + 2 * 129 + 2 * 513);
+    assert!(field("vfp_nan_cases") > 0, "no NaN/inf case was exercised");
+    // Flush-to-zero and default-NaN off, as on x86-64 (subnormals kept).
+    assert_eq!(field("fz"), 0);
+    assert_eq!(field("dn"), 0);
     assert!(field("instructions_per_eval") > 0, "no evaluation was timed");
 }
