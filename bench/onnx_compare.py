@@ -35,8 +35,9 @@ Usage:
   cargo build --release -p tinyscore-tools
   target/release/tinyscore train --data moons --steps 3000 --out moons.safetensors
   target/release/tinyscore convert moons.safetensors --quant f32 --out moons-f32.tsm
+  target/release/tinyscore convert moons.safetensors --quant w8a8 --out moons-w8a8.tsm
   python3 bench/onnx_compare.py --checkpoint moons.safetensors --model moons-f32.tsm \
-      [--tinyscore target/release/tinyscore] [--onnx-out moons.onnx]
+      [--model-int8 moons-w8a8.tsm] [--tinyscore target/release/tinyscore] [--onnx-out moons.onnx]
 """
 import argparse
 import os
@@ -184,16 +185,29 @@ def time_ort(sess, dim, batch, seconds):
     return batch / best  # evaluations per second
 
 
-def time_tinyscore(tinyscore, model_path, batch, seconds):
+def time_tinyscore(tinyscore, model_path, batch, seconds, precision="f32"):
     out = subprocess.run(
         [tinyscore, "bench", model_path, "--batch", str(batch), "--seconds", str(seconds)],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.splitlines()
-    # The row of the file itself (the first row after the header lines).
-    row = next(line for line in out if line.split()[1:2] == ["f32"] or " f32 " in line)
+    # The row of the file itself (its precision in the second column, no conversion arrow).
+    row = next(line for line in out[2:] if line.split()[1:2] == [precision])
     return float(row.split()[-3]), out[0]
+
+
+def int8_session(model):
+    """ONNX Runtime's own int8 version of the graph: dynamic quantization of every Gemm/MatMul
+    (int8 weights, activations quantized per call), the usual way to run int8 on a CPU in ORT."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "f32.onnx"), os.path.join(d, "int8.onnx")
+        onnx.save(model, src)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        with open(dst, "rb") as f:
+            return session(f.read())
 
 
 def cpu_ghz():
@@ -215,8 +229,10 @@ def main():
     p.add_argument("--seconds", type=float, default=2.0, help="measurement time per row")
     p.add_argument("--ghz", type=float, default=None, help="core clock for the peak (default /proc/cpuinfo)")
     p.add_argument("--onnx-out", default=None, help="also write the ONNX model here")
+    p.add_argument("--model-int8", default=None, help="the same checkpoint converted with --quant w8a8 (.tsm): adds "
+                   "its rows, and ONNX Runtime's dynamically quantized int8 graph beside them")
     a = p.parse_args()
-    for path in (a.checkpoint, a.model, a.tinyscore):
+    for path in (a.checkpoint, a.model, a.tinyscore) + ((a.model_int8,) if a.model_int8 else ()):
         if not os.path.exists(path):
             sys.exit(f"error: {path}: no such file")
 
@@ -228,21 +244,36 @@ def main():
     ghz = a.ghz or cpu_ghz()
     peak = 16 * ghz if ghz else None  # GMAC/s of one core
 
+    sess8 = int8_session(model) if a.model_int8 else None
     rows = []
     for batch in (1, 256):
         ort_rate = time_ort(sess, dim, batch, a.seconds)
         ts_rate, path = time_tinyscore(a.tinyscore, a.model, batch, a.seconds)
-        rows.append((batch, ort_rate, ts_rate))
+        row = [batch, ort_rate, ts_rate]
+        if a.model_int8:
+            row.append(time_ort(sess8, dim, batch, a.seconds))
+            row.append(time_tinyscore(a.tinyscore, a.model_int8, batch, a.seconds, "w8a8")[0])
+        rows.append(row)
     print(f"ONNX Runtime {ort.__version__} vs tinyscore ({path.split(';')[0]}), {macs} MACs per evaluation")
     print(f"agreement: max |ort - engine| = {worst:.2e} on 64 inputs (bound 1e-4 + 1e-4|engine|)")
     if peak:
         print(f"peak of one core: 16 MAC/cycle x {ghz:.2f} GHz = {peak:.1f} GMAC/s (assumptions in --help)")
     print()
-    print("| batch | ORT ns/eval | tinyscore ns/eval | tinyscore / ORT speed | ORT % of peak | tinyscore % of peak |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for batch, o, t in rows:
-        frac = lambda r: f"{100 * r * macs / 1e9 / peak:.1f}%" if peak else "-"
-        print(f"| {batch} | {1e9 / o:.0f} | {1e9 / t:.0f} | {t / o:.2f}x | {frac(o)} | {frac(t)} |")
+    frac = lambda r: f"{100 * r * macs / 1e9 / peak:.1f}%" if peak else "-"
+    head = "| batch | ORT f32 ns/eval | tinyscore f32 ns/eval | tinyscore f32 / ORT f32 speed |"
+    if a.model_int8:
+        head += " ORT int8 ns/eval | tinyscore w8a8 ns/eval | tinyscore w8a8 / ORT f32 | tinyscore w8a8 / ORT int8 |"
+    head += " ORT f32 % of peak | tinyscore f32 % of peak |"
+    print(head)
+    print("|" + " --- |" * (head.count("|") - 1))
+    for row in rows:
+        batch, o, t = row[:3]
+        line = f"| {batch} | {1e9 / o:.0f} | {1e9 / t:.0f} | {t / o:.2f}x |"
+        if a.model_int8:
+            o8, t8 = row[3:]
+            line += f" {1e9 / o8:.0f} | {1e9 / t8:.0f} | {t8 / o:.2f}x | {t8 / o8:.2f}x |"
+        line += f" {frac(o)} | {frac(t)} |"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 //! batch of 256 (`ScoreNet::eps_batch`), for the checked-in moons models (f32 and w8a8, H=128
 //! B=3 F=32, 119 296 MACs), and the two dot-product kernels on a 128-column row.
 //!
-//! `cargo bench -p tinyscore-engine --bench engine`. These are the engine as built for baseline
-//! x86-64 (SSE2); `tinyscore bench` also measures the AVX2 build the CLI picks at run time.
+//! `cargo bench -p tinyscore-engine --bench engine`. `network` and `kernels` are the engine as
+//! built for baseline x86-64 (SSE2) with its portable kernels; `avx2` is the same with the AVX2
+//! kernels (`Kernels::Avx2`, where the CPU has AVX2; `tinyscore bench` measures that and the whole
+//! network compiled for AVX2).
 //! Figures: docs/BENCHMARKS.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -71,5 +73,58 @@ fn kernels(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, network, kernels);
+#[cfg(target_arch = "x86_64")]
+fn avx2(c: &mut Criterion) {
+    use tinyscore_engine::net::Kernels;
+    use tinyscore_engine::x86::{self, Avx2};
+    if !std::is_x86_feature_detected!("avx2") {
+        println!("avx2 benches skipped: this CPU has no AVX2");
+        return;
+    }
+    // SAFETY: AVX2 checked just above.
+    let tok = unsafe { Avx2::new_unchecked() };
+    let mut g = c.benchmark_group("avx2");
+    for (name, bytes) in [("f32", &F32.0[..]), ("w8a8", &W8A8.0[..])] {
+        let model = Model::parse(bytes).unwrap();
+        let d = model.dims().dim;
+        let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model).unwrap();
+        net.set_kernels(Kernels::Avx2(tok));
+        g.throughput(Throughput::Elements(1));
+        let (x, mut eps, mut t) = ([0.3f32, -0.7], [0.0f32; 2], 0.0f32);
+        g.bench_function(BenchmarkId::new("eps", name), |b| {
+            b.iter(|| {
+                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
+                net.eps(black_box(&x), t, &mut eps);
+                black_box(&eps);
+            })
+        });
+        let k = 256;
+        let xs: Vec<f32> = (0..k * d).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
+        let mut outs = vec![0.0f32; k * d];
+        let mut scratch = vec![0.0f32; net.batch_scratch_len(k)];
+        g.throughput(Throughput::Elements(k as u64));
+        g.bench_function(BenchmarkId::new("eps_batch_256", name), |b| {
+            b.iter(|| {
+                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
+                net.eps_batch(black_box(&xs), t, &mut outs, &mut scratch);
+                black_box(&outs);
+            })
+        });
+    }
+    // One 128 × 128 int8 layer for 8 vectors (131 072 MACs).
+    let (rows, cols, n) = (128, 128, 8);
+    let w: Vec<u8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8).collect();
+    let x: Vec<i8> = (0..n * cols).map(|i| (i * 53 % 255) as u8 as i8).collect();
+    let mut acc = vec![0i32; n * rows];
+    g.throughput(Throughput::Elements((rows * cols * n) as u64));
+    g.bench_function("matmul_i8_128x128x8", |b| {
+        b.iter(|| x86::matmul_i8(tok, black_box(&w), rows, cols, black_box(&x), cols, n, &mut acc, rows))
+    });
+    g.finish();
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2(_: &mut Criterion) {}
+
+criterion_group!(benches, network, kernels, avx2);
 criterion_main!(benches);

@@ -31,7 +31,7 @@ pub enum Kernels {
 }
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
-/// together: their activations live on the stack, `T·(D + 7H)` bytes.
+/// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes.
 const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
@@ -184,10 +184,13 @@ struct Int8Bufs<const T: usize, const D: usize, const H: usize> {
     act: [[i8; H]; T],
     /// (T, H) a layer's int32 dot products.
     acc: [[i32; H]; T],
+    /// (H,) a block's time embedding in its accumulators' scale.
+    tq: [i32; H],
 }
 
 impl<const T: usize, const D: usize, const H: usize> Int8Bufs<T, D, H> {
-    const ZERO: Self = Self { x8: [[0; D]; T], h16: [[0; H]; T], act: [[0; H]; T], acc: [[0; H]; T] };
+    const ZERO: Self =
+        Self { x8: [[0; D]; T], h16: [[0; H]; T], act: [[0; H]; T], acc: [[0; H]; T], tq: [0; H] };
 }
 
 /// Why a model does not fit this build of the engine.
@@ -504,6 +507,7 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     let rq_bytes = m.tensor(Role::ActRequant).row_bytes(g);
     let triples = |c: usize| &rq_bytes[4 * c..4 * (c + 3 * h)];
     let (x8, h16, act, acc) = (&mut b.x8[..n], &mut b.h16[..n], &mut b.act[..n], &mut b.acc[..n]);
+    let tq = &mut b.tq;
 
     // x8 = round(x / s_x)                                              (n, D) int8
     let s_x = s(layout::s_x());
@@ -516,7 +520,6 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
     let out = h16.as_flattened_mut();
     epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out });
-    let mut tq = [0i32; H];
     for blk in 0..nb {
         // act = silu(h) by table                                       (n, H) int8
         silu_table(table(layout::lut_h(blk)), h16, act, h);

@@ -200,14 +200,16 @@ unsafe fn matmul_i8_avx2(
 ) {
     // Groups of four vectors, widened to int16 once (not once per pair of rows), then pairs of
     // rows × the four vectors; one vector at a time for the rest.
-    let mut wide = [0i16; 4 * WIDE_COLS];
     let mut s = 0;
-    if cols <= WIDE_COLS {
+    if cols <= WIDE_COLS && n >= 4 {
+        // Uninitialised: `widen` writes the 4·cols values `tile_i16` reads, before it reads them.
+        let mut wide = core::mem::MaybeUninit::<[i16; 4 * WIDE_COLS]>::uninit();
+        let wide = wide.as_mut_ptr() as *mut i16;
         while s + 4 <= n {
             for i in 0..4 {
-                widen(x.add((s + i) * sx), cols, wide.as_mut_ptr().add(i * cols));
+                widen(x.add((s + i) * sx), cols, wide.add(i * cols));
             }
-            let xw = wide.as_ptr();
+            let xw = wide as *const i16;
             let mut r = 0;
             while r + 2 <= rows {
                 let v = tile_i16::<2, 4>(w.add(r * cols), cols, xw, cols);
