@@ -14,7 +14,7 @@
 //! and tests hold the three implementations to each other.
 
 use crate::format::{Model, Role, Tensor};
-use crate::quant::{self, layout, Epilogue};
+use crate::quant::{self, layout, Epilogue, Silu};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
@@ -518,11 +518,11 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     }
     // h16 = requant(W_in · x8 + b_in)                                  (n, H) int16
     int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
-    let out = h16.as_flattened_mut();
-    epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out });
+    // act = silu(h) by table                                         (n, H) int8
+    let (out, silu) =
+        (h16.as_flattened_mut(), Silu { table: table(layout::lut_h(0)), out: act.as_flattened_mut() });
+    epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out, silu });
     for blk in 0..nb {
-        // act = silu(h) by table                                       (n, H) int8
-        silu_table(table(layout::lut_h(blk)), h16, act, h);
         // act = silu(u), u = requant(W_b1 · silu(h) + b_b1 + temb)     (n, H) int8
         let w1 = m.tensor(Role::BlockW1(blk as u8));
         let s_a = s(layout::s_a(nb, blk));
@@ -530,17 +530,26 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
             *q = quant::quantize_temb(te, w1.scale(r) * s_a);
         }
         int8_matmul(k, w1, act, acc, xp);
-        let (table, out) = (table(layout::lut_u(nb, blk)), act.as_flattened_mut());
-        epilogue(k, triples(layout::w1(h, blk)), acc, h, Epilogue::Table { add: &tq[..h], table, out });
+        let (lut_u, out) = (table(layout::lut_u(nb, blk)), act.as_flattened_mut());
+        epilogue(
+            k,
+            triples(layout::w1(h, blk)),
+            acc,
+            h,
+            Epilogue::Table { add: &tq[..h], table: lut_u, out },
+        );
         // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
+        // act = silu(h) by table (the input of the next block or the output layer)
         int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
         let cr = layout::residual(h, blk);
         let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
-        let hs = h16.as_flattened_mut();
-        epilogue(k, triples(layout::w2(h, blk)), acc, h, Epilogue::Residual { mr, nr, h: hs });
+        let (hs, silu) = (
+            h16.as_flattened_mut(),
+            Silu { table: table(layout::lut_h(blk + 1)), out: act.as_flattened_mut() },
+        );
+        epilogue(k, triples(layout::w2(h, blk)), acc, h, Epilogue::Residual { mr, nr, h: hs, silu });
     }
     // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (n, D) f32
-    silu_table(table(layout::lut_h(nb)), h16, act, h);
     let w_out = m.tensor(Role::OutputW);
     let s_a = s(layout::s_a(nb, nb));
     let base = layout::output(h, nb);
@@ -563,16 +572,6 @@ fn epilogue<const H: usize>(k: Kernels, rq: &[u8], acc: &[[i32; H]], rows: usize
     }
     let _ = k;
     quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e);
-}
-
-/// `act[i][c] = table[residual_index(h16[i][c])]` for the first `h` columns of every vector.
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-fn silu_table<const H: usize>(table: &[u8], h16: &[[i16; H]], act: &mut [[i8; H]], h: usize) {
-    for (o, v) in act.iter_mut().zip(h16) {
-        for (o, &v) in o[..h].iter_mut().zip(&v[..h]) {
-            *o = quant::lut(table, quant::residual_index(v));
-        }
-    }
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and

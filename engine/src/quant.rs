@@ -203,10 +203,12 @@ pub fn dot16_dsp(w: &[u8], words: &[u32]) -> Option<i32> {
 /// What an int8 layer does with its requantized dot products ([`epilogue`]).
 #[derive(Debug)]
 pub enum Epilogue<'b> {
-    /// `out[s][r] = sat_i16(requantize(acc + bias))`: the input layer.
+    /// `out[s][r] = sat_i16(requantize(acc + bias))`: the input layer; then its SiLU.
     ToI16 {
         /// (n, stride) the residual stream.
         out: &'b mut [i16],
+        /// The next layer's input, silu(h).
+        silu: Silu<'b>,
     },
     /// `out[s][r] = lut(table, sat_i8(requantize(acc + bias + add[r])))`: a block's first
     /// layer (`add`: the time embedding in the accumulator's scale) and its SiLU table.
@@ -219,8 +221,10 @@ pub enum Epilogue<'b> {
         out: &'b mut [i8],
     },
     /// `h[s][r] = sat_i16(requantize(h, mr, nr).saturating_add(requantize(acc + bias)))`: a
-    /// block's second layer and the residual connection.
+    /// block's second layer and the residual connection; then its SiLU.
     Residual {
+        /// The next layer's input, silu(h).
+        silu: Silu<'b>,
         /// The residual's multiplier.
         mr: i32,
         /// The residual's shift.
@@ -228,6 +232,16 @@ pub enum Epilogue<'b> {
         /// (n, stride) the residual stream, read and written.
         h: &'b mut [i16],
     },
+}
+
+/// The SiLU of the residual stream an [`Epilogue`] applies to each value `h` it writes:
+/// `out[s][r] = lut(table, residual_index(h))`, the input of the next layer.
+#[derive(Debug)]
+pub struct Silu<'b> {
+    /// The 256-entry table of silu(h_b).
+    pub table: &'b [u8],
+    /// (n, stride) its int8 output.
+    pub out: &'b mut [i8],
 }
 
 /// The epilogue of an int8 layer, for rows `rows` of `n` vectors: `acc[s·so + r]` are the dot
@@ -255,14 +269,20 @@ pub fn epilogue(
         for s in 0..n {
             let (a, o) = (acc[s * so + r], s * stride + r);
             match e {
-                Epilogue::ToI16 { out } => out[o] = sat_i16(requantize(a + bias, mul, shift)),
+                Epilogue::ToI16 { out, silu } => {
+                    let v = sat_i16(requantize(a + bias, mul, shift));
+                    out[o] = v;
+                    silu.out[o] = lut(silu.table, residual_index(v));
+                }
                 Epilogue::Table { add, table, out } => {
                     out[o] = lut(table, sat_i8(requantize(a + bias + add[r], mul, shift)));
                 }
-                Epilogue::Residual { mr, nr, h } => {
+                Epilogue::Residual { mr, nr, h, silu } => {
                     let branch = requantize(a + bias, mul, shift);
                     let residual = requantize(h[o] as i32, *mr, *nr);
-                    h[o] = sat_i16(residual.saturating_add(branch));
+                    let v = sat_i16(residual.saturating_add(branch));
+                    h[o] = v;
+                    silu.out[o] = lut(silu.table, residual_index(v));
                 }
             }
         }

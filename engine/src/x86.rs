@@ -389,11 +389,15 @@ pub fn requant_layer(
     assert!(acc.len() >= (n - 1) * so + rows, "accumulators shorter than n × rows");
     let out_len = (n - 1) * stride + rows;
     match &e {
-        Epilogue::ToI16 { out } => assert!(out.len() >= out_len),
+        Epilogue::ToI16 { out, silu } => {
+            assert!(out.len() >= out_len && silu.out.len() >= out_len && silu.table.len() >= 256)
+        }
         Epilogue::Table { add, table, out } => {
             assert!(out.len() >= out_len && add.len() >= rows && table.len() >= 256)
         }
-        Epilogue::Residual { h, .. } => assert!(h.len() >= out_len),
+        Epilogue::Residual { h, silu, .. } => {
+            assert!(h.len() >= out_len && silu.out.len() >= out_len && silu.table.len() >= 256)
+        }
     }
     // SAFETY: AVX2 by the token; the asserts bound every access (rq: 3·rows values, acc:
     // (n−1)·so + rows, the output (n−1)·stride + rows, add: rows, table: 256).
@@ -435,7 +439,11 @@ unsafe fn requant_layer_avx2(
             let v = requant8(_mm256_add_epi32(a, bias), mul, shift);
             let o = s * stride + r;
             match &mut e {
-                Epilogue::ToI16 { out } => store_i16(out.as_mut_ptr().add(o), clamp32(v, 32767)),
+                Epilogue::ToI16 { out, silu } => {
+                    let v = clamp32(v, 32767);
+                    store_i16(out.as_mut_ptr().add(o), v);
+                    silu_lut(v, silu.table, silu.out.as_mut_ptr().add(o));
+                }
                 Epilogue::Table { table, out, .. } => {
                     let idx = _mm256_add_epi32(clamp32(v, 127), _mm256_set1_epi32(128));
                     let mut ix = [0i32; 8];
@@ -444,12 +452,14 @@ unsafe fn requant_layer_avx2(
                         *out.as_mut_ptr().add(o + j) = table[ix[j] as usize] as i8;
                     }
                 }
-                Epilogue::Residual { mr, nr, h } => {
+                Epilogue::Residual { mr, nr, h, silu } => {
                     let hp = h.as_mut_ptr().add(o);
                     let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
                     let nr = _mm256_set1_epi32((*nr).clamp(quant::SHIFT_MIN, quant::SHIFT_MAX) as i32);
                     let res = requant8(hv, _mm256_set1_epi32(*mr), nr);
-                    store_i16(hp, clamp32(saturating_add32(res, v), 32767));
+                    let v = clamp32(saturating_add32(res, v), 32767);
+                    store_i16(hp, v);
+                    silu_lut(v, silu.table, silu.out.as_mut_ptr().add(o));
                 }
             }
         }
@@ -522,6 +532,21 @@ unsafe fn saturating_add32(a: __m256i, b: __m256i) -> __m256i {
     let overflow = _mm256_and_si256(_mm256_xor_si256(a, s), _mm256_xor_si256(b, s));
     let bound = _mm256_xor_si256(_mm256_srai_epi32::<31>(a), _mm256_set1_epi32(i32::MAX));
     _mm256_blendv_epi8(s, bound, _mm256_srai_epi32::<31>(overflow))
+}
+
+/// `out[j] = lut(table, residual_index(v[j]))` for eight residual values within int16:
+/// index `clamp((v + 128) >> 8, −128, 127) + 128`, then eight table reads.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn silu_lut(v: __m256i, table: &[u8], out: *mut i8) {
+    use crate::quant::RESIDUAL_EXTRA_BITS as B;
+    let r = _mm256_srai_epi32::<{ B as i32 }>(_mm256_add_epi32(v, _mm256_set1_epi32(1 << (B - 1))));
+    let r = _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128));
+    let mut ix = [0i32; 8];
+    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(r, _mm256_set1_epi32(128)));
+    for j in 0..8 {
+        *out.add(j) = table[ix[j] as usize] as i8;
+    }
 }
 
 /// Eight int32 lanes, already within int16, stored as int16 at `p`.
@@ -686,7 +711,7 @@ mod tests {
 
     #[test]
     fn layer_epilogues_equal_the_scalar_loop() {
-        use crate::quant::{lut, requantize, sat_i16, sat_i8};
+        use crate::quant::{lut, requantize, residual_index, sat_i16, sat_i8};
         let Some(tok) = token() else { return };
         let mut rng = Rng(0xe91);
         for case in 0..300 {
@@ -714,8 +739,11 @@ mod tests {
             let (mr, nr) =
                 (crate::quant::MULT_MIN + (rng.next() % (1 << 30)) as i32, 20 + (rng.next() % 20) as u32);
 
+            let table_h: std::vec::Vec<u8> = (0..256).map(|_| rng.next() as u8).collect();
             let mut out = std::vec![0i16; n * stride];
-            requant_layer(tok, &rq, &acc, so, n, rows, stride, Epilogue::ToI16 { out: &mut out });
+            let mut s0 = std::vec![0i8; n * stride];
+            let silu = crate::quant::Silu { table: &table_h, out: &mut s0 };
+            requant_layer(tok, &rq, &acc, so, n, rows, stride, Epilogue::ToI16 { out: &mut out, silu });
             let mut o8 = std::vec![0i8; n * stride];
             requant_layer(
                 tok,
@@ -728,17 +756,30 @@ mod tests {
                 Epilogue::Table { add: &add, table: &table, out: &mut o8 },
             );
             let mut h = h0.clone();
-            requant_layer(tok, &rq, &acc, so, n, rows, stride, Epilogue::Residual { mr, nr, h: &mut h });
+            let mut s1 = std::vec![0i8; n * stride];
+            let silu = crate::quant::Silu { table: &table_h, out: &mut s1 };
+            requant_layer(
+                tok,
+                &rq,
+                &acc,
+                so,
+                n,
+                rows,
+                stride,
+                Epilogue::Residual { mr, nr, h: &mut h, silu },
+            );
             for s in 0..n {
                 for r in 0..rows {
                     let (a, o) = (acc[s * so + r], s * stride + r);
                     let (b, m, sh) = (t(r, 0), t(r, 1), t(r, 2) as u32);
                     assert_eq!(out[o], sat_i16(requantize(a + b, m, sh)), "to i16: rows {rows} s {s} r {r}");
+                    assert_eq!(s0[o], lut(&table_h, residual_index(out[o])), "silu of h0: s {s} r {r}");
                     let u = requantize(a + b + add[r], m, sh);
                     assert_eq!(o8[o], lut(&table, sat_i8(u)), "table: rows {rows} s {s} r {r}");
                     let want =
                         sat_i16(requantize(h0[o] as i32, mr, nr).saturating_add(requantize(a + b, m, sh)));
                     assert_eq!(h[o], want, "residual: rows {rows} s {s} r {r}");
+                    assert_eq!(s1[o], lut(&table_h, residual_index(want)), "silu of h: s {s} r {r}");
                 }
             }
         }
