@@ -36,6 +36,7 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod vmath;
 
 impl core::fmt::Display for schedule::ScheduleError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
