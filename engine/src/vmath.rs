@@ -7,7 +7,7 @@
 //! k = trunc(x·(1/ln2) ± ½) for |x| > 1.5·ln2, ±1 for 0.5·ln2 < |x| ≤ 1.5·ln2, else 0;
 //! hi = x − k·ln2_hi, lo = k·ln2_lo, r = hi − lo;
 //! c = r − r²·(P1 + r²·P2), y = 1 + (r·c/(2 − c) − lo + hi), e^x = y·2^k;
-//! and e^x = 1 + x for |x| ≤ 2^−14.
+//! and e^x = 1 + x for |x| ≤ 2^−13.
 //!
 //! Every lane computes every candidate and a select keeps libm's; the operations are libm's, one
 //! by one, in its order: only IEEE `+ − × ÷`, comparisons, conversions and bit casts, which round
@@ -28,29 +28,53 @@ const LN2_LO: f32 = 1.428_606_8e-6; // 0x35bfbe8e
 const INV_LN2: f32 = 1.442_695; // 0x3fb8aa3b
 const P1: f32 = 1.666_662_5e-1; // 0x3e2aaa8f
 const P2: f32 = -2.766_733_3e-3; // 0xbb355215
+/// 1.5·2^23: `t + SHIFTER` has the integer nearest to t in its low mantissa bits.
+const SHIFTER: f32 = 12_582_912.0;
 
-/// |x| above 1.5·ln2 (bits of |x|): k from the rounded product, as libm.
-const HX_1_5_LN2: u32 = 0x3f85_1592;
-/// |x| above 0.5·ln2: k = ±1.
-const HX_0_5_LN2: u32 = 0x3eb1_7218;
-/// |x| above 2^−14: the polynomial; at or below, e^x = 1 + x.
-const HX_TINY: u32 = 0x3900_0000;
-/// |x| below 86 (bits of 86.0): |k| ≤ 124, so y·2^k is a normal number and the exponent add is
-/// exact. The rest (the subnormal and overflow edges from |x| ≈ 87.3, ±∞, NaN) is left to libm.
-const HX_FAST: u32 = 0x42ac_0000;
+// The thresholds on |x|: libm compares the bits of |x| with 0x3f851592, 0x3eb17218 and
+// 0x39000000; for |x| not NaN the order of the bits is the order of the values, so these compare
+// |x| as a float with the values of those bit patterns (one vector compare per threshold).
+/// |x| above 1.5·ln2 (libm's 0x3f851592): k from the rounded product.
+const ABS_1_5_LN2: f32 = 1.039_720_8;
+/// |x| above 0.5·ln2 (0x3eb17218): k = ±1.
+const ABS_0_5_LN2: f32 = 0.346_573_6;
+/// |x| above 2^−13 (0x39000000): the polynomial; at or below, e^x = 1 + x.
+const ABS_TINY: f32 = 1.220_703_1e-4;
+/// |x| below 86: |k| ≤ 124, so y·2^k is a normal number and the exponent add is exact. The
+/// rest (the subnormal and overflow edges from |x| ≈ 87.3, ±∞, NaN) is left to libm.
+const ABS_FAST: f32 = 86.0;
 
-/// One lane of [`expf8`] for |x| < 86 (`hx` = bits of |x|); the value is meaningless (but no
-/// panic) elsewhere.
+/// One lane of [`expf8`] for |x| < 86 (`ax` = |x|); the value is meaningless (but no panic)
+/// elsewhere.
 #[inline(always)]
-fn expf_lane(x: f32, hx: u32) -> f32 {
-    let negative = (x.to_bits() >> 31) != 0;
+fn expf_lane(x: f32, ax: f32) -> f32 {
+    // libm's sign bit; x < 0 differs from it only at −0, where k = 0 in any case.
+    let negative = x < 0.0;
     let half = if negative { -0.5 } else { 0.5 };
-    // `as` saturates, so an out-of-range lane gives some k, never a panic.
-    let k_rounded = (INV_LN2 * x + half) as i32;
+    // libm: k = (x·(1/ln2) ± ½) as i32, truncation toward zero. `as` saturates, which compiles to
+    // one scalar conversion per lane, so truncate with float adds instead: adding 1.5·2^23 rounds
+    // t to the nearest integer n (exact for |t| < 2^22; here |t| < 125), then step n back
+    // toward zero where rounding went away from it.
+    let t = INV_LN2 * x + half;
+    let shifted = t + SHIFTER;
+    let nearest = shifted - SHIFTER;
+    let n = (shifted.to_bits() as i32).wrapping_sub(SHIFTER.to_bits() as i32);
+    let step = if t >= 0.0 {
+        if nearest > t {
+            -1
+        } else {
+            0
+        }
+    } else if nearest < t {
+        1
+    } else {
+        0
+    };
+    let k_rounded = n.wrapping_add(step);
     let k_one = if negative { -1 } else { 1 };
-    let k = if hx > HX_1_5_LN2 {
+    let k = if ax > ABS_1_5_LN2 {
         k_rounded
-    } else if hx > HX_0_5_LN2 {
+    } else if ax > ABS_0_5_LN2 {
         k_one
     } else {
         0
@@ -65,7 +89,7 @@ fn expf_lane(x: f32, hx: u32) -> f32 {
     let y = 1.0 + (r * c / (2.0 - c) - lo + hi);
     // scalbnf(y, k): y ∈ [0.7, 1.5] and |k| ≤ 124 keep the exponent field in 2..=251.
     let scaled = f32::from_bits(y.to_bits().wrapping_add((k as u32) << 23));
-    if hx > HX_TINY {
+    if ax > ABS_TINY {
         scaled
     } else {
         1.0 + x
@@ -76,20 +100,16 @@ fn expf_lane(x: f32, hx: u32) -> f32 {
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
 pub fn expf8(x: [f32; LANES]) -> [f32; LANES] {
-    let mut hx = [0u32; LANES];
-    for (h, v) in hx.iter_mut().zip(&x) {
-        *h = v.to_bits() & 0x7fff_ffff;
-    }
+    let ax = x.map(|v| f32::from_bits(v.to_bits() & 0x7fff_ffff));
     let mut out = [0.0f32; LANES];
-    for ((o, &v), &h) in out.iter_mut().zip(&x).zip(&hx) {
-        *o = expf_lane(v, h);
+    for ((o, &v), &a) in out.iter_mut().zip(&x).zip(&ax) {
+        *o = expf_lane(v, a);
     }
-    // The largest |x| (as bits; NaN is above every finite value and ∞) says whether any lane
-    // needs libm.
-    let widest = hx.iter().fold(0, |m, &h| m.max(h));
-    if widest >= HX_FAST {
-        for ((o, &v), &h) in out.iter_mut().zip(&x).zip(&hx) {
-            if h >= HX_FAST {
+    // Any lane not below 86 (NaN included: it compares false) goes to libm.
+    let slow = ax.iter().fold(false, |any, &a| any | !(a < ABS_FAST));
+    if slow {
+        for ((o, &v), &a) in out.iter_mut().zip(&x).zip(&ax) {
+            if !(a < ABS_FAST) {
                 *o = libm::expf(v);
             }
         }
@@ -107,15 +127,16 @@ pub fn silu_into(x: &[f32], out: &mut [f32]) {
     let mut xs = x.chunks_exact(LANES);
     let mut os = out.chunks_exact_mut(LANES);
     for (xc, oc) in (&mut xs).zip(&mut os) {
-        // silu(x) = x / (1 + e^(−x)), as `net::silu`
-        let mut neg = [0.0f32; LANES];
-        for (m, &v) in neg.iter_mut().zip(xc) {
-            *m = -v;
+        // silu(x) = x / (1 + e^(−x)), as `net::silu`; whole 8-lane arrays, so that every step is
+        // one vector operation.
+        let mut v = [0.0f32; LANES];
+        v.copy_from_slice(xc);
+        let e = expf8(v.map(|a| -a));
+        let mut y = [0.0f32; LANES];
+        for ((o, &a), &ea) in y.iter_mut().zip(&v).zip(&e) {
+            *o = a / (1.0 + ea);
         }
-        let e = expf8(neg);
-        for ((o, &v), &ev) in oc.iter_mut().zip(xc).zip(&e) {
-            *o = v / (1.0 + ev);
-        }
+        oc.copy_from_slice(&y);
     }
     for (o, &v) in os.into_remainder().iter_mut().zip(xs.remainder()) {
         *o = crate::net::silu(v);
@@ -132,10 +153,10 @@ mod tests {
     const EDGES: [u32; 12] = [
         0x0000_0000, // ±0
         0x0080_0000, // smallest normal
-        HX_TINY,
-        HX_0_5_LN2,
-        HX_1_5_LN2,
-        HX_FAST,
+        0x3900_0000, // libm: at or below, 1 + x
+        0x3eb1_7218, // libm: above, k = ±1
+        0x3f85_1592, // libm: above, k rounded
+        0x42ac_0000, // 86: above, expf8 asks libm
         0x42ae_ac50, // libm: below −87.33655 the result is subnormal
         0x42b1_7218, // libm: above 88.72284 it overflows
         0x42cf_f1b5, // libm: below −103.97208 it is 0
@@ -207,6 +228,8 @@ mod tests {
     fn constants_are_libms() {
         let bits = [LN2_HI, LN2_LO, INV_LN2, P1, P2].map(f32::to_bits);
         assert_eq!(bits, [0x3f31_7200, 0x35bf_be8e, 0x3fb8_aa3b, 0x3e2a_aa8f, 0xbb35_5215]);
+        let bounds = [ABS_TINY, ABS_0_5_LN2, ABS_1_5_LN2, ABS_FAST].map(f32::to_bits);
+        assert_eq!(bounds, [0x3900_0000, 0x3eb1_7218, 0x3f85_1592, 0x42ac_0000]);
     }
 
     #[test]
@@ -220,9 +243,8 @@ mod tests {
     fn expf8_lanes_are_independent() {
         // A special value in any lane leaves the others on the fast path's bits.
         let base = [-3.0f32, -0.1, 0.0, 1e-6, 0.3, 1.0, 5.0, 40.0];
-        for (i, special) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -87.5, 88.8, -200.0]
-            .into_iter()
-            .enumerate()
+        for (i, special) in
+            [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -87.5, 88.8, -200.0].into_iter().enumerate()
         {
             let mut x = base;
             x[i % LANES] = special;
