@@ -107,9 +107,9 @@ fn vmath(c: &mut Criterion) {
             black_box(&out);
         })
     });
-    g.bench_function("silu_into_1024", |b| {
+    g.bench_function("silu8_into_1024", |b| {
         b.iter(|| {
-            vmath::silu_into(black_box(&xs), &mut out);
+            vmath::silu8_into(black_box(&xs), &mut out);
             black_box(&out);
         })
     });

@@ -18,7 +18,8 @@
 //! such lane. The result equals `libm::expf` bit for bit on all 2^32 inputs (the ignored test
 //! `expf8_equals_libm_on_every_f32`, run in release; docs/BENCHMARKS.md).
 //!
-//! [`silu_into`] applies [`silu`](crate::net::silu) to a slice with it, eight elements at a time.
+//! [`silu8_into`] applies [`silu`](crate::net::silu) to a slice with it, eight elements at a time;
+//! [`silu_into`], the network's SiLU, is that on every target but 32-bit Arm (see there).
 
 /// Lanes of [`expf8`].
 pub const LANES: usize = 8;
@@ -117,11 +118,27 @@ pub fn expf8(x: [f32; LANES]) -> [f32; LANES] {
     out
 }
 
+/// `out[i] = silu(x[i])` ([`silu`](crate::net::silu), the same bits): [`silu8_into`], except on
+/// 32-bit Arm. A Cortex-M4F has no SIMD for f32, and there the branch-free lanes run more
+/// instructions than libm's branches (QEMU icount, f32 moons model: 760 178 instructions per
+/// network evaluation against 723 831; docs/BENCHMARKS.md), so it keeps the scalar loop.
+/// `x`, `out`: same length (the shorter one bounds the work).
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
+pub fn silu_into(x: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "arm")]
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::net::silu(v);
+    }
+    #[cfg(not(target_arch = "arm"))]
+    silu8_into(x, out);
+}
+
 /// `out[i] = silu(x[i])` ([`silu`](crate::net::silu), the same bits), eight at a time with
 /// [`expf8`] and the tail one by one. `x`, `out`: same length (the shorter one bounds the work).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
-pub fn silu_into(x: &[f32], out: &mut [f32]) {
+pub fn silu8_into(x: &[f32], out: &mut [f32]) {
     let n = x.len().min(out.len());
     let (x, out) = (&x[..n], &mut out[..n]);
     let mut xs = x.chunks_exact(LANES);
@@ -256,16 +273,19 @@ mod tests {
     }
 
     #[test]
-    fn silu_into_equals_silu_bitwise() {
+    fn silu8_into_equals_silu_bitwise() {
         let xs = sample(15);
         // Lengths with every tail 0..8, over a slice that also starts off the 8-grid.
         for (start, len) in [(0, xs.len()), (3, xs.len() - 3), (5, 13), (0, 7), (1, 0)] {
             let x = &xs[start..start + len];
             let mut out = vec![0.0f32; len];
-            silu_into(x, &mut out);
+            silu8_into(x, &mut out);
             for (&v, &o) in x.iter().zip(&out) {
-                assert!(same(o, silu(v)), "silu_into({v:e}) = {o:e}, silu {:e}", silu(v));
+                assert!(same(o, silu(v)), "silu8_into({v:e}) = {o:e}, silu {:e}", silu(v));
             }
+            let mut dispatched = vec![0.0f32; len];
+            silu_into(x, &mut dispatched);
+            assert!(out.iter().zip(&dispatched).all(|(&a, &b)| same(a, b)));
         }
     }
 
