@@ -26,7 +26,7 @@ pub const LANES: usize = 8;
 
 const LN2_HI: f32 = 6.931_457_5e-1; // 0x3f317200
 const LN2_LO: f32 = 1.428_606_8e-6; // 0x35bfbe8e
-const INV_LN2: f32 = 1.442_695; // 0x3fb8aa3b
+const INV_LN2: f32 = core::f32::consts::LOG2_E; // 0x3fb8aa3b, libm's 1.4426950216e+00
 const P1: f32 = 1.666_662_5e-1; // 0x3e2aaa8f
 const P2: f32 = -2.766_733_3e-3; // 0xbb355215
 /// 1.5·2^23: `t + SHIFTER` has the integer nearest to t in its low mantissa bits.
@@ -107,10 +107,10 @@ pub fn expf8(x: [f32; LANES]) -> [f32; LANES] {
         *o = expf_lane(v, a);
     }
     // Any lane not below 86 (NaN included: it compares false) goes to libm.
-    let slow = ax.iter().fold(false, |any, &a| any | !(a < ABS_FAST));
-    if slow {
-        for ((o, &v), &a) in out.iter_mut().zip(&x).zip(&ax) {
-            if !(a < ABS_FAST) {
+    let fast = ax.map(|a| a < ABS_FAST);
+    if !fast.iter().fold(true, |all, &f| all & f) {
+        for ((o, &v), &f) in out.iter_mut().zip(&x).zip(&fast) {
+            if !f {
                 *o = libm::expf(v);
             }
         }

@@ -4,11 +4,12 @@
 //! through `matrixmultiply::sgemm` (single-threaded, so for given shapes on a given machine the
 //! result is the same bits every run); their float summation order differs from a naive loop,
 //! which is why tests compare with `atol + rtol·|ref|`. Element-wise math uses the engine's own
-//! definitions ([`silu`], [`silu_grad`], [`time_features`]) so that trainer and engine agree.
+//! definitions ([`silu`](tinyscore_engine::net::silu), [`silu_grad`], [`time_features`]) so that
+//! trainer and engine agree.
 //!
 //! The hot loop never allocates: every kernel writes into buffers that the caller owns.
 
-use tinyscore_engine::net::{silu, silu_grad, time_features};
+use tinyscore_engine::net::{silu_grad, time_features};
 use tinyscore_engine::rng::{bits4, fill_normal, stream, uniform};
 use tinyscore_engine::schedule::Diffusion;
 use tinyscore_engine::vmath;
@@ -216,8 +217,8 @@ pub fn ssm_loss_grad(
     sum / total as f64
 }
 
-/// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`], the same bits, eight lanes at a
-/// time by [`vmath::silu_into`]). `x`, `y`: same length.
+/// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`](tinyscore_engine::net::silu),
+/// the same bits, eight lanes at a time by [`vmath::silu_into`]). `x`, `y`: same length.
 pub fn silu_fwd(x: &[f32], y: &mut [f32]) {
     vmath::silu_into(x, y);
 }
@@ -239,9 +240,9 @@ pub fn silu_bwd_acc(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 }
 
 /// SiLU forward that also keeps the sigmoid for the backward pass, with one `expf` per
-/// element: `y = silu(x)`, `sig = σ(x) = 1/(1 + e^(−x))`. Bit-identical to [`silu`] and to the
-/// σ inside [`silu_grad`] (`libm::expf`'s bits, eight at a time by [`vmath::expf8`]; the same
-/// operations). `x`, `y`, `sig`: same length.
+/// element: `y = silu(x)`, `sig = σ(x) = 1/(1 + e^(−x))`. Bit-identical to
+/// [`silu`](tinyscore_engine::net::silu) and to the σ inside [`silu_grad`] (`libm::expf`'s bits,
+/// eight at a time by [`vmath::expf8`]; the same operations). `x`, `y`, `sig`: same length.
 pub fn silu_fwd_sig(x: &[f32], y: &mut [f32], sig: &mut [f32]) {
     let n = x.len().min(y.len()).min(sig.len());
     let (x, y, sig) = (&x[..n], &mut y[..n], &mut sig[..n]);
@@ -476,6 +477,7 @@ pub fn adam_ema_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinyscore_engine::net::silu;
     use tinyscore_engine::rng::philox4x32_10;
     use tinyscore_engine::schedule::{BetaSchedule, VpDiscrete};
 
