@@ -1,6 +1,7 @@
 //! Criterion benches of the engine on the host: one network evaluation (`ScoreNet::eps`) and a
 //! batch of 256 (`ScoreNet::eps_batch`), for the checked-in moons models (f32 and w8a8, H=128
-//! B=3 F=32, 119 296 MACs), and the two dot-product kernels on a 128-column row.
+//! B=3 F=32, 119 296 MACs), the two dot-product kernels on a 128-column row, and `expf` / SiLU on
+//! 1024 values, `libm` one at a time against the eight-lane `vmath` versions.
 //!
 //! `cargo bench -p tinyscore-engine --bench engine`. `network` and `kernels` are the engine as
 //! built for baseline x86-64 (SSE2) with its portable kernels; `avx2` is the same with the AVX2
@@ -11,8 +12,10 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tinyscore_engine::format::{dot, Model};
+use tinyscore_engine::net::silu;
 use tinyscore_engine::net::ScoreNet;
 use tinyscore_engine::quant;
+use tinyscore_engine::vmath;
 
 /// 16-byte aligned bytes, as the format places tensors.
 #[repr(C, align(16))]
@@ -123,8 +126,50 @@ fn avx2(c: &mut Criterion) {
     g.finish();
 }
 
+fn vmath(c: &mut Criterion) {
+    let mut g = c.benchmark_group("vmath");
+    let n = 1024;
+    g.throughput(Throughput::Elements(n as u64));
+    // Pre-activations as a network sees them: spread over about ±8.
+    let xs: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.618_034).fract() * 16.0 - 8.0).collect();
+    let mut out = vec![0.0f32; n];
+    g.bench_function("expf_libm_1024", |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(black_box(&xs)) {
+                *o = libm::expf(v);
+            }
+            black_box(&out);
+        })
+    });
+    g.bench_function("expf8_1024", |b| {
+        b.iter(|| {
+            for (o, x) in out.chunks_exact_mut(vmath::LANES).zip(black_box(&xs).chunks_exact(vmath::LANES)) {
+                let mut lanes = [0.0f32; vmath::LANES];
+                lanes.copy_from_slice(x);
+                o.copy_from_slice(&vmath::expf8(lanes));
+            }
+            black_box(&out);
+        })
+    });
+    g.bench_function("silu_scalar_1024", |b| {
+        b.iter(|| {
+            for (o, &v) in out.iter_mut().zip(black_box(&xs)) {
+                *o = silu(v);
+            }
+            black_box(&out);
+        })
+    });
+    g.bench_function("silu8_into_1024", |b| {
+        b.iter(|| {
+            vmath::silu8_into(black_box(&xs), &mut out);
+            black_box(&out);
+        })
+    });
+    g.finish();
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2(_: &mut Criterion) {}
 
-criterion_group!(benches, network, kernels, avx2);
+criterion_group!(benches, network, kernels, avx2, vmath);
 criterion_main!(benches);

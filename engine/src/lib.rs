@@ -38,6 +38,7 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod vmath;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

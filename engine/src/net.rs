@@ -600,13 +600,11 @@ fn int8_matmul<const K: usize, const H: usize>(
     }
 }
 
-/// out = silu(x), element-wise.
+/// out = silu(x), element-wise, eight lanes at a time ([`crate::vmath::silu_into`], the same bits).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
 fn silu_into(x: &[f32], out: &mut [f32]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = silu(v);
-    }
+    crate::vmath::silu_into(x, out)
 }
 
 #[cfg(test)]

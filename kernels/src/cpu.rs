@@ -4,13 +4,15 @@
 //! through `matrixmultiply::sgemm` (single-threaded, so for given shapes on a given machine the
 //! result is the same bits every run); their float summation order differs from a naive loop,
 //! which is why tests compare with `atol + rtol·|ref|`. Element-wise math uses the engine's own
-//! definitions ([`silu`], [`silu_grad`], [`time_features`]) so that trainer and engine agree.
+//! definitions ([`silu`](tinyscore_engine::net::silu), [`silu_grad`], [`time_features`]) so that
+//! trainer and engine agree.
 //!
 //! The hot loop never allocates: every kernel writes into buffers that the caller owns.
 
-use tinyscore_engine::net::{silu, silu_grad, time_features};
+use tinyscore_engine::net::{silu_grad, time_features};
 use tinyscore_engine::rng::{bits4, fill_normal, stream, uniform};
 use tinyscore_engine::schedule::Diffusion;
+use tinyscore_engine::vmath;
 
 /// `c (m, n) = alpha · a (m, k) · b (k, n) + beta · c`, with explicit row/column strides for `a`
 /// and `b` so that transposes cost nothing.
@@ -215,11 +217,10 @@ pub fn ssm_loss_grad(
     sum / total as f64
 }
 
-/// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`]). `x`, `y`: same length.
+/// SiLU forward, element-wise: `y = silu(x) = x·σ(x)` ([`silu`](tinyscore_engine::net::silu),
+/// the same bits, eight lanes at a time by [`vmath::silu_into`]). `x`, `y`: same length.
 pub fn silu_fwd(x: &[f32], y: &mut [f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = silu(v);
-    }
+    vmath::silu_into(x, y);
 }
 
 /// SiLU backward, element-wise: `dx = dy ⊙ silu'(x)` ([`silu_grad`]), `dx` overwritten.
@@ -239,10 +240,29 @@ pub fn silu_bwd_acc(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 }
 
 /// SiLU forward that also keeps the sigmoid for the backward pass, with one `expf` per
-/// element: `y = silu(x)`, `sig = σ(x) = 1/(1 + e^(−x))`. Bit-identical to [`silu`] and to the
-/// σ inside [`silu_grad`] (same `libm::expf`, same operations). `x`, `y`, `sig`: same length.
+/// element: `y = silu(x)`, `sig = σ(x) = 1/(1 + e^(−x))`. Bit-identical to
+/// [`silu`](tinyscore_engine::net::silu) and to the σ inside [`silu_grad`] (`libm::expf`'s bits,
+/// eight at a time by [`vmath::expf8`]; the same operations). `x`, `y`, `sig`: same length.
 pub fn silu_fwd_sig(x: &[f32], y: &mut [f32], sig: &mut [f32]) {
-    for ((o, s), &v) in y.iter_mut().zip(sig.iter_mut()).zip(x) {
+    let n = x.len().min(y.len()).min(sig.len());
+    let (x, y, sig) = (&x[..n], &mut y[..n], &mut sig[..n]);
+    let mut xs = x.chunks_exact(vmath::LANES);
+    let mut ys = y.chunks_exact_mut(vmath::LANES);
+    let mut ss = sig.chunks_exact_mut(vmath::LANES);
+    for ((xc, yc), sc) in (&mut xs).zip(&mut ys).zip(&mut ss) {
+        let mut v = [0.0f32; vmath::LANES];
+        v.copy_from_slice(xc);
+        let denom = vmath::expf8(v.map(|a| -a)).map(|e| 1.0 + e);
+        let (mut yv, mut sv) = ([0.0f32; vmath::LANES], [0.0f32; vmath::LANES]);
+        for (((o, s), &a), &d) in yv.iter_mut().zip(&mut sv).zip(&v).zip(&denom) {
+            *o = a / d;
+            *s = 1.0 / d;
+        }
+        yc.copy_from_slice(&yv);
+        sc.copy_from_slice(&sv);
+    }
+    let tails = ys.into_remainder().iter_mut().zip(ss.into_remainder()).zip(xs.remainder());
+    for ((o, s), &v) in tails {
         let denom = 1.0 + libm::expf(-v);
         *o = v / denom;
         *s = 1.0 / denom;
@@ -457,6 +477,7 @@ pub fn adam_ema_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinyscore_engine::net::silu;
     use tinyscore_engine::rng::philox4x32_10;
     use tinyscore_engine::schedule::{BetaSchedule, VpDiscrete};
 
@@ -625,6 +646,11 @@ mod tests {
             y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         );
+        // Both run eight lanes at a time: against the engine's scalar definitions as well.
+        let scalar: Vec<u32> = x.iter().map(|&v| silu(v).to_bits()).collect();
+        assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), scalar);
+        let sigma: Vec<u32> = x.iter().map(|&v| (1.0 / (1.0 + libm::expf(-v))).to_bits()).collect();
+        assert_eq!(sig.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), sigma);
         let (mut dx, mut want_dx) = (vec![0.0; n], vec![0.0; n]);
         silu_bwd_sig(&x, &sig, &dy, &mut dx);
         silu_bwd(&x, &dy, &mut want_dx);
