@@ -960,7 +960,7 @@ impl<'a> Tensor<'a> {
     }
 
     /// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with the AVX2 kernel
-    /// ([`x86::dot_block`]): blocks of 4 rows for one vector, of 2 rows × 4 vectors for more.
+    /// ([`x86::dot_block`]): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more.
     #[cfg(target_arch = "x86_64")]
     fn matmul_avx2<W: x86::Weights>(
         &self,
@@ -981,6 +981,24 @@ impl<'a> Tensor<'a> {
         };
         let mut r = 0;
         if n == 1 {
+            // Eight rows: eight independent chains of additions hide the adder's latency.
+            while r + 8 <= rows {
+                let rs = [
+                    row(r),
+                    row(r + 1),
+                    row(r + 2),
+                    row(r + 3),
+                    row(r + 4),
+                    row(r + 5),
+                    row(r + 6),
+                    row(r + 7),
+                ];
+                let d = x86::dot_block::<W, 8, 1>(tok, rs, [x(0)], cols);
+                for (j, dj) in d.iter().enumerate() {
+                    put(r + j, 0, dj[0]);
+                }
+                r += 8;
+            }
             while r + 4 <= rows {
                 let d = x86::dot_block::<W, 4, 1>(
                     tok,
