@@ -145,9 +145,37 @@ pub fn frequency(k: usize, half: usize) -> f32 {
 /// φ(t): `out[k] = sin(ω_k·1000t)`, `out[F/2 + k] = cos(ω_k·1000t)` for k < F/2 (F = `out.len()`).
 pub fn time_features(t: f32, out: &mut [f32]) {
     let half = out.len() / 2;
+    features_with(t, out, |k| frequency(k, half));
+}
+
+/// The frequencies ω_k = [`frequency`]`(k, F/2)` of F time features, k < F/2, into
+/// `out[..F/2]`: what [`time_features_from`] takes, computed once per network.
+pub fn frequencies(freqs: usize, out: &mut [f32]) {
+    let half = freqs / 2;
+    for (k, w) in out[..half].iter_mut().enumerate() {
+        *w = frequency(k, half);
+    }
+}
+
+/// [`time_features`] with the frequencies given (`freqs[k]` = ω_k, k < F/2, from
+/// [`frequencies`]): the same bits, without the `expf` per frequency.
+///
+/// # Panics
+/// If `freqs` is shorter than F/2 = `out.len() / 2` (a caller bug).
+pub fn time_features_from(freqs: &[f32], t: f32, out: &mut [f32]) {
+    let half = out.len() / 2;
+    let freqs = &freqs[..half];
+    features_with(t, out, |k| freqs[k]);
+}
+
+/// φ(t) with ω_k = `omega(k)`: the one definition behind [`time_features`] and
+/// [`time_features_from`].
+#[inline(always)]
+fn features_with(t: f32, out: &mut [f32], omega: impl Fn(usize) -> f32) {
+    let half = out.len() / 2;
     let s = TIME_SCALE * t;
     for k in 0..half {
-        let arg = frequency(k, half) * s;
+        let arg = omega(k) * s;
         out[k] = libm::sinf(arg);
         out[half + k] = libm::cosf(arg);
     }
@@ -156,6 +184,9 @@ pub fn time_features(t: f32, out: &mut [f32]) {
 /// Working buffers of one network evaluation, sized by the capacities H and F.
 #[derive(Clone, Debug)]
 struct Workspace<const D: usize, const H: usize, const F: usize> {
+    /// (F/2,) the frequencies ω_k of φ(t), computed once by [`ScoreNet::new`] ([`frequencies`];
+    /// capacity F).
+    freqs: [f32; F],
     /// (F,) time features φ(t).
     phi: [f32; F],
     /// (H,) time embedding.
@@ -237,9 +268,12 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 return Err(CapacityError { what, found, capacity });
             }
         }
+        let mut freqs = [0.0; F];
+        frequencies(dims.freqs, &mut freqs);
         Ok(Self {
             model,
             ws: Workspace {
+                freqs,
                 phi: [0.0; F],
                 temb: [0.0; H],
                 h: [0.0; H],
@@ -295,7 +329,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let ws = &mut self.ws;
         let (phi, temb, a, u) = (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.a[..h], &mut ws.u[..h]);
         let k = self.kernels;
-        time_features(t, phi);
+        time_features_from(&ws.freqs, t, phi);
         affine(k, m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
         silu_into(u, a);
         affine(k, m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
@@ -620,6 +654,25 @@ mod tests {
             let arg = w * 250.0;
             assert!((phi[k] as f64 - arg.sin()).abs() < 1e-4, "sin k={k}");
             assert!((phi[4 + k] as f64 - arg.cos()).abs() < 1e-4, "cos k={k}");
+        }
+    }
+
+    #[test]
+    fn features_from_precomputed_frequencies_have_the_same_bits() {
+        let mut freqs = [0.0f32; limits::MAX_FREQS];
+        for f in (0..=limits::MAX_FREQS).step_by(2) {
+            frequencies(f, &mut freqs);
+            for (k, w) in freqs[..f / 2].iter().enumerate() {
+                assert_eq!(w.to_bits(), frequency(k, f / 2).to_bits());
+            }
+            let (mut want, mut got) = ([0.0f32; limits::MAX_FREQS], [0.0f32; limits::MAX_FREQS]);
+            for t in [0.0f32, 1e-3, 0.25, 0.5, 0.999, 1.0, -0.3, f32::NAN] {
+                time_features(t, &mut want[..f]);
+                time_features_from(&freqs, t, &mut got[..f]);
+                for (a, b) in want[..f].iter().zip(&got[..f]) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "F={f} t={t}");
+                }
+            }
         }
     }
 

@@ -349,7 +349,8 @@ fn dot_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
 fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>, per_eval: u64) {
     let dims = model.dims();
     let (d, h, f, nb) = (dims.dim, dims.hidden, dims.freqs, dims.blocks);
-    let mut phi = [0.0f32; config::FREQS];
+    let (mut freqs, mut phi) = ([0.0f32; config::FREQS], [0.0f32; config::FREQS]);
+    net::frequencies(f, &mut freqs);
     let (mut u, mut a, mut temb) =
         ([0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN]);
     let mut act = [0i8; config::HIDDEN];
@@ -371,7 +372,7 @@ fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>
         }
         let c0 = clock.now();
         let c1 = clock.now();
-        net::time_features(black_box(t), phi);
+        net::time_features_from(&freqs, black_box(t), phi);
         let c2 = clock.now();
         u.fill(0.0);
         model.tensor(Role::TimeW1).matvec_acc(phi, u);
