@@ -34,6 +34,11 @@ pub enum Kernels {
 /// together: their activations live on the stack, `T·(D + 7H)` bytes.
 const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
 
+/// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
+/// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
+/// kernel uses them; one row, unused, elsewhere).
+const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp) { INT8_TILE / 2 } else { 1 };
+
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
     /// Largest data dimension D.
@@ -421,11 +426,13 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         self.time_embedding(t);
         if self.model.is_int8() {
             let mut bufs = Int8Bufs::<INT8_TILE, D, H>::ZERO;
+            let mut xp = [[0u32; H]; INT8_TILE_XP];
+            let xp = xp.as_flattened_mut();
             let ws = &mut self.ws;
             let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
             for (x, eps) in xs.chunks(INT8_TILE * d).zip(outs.chunks_mut(INT8_TILE * d)) {
                 let n = x.len() / d;
-                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, &mut ws.xp);
+                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
             }
             return;
         }
@@ -607,8 +614,9 @@ fn silu_table<const H: usize>(table: &[u8], h16: &[[i16; H]], act: &mut [[i8; H]
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and
-/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors, or the portable (on
-/// Cortex-M4/M7 the DSP) kernel row by row, preparing each vector once in `xp`.
+/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors, or
+/// [`quant::matmul_prepared`] (portable; on Cortex-M4/M7 the DSP kernels, up to four vectors per
+/// weight word as far as `xp` holds their prepared form, each vector prepared once per layer).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn int8_matmul<const K: usize, const H: usize>(
     k: Kernels,
@@ -624,12 +632,8 @@ fn int8_matmul<const K: usize, const H: usize>(
         return x86::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
     }
     let _ = k;
-    for (xs, a) in x.iter().zip(acc.iter_mut()) {
-        let p = quant::Prepared::new(&xs[..cols], xp);
-        for (r, o) in a[..rows].iter_mut().enumerate() {
-            *o = p.dot(w.row_bytes(r));
-        }
-    }
+    let stride = w.cols * w.dtype.size();
+    quant::matmul_prepared(w.data(), stride, rows, cols, x, acc, xp);
 }
 
 /// out = silu(x), element-wise.
