@@ -31,13 +31,14 @@ pub enum Kernels {
 }
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
-/// together: their activations live on the stack, `T·(D + 7H)` bytes.
+/// together: their activations live on the stack, `T·(D + 7H)` bytes (on the Cortex-M4/M7 and
+/// their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
 const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
 
 /// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
 /// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
 /// kernel uses them; one row, unused, elsewhere).
-const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp) { INT8_TILE / 2 } else { 1 };
+const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { INT8_TILE / 2 } else { 1 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
@@ -154,10 +155,11 @@ pub fn time_features(t: f32, out: &mut [f32]) {
 }
 
 /// The frequencies ω_k = [`frequency`]`(k, F/2)` of F time features, k < F/2, into
-/// `out[..F/2]`: what [`time_features_from`] takes, computed once per network.
+/// `out[..F/2]` (as many as `out` holds): what [`time_features_from`] takes, computed once per
+/// network.
 pub fn frequencies(freqs: usize, out: &mut [f32]) {
     let half = freqs / 2;
-    for (k, w) in out[..half].iter_mut().enumerate() {
+    for (k, w) in out.iter_mut().take(half).enumerate() {
         *w = frequency(k, half);
     }
 }
@@ -614,9 +616,12 @@ fn silu_table<const H: usize>(table: &[u8], h16: &[[i16; H]], act: &mut [[i8; H]
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and
-/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors, or
-/// [`quant::matmul_prepared`] (portable; on Cortex-M4/M7 the DSP kernels, up to four vectors per
-/// weight word as far as `xp` holds their prepared form, each vector prepared once per layer).
+/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors; on the Cortex-M4/M7 for
+/// two vectors or more [`quant::matmul_prepared`] (the multi-vector DSP kernel, up to four
+/// vectors per weight word as far as `xp` holds their prepared form); else the portable (on
+/// Cortex-M4/M7 the one-vector DSP) kernel row by row, preparing each vector once in `xp`. (The
+/// one-vector loop is kept apart so that size-optimized builds, which leave the multi-vector
+/// kernel out, carry no code for it: `engine/build.rs`.)
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn int8_matmul<const K: usize, const H: usize>(
     k: Kernels,
@@ -632,8 +637,16 @@ fn int8_matmul<const K: usize, const H: usize>(
         return x86::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
     }
     let _ = k;
-    let stride = w.cols * w.dtype.size();
-    quant::matmul_prepared(w.data(), stride, rows, cols, x, acc, xp);
+    if cfg!(tinyscore_dsp_tile) && x.len() >= 2 {
+        let stride = w.cols * w.dtype.size();
+        return quant::matmul_prepared(w.data(), stride, rows, cols, x, acc, xp);
+    }
+    for (xs, a) in x.iter().zip(acc.iter_mut()) {
+        let p = quant::Prepared::new(&xs[..cols], xp);
+        for (r, o) in a[..rows].iter_mut().enumerate() {
+            *o = p.dot(w.row_bytes(r));
+        }
+    }
 }
 
 /// out = silu(x), element-wise.

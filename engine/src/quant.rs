@@ -212,7 +212,8 @@ pub const fn tile_kernel(s: usize) -> bool {
 /// `S` vectors' int8 activations (one layer's input for `S` inputs), prepared once for the dot
 /// products of all the layer's rows, so that each weight word is unpacked once for all `S`.
 ///
-/// On the Cortex-M4/M7 (`thumbv7em` targets) and for S = 2 or 4 ([`tile_kernel`]) the full
+/// On the Cortex-M4/M7 (`thumbv7em` targets, unless built for size: `engine/build.rs`) and for
+/// S = 2 or 4 ([`tile_kernel`]) the full
 /// 16-column chunks are widened to int16 pairs and interleaved ([`prepare_tile_into`]): the DSP
 /// kernel loads one weight word, unpacks it with two `SXTB16` and multiplies it with the `S`
 /// vectors' pairs (`SMLAD`). Elsewhere nothing is prepared and [`PreparedTile::dots`] is
@@ -223,7 +224,7 @@ pub struct PreparedTile<'a, const S: usize> {
     /// The common length of the vectors (the shortest).
     cols: usize,
     /// Interleaved widened activations (empty where the kernel is portable).
-    #[cfg_attr(not(tinyscore_dsp), allow(dead_code))]
+    #[cfg_attr(not(tinyscore_dsp_tile), allow(dead_code))]
     words: &'a [u32],
 }
 
@@ -235,7 +236,7 @@ impl<'a, const S: usize> PreparedTile<'a, S> {
     pub fn new(xs: [&'a [i8]; S], buf: &'a mut [u32]) -> Self {
         let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
         let n = S * prepared_words(cols);
-        if cfg!(tinyscore_dsp) && tile_kernel(S) && n > 0 && buf.len() >= n {
+        if cfg!(tinyscore_dsp_tile) && tile_kernel(S) && n > 0 && buf.len() >= n {
             let buf = &mut buf[..n];
             prepare_tile_into(xs, buf);
             Self { xs, cols, words: buf }
@@ -249,7 +250,7 @@ impl<'a, const S: usize> PreparedTile<'a, S> {
     #[inline(always)]
     pub fn dots(&self, w: &[u8]) -> [i32; S] {
         let cols = self.cols;
-        #[cfg(tinyscore_dsp)]
+        #[cfg(tinyscore_dsp_tile)]
         if !self.words.is_empty() && w.len() >= cols {
             let full = cols / CHUNK * CHUNK;
             if let Some(mut acc) = dsp::dot16_tile::<S>(&w[..full], self.words) {
@@ -312,7 +313,7 @@ pub fn dot16_tile_dsp<const S: usize>(w: &[u8], words: &[u32]) -> Option<[i32; S
 /// `out[i][r] = Σ_c W[r, c]·x_i[c]` (int8 × int8, exact i32) for rows `r < rows` of the int8
 /// matrix `w` (row `r` at `w[r·stride..]`, `cols ≤ stride` columns used) and every vector `i` of
 /// `xs` (their first `cols` columns), with `buf` for the prepared activations. On the
-/// Cortex-M4/M7 the vectors go through the multi-vector kernel four at a time (then two, then
+/// Cortex-M4/M7 (unless built for size) the vectors go through the multi-vector kernel four at a time (then two, then
 /// one: [`PreparedTile`], [`Prepared`]) as far as `buf` holds their prepared form
 /// (`4·`[`prepared_words`]`(cols)` words for four); elsewhere it is [`dot_i8`] per row and vector.
 /// The same exact integers in every case.
@@ -334,9 +335,9 @@ pub fn matmul_prepared<const K: usize, const H: usize>(
     let mut i = 0;
     while i < n {
         let fits = |s: usize| n - i >= s && s * words <= buf.len() && words > 0;
-        let s = if cfg!(tinyscore_dsp) && fits(4) {
+        let s = if cfg!(tinyscore_dsp_tile) && fits(4) {
             4
-        } else if cfg!(tinyscore_dsp) && fits(2) {
+        } else if cfg!(tinyscore_dsp_tile) && fits(2) {
             2
         } else {
             1

@@ -14,7 +14,8 @@
 //!    values, odd alignments); the results must have the same bits (NaN payloads are counted
 //!    apart). Prints `# vfp_cases=… vfp_mismatches=…` and FPSCR (flush-to-zero, default NaN);
 //!    a mismatch ends the run with status 1. Then the instructions per MAC of one row's dot
-//!    product, portable and kernel (`# dot_cost …`).
+//!    product, portable and kernel (`# dot_cost …`), and of the int8 × int8 kernels for one
+//!    vector and tiles of 2 and 4 (`# int8_dot_cost …`).
 //! 3. The cost of one whole network evaluation of the embedded model (`TINYSCORE_MODEL`):
 //!    `EVALS` calls of `ScoreNet::eps` at different `x` and `t`, timed with SysTick. Under
 //!    `-icount shift=0` one instruction is one virtual nanosecond and SysTick ticks every 40, so
@@ -487,6 +488,38 @@ fn dot_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
             out,
             "# dot_cost cols={cols} instr_per_mac_x1000: f32 portable={} kernel={} int8 portable={} kernel={}",
             per_mac[0], per_mac[1], per_mac[2], per_mac[3]
+        );
+    }
+    // The int8 × int8 kernels on prepared activations: one vector (`Prepared::dot`, the
+    // `SMLAD` kernel), tiles of 2 and 4 (`PreparedTile::dots`, the multi-vector kernel).
+    let xs = [[0x15i8; 512]; 4];
+    let mut buf = [0u32; 4 * quant::prepared_words(512)];
+    for cols in [128usize, 512] {
+        let (w, x) = (&row.0[..cols], |i: usize| &xs[i][..cols]);
+        let per_mac = |clock: &mut cycles::Counter, t0: u64, s: usize| {
+            (clock.now() - t0) * 40 * 1000 / (CALLS * (s * cols) as u64)
+        };
+        let p = quant::Prepared::new(x(0), &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dot(black_box(w)));
+        }
+        let one = per_mac(clock, t0, 1);
+        let p = quant::PreparedTile::new([x(0), x(1)], &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dots(black_box(w)));
+        }
+        let two = per_mac(clock, t0, 2);
+        let p = quant::PreparedTile::new([x(0), x(1), x(2), x(3)], &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dots(black_box(w)));
+        }
+        let four = per_mac(clock, t0, 4);
+        let _ = writeln!(
+            out,
+            "# int8_dot_cost cols={cols} instr_per_mac_x1000: one_vector={one} tile2={two} tile4={four}"
         );
     }
 }
