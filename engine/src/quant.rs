@@ -268,8 +268,8 @@ impl<'a, const S: usize> PreparedTile<'a, S> {
 
 /// Writes the prepared form of the full 16-column chunks of `S` vectors (of `cols` columns, the
 /// shortest length), interleaved for the multi-vector kernel: for weight word `j` (columns
-/// `4j..4j+4`), word `2S·j + s` = (x_s[4j], x_s[4j+2]) and word `2S·j + S + s` =
-/// (x_s[4j+1], x_s[4j+3]) — per weight word first the pairs `SXTB16` gives, then those of
+/// `4j..4j+4`), word `2S·j + s` = `(x_s[4j], x_s[4j+2])` and word `2S·j + S + s` =
+/// `(x_s[4j+1], x_s[4j+3])` — per weight word first the pairs `SXTB16` gives, then those of
 /// `SXTB16 …, ROR #8`, vector by vector. For S = 1 this is [`prepare_into`]'s layout.
 /// Writes `S·`[`prepared_words`]`(cols)` words (fewer if `words` is shorter).
 pub fn prepare_tile_into<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) {
