@@ -9,8 +9,8 @@
 //! target builds the portable kernels only; the results are the same bits either way. The
 //! multi-vector int8 kernel (`quant::PreparedTile`, `eps_batch` of 2–4 vectors at a time) is
 //! enabled with `cfg(tinyscore_dsp_tile)` on the same DSP targets, and likewise left out when
-//! optimizing for size (about 4.8 KB of flash with `quant::matmul_prepared`'s tile paths; the
-//! 64 KiB build has 0.5 KB to spare): vectors then go one at a time through the one-vector DSP
+//! optimizing for size (about 4 KB of flash with `quant::matmul_prepared`'s tile paths, which
+//! the 64 KiB build cannot spare): vectors then go one at a time through the one-vector DSP
 //! kernel, the same bits.
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp)");

@@ -24,7 +24,8 @@
 //!    outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
 //!    those instructions go (`# breakdown …`): the parts of the time embedding run alone with the
 //!    engine's own functions (φ(t), the two matrix–vector products, SiLU), and the int8 dot
-//!    products of every layer (`quant::matmul_prepared`, as the network calls them); the rest of the
+//!    products of every layer (`quant::matmul_prepared`: one vector through `quant::Prepared`, as the
+//!    network's one-vector loop forms them); the rest of the
 //!    evaluation (requantization, tables, quantizing x and temb, loops) is the difference; and
 //!    for `eps_batch` of 4 (`# breakdown_x4`): a quarter of the time embedding, the dot
 //!    products of four vectors at a time, per evaluation, and the rest.
