@@ -6,16 +6,26 @@
 //! ones (`thumbv7em-none-eabihf`: the FPU is on) also get `cfg(tinyscore_vfp)`, except when
 //! optimizing for size (`opt-level = "s"` or `"z"`, cargo's `OPT_LEVEL`): the FPU kernel is speed
 //! for about 1 KB of flash, which the 64 KiB build cannot spare (docs/BENCHMARKS.md). Every other
-//! target builds the portable kernels only; the results are the same bits either way.
+//! target builds the portable kernels only; the results are the same bits either way. The
+//! multi-vector int8 kernel (`quant::PreparedTile`, `eps_batch` of 2–4 vectors at a time) is
+//! enabled with `cfg(tinyscore_dsp_tile)` on the same DSP targets, and likewise left out when
+//! optimizing for size (about 4 KB of flash with `quant::matmul_prepared`'s tile paths, which
+//! the 64 KiB build cannot spare): vectors then go one at a time through the one-vector DSP
+//! kernel, the same bits.
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_vfp)");
+    println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp_tile)");
     println!("cargo:rerun-if-changed=build.rs");
     let target = std::env::var("TARGET").unwrap_or_default();
     let opt_level = std::env::var("OPT_LEVEL").unwrap_or_default();
+    let for_size = opt_level == "s" || opt_level == "z";
     if target.starts_with("thumbv7em-") {
         println!("cargo:rustc-cfg=tinyscore_dsp");
-        if target.ends_with("eabihf") && opt_level != "s" && opt_level != "z" {
+        if !for_size {
+            println!("cargo:rustc-cfg=tinyscore_dsp_tile");
+        }
+        if target.ends_with("eabihf") && !for_size {
             println!("cargo:rustc-cfg=tinyscore_vfp");
         }
     }

@@ -29,10 +29,10 @@ const _: () = assert!(core::mem::size_of::<crate::schedule::Diffusion>() == PROC
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WorkingSet {
-    /// The network's workspace at capacities D, H, F equal to the model's: f32 φ (F), temb, h,
-    /// silu, u (4H); the integer path's i8 x (D), i16 h (2H bytes), i8 layer input (H), i32
-    /// dot products (4H) and i32 time embedding (4H), and the activations prepared for the
-    /// Cortex-M4 DSP kernel (H words).
+    /// The network's workspace at capacities D, H, F equal to the model's: the f32 frequencies
+    /// of φ (F, of which F/2 are used), f32 φ (F), temb, h, silu, u (4H); the integer path's i8
+    /// x (D), i16 h (2H bytes), i8 layer input (H), i32 dot products (4H) and i32 time
+    /// embedding (4H), and the activations prepared for the Cortex-M4 DSP kernel (H words).
     pub network: usize,
     /// The parsed model: header and tensor table (the weights stay in flash).
     pub model: usize,
@@ -49,7 +49,7 @@ impl WorkingSet {
     pub const fn of(dims: Dims) -> Self {
         let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
         Self {
-            network: (4 * (f + 4 * h) + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h,
+            network: (4 * (2 * f + 4 * h) + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h,
             model: MODEL_BYTES_32,
             process: PROCESS_BYTES_32,
             vectors: 4 * 5 * d,
@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn the_parts_add_up() {
         let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 });
-        assert_eq!(w.network, 4 * (32 + 4 * 128) + 3 * 128 + 4 + 12 * 128);
+        assert_eq!(w.network, 4 * (2 * 32 + 4 * 128) + 3 * 128 + 4 + 12 * 128);
         assert_eq!(w.total(), w.network + MODEL_BYTES_32 + PROCESS_BYTES_32 + 40);
     }
 }

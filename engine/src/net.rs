@@ -31,8 +31,14 @@ pub enum Kernels {
 }
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
-/// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes.
+/// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes (on the Cortex-M4/M7
+/// and their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
 const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
+
+/// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
+/// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
+/// kernel uses them; one row, unused, elsewhere).
+const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { INT8_TILE / 2 } else { 1 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
@@ -145,9 +151,38 @@ pub fn frequency(k: usize, half: usize) -> f32 {
 /// φ(t): `out[k] = sin(ω_k·1000t)`, `out[F/2 + k] = cos(ω_k·1000t)` for k < F/2 (F = `out.len()`).
 pub fn time_features(t: f32, out: &mut [f32]) {
     let half = out.len() / 2;
+    features_with(t, out, |k| frequency(k, half));
+}
+
+/// The frequencies ω_k = [`frequency`]`(k, F/2)` of F time features, k < F/2, into
+/// `out[..F/2]` (as many as `out` holds): what [`time_features_from`] takes, computed once per
+/// network.
+pub fn frequencies(freqs: usize, out: &mut [f32]) {
+    let half = freqs / 2;
+    for (k, w) in out.iter_mut().take(half).enumerate() {
+        *w = frequency(k, half);
+    }
+}
+
+/// [`time_features`] with the frequencies given (`freqs[k]` = ω_k, k < F/2, from
+/// [`frequencies`]): the same bits, without the `expf` per frequency.
+///
+/// # Panics
+/// If `freqs` is shorter than F/2 = `out.len() / 2` (a caller bug).
+pub fn time_features_from(freqs: &[f32], t: f32, out: &mut [f32]) {
+    let half = out.len() / 2;
+    let freqs = &freqs[..half];
+    features_with(t, out, |k| freqs[k]);
+}
+
+/// φ(t) with ω_k = `omega(k)`: the one definition behind [`time_features`] and
+/// [`time_features_from`].
+#[inline(always)]
+fn features_with(t: f32, out: &mut [f32], omega: impl Fn(usize) -> f32) {
+    let half = out.len() / 2;
     let s = TIME_SCALE * t;
     for k in 0..half {
-        let arg = frequency(k, half) * s;
+        let arg = omega(k) * s;
         out[k] = libm::sinf(arg);
         out[half + k] = libm::cosf(arg);
     }
@@ -156,6 +191,9 @@ pub fn time_features(t: f32, out: &mut [f32]) {
 /// Working buffers of one network evaluation, sized by the capacities H and F.
 #[derive(Clone, Debug)]
 struct Workspace<const D: usize, const H: usize, const F: usize> {
+    /// (F/2,) the frequencies ω_k of φ(t), computed once by [`ScoreNet::new`] ([`frequencies`];
+    /// capacity F).
+    freqs: [f32; F],
     /// (F,) time features φ(t).
     phi: [f32; F],
     /// (H,) time embedding.
@@ -240,9 +278,12 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
                 return Err(CapacityError { what, found, capacity });
             }
         }
+        let mut freqs = [0.0; F];
+        frequencies(dims.freqs, &mut freqs);
         Ok(Self {
             model,
             ws: Workspace {
+                freqs,
                 phi: [0.0; F],
                 temb: [0.0; H],
                 h: [0.0; H],
@@ -298,7 +339,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let ws = &mut self.ws;
         let (phi, temb, a, u) = (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.a[..h], &mut ws.u[..h]);
         let k = self.kernels;
-        time_features(t, phi);
+        time_features_from(&ws.freqs, t, phi);
         affine(k, m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
         silu_into(u, a);
         affine(k, m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
@@ -390,11 +431,13 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         self.time_embedding(t);
         if self.model.is_int8() {
             let mut bufs = Int8Bufs::<INT8_TILE, D, H>::ZERO;
+            let mut xp = [[0u32; H]; INT8_TILE_XP];
+            let xp = xp.as_flattened_mut();
             let ws = &mut self.ws;
             let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
             for (x, eps) in xs.chunks(INT8_TILE * d).zip(outs.chunks_mut(INT8_TILE * d)) {
                 let n = x.len() / d;
-                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, &mut ws.xp);
+                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
             }
             return;
         }
@@ -575,8 +618,12 @@ fn epilogue<const H: usize>(k: Kernels, rq: &[u8], acc: &[[i32; H]], rows: usize
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and
-/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors, or the portable (on
-/// Cortex-M4/M7 the DSP) kernel row by row, preparing each vector once in `xp`.
+/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors; on the Cortex-M4/M7 for
+/// two vectors or more [`quant::matmul_prepared`] (the multi-vector DSP kernel, up to four
+/// vectors per weight word as far as `xp` holds their prepared form); else the portable (on
+/// Cortex-M4/M7 the one-vector DSP) kernel row by row, preparing each vector once in `xp`. (The
+/// one-vector loop is kept apart so that size-optimized builds, which leave the multi-vector
+/// kernel out, carry no code for it: `engine/build.rs`.)
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn int8_matmul<const K: usize, const H: usize>(
     k: Kernels,
@@ -592,6 +639,10 @@ fn int8_matmul<const K: usize, const H: usize>(
         return x86::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
     }
     let _ = k;
+    if cfg!(tinyscore_dsp_tile) && x.len() >= 2 {
+        let stride = w.cols * w.dtype.size();
+        return quant::matmul_prepared(w.data(), stride, rows, cols, x, acc, xp);
+    }
     for (xs, a) in x.iter().zip(acc.iter_mut()) {
         let p = quant::Prepared::new(&xs[..cols], xp);
         for (r, o) in a[..rows].iter_mut().enumerate() {
@@ -620,6 +671,25 @@ mod tests {
             let arg = w * 250.0;
             assert!((phi[k] as f64 - arg.sin()).abs() < 1e-4, "sin k={k}");
             assert!((phi[4 + k] as f64 - arg.cos()).abs() < 1e-4, "cos k={k}");
+        }
+    }
+
+    #[test]
+    fn features_from_precomputed_frequencies_have_the_same_bits() {
+        let mut freqs = [0.0f32; limits::MAX_FREQS];
+        for f in (0..=limits::MAX_FREQS).step_by(2) {
+            frequencies(f, &mut freqs);
+            for (k, w) in freqs[..f / 2].iter().enumerate() {
+                assert_eq!(w.to_bits(), frequency(k, f / 2).to_bits());
+            }
+            let (mut want, mut got) = ([0.0f32; limits::MAX_FREQS], [0.0f32; limits::MAX_FREQS]);
+            for t in [0.0f32, 1e-3, 0.25, 0.5, 0.999, 1.0, -0.3, f32::NAN] {
+                time_features(t, &mut want[..f]);
+                time_features_from(&freqs, t, &mut got[..f]);
+                for (a, b) in want[..f].iter().zip(&got[..f]) {
+                    assert_eq!(a.to_bits(), b.to_bits(), "F={f} t={t}");
+                }
+            }
         }
     }
 

@@ -159,7 +159,11 @@ impl<'a> Prepared<'a> {
         #[cfg(tinyscore_dsp)]
         if !self.words.is_empty() && w.len() >= full {
             if let Some(acc) = dsp::dot16(&w[..full], self.words) {
-                return acc + dot_i8(&w[full..], &self.x[full..]);
+                // (An empty tail is skipped: it adds 0, and the call is not free on the M4.)
+                if full < self.x.len() {
+                    return acc + dot_i8(&w[full..], &self.x[full..]);
+                }
+                return acc;
             }
         }
         let _ = full;
@@ -198,6 +202,180 @@ pub fn dot16_model(w: &[u8], words: &[u32]) -> i32 {
 #[cfg(tinyscore_dsp)]
 pub fn dot16_dsp(w: &[u8], words: &[u32]) -> Option<i32> {
     dsp::dot16(w, words)
+}
+
+/// Vectors of a tile the multi-vector DSP kernels take: 2 or 4 ([`PreparedTile`]).
+pub const fn tile_kernel(s: usize) -> bool {
+    s == 2 || s == 4
+}
+
+/// `S` vectors' int8 activations (one layer's input for `S` inputs), prepared once for the dot
+/// products of all the layer's rows, so that each weight word is unpacked once for all `S`.
+///
+/// On the Cortex-M4/M7 (`thumbv7em` targets, unless built for size: `engine/build.rs`) and for
+/// S = 2 or 4 ([`tile_kernel`]) the full
+/// 16-column chunks are widened to int16 pairs and interleaved ([`prepare_tile_into`]): the DSP
+/// kernel loads one weight word, unpacks it with two `SXTB16` and multiplies it with the `S`
+/// vectors' pairs (`SMLAD`). Elsewhere nothing is prepared and [`PreparedTile::dots`] is
+/// [`dot_i8`] per vector. Exact integers: the same result on every target.
+#[derive(Clone, Copy, Debug)]
+pub struct PreparedTile<'a, const S: usize> {
+    xs: [&'a [i8]; S],
+    /// The common length of the vectors (the shortest).
+    cols: usize,
+    /// Interleaved widened activations (empty where the kernel is portable).
+    #[cfg_attr(not(tinyscore_dsp_tile), allow(dead_code))]
+    words: &'a [u32],
+}
+
+impl<'a, const S: usize> PreparedTile<'a, S> {
+    /// Prepares the vectors `xs` (their first `cols` columns, `cols` the shortest length) using
+    /// `buf` (at least `S·`[`prepared_words`]`(cols)` words, else the portable kernel is used;
+    /// only written on `thumbv7em` targets).
+    #[inline]
+    pub fn new(xs: [&'a [i8]; S], buf: &'a mut [u32]) -> Self {
+        let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
+        let n = S * prepared_words(cols);
+        if cfg!(tinyscore_dsp_tile) && tile_kernel(S) && n > 0 && buf.len() >= n {
+            let buf = &mut buf[..n];
+            prepare_tile_into(xs, buf);
+            Self { xs, cols, words: buf }
+        } else {
+            Self { xs, cols, words: &[] }
+        }
+    }
+
+    /// `[Σ_c w[c]·x_s[c] for each vector s]` of an int8 weight row (stored bytes, at least
+    /// `cols` of them), in i32: [`dot_i8`]'s exact values.
+    #[inline(always)]
+    pub fn dots(&self, w: &[u8]) -> [i32; S] {
+        let cols = self.cols;
+        #[cfg(tinyscore_dsp_tile)]
+        if !self.words.is_empty() && w.len() >= cols {
+            let full = cols / CHUNK * CHUNK;
+            if let Some(mut acc) = dsp::dot16_tile::<S>(&w[..full], self.words) {
+                if full < cols {
+                    for (a, x) in acc.iter_mut().zip(&self.xs) {
+                        *a += dot_i8(&w[full..cols], &x[full..cols]);
+                    }
+                }
+                return acc;
+            }
+        }
+        core::array::from_fn(|s| dot_i8(w, &self.xs[s][..cols]))
+    }
+}
+
+/// Writes the prepared form of the full 16-column chunks of `S` vectors (of `cols` columns, the
+/// shortest length), interleaved for the multi-vector kernel: for weight word `j` (columns
+/// `4j..4j+4`), word `2S·j + s` = `(x_s[4j], x_s[4j+2])` and word `2S·j + S + s` =
+/// `(x_s[4j+1], x_s[4j+3])` — per weight word first the pairs `SXTB16` gives, then those of
+/// `SXTB16 …, ROR #8`, vector by vector. For S = 1 this is [`prepare_into`]'s layout.
+/// Writes `S·`[`prepared_words`]`(cols)` words (fewer if `words` is shorter).
+pub fn prepare_tile_into<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) {
+    let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
+    let weight_words = cols / CHUNK * CHUNK / 4;
+    for (j, out) in words.chunks_exact_mut(2 * S).take(weight_words).enumerate() {
+        for (s, x) in xs.iter().enumerate() {
+            let x4 = &x[4 * j..4 * j + 4];
+            out[s] = pack16(x4[0], x4[2]);
+            out[S + s] = pack16(x4[1], x4[3]);
+        }
+    }
+}
+
+/// The multi-vector DSP kernel's loop in portable Rust, instruction for instruction (one weight
+/// word, its two [`sxtb16`], then [`smlad`] per vector): the host's check that the interleaved
+/// layout of [`prepare_tile_into`] and the unpacking order give [`dot_i8`]'s results. The M4's
+/// check of the assembly against it is in `firmware-example/examples/kernels.rs`.
+pub fn dot16_tile_model<const S: usize>(w: &[u8], words: &[u32]) -> [i32; S] {
+    let mut acc = [0i32; S];
+    let weight_words = w.len() / CHUNK * CHUNK / 4;
+    for (w4, x) in w.chunks_exact(4).zip(words.chunks_exact(2 * S)).take(weight_words) {
+        let r = u32::from_le_bytes([w4[0], w4[1], w4[2], w4[3]]);
+        let (lo, hi) = (sxtb16(r), sxtb16(r.rotate_right(8)));
+        for (s, a) in acc.iter_mut().enumerate() {
+            *a = smlad(lo, x[s], *a);
+            *a = smlad(hi, x[S + s], *a);
+        }
+    }
+    acc
+}
+
+/// The multi-vector DSP kernel itself on `thumbv7em` targets, S = 2 or 4 (`None` for another S,
+/// when `w` is not 4-byte aligned or `words` too short), for the firmware's property test
+/// against [`dot16_tile_model`] and [`dot_i8`].
+#[cfg(tinyscore_dsp)]
+pub fn dot16_tile_dsp<const S: usize>(w: &[u8], words: &[u32]) -> Option<[i32; S]> {
+    dsp::dot16_tile::<S>(w, words)
+}
+
+/// `out[i][r] = Σ_c W[r, c]·x_i[c]` (int8 × int8, exact i32) for rows `r < rows` of the int8
+/// matrix `w` (row `r` at `w[r·stride..]`, `cols ≤ stride` columns used) and every vector `i` of
+/// `xs` (their first `cols` columns), with `buf` for the prepared activations. On the
+/// Cortex-M4/M7 (unless built for size) the vectors go through the multi-vector kernel four at a time (then two, then
+/// one: [`PreparedTile`], [`Prepared`]) as far as `buf` holds their prepared form
+/// (`4·`[`prepared_words`]`(cols)` words for four); elsewhere it is [`dot_i8`] per row and vector.
+/// The same exact integers in every case.
+///
+/// # Panics
+/// If `w` is shorter than `rows` rows, or `rows`/`cols` exceed `H`/`K` (caller bugs).
+pub fn matmul_prepared<const K: usize, const H: usize>(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    xs: &[[i8; K]],
+    out: &mut [[i32; H]],
+    buf: &mut [u32],
+) {
+    let row = |r: usize| &w[r * stride..r * stride + cols];
+    let words = prepared_words(cols);
+    let n = xs.len().min(out.len());
+    let mut i = 0;
+    while i < n {
+        let fits = |s: usize| n - i >= s && s * words <= buf.len() && words > 0;
+        let s = if cfg!(tinyscore_dsp_tile) && fits(4) {
+            4
+        } else if cfg!(tinyscore_dsp_tile) && fits(2) {
+            2
+        } else {
+            1
+        };
+        let (x, o) = (&xs[i..i + s], &mut out[i..i + s]);
+        match s {
+            4 => tile_rows::<4, K, H>(&row, rows, cols, x, o, buf),
+            2 => tile_rows::<2, K, H>(&row, rows, cols, x, o, buf),
+            _ => {
+                let p = Prepared::new(&x[0][..cols], buf);
+                for (r, a) in o[0][..rows].iter_mut().enumerate() {
+                    *a = p.dot(row(r));
+                }
+            }
+        }
+        i += s;
+    }
+}
+
+/// [`matmul_prepared`] for a tile of `S` vectors through [`PreparedTile`]. (Not inlined: the
+/// four-vector kernel takes every register, and the one-vector path of the caller runs faster
+/// without it.)
+#[inline(never)]
+fn tile_rows<'w, const S: usize, const K: usize, const H: usize>(
+    row: &impl Fn(usize) -> &'w [u8],
+    rows: usize,
+    cols: usize,
+    xs: &[[i8; K]],
+    out: &mut [[i32; H]],
+    buf: &mut [u32],
+) {
+    let p = PreparedTile::<S>::new(core::array::from_fn(|s| &xs[s][..cols]), buf);
+    for r in 0..rows {
+        let d = p.dots(row(r));
+        for (o, v) in out.iter_mut().zip(d) {
+            o[r] = v;
+        }
+    }
 }
 
 /// What an int8 layer does with its requantized dot products ([`epilogue`]).
@@ -541,6 +719,73 @@ mod tests {
         let (w, x) = ([0x80u8; 512], [-128i8; 512]);
         prepare_into(&x, &mut words);
         assert_eq!(dot16_model(&w, &words), 512 * 128 * 128);
+    }
+
+    #[test]
+    fn tile_kernels_and_their_instruction_model_match_dot_i8() {
+        let mut r = Rng(777);
+        let mut buf = [0u32; 4 * prepared_words(512)];
+        for case in 0..1_200 {
+            let cols = if case < 513 { case } else { r.range(0, 512) as usize };
+            let byte = |r: &mut Rng| match r.range(0, 9) {
+                0 => -128i8,
+                1 => 127,
+                _ => r.range(-128, 127) as i8,
+            };
+            let w: [u8; 512] = core::array::from_fn(|_| byte(&mut r) as u8);
+            let xs: [[i8; 512]; 4] = core::array::from_fn(|_| core::array::from_fn(|_| byte(&mut r)));
+            let (w, x) = (&w[..cols], |i: usize| &xs[i][..cols]);
+            let want: [i32; 4] = core::array::from_fn(|i| dot_i8(w, x(i)));
+            // The layout and unpacking order, instruction by instruction.
+            let full = cols / CHUNK * CHUNK;
+            let tail = |i: usize| dot_i8(&w[full..], &x(i)[full..]);
+            let n4 = 4 * prepared_words(cols);
+            prepare_tile_into([x(0), x(1), x(2), x(3)], &mut buf[..n4]);
+            let m4 = dot16_tile_model::<4>(&w[..full], &buf[..n4]);
+            let n2 = 2 * prepared_words(cols);
+            prepare_tile_into([x(0), x(1)], &mut buf[..n2]);
+            let m2 = dot16_tile_model::<2>(&w[..full], &buf[..n2]);
+            prepare_tile_into([x(0)], &mut buf[..n2 / 2]);
+            let m1 = dot16_tile_model::<1>(&w[..full], &buf[..n2 / 2]);
+            assert_eq!(m1[0], dot16_model(&w[..full], &buf[..n2 / 2]), "S = 1 is the one-vector layout");
+            for i in 0..4 {
+                assert_eq!(m4[i] + tail(i), want[i], "cols {cols} vector {i} of 4");
+            }
+            for i in 0..2 {
+                assert_eq!(m2[i] + tail(i), want[i], "cols {cols} vector {i} of 2");
+            }
+            // The dispatching entry points (the kernels on thumbv7em, dot_i8 here).
+            assert_eq!(PreparedTile::new([x(0), x(1), x(2), x(3)], &mut buf).dots(w), want);
+            assert_eq!(PreparedTile::new([x(2), x(3)], &mut buf).dots(w), [want[2], want[3]]);
+            assert_eq!(PreparedTile::new([x(1), x(2), x(3)], &mut buf).dots(w), [want[1], want[2], want[3]]);
+        }
+        let (w, x) = ([0x80u8; 512], [-128i8; 512]);
+        prepare_tile_into([&x[..], &x[..], &x[..], &x[..]], &mut buf);
+        assert_eq!(dot16_tile_model::<4>(&w, &buf), [512 * 128 * 128; 4]);
+    }
+
+    #[test]
+    fn matmul_prepared_equals_dot_i8_for_any_number_of_vectors() {
+        let mut r = Rng(31337);
+        for case in 0..300 {
+            let (rows, cols) = (r.range(0, 8) as usize, r.range(0, 80) as usize);
+            let n = case % 10;
+            let stride = cols + r.range(0, 5) as usize;
+            let w: [u8; 8 * 85] = core::array::from_fn(|_| r.range(-128, 127) as i8 as u8);
+            let xs: [[i8; 80]; 9] =
+                core::array::from_fn(|_| core::array::from_fn(|_| r.range(-128, 127) as i8));
+            let mut out = [[i32::MIN; 8]; 9];
+            // Buffers from none to room for four vectors: every tile size is taken somewhere.
+            let mut buf = [0u32; 4 * prepared_words(80)];
+            let words = r.range(0, buf.len() as i64) as usize;
+            matmul_prepared(&w, stride, rows, cols, &xs[..n], &mut out[..n], &mut buf[..words]);
+            for (i, o) in out[..n].iter().enumerate() {
+                for (k, &v) in o[..rows].iter().enumerate() {
+                    assert_eq!(v, dot_i8(&w[k * stride..k * stride + cols], &xs[i][..cols]), "case {case}");
+                }
+                assert!(o[rows..].iter().all(|&v| v == i32::MIN), "only `rows` rows are written");
+            }
+        }
     }
 
     #[test]

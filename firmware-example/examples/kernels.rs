@@ -5,21 +5,30 @@
 //!    length 0..=512 (every capacity the engine allows), with the extreme values −128 and 127
 //!    mixed in, and on the all-extreme vectors. Prints `# kernel_cases=… kernel_mismatches=…`;
 //!    a mismatch also ends the run with status 1.
+//!    The same for the multi-vector DSP kernel (one weight word unpacked once for 2 or 4
+//!    vectors): through `quant::matmul_prepared` as the network calls it, tiles of 1–4 vectors,
+//!    and directly against its instruction model (`# tile_cases=… tile_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
 //!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
 //!    `format::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
 //!    values, odd alignments); the results must have the same bits (NaN payloads are counted
 //!    apart). Prints `# vfp_cases=… vfp_mismatches=…` and FPSCR (flush-to-zero, default NaN);
 //!    a mismatch ends the run with status 1. Then the instructions per MAC of one row's dot
-//!    product, portable and kernel (`# dot_cost …`).
+//!    product, portable and kernel (`# dot_cost …`), and of the int8 × int8 kernels for one
+//!    vector and tiles of 2 and 4 (`# int8_dot_cost …`).
 //! 3. The cost of one whole network evaluation of the embedded model (`TINYSCORE_MODEL`):
 //!    `EVALS` calls of `ScoreNet::eps` at different `x` and `t`, timed with SysTick. Under
 //!    `-icount shift=0` one instruction is one virtual nanosecond and SysTick ticks every 40, so
-//!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions. For a `w8a8` model, where
+//!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions. Then the same `EVALS`
+//!    evaluations as `ScoreNet::eps_batch` calls of 4 and of 8 vectors (`# eps_batch n=…`; their
+//!    outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
 //!    those instructions go (`# breakdown …`): the parts of the time embedding run alone with the
 //!    engine's own functions (φ(t), the two matrix–vector products, SiLU), and the int8 dot
-//!    products of every layer (`quant::Prepared`, as the network calls them); the rest of the
-//!    evaluation (requantization, tables, quantizing x and temb, loops) is the difference.
+//!    products of every layer (`quant::matmul_prepared`: one vector through `quant::Prepared`, as the
+//!    network's one-vector loop forms them); the rest of the
+//!    evaluation (requantization, tables, quantizing x and temb, loops) is the difference; and
+//!    for `eps_batch` of 4 (`# breakdown_x4`): a quarter of the time embedding, the dot
+//!    products of four vectors at a time, per evaluation, and the rest.
 //!
 //! Build and run: `cargo build --release --example kernels` in `firmware-example/`, then
 //! `qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic -semihosting-config
@@ -68,6 +77,11 @@ fn main() -> ! {
     if mismatches > 0 {
         panic!("the DSP kernel disagrees with the portable one in {mismatches} cases");
     }
+    let (cases, mismatches) = tile_property_test(&mut out);
+    let _ = writeln!(out, "# tile_cases={cases} tile_mismatches={mismatches}");
+    if mismatches > 0 {
+        panic!("the multi-vector DSP kernel disagrees with the portable one in {mismatches} cases");
+    }
 
     let fpscr = cortex_m::register::fpscr::read().bits();
     let v = vfp_property_test(&mut out);
@@ -114,8 +128,21 @@ fn main() -> ! {
         config::MODEL_FILE,
         per_eval * 1000 / macs as u64
     );
+    let mut batch = [0u64; 2];
+    for (cost, n) in batch.iter_mut().zip([4usize, 8]) {
+        let (per_eval, mismatches) = batch_cost(&mut clock, &mut net, n);
+        let _ = writeln!(
+            out,
+            "# eps_batch n={n} instructions_per_eval={per_eval} instr_per_mac_x1000={} batch_mismatches={mismatches}",
+            per_eval * 1000 / macs as u64
+        );
+        if mismatches > 0 {
+            panic!("eps_batch of {n} differs from eps in {mismatches} outputs");
+        }
+        *cost = per_eval;
+    }
     if net.model().is_int8() {
-        breakdown(&mut out, &mut clock, net.model(), per_eval);
+        breakdown(&mut out, &mut clock, net.model(), per_eval, batch[0]);
     }
     out.flush();
     platform::exit_success()
@@ -198,6 +225,128 @@ fn kernel_property_test(out: &mut out::Line) -> (u32, u32) {
         }
     }
     (cases, mismatches)
+}
+
+/// Two weight rows of up to 512 columns at offsets 0..4 of a word-aligned buffer.
+#[repr(C, align(4))]
+struct Rows([u8; 2 * 512 + 4]);
+
+/// Runs the multi-vector DSP kernel against the portable [`quant::dot_i8`]: through
+/// [`quant::matmul_prepared`] as the network calls it, for tiles of 1, 2, 3 and 4 vectors and
+/// two rows (the second row starts `cols` bytes after the first, so it is unaligned for
+/// `cols mod 4 ≠ 0`), and directly ([`quant::dot16_tile_dsp`]) and as its instruction model
+/// ([`quant::dot16_tile_model`]) for 2 and 4 vectors; every length 0..=512, rounds as in
+/// [`kernel_property_test`] (all-extreme rows and vectors, random values with −128 and 127 mixed
+/// in, rows at byte offsets 0–3). Returns (cases, mismatches).
+fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
+    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+    let mut rows = Rows([0; 2 * 512 + 4]);
+    let mut xs = [[0i8; 512]; 4];
+    let mut buf = [0u32; 4 * quant::prepared_words(512)];
+    let (mut cases, mut mismatches) = (0u32, 0u32);
+    for round in 0..4usize {
+        for cols in 0..=512usize {
+            let offset = if round == 3 { cols % 4 } else { 0 };
+            for b in rows.0.iter_mut() {
+                *b = match round {
+                    0 => 0x80,
+                    1 => 0x7f,
+                    _ => rng.i8() as u8,
+                };
+            }
+            for (i, x) in xs.iter_mut().enumerate() {
+                for v in x.iter_mut() {
+                    *v = match round {
+                        // All extremes, of both signs across the vectors.
+                        0 | 1 => [-128, 127][i % 2],
+                        _ => rng.i8(),
+                    };
+                }
+            }
+            let w = &rows.0[offset..offset + 2 * cols];
+            let want = |i: usize, r: usize| quant::dot_i8(&w[r * cols..(r + 1) * cols], &xs[i][..cols]);
+            let mut bad = false;
+            // Through the network's entry point, every tile size.
+            for n in 1..=4usize {
+                let mut acc = [[0i32; 2]; 4];
+                quant::matmul_prepared(w, cols, 2, cols, &xs[..n], &mut acc[..n], &mut buf);
+                for (i, a) in acc[..n].iter().enumerate() {
+                    bad |= a[0] != want(i, 0) || a[1] != want(i, 1);
+                }
+            }
+            // The kernels directly and their model (first row).
+            let full = cols / quant::CHUNK * quant::CHUNK;
+            let tail = |i: usize| quant::dot_i8(&w[full..cols], &xs[i][full..cols]);
+            let x = |i: usize| &xs[i][..cols];
+            let n2 = 2 * quant::prepared_words(cols);
+            quant::prepare_tile_into([x(0), x(1)], &mut buf[..n2]);
+            let model = quant::dot16_tile_model::<2>(&w[..full], &buf[..n2]);
+            let direct = quant::dot16_tile_dsp::<2>(&w[..full], &buf[..n2]);
+            for i in 0..2 {
+                bad |= model[i] + tail(i) != want(i, 0);
+                bad |= match direct {
+                    Some(v) => v[i] + tail(i) != want(i, 0),
+                    None => offset % 4 == 0,
+                };
+            }
+            let n4 = 4 * quant::prepared_words(cols);
+            quant::prepare_tile_into([x(0), x(1), x(2), x(3)], &mut buf[..n4]);
+            let model = quant::dot16_tile_model::<4>(&w[..full], &buf[..n4]);
+            let direct = quant::dot16_tile_dsp::<4>(&w[..full], &buf[..n4]);
+            for i in 0..4 {
+                bad |= model[i] + tail(i) != want(i, 0);
+                bad |= match direct {
+                    Some(v) => v[i] + tail(i) != want(i, 0),
+                    None => offset % 4 == 0,
+                };
+            }
+            cases += 1;
+            if bad {
+                mismatches += 1;
+                if mismatches <= 5 {
+                    let _ = writeln!(out, "# tile mismatch round={round} cols={cols} offset={offset}");
+                }
+            }
+        }
+    }
+    (cases, mismatches)
+}
+
+/// Largest of D and H: the vectors and outputs of [`breakdown`]'s int8 layers.
+const WIDE: usize = if config::DIM > config::HIDDEN { config::DIM } else { config::HIDDEN };
+
+/// `EVALS` evaluations as `EVALS / n` calls of [`ScoreNet::eps_batch`] with `n` vectors each (at
+/// the inputs of the single-vector timing): instructions per evaluation, and the outputs whose
+/// bits differ from [`ScoreNet::eps`] of the same input (computed outside the timing).
+fn batch_cost(
+    clock: &mut cycles::Counter,
+    net: &mut ScoreNet<'_, { config::DIM }, { config::HIDDEN }, { config::FREQS }>,
+    n: usize,
+) -> (u64, u32) {
+    let d = config::DIM;
+    let mut xs = [0.0f32; 8 * config::DIM];
+    let mut outs = [0.0f32; 8 * config::DIM];
+    let mut scratch = [0.0f32; 3 * 8 * config::HIDDEN];
+    let mut one = [0.0f32; config::DIM];
+    let (mut cycles, mut mismatches) = (0u64, 0u32);
+    let calls = EVALS as usize / n;
+    for c in 0..calls {
+        let t = (c as f32 + 0.5) / calls as f32;
+        for (j, x) in xs[..n * d].chunks_exact_mut(d).enumerate() {
+            let i = c * n + j;
+            for (k, v) in x.iter_mut().enumerate() {
+                *v = (i as f32 * 0.37 + k as f32 * 0.11) % 2.0 - 1.0;
+            }
+        }
+        let t0 = clock.now();
+        net.eps_batch(&xs[..n * d], t, &mut outs[..n * d], &mut scratch[..net.batch_scratch_len(n)]);
+        cycles += clock.now() - t0;
+        for (x, o) in xs[..n * d].chunks_exact(d).zip(outs[..n * d].chunks_exact(d)) {
+            net.eps(x, t, &mut one);
+            mismatches += one.iter().zip(o).filter(|(a, b)| a.to_bits() != b.to_bits()).count() as u32;
+        }
+    }
+    (cycles * 40 / (calls * n) as u64, mismatches)
 }
 
 impl Rng {
@@ -342,18 +491,58 @@ fn dot_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
             per_mac[0], per_mac[1], per_mac[2], per_mac[3]
         );
     }
+    // The int8 × int8 kernels on prepared activations: one vector (`Prepared::dot`, the
+    // `SMLAD` kernel), tiles of 2 and 4 (`PreparedTile::dots`, the multi-vector kernel).
+    let xs = [[0x15i8; 512]; 4];
+    let mut buf = [0u32; 4 * quant::prepared_words(512)];
+    for cols in [128usize, 512] {
+        let (w, x) = (&row.0[..cols], |i: usize| &xs[i][..cols]);
+        let per_mac = |clock: &mut cycles::Counter, t0: u64, s: usize| {
+            (clock.now() - t0) * 40 * 1000 / (CALLS * (s * cols) as u64)
+        };
+        let p = quant::Prepared::new(x(0), &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dot(black_box(w)));
+        }
+        let one = per_mac(clock, t0, 1);
+        let p = quant::PreparedTile::new([x(0), x(1)], &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dots(black_box(w)));
+        }
+        let two = per_mac(clock, t0, 2);
+        let p = quant::PreparedTile::new([x(0), x(1), x(2), x(3)], &mut buf);
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            black_box(p.dots(black_box(w)));
+        }
+        let four = per_mac(clock, t0, 4);
+        let _ = writeln!(
+            out,
+            "# int8_dot_cost cols={cols} instr_per_mac_x1000: one_vector={one} tile2={two} tile4={four}"
+        );
+    }
 }
 
 /// Instructions per evaluation of the parts of a `w8a8` evaluation (see the module comment),
 /// averaged over `EVALS` runs; each section's SysTick reads are subtracted.
-fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>, per_eval: u64) {
+fn breakdown(
+    out: &mut out::Line,
+    clock: &mut cycles::Counter,
+    model: &Model<'_>,
+    per_eval: u64,
+    per_eval_x4: u64,
+) {
     let dims = model.dims();
     let (d, h, f, nb) = (dims.dim, dims.hidden, dims.freqs, dims.blocks);
-    let mut phi = [0.0f32; config::FREQS];
+    let (mut freqs, mut phi) = ([0.0f32; config::FREQS], [0.0f32; config::FREQS]);
+    net::frequencies(f, &mut freqs);
     let (mut u, mut a, mut temb) =
         ([0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN], [0.0f32; config::HIDDEN]);
-    let mut act = [0i8; config::HIDDEN];
-    let mut words = [0u32; quant::prepared_words(config::HIDDEN)];
+    let mut act = [[0i8; WIDE]; 4];
+    let mut acc = [[0i32; WIDE]; 4];
+    let mut words = [0u32; 4 * quant::prepared_words(WIDE)];
     let (phi, u, a, temb) = (&mut phi[..f], &mut u[..h], &mut a[..h], &mut temb[..h]);
     let mut layers = [(Role::InputW, d); 2 + 2 * 8];
     let n_layers = 2 + 2 * nb.min(8);
@@ -362,16 +551,25 @@ fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>
         layers[2 + 2 * b] = (Role::BlockW2(b as u8), h);
     }
     layers[n_layers - 1] = (Role::OutputW, h);
-    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots]
-    let mut sum = [0u64; 6];
+    // The int8 layers' dot products of `n` vectors as the network forms them.
+    let mut int8_dots = |act: &[[i8; WIDE]], acc: &mut [[i32; WIDE]]| {
+        for &(role, cols) in &layers[..n_layers] {
+            let w = model.tensor(role);
+            quant::matmul_prepared(w.data(), w.cols, w.rows, cols, act, acc, &mut words);
+        }
+    };
+    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors]
+    let mut sum = [0u64; 7];
     for i in 0..EVALS {
         let t = (i as f32 + 0.5) / EVALS as f32;
-        for (k, v) in act.iter_mut().enumerate() {
-            *v = ((i as usize * 7 + k * 13) % 255) as i8;
+        for (j, a) in act.iter_mut().enumerate() {
+            for (k, v) in a.iter_mut().enumerate() {
+                *v = ((i as usize * 7 + j * 3 + k * 13) % 255) as i8;
+            }
         }
         let c0 = clock.now();
         let c1 = clock.now();
-        net::time_features(black_box(t), phi);
+        net::time_features_from(&freqs, black_box(t), phi);
         let c2 = clock.now();
         u.fill(0.0);
         model.tensor(Role::TimeW1).matvec_acc(phi, u);
@@ -385,17 +583,13 @@ fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>
         model.tensor(Role::TimeW2).matvec_acc(a, temb);
         model.tensor(Role::TimeB2).add_to(temb);
         let c5 = clock.now();
-        let mut acc = 0i32;
-        for &(role, cols) in &layers[..n_layers] {
-            let w = model.tensor(role);
-            let p = quant::Prepared::new(&act[..cols], &mut words);
-            for r in 0..w.rows {
-                acc = acc.wrapping_add(p.dot(w.row_bytes(r)));
-            }
-        }
+        int8_dots(&act[..1], &mut acc[..1]);
         let c6 = clock.now();
-        black_box((acc, &temb));
-        for (s, dc) in sum.iter_mut().zip([c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5]) {
+        int8_dots(&act, &mut acc);
+        let c7 = clock.now();
+        black_box((&acc, &temb));
+        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6];
+        for (s, dc) in sum.iter_mut().zip(d) {
             *s += dc;
         }
     }
@@ -407,5 +601,14 @@ fn breakdown(out: &mut out::Line, clock: &mut cycles::Counter, model: &Model<'_>
         out,
         "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} rest={rest} (total {per_eval})",
         parts[0], parts[1], parts[2], parts[3], parts[4]
+    );
+    // eps_batch of 4: the time embedding once per call (a quarter per evaluation), the dot
+    // products of four vectors at a time.
+    let temb4 = (parts[0] + parts[1] + parts[2] + parts[3]) / 4;
+    let dots4 = part(6) / 4;
+    let rest4 = per_eval_x4.saturating_sub(temb4 + dots4);
+    let _ = writeln!(
+        out,
+        "# breakdown_x4 instructions_per_eval: time_embedding={temb4} int8_dots={dots4} rest={rest4} (total {per_eval_x4})"
     );
 }

@@ -382,7 +382,8 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
 /// kernels.rs` (built with the w8a8 moons model, run with `-icount shift=0`) puts random and
 /// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
 /// kernel, its instruction model and the portable kernel, and must report no mismatch; the same
-/// for the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `format::dot`; then it
+/// for the multi-vector kernel (tiles of 1–4 vectors), for `eps_batch` against `eps`, and for
+/// the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `format::dot`; then it
 /// times whole network evaluations (the instruction count printed here is the figure in
 /// docs/BENCHMARKS.md, "Engine speed").
 #[test]
@@ -406,6 +407,14 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
     };
     assert_eq!(field("kernel_mismatches"), 0);
     assert_eq!(field("kernel_cases"), 4 * 513);
+    // The multi-vector kernel (tiles of 2 and 4 vectors; through the network's entry point for
+    // 1 to 4 vectors): 4 rounds of every length 0..=512.
+    assert_eq!(field("tile_mismatches"), 0);
+    assert_eq!(field("tile_cases"), 4 * 513);
+    // eps_batch of 4 and of 8 vectors gives eps's bits on the M4.
+    let batches: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("# eps_batch ")).collect();
+    assert_eq!(batches.len(), 2, "{}", run.stdout);
+    assert!(batches.iter().all(|l| l.ends_with(" batch_mismatches=0")), "{batches:?}");
     // The FPU kernel (f32 activations): 5 rounds of every length 0..=512, all with the portable
     // bits. It computes every int8 row (2 rounds) and the aligned f32 rows (1 round all, 2
     // rounds at byte offset cols mod 4), so a dispatch that always fell back would show here.
