@@ -597,7 +597,7 @@ impl core::fmt::Display for FormatError {
             BadDims { what, found } => write!(f, "invalid network size {what} = {found}"),
             UnknownProcess(k) => write!(f, "unknown diffusion process kind {k}"),
             UnknownSchedule(k) => write!(f, "unknown schedule kind {k}"),
-            BadSchedule(e) => write!(f, "invalid schedule: {e:?}"),
+            BadSchedule(e) => write!(f, "invalid schedule: {e}"),
             TensorCount { found, expected } => {
                 write!(f, "tensor count {found}, expected {expected}")
             }

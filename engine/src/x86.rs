@@ -421,6 +421,30 @@ unsafe fn requant_layer_avx2(
             i32::from_le_bytes(core::ptr::read_unaligned(rq.add(12 * r + 4 * k) as *const [u8; 4]))
         })
     };
+    // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
+    // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
+    // clamped to 0..=255 (tables hold 256 entries, also checked).
+    #[derive(Clone, Copy)]
+    enum Out {
+        I16 { out: *mut i16, table: *const u8, silu: *mut i8 },
+        Table { add: *const i32, table: *const u8, out: *mut i8 },
+        Residual { mr: __m256i, nr: __m256i, h: *mut i16, table: *const u8, silu: *mut i8 },
+    }
+    let dst = match &mut e {
+        Epilogue::ToI16 { out, silu } => {
+            Out::I16 { out: out.as_mut_ptr(), table: silu.table.as_ptr(), silu: silu.out.as_mut_ptr() }
+        }
+        Epilogue::Table { add, table, out } => {
+            Out::Table { add: add.as_ptr(), table: table.as_ptr(), out: out.as_mut_ptr() }
+        }
+        Epilogue::Residual { mr, nr, h, silu } => Out::Residual {
+            mr: _mm256_set1_epi32(*mr),
+            nr: _mm256_set1_epi32((*nr).clamp(quant::SHIFT_MIN, quant::SHIFT_MAX) as i32),
+            h: h.as_mut_ptr(),
+            table: silu.table.as_ptr(),
+            silu: silu.out.as_mut_ptr(),
+        },
+    };
     let full = rows / 8 * 8;
     let mut r = 0;
     while r < full {
@@ -431,35 +455,28 @@ unsafe fn requant_layer_avx2(
         let mut bias = _mm256_loadu_si256(b.as_ptr() as *const __m256i);
         let mul = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
         let shift = clamp_shift(_mm256_loadu_si256(sh.as_ptr() as *const __m256i));
-        if let Epilogue::Table { add, .. } = &e {
-            bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.as_ptr().add(r) as *const __m256i));
+        if let Out::Table { add, .. } = dst {
+            bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.add(r) as *const __m256i));
         }
         for s in 0..n {
             let a = _mm256_loadu_si256(acc.add(s * so + r) as *const __m256i);
             let v = requant8(_mm256_add_epi32(a, bias), mul, shift);
             let o = s * stride + r;
-            match &mut e {
-                Epilogue::ToI16 { out, silu } => {
+            match dst {
+                Out::I16 { out, table, silu } => {
                     let v = clamp32(v, 32767);
-                    store_i16(out.as_mut_ptr().add(o), v);
-                    silu_lut(v, silu.table, silu.out.as_mut_ptr().add(o));
+                    store_i16(out.add(o), v);
+                    silu_lut(v, table, silu.add(o));
                 }
-                Epilogue::Table { table, out, .. } => {
-                    let idx = _mm256_add_epi32(clamp32(v, 127), _mm256_set1_epi32(128));
-                    let mut ix = [0i32; 8];
-                    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, idx);
-                    for j in 0..8 {
-                        *out.as_mut_ptr().add(o + j) = table[ix[j] as usize] as i8;
-                    }
+                Out::Table { table, out, .. } => {
+                    lookup8(table, _mm256_add_epi32(clamp32(v, 127), _mm256_set1_epi32(128)), out.add(o));
                 }
-                Epilogue::Residual { mr, nr, h, silu } => {
-                    let hp = h.as_mut_ptr().add(o);
+                Out::Residual { mr, nr, h, table, silu } => {
+                    let hp = h.add(o);
                     let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
-                    let nr = _mm256_set1_epi32((*nr).clamp(quant::SHIFT_MIN, quant::SHIFT_MAX) as i32);
-                    let res = requant8(hv, _mm256_set1_epi32(*mr), nr);
-                    let v = clamp32(saturating_add32(res, v), 32767);
+                    let v = clamp32(saturating_add32(requant8(hv, mr, nr), v), 32767);
                     store_i16(hp, v);
-                    silu_lut(v, silu.table, silu.out.as_mut_ptr().add(o));
+                    silu_lut(v, table, silu.add(o));
                 }
             }
         }
@@ -538,15 +555,21 @@ unsafe fn saturating_add32(a: __m256i, b: __m256i) -> __m256i {
 /// index `clamp((v + 128) >> 8, −128, 127) + 128`, then eight table reads.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn silu_lut(v: __m256i, table: &[u8], out: *mut i8) {
+unsafe fn silu_lut(v: __m256i, table: *const u8, out: *mut i8) {
     use crate::quant::RESIDUAL_EXTRA_BITS as B;
     let r = _mm256_srai_epi32::<{ B as i32 }>(_mm256_add_epi32(v, _mm256_set1_epi32(1 << (B - 1))));
     let r = _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128));
+    lookup8(table, _mm256_add_epi32(r, _mm256_set1_epi32(128)), out);
+}
+
+/// `out[j] = table[idx[j]]` for eight indices in 0..=255 of a 256-entry table, one 8-byte store.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn lookup8(table: *const u8, idx: __m256i, out: *mut i8) {
     let mut ix = [0i32; 8];
-    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(r, _mm256_set1_epi32(128)));
-    for j in 0..8 {
-        *out.add(j) = table[ix[j] as usize] as i8;
-    }
+    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, idx);
+    let bytes: [u8; 8] = core::array::from_fn(|j| *table.add(ix[j] as usize));
+    core::ptr::write_unaligned(out as *mut [u8; 8], bytes);
 }
 
 /// Eight int32 lanes, already within int16, stored as int16 at `p`.

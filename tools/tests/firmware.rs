@@ -378,6 +378,47 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
     assert!(run.stderr.contains("sample 0:"), "stderr:\n{}", run.stderr);
 }
 
+/// The smallest configuration the docs promise for a 64 KiB part (README, docs/BENCHMARKS.md
+/// "Firmware"): moons w8a8 H=32 B=2 F=8 at `opt-level = "z"` fits in 65 536 bytes of flash, and
+/// still samples. Flash is what `arm-none-eabi-size` calls text + data: the ELF's allocated
+/// sections that hold bytes.
+#[test]
+fn the_64_kib_configuration_fits_in_64_kib_of_flash() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let model = root.join("firmware-example/models/moons-h32b2f8-w8a8.tsm");
+    let mut small = settings(20);
+    small.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z".into()));
+    let (flash, run) = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &small);
+        (flash_bytes(&std::fs::read(&elf).expect("the ELF")), run_in_qemu(&elf))
+    };
+    println!("64 KiB configuration: {flash} bytes of flash");
+    assert!(flash <= 65_536, "{flash} bytes of flash: the 64 KiB configuration no longer fits");
+    assert!(run.status.success(), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout.lines().filter(|l| !l.starts_with('#')).count(), N as usize, "{}", run.stdout);
+}
+
+/// Bytes of an ELF32 (little-endian) file's allocated sections that are not NOBITS (.bss).
+fn flash_bytes(elf: &[u8]) -> u64 {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes([elf[o], elf[o + 1], elf[o + 2], elf[o + 3]]);
+    assert_eq!(&elf[..5], b"\x7fELF\x01", "not an ELF32 file");
+    let (shoff, shentsize, shnum) = (u32_at(0x20) as usize, u16_at(0x2E), u16_at(0x30));
+    const SHT_NOBITS: u32 = 8;
+    const SHF_ALLOC: u32 = 2;
+    (0..shnum)
+        .map(|i| shoff + i * shentsize)
+        .filter(|&h| u32_at(h + 8) & SHF_ALLOC != 0 && u32_at(h + 4) != SHT_NOBITS)
+        .map(|h| u32_at(h + 0x14) as u64)
+        .sum()
+}
+
 /// The Cortex-M4 DSP kernel equals the portable one, on the M4: `firmware-example/examples/
 /// kernels.rs` (built with the w8a8 moons model, run with `-icount shift=0`) puts random and
 /// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
