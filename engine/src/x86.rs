@@ -277,6 +277,19 @@ unsafe fn tile_i16<const R: usize, const S: usize>(
     let full = cols / 16 * 16;
     let mut acc = [[_mm256_setzero_si256(); 4]; 2];
     let mut c = 0;
+    // Two steps of 16 columns per turn: more independent work between the loop's branches.
+    while c + 32 <= full {
+        for h in [0, 16] {
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c + h) as *const __m128i));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c + h) as *const __m128i));
+            for s in 0..4 {
+                let xv = _mm256_loadu_si256(x.add(s * sx + c + h) as *const __m256i);
+                acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
+                acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
+            }
+        }
+        c += 32;
+    }
     while c < full {
         let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c) as *const __m128i));
         let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c) as *const __m128i));
