@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use tinyscore_engine::format::{dot, Model};
 use tinyscore_engine::net::silu;
-use tinyscore_engine::net::ScoreNet;
+use tinyscore_engine::net::{Kernels, ScoreNet};
 use tinyscore_engine::quant;
 use tinyscore_engine::vmath;
 
@@ -28,10 +28,17 @@ static W8A8: &Aligned<{ include_bytes!("../../firmware-example/models/moons-w8a8
 
 fn network(c: &mut Criterion) {
     let mut g = c.benchmark_group("network");
+    networks(&mut g, Kernels::Portable);
+    g.finish();
+}
+
+/// `eps` and `eps_batch` of 256 for both moons models with the kernels `k`.
+fn networks(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, k: Kernels) {
     for (name, bytes) in [("f32", &F32.0[..]), ("w8a8", &W8A8.0[..])] {
         let model = Model::parse(bytes).unwrap();
         let d = model.dims().dim;
         let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model).unwrap();
+        net.set_kernels(k);
         g.throughput(Throughput::Elements(1));
         let x = [0.3f32, -0.7];
         let mut eps = [0.0f32; 2];
@@ -56,7 +63,6 @@ fn network(c: &mut Criterion) {
             })
         });
     }
-    g.finish();
 }
 
 fn kernels(c: &mut Criterion) {
@@ -78,7 +84,6 @@ fn kernels(c: &mut Criterion) {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2(c: &mut Criterion) {
-    use tinyscore_engine::net::Kernels;
     use tinyscore_engine::x86::{self, Avx2};
     if !std::is_x86_feature_detected!("avx2") {
         println!("avx2 benches skipped: this CPU has no AVX2");
@@ -87,33 +92,7 @@ fn avx2(c: &mut Criterion) {
     // SAFETY: AVX2 checked just above.
     let tok = unsafe { Avx2::new_unchecked() };
     let mut g = c.benchmark_group("avx2");
-    for (name, bytes) in [("f32", &F32.0[..]), ("w8a8", &W8A8.0[..])] {
-        let model = Model::parse(bytes).unwrap();
-        let d = model.dims().dim;
-        let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model).unwrap();
-        net.set_kernels(Kernels::Avx2(tok));
-        g.throughput(Throughput::Elements(1));
-        let (x, mut eps, mut t) = ([0.3f32, -0.7], [0.0f32; 2], 0.0f32);
-        g.bench_function(BenchmarkId::new("eps", name), |b| {
-            b.iter(|| {
-                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
-                net.eps(black_box(&x), t, &mut eps);
-                black_box(&eps);
-            })
-        });
-        let k = 256;
-        let xs: Vec<f32> = (0..k * d).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
-        let mut outs = vec![0.0f32; k * d];
-        let mut scratch = vec![0.0f32; net.batch_scratch_len(k)];
-        g.throughput(Throughput::Elements(k as u64));
-        g.bench_function(BenchmarkId::new("eps_batch_256", name), |b| {
-            b.iter(|| {
-                t = if t >= 1.0 { 0.001 } else { t + 0.001 };
-                net.eps_batch(black_box(&xs), t, &mut outs, &mut scratch);
-                black_box(&outs);
-            })
-        });
-    }
+    networks(&mut g, Kernels::Avx2(tok));
     // One 128 × 128 int8 layer for 8 vectors (131 072 MACs).
     let (rows, cols, n) = (128, 128, 8);
     let w: Vec<u8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8).collect();
