@@ -416,9 +416,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
     /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
     /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
-    /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]).
-    /// `scratch` holds the activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed,
-    /// and may be empty, for a `w8a8` file).
+    /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]);
+    /// a `w8a8` file runs its integer layers for tiles of up to 8 vectors (4 on Arm) at once, the
+    /// same exact integers. `scratch` holds the f32 activations, [`ScoreNet::batch_scratch_len`]`(k)`
+    /// values (not needed, and may be empty, for a `w8a8` file, whose tiles live on the stack).
     ///
     /// # Panics
     /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
