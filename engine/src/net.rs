@@ -548,7 +548,7 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     let rq_at = |c: usize| rq.i32_at(g * rq.cols + c);
     let luts = m.tensor(Role::ActLut).row_bytes(g);
     let table = |k: usize| &luts[256 * k..256 * k + 256];
-    let rq_bytes = m.tensor(Role::ActRequant).row_bytes(g);
+    let rq_bytes = rq.row_bytes(g);
     let triples = |c: usize| &rq_bytes[4 * c..4 * (c + 3 * h)];
     let (x8, h16, act, acc) = (&mut b.x8[..n], &mut b.h16[..n], &mut b.act[..n], &mut b.acc[..n]);
     let tq = &mut b.tq;

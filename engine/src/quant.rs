@@ -422,6 +422,18 @@ pub struct Silu<'b> {
     pub out: &'b mut [i8],
 }
 
+/// Row `r`'s (bias, multiplier, shift) from a layer's little-endian int32 triples.
+///
+/// # Panics
+/// If `rq` holds fewer than `r + 1` triples (a caller bug).
+#[inline]
+pub fn triple(rq: &[u8], r: usize) -> [i32; 3] {
+    core::array::from_fn(|k| {
+        let b = &rq[12 * r + 4 * k..12 * r + 4 * k + 4];
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    })
+}
+
 /// The epilogue of an int8 layer, for rows `rows` of `n` vectors: `acc[s·so + r]` are the dot
 /// products, `rq` holds the layer's (bias, multiplier, shift) per row as little-endian int32
 /// triples (`act.requant`, `docs/format.md`), and output `s` starts at `s·stride`. This is the
@@ -439,11 +451,8 @@ pub fn epilogue(
     e: &mut Epilogue<'_>,
 ) {
     for r in rows {
-        let t = |k: usize| {
-            let b = &rq[12 * r + 4 * k..12 * r + 4 * k + 4];
-            i32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        };
-        let (bias, mul, shift) = (t(0), t(1), t(2) as u32);
+        let [bias, mul, shift] = triple(rq, r);
+        let shift = shift as u32;
         for s in 0..n {
             let (a, o) = (acc[s * so + r], s * stride + r);
             match e {

@@ -212,7 +212,7 @@ unsafe fn matmul_i8_avx2(
             let xw = wide as *const i16;
             let mut r = 0;
             while r + 2 <= rows {
-                let v = tile_i16::<2, 4>(w.add(r * cols), cols, xw, cols);
+                let v = tile_i16(w.add(r * cols), cols, xw, cols);
                 // v[j] = [Σ(r, s+2j), Σ(r+1, s+2j), Σ(r, s+2j+1), Σ(r+1, s+2j+1)].
                 for j in 0..2 {
                     _mm_storel_epi64(acc.add((s + 2 * j) * so + r) as *mut __m128i, v[j]);
@@ -262,43 +262,23 @@ unsafe fn widen(x: *const i8, cols: usize, out: *mut i16) {
     }
 }
 
-/// `R` = 2 rows of int8 weights (stride `cols`) × `S` = 4 vectors of int16 activations (stride
-/// `sx`): sixteen columns per step, `vpmaddwd` into eight int32 lanes per (row, vector), summed
-/// by a `vphaddd` tree. Returns, per pair of vectors j, [Σ(0, 2j), Σ(1, 2j), Σ(0, 2j+1), Σ(1, 2j+1)].
+/// 2 rows of int8 weights (stride `cols`) × 4 vectors of int16 activations (stride `sx`):
+/// sixteen columns per step, `vpmaddwd` into eight int32 lanes per (row, vector), summed by a
+/// `vphaddd` tree. Returns, per pair of vectors j, [Σ(0, 2j), Σ(1, 2j), Σ(0, 2j+1), Σ(1, 2j+1)].
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn tile_i16<const R: usize, const S: usize>(
-    w: *const u8,
-    cols: usize,
-    x: *const i16,
-    sx: usize,
-) -> [__m128i; 2] {
-    debug_assert!(R == 2 && S == 4);
+unsafe fn tile_i16(w: *const u8, cols: usize, x: *const i16, sx: usize) -> [__m128i; 2] {
     let full = cols / 16 * 16;
     let mut acc = [[_mm256_setzero_si256(); 4]; 2];
     let mut c = 0;
     // Two steps of 16 columns per turn: more independent work between the loop's branches.
     while c + 32 <= full {
-        for h in [0, 16] {
-            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c + h) as *const __m128i));
-            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c + h) as *const __m128i));
-            for s in 0..4 {
-                let xv = _mm256_loadu_si256(x.add(s * sx + c + h) as *const __m256i);
-                acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
-                acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
-            }
-        }
+        step_i16(w, cols, x, sx, c, &mut acc);
+        step_i16(w, cols, x, sx, c + 16, &mut acc);
         c += 32;
     }
-    while c < full {
-        let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c) as *const __m128i));
-        let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c) as *const __m128i));
-        for s in 0..4 {
-            let xv = _mm256_loadu_si256(x.add(s * sx + c) as *const __m256i);
-            acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
-            acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
-        }
-        c += 16;
+    if c < full {
+        step_i16(w, cols, x, sx, c, &mut acc);
     }
     let mut out = [_mm_setzero_si128(); 2];
     for j in 0..2 {
@@ -322,6 +302,26 @@ unsafe fn tile_i16<const R: usize, const S: usize>(
         out[j] = v;
     }
     out
+}
+
+/// Columns `c..c + 16` of [`tile_i16`]: both rows' weights widened once, times each vector.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn step_i16(
+    w: *const u8,
+    cols: usize,
+    x: *const i16,
+    sx: usize,
+    c: usize,
+    acc: &mut [[__m256i; 4]; 2],
+) {
+    let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c) as *const __m128i));
+    let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c) as *const __m128i));
+    for s in 0..4 {
+        let xv = _mm256_loadu_si256(x.add(s * sx + c) as *const __m256i);
+        acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
+        acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
+    }
 }
 
 #[inline]
@@ -429,11 +429,8 @@ unsafe fn requant_layer_avx2(
     mut e: Epilogue<'_>,
 ) {
     use crate::quant;
-    let triple = |r: usize| -> [i32; 3] {
-        core::array::from_fn(|k| {
-            i32::from_le_bytes(core::ptr::read_unaligned(rq.add(12 * r + 4 * k) as *const [u8; 4]))
-        })
-    };
+    let rq = core::slice::from_raw_parts(rq, 12 * rows);
+    let triple = |r: usize| quant::triple(rq, r);
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
     // clamped to 0..=255 (tables hold 256 entries, also checked).
@@ -497,7 +494,6 @@ unsafe fn requant_layer_avx2(
     }
     // The last rows % 8 rows, by the scalar definition (the slices' bounds were checked by
     // `requant_layer`).
-    let rq = core::slice::from_raw_parts(rq, 12 * rows);
     let acc = core::slice::from_raw_parts(acc, (n - 1) * so + rows);
     quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
 }
@@ -596,7 +592,6 @@ unsafe fn store_i16(p: *mut i16, v: __m256i) {
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
     use super::*;
     use crate::format::{dot, dot_block as portable_block};
     use crate::quant::dot_i8;
