@@ -183,8 +183,17 @@ pub fn matmul_i8(
     unsafe { matmul_i8_avx2(w.as_ptr(), rows, cols, x.as_ptr(), sx, n, acc.as_mut_ptr(), so) }
 }
 
-/// Columns [`matmul_i8`] widens into its stack buffer (more go through the slower path).
+/// Columns [`matmul_i8`] packs and widens on its stack (wider layers take the slower path).
 const WIDE_COLS: usize = 512;
+/// Vectors [`matmul_i8`] widens at once.
+const WIDE_VECS: usize = 16;
+/// int16 values of the packed-weight panel on [`matmul_i8`]'s stack (16 KiB): at least two
+/// groups of 8 rows at [`WIDE_COLS`] columns.
+const PANEL: usize = 8192;
+
+/// A stack buffer of `N` int16 values aligned for `ymm` loads and stores.
+#[repr(C, align(32))]
+struct Aligned<const N: usize>([i16; N]);
 
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
@@ -198,39 +207,11 @@ unsafe fn matmul_i8_avx2(
     acc: *mut i32,
     so: usize,
 ) {
-    // Groups of four vectors, widened to int16 once (not once per pair of rows), then pairs of
-    // rows × the four vectors; one vector at a time for the rest.
-    let mut s = 0;
     if cols <= WIDE_COLS && n >= 4 {
-        // Uninitialised: `widen` writes the 4·cols values `tile_i16` reads, before it reads them.
-        let mut wide = core::mem::MaybeUninit::<[i16; 4 * WIDE_COLS]>::uninit();
-        let wide = wide.as_mut_ptr() as *mut i16;
-        while s + 4 <= n {
-            for i in 0..4 {
-                widen(x.add((s + i) * sx), cols, wide.add(i * cols));
-            }
-            let xw = wide as *const i16;
-            let mut r = 0;
-            while r + 2 <= rows {
-                let v = tile_i16(w.add(r * cols), cols, xw, cols);
-                // v[j] = [Σ(r, s+2j), Σ(r+1, s+2j), Σ(r, s+2j+1), Σ(r+1, s+2j+1)].
-                for j in 0..2 {
-                    _mm_storel_epi64(acc.add((s + 2 * j) * so + r) as *mut __m128i, v[j]);
-                    _mm_storel_epi64(
-                        acc.add((s + 2 * j + 1) * so + r) as *mut __m128i,
-                        _mm_unpackhi_epi64(v[j], v[j]),
-                    );
-                }
-                r += 2;
-            }
-            if r < rows {
-                let v = tile_i8::<1, 4>(w.add(r * cols), cols, x.add(s * sx), sx);
-                put::<1, 4>(&v, acc.add(s * so + r), so);
-            }
-            s += 4;
-        }
+        return matmul_packed(w, rows, cols, x, sx, n, acc, so);
     }
-    while s < n {
+    // One vector at a time: four rows per pass, summed across the lanes at the end.
+    for s in 0..n {
         let mut r = 0;
         while r + 4 <= rows {
             let v = tile_i8::<4, 1>(w.add(r * cols), cols, x.add(s * sx), sx);
@@ -242,11 +223,208 @@ unsafe fn matmul_i8_avx2(
             put::<1, 1>(&v, acc.add(s * so + r), so);
             r += 1;
         }
-        s += 1;
     }
 }
 
-/// `cols` int8 values at `x` sign-extended to int16 at `out`.
+/// [`matmul_i8`] for four vectors or more, `cols ≤ WIDE_COLS`: the weights packed, a panel of
+/// rows at a time, so that one `ymm` register holds a column pair of eight rows as int16
+/// ([`pack_panel`]); the vectors widened to int16 once ([`widen`]). Then each `vpmaddwd` of a
+/// weight register with a vector's column pair broadcast to all lanes adds two products to each
+/// of eight rows' sums: the eight lanes are eight outputs, with no sum across lanes.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_packed(
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+    n: usize,
+    acc: *mut i32,
+    so: usize,
+) {
+    let kp = cols.div_ceil(2); // column pairs
+    let sw = 2 * kp; // stride of the widened vectors (the odd column's partner is 0)
+    let group = 16 * kp; // int16 values of one packed group of 8 rows
+    let groups = rows.div_ceil(8);
+    let per_panel = PANEL / group.max(1);
+    // Uninitialised: `widen` and `pack_panel` write every value the blocks read, before they
+    // read them (2·kp per vector, `group` per packed group).
+    let mut wide = core::mem::MaybeUninit::<Aligned<{ WIDE_VECS * WIDE_COLS }>>::uninit();
+    let wide = wide.as_mut_ptr() as *mut i16;
+    let mut panel = core::mem::MaybeUninit::<Aligned<PANEL>>::uninit();
+    let panel = panel.as_mut_ptr() as *mut i16;
+    let mut s = 0;
+    while s < n {
+        let nv = (n - s).min(WIDE_VECS);
+        for i in 0..nv {
+            widen(x.add((s + i) * sx), cols, wide.add(i * sw));
+        }
+        let mut g0 = 0;
+        while g0 < groups {
+            let ng = (groups - g0).min(per_panel);
+            pack_panel(w, rows, cols, g0, ng, panel);
+            let mut g = 0;
+            while g < ng {
+                let gg = (ng - g).min(2);
+                let mut v = 0;
+                while v < nv {
+                    let vv = (nv - v).min(4);
+                    let at = Block {
+                        w: panel.add(g * group),
+                        group,
+                        kp,
+                        x: wide.add(v * sw) as *const i16,
+                        sx: sw,
+                        acc: acc.add((s + v) * so + 8 * (g0 + g)),
+                        so,
+                        rows: rows - 8 * (g0 + g),
+                    };
+                    match (gg, vv) {
+                        (2, 4) => at.run::<2, 4>(),
+                        (2, 3) => at.run::<2, 3>(),
+                        (2, 2) => at.run::<2, 2>(),
+                        (2, _) => at.run::<2, 1>(),
+                        (_, 4) => at.run::<1, 4>(),
+                        (_, 3) => at.run::<1, 3>(),
+                        (_, 2) => at.run::<1, 2>(),
+                        _ => at.run::<1, 1>(),
+                    }
+                    v += vv;
+                }
+                g += gg;
+            }
+            g0 += ng;
+        }
+        s += nv;
+    }
+}
+
+/// One block of [`matmul_packed`]: `G` packed groups of 8 rows (`group` values apart, from `w`)
+/// × `S` widened vectors (stride `sx`, from `x`), into `acc` (vector stride `so`; only the first
+/// `rows` rows of the block are written).
+struct Block {
+    w: *const i16,
+    group: usize,
+    kp: usize,
+    x: *const i16,
+    sx: usize,
+    acc: *mut i32,
+    so: usize,
+    rows: usize,
+}
+
+impl Block {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run<const G: usize, const S: usize>(&self) {
+        let mut sum = [[_mm256_setzero_si256(); S]; G];
+        let step = |j: usize, sum: &mut [[__m256i; S]; G]| {
+            let mut wv = [_mm256_setzero_si256(); G];
+            for g in 0..G {
+                wv[g] = _mm256_load_si256(self.w.add(g * self.group + 16 * j) as *const __m256i);
+            }
+            for s in 0..S {
+                let pair = core::ptr::read_unaligned(self.x.add(s * self.sx + 2 * j) as *const i32);
+                let xb = _mm256_set1_epi32(pair);
+                for g in 0..G {
+                    sum[g][s] = _mm256_add_epi32(sum[g][s], _mm256_madd_epi16(wv[g], xb));
+                }
+            }
+        };
+        let mut j = 0;
+        while j + 2 <= self.kp {
+            step(j, &mut sum);
+            step(j + 1, &mut sum);
+            j += 2;
+        }
+        if j < self.kp {
+            step(j, &mut sum);
+        }
+        for g in 0..G {
+            let count = self.rows.saturating_sub(8 * g).min(8);
+            for s in 0..S {
+                let dst = self.acc.add(s * self.so + 8 * g);
+                if count == 8 {
+                    _mm256_storeu_si256(dst as *mut __m256i, sum[g][s]);
+                } else {
+                    let mut t = [0i32; 8];
+                    _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, sum[g][s]);
+                    core::ptr::copy_nonoverlapping(t.as_ptr(), dst, count);
+                }
+            }
+        }
+    }
+}
+
+/// Packs groups `g0..g0 + ng` of 8 rows of the int8 weights `w` (`rows` × `cols`, row-major)
+/// into `out`: group g at `out + 16·kp·(g − g0)`, column pair j of it at `16·j` within: the
+/// int16 values w[8g + i][2j], w[8g + i][2j + 1] for i = 0..8 (zero past the last row or
+/// column). Full 8 × 16 blocks by an 8 × 8 transpose of byte pairs, the rest one by one.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_panel(w: *const u8, rows: usize, cols: usize, g0: usize, ng: usize, out: *mut i16) {
+    let kp = cols.div_ceil(2);
+    for gi in 0..ng {
+        let r0 = 8 * (g0 + gi);
+        let o = out.add(16 * kp * gi);
+        let mut j0 = 0;
+        if r0 + 8 <= rows {
+            let mut c = 0;
+            while c + 16 <= cols {
+                let r: [__m128i; 8] =
+                    core::array::from_fn(|i| _mm_loadu_si128(w.add((r0 + i) * cols + c) as *const __m128i));
+                // Pairs of bytes as 16-bit units: an 8 × 8 transpose of units.
+                let t0 = _mm_unpacklo_epi16(r[0], r[1]);
+                let t1 = _mm_unpackhi_epi16(r[0], r[1]);
+                let t2 = _mm_unpacklo_epi16(r[2], r[3]);
+                let t3 = _mm_unpackhi_epi16(r[2], r[3]);
+                let t4 = _mm_unpacklo_epi16(r[4], r[5]);
+                let t5 = _mm_unpackhi_epi16(r[4], r[5]);
+                let t6 = _mm_unpacklo_epi16(r[6], r[7]);
+                let t7 = _mm_unpackhi_epi16(r[6], r[7]);
+                let u = [
+                    _mm_unpacklo_epi32(t0, t2),
+                    _mm_unpackhi_epi32(t0, t2),
+                    _mm_unpacklo_epi32(t1, t3),
+                    _mm_unpackhi_epi32(t1, t3),
+                ];
+                let v = [
+                    _mm_unpacklo_epi32(t4, t6),
+                    _mm_unpackhi_epi32(t4, t6),
+                    _mm_unpacklo_epi32(t5, t7),
+                    _mm_unpackhi_epi32(t5, t7),
+                ];
+                for q in 0..4 {
+                    // u[q] holds pairs 2q and 2q + 1 of rows 0–3, v[q] of rows 4–7.
+                    let lo = _mm_unpacklo_epi64(u[q], v[q]);
+                    let hi = _mm_unpackhi_epi64(u[q], v[q]);
+                    let j = c / 2 + 2 * q;
+                    _mm256_store_si256(o.add(16 * j) as *mut __m256i, _mm256_cvtepi8_epi16(lo));
+                    _mm256_store_si256(o.add(16 * (j + 1)) as *mut __m256i, _mm256_cvtepi8_epi16(hi));
+                }
+                c += 16;
+            }
+            j0 = c / 2;
+        }
+        for j in j0..kp {
+            for i in 0..8 {
+                let at = |c: usize| {
+                    if r0 + i < rows && c < cols {
+                        (*w.add((r0 + i) * cols + c) as i8) as i16
+                    } else {
+                        0
+                    }
+                };
+                *o.add(16 * j + 2 * i) = at(2 * j);
+                *o.add(16 * j + 2 * i + 1) = at(2 * j + 1);
+            }
+        }
+    }
+}
+
+/// `cols` int8 values at `x` sign-extended to int16 at `out`, then a 0 if `cols` is odd (the
+/// partner of the last column in [`matmul_packed`]'s column pairs).
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn widen(x: *const i8, cols: usize, out: *mut i16) {
@@ -260,67 +438,8 @@ unsafe fn widen(x: *const i8, cols: usize, out: *mut i16) {
         *out.add(c) = *x.add(c) as i16;
         c += 1;
     }
-}
-
-/// 2 rows of int8 weights (stride `cols`) × 4 vectors of int16 activations (stride `sx`):
-/// sixteen columns per step, `vpmaddwd` into eight int32 lanes per (row, vector), summed by a
-/// `vphaddd` tree. Returns, per pair of vectors j, [Σ(0, 2j), Σ(1, 2j), Σ(0, 2j+1), Σ(1, 2j+1)].
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn tile_i16(w: *const u8, cols: usize, x: *const i16, sx: usize) -> [__m128i; 2] {
-    let full = cols / 16 * 16;
-    let mut acc = [[_mm256_setzero_si256(); 4]; 2];
-    let mut c = 0;
-    // Two steps of 16 columns per turn: more independent work between the loop's branches.
-    while c + 32 <= full {
-        step_i16(w, cols, x, sx, c, &mut acc);
-        step_i16(w, cols, x, sx, c + 16, &mut acc);
-        c += 32;
-    }
-    if c < full {
-        step_i16(w, cols, x, sx, c, &mut acc);
-    }
-    let mut out = [_mm_setzero_si128(); 2];
-    for j in 0..2 {
-        // hadd(a, b) per 128-bit half: [a0+a1, a2+a3, b0+b1, b2+b3]; twice gives, per half, the
-        // four sums of lanes 0–3 (low half) or 4–7 (high half); the halves then add.
-        let h0 = _mm256_hadd_epi32(acc[0][2 * j], acc[1][2 * j]);
-        let h1 = _mm256_hadd_epi32(acc[0][2 * j + 1], acc[1][2 * j + 1]);
-        let g = _mm256_hadd_epi32(h0, h1);
-        let mut v = _mm_add_epi32(_mm256_castsi256_si128(g), _mm256_extracti128_si256::<1>(g));
-        if full < cols {
-            let mut t = [0i32; 4];
-            for (q, (r, s)) in
-                [(0, 2 * j), (1, 2 * j), (0, 2 * j + 1), (1, 2 * j + 1)].into_iter().enumerate()
-            {
-                for c in full..cols {
-                    t[q] += (*w.add(r * cols + c) as i8) as i32 * *x.add(s * sx + c) as i32;
-                }
-            }
-            v = _mm_add_epi32(v, _mm_loadu_si128(t.as_ptr() as *const __m128i));
-        }
-        out[j] = v;
-    }
-    out
-}
-
-/// Columns `c..c + 16` of [`tile_i16`]: both rows' weights widened once, times each vector.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn step_i16(
-    w: *const u8,
-    cols: usize,
-    x: *const i16,
-    sx: usize,
-    c: usize,
-    acc: &mut [[__m256i; 4]; 2],
-) {
-    let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(c) as *const __m128i));
-    let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(cols + c) as *const __m128i));
-    for s in 0..4 {
-        let xv = _mm256_loadu_si256(x.add(s * sx + c) as *const __m256i);
-        acc[0][s] = _mm256_add_epi32(acc[0][s], _mm256_madd_epi16(w0, xv));
-        acc[1][s] = _mm256_add_epi32(acc[1][s], _mm256_madd_epi16(w1, xv));
+    if cols % 2 == 1 {
+        *out.add(cols) = 0;
     }
 }
 
@@ -433,12 +552,13 @@ unsafe fn requant_layer_avx2(
     let triple = |r: usize| quant::triple(rq, r);
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
-    // clamped to 0..=255 (tables hold 256 entries, also checked).
+    // within 0..=255 (tables hold 256 entries, also checked).
     #[derive(Clone, Copy)]
+    #[allow(clippy::large_enum_variant)] // a local value, matched in registers
     enum Out {
         I16 { out: *mut i16, table: *const u8, silu: *mut i8 },
         Table { add: *const i32, table: *const u8, out: *mut i8 },
-        Residual { mr: __m256i, nr: __m256i, h: *mut i16, table: *const u8, silu: *mut i8 },
+        Residual { res: Requant8, h: *mut i16, table: *const u8, silu: *mut i8 },
     }
     let dst = match &mut e {
         Epilogue::ToI16 { out, silu } => {
@@ -448,12 +568,15 @@ unsafe fn requant_layer_avx2(
             Out::Table { add: add.as_ptr(), table: table.as_ptr(), out: out.as_mut_ptr() }
         }
         Epilogue::Residual { mr, nr, h, silu } => Out::Residual {
-            mr: _mm256_set1_epi32(*mr),
-            nr: _mm256_set1_epi32((*nr).clamp(quant::SHIFT_MIN, quant::SHIFT_MAX) as i32),
+            res: Requant8::new(_mm256_set1_epi32(*mr), _mm256_set1_epi32(*nr as i32)),
             h: h.as_mut_ptr(),
             table: silu.table.as_ptr(),
             silu: silu.out.as_mut_ptr(),
         },
+    };
+    let (table, lut_out) = match dst {
+        Out::I16 { table, silu, .. } | Out::Residual { table, silu, .. } => (table, silu),
+        Out::Table { table, out, .. } => (table, out),
     };
     let full = rows / 8 * 8;
     let mut r = 0;
@@ -463,32 +586,49 @@ unsafe fn requant_layer_avx2(
             [b[j], m[j], sh[j]] = triple(r + j);
         }
         let mut bias = _mm256_loadu_si256(b.as_ptr() as *const __m256i);
-        let mul = _mm256_loadu_si256(m.as_ptr() as *const __m256i);
-        let shift = clamp_shift(_mm256_loadu_si256(sh.as_ptr() as *const __m256i));
+        let k = Requant8::new(
+            _mm256_loadu_si256(m.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(sh.as_ptr() as *const __m256i),
+        );
         if let Out::Table { add, .. } = dst {
             bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.add(r) as *const __m256i));
         }
-        for s in 0..n {
-            let a = _mm256_loadu_si256(acc.add(s * so + r) as *const __m256i);
-            let v = requant8(_mm256_add_epi32(a, bias), mul, shift);
-            let o = s * stride + r;
-            match dst {
-                Out::I16 { out, table, silu } => {
-                    let v = clamp32(v, 32767);
-                    store_i16(out.add(o), v);
-                    silu_lut(v, table, silu.add(o));
-                }
-                Out::Table { table, out, .. } => {
-                    lookup8(table, _mm256_add_epi32(clamp32(v, 127), _mm256_set1_epi32(128)), out.add(o));
-                }
-                Out::Residual { mr, nr, h, table, silu } => {
-                    let hp = h.add(o);
-                    let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
-                    let v = clamp32(saturating_add32(requant8(hv, mr, nr), v), 32767);
-                    store_i16(hp, v);
-                    silu_lut(v, table, silu.add(o));
-                }
+        // Four vectors at a time: their 32 table indices go through one `vpshufb` lookup.
+        let mut s = 0;
+        while s < n {
+            let count = (n - s).min(4);
+            let mut idx = [_mm256_setzero_si256(); 4];
+            for i in 0..count {
+                let a = _mm256_loadu_si256(acc.add((s + i) * so + r) as *const __m256i);
+                let v = k.apply(_mm256_add_epi32(a, bias));
+                let o = (s + i) * stride + r;
+                idx[i] = match dst {
+                    Out::I16 { out, .. } => {
+                        let v = clamp32(v, 32767);
+                        store_i16(out.add(o), v);
+                        residual_index8(v)
+                    }
+                    Out::Table { .. } => clamp32(v, 127),
+                    Out::Residual { res, h, .. } => {
+                        let hp = h.add(o);
+                        let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
+                        let v = clamp32(saturating_add32(res.apply(hv), v), 32767);
+                        store_i16(hp, v);
+                        residual_index8(v)
+                    }
+                };
             }
+            let looked = lut32(table, idx);
+            for i in 0..count {
+                let q = match i {
+                    0 => _mm256_extract_epi64::<0>(looked),
+                    1 => _mm256_extract_epi64::<1>(looked),
+                    2 => _mm256_extract_epi64::<2>(looked),
+                    _ => _mm256_extract_epi64::<3>(looked),
+                };
+                core::ptr::write_unaligned(lut_out.add((s + i) * stride + r) as *mut i64, q);
+            }
+            s += count;
         }
         r += 8;
     }
@@ -498,48 +638,66 @@ unsafe fn requant_layer_avx2(
     quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
 }
 
-/// Shifts as [`crate::quant::requantize`] clamps them: the int32 lanes read as u32, clamped to
-/// [SHIFT_MIN, SHIFT_MAX].
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn clamp_shift(n: __m256i) -> __m256i {
-    use crate::quant::{SHIFT_MAX, SHIFT_MIN};
-    _mm256_max_epu32(
-        _mm256_min_epu32(n, _mm256_set1_epi32(SHIFT_MAX as i32)),
-        _mm256_set1_epi32(SHIFT_MIN as i32),
-    )
+/// [`crate::quant::requantize`] by eight (multiplier, shift) pairs, its per-lane constants
+/// computed once for the many vectors of a layer: ⌊(a·m + 2^(n−1)) / 2^n⌋ saturated to i32.
+/// The products are exact in i64 (`vpmuldq` on the even lanes, then on the odd lanes shifted
+/// down). AVX2 shifts i64 only logically, so the sum is offset by 2^63 to make it non-negative:
+/// u = a·m + 2^(n−1) + 2^63 (wrapping; exact as unsigned, since |a·m| ≤ 2^62 and
+/// 2^(n−1) ≤ 2^61), and ⌊(a·m + 2^(n−1)) / 2^n⌋ = (u >> n) − 2^(63−n).
+#[derive(Clone, Copy)]
+struct Requant8 {
+    /// The multipliers of the even lanes (low halves of the 64-bit lanes) and of the odd lanes
+    /// (moved down).
+    m: [__m256i; 2],
+    /// The shifts, clamped as `requantize` clamps them, as 64-bit counts (even, odd).
+    n: [__m256i; 2],
+    /// 2^(n−1) + 2^63 per 64-bit lane (even, odd).
+    add: [__m256i; 2],
+    /// 2^(63−n) per 64-bit lane (even, odd).
+    sub: [__m256i; 2],
 }
 
-/// [`crate::quant::requantize`] of eight lanes, `n` already clamped ([`clamp_shift`]):
-/// ⌊(a·m + 2^(n−1)) / 2^n⌋ saturated to i32. The products are exact in i64 (`vpmuldq` on the
-/// even lanes, then on the odd lanes shifted down); the arithmetic shift of an i64, which AVX2
-/// lacks, is `((p ^ s) >> n) ^ s` with s the sign mask (for p < 0, !p = −p − 1 ≥ 0 and
-/// !(⌊(−p − 1)/2^n⌋) = ⌊p/2^n⌋).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn requant8(a: __m256i, m: __m256i, n: __m256i) -> __m256i {
-    let low = _mm256_set1_epi64x(0xffff_ffff);
-    let even = half(_mm256_mul_epi32(a, m), _mm256_and_si256(n, low));
-    let odd = half(
-        _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), _mm256_srli_epi64::<32>(m)),
-        _mm256_srli_epi64::<32>(n),
-    );
-    _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
-}
+impl Requant8 {
+    /// The constants of multipliers `m` and shifts `n` (int32 lanes; shifts read as u32 and
+    /// clamped to [SHIFT_MIN, SHIFT_MAX] as [`crate::quant::requantize`] does).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn new(m: __m256i, n: __m256i) -> Self {
+        use crate::quant::{SHIFT_MAX, SHIFT_MIN};
+        let n = _mm256_max_epu32(
+            _mm256_min_epu32(n, _mm256_set1_epi32(SHIFT_MAX as i32)),
+            _mm256_set1_epi32(SHIFT_MIN as i32),
+        );
+        let n = [_mm256_and_si256(n, _mm256_set1_epi64x(0xffff_ffff)), _mm256_srli_epi64::<32>(n)];
+        let one = _mm256_set1_epi64x(1);
+        let top = _mm256_set1_epi64x(i64::MIN);
+        let add = |n| _mm256_or_si256(_mm256_sllv_epi64(one, _mm256_sub_epi64(n, one)), top);
+        let sub = |n| _mm256_srlv_epi64(top, n);
+        Self {
+            m: [m, _mm256_srli_epi64::<32>(m)],
+            n,
+            add: [add(n[0]), add(n[1])],
+            sub: [sub(n[0]), sub(n[1])],
+        }
+    }
 
-/// One half of [`requant8`]: the four i64 products `p` rounded, shifted by `n` and saturated
-/// to i32 (in the low half of each 64-bit lane).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn half(p: __m256i, n: __m256i) -> __m256i {
-    let one = _mm256_set1_epi64x(1);
-    let p = _mm256_add_epi64(p, _mm256_sllv_epi64(one, _mm256_sub_epi64(n, one)));
-    let sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), p);
-    let q = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(p, sign), n), sign);
-    let hi = _mm256_set1_epi64x(i32::MAX as i64);
-    let lo = _mm256_set1_epi64x(i32::MIN as i64);
-    let q = _mm256_blendv_epi8(q, hi, _mm256_cmpgt_epi64(q, hi));
-    _mm256_blendv_epi8(q, lo, _mm256_cmpgt_epi64(lo, q))
+    /// The eight requantized lanes of `a`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn apply(&self, a: __m256i) -> __m256i {
+        let p = [_mm256_mul_epi32(a, self.m[0]), _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), self.m[1])];
+        let q: [__m256i; 2] = core::array::from_fn(|k| {
+            let u = _mm256_add_epi64(p[k], self.add[k]);
+            _mm256_sub_epi64(_mm256_srlv_epi64(u, self.n[k]), self.sub[k])
+        });
+        // |q| ≤ 2^61: it fits i32 when its high half is the sign of its low half; otherwise
+        // it saturates to the bound on its side.
+        let lo = _mm256_blend_epi32::<0b1010_1010>(q[0], _mm256_slli_epi64::<32>(q[1]));
+        let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(q[0]), q[1]);
+        let fits = _mm256_cmpeq_epi32(hi, _mm256_srai_epi32::<31>(lo));
+        let bound = _mm256_xor_si256(_mm256_srai_epi32::<31>(hi), _mm256_set1_epi32(i32::MAX));
+        _mm256_blendv_epi8(bound, lo, fits)
+    }
 }
 
 /// Lanes clamped to [−limit, limit].
@@ -560,25 +718,38 @@ unsafe fn saturating_add32(a: __m256i, b: __m256i) -> __m256i {
     _mm256_blendv_epi8(s, bound, _mm256_srai_epi32::<31>(overflow))
 }
 
-/// `out[j] = lut(table, residual_index(v[j]))` for eight residual values within int16:
-/// index `clamp((v + 128) >> 8, −128, 127) + 128`, then eight table reads.
+/// [`crate::quant::residual_index`] of eight residual values within int16:
+/// `clamp((v + 128) >> 8, −128, 127)`.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn silu_lut(v: __m256i, table: *const u8, out: *mut i8) {
+unsafe fn residual_index8(v: __m256i) -> __m256i {
     use crate::quant::RESIDUAL_EXTRA_BITS as B;
     let r = _mm256_srai_epi32::<{ B as i32 }>(_mm256_add_epi32(v, _mm256_set1_epi32(1 << (B - 1))));
-    let r = _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128));
-    lookup8(table, _mm256_add_epi32(r, _mm256_set1_epi32(128)), out);
+    _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128))
 }
 
-/// `out[j] = table[idx[j]]` for eight indices in 0..=255 of a 256-entry table, one 8-byte store.
+/// [`crate::quant::lut`] of 4 × 8 indices (int32 lanes in −128..=127) in a 256-entry table:
+/// 64-bit lane i of the result holds the eight entries of `idx[i]`. The indices become 32
+/// bytes; each 16-entry row of the table is a `vpshufb` by their low nibbles, kept where
+/// their high nibble names that row.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn lookup8(table: *const u8, idx: __m256i, out: *mut i8) {
-    let mut ix = [0i32; 8];
-    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, idx);
-    let bytes: [u8; 8] = core::array::from_fn(|j| *table.add(ix[j] as usize));
-    core::ptr::write_unaligned(out as *mut [u8; 8], bytes);
+unsafe fn lut32(table: *const u8, idx: [__m256i; 4]) -> __m256i {
+    // Per 128-bit half: [idx0, idx1, idx2, idx3] four each (lanes 0–3, then 4–7); vpermd puts
+    // each vector's eight bytes in its own 64-bit lane. The signed bytes + 128 (xor 0x80) are
+    // the table positions.
+    let b = _mm256_packs_epi16(_mm256_packs_epi32(idx[0], idx[1]), _mm256_packs_epi32(idx[2], idx[3]));
+    let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let pos = _mm256_xor_si256(b, _mm256_set1_epi8(-128));
+    let low = _mm256_and_si256(pos, _mm256_set1_epi8(0x0f));
+    let high = _mm256_and_si256(_mm256_srli_epi16::<4>(pos), _mm256_set1_epi8(0x0f));
+    let mut out = _mm256_setzero_si256();
+    for row in 0..16 {
+        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(table.add(16 * row) as *const __m128i));
+        let hit = _mm256_cmpeq_epi8(high, _mm256_set1_epi8(row as i8));
+        out = _mm256_blendv_epi8(out, _mm256_shuffle_epi8(t, low), hit);
+    }
+    out
 }
 
 /// Eight int32 lanes, already within int16, stored as int16 at `p`.
@@ -666,9 +837,11 @@ mod tests {
         let Some(tok) = token() else { return };
         let mut rng = Rng(77);
         for case in 0..300 {
-            let rows = 1 + (rng.next() % 9) as usize;
+            // Up to several panels of packed rows (at 512 columns, 16 rows per panel), and
+            // more vectors than one widened chunk.
+            let rows = 1 + (rng.next() % if case % 3 == 0 { 70 } else { 9 }) as usize;
             let cols = if case < 60 { case } else { (rng.next() % 520) as usize };
-            let n = 1 + (rng.next() % 11) as usize;
+            let n = 1 + (rng.next() % if case % 4 == 0 { 40 } else { 11 }) as usize;
             let (sx, so) = (cols + (rng.next() % 5) as usize, rows + (rng.next() % 3) as usize);
             let extreme = |v: u64| match v % 9 {
                 0 => -128i8,
@@ -716,11 +889,11 @@ mod tests {
             let mut got = [0i32; 8];
             // SAFETY: AVX2 checked by `token`; the loads and stores are of 8-element arrays.
             unsafe {
-                let v = requant8(
-                    _mm256_loadu_si256(a.as_ptr() as *const __m256i),
+                let k = Requant8::new(
                     _mm256_loadu_si256(m.as_ptr() as *const __m256i),
-                    clamp_shift(_mm256_loadu_si256(n.as_ptr() as *const __m256i)),
+                    _mm256_loadu_si256(n.as_ptr() as *const __m256i),
                 );
+                let v = k.apply(_mm256_loadu_si256(a.as_ptr() as *const __m256i));
                 _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
             }
             for k in 0..8 {
