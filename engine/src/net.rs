@@ -33,7 +33,7 @@ pub enum Kernels {
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
 /// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes (on the Cortex-M4/M7
 /// and their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
-const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 16 };
+const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 32 };
 
 /// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
 /// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP

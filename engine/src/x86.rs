@@ -186,7 +186,7 @@ pub fn matmul_i8(
 /// Columns [`matmul_i8`] packs and widens on its stack (wider layers take the slower path).
 const WIDE_COLS: usize = 512;
 /// Vectors [`matmul_i8`] widens at once.
-const WIDE_VECS: usize = 16;
+const WIDE_VECS: usize = 32;
 /// int16 values of the packed-weight panel on [`matmul_i8`]'s stack (16 KiB): at least two
 /// groups of 8 rows at [`WIDE_COLS`] columns.
 const PANEL: usize = 8192;
@@ -553,13 +553,6 @@ unsafe fn requant_layer_avx2(
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
     // within 0..=255 (tables hold 256 entries, also checked).
-    #[derive(Clone, Copy)]
-    #[allow(clippy::large_enum_variant)] // a local value, matched in registers
-    enum Out {
-        I16 { out: *mut i16, table: *const u8, silu: *mut i8 },
-        Table { add: *const i32, table: *const u8, out: *mut i8 },
-        Residual { res: Requant8, h: *mut i16, table: *const u8, silu: *mut i8 },
-    }
     let dst = match &mut e {
         Epilogue::ToI16 { out, silu } => {
             Out::I16 { out: out.as_mut_ptr(), table: silu.table.as_ptr(), silu: silu.out.as_mut_ptr() }
@@ -594,41 +587,11 @@ unsafe fn requant_layer_avx2(
             bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.add(r) as *const __m256i));
         }
         // Four vectors at a time: their 32 table indices go through one `vpshufb` lookup.
-        let mut s = 0;
-        while s < n {
-            let count = (n - s).min(4);
-            let mut idx = [_mm256_setzero_si256(); 4];
-            for i in 0..count {
-                let a = _mm256_loadu_si256(acc.add((s + i) * so + r) as *const __m256i);
-                let v = k.apply(_mm256_add_epi32(a, bias));
-                let o = (s + i) * stride + r;
-                idx[i] = match dst {
-                    Out::I16 { out, .. } => {
-                        let v = clamp32(v, 32767);
-                        store_i16(out.add(o), v);
-                        residual_index8(v)
-                    }
-                    Out::Table { .. } => clamp32(v, 127),
-                    Out::Residual { res, h, .. } => {
-                        let hp = h.add(o);
-                        let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
-                        let v = clamp32(saturating_add32(res.apply(hv), v), 32767);
-                        store_i16(hp, v);
-                        residual_index8(v)
-                    }
-                };
-            }
-            let looked = lut32(table, idx);
-            for i in 0..count {
-                let q = match i {
-                    0 => _mm256_extract_epi64::<0>(looked),
-                    1 => _mm256_extract_epi64::<1>(looked),
-                    2 => _mm256_extract_epi64::<2>(looked),
-                    _ => _mm256_extract_epi64::<3>(looked),
-                };
-                core::ptr::write_unaligned(lut_out.add((s + i) * stride + r) as *mut i64, q);
-            }
-            s += count;
+        let g = Group { k, bias, r, acc, so, stride, dst, table, lut_out };
+        match dst {
+            Out::I16 { .. } => g.all::<0>(n),
+            Out::Table { .. } => g.all::<1>(n),
+            Out::Residual { .. } => g.all::<2>(n),
         }
         r += 8;
     }
@@ -636,6 +599,87 @@ unsafe fn requant_layer_avx2(
     // `requant_layer`).
     let acc = core::slice::from_raw_parts(acc, (n - 1) * so + rows);
     quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
+}
+
+/// Where [`requant_layer_avx2`] writes: raw pointers to the slices of an [`Epilogue`].
+#[derive(Clone, Copy)]
+#[allow(clippy::large_enum_variant)] // a local value, matched in registers
+enum Out {
+    I16 { out: *mut i16, table: *const u8, silu: *mut i8 },
+    Table { add: *const i32, table: *const u8, out: *mut i8 },
+    Residual { res: Requant8, h: *mut i16, table: *const u8, silu: *mut i8 },
+}
+
+/// Eight rows `r..r + 8` of [`requant_layer_avx2`]: their requantization constants and bias,
+/// and where their dot products are and their outputs go.
+struct Group {
+    k: Requant8,
+    bias: __m256i,
+    r: usize,
+    acc: *const i32,
+    so: usize,
+    stride: usize,
+    dst: Out,
+    table: *const u8,
+    lut_out: *mut i8,
+}
+
+impl Group {
+    /// The epilogue of `n` vectors, `KIND` the variant of `self.dst` (0, 1, 2: `I16`, `Table`,
+    /// `Residual`; a constant, so that each variant gets its own loop).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn all<const KIND: u8>(&self, n: usize) {
+        let mut s = 0;
+        while s + 4 <= n {
+            self.vectors::<KIND, 4>(s);
+            s += 4;
+        }
+        match n - s {
+            3 => self.vectors::<KIND, 3>(s),
+            2 => self.vectors::<KIND, 2>(s),
+            1 => self.vectors::<KIND, 1>(s),
+            _ => {}
+        }
+    }
+
+    /// The epilogue of vectors `s..s + C` (C ≤ 4), their table lookups in one [`lut32`].
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn vectors<const KIND: u8, const C: usize>(&self, s: usize) {
+        let mut idx = [_mm256_setzero_si256(); 4];
+        for i in 0..C {
+            let a = _mm256_loadu_si256(self.acc.add((s + i) * self.so + self.r) as *const __m256i);
+            let v = self.k.apply(_mm256_add_epi32(a, self.bias));
+            let o = (s + i) * self.stride + self.r;
+            idx[i] = match self.dst {
+                Out::I16 { out, .. } if KIND == 0 => {
+                    let v = clamp32(v, 32767);
+                    store_i16(out.add(o), v);
+                    residual_index8(v)
+                }
+                Out::Table { .. } if KIND == 1 => clamp32(v, 127),
+                Out::Residual { res, h, .. } if KIND == 2 => {
+                    let hp = h.add(o);
+                    let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
+                    let v = clamp32(saturating_add32(res.apply(hv), v), 32767);
+                    store_i16(hp, v);
+                    residual_index8(v)
+                }
+                _ => return, // KIND names another variant: not reached
+            };
+        }
+        let looked = lut32(self.table, idx);
+        let q = [
+            _mm256_extract_epi64::<0>(looked),
+            _mm256_extract_epi64::<1>(looked),
+            _mm256_extract_epi64::<2>(looked),
+            _mm256_extract_epi64::<3>(looked),
+        ];
+        for i in 0..C {
+            core::ptr::write_unaligned(self.lut_out.add((s + i) * self.stride + self.r) as *mut i64, q[i]);
+        }
+    }
 }
 
 /// [`crate::quant::requantize`] by eight (multiplier, shift) pairs, its per-lane constants
