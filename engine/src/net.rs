@@ -35,6 +35,9 @@ pub enum Kernels {
 /// and their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
 const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 32 };
 
+/// Tiles of calls of at most this many vectors (their buffers, cleared per call, are smaller).
+const INT8_TILE_SMALL: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
+
 /// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
 /// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
 /// kernel uses them; one row, unused, elsewhere).
@@ -431,14 +434,11 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let k = xs.len() / d.max(1);
         self.time_embedding(t);
         if self.model.is_int8() {
-            let mut bufs = Int8Bufs::<INT8_TILE, D, H>::ZERO;
-            let mut xp = [[0u32; H]; INT8_TILE_XP];
-            let xp = xp.as_flattened_mut();
-            let ws = &mut self.ws;
             let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
-            for (x, eps) in xs.chunks(INT8_TILE * d).zip(outs.chunks_mut(INT8_TILE * d)) {
-                let n = x.len() / d;
-                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
+            if k <= INT8_TILE_SMALL {
+                self.int8_tiles::<INT8_TILE_SMALL>(xs, t, outs);
+            } else {
+                self.int8_tiles::<INT8_TILE>(xs, t, outs);
             }
             return;
         }
@@ -477,6 +477,21 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         m.tensor(Role::OutputW).matmul_acc_with(kern, a, h, outs, d, k);
         for v in outs.chunks_exact_mut(d) {
             m.tensor(Role::OutputB).add_to(v);
+        }
+    }
+
+    /// The integer layers of [`ScoreNet::eps_batch`] (the time embedding computed) for the
+    /// vectors of `xs` (whole vectors), in tiles of `T` vectors on the stack.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    fn int8_tiles<const T: usize>(&mut self, xs: &[f32], t: f32, outs: &mut [f32]) {
+        let (d, h) = (self.model.dims().dim.max(1), self.model.dims().hidden);
+        let mut bufs = Int8Bufs::<T, D, H>::ZERO;
+        let mut xp = [[0u32; H]; INT8_TILE_XP];
+        let xp = xp.as_flattened_mut();
+        let ws = &mut self.ws;
+        for (x, eps) in xs.chunks(T * d).zip(outs.chunks_mut(T * d)) {
+            let n = x.len() / d;
+            int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
         }
     }
 

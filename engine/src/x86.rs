@@ -231,6 +231,9 @@ unsafe fn matmul_i8_avx2(
 /// ([`pack_panel`]); the vectors widened to int16 once ([`widen`]). Then each `vpmaddwd` of a
 /// weight register with a vector's column pair broadcast to all lanes adds two products to each
 /// of eight rows' sums: the eight lanes are eight outputs, with no sum across lanes.
+// Not inlined: its 48 KiB of stack buffers would make every call of `matmul_i8_avx2` probe
+// that much stack, one vector at a time too.
+#[inline(never)]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul_packed(
@@ -669,6 +672,13 @@ impl Group {
                 _ => return, // KIND names another variant: not reached
             };
         }
+        if C <= 2 {
+            // One or two vectors: eight table reads each are cheaper than a whole `lut32`.
+            for i in 0..C {
+                lookup8(self.table, idx[i], self.lut_out.add((s + i) * self.stride + self.r));
+            }
+            return;
+        }
         let looked = lut32(self.table, idx);
         let q = [
             _mm256_extract_epi64::<0>(looked),
@@ -794,6 +804,17 @@ unsafe fn lut32(table: *const u8, idx: [__m256i; 4]) -> __m256i {
         out = _mm256_blendv_epi8(out, _mm256_shuffle_epi8(t, low), hit);
     }
     out
+}
+
+/// `out[j] = lut(table, idx[j])` for eight indices in −128..=127 (entry `idx + 128` of a
+/// 256-entry table), one 8-byte store.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn lookup8(table: *const u8, idx: __m256i, out: *mut i8) {
+    let mut ix = [0i32; 8];
+    _mm256_storeu_si256(ix.as_mut_ptr() as *mut __m256i, _mm256_add_epi32(idx, _mm256_set1_epi32(128)));
+    let bytes: [u8; 8] = core::array::from_fn(|j| *table.add(ix[j] as usize));
+    core::ptr::write_unaligned(out as *mut [u8; 8], bytes);
 }
 
 /// Eight int32 lanes, already within int16, stored as int16 at `p`.
