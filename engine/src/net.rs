@@ -14,7 +14,7 @@
 //! and tests hold the three implementations to each other.
 
 use crate::format::{Model, Role, Tensor};
-use crate::quant::{self, layout, Epilogue, Silu};
+use crate::quant::{self, layout, TileEpilogue};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
@@ -563,9 +563,8 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     // h16 = requant(W_in · x8 + b_in)                                  (n, H) int16
     int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
     // act = silu(h) by table                                         (n, H) int8
-    let (out, silu) =
-        (h16.as_flattened_mut(), Silu { table: table(layout::lut_h(0)), out: act.as_flattened_mut() });
-    epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out, silu });
+    let e = TileEpilogue::ToI16 { out: h16, table: table(layout::lut_h(0)), silu: act };
+    epilogue(k, triples(layout::input(h)), acc, h, d, e);
     for blk in 0..nb {
         // act = silu(u), u = requant(W_b1 · silu(h) + b_b1 + temb)     (n, H) int8
         let w1 = m.tensor(Role::BlockW1(blk as u8));
@@ -574,24 +573,15 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
             *q = quant::quantize_temb(te, w1.scale(r) * s_a);
         }
         int8_matmul(k, w1, act, acc, xp);
-        let (lut_u, out) = (table(layout::lut_u(nb, blk)), act.as_flattened_mut());
-        epilogue(
-            k,
-            triples(layout::w1(h, blk)),
-            acc,
-            h,
-            Epilogue::Table { add: &tq[..h], table: lut_u, out },
-        );
+        let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, blk)), out: act };
+        epilogue(k, triples(layout::w1(h, blk)), acc, h, h, e);
         // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
         // act = silu(h) by table (the input of the next block or the output layer)
         int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
         let cr = layout::residual(h, blk);
         let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
-        let (hs, silu) = (
-            h16.as_flattened_mut(),
-            Silu { table: table(layout::lut_h(blk + 1)), out: act.as_flattened_mut() },
-        );
-        epilogue(k, triples(layout::w2(h, blk)), acc, h, Epilogue::Residual { mr, nr, h: hs, silu });
+        let e = TileEpilogue::Residual { mr, nr, h: h16, table: table(layout::lut_h(blk + 1)), silu: act };
+        epilogue(k, triples(layout::w2(h, blk)), acc, h, h, e);
     }
     // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (n, D) f32
     let w_out = m.tensor(Role::OutputW);
@@ -605,17 +595,32 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     }
 }
 
-/// [`quant::epilogue`] of the first `rows` rows of every vector (strides H), with the AVX2
-/// twin where `k` has it.
+/// [`quant::epilogue`] of the first `rows` rows of every vector (strides H) of a layer with
+/// `cols` int8 inputs, with the AVX2 twin where `k` has it; on the Cortex-M4/M7 (unless built
+/// for size, as the tile kernels: `engine/build.rs`) [`quant::epilogue_tile`], the same values
+/// in fewer instructions.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
-fn epilogue<const H: usize>(k: Kernels, rq: &[u8], acc: &[[i32; H]], rows: usize, mut e: Epilogue<'_>) {
+fn epilogue<const H: usize>(
+    k: Kernels,
+    rq: &[u8],
+    acc: &[[i32; H]],
+    rows: usize,
+    cols: usize,
+    e: TileEpilogue<'_, H>,
+) {
     let n = acc.len();
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
-        return x86::requant_layer(tok, rq, acc.as_flattened(), H, n, rows, H, e);
+        return x86::requant_layer(tok, rq, acc.as_flattened(), H, n, rows, H, e.flat());
     }
     let _ = k;
-    quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e);
+    if cfg!(tinyscore_dsp_tile) {
+        // |Σ w·x| ≤ cols·128·128 for int8 weights and activations.
+        let acc_max = (cols as u32).saturating_mul(1 << 14);
+        return quant::epilogue_tile(rq, acc, rows, acc_max, e);
+    }
+    let _ = cols;
+    quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e.flat());
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and

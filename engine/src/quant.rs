@@ -476,6 +476,338 @@ pub fn epilogue(
     }
 }
 
+/// [`requantize`] for accumulators of bounded magnitude as one high-word multiply, the form
+/// the Cortex-M4 epilogue uses ([`epilogue_tile`]).
+///
+/// With `k = max(0, 33 − n)` and `s = n + k − 32 ≥ 1`:
+/// `⌊(a·m + 2^(n−1)) / 2^n⌋ = ⌊(⌊(a·2^k)·m / 2^32⌋ + 2^(s−1)) / 2^s⌋`, exactly: `2^(n+k−1)` is a
+/// multiple of 2^32, so taking the high word first loses nothing. It holds when `a·2^k` fits
+/// an i32 (checked against a bound on `|a|` when `k > 0`; any `a` when `n ≥ 33`), and then
+/// `|a·2^k·m| ≤ 2^62`: the result needs no saturation. On the Cortex-M4 it is `LSL`, `SMMLA`
+/// (the high word of the product plus the rounding term) and `ASR`, against an `SMULL`, 64-bit
+/// add, shift and clamp for [`requantize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighRequant {
+    mul: i32,
+    /// k: the left shift of the accumulator.
+    pre: u32,
+    /// s: the right shift of the high word.
+    shift: u32,
+    /// 2^(s−1).
+    round: i32,
+}
+
+impl HighRequant {
+    /// The form of `requantize(·, mul, shift)` for every accumulator `|a| ≤ bound`, or `None`
+    /// where it does not hold (`shift` is clamped to 1..=62 as [`requantize`] clamps it).
+    #[inline]
+    pub fn new(mul: i32, shift: u32, bound: u32) -> Option<Self> {
+        let n = shift.clamp(SHIFT_MIN, SHIFT_MAX);
+        let pre = 33u32.saturating_sub(n);
+        // With k = 0 any i32 will do (even i32::MIN: |a·m| ≤ 2^62 still).
+        if pre > 0 && (pre >= 31 || bound > (i32::MAX as u32) >> pre) {
+            return None;
+        }
+        let s = n + pre - 32;
+        Some(Self { mul, pre, shift: s, round: 1 << (s - 1) })
+    }
+
+    /// `requantize(a, mul, shift)` for `|a| ≤ bound` (another `a` gives an unspecified value,
+    /// never a panic).
+    #[inline(always)]
+    pub fn apply(self, a: i32) -> i32 {
+        let high = (((a << self.pre) as i64 * self.mul as i64) >> 32) as i32;
+        high.wrapping_add(self.round) >> self.shift
+    }
+}
+
+/// What an int8 layer does with its requantized dot products, for the network's tile buffers
+/// (vector `s`'s values in row `s` of an `[[T; H]]`): [`Epilogue`]'s three cases, the same
+/// definitions; [`TileEpilogue::flat`] gives the [`Epilogue`].
+#[derive(Debug)]
+pub enum TileEpilogue<'b, const H: usize> {
+    /// [`Epilogue::ToI16`]: `out = sat_i16(requantize(acc + bias))`, `silu = lut(table, …)`.
+    ToI16 {
+        /// (n, H) the residual stream.
+        out: &'b mut [[i16; H]],
+        /// The 256-entry table of silu(h).
+        table: &'b [u8],
+        /// (n, H) silu(h).
+        silu: &'b mut [[i8; H]],
+    },
+    /// [`Epilogue::Table`]: `out = lut(table, sat_i8(requantize(acc + bias + add[r])))`.
+    Table {
+        /// (rows,) added to every vector's dot products.
+        add: &'b [i32],
+        /// The 256-entry table.
+        table: &'b [u8],
+        /// (n, H) the int8 output.
+        out: &'b mut [[i8; H]],
+    },
+    /// [`Epilogue::Residual`]: `h = sat_i16(requantize(h, mr, nr) ⊕ requantize(acc + bias))`
+    /// (⊕ saturating), `silu = lut(table, residual_index(h))`.
+    Residual {
+        /// The residual's multiplier.
+        mr: i32,
+        /// The residual's shift.
+        nr: u32,
+        /// (n, H) the residual stream, read and written.
+        h: &'b mut [[i16; H]],
+        /// The 256-entry table of silu(h).
+        table: &'b [u8],
+        /// (n, H) silu(h).
+        silu: &'b mut [[i8; H]],
+    },
+}
+
+impl<'b, const H: usize> TileEpilogue<'b, H> {
+    /// The same epilogue over flat slices (stride H), for [`epilogue`] and its AVX2 twin.
+    pub fn flat(self) -> Epilogue<'b> {
+        match self {
+            Self::ToI16 { out, table, silu } => Epilogue::ToI16 {
+                out: out.as_flattened_mut(),
+                silu: Silu { table, out: silu.as_flattened_mut() },
+            },
+            Self::Table { add, table, out } => Epilogue::Table { add, table, out: out.as_flattened_mut() },
+            Self::Residual { mr, nr, h, table, silu } => Epilogue::Residual {
+                mr,
+                nr,
+                h: h.as_flattened_mut(),
+                silu: Silu { table, out: silu.as_flattened_mut() },
+            },
+        }
+    }
+}
+
+/// Vectors [`epilogue_tile`] handles per pass over a layer's rows: the per-row work (reading
+/// the row's triple, choosing its form) is shared by this many vectors.
+const EPILOGUE_GROUP: usize = 4;
+
+/// [`epilogue`] for rows `0..rows` of the `n` vectors of a tile (`acc[s][r]`, outputs in the
+/// same places), written for the Cortex-M4: one loop per kind of epilogue, each row's
+/// requantization as a [`HighRequant`] where it holds for every accumulator of the layer
+/// (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols` int8 × int8 products) and
+/// [`requantize`] itself where it does not, the residual's form chosen once per layer, and
+/// groups of [`EPILOGUE_GROUP`] vectors per pass over the rows. The same values as
+/// [`epilogue`] (unit tests below); an accumulator beyond `acc_max` gives an unspecified value,
+/// never a panic.
+///
+/// # Panics
+/// If `rq` holds fewer than `rows` triples, a table fewer than 256 entries, or `add` fewer
+/// than `rows` values (caller bugs).
+pub fn epilogue_tile<const H: usize>(
+    rq: &[u8],
+    acc: &[[i32; H]],
+    rows: usize,
+    acc_max: u32,
+    e: TileEpilogue<'_, H>,
+) {
+    let rows = rows.min(H);
+    let rq = &rq[..12 * rows];
+    match e {
+        TileEpilogue::ToI16 { out, table, silu } => {
+            let table = table256(table);
+            let n = acc.len().min(out.len()).min(silu.len());
+            in_groups(n, |s0, s| match s {
+                EPILOGUE_GROUP => to_i16_rows::<EPILOGUE_GROUP, H>(
+                    rq,
+                    acc_max,
+                    fixed(&acc[s0..]),
+                    fixed_mut(&mut out[s0..]),
+                    table,
+                    fixed_mut(&mut silu[s0..]),
+                ),
+                _ => to_i16_rows::<1, H>(
+                    rq,
+                    acc_max,
+                    fixed(&acc[s0..]),
+                    fixed_mut(&mut out[s0..]),
+                    table,
+                    fixed_mut(&mut silu[s0..]),
+                ),
+            });
+        }
+        TileEpilogue::Table { add, table, out } => {
+            let (table, add) = (table256(table), &add[..rows]);
+            let n = acc.len().min(out.len());
+            in_groups(n, |s0, s| match s {
+                EPILOGUE_GROUP => table_rows::<EPILOGUE_GROUP, H>(
+                    rq,
+                    acc_max,
+                    fixed(&acc[s0..]),
+                    add,
+                    table,
+                    fixed_mut(&mut out[s0..]),
+                ),
+                _ => {
+                    table_rows::<1, H>(rq, acc_max, fixed(&acc[s0..]), add, table, fixed_mut(&mut out[s0..]))
+                }
+            });
+        }
+        TileEpilogue::Residual { mr, nr, h, table, silu } => {
+            let table = table256(table);
+            let n = acc.len().min(h.len()).min(silu.len());
+            // The residual stream is int16: |h| ≤ 2^15.
+            match HighRequant::new(mr, nr, 1 << 15) {
+                Some(q) => residual_layer(rq, acc_max, acc, h, table, silu, n, |v| q.apply(v)),
+                None => residual_layer(rq, acc_max, acc, h, table, silu, n, |v| requantize(v, mr, nr)),
+            }
+        }
+    }
+}
+
+/// Calls `f(s0, s)` for the groups of vectors `s0..s0 + s` covering `0..n`: groups of
+/// [`EPILOGUE_GROUP`], then single vectors.
+#[inline(always)]
+fn in_groups(n: usize, mut f: impl FnMut(usize, usize)) {
+    let mut s0 = 0;
+    while s0 + EPILOGUE_GROUP <= n {
+        f(s0, EPILOGUE_GROUP);
+        s0 += EPILOGUE_GROUP;
+    }
+    while s0 < n {
+        f(s0, 1);
+        s0 += 1;
+    }
+}
+
+/// The first `S` rows of `v` as an array (the caller leaves at least `S`).
+#[inline(always)]
+fn fixed<T, const S: usize>(v: &[T]) -> &[T; S] {
+    v[..S].try_into().expect("S rows")
+}
+
+/// The first `S` rows of `v` as an array (the caller leaves at least `S`).
+#[inline(always)]
+fn fixed_mut<T, const S: usize>(v: &mut [T]) -> &mut [T; S] {
+    (&mut v[..S]).try_into().expect("S rows")
+}
+
+/// A 256-entry table as an array, so that an index of a `u8` needs no bounds check.
+#[inline(always)]
+fn table256(t: &[u8]) -> &[u8; 256] {
+    t[..256].try_into().expect("256 entries")
+}
+
+/// [`lut`] on a 256-entry array.
+#[inline(always)]
+fn lut256(table: &[u8; 256], index: i8) -> i8 {
+    table[(index as u8 ^ 0x80) as usize] as i8
+}
+
+/// Row `r`'s requantization of `acc + c` (`c`: the bias, plus the time embedding for a
+/// block's first layer): `Some` form where [`HighRequant`] holds for every `|acc| ≤ acc_max`.
+#[inline(always)]
+fn row_form(mul: i32, shift: i32, acc_max: u32, c: i32) -> Option<HighRequant> {
+    HighRequant::new(mul, shift as u32, acc_max.saturating_add(c.unsigned_abs()))
+}
+
+/// [`TileEpilogue::ToI16`] for `S` vectors.
+#[inline(always)]
+fn to_i16_rows<const S: usize, const H: usize>(
+    rq: &[u8],
+    acc_max: u32,
+    acc: &[[i32; H]; S],
+    out: &mut [[i16; H]; S],
+    table: &[u8; 256],
+    silu: &mut [[i8; H]; S],
+) {
+    for (r, t) in rq.chunks_exact(12).enumerate().take(H) {
+        let [bias, mul, shift] = triple(t, 0);
+        let mut put = |s: usize, v: i32| {
+            let v = sat_i16(v);
+            out[s][r] = v;
+            silu[s][r] = lut256(table, residual_index(v));
+        };
+        match row_form(mul, shift, acc_max, bias) {
+            Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(bias)))),
+            None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(bias), mul, shift as u32))),
+        }
+    }
+}
+
+/// [`TileEpilogue::Table`] for `S` vectors.
+#[inline(always)]
+fn table_rows<const S: usize, const H: usize>(
+    rq: &[u8],
+    acc_max: u32,
+    acc: &[[i32; H]; S],
+    add: &[i32],
+    table: &[u8; 256],
+    out: &mut [[i8; H]; S],
+) {
+    for (r, (t, &add)) in rq.chunks_exact(12).zip(add).enumerate().take(H) {
+        let [bias, mul, shift] = triple(t, 0);
+        // (acc + bias) + add in one addition: the same wrapping sum.
+        let c = bias.wrapping_add(add);
+        let mut put = |s: usize, v: i32| out[s][r] = lut256(table, sat_i8(v));
+        match row_form(mul, shift, acc_max, c) {
+            Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(c)))),
+            None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(c), mul, shift as u32))),
+        }
+    }
+}
+
+/// [`TileEpilogue::Residual`] for `n` vectors, with the residual's requantization `res`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn residual_layer<const H: usize>(
+    rq: &[u8],
+    acc_max: u32,
+    acc: &[[i32; H]],
+    h: &mut [[i16; H]],
+    table: &[u8; 256],
+    silu: &mut [[i8; H]],
+    n: usize,
+    res: impl Fn(i32) -> i32 + Copy,
+) {
+    in_groups(n, |s0, s| match s {
+        EPILOGUE_GROUP => residual_rows::<EPILOGUE_GROUP, H>(
+            rq,
+            acc_max,
+            fixed(&acc[s0..]),
+            fixed_mut(&mut h[s0..]),
+            table,
+            fixed_mut(&mut silu[s0..]),
+            res,
+        ),
+        _ => residual_rows::<1, H>(
+            rq,
+            acc_max,
+            fixed(&acc[s0..]),
+            fixed_mut(&mut h[s0..]),
+            table,
+            fixed_mut(&mut silu[s0..]),
+            res,
+        ),
+    });
+}
+
+/// [`TileEpilogue::Residual`] for `S` vectors.
+#[inline(always)]
+fn residual_rows<const S: usize, const H: usize>(
+    rq: &[u8],
+    acc_max: u32,
+    acc: &[[i32; H]; S],
+    h: &mut [[i16; H]; S],
+    table: &[u8; 256],
+    silu: &mut [[i8; H]; S],
+    res: impl Fn(i32) -> i32,
+) {
+    for (r, t) in rq.chunks_exact(12).enumerate().take(H) {
+        let [bias, mul, shift] = triple(t, 0);
+        let mut put = |s: usize, branch: i32| {
+            let v = sat_i16(res(h[s][r] as i32).saturating_add(branch));
+            h[s][r] = v;
+            silu[s][r] = lut256(table, residual_index(v));
+        };
+        match row_form(mul, shift, acc_max, bias) {
+            Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(bias)))),
+            None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(bias), mul, shift as u32))),
+        }
+    }
+}
+
 /// Saturates to int8's symmetric range [−127, 127].
 #[inline]
 pub fn sat_i8(v: i32) -> i8 {
@@ -662,6 +994,129 @@ mod tests {
         // Ties round up: 3·2^30 / 2^31 = 1.5 → 2 and −1.5 → −1.
         assert_eq!(requantize(3, MULT_MIN, 31), 2);
         assert_eq!(requantize(-3, MULT_MIN, 31), -1);
+    }
+
+    #[test]
+    fn the_high_word_form_equals_requantize_and_the_oracle() {
+        let mut r = Rng(0x5EED_F0A4);
+        let ms = [MULT_MIN, i32::MAX, MULT_MIN + 1, 1_500_000_000];
+        let ns = [1u32, 2, 16, 17, 30, 31, 32, 33, 34, 40, 61, 62];
+        let bounds = [1u32 << 31, (1 << 31) - 1, 1 << 30, 1 << 23, (1 << 23) + 12_345, 1 << 15, 1];
+        let (mut high, mut general) = (0u32, 0u32);
+        for case in 0..40_000usize {
+            let m = if case % 3 == 0 {
+                ms[case / 3 % ms.len()]
+            } else {
+                r.range(MULT_MIN as i64, i32::MAX as i64) as i32
+            };
+            let n = if case % 2 == 0 { ns[case / 2 % ns.len()] } else { r.range(1, 62) as u32 };
+            let bound = if case % 5 < 3 { bounds[case % bounds.len()] } else { r.range(1, 1 << 31) as u32 };
+            let Some(q) = HighRequant::new(m, n, bound) else {
+                // Refused only where a·2^(33−n) could leave i32.
+                assert!(n < 33 && (bound as u64) << (33 - n) > i32::MAX as u64, "m {m} n {n} bound {bound}");
+                general += 1;
+                continue;
+            };
+            high += 1;
+            let b = bound as i64;
+            let edges = [-b, b.min(i32::MAX as i64), 0, -1, 1, -b + 1, b - 1];
+            for k in 0..24 {
+                let a = if k < edges.len() { edges[k] } else { r.range(-b, b.min(i32::MAX as i64)) };
+                let a = a as i32;
+                let want = requantize_oracle(a, m, n);
+                assert_eq!(requantize(a, m, n), want);
+                assert_eq!(q.apply(a), want, "a {a} m {m} n {n} bound {bound}");
+            }
+        }
+        assert!(high > 10_000 && general > 1_000, "both cases exercised: {high} {general}");
+        // Any accumulator once n ≥ 33 (i32::MIN included), and the largest shift.
+        for (m, n) in [(MULT_MIN, 33), (i32::MAX, 33), (i32::MAX, 62), (MULT_MIN, 62)] {
+            let q = HighRequant::new(m, n, 1 << 31).expect("n ≥ 33 needs no bound");
+            for a in [i32::MIN, i32::MIN + 1, i32::MAX, -1, 0, 1] {
+                assert_eq!(q.apply(a), requantize_oracle(a, m, n), "a {a} m {m} n {n}");
+            }
+        }
+        // Shifts out of range are clamped as requantize clamps them.
+        for n in [63u32, 100] {
+            let q = HighRequant::new(MULT_MIN, n, 1 << 31).unwrap_or_else(|| panic!("n {n}"));
+            assert_eq!(q.apply(i32::MIN), requantize(i32::MIN, MULT_MIN, n));
+        }
+        assert_eq!(HighRequant::new(MULT_MIN, 0, 1), None, "n = 0 is n = 1: a·2^32 never fits");
+    }
+
+    /// Rows of a layer in [`epilogue_tile_equals_epilogue`].
+    const TILE_H: usize = 24;
+
+    #[test]
+    fn epilogue_tile_equals_epilogue() {
+        let mut r = Rng(0x0E91_0605);
+        for case in 0..1_500usize {
+            let n = case % 10;
+            let rows = r.range(0, TILE_H as i64) as usize;
+            let cols = r.range(1, 512) as u32;
+            let acc_max = cols * (1 << 14);
+            let m = acc_max as i64;
+            // Shifts around the boundaries of the forms, multipliers over their range; biases
+            // small (the usual) or up to ±2^30 (the largest a file may hold).
+            let mut rq = [0u8; 12 * TILE_H];
+            for t in rq.chunks_exact_mut(12) {
+                let bias = match r.range(0, 3) {
+                    0 => r.range(-(1 << 30), 1 << 30),
+                    _ => r.range(-100_000, 100_000),
+                } as i32;
+                let mul = r.range(MULT_MIN as i64, i32::MAX as i64) as i32;
+                let shift = match r.range(0, 3) {
+                    0 => r.range(1, 62),
+                    _ => r.range(26, 44),
+                } as i32;
+                for (k, v) in [bias, mul, shift].into_iter().enumerate() {
+                    t[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            let mut acc = [[0i32; TILE_H]; 9];
+            for (k, v) in acc.as_flattened_mut().iter_mut().enumerate() {
+                *v = match k % 7 {
+                    0 => -m,
+                    1 => m,
+                    _ => r.range(-m, m),
+                } as i32;
+            }
+            let table: [u8; 256] = core::array::from_fn(|_| r.next() as u8);
+            let add: [i32; TILE_H] = core::array::from_fn(|_| r.range(-(1 << 29), 1 << 29) as i32);
+            let h0: [[i16; TILE_H]; 9] = core::array::from_fn(|_| core::array::from_fn(|_| r.next() as i16));
+            let (mr, nr) = match case % 4 {
+                // The residual's form holds (n ≥ 17), or not.
+                0 => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(1, 16) as u32),
+                _ => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(17, 62) as u32),
+            };
+            let acc = &acc[..n];
+            let mut want = ([[0i16; TILE_H]; 9], [[0i8; TILE_H]; 9]);
+            let mut got = ([[1i16; TILE_H]; 9], [[1i8; TILE_H]; 9]);
+            for kind in 0..3 {
+                want.0 = h0;
+                got.0 = h0;
+                let make = |kind: usize,
+                            h: &mut [[i16; TILE_H]],
+                            o: &mut [[i8; TILE_H]],
+                            f: &mut dyn FnMut(TileEpilogue<'_, TILE_H>)| {
+                    f(match kind {
+                        0 => TileEpilogue::ToI16 { out: h, table: &table, silu: o },
+                        1 => TileEpilogue::Table { add: &add, table: &table, out: o },
+                        _ => TileEpilogue::Residual { mr, nr, h, table: &table, silu: o },
+                    })
+                };
+                make(kind, &mut want.0[..n], &mut want.1[..n], &mut |e| {
+                    epilogue(&rq, acc.as_flattened(), TILE_H, n, 0..rows, TILE_H, &mut e.flat())
+                });
+                make(kind, &mut got.0[..n], &mut got.1[..n], &mut |e| {
+                    epilogue_tile(&rq, acc, rows, acc_max, e)
+                });
+                assert_eq!(got.0, want.0, "case {case} kind {kind}: residual stream");
+                for (g, w) in got.1[..n].iter().zip(&want.1[..n]) {
+                    assert_eq!(g[..rows], w[..rows], "case {case} kind {kind}: int8 output");
+                }
+            }
+        }
     }
 
     #[test]
