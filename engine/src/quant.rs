@@ -580,15 +580,17 @@ impl<'b, const H: usize> TileEpilogue<'b, H> {
 }
 
 /// Vectors [`epilogue_tile`] handles per pass over a layer's rows: the per-row work (reading
-/// the row's triple, choosing its form) is shared by this many vectors.
+/// the row's triple, forming its requantization) is shared by this many vectors.
 const EPILOGUE_GROUP: usize = 4;
 
 /// [`epilogue`] for rows `0..rows` of the `n` vectors of a tile (`acc[s][r]`, outputs in the
-/// same places), written for the Cortex-M4: one loop per kind of epilogue, each row's
-/// requantization as a [`HighRequant`] where it holds for every accumulator of the layer
-/// (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols` int8 × int8 products) and
-/// [`requantize`] itself where it does not, the residual's form chosen once per layer, and
-/// groups of [`EPILOGUE_GROUP`] vectors per pass over the rows. The same values as
+/// same places), written for the Cortex-M4: one loop per kind of epilogue; requantization as
+/// a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every accumulator of the
+/// layer (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols` int8 × int8
+/// products) — with one pre-shift for the whole layer when one fits all its rows
+/// ([`layer_pre`]: the rows then only read their triple), else chosen row by row, and
+/// [`requantize`] itself for a row where no form holds; the residual's form chosen once per
+/// layer; groups of [`EPILOGUE_GROUP`] vectors per pass over the rows. The same values as
 /// [`epilogue`] (unit tests below); an accumulator beyond `acc_max` gives an unspecified value,
 /// never a panic.
 ///
@@ -608,51 +610,91 @@ pub fn epilogue_tile<const H: usize>(
         TileEpilogue::ToI16 { out, table, silu } => {
             let table = table256(table);
             let n = acc.len().min(out.len()).min(silu.len());
-            in_groups(n, |s0, s| match s {
-                EPILOGUE_GROUP => to_i16_rows::<EPILOGUE_GROUP, H>(
-                    rq,
-                    acc_max,
-                    fixed(&acc[s0..]),
-                    fixed_mut(&mut out[s0..]),
-                    table,
-                    fixed_mut(&mut silu[s0..]),
-                ),
-                _ => to_i16_rows::<1, H>(
-                    rq,
-                    acc_max,
-                    fixed(&acc[s0..]),
-                    fixed_mut(&mut out[s0..]),
-                    table,
-                    fixed_mut(&mut silu[s0..]),
-                ),
-            });
+            let (out, silu) = (&mut out[..n], &mut silu[..n]);
+            match layer_pre(rq, None, acc_max) {
+                Some(pre) => to_i16_layer(rq, OnePre(pre), &acc[..n], out, table, silu),
+                None => to_i16_layer(rq, EachRow(acc_max), &acc[..n], out, table, silu),
+            }
         }
         TileEpilogue::Table { add, table, out } => {
             let (table, add) = (table256(table), &add[..rows]);
             let n = acc.len().min(out.len());
-            in_groups(n, |s0, s| match s {
-                EPILOGUE_GROUP => table_rows::<EPILOGUE_GROUP, H>(
-                    rq,
-                    acc_max,
-                    fixed(&acc[s0..]),
-                    add,
-                    table,
-                    fixed_mut(&mut out[s0..]),
-                ),
-                _ => {
-                    table_rows::<1, H>(rq, acc_max, fixed(&acc[s0..]), add, table, fixed_mut(&mut out[s0..]))
-                }
-            });
+            let out = &mut out[..n];
+            match layer_pre(rq, Some(add), acc_max) {
+                Some(pre) => table_layer(rq, OnePre(pre), &acc[..n], add, table, out),
+                None => table_layer(rq, EachRow(acc_max), &acc[..n], add, table, out),
+            }
         }
         TileEpilogue::Residual { mr, nr, h, table, silu } => {
             let table = table256(table);
             let n = acc.len().min(h.len()).min(silu.len());
+            let (acc, h, silu) = (&acc[..n], &mut h[..n], &mut silu[..n]);
             // The residual stream is int16: |h| ≤ 2^15.
-            match HighRequant::new(mr, nr, 1 << 15) {
-                Some(q) => residual_layer(rq, acc_max, acc, h, table, silu, n, |v| q.apply(v)),
-                None => residual_layer(rq, acc_max, acc, h, table, silu, n, |v| requantize(v, mr, nr)),
+            let res = HighRequant::new(mr, nr, 1 << 15);
+            match (layer_pre(rq, None, acc_max), res) {
+                (Some(pre), Some(q)) => {
+                    residual_layer(rq, OnePre(pre), acc, h, table, silu, move |v| q.apply(v))
+                }
+                (None, Some(q)) => {
+                    residual_layer(rq, EachRow(acc_max), acc, h, table, silu, move |v| q.apply(v))
+                }
+                (_, None) => {
+                    residual_layer(rq, EachRow(acc_max), acc, h, table, silu, move |v| requantize(v, mr, nr))
+                }
             }
         }
+    }
+}
+
+/// The pre-shift `k` with which every row's requantization of `acc + c_r` (`c_r` = bias, plus
+/// `add[r]`) is a [`HighRequant`] form for all `|acc| ≤ acc_max`: `k = max(0, 33 − min n)`,
+/// provided every shift is in 1..=62 (no clamping needed), `max n + k − 32 ≤ 30` and
+/// `(acc_max + max |c_r|)·2^k` fits an i32. `None` if no one `k` serves the whole layer.
+fn layer_pre(rq: &[u8], add: Option<&[i32]>, acc_max: u32) -> Option<u32> {
+    let (mut n_min, mut n_max, mut c_max) = (SHIFT_MAX as i32, SHIFT_MIN as i32, 0u32);
+    let mut valid = true;
+    for (r, t) in rq.chunks_exact(12).enumerate() {
+        let [bias, _, n] = triple(t, 0);
+        let c = match add {
+            Some(add) => bias.wrapping_add(add[r]),
+            None => bias,
+        };
+        valid &= (SHIFT_MIN as i32..=SHIFT_MAX as i32).contains(&n);
+        n_min = n_min.min(n);
+        n_max = n_max.max(n);
+        c_max = c_max.max(c.unsigned_abs());
+    }
+    let pre = 33u32.saturating_sub(n_min as u32);
+    let fits = pre == 0 || (pre < 31 && acc_max.saturating_add(c_max) <= (i32::MAX as u32) >> pre);
+    (valid && n_max as u32 + pre <= 62 && fits).then_some(pre)
+}
+
+/// How the rows of a layer get their [`HighRequant`] form.
+trait RowForms: Copy {
+    /// The form of `requantize(acc + c, mul, shift)`, or `None` where it does not hold.
+    fn form(self, mul: i32, shift: i32, c: i32) -> Option<HighRequant>;
+}
+
+/// One pre-shift for every row ([`layer_pre`] checked that it holds for all of them).
+#[derive(Clone, Copy)]
+struct OnePre(u32);
+
+impl RowForms for OnePre {
+    #[inline(always)]
+    fn form(self, mul: i32, shift: i32, _c: i32) -> Option<HighRequant> {
+        let s = shift as u32 + self.0 - 32;
+        Some(HighRequant { mul, pre: self.0, shift: s, round: 1 << (s - 1) })
+    }
+}
+
+/// Each row's own form ([`HighRequant::new`]) for accumulators `|acc| ≤ self.0`.
+#[derive(Clone, Copy)]
+struct EachRow(u32);
+
+impl RowForms for EachRow {
+    #[inline(always)]
+    fn form(self, mul: i32, shift: i32, c: i32) -> Option<HighRequant> {
+        HighRequant::new(mul, shift as u32, self.0.saturating_add(c.unsigned_abs()))
     }
 }
 
@@ -689,24 +731,48 @@ fn table256(t: &[u8]) -> &[u8; 256] {
     t[..256].try_into().expect("256 entries")
 }
 
-/// [`lut`] on a 256-entry array.
+/// [`lut`] on a 256-entry array (`index` of an i8; as an i32 the index arithmetic can fold
+/// into the load's address).
 #[inline(always)]
 fn lut256(table: &[u8; 256], index: i8) -> i8 {
-    table[(index as u8 ^ 0x80) as usize] as i8
+    table[(index as i32 + 128) as usize] as i8
 }
 
-/// Row `r`'s requantization of `acc + c` (`c`: the bias, plus the time embedding for a
-/// block's first layer): `Some` form where [`HighRequant`] holds for every `|acc| ≤ acc_max`.
+/// [`TileEpilogue::ToI16`] for all vectors of `acc`.
 #[inline(always)]
-fn row_form(mul: i32, shift: i32, acc_max: u32, c: i32) -> Option<HighRequant> {
-    HighRequant::new(mul, shift as u32, acc_max.saturating_add(c.unsigned_abs()))
+fn to_i16_layer<const H: usize>(
+    rq: &[u8],
+    forms: impl RowForms,
+    acc: &[[i32; H]],
+    out: &mut [[i16; H]],
+    table: &[u8; 256],
+    silu: &mut [[i8; H]],
+) {
+    in_groups(acc.len(), |s0, s| match s {
+        EPILOGUE_GROUP => to_i16_rows::<EPILOGUE_GROUP, H>(
+            rq,
+            forms,
+            fixed(&acc[s0..]),
+            fixed_mut(&mut out[s0..]),
+            table,
+            fixed_mut(&mut silu[s0..]),
+        ),
+        _ => to_i16_rows::<1, H>(
+            rq,
+            forms,
+            fixed(&acc[s0..]),
+            fixed_mut(&mut out[s0..]),
+            table,
+            fixed_mut(&mut silu[s0..]),
+        ),
+    });
 }
 
 /// [`TileEpilogue::ToI16`] for `S` vectors.
 #[inline(always)]
 fn to_i16_rows<const S: usize, const H: usize>(
     rq: &[u8],
-    acc_max: u32,
+    forms: impl RowForms,
     acc: &[[i32; H]; S],
     out: &mut [[i16; H]; S],
     table: &[u8; 256],
@@ -719,18 +785,41 @@ fn to_i16_rows<const S: usize, const H: usize>(
             out[s][r] = v;
             silu[s][r] = lut256(table, residual_index(v));
         };
-        match row_form(mul, shift, acc_max, bias) {
+        match forms.form(mul, shift, bias) {
             Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(bias)))),
             None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(bias), mul, shift as u32))),
         }
     }
 }
 
+/// [`TileEpilogue::Table`] for all vectors of `acc`.
+#[inline(always)]
+fn table_layer<const H: usize>(
+    rq: &[u8],
+    forms: impl RowForms,
+    acc: &[[i32; H]],
+    add: &[i32],
+    table: &[u8; 256],
+    out: &mut [[i8; H]],
+) {
+    in_groups(acc.len(), |s0, s| match s {
+        EPILOGUE_GROUP => table_rows::<EPILOGUE_GROUP, H>(
+            rq,
+            forms,
+            fixed(&acc[s0..]),
+            add,
+            table,
+            fixed_mut(&mut out[s0..]),
+        ),
+        _ => table_rows::<1, H>(rq, forms, fixed(&acc[s0..]), add, table, fixed_mut(&mut out[s0..])),
+    });
+}
+
 /// [`TileEpilogue::Table`] for `S` vectors.
 #[inline(always)]
 fn table_rows<const S: usize, const H: usize>(
     rq: &[u8],
-    acc_max: u32,
+    forms: impl RowForms,
     acc: &[[i32; H]; S],
     add: &[i32],
     table: &[u8; 256],
@@ -741,30 +830,28 @@ fn table_rows<const S: usize, const H: usize>(
         // (acc + bias) + add in one addition: the same wrapping sum.
         let c = bias.wrapping_add(add);
         let mut put = |s: usize, v: i32| out[s][r] = lut256(table, sat_i8(v));
-        match row_form(mul, shift, acc_max, c) {
+        match forms.form(mul, shift, c) {
             Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(c)))),
             None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(c), mul, shift as u32))),
         }
     }
 }
 
-/// [`TileEpilogue::Residual`] for `n` vectors, with the residual's requantization `res`.
+/// [`TileEpilogue::Residual`] for all vectors of `acc`, with the residual's requantization `res`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn residual_layer<const H: usize>(
     rq: &[u8],
-    acc_max: u32,
+    forms: impl RowForms,
     acc: &[[i32; H]],
     h: &mut [[i16; H]],
     table: &[u8; 256],
     silu: &mut [[i8; H]],
-    n: usize,
     res: impl Fn(i32) -> i32 + Copy,
 ) {
-    in_groups(n, |s0, s| match s {
+    in_groups(acc.len(), |s0, s| match s {
         EPILOGUE_GROUP => residual_rows::<EPILOGUE_GROUP, H>(
             rq,
-            acc_max,
+            forms,
             fixed(&acc[s0..]),
             fixed_mut(&mut h[s0..]),
             table,
@@ -773,7 +860,7 @@ fn residual_layer<const H: usize>(
         ),
         _ => residual_rows::<1, H>(
             rq,
-            acc_max,
+            forms,
             fixed(&acc[s0..]),
             fixed_mut(&mut h[s0..]),
             table,
@@ -787,7 +874,7 @@ fn residual_layer<const H: usize>(
 #[inline(always)]
 fn residual_rows<const S: usize, const H: usize>(
     rq: &[u8],
-    acc_max: u32,
+    forms: impl RowForms,
     acc: &[[i32; H]; S],
     h: &mut [[i16; H]; S],
     table: &[u8; 256],
@@ -801,7 +888,7 @@ fn residual_rows<const S: usize, const H: usize>(
             h[s][r] = v;
             silu[s][r] = lut256(table, residual_index(v));
         };
-        match row_form(mul, shift, acc_max, bias) {
+        match forms.form(mul, shift, bias) {
             Some(q) => (0..S).for_each(|s| put(s, q.apply(acc[s][r].wrapping_add(bias)))),
             None => (0..S).for_each(|s| put(s, requantize(acc[s][r].wrapping_add(bias), mul, shift as u32))),
         }
@@ -1050,6 +1137,7 @@ mod tests {
     #[test]
     fn epilogue_tile_equals_epilogue() {
         let mut r = Rng(0x0E91_0605);
+        let (mut one_pre, mut each_row) = (0u32, 0u32);
         for case in 0..1_500usize {
             let n = case % 10;
             let rows = r.range(0, TILE_H as i64) as usize;
@@ -1058,16 +1146,19 @@ mod tests {
             let m = acc_max as i64;
             // Shifts around the boundaries of the forms, multipliers over their range; biases
             // small (the usual) or up to ±2^30 (the largest a file may hold).
+            // Per case, shifts all in a narrow range (a layer with one pre-shift: `layer_pre`) or
+            // some anywhere in 1..=62 (forms row by row), biases small or some large.
+            let (wide_shifts, large_biases) = (case % 3 == 0, case % 5 == 0);
             let mut rq = [0u8; 12 * TILE_H];
             for t in rq.chunks_exact_mut(12) {
                 let bias = match r.range(0, 3) {
-                    0 => r.range(-(1 << 30), 1 << 30),
+                    0 if large_biases => r.range(-(1 << 30), 1 << 30),
                     _ => r.range(-100_000, 100_000),
                 } as i32;
                 let mul = r.range(MULT_MIN as i64, i32::MAX as i64) as i32;
                 let shift = match r.range(0, 3) {
-                    0 => r.range(1, 62),
-                    _ => r.range(26, 44),
+                    0 if wide_shifts => r.range(1, 62),
+                    _ => r.range(28, 44),
                 } as i32;
                 for (k, v) in [bias, mul, shift].into_iter().enumerate() {
                     t[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
@@ -1090,6 +1181,10 @@ mod tests {
                 _ => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(17, 62) as u32),
             };
             let acc = &acc[..n];
+            match layer_pre(&rq[..12 * rows], None, acc_max) {
+                Some(_) => one_pre += 1,
+                None => each_row += 1,
+            }
             let mut want = ([[0i16; TILE_H]; 9], [[0i8; TILE_H]; 9]);
             let mut got = ([[1i16; TILE_H]; 9], [[1i8; TILE_H]; 9]);
             for kind in 0..3 {
@@ -1117,6 +1212,7 @@ mod tests {
                 }
             }
         }
+        assert!(one_pre > 300 && each_row > 300, "both ways exercised: {one_pre} {each_row}");
     }
 
     #[test]

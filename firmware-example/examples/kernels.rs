@@ -51,7 +51,7 @@ use cortex_m_rt::entry;
 
 use tinyscore_engine::format::{self, Model, Role};
 use tinyscore_engine::net::{self, ScoreNet};
-use tinyscore_engine::quant;
+use tinyscore_engine::quant::{self, layout, TileEpilogue};
 
 mod config {
     #![allow(dead_code)]
@@ -558,8 +558,37 @@ fn breakdown(
             quant::matmul_prepared(w.data(), w.cols, w.rows, cols, act, acc, &mut words);
         }
     };
-    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors]
-    let mut sum = [0u64; 7];
+    // The int8 layers' epilogues (requantization, saturation, SiLU tables, the residual add) of
+    // `n` vectors, as the network runs them on the M4 (`quant::epilogue_tile`; group 0's
+    // constants), on the dot products in `acc`.
+    let rq = model.tensor(Role::ActRequant).row_bytes(0);
+    let luts = model.tensor(Role::ActLut).row_bytes(0);
+    let table = |k: usize| &luts[256 * k..256 * k + 256];
+    let triples = |c: usize| &rq[4 * c..4 * (c + 3 * h)];
+    let rq_at = |c: usize| i32::from_le_bytes([rq[4 * c], rq[4 * c + 1], rq[4 * c + 2], rq[4 * c + 3]]);
+    let tq = [0x1234i32; WIDE];
+    let mut h16 = [[0i16; WIDE]; 4];
+    let mut epilogues = |acc: &[[i32; WIDE]], h16: &mut [[i16; WIDE]], act: &mut [[i8; WIDE]]| {
+        let e = TileEpilogue::ToI16 { out: &mut *h16, table: table(layout::lut_h(0)), silu: &mut *act };
+        quant::epilogue_tile(triples(layout::input(h)), acc, h, d as u32 * (1 << 14), e);
+        for b in 0..nb {
+            let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, b)), out: &mut *act };
+            quant::epilogue_tile(triples(layout::w1(h, b)), acc, h, h as u32 * (1 << 14), e);
+            let c = layout::residual(h, b);
+            let (mr, nr) = (rq_at(c), rq_at(c + 1) as u32);
+            let e = TileEpilogue::Residual {
+                mr,
+                nr,
+                h: &mut *h16,
+                table: table(layout::lut_h(b + 1)),
+                silu: &mut *act,
+            };
+            quant::epilogue_tile(triples(layout::w2(h, b)), acc, h, h as u32 * (1 << 14), e);
+        }
+    };
+    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors,
+    //  epilogues, epilogues of 4 vectors]
+    let mut sum = [0u64; 9];
     for i in 0..EVALS {
         let t = (i as f32 + 0.5) / EVALS as f32;
         for (j, a) in act.iter_mut().enumerate() {
@@ -587,28 +616,34 @@ fn breakdown(
         let c6 = clock.now();
         int8_dots(&act, &mut acc);
         let c7 = clock.now();
-        black_box((&acc, &temb));
-        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6];
+        let mut act2 = act;
+        epilogues(&acc[..1], &mut h16[..1], &mut act2[..1]);
+        let c8 = clock.now();
+        epilogues(&acc, &mut h16, &mut act2);
+        let c9 = clock.now();
+        black_box((&acc, &temb, &act2, &h16));
+        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c8 - c7, c9 - c8];
         for (s, dc) in sum.iter_mut().zip(d) {
             *s += dc;
         }
     }
     let read = sum[0];
     let part = |k: usize| (sum[k].saturating_sub(read)) * 40 / u64::from(EVALS);
-    let parts = [part(1), part(2), part(3), part(4), part(5)];
+    let parts = [part(1), part(2), part(3), part(4), part(5), part(7)];
     let rest = per_eval.saturating_sub(parts.iter().sum::<u64>());
     let _ = writeln!(
         out,
-        "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} rest={rest} (total {per_eval})",
-        parts[0], parts[1], parts[2], parts[3], parts[4]
+        "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} epilogues={} rest={rest} (total {per_eval})",
+        parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
     );
     // eps_batch of 4: the time embedding once per call (a quarter per evaluation), the dot
     // products of four vectors at a time.
     let temb4 = (parts[0] + parts[1] + parts[2] + parts[3]) / 4;
     let dots4 = part(6) / 4;
-    let rest4 = per_eval_x4.saturating_sub(temb4 + dots4);
+    let epilogues4 = part(8) / 4;
+    let rest4 = per_eval_x4.saturating_sub(temb4 + dots4 + epilogues4);
     let _ = writeln!(
         out,
-        "# breakdown_x4 instructions_per_eval: time_embedding={temb4} int8_dots={dots4} rest={rest4} (total {per_eval_x4})"
+        "# breakdown_x4 instructions_per_eval: time_embedding={temb4} int8_dots={dots4} epilogues={epilogues4} rest={rest4} (total {per_eval_x4})"
     );
 }
