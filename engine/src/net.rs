@@ -598,12 +598,12 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
 /// [`quant::epilogue`] of the first `rows` rows of every vector (strides H) of a layer with
 /// `cols` int8 inputs, with the AVX2 twin where `k` has it; on the Cortex-M4/M7 (unless built
 /// for size, as the tile kernels: `engine/build.rs`) [`quant::epilogue_tile`], the same values
-/// in fewer instructions.
+/// in fewer instructions (leaving `acc` requantized).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn epilogue<const H: usize>(
     k: Kernels,
     rq: &[u8],
-    acc: &[[i32; H]],
+    acc: &mut [[i32; H]],
     rows: usize,
     cols: usize,
     e: TileEpilogue<'_, H>,

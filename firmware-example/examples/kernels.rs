@@ -568,12 +568,12 @@ fn breakdown(
     let rq_at = |c: usize| i32::from_le_bytes([rq[4 * c], rq[4 * c + 1], rq[4 * c + 2], rq[4 * c + 3]]);
     let tq = [0x1234i32; WIDE];
     let mut h16 = [[0i16; WIDE]; 4];
-    let mut epilogues = |acc: &[[i32; WIDE]], h16: &mut [[i16; WIDE]], act: &mut [[i8; WIDE]]| {
+    let epilogues = |acc: &mut [[i32; WIDE]], h16: &mut [[i16; WIDE]], act: &mut [[i8; WIDE]]| {
         let e = TileEpilogue::ToI16 { out: &mut *h16, table: table(layout::lut_h(0)), silu: &mut *act };
-        quant::epilogue_tile(triples(layout::input(h)), acc, h, d as u32 * (1 << 14), e);
+        quant::epilogue_tile(triples(layout::input(h)), &mut *acc, h, d as u32 * (1 << 14), e);
         for b in 0..nb {
             let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, b)), out: &mut *act };
-            quant::epilogue_tile(triples(layout::w1(h, b)), acc, h, h as u32 * (1 << 14), e);
+            quant::epilogue_tile(triples(layout::w1(h, b)), &mut *acc, h, h as u32 * (1 << 14), e);
             let c = layout::residual(h, b);
             let (mr, nr) = (rq_at(c), rq_at(c + 1) as u32);
             let e = TileEpilogue::Residual {
@@ -583,7 +583,7 @@ fn breakdown(
                 table: table(layout::lut_h(b + 1)),
                 silu: &mut *act,
             };
-            quant::epilogue_tile(triples(layout::w2(h, b)), acc, h, h as u32 * (1 << 14), e);
+            quant::epilogue_tile(triples(layout::w2(h, b)), &mut *acc, h, h as u32 * (1 << 14), e);
         }
     };
     // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors,
@@ -616,13 +616,15 @@ fn breakdown(
         let c6 = clock.now();
         int8_dots(&act, &mut acc);
         let c7 = clock.now();
-        let mut act2 = act;
-        epilogues(&acc[..1], &mut h16[..1], &mut act2[..1]);
+        // (The epilogues requantize in place: copies of the dot products, made untimed.)
+        let (mut acc1, mut acc4, mut act2) = (acc, acc, act);
+        let c7b = clock.now();
+        epilogues(&mut acc1[..1], &mut h16[..1], &mut act2[..1]);
         let c8 = clock.now();
-        epilogues(&acc, &mut h16, &mut act2);
+        epilogues(&mut acc4, &mut h16, &mut act2);
         let c9 = clock.now();
-        black_box((&acc, &temb, &act2, &h16));
-        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c8 - c7, c9 - c8];
+        black_box((&acc, &temb, &act2, &h16, &acc1, &acc4));
+        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c8 - c7b, c9 - c8];
         for (s, dc) in sum.iter_mut().zip(d) {
             *s += dc;
         }

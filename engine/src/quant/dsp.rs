@@ -233,3 +233,106 @@ fn dot16x4(w: &[u8], words: &[u32], chunks: usize) -> [i32; 4] {
     }
     [a0, a1, a2, a3]
 }
+
+/// [`dot16_tile`] of four vectors for `rows` consecutive weight rows in one call:
+/// `out[s][r] = Σ w[r·stride + c]·x_s[c]` over the `chunks` full chunks of 16 columns, for
+/// s < 4 and r < rows. The loop over the rows is in the assembly too: per row it reloads the
+/// activations' start, zeroes the accumulators, runs [`dot16x4`]'s loop and stores the four
+/// sums into their vectors' rows (about 25 instructions per row, where a call per row from
+/// Rust costs about 100: the checks, the call, the stores).
+///
+/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
+/// multiples of 4 bytes (every row word-aligned) with `stride ≥ 16·chunks` and `w` holding
+/// `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
+/// [`super::prepare_tile_into`] for four vectors); `out` at least 4 vectors of `H ≥ rows`.
+pub fn dot16x4_rows<const H: usize>(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    chunks: usize,
+    words: &[u32],
+    out: &mut [[i32; H]],
+) -> bool {
+    let ok = rows >= 1
+        && chunks >= 1
+        && rows <= H
+        && out.len() >= 4
+        && w.as_ptr() as usize % 4 == 0
+        && stride % 4 == 0
+        && stride >= 16 * chunks
+        && w.len() >= (rows - 1) * stride + 16 * chunks
+        && words.len() >= 32 * chunks;
+    if !ok {
+        return false;
+    }
+    // The loop's state in memory (no register is left for it): the activations' start, the
+    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[0][r]), the
+    // distance between two vectors' rows (4·H bytes), and the bytes from the end of a row's
+    // chunks to the next row.
+    let mut ctx: [usize; 6] =
+        [words.as_ptr() as usize, 16 * chunks, rows, out.as_mut_ptr() as usize, 4 * H, stride - 16 * chunks];
+    // SAFETY: checked above: every row r < rows starts at w + r·stride, word-aligned, and its
+    // `16·chunks` bytes lie within `w`; `words` holds the `32·chunks` words each row's loop
+    // reads (`LDM`s from its start); the stores go to out[s][r] for s < 4 and r < rows ≤ H,
+    // inside `out` (4 vectors of H i32, contiguous), through a pointer derived from the
+    // `&mut out` held across the block; the block also writes `ctx` (the rows left, the next
+    // store address), a local array it gets by pointer. The stack: 8 bytes reserved at the
+    // start (ctx's address, the current row's end) and released at the end. Each row's loop
+    // runs `chunks ≥ 1` turns (`pw` steps 16 bytes per turn to the row's end); the row loop
+    // runs `rows ≥ 1` times, counting down ctx[2].
+    unsafe {
+        asm!(
+            "sub sp, #8",
+            "str {e}, [sp]",
+            "3:",
+            "ldr {e}, [sp]",
+            "ldr {px}, [{e}]",
+            "ldr {w}, [{e}, #4]",
+            "add {w}, {pw}, {w}",
+            "str {w}, [sp, #4]",
+            "movs {a0}, #0",
+            "movs {a1}, #0",
+            "movs {a2}, #0",
+            "movs {a3}, #0",
+            "2:",
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            "ldr {e}, [sp, #4]",
+            "cmp {pw}, {e}",
+            "bne 2b",
+            // Row done: store the sums at out[s][r] = base + s·4H.
+            "ldr {e}, [sp]",
+            "ldr r2, [{e}, #12]",
+            "ldr r3, [{e}, #16]",
+            "str {a0}, [r2]",
+            "str {a1}, [r2, r3]",
+            "str {a2}, [r2, r3, lsl #1]",
+            "add r4, r3, r3, lsl #1",
+            "str {a3}, [r2, r4]",
+            "adds r2, #4",
+            "str r2, [{e}, #12]",
+            "ldr r2, [{e}, #20]",
+            "add {pw}, r2",
+            "ldr r2, [{e}, #8]",
+            "subs r2, #1",
+            "str r2, [{e}, #8]",
+            "bne 3b",
+            "add sp, #8",
+            pw = inout(reg) w.as_ptr() => _,
+            px = out(reg) _,
+            e = inout(reg) ctx.as_mut_ptr() => _,
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
+            w = out(reg) _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+        );
+    }
+    true
+}
