@@ -636,7 +636,12 @@ pub fn epilogue_tile<const H: usize>(
         TileEpilogue::ToI16 { out, table, silu } => {
             let table = table256(table);
             for ((a, h), o) in acc.iter().zip(out).zip(silu) {
-                for ((&a, h), o) in a[..rows].iter().zip(&mut h[..rows]).zip(&mut o[..rows]) {
+                let (a, h, o) = (&a[..rows], &mut h[..rows], &mut o[..rows]);
+                #[cfg(tinyscore_dsp_tile)]
+                if dsp::to_i16_out(a, table, h, o) {
+                    continue;
+                }
+                for ((&a, h), o) in a.iter().zip(h).zip(o) {
                     let v = sat_i16(a);
                     *h = v;
                     *o = lut256(table, residual_index(v));
@@ -646,13 +651,26 @@ pub fn epilogue_tile<const H: usize>(
         TileEpilogue::Table { table, out, .. } => {
             let table = table256(table);
             for (a, o) in acc.iter().zip(out) {
-                for (&a, o) in a[..rows].iter().zip(&mut o[..rows]) {
+                let (a, o) = (&a[..rows], &mut o[..rows]);
+                #[cfg(tinyscore_dsp_tile)]
+                if dsp::table_out(a, table, o) {
+                    continue;
+                }
+                for (&a, o) in a.iter().zip(o) {
                     *o = lut256(table, sat_i8(a));
                 }
             }
         }
         TileEpilogue::Residual { mr, nr, h, table, silu } => {
             let table = table256(table);
+            #[cfg(tinyscore_dsp_tile)]
+            if (17..=46).contains(&nr) {
+                for ((a, h), o) in acc.iter().zip(&mut *h).zip(&mut *silu) {
+                    let done = dsp::residual_out(&a[..rows], mr, nr, table, &mut h[..rows], &mut o[..rows]);
+                    debug_assert!(done, "17 ≤ nr ≤ 46 and equal lengths");
+                }
+                return;
+            }
             // The residual stream is int16: |h| ≤ 2^15.
             match HighRequant::new(mr, nr, 1 << 15) {
                 Some(q) => residual_add(acc, rows, h, table, silu, move |v| q.apply(v)),

@@ -336,3 +336,146 @@ pub fn dot16x4_rows<const H: usize>(
     }
     true
 }
+
+/// The second pass of [`super::epilogue_tile`] for one vector of a block's first layer:
+/// `out[r] = lut(table, sat_i8(q[r]))` for the requantized values `q` (`SSAT` to [−128, 127],
+/// −128 moved to −127, the table read at `table + 128 + index`): 9 instructions per value.
+/// Does nothing for an empty `q`; `out` must be as long as `q` (else nothing is done and
+/// `false` returned).
+#[cfg(tinyscore_dsp_tile)]
+pub fn table_out(q: &[i32], table: &[u8; 256], out: &mut [i8]) -> bool {
+    if out.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q` (post-incremented `pa`, stopping at
+    // its end) and writes as many bytes to `out` (the same length, checked above). Each table
+    // read is at `table + 128 + i` with `i` from `SSAT #8` in [−128, 127] (−128 then raised to
+    // −127): inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{pa}], #4",
+            "ssat {a}, #8, {a}",
+            "cmn {a}, #128",
+            "it eq",
+            "addeq {a}, {a}, #1",
+            "ldrb {a}, [{tbl}, {a}]",
+            "strb {a}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            po = inout(reg) out.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            a = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// The second pass of [`super::epilogue_tile`] for one vector of the input layer:
+/// `h[r] = sat_i16(q[r])`, `silu[r] = lut(table, residual_index(h[r]))` (`SSAT #16`, −32768
+/// moved to −32767; the index `SSAT #8` of `(h + 128) >> 8`): 13 instructions per value.
+/// `h` and `silu` must be as long as `q` (else nothing is done and `false` returned).
+#[cfg(tinyscore_dsp_tile)]
+pub fn to_i16_out(q: &[i32], table: &[u8; 256], h: &mut [i16], silu: &mut [i8]) -> bool {
+    if h.len() != q.len() || silu.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q` and writes as many halfwords to `h`
+    // and bytes to `silu` (the same lengths, checked above), all three pointers post-
+    // incremented, stopping at `q`'s end. Each table read is at `table + 128 + i` with `i` from
+    // `SSAT #8` in [−128, 127]: inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {v}, [{pa}], #4",
+            "ssat {v}, #16, {v}",
+            "cmn {v}, #32768",
+            "it eq",
+            "addeq {v}, {v}, #1",
+            "strh {v}, [{ph}], #2",
+            "add {t}, {v}, #128",
+            "ssat {t}, #8, {t}, asr #8",
+            "ldrb {t}, [{tbl}, {t}]",
+            "strb {t}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            ph = inout(reg) h.as_mut_ptr() => _,
+            po = inout(reg) silu.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            v = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// The second pass of [`super::epilogue_tile`] for one vector of a block's second layer, the
+/// residual connection: `h[r] = sat_i16(requantize(h[r], mr, nr) ⊕ q[r])` (⊕ saturating:
+/// `QADD`), `silu[r] = lut(table, residual_index(h[r]))`, the residual's requantization as the
+/// high-word form with the int16 value in the high half (`h·2^16`: `LSL #16`, `SMMLA`, `ASR`
+/// by `nr − 16`, which holds for every int16 when 17 ≤ nr ≤ 46): 17 instructions per value.
+/// Does nothing and returns `false` when `nr` is outside 17..=46 or a length differs from
+/// `q`'s.
+#[cfg(tinyscore_dsp_tile)]
+pub fn residual_out(q: &[i32], mr: i32, nr: u32, table: &[u8; 256], h: &mut [i16], silu: &mut [i8]) -> bool {
+    if !(17..=46).contains(&nr) || h.len() != q.len() || silu.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // s = nr + 16 − 32 ∈ [1, 30]: the high word plus 2^(s−1), shifted right by s
+    // (super::HighRequant with k = 16: |h·2^16| ≤ 2^31).
+    let s = nr - 16;
+    let round = 1i32 << (s - 1);
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q`, reads and writes as many halfwords
+    // of `h` and writes as many bytes of `silu` (the same lengths, checked above), all pointers
+    // post-incremented, stopping at `q`'s end. Each table read is at `table + 128 + i` with `i`
+    // from `SSAT #8` in [−128, 127]: inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrsh {v}, [{ph}]",
+            "ldr {t}, [{pa}], #4",
+            "lsl {v}, {v}, #16",
+            "smmla {v}, {v}, {mr}, {rnd}",
+            "asr {v}, {v}, {s}",
+            "qadd {v}, {v}, {t}",
+            "ssat {v}, #16, {v}",
+            "cmn {v}, #32768",
+            "it eq",
+            "addeq {v}, {v}, #1",
+            "strh {v}, [{ph}], #2",
+            "add {t}, {v}, #128",
+            "ssat {t}, #8, {t}, asr #8",
+            "ldrb {t}, [{tbl}, {t}]",
+            "strb {t}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            ph = inout(reg) h.as_mut_ptr() => _,
+            po = inout(reg) silu.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            mr = in(reg) mr,
+            rnd = in(reg) round,
+            s = in(reg) s,
+            v = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
