@@ -361,7 +361,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let h = self.model.dims().hidden;
         let ws = &mut self.ws;
-        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp);
+        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
     }
 
     /// The f32 path (f32, f16 and w8 files).
@@ -436,9 +436,12 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
             let xp = xp.as_flattened_mut();
             let ws = &mut self.ws;
             let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
+            // What depends on t only, once for all the tiles.
+            let mut consts = Int8Consts::<H>::ZERO;
+            let consts = int8_consts(&self.model, &ws.temb[..h], t, &mut consts);
             for (x, eps) in xs.chunks(INT8_TILE * d).zip(outs.chunks_mut(INT8_TILE * d)) {
                 let n = x.len() / d;
-                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
+                int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp, consts);
             }
             return;
         }
@@ -537,10 +540,12 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     n: usize,
     b: &mut Int8Bufs<T, D, H>,
     xp: &mut [u32],
+    consts: Option<&Int8Consts<H>>,
 ) {
     let dims = m.dims();
     let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
     let n = n.min(T);
+    let form = |layer: usize| consts.and_then(|c| c.forms[layer]);
     let g = quant::time_group(t, m.groups());
     let scales = m.tensor(Role::ActScales);
     let s = |c: usize| scales.get(g * scales.cols + c);
@@ -564,24 +569,27 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
     // act = silu(h) by table                                         (n, H) int8
     let e = TileEpilogue::ToI16 { out: h16, table: table(layout::lut_h(0)), silu: act };
-    epilogue(k, triples(layout::input(h)), acc, h, d, e);
+    epilogue(k, triples(layout::input(h)), acc, h, d, form(0), e);
     for blk in 0..nb {
         // act = silu(u), u = requant(W_b1 · silu(h) + b_b1 + temb)     (n, H) int8
         let w1 = m.tensor(Role::BlockW1(blk as u8));
-        let s_a = s(layout::s_a(nb, blk));
-        for (r, (q, &te)) in tq.iter_mut().zip(&temb[..h]).enumerate() {
-            *q = quant::quantize_temb(te, w1.scale(r) * s_a);
-        }
+        let tq: &[i32] = match consts {
+            Some(c) => &c.tq[blk][..h],
+            None => {
+                quantize_temb_block(m, temb, g, blk, &mut tq[..h]);
+                &tq[..h]
+            }
+        };
         int8_matmul(k, w1, act, acc, xp);
-        let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, blk)), out: act };
-        epilogue(k, triples(layout::w1(h, blk)), acc, h, h, e);
+        let e = TileEpilogue::Table { add: tq, table: table(layout::lut_u(nb, blk)), out: act };
+        epilogue(k, triples(layout::w1(h, blk)), acc, h, h, form(1 + 2 * blk), e);
         // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
         // act = silu(h) by table (the input of the next block or the output layer)
         int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
         let cr = layout::residual(h, blk);
         let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
         let e = TileEpilogue::Residual { mr, nr, h: h16, table: table(layout::lut_h(blk + 1)), silu: act };
-        epilogue(k, triples(layout::w2(h, blk)), acc, h, h, e);
+        epilogue(k, triples(layout::w2(h, blk)), acc, h, h, form(2 + 2 * blk), e);
     }
     // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (n, D) f32
     let w_out = m.tensor(Role::OutputW);
@@ -595,6 +603,70 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     }
 }
 
+/// Bound on an int8 layer's accumulators: |Σ w·x| ≤ cols·128·128 for int8 weights and
+/// activations.
+fn acc_max(cols: usize) -> u32 {
+    (cols as u32).saturating_mul(1 << 14)
+}
+
+/// Block `blk`'s time embedding `temb` in the scale of its first layer's accumulators
+/// (timestep group `g`), into `out` (H values).
+fn quantize_temb_block(m: &Model<'_>, temb: &[f32], g: usize, blk: usize, out: &mut [i32]) {
+    let nb = m.dims().blocks;
+    let scales = m.tensor(Role::ActScales);
+    let s_a = scales.get(g * scales.cols + layout::s_a(nb, blk));
+    let w1 = m.tensor(Role::BlockW1(blk as u8));
+    for (r, (q, &te)) in out.iter_mut().zip(temb).enumerate() {
+        *q = quant::quantize_temb(te, w1.scale(r) * s_a);
+    }
+}
+
+/// What the integer path computes from `t` alone, once per call of a batch for all its tiles:
+/// every block's time embedding in its accumulators' scale and, where [`quant::epilogue_tile`]
+/// runs (Cortex-M4/M7), each layer's [`quant::LayerForm`]. `(B_max, H)` i32 on the stack.
+#[derive(Clone, Debug)]
+struct Int8Consts<const H: usize> {
+    /// (B, H) block b's time embedding (`quantize_temb_block`).
+    tq: [[i32; H]; limits::MAX_BLOCKS],
+    /// The forms of the input layer, then of each block's two layers (`None`: found per call
+    /// of the epilogue).
+    forms: [Option<quant::LayerForm>; 1 + 2 * limits::MAX_BLOCKS],
+}
+
+impl<const H: usize> Int8Consts<H> {
+    const ZERO: Self = Self { tq: [[0; H]; limits::MAX_BLOCKS], forms: [None; 1 + 2 * limits::MAX_BLOCKS] };
+}
+
+/// Fills `c` for time `t` with the time embedding `temb`; `None` (nothing precomputed) for a
+/// model with more blocks than [`limits::MAX_BLOCKS`].
+fn int8_consts<'c, const H: usize>(
+    m: &Model<'_>,
+    temb: &[f32],
+    t: f32,
+    c: &'c mut Int8Consts<H>,
+) -> Option<&'c Int8Consts<H>> {
+    let dims = m.dims();
+    let (d, h, nb) = (dims.dim, dims.hidden.min(H), dims.blocks);
+    if nb > limits::MAX_BLOCKS {
+        return None;
+    }
+    let g = quant::time_group(t, m.groups());
+    for (blk, tq) in c.tq[..nb].iter_mut().enumerate() {
+        quantize_temb_block(m, temb, g, blk, &mut tq[..h]);
+    }
+    if cfg!(tinyscore_dsp_tile) {
+        let rq = m.tensor(Role::ActRequant).row_bytes(g);
+        let triples = |col: usize| &rq[4 * col..4 * (col + 3 * h)];
+        c.forms[0] = Some(quant::LayerForm::new(triples(layout::input(h)), h, None, acc_max(d)));
+        for blk in 0..nb {
+            let (w1, w2) = (triples(layout::w1(h, blk)), triples(layout::w2(h, blk)));
+            c.forms[1 + 2 * blk] = Some(quant::LayerForm::new(w1, h, Some(&c.tq[blk][..h]), acc_max(h)));
+            c.forms[2 + 2 * blk] = Some(quant::LayerForm::new(w2, h, None, acc_max(h)));
+        }
+    }
+    Some(c)
+}
+
 /// [`quant::epilogue`] of the first `rows` rows of every vector (strides H) of a layer with
 /// `cols` int8 inputs, with the AVX2 twin where `k` has it; on the Cortex-M4/M7 (unless built
 /// for size, as the tile kernels: `engine/build.rs`) [`quant::epilogue_tile`], the same values
@@ -606,6 +678,7 @@ fn epilogue<const H: usize>(
     acc: &mut [[i32; H]],
     rows: usize,
     cols: usize,
+    form: Option<quant::LayerForm>,
     e: TileEpilogue<'_, H>,
 ) {
     let n = acc.len();
@@ -615,11 +688,10 @@ fn epilogue<const H: usize>(
     }
     let _ = k;
     if cfg!(tinyscore_dsp_tile) {
-        // |Σ w·x| ≤ cols·128·128 for int8 weights and activations.
-        let acc_max = (cols as u32).saturating_mul(1 << 14);
-        return quant::epilogue_tile(rq, acc, rows, acc_max, e);
+        let form = form.unwrap_or_else(|| quant::LayerForm::new(rq, rows.min(H), e.add(), acc_max(cols)));
+        return quant::epilogue_tile(rq, acc, rows, form, e);
     }
-    let _ = cols;
+    let _ = (cols, form);
     quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e.flat());
 }
 

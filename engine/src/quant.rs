@@ -577,6 +577,14 @@ pub enum TileEpilogue<'b, const H: usize> {
 }
 
 impl<'b, const H: usize> TileEpilogue<'b, H> {
+    /// What a block's first layer adds to its accumulators (`None` for the other kinds).
+    pub fn add(&self) -> Option<&[i32]> {
+        match self {
+            Self::Table { add, .. } => Some(add),
+            _ => None,
+        }
+    }
+
     /// The same epilogue over flat slices (stride H), for [`epilogue`] and its AVX2 twin.
     pub fn flat(self) -> Epilogue<'b> {
         match self {
@@ -605,8 +613,9 @@ const EPILOGUE_GROUP: usize = 4;
 /// once per group): a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every
 /// accumulator of the layer (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols`
 /// int8 × int8 products) — with one pre-shift for the whole layer when one fits all its rows
-/// ([`layer_pre`]), else chosen row by row — and [`requantize`] itself for a row where no form
-/// holds. Then the rest of the kind's epilogue (saturation, tables, the residual add with its
+/// (`form`, [`LayerForm::new`] of the same `rq`, `rows`, `add` and `acc_max`: found once per
+/// layer, or once per call of a batch), else chosen row by row — and [`requantize`] itself for
+/// a row where no form holds. Then the rest of the kind's epilogue (saturation, tables, the residual add with its
 /// requantization chosen once per layer), vector by vector with the layer's constants only.
 /// The same values as [`epilogue`] (unit tests below; `acc` is left holding the requantized
 /// values); an accumulator beyond `acc_max` gives an unspecified value, never a panic.
@@ -618,18 +627,15 @@ pub fn epilogue_tile<const H: usize>(
     rq: &[u8],
     acc: &mut [[i32; H]],
     rows: usize,
-    acc_max: u32,
+    form: LayerForm,
     e: TileEpilogue<'_, H>,
 ) {
     let rows = rows.min(H);
     let rq = &rq[..12 * rows];
-    let add = match &e {
-        TileEpilogue::Table { add, .. } => Some(&add[..rows]),
-        _ => None,
-    };
-    match layer_pre(rq, add, acc_max) {
+    let add = e.add().map(|add| &add[..rows]);
+    match form.pre {
         Some(pre) => requantize_rows(rq, add, OnePre(pre), acc),
-        None => requantize_rows(rq, add, EachRow(acc_max), acc),
+        None => requantize_rows(rq, add, EachRow(form.acc_max), acc),
     }
     let acc = &*acc;
     match e {
@@ -700,32 +706,54 @@ fn residual_add<const H: usize>(
     }
 }
 
-/// The pre-shift `k` with which every row's requantization of `acc + c_r` (`c_r` = bias, plus
-/// `add[r]`) is a [`HighRequant`] form for all `|acc| ≤ acc_max`: `k = max(0, 33 − min n)`,
-/// provided every shift is in 1..=62 (no clamping needed), `max n + k − 32 ≤ 30` and
-/// `(acc_max + max |c_r|)·2^k` fits an i32. `None` if no one `k` serves the whole layer.
-fn layer_pre(rq: &[u8], add: Option<&[i32]>, acc_max: u32) -> Option<u32> {
-    if rq.len() < 12 {
-        return Some(0);
-    }
-    let (mut n_min, mut n_max, mut c_max) = (i32::MAX, i32::MIN, 0u32);
-    for (r, t) in rq.chunks_exact(12).enumerate() {
-        let [bias, _, n] = triple(t, 0);
-        let c = match add {
-            Some(add) => bias.wrapping_add(add[r]),
-            None => bias,
+/// How [`epilogue_tile`] requantizes a layer's rows, found from its triples once
+/// ([`LayerForm::new`]): the pre-shift `k` with which every row's requantization of
+/// `acc + c_r` (`c_r` = bias, plus `add[r]`) is a [`HighRequant`] form for all
+/// `|acc| ≤ acc_max`, if there is one for the whole layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerForm {
+    pre: Option<u32>,
+    acc_max: u32,
+}
+
+impl LayerForm {
+    /// The form of the layer with triples `rq` (rows `0..rows`), `add` (a block's first layer:
+    /// its time embedding) and accumulators `|acc| ≤ acc_max`: `k = max(0, 33 − min n)`,
+    /// provided every shift is in 1..=62 (no clamping needed), `max n + k − 32 ≤ 30` and
+    /// `(acc_max + max |c_r|)·2^k` fits an i32; else each row finds its own.
+    ///
+    /// # Panics
+    /// If `rq` holds fewer than `rows` triples or `add` fewer than `rows` values.
+    pub fn new(rq: &[u8], rows: usize, add: Option<&[i32]>, acc_max: u32) -> Self {
+        let rq = &rq[..12 * rows];
+        let (mut n_min, mut n_max, mut c_max) = (i32::MAX, i32::MIN, 0u32);
+        for (r, t) in rq.chunks_exact(12).enumerate() {
+            let [bias, _, n] = triple(t, 0);
+            let c = match add {
+                Some(add) => bias.wrapping_add(add[r]),
+                None => bias,
+            };
+            n_min = n_min.min(n);
+            n_max = n_max.max(n);
+            c_max = c_max.max(c.unsigned_abs());
+        }
+        let pre = if rows == 0 {
+            Some(0)
+        } else if n_min < SHIFT_MIN as i32 || n_max > SHIFT_MAX as i32 {
+            // A shift out of 1..=62 (which `requantize` clamps): row by row.
+            None
+        } else {
+            let pre = 33u32.saturating_sub(n_min as u32);
+            let fits = pre == 0 || (pre < 31 && acc_max.saturating_add(c_max) <= (i32::MAX as u32) >> pre);
+            (n_max as u32 + pre <= 62 && fits).then_some(pre)
         };
-        n_min = n_min.min(n);
-        n_max = n_max.max(n);
-        c_max = c_max.max(c.unsigned_abs());
+        Self { pre, acc_max }
     }
-    // Every shift in 1..=62 (so none needs requantize's clamp).
-    if n_min < SHIFT_MIN as i32 || n_max > SHIFT_MAX as i32 {
-        return None;
+
+    /// Whether one pre-shift serves every row.
+    pub fn is_uniform(&self) -> bool {
+        self.pre.is_some()
     }
-    let pre = 33u32.saturating_sub(n_min as u32);
-    let fits = pre == 0 || (pre < 31 && acc_max.saturating_add(c_max) <= (i32::MAX as u32) >> pre);
-    (n_max as u32 + pre <= 62 && fits).then_some(pre)
 }
 
 /// How the rows of a layer get their [`HighRequant`] form.
@@ -734,7 +762,7 @@ trait RowForms: Copy {
     fn form(self, mul: i32, shift: i32, c: i32) -> Option<HighRequant>;
 }
 
-/// One pre-shift for every row ([`layer_pre`] checked that it holds for all of them).
+/// One pre-shift for every row ([`LayerForm::new`] checked that it holds for all of them).
 #[derive(Clone, Copy)]
 struct OnePre(u32);
 
@@ -1062,7 +1090,7 @@ mod tests {
             let m = acc_max as i64;
             // Shifts around the boundaries of the forms, multipliers over their range; biases
             // small (the usual) or up to ±2^30 (the largest a file may hold).
-            // Per case, shifts all in a narrow range (a layer with one pre-shift: `layer_pre`) or
+            // Per case, shifts all in a narrow range (a layer with one pre-shift: `LayerForm`) or
             // some anywhere in 1..=62 (forms row by row), biases small or some large.
             let (wide_shifts, large_biases) = (case % 3 == 0, case % 5 == 0);
             let mut rq = [0u8; 12 * TILE_H];
@@ -1097,9 +1125,9 @@ mod tests {
                 _ => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(17, 62) as u32),
             };
             let acc = &acc[..n];
-            match layer_pre(&rq[..12 * rows], None, acc_max) {
-                Some(_) => one_pre += 1,
-                None => each_row += 1,
+            match LayerForm::new(&rq, rows, None, acc_max).is_uniform() {
+                true => one_pre += 1,
+                false => each_row += 1,
             }
             let mut want = ([[0i16; TILE_H]; 9], [[0i8; TILE_H]; 9]);
             let mut got = ([[1i16; TILE_H]; 9], [[1i8; TILE_H]; 9]);
@@ -1122,7 +1150,8 @@ mod tests {
                 let mut acc2 = [[0i32; TILE_H]; 9];
                 acc2[..n].copy_from_slice(acc);
                 make(kind, &mut got.0[..n], &mut got.1[..n], &mut |e| {
-                    epilogue_tile(&rq, &mut acc2[..n], rows, acc_max, e)
+                    let form = LayerForm::new(&rq, rows, e.add(), acc_max);
+                    epilogue_tile(&rq, &mut acc2[..n], rows, form, e)
                 });
                 assert_eq!(got.0, want.0, "case {case} kind {kind}: residual stream");
                 for (g, w) in got.1[..n].iter().zip(&want.1[..n]) {

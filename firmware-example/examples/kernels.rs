@@ -20,8 +20,8 @@
 //!    `EVALS` calls of `ScoreNet::eps` at different `x` and `t`, timed with SysTick. Under
 //!    `-icount shift=0` one instruction is one virtual nanosecond and SysTick ticks every 40, so
 //!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions. Then the same `EVALS`
-//!    evaluations as `ScoreNet::eps_batch` calls of 4 and of 8 vectors (`# eps_batch n=…`; their
-//!    outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
+//!    evaluations as `ScoreNet::eps_batch` calls of 4, 8, 16, 32 and 64 vectors
+//!    (`# eps_batch n=…`; their outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
 //!    those instructions go (`# breakdown …`): the parts of the time embedding run alone with the
 //!    engine's own functions (φ(t), the two matrix–vector products, SiLU), and the int8 dot
 //!    products of every layer (`quant::matmul_prepared`: one vector through `quant::Prepared`, as the
@@ -66,6 +66,10 @@ static MODEL: Aligned<[u8; config::MODEL_LEN]> =
 
 /// Network evaluations timed.
 const EVALS: u32 = 64;
+/// Vectors per call of `eps_batch` timed (the same `EVALS` evaluations, in `EVALS / n` calls).
+const BATCHES: [usize; 5] = [4, 8, 16, 32, 64];
+/// The largest of [`BATCHES`].
+const MAX_BATCH: usize = 64;
 
 #[entry]
 fn main() -> ! {
@@ -128,8 +132,8 @@ fn main() -> ! {
         config::MODEL_FILE,
         per_eval * 1000 / macs as u64
     );
-    let mut batch = [0u64; 2];
-    for (cost, n) in batch.iter_mut().zip([4usize, 8]) {
+    let mut batch = [0u64; BATCHES.len()];
+    for (cost, n) in batch.iter_mut().zip(BATCHES) {
         let (per_eval, mismatches) = batch_cost(&mut clock, &mut net, n);
         let _ = writeln!(
             out,
@@ -324,9 +328,9 @@ fn batch_cost(
     n: usize,
 ) -> (u64, u32) {
     let d = config::DIM;
-    let mut xs = [0.0f32; 8 * config::DIM];
-    let mut outs = [0.0f32; 8 * config::DIM];
-    let mut scratch = [0.0f32; 3 * 8 * config::HIDDEN];
+    let mut xs = [0.0f32; MAX_BATCH * config::DIM];
+    let mut outs = [0.0f32; MAX_BATCH * config::DIM];
+    let mut scratch = [0.0f32; 3 * MAX_BATCH * config::HIDDEN];
     let mut one = [0.0f32; config::DIM];
     let (mut cycles, mut mismatches) = (0u64, 0u32);
     let calls = EVALS as usize / n;
@@ -569,11 +573,16 @@ fn breakdown(
     let tq = [0x1234i32; WIDE];
     let mut h16 = [[0i16; WIDE]; 4];
     let epilogues = |acc: &mut [[i32; WIDE]], h16: &mut [[i16; WIDE]], act: &mut [[i8; WIDE]]| {
+        // (Each layer's form found here, as `eps` does; `eps_batch` finds them once per call.)
+        let run = |rq: &[u8], acc: &mut [[i32; WIDE]], cols: usize, e: TileEpilogue<'_, WIDE>| {
+            let form = quant::LayerForm::new(rq, h, e.add(), cols as u32 * (1 << 14));
+            quant::epilogue_tile(rq, acc, h, form, e);
+        };
         let e = TileEpilogue::ToI16 { out: &mut *h16, table: table(layout::lut_h(0)), silu: &mut *act };
-        quant::epilogue_tile(triples(layout::input(h)), &mut *acc, h, d as u32 * (1 << 14), e);
+        run(triples(layout::input(h)), &mut *acc, d, e);
         for b in 0..nb {
             let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, b)), out: &mut *act };
-            quant::epilogue_tile(triples(layout::w1(h, b)), &mut *acc, h, h as u32 * (1 << 14), e);
+            run(triples(layout::w1(h, b)), &mut *acc, h, e);
             let c = layout::residual(h, b);
             let (mr, nr) = (rq_at(c), rq_at(c + 1) as u32);
             let e = TileEpilogue::Residual {
@@ -583,7 +592,7 @@ fn breakdown(
                 table: table(layout::lut_h(b + 1)),
                 silu: &mut *act,
             };
-            quant::epilogue_tile(triples(layout::w2(h, b)), &mut *acc, h, h as u32 * (1 << 14), e);
+            run(triples(layout::w2(h, b)), &mut *acc, h, e);
         }
     };
     // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors,
