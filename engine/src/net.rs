@@ -32,13 +32,18 @@ pub enum Kernels {
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
 /// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes (on the Cortex-M4/M7
-/// and their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
-const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
+/// the prepared form of four of them, `8·H` more: [`INT8_TILE_XP`]), besides the call's
+/// constants ([`Int8Consts`], `4·H·B_max` bytes and the layers' forms).
+const INT8_TILE: usize = if cfg!(target_arch = "arm") { INT8_TILE_ARM } else { 8 };
 
-/// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
-/// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
-/// kernel uses them; one row, unused, elsewhere).
-const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { INT8_TILE / 2 } else { 1 };
+/// [`INT8_TILE`] on Arm: on the Cortex-M4 two passes of the four-vector DSP kernel per layer,
+/// and the epilogue's per-row work shared by eight vectors (`docs/BENCHMARKS.md`).
+const INT8_TILE_ARM: usize = 8;
+
+/// Rows of H words the batched integer path keeps on the stack for the prepared activations of
+/// four vectors ([`quant::matmul_prepared`] takes them four at a time: 4·H/2 words on the
+/// Cortex-M4/M7, where the multi-vector DSP kernel uses them; one row, unused, elsewhere).
+const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { 2 } else { 1 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {

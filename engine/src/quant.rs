@@ -603,13 +603,14 @@ impl<'b, const H: usize> TileEpilogue<'b, H> {
     }
 }
 
-/// Vectors [`epilogue_tile`] requantizes per pass over a layer's rows: the per-row work
-/// (reading the row's triple, forming its requantization) is shared by this many vectors.
-const EPILOGUE_GROUP: usize = 4;
+/// Vectors [`epilogue_tile`] requantizes per pass over a layer's rows (then 4, then 1): the
+/// per-row work (reading the row's triple, forming its requantization) is shared by this many
+/// vectors.
+const EPILOGUE_GROUP: usize = 8;
 
 /// [`epilogue`] for rows `0..rows` of the `n` vectors of a tile (`acc[s][r]`, outputs in the
 /// same places), written for the Cortex-M4, in two passes. First the requantization, in place
-/// in `acc`, row by row for groups of [`EPILOGUE_GROUP`] vectors (a row's constants are read
+/// in `acc`, row by row for groups of [`EPILOGUE_GROUP`] (or 4) vectors (a row's constants are read
 /// once per group): a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every
 /// accumulator of the layer (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols`
 /// int8 × int8 products) — with one pre-shift for the whole layer when one fits all its rows
@@ -786,7 +787,7 @@ impl RowForms for EachRow {
 }
 
 /// `acc[s][r] = requantize(acc[s][r] + c_r, m_r, n_r)` for every vector and row (`c_r` = the
-/// row's bias, plus `add[r]`), in groups of [`EPILOGUE_GROUP`] vectors, then one by one.
+/// row's bias, plus `add[r]`), in groups of [`EPILOGUE_GROUP`] vectors, then 4, then one by one.
 #[inline(always)]
 fn requantize_rows<const H: usize>(
     rq: &[u8],
@@ -799,7 +800,12 @@ fn requantize_rows<const H: usize>(
         let g: &mut [[i32; H]; EPILOGUE_GROUP] = g.try_into().expect("a group");
         requantize_group(rq, add, forms, g);
     }
-    for v in groups.into_remainder() {
+    let mut quads = groups.into_remainder().chunks_exact_mut(4);
+    for g in &mut quads {
+        let g: &mut [[i32; H]; 4] = g.try_into().expect("four vectors");
+        requantize_group(rq, add, forms, g);
+    }
+    for v in quads.into_remainder() {
         requantize_group::<1, H>(rq, add, forms, core::array::from_mut(v));
     }
 }
