@@ -238,7 +238,13 @@ impl<'a, const S: usize> PreparedTile<'a, S> {
         let n = S * prepared_words(cols);
         if cfg!(tinyscore_dsp_tile) && tile_kernel(S) && n > 0 && buf.len() >= n {
             let buf = &mut buf[..n];
-            prepare_tile_into(xs, buf);
+            #[cfg(tinyscore_dsp_tile)]
+            let done = dsp::prepare_tile::<S>(core::array::from_fn(|s| &xs[s][..cols]), buf);
+            #[cfg(not(tinyscore_dsp_tile))]
+            let done = false;
+            if !done {
+                prepare_tile_into(xs, buf);
+            }
             Self { xs, cols, words: buf }
         } else {
             Self { xs, cols, words: &[] }
@@ -300,6 +306,14 @@ pub fn dot16_tile_model<const S: usize>(w: &[u8], words: &[u32]) -> [i32; S] {
         }
     }
     acc
+}
+
+/// [`prepare_tile_into`] with `SXTB16` on `thumbv7em` targets (S = 2 or 4; `false` for
+/// another S or a short `words`), as [`PreparedTile::new`] runs it there, for the firmware's
+/// property test against [`prepare_tile_into`].
+#[cfg(tinyscore_dsp)]
+pub fn prepare_tile_dsp<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
+    dsp::prepare_tile(xs, words)
 }
 
 /// The multi-vector DSP kernel itself on `thumbv7em` targets, S = 2 or 4 (`None` for another S,

@@ -239,7 +239,9 @@ struct Rows([u8; 2 * 512 + 4]);
 /// [`quant::matmul_prepared`] as the network calls it, for tiles of 1, 2, 3 and 4 vectors and
 /// two rows (the second row starts `cols` bytes after the first, so it is unaligned for
 /// `cols mod 4 ≠ 0`), and directly ([`quant::dot16_tile_dsp`]) and as its instruction model
-/// ([`quant::dot16_tile_model`]) for 2 and 4 vectors; every length 0..=512, rounds as in
+/// ([`quant::dot16_tile_model`]) for 2 and 4 vectors, and the `SXTB16` preparation of the
+/// activations ([`quant::prepare_tile_dsp`]) against [`quant::prepare_tile_into`], vectors at
+/// byte offsets 0–3; every length 0..=512, rounds as in
 /// [`kernel_property_test`] (all-extreme rows and vectors, random values with −128 and 127 mixed
 /// in, rows at byte offsets 0–3). Returns (cases, mismatches).
 fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
@@ -247,6 +249,7 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
     let mut rows = Rows([0; 2 * 512 + 4]);
     let mut xs = [[0i8; 512]; 4];
     let mut buf = [0u32; 4 * quant::prepared_words(512)];
+    let mut layout = [0u32; 4 * quant::prepared_words(512)];
     let (mut cases, mut mismatches) = (0u32, 0u32);
     for round in 0..4usize {
         for cols in 0..=512usize {
@@ -304,6 +307,16 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
                     None => offset % 4 == 0,
                 };
             }
+            // The `SXTB16` preparation (what `PreparedTile::new` runs here) against the portable
+            // layout, vectors at byte offsets 0–3.
+            let off = (cols % 4).min(512 - cols);
+            let xo = |i: usize| &xs[i][off..off + cols];
+            quant::prepare_tile_into([xo(0), xo(1), xo(2), xo(3)], &mut layout[..n4]);
+            bad |= !quant::prepare_tile_dsp::<4>([xo(0), xo(1), xo(2), xo(3)], &mut buf[..n4]);
+            bad |= layout[..n4] != buf[..n4];
+            quant::prepare_tile_into([xo(1), xo(2)], &mut layout[..n2]);
+            bad |= !quant::prepare_tile_dsp::<2>([xo(1), xo(2)], &mut buf[..n2]);
+            bad |= layout[..n2] != buf[..n2];
             cases += 1;
             if bad {
                 mismatches += 1;

@@ -479,3 +479,61 @@ pub fn residual_out(q: &[i32], mr: i32, nr: u32, table: &[u8; 256], h: &mut [i16
     }
     true
 }
+
+/// One vector's pass of [`prepare_tile`]: per weight word, `LDR` of 4 activations, two
+/// `SXTB16` (bytes 0 and 2, then 1 and 3) and two `STR` into the interleaved layout (`hi`: the
+/// byte offset of the second pair, `step`: the bytes per weight word).
+macro_rules! prepare_pass {
+    ($hi:literal, $step:literal, $p:expr, $o:expr, $end:expr) => {
+        // SAFETY: see `prepare_tile`.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x}, [{p}], #4",
+                "sxtb16 {l}, {x}",
+                "sxtb16 {x}, {x}, ror #8",
+                concat!("str {x}, [{o}, #", $hi, "]"),
+                concat!("str {l}, [{o}], #", $step),
+                "cmp {p}, {end}",
+                "bne 2b",
+                p = inout(reg) $p => _,
+                o = inout(reg) $o => _,
+                end = in(reg) $end,
+                x = out(reg) _,
+                l = out(reg) _,
+                options(nostack),
+            );
+        }
+    };
+}
+
+/// [`super::prepare_tile_into`] for S = 2 or 4 vectors with `SXTB16` (7 instructions per
+/// weight word and vector, where the portable loop takes about 16): the same words. Returns
+/// `false`, writing nothing, for another S or when `words` is shorter than `S·`
+/// [`super::prepared_words`]`(cols)` (`cols`: the shortest vector).
+pub fn prepare_tile<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
+    let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
+    let weight_words = cols / 16 * 4;
+    if !super::tile_kernel(S) || words.len() < 2 * S * weight_words {
+        return false;
+    }
+    if weight_words == 0 {
+        return true;
+    }
+    for (s, x) in xs.iter().enumerate() {
+        let (p, end) = (x.as_ptr(), x[4 * weight_words..].as_ptr());
+        let o = words[s..].as_mut_ptr();
+        // SAFETY (both passes): each turn reads the 4 bytes at `p` (an unaligned `LDR`, which
+        // the Cortex-M4/M7 allow) for `weight_words ≥ 1` turns, `p` stepping 4 bytes from
+        // `x`'s start to `end = x + 4·weight_words ≤ x + cols`: within `x`. Turn j writes the
+        // words `2S·j + s` and `2S·j + S + s` (`o` = words + s, stepping 2S words): the last
+        // is `2S·(weight_words − 1) + S + s < 2S·weight_words ≤ words.len()` (checked above).
+        // No stack, no other memory.
+        if S == 4 {
+            prepare_pass!("16", "32", p, o, end);
+        } else {
+            prepare_pass!("8", "16", p, o, end);
+        }
+    }
+    true
+}
