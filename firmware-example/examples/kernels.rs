@@ -8,6 +8,9 @@
 //!    The same for the multi-vector DSP kernel (one weight word unpacked once for 2 or 4
 //!    vectors): through `quant::matmul_prepared` as the network calls it, tiles of 1–4 vectors,
 //!    and directly against its instruction model (`# tile_cases=… tile_mismatches=…`).
+//!    The same for the M4 epilogue of the int8 layers (`quant::epilogue_tile`, requantization
+//!    and the assembly of its second pass) against the scalar `quant::epilogue`, random layers
+//!    of the three kinds (`# epilogue_cases=… epilogue_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
 //!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
 //!    `format::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
@@ -85,6 +88,12 @@ fn main() -> ! {
     let _ = writeln!(out, "# tile_cases={cases} tile_mismatches={mismatches}");
     if mismatches > 0 {
         panic!("the multi-vector DSP kernel disagrees with the portable one in {mismatches} cases");
+    }
+
+    let (cases, mismatches) = epilogue_property_test(&mut out);
+    let _ = writeln!(out, "# epilogue_cases={cases} epilogue_mismatches={mismatches}");
+    if mismatches > 0 {
+        panic!("the M4 epilogue disagrees with quant::epilogue in {mismatches} cases");
     }
 
     let fpscr = cortex_m::register::fpscr::read().bits();
@@ -322,6 +331,91 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
                 mismatches += 1;
                 if mismatches <= 5 {
                     let _ = writeln!(out, "# tile mismatch round={round} cols={cols} offset={offset}");
+                }
+            }
+        }
+    }
+    (cases, mismatches)
+}
+
+/// Rows of the layers of [`epilogue_property_test`].
+const EPI_H: usize = 24;
+
+impl Rng {
+    /// A value in `lo..=hi`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// Runs the M4 epilogue ([`quant::epilogue_tile`]: its requantization pass and the assembly
+/// of its second pass, `SSAT`/`QADD`/`SMMLA`) against the scalar definition
+/// [`quant::epilogue`] on random layers of up to 24 rows and 0–9 vectors, the three kinds each:
+/// accumulators up to their bound `cols·2^14` (the bound itself mixed in), biases small or up
+/// to ±2^30, shifts all in 28..=44 (one pre-shift per layer) or some anywhere in 1..=62,
+/// residual shifts in 1..=62 (the assembly takes 17..=46), random tables and residual streams.
+/// Returns (cases, mismatches).
+fn epilogue_property_test(out: &mut out::Line) -> (u32, u32) {
+    let mut r = Rng(0x0E91_0605_5EED_F0A4);
+    let (mut cases, mut mismatches) = (0u32, 0u32);
+    for case in 0..600usize {
+        let n = case % 10;
+        let rows = r.range(0, EPI_H as i64) as usize;
+        let cols = r.range(1, 512) as u32;
+        let acc_max = cols * (1 << 14);
+        let m = acc_max as i64;
+        let (wide_shifts, large_biases) = (case % 3 == 0, case % 5 == 0);
+        let mut rq = [0u8; 12 * EPI_H];
+        for t in rq.chunks_exact_mut(12) {
+            let bias = match r.range(0, 2) {
+                0 if large_biases => r.range(-(1 << 30), 1 << 30),
+                _ => r.range(-100_000, 100_000),
+            } as i32;
+            let mul = r.range(quant::MULT_MIN as i64, i32::MAX as i64) as i32;
+            let shift = match r.range(0, 2) {
+                0 if wide_shifts => r.range(1, 62),
+                _ => r.range(28, 44),
+            } as i32;
+            for (k, v) in [bias, mul, shift].into_iter().enumerate() {
+                t[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        let mut acc = [[0i32; EPI_H]; 9];
+        for (k, v) in acc.as_flattened_mut().iter_mut().enumerate() {
+            *v = match k % 7 {
+                0 => -m,
+                1 => m,
+                _ => r.range(-m, m),
+            } as i32;
+        }
+        let table: [u8; 256] = core::array::from_fn(|_| r.next() as u8);
+        let add: [i32; EPI_H] = core::array::from_fn(|_| r.range(-(1 << 29), 1 << 29) as i32);
+        let h0: [[i16; EPI_H]; 9] = core::array::from_fn(|_| core::array::from_fn(|_| r.next() as i16));
+        let (mr, nr) = (r.range(quant::MULT_MIN as i64, i32::MAX as i64) as i32, r.range(1, 62) as u32);
+        for kind in 0..3 {
+            let (mut want_h, mut want_o) = (h0, [[0i8; EPI_H]; 9]);
+            let (mut got_h, mut got_o) = (h0, [[0i8; EPI_H]; 9]);
+            let make = |h: &mut [[i16; EPI_H]], o: &mut [[i8; EPI_H]], f: &mut dyn FnMut(TileEpilogue<'_, EPI_H>)| {
+                f(match kind {
+                    0 => TileEpilogue::ToI16 { out: h, table: &table, silu: o },
+                    1 => TileEpilogue::Table { add: &add, table: &table, out: o },
+                    _ => TileEpilogue::Residual { mr, nr, h, table: &table, silu: o },
+                })
+            };
+            make(&mut want_h[..n], &mut want_o[..n], &mut |e| {
+                quant::epilogue(&rq, acc[..n].as_flattened(), EPI_H, n, 0..rows, EPI_H, &mut e.flat())
+            });
+            let mut acc2 = acc;
+            make(&mut got_h[..n], &mut got_o[..n], &mut |e| {
+                let form = quant::LayerForm::new(&rq, rows, e.add(), acc_max);
+                quant::epilogue_tile(&rq, &mut acc2[..n], rows, form, e)
+            });
+            cases += 1;
+            let same = got_h == want_h && got_o.iter().zip(&want_o).all(|(g, w)| g[..rows] == w[..rows]);
+            if !same {
+                mismatches += 1;
+                if mismatches <= 5 {
+                    let _ = writeln!(out, "# epilogue mismatch case={case} kind={kind} n={n} rows={rows} nr={nr}");
                 }
             }
         }
