@@ -624,16 +624,18 @@ const EPILOGUE_GROUP: usize = 8;
 
 /// [`epilogue`] for rows `0..rows` of the `n` vectors of a tile (`acc[s][r]`, outputs in the
 /// same places), written for the Cortex-M4, in two passes. First the requantization, in place
-/// in `acc`, row by row for groups of [`EPILOGUE_GROUP`] (or 4) vectors (a row's constants are read
-/// once per group): a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every
-/// accumulator of the layer (`|acc| ≤ acc_max`, the caller's bound: `cols·2^14` for `cols`
-/// int8 × int8 products) — with one pre-shift for the whole layer when one fits all its rows
-/// (`form`, [`LayerForm::new`] of the same `rq`, `rows`, `add` and `acc_max`: found once per
-/// layer, or once per call of a batch), else chosen row by row — and [`requantize`] itself for
-/// a row where no form holds. Then the rest of the kind's epilogue (saturation, tables, the residual add with its
-/// requantization chosen once per layer), vector by vector with the layer's constants only.
-/// The same values as [`epilogue`] (unit tests below; `acc` is left holding the requantized
-/// values); an accumulator beyond `acc_max` gives an unspecified value, never a panic.
+/// in `acc`, row by row for groups of 8 (or 4) vectors (a row's constants are read once per
+/// group): a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every accumulator
+/// of the layer — with one pre-shift for the whole layer when one fits all its rows, else
+/// chosen row by row, and [`requantize`] itself for a row where no form holds. `form` is
+/// [`LayerForm::new`] of the same `rq`, `rows` and `add`, with `acc_max` bounding `|acc|`
+/// (`cols·2^14` for `cols` int8 × int8 products); it is found once per layer, or once per call
+/// of a batch. Then the rest of the kind's epilogue (saturation, tables, the residual add with
+/// its requantization chosen once per layer), vector by vector with the layer's constants
+/// only: on `thumbv7em` targets (unless built for size) in assembly (`quant/dsp.rs`). The same
+/// values as [`epilogue`] (unit tests below, and on the M4 `firmware-example/examples/
+/// kernels.rs`); `acc` is left holding the requantized values. An accumulator beyond
+/// `acc_max` gives an unspecified value, never a panic.
 ///
 /// # Panics
 /// If `rq` holds fewer than `rows` triples, a table fewer than 256 entries, or `add` fewer

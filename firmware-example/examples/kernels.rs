@@ -395,7 +395,9 @@ fn epilogue_property_test(out: &mut out::Line) -> (u32, u32) {
         for kind in 0..3 {
             let (mut want_h, mut want_o) = (h0, [[0i8; EPI_H]; 9]);
             let (mut got_h, mut got_o) = (h0, [[0i8; EPI_H]; 9]);
-            let make = |h: &mut [[i16; EPI_H]], o: &mut [[i8; EPI_H]], f: &mut dyn FnMut(TileEpilogue<'_, EPI_H>)| {
+            let make = |h: &mut [[i16; EPI_H]],
+                        o: &mut [[i8; EPI_H]],
+                        f: &mut dyn FnMut(TileEpilogue<'_, EPI_H>)| {
                 f(match kind {
                     0 => TileEpilogue::ToI16 { out: h, table: &table, silu: o },
                     1 => TileEpilogue::Table { add: &add, table: &table, out: o },
@@ -415,7 +417,10 @@ fn epilogue_property_test(out: &mut out::Line) -> (u32, u32) {
             if !same {
                 mismatches += 1;
                 if mismatches <= 5 {
-                    let _ = writeln!(out, "# epilogue mismatch case={case} kind={kind} n={n} rows={rows} nr={nr}");
+                    let _ = writeln!(
+                        out,
+                        "# epilogue mismatch case={case} kind={kind} n={n} rows={rows} nr={nr}"
+                    );
                 }
             }
         }
