@@ -14,7 +14,7 @@
 //! and tests hold the three implementations to each other.
 
 use crate::format::{Model, Role, Tensor};
-use crate::quant::{self, layout, Epilogue, Silu};
+use crate::quant::{self, layout, TileEpilogue};
 #[cfg(target_arch = "x86_64")]
 use crate::x86;
 
@@ -32,16 +32,22 @@ pub enum Kernels {
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
 /// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes (on the Cortex-M4/M7
-/// and their prepared form, `2·T·H` more: [`INT8_TILE_XP`]).
-const INT8_TILE: usize = if cfg!(target_arch = "arm") { 4 } else { 32 };
+/// the prepared form of four of them, `8·H` more: [`INT8_TILE_XP`]), besides the call's
+/// constants ([`Int8Consts`], `4·H·B_max` bytes and the layers' forms). On x86-64 more vectors
+/// share the AVX2 kernel's packed weights.
+const INT8_TILE: usize = if cfg!(target_arch = "arm") { INT8_TILE_ARM } else { 32 };
 
 /// Tiles of calls of at most this many vectors (their buffers, cleared per call, are smaller).
-const INT8_TILE_SMALL: usize = if cfg!(target_arch = "arm") { 4 } else { 8 };
+const INT8_TILE_SMALL: usize = if cfg!(target_arch = "arm") { INT8_TILE_ARM } else { 8 };
 
-/// Rows of H words the batched integer path keeps on the stack for the prepared activations of a
-/// tile ([`quant::matmul_prepared`]: T·H/2 words on the Cortex-M4/M7, where the multi-vector DSP
-/// kernel uses them; one row, unused, elsewhere).
-const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { INT8_TILE / 2 } else { 1 };
+/// [`INT8_TILE`] on Arm: on the Cortex-M4 two passes of the four-vector DSP kernel per layer,
+/// and the epilogue's per-row work shared by eight vectors (`docs/BENCHMARKS.md`).
+const INT8_TILE_ARM: usize = 8;
+
+/// Rows of H words the batched integer path keeps on the stack for the prepared activations of
+/// four vectors ([`quant::matmul_prepared`] takes them four at a time: 4·H/2 words on the
+/// Cortex-M4/M7, where the multi-vector DSP kernel uses them; one row, unused, elsewhere).
+const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { 2 } else { 1 };
 
 /// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
 pub mod limits {
@@ -364,7 +370,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let h = self.model.dims().hidden;
         let ws = &mut self.ws;
-        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp);
+        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
     }
 
     /// The f32 path (f32, f16 and w8 files).
@@ -420,9 +426,10 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
     /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
     /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]);
-    /// a `w8a8` file runs its integer layers for tiles of up to 8 vectors (4 on Arm) at once, the
-    /// same exact integers. `scratch` holds the f32 activations, [`ScoreNet::batch_scratch_len`]`(k)`
-    /// values (not needed, and may be empty, for a `w8a8` file, whose tiles live on the stack).
+    /// a `w8a8` file runs its integer layers for tiles of up to 32 vectors at once (8 on Arm, and
+    /// for calls of at most 8 vectors), the same exact integers. `scratch` holds the f32
+    /// activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed, and may be empty,
+    /// for a `w8a8` file, whose tiles live on the stack).
     ///
     /// # Panics
     /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
@@ -489,9 +496,12 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         let mut xp = [[0u32; H]; INT8_TILE_XP];
         let xp = xp.as_flattened_mut();
         let ws = &mut self.ws;
+        // What depends on t only, once for all the tiles.
+        let mut consts = Int8Consts::<H>::ZERO;
+        let consts = int8_consts(&self.model, &ws.temb[..h], t, &mut consts);
         for (x, eps) in xs.chunks(T * d).zip(outs.chunks_mut(T * d)) {
             let n = x.len() / d;
-            int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp);
+            int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp, consts);
         }
     }
 
@@ -552,10 +562,12 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     n: usize,
     b: &mut Int8Bufs<T, D, H>,
     xp: &mut [u32],
+    consts: Option<&Int8Consts<H>>,
 ) {
     let dims = m.dims();
     let (d, h, nb) = (dims.dim, dims.hidden, dims.blocks);
     let n = n.min(T);
+    let form = |layer: usize| consts.and_then(|c| c.forms[layer]);
     let g = quant::time_group(t, m.groups());
     let scales = m.tensor(Role::ActScales);
     let s = |c: usize| scales.get(g * scales.cols + c);
@@ -578,35 +590,28 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     // h16 = requant(W_in · x8 + b_in)                                  (n, H) int16
     int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
     // act = silu(h) by table                                         (n, H) int8
-    let (out, silu) =
-        (h16.as_flattened_mut(), Silu { table: table(layout::lut_h(0)), out: act.as_flattened_mut() });
-    epilogue(k, triples(layout::input(h)), acc, h, Epilogue::ToI16 { out, silu });
+    let e = TileEpilogue::ToI16 { out: h16, table: table(layout::lut_h(0)), silu: act };
+    epilogue(k, triples(layout::input(h)), acc, h, d, form(0), e);
     for blk in 0..nb {
         // act = silu(u), u = requant(W_b1 · silu(h) + b_b1 + temb)     (n, H) int8
         let w1 = m.tensor(Role::BlockW1(blk as u8));
-        let s_a = s(layout::s_a(nb, blk));
-        for (r, (q, &te)) in tq.iter_mut().zip(&temb[..h]).enumerate() {
-            *q = quant::quantize_temb(te, w1.scale(r) * s_a);
-        }
+        let tq: &[i32] = match consts {
+            Some(c) => &c.tq[blk][..h],
+            None => {
+                quantize_temb_block(m, temb, g, blk, &mut tq[..h]);
+                &tq[..h]
+            }
+        };
         int8_matmul(k, w1, act, acc, xp);
-        let (lut_u, out) = (table(layout::lut_u(nb, blk)), act.as_flattened_mut());
-        epilogue(
-            k,
-            triples(layout::w1(h, blk)),
-            acc,
-            h,
-            Epilogue::Table { add: &tq[..h], table: lut_u, out },
-        );
+        let e = TileEpilogue::Table { add: tq, table: table(layout::lut_u(nb, blk)), out: act };
+        epilogue(k, triples(layout::w1(h, blk)), acc, h, h, form(1 + 2 * blk), e);
         // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
         // act = silu(h) by table (the input of the next block or the output layer)
         int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
         let cr = layout::residual(h, blk);
         let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
-        let (hs, silu) = (
-            h16.as_flattened_mut(),
-            Silu { table: table(layout::lut_h(blk + 1)), out: act.as_flattened_mut() },
-        );
-        epilogue(k, triples(layout::w2(h, blk)), acc, h, Epilogue::Residual { mr, nr, h: hs, silu });
+        let e = TileEpilogue::Residual { mr, nr, h: h16, table: table(layout::lut_h(blk + 1)), silu: act };
+        epilogue(k, triples(layout::w2(h, blk)), acc, h, h, form(2 + 2 * blk), e);
     }
     // ε̂ = (W_out · silu(h_B) + b_out) · s_w[r]·s_a[B]                  (n, D) f32
     let w_out = m.tensor(Role::OutputW);
@@ -620,17 +625,96 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     }
 }
 
-/// [`quant::epilogue`] of the first `rows` rows of every vector (strides H), with the AVX2
-/// twin where `k` has it.
+/// Bound on an int8 layer's accumulators: |Σ w·x| ≤ cols·128·128 for int8 weights and
+/// activations.
+fn acc_max(cols: usize) -> u32 {
+    (cols as u32).saturating_mul(1 << 14)
+}
+
+/// Block `blk`'s time embedding `temb` in the scale of its first layer's accumulators
+/// (timestep group `g`), into `out` (H values).
+fn quantize_temb_block(m: &Model<'_>, temb: &[f32], g: usize, blk: usize, out: &mut [i32]) {
+    let nb = m.dims().blocks;
+    let scales = m.tensor(Role::ActScales);
+    let s_a = scales.get(g * scales.cols + layout::s_a(nb, blk));
+    let w1 = m.tensor(Role::BlockW1(blk as u8));
+    for (r, (q, &te)) in out.iter_mut().zip(temb).enumerate() {
+        *q = quant::quantize_temb(te, w1.scale(r) * s_a);
+    }
+}
+
+/// What the integer path computes from `t` alone, once per call of a batch for all its tiles:
+/// every block's time embedding in its accumulators' scale and, where [`quant::epilogue_tile`]
+/// runs (Cortex-M4/M7), each layer's [`quant::LayerForm`]. `(B_max, H)` i32 on the stack.
+#[derive(Clone, Debug)]
+struct Int8Consts<const H: usize> {
+    /// (B, H) block b's time embedding (`quantize_temb_block`).
+    tq: [[i32; H]; limits::MAX_BLOCKS],
+    /// The forms of the input layer, then of each block's two layers (`None`: found per call
+    /// of the epilogue).
+    forms: [Option<quant::LayerForm>; 1 + 2 * limits::MAX_BLOCKS],
+}
+
+impl<const H: usize> Int8Consts<H> {
+    const ZERO: Self = Self { tq: [[0; H]; limits::MAX_BLOCKS], forms: [None; 1 + 2 * limits::MAX_BLOCKS] };
+}
+
+/// Fills `c` for time `t` with the time embedding `temb`; `None` (nothing precomputed) for a
+/// model with more blocks than [`limits::MAX_BLOCKS`].
+fn int8_consts<'c, const H: usize>(
+    m: &Model<'_>,
+    temb: &[f32],
+    t: f32,
+    c: &'c mut Int8Consts<H>,
+) -> Option<&'c Int8Consts<H>> {
+    let dims = m.dims();
+    let (d, h, nb) = (dims.dim, dims.hidden.min(H), dims.blocks);
+    if nb > limits::MAX_BLOCKS {
+        return None;
+    }
+    let g = quant::time_group(t, m.groups());
+    for (blk, tq) in c.tq[..nb].iter_mut().enumerate() {
+        quantize_temb_block(m, temb, g, blk, &mut tq[..h]);
+    }
+    if cfg!(tinyscore_dsp_tile) {
+        let rq = m.tensor(Role::ActRequant).row_bytes(g);
+        let triples = |col: usize| &rq[4 * col..4 * (col + 3 * h)];
+        c.forms[0] = Some(quant::LayerForm::new(triples(layout::input(h)), h, None, acc_max(d)));
+        for blk in 0..nb {
+            let (w1, w2) = (triples(layout::w1(h, blk)), triples(layout::w2(h, blk)));
+            c.forms[1 + 2 * blk] = Some(quant::LayerForm::new(w1, h, Some(&c.tq[blk][..h]), acc_max(h)));
+            c.forms[2 + 2 * blk] = Some(quant::LayerForm::new(w2, h, None, acc_max(h)));
+        }
+    }
+    Some(c)
+}
+
+/// [`quant::epilogue`] of the first `rows` rows of every vector (strides H) of a layer with
+/// `cols` int8 inputs, with the AVX2 twin where `k` has it; on the Cortex-M4/M7 (unless built
+/// for size, as the tile kernels: `engine/build.rs`) [`quant::epilogue_tile`], the same values
+/// in fewer instructions (leaving `acc` requantized).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
-fn epilogue<const H: usize>(k: Kernels, rq: &[u8], acc: &[[i32; H]], rows: usize, mut e: Epilogue<'_>) {
+fn epilogue<const H: usize>(
+    k: Kernels,
+    rq: &[u8],
+    acc: &mut [[i32; H]],
+    rows: usize,
+    cols: usize,
+    form: Option<quant::LayerForm>,
+    e: TileEpilogue<'_, H>,
+) {
     let n = acc.len();
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
-        return x86::requant_layer(tok, rq, acc.as_flattened(), H, n, rows, H, e);
+        return x86::requant_layer(tok, rq, acc.as_flattened(), H, n, rows, H, e.flat());
     }
     let _ = k;
-    quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e);
+    if cfg!(tinyscore_dsp_tile) {
+        let form = form.unwrap_or_else(|| quant::LayerForm::new(rq, rows.min(H), e.add(), acc_max(cols)));
+        return quant::epilogue_tile(rq, acc, rows, form, e);
+    }
+    let _ = (cols, form);
+    quant::epilogue(rq, acc.as_flattened(), H, n, 0..rows, H, &mut e.flat());
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and

@@ -238,7 +238,13 @@ impl<'a, const S: usize> PreparedTile<'a, S> {
         let n = S * prepared_words(cols);
         if cfg!(tinyscore_dsp_tile) && tile_kernel(S) && n > 0 && buf.len() >= n {
             let buf = &mut buf[..n];
-            prepare_tile_into(xs, buf);
+            #[cfg(tinyscore_dsp_tile)]
+            let done = dsp::prepare_tile::<S>(core::array::from_fn(|s| &xs[s][..cols]), buf);
+            #[cfg(not(tinyscore_dsp_tile))]
+            let done = false;
+            if !done {
+                prepare_tile_into(xs, buf);
+            }
             Self { xs, cols, words: buf }
         } else {
             Self { xs, cols, words: &[] }
@@ -302,6 +308,14 @@ pub fn dot16_tile_model<const S: usize>(w: &[u8], words: &[u32]) -> [i32; S] {
     acc
 }
 
+/// [`prepare_tile_into`] with `SXTB16` on `thumbv7em` targets (S = 2 or 4; `false` for
+/// another S or a short `words`), as [`PreparedTile::new`] runs it there, for the firmware's
+/// property test against [`prepare_tile_into`].
+#[cfg(tinyscore_dsp)]
+pub fn prepare_tile_dsp<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
+    dsp::prepare_tile(xs, words)
+}
+
 /// The multi-vector DSP kernel itself on `thumbv7em` targets, S = 2 or 4 (`None` for another S,
 /// when `w` is not 4-byte aligned or `words` too short), for the firmware's property test
 /// against [`dot16_tile_model`] and [`dot_i8`].
@@ -344,8 +358,8 @@ pub fn matmul_prepared<const K: usize, const H: usize>(
         };
         let (x, o) = (&xs[i..i + s], &mut out[i..i + s]);
         match s {
-            4 => tile_rows::<4, K, H>(&row, rows, cols, x, o, buf),
-            2 => tile_rows::<2, K, H>(&row, rows, cols, x, o, buf),
+            4 => tile_rows::<4, K, H>(w, stride, rows, cols, x, o, buf),
+            2 => tile_rows::<2, K, H>(w, stride, rows, cols, x, o, buf),
             _ => {
                 let p = Prepared::new(&x[0][..cols], buf);
                 for (r, a) in o[0][..rows].iter_mut().enumerate() {
@@ -361,15 +375,31 @@ pub fn matmul_prepared<const K: usize, const H: usize>(
 /// four-vector kernel takes every register, and the one-vector path of the caller runs faster
 /// without it.)
 #[inline(never)]
-fn tile_rows<'w, const S: usize, const K: usize, const H: usize>(
-    row: &impl Fn(usize) -> &'w [u8],
+fn tile_rows<const S: usize, const K: usize, const H: usize>(
+    w: &[u8],
+    stride: usize,
     rows: usize,
     cols: usize,
     xs: &[[i8; K]],
     out: &mut [[i32; H]],
     buf: &mut [u32],
 ) {
+    let row = |r: usize| &w[r * stride..r * stride + cols];
     let p = PreparedTile::<S>::new(core::array::from_fn(|s| &xs[s][..cols]), buf);
+    // Four vectors: all rows in one call of the kernel (its row loop in the assembly), then
+    // the columns past the last full chunk.
+    #[cfg(tinyscore_dsp_tile)]
+    if S == 4 && !p.words.is_empty() && dsp::dot16x4_rows(w, stride, rows, cols / CHUNK, p.words, out) {
+        let full = cols / CHUNK * CHUNK;
+        if full < cols {
+            for r in 0..rows {
+                for (o, x) in out.iter_mut().zip(xs) {
+                    o[r] += dot_i8(&row(r)[full..], &x[full..cols]);
+                }
+            }
+        }
+        return;
+    }
     for r in 0..rows {
         let d = p.dots(row(r));
         for (o, v) in out.iter_mut().zip(d) {
@@ -474,6 +504,361 @@ pub fn epilogue(
             }
         }
     }
+}
+
+/// [`requantize`] for accumulators of bounded magnitude as one high-word multiply, the form
+/// the Cortex-M4 epilogue uses ([`epilogue_tile`]).
+///
+/// With `k = max(0, 33 − n)` and `s = n + k − 32 ≥ 1`:
+/// `⌊(a·m + 2^(n−1)) / 2^n⌋ = ⌊(⌊(a·2^k)·m / 2^32⌋ + 2^(s−1)) / 2^s⌋`, exactly: `2^(n+k−1)` is a
+/// multiple of 2^32, so taking the high word first loses nothing. It holds when `a·2^k` fits
+/// an i32 (checked against a bound on `|a|` when `k > 0`; any `a` when `n ≥ 33`), and then
+/// `|a·2^k·m| ≤ 2^62`: the result needs no saturation. On the Cortex-M4 it is `LSL`, `SMMLA`
+/// (the high word of the product plus the rounding term) and `ASR`, against an `SMULL`, 64-bit
+/// add, shift and clamp for [`requantize`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HighRequant {
+    mul: i32,
+    /// k: the left shift of the accumulator.
+    pre: u32,
+    /// s: the right shift of the high word.
+    shift: u32,
+    /// 2^(s−1).
+    round: i32,
+}
+
+impl HighRequant {
+    /// The form of `requantize(·, mul, shift)` for every accumulator `|a| ≤ bound`, or `None`
+    /// where it does not hold (`shift` is clamped to 1..=62 as [`requantize`] clamps it).
+    #[inline]
+    pub fn new(mul: i32, shift: u32, bound: u32) -> Option<Self> {
+        let n = shift.clamp(SHIFT_MIN, SHIFT_MAX);
+        let pre = 33u32.saturating_sub(n);
+        // With k = 0 any i32 will do (even i32::MIN: |a·m| ≤ 2^62 still).
+        if pre > 0 && (pre >= 31 || bound > (i32::MAX as u32) >> pre) {
+            return None;
+        }
+        let s = n + pre - 32;
+        Some(Self { mul, pre, shift: s, round: 1 << (s - 1) })
+    }
+
+    /// `requantize(a, mul, shift)` for `|a| ≤ bound` (another `a` gives an unspecified value,
+    /// never a panic).
+    #[inline(always)]
+    pub fn apply(self, a: i32) -> i32 {
+        let high = (((a << self.pre) as i64 * self.mul as i64) >> 32) as i32;
+        high.wrapping_add(self.round) >> self.shift
+    }
+}
+
+/// What an int8 layer does with its requantized dot products, for the network's tile buffers
+/// (vector `s`'s values in row `s` of an `[[T; H]]`): [`Epilogue`]'s three cases, the same
+/// definitions; [`TileEpilogue::flat`] gives the [`Epilogue`].
+#[derive(Debug)]
+pub enum TileEpilogue<'b, const H: usize> {
+    /// [`Epilogue::ToI16`]: `out = sat_i16(requantize(acc + bias))`, `silu = lut(table, …)`.
+    ToI16 {
+        /// (n, H) the residual stream.
+        out: &'b mut [[i16; H]],
+        /// The 256-entry table of silu(h).
+        table: &'b [u8],
+        /// (n, H) silu(h).
+        silu: &'b mut [[i8; H]],
+    },
+    /// [`Epilogue::Table`]: `out = lut(table, sat_i8(requantize(acc + bias + add[r])))`.
+    Table {
+        /// (rows,) added to every vector's dot products.
+        add: &'b [i32],
+        /// The 256-entry table.
+        table: &'b [u8],
+        /// (n, H) the int8 output.
+        out: &'b mut [[i8; H]],
+    },
+    /// [`Epilogue::Residual`]: `h = sat_i16(requantize(h, mr, nr) ⊕ requantize(acc + bias))`
+    /// (⊕ saturating), `silu = lut(table, residual_index(h))`.
+    Residual {
+        /// The residual's multiplier.
+        mr: i32,
+        /// The residual's shift.
+        nr: u32,
+        /// (n, H) the residual stream, read and written.
+        h: &'b mut [[i16; H]],
+        /// The 256-entry table of silu(h).
+        table: &'b [u8],
+        /// (n, H) silu(h).
+        silu: &'b mut [[i8; H]],
+    },
+}
+
+impl<'b, const H: usize> TileEpilogue<'b, H> {
+    /// What a block's first layer adds to its accumulators (`None` for the other kinds).
+    pub fn add(&self) -> Option<&[i32]> {
+        match self {
+            Self::Table { add, .. } => Some(add),
+            _ => None,
+        }
+    }
+
+    /// The same epilogue over flat slices (stride H), for [`epilogue`] and its AVX2 twin.
+    pub fn flat(self) -> Epilogue<'b> {
+        match self {
+            Self::ToI16 { out, table, silu } => Epilogue::ToI16 {
+                out: out.as_flattened_mut(),
+                silu: Silu { table, out: silu.as_flattened_mut() },
+            },
+            Self::Table { add, table, out } => Epilogue::Table { add, table, out: out.as_flattened_mut() },
+            Self::Residual { mr, nr, h, table, silu } => Epilogue::Residual {
+                mr,
+                nr,
+                h: h.as_flattened_mut(),
+                silu: Silu { table, out: silu.as_flattened_mut() },
+            },
+        }
+    }
+}
+
+/// Vectors [`epilogue_tile`] requantizes per pass over a layer's rows (then 4, then 1): the
+/// per-row work (reading the row's triple, forming its requantization) is shared by this many
+/// vectors.
+const EPILOGUE_GROUP: usize = 8;
+
+/// [`epilogue`] for rows `0..rows` of the `n` vectors of a tile (`acc[s][r]`, outputs in the
+/// same places), written for the Cortex-M4, in two passes. First the requantization, in place
+/// in `acc`, row by row for groups of 8 (or 4) vectors (a row's constants are read once per
+/// group): a [`HighRequant`] (`LSL`, `SMMLA`, `ASR`) wherever it holds for every accumulator
+/// of the layer — with one pre-shift for the whole layer when one fits all its rows, else
+/// chosen row by row, and [`requantize`] itself for a row where no form holds. `form` is
+/// [`LayerForm::new`] of the same `rq`, `rows` and `add`, with `acc_max` bounding `|acc|`
+/// (`cols·2^14` for `cols` int8 × int8 products); it is found once per layer, or once per call
+/// of a batch. Then the rest of the kind's epilogue (saturation, tables, the residual add with
+/// its requantization chosen once per layer), vector by vector with the layer's constants
+/// only: on `thumbv7em` targets (unless built for size) in assembly (`quant/dsp.rs`). The same
+/// values as [`epilogue`] (unit tests below, and on the M4 `firmware-example/examples/
+/// kernels.rs`); `acc` is left holding the requantized values. An accumulator beyond
+/// `acc_max` gives an unspecified value, never a panic.
+///
+/// # Panics
+/// If `rq` holds fewer than `rows` triples, a table fewer than 256 entries, or `add` fewer
+/// than `rows` values (caller bugs).
+pub fn epilogue_tile<const H: usize>(
+    rq: &[u8],
+    acc: &mut [[i32; H]],
+    rows: usize,
+    form: LayerForm,
+    e: TileEpilogue<'_, H>,
+) {
+    let rows = rows.min(H);
+    let rq = &rq[..12 * rows];
+    let add = e.add().map(|add| &add[..rows]);
+    match form.pre {
+        Some(pre) => requantize_rows(rq, add, OnePre(pre), acc),
+        None => requantize_rows(rq, add, EachRow(form.acc_max), acc),
+    }
+    let acc = &*acc;
+    match e {
+        TileEpilogue::ToI16 { out, table, silu } => {
+            let table = table256(table);
+            for ((a, h), o) in acc.iter().zip(out).zip(silu) {
+                let (a, h, o) = (&a[..rows], &mut h[..rows], &mut o[..rows]);
+                #[cfg(tinyscore_dsp_tile)]
+                if dsp::to_i16_out(a, table, h, o) {
+                    continue;
+                }
+                for ((&a, h), o) in a.iter().zip(h).zip(o) {
+                    let v = sat_i16(a);
+                    *h = v;
+                    *o = lut256(table, residual_index(v));
+                }
+            }
+        }
+        TileEpilogue::Table { table, out, .. } => {
+            let table = table256(table);
+            for (a, o) in acc.iter().zip(out) {
+                let (a, o) = (&a[..rows], &mut o[..rows]);
+                #[cfg(tinyscore_dsp_tile)]
+                if dsp::table_out(a, table, o) {
+                    continue;
+                }
+                for (&a, o) in a.iter().zip(o) {
+                    *o = lut256(table, sat_i8(a));
+                }
+            }
+        }
+        TileEpilogue::Residual { mr, nr, h, table, silu } => {
+            let table = table256(table);
+            #[cfg(tinyscore_dsp_tile)]
+            if (17..=46).contains(&nr) {
+                for ((a, h), o) in acc.iter().zip(&mut *h).zip(&mut *silu) {
+                    let done = dsp::residual_out(&a[..rows], mr, nr, table, &mut h[..rows], &mut o[..rows]);
+                    debug_assert!(done, "17 ≤ nr ≤ 46 and equal lengths");
+                }
+                return;
+            }
+            // The residual stream is int16: |h| ≤ 2^15.
+            match HighRequant::new(mr, nr, 1 << 15) {
+                Some(q) => residual_add(acc, rows, h, table, silu, move |v| q.apply(v)),
+                None => residual_add(acc, rows, h, table, silu, move |v| requantize(v, mr, nr)),
+            }
+        }
+    }
+}
+
+/// `h = sat_i16(res(h) ⊕ branch)`, `silu = lut(table, residual_index(h))` for rows `0..rows` of
+/// every vector (`acc`: the requantized branch).
+#[inline(always)]
+fn residual_add<const H: usize>(
+    acc: &[[i32; H]],
+    rows: usize,
+    h: &mut [[i16; H]],
+    table: &[u8; 256],
+    silu: &mut [[i8; H]],
+    res: impl Fn(i32) -> i32,
+) {
+    for ((a, h), o) in acc.iter().zip(h).zip(silu) {
+        for ((&a, h), o) in a[..rows].iter().zip(&mut h[..rows]).zip(&mut o[..rows]) {
+            let v = sat_i16(res(*h as i32).saturating_add(a));
+            *h = v;
+            *o = lut256(table, residual_index(v));
+        }
+    }
+}
+
+/// How [`epilogue_tile`] requantizes a layer's rows, found from its triples once
+/// ([`LayerForm::new`]): the pre-shift `k` with which every row's requantization of
+/// `acc + c_r` (`c_r` = bias, plus `add[r]`) is a [`HighRequant`] form for all
+/// `|acc| ≤ acc_max`, if there is one for the whole layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerForm {
+    pre: Option<u32>,
+    acc_max: u32,
+}
+
+impl LayerForm {
+    /// The form of the layer with triples `rq` (rows `0..rows`), `add` (a block's first layer:
+    /// its time embedding) and accumulators `|acc| ≤ acc_max`: `k = max(0, 33 − min n)`,
+    /// provided every shift is in 1..=62 (no clamping needed), `max n + k − 32 ≤ 30` and
+    /// `(acc_max + max |c_r|)·2^k` fits an i32; else each row finds its own.
+    ///
+    /// # Panics
+    /// If `rq` holds fewer than `rows` triples or `add` fewer than `rows` values.
+    pub fn new(rq: &[u8], rows: usize, add: Option<&[i32]>, acc_max: u32) -> Self {
+        let rq = &rq[..12 * rows];
+        let (mut n_min, mut n_max, mut c_max) = (i32::MAX, i32::MIN, 0u32);
+        for (r, t) in rq.chunks_exact(12).enumerate() {
+            let [bias, _, n] = triple(t, 0);
+            let c = match add {
+                Some(add) => bias.wrapping_add(add[r]),
+                None => bias,
+            };
+            n_min = n_min.min(n);
+            n_max = n_max.max(n);
+            c_max = c_max.max(c.unsigned_abs());
+        }
+        let pre = if rows == 0 {
+            Some(0)
+        } else if n_min < SHIFT_MIN as i32 || n_max > SHIFT_MAX as i32 {
+            // A shift out of 1..=62 (which `requantize` clamps): row by row.
+            None
+        } else {
+            let pre = 33u32.saturating_sub(n_min as u32);
+            let fits = pre == 0 || (pre < 31 && acc_max.saturating_add(c_max) <= (i32::MAX as u32) >> pre);
+            (n_max as u32 + pre <= 62 && fits).then_some(pre)
+        };
+        Self { pre, acc_max }
+    }
+
+    /// Whether one pre-shift serves every row.
+    pub fn is_uniform(&self) -> bool {
+        self.pre.is_some()
+    }
+}
+
+/// How the rows of a layer get their [`HighRequant`] form.
+trait RowForms: Copy {
+    /// The form of `requantize(acc + c, mul, shift)`, or `None` where it does not hold.
+    fn form(self, mul: i32, shift: i32, c: i32) -> Option<HighRequant>;
+}
+
+/// One pre-shift for every row ([`LayerForm::new`] checked that it holds for all of them).
+#[derive(Clone, Copy)]
+struct OnePre(u32);
+
+impl RowForms for OnePre {
+    #[inline(always)]
+    fn form(self, mul: i32, shift: i32, _c: i32) -> Option<HighRequant> {
+        let s = shift as u32 + self.0 - 32;
+        Some(HighRequant { mul, pre: self.0, shift: s, round: 1 << (s - 1) })
+    }
+}
+
+/// Each row's own form ([`HighRequant::new`]) for accumulators `|acc| ≤ self.0`.
+#[derive(Clone, Copy)]
+struct EachRow(u32);
+
+impl RowForms for EachRow {
+    #[inline(always)]
+    fn form(self, mul: i32, shift: i32, c: i32) -> Option<HighRequant> {
+        HighRequant::new(mul, shift as u32, self.0.saturating_add(c.unsigned_abs()))
+    }
+}
+
+/// `acc[s][r] = requantize(acc[s][r] + c_r, m_r, n_r)` for every vector and row (`c_r` = the
+/// row's bias, plus `add[r]`), in groups of [`EPILOGUE_GROUP`] vectors, then 4, then one by one.
+#[inline(always)]
+fn requantize_rows<const H: usize>(
+    rq: &[u8],
+    add: Option<&[i32]>,
+    forms: impl RowForms,
+    acc: &mut [[i32; H]],
+) {
+    let mut groups = acc.chunks_exact_mut(EPILOGUE_GROUP);
+    for g in &mut groups {
+        let g: &mut [[i32; H]; EPILOGUE_GROUP] = g.try_into().expect("a group");
+        requantize_group(rq, add, forms, g);
+    }
+    let mut quads = groups.into_remainder().chunks_exact_mut(4);
+    for g in &mut quads {
+        let g: &mut [[i32; H]; 4] = g.try_into().expect("four vectors");
+        requantize_group(rq, add, forms, g);
+    }
+    for v in quads.into_remainder() {
+        requantize_group::<1, H>(rq, add, forms, core::array::from_mut(v));
+    }
+}
+
+/// [`requantize_rows`] for `S` vectors.
+#[inline(always)]
+fn requantize_group<const S: usize, const H: usize>(
+    rq: &[u8],
+    add: Option<&[i32]>,
+    forms: impl RowForms,
+    acc: &mut [[i32; H]; S],
+) {
+    for (r, t) in rq.chunks_exact(12).enumerate().take(H) {
+        let [bias, mul, shift] = triple(t, 0);
+        // (acc + bias) + add in one addition: the same wrapping sum.
+        let c = match add {
+            Some(add) => bias.wrapping_add(add[r]),
+            None => bias,
+        };
+        match forms.form(mul, shift, c) {
+            Some(q) => (0..S).for_each(|s| acc[s][r] = q.apply(acc[s][r].wrapping_add(c))),
+            None => (0..S).for_each(|s| acc[s][r] = requantize(acc[s][r].wrapping_add(c), mul, shift as u32)),
+        }
+    }
+}
+
+/// A 256-entry table as an array, so that an index of a `u8` needs no bounds check.
+#[inline(always)]
+fn table256(t: &[u8]) -> &[u8; 256] {
+    t[..256].try_into().expect("256 entries")
+}
+
+/// [`lut`] on a 256-entry array (`index` of an i8; as an i32 the index arithmetic can fold
+/// into the load's address).
+#[inline(always)]
+fn lut256(table: &[u8; 256], index: i8) -> i8 {
+    table[(index as i32 + 128) as usize] as i8
 }
 
 /// Saturates to int8's symmetric range [−127, 127].
@@ -662,6 +1047,141 @@ mod tests {
         // Ties round up: 3·2^30 / 2^31 = 1.5 → 2 and −1.5 → −1.
         assert_eq!(requantize(3, MULT_MIN, 31), 2);
         assert_eq!(requantize(-3, MULT_MIN, 31), -1);
+    }
+
+    #[test]
+    fn the_high_word_form_equals_requantize_and_the_oracle() {
+        let mut r = Rng(0x5EED_F0A4);
+        let ms = [MULT_MIN, i32::MAX, MULT_MIN + 1, 1_500_000_000];
+        let ns = [1u32, 2, 16, 17, 30, 31, 32, 33, 34, 40, 61, 62];
+        let bounds = [1u32 << 31, (1 << 31) - 1, 1 << 30, 1 << 23, (1 << 23) + 12_345, 1 << 15, 1];
+        let (mut high, mut general) = (0u32, 0u32);
+        for case in 0..40_000usize {
+            let m = if case % 3 == 0 {
+                ms[case / 3 % ms.len()]
+            } else {
+                r.range(MULT_MIN as i64, i32::MAX as i64) as i32
+            };
+            let n = if case % 2 == 0 { ns[case / 2 % ns.len()] } else { r.range(1, 62) as u32 };
+            let bound = if case % 5 < 3 { bounds[case % bounds.len()] } else { r.range(1, 1 << 31) as u32 };
+            let Some(q) = HighRequant::new(m, n, bound) else {
+                // Refused only where a·2^(33−n) could leave i32.
+                assert!(n < 33 && (bound as u64) << (33 - n) > i32::MAX as u64, "m {m} n {n} bound {bound}");
+                general += 1;
+                continue;
+            };
+            high += 1;
+            let b = bound as i64;
+            let edges = [-b, b.min(i32::MAX as i64), 0, -1, 1, -b + 1, b - 1];
+            for k in 0..24 {
+                let a = if k < edges.len() { edges[k] } else { r.range(-b, b.min(i32::MAX as i64)) };
+                let a = a as i32;
+                let want = requantize_oracle(a, m, n);
+                assert_eq!(requantize(a, m, n), want);
+                assert_eq!(q.apply(a), want, "a {a} m {m} n {n} bound {bound}");
+            }
+        }
+        assert!(high > 10_000 && general > 1_000, "both cases exercised: {high} {general}");
+        // Any accumulator once n ≥ 33 (i32::MIN included), and the largest shift.
+        for (m, n) in [(MULT_MIN, 33), (i32::MAX, 33), (i32::MAX, 62), (MULT_MIN, 62)] {
+            let q = HighRequant::new(m, n, 1 << 31).expect("n ≥ 33 needs no bound");
+            for a in [i32::MIN, i32::MIN + 1, i32::MAX, -1, 0, 1] {
+                assert_eq!(q.apply(a), requantize_oracle(a, m, n), "a {a} m {m} n {n}");
+            }
+        }
+        // Shifts out of range are clamped as requantize clamps them.
+        for n in [63u32, 100] {
+            let q = HighRequant::new(MULT_MIN, n, 1 << 31).unwrap_or_else(|| panic!("n {n}"));
+            assert_eq!(q.apply(i32::MIN), requantize(i32::MIN, MULT_MIN, n));
+        }
+        assert_eq!(HighRequant::new(MULT_MIN, 0, 1), None, "n = 0 is n = 1: a·2^32 never fits");
+    }
+
+    /// Rows of a layer in [`epilogue_tile_equals_epilogue`].
+    const TILE_H: usize = 24;
+
+    #[test]
+    fn epilogue_tile_equals_epilogue() {
+        let mut r = Rng(0x0E91_0605);
+        let (mut one_pre, mut each_row) = (0u32, 0u32);
+        for case in 0..1_500usize {
+            let n = case % 10;
+            let rows = r.range(0, TILE_H as i64) as usize;
+            let cols = r.range(1, 512) as u32;
+            let acc_max = cols * (1 << 14);
+            let m = acc_max as i64;
+            // Shifts around the boundaries of the forms, multipliers over their range; biases
+            // small (the usual) or up to ±2^30 (the largest a file may hold).
+            // Per case, shifts all in a narrow range (a layer with one pre-shift: `LayerForm`) or
+            // some anywhere in 1..=62 (forms row by row), biases small or some large.
+            let (wide_shifts, large_biases) = (case % 3 == 0, case % 5 == 0);
+            let mut rq = [0u8; 12 * TILE_H];
+            for t in rq.chunks_exact_mut(12) {
+                let bias = match r.range(0, 3) {
+                    0 if large_biases => r.range(-(1 << 30), 1 << 30),
+                    _ => r.range(-100_000, 100_000),
+                } as i32;
+                let mul = r.range(MULT_MIN as i64, i32::MAX as i64) as i32;
+                let shift = match r.range(0, 3) {
+                    0 if wide_shifts => r.range(1, 62),
+                    _ => r.range(28, 44),
+                } as i32;
+                for (k, v) in [bias, mul, shift].into_iter().enumerate() {
+                    t[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            let mut acc = [[0i32; TILE_H]; 9];
+            for (k, v) in acc.as_flattened_mut().iter_mut().enumerate() {
+                *v = match k % 7 {
+                    0 => -m,
+                    1 => m,
+                    _ => r.range(-m, m),
+                } as i32;
+            }
+            let table: [u8; 256] = core::array::from_fn(|_| r.next() as u8);
+            let add: [i32; TILE_H] = core::array::from_fn(|_| r.range(-(1 << 29), 1 << 29) as i32);
+            let h0: [[i16; TILE_H]; 9] = core::array::from_fn(|_| core::array::from_fn(|_| r.next() as i16));
+            let (mr, nr) = match case % 4 {
+                // The residual's form holds (n ≥ 17), or not.
+                0 => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(1, 16) as u32),
+                _ => (r.range(MULT_MIN as i64, i32::MAX as i64) as i32, r.range(17, 62) as u32),
+            };
+            let acc = &acc[..n];
+            match LayerForm::new(&rq, rows, None, acc_max).is_uniform() {
+                true => one_pre += 1,
+                false => each_row += 1,
+            }
+            let mut want = ([[0i16; TILE_H]; 9], [[0i8; TILE_H]; 9]);
+            let mut got = ([[1i16; TILE_H]; 9], [[1i8; TILE_H]; 9]);
+            for kind in 0..3 {
+                want.0 = h0;
+                got.0 = h0;
+                let make = |kind: usize,
+                            h: &mut [[i16; TILE_H]],
+                            o: &mut [[i8; TILE_H]],
+                            f: &mut dyn FnMut(TileEpilogue<'_, TILE_H>)| {
+                    f(match kind {
+                        0 => TileEpilogue::ToI16 { out: h, table: &table, silu: o },
+                        1 => TileEpilogue::Table { add: &add, table: &table, out: o },
+                        _ => TileEpilogue::Residual { mr, nr, h, table: &table, silu: o },
+                    })
+                };
+                make(kind, &mut want.0[..n], &mut want.1[..n], &mut |e| {
+                    epilogue(&rq, acc.as_flattened(), TILE_H, n, 0..rows, TILE_H, &mut e.flat())
+                });
+                let mut acc2 = [[0i32; TILE_H]; 9];
+                acc2[..n].copy_from_slice(acc);
+                make(kind, &mut got.0[..n], &mut got.1[..n], &mut |e| {
+                    let form = LayerForm::new(&rq, rows, e.add(), acc_max);
+                    epilogue_tile(&rq, &mut acc2[..n], rows, form, e)
+                });
+                assert_eq!(got.0, want.0, "case {case} kind {kind}: residual stream");
+                for (g, w) in got.1[..n].iter().zip(&want.1[..n]) {
+                    assert_eq!(g[..rows], w[..rows], "case {case} kind {kind}: int8 output");
+                }
+            }
+        }
+        assert!(one_pre > 300 && each_row > 300, "both ways exercised: {one_pre} {each_row}");
     }
 
     #[test]

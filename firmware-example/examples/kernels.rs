@@ -8,6 +8,9 @@
 //!    The same for the multi-vector DSP kernel (one weight word unpacked once for 2 or 4
 //!    vectors): through `quant::matmul_prepared` as the network calls it, tiles of 1–4 vectors,
 //!    and directly against its instruction model (`# tile_cases=… tile_mismatches=…`).
+//!    The same for the M4 epilogue of the int8 layers (`quant::epilogue_tile`, requantization
+//!    and the assembly of its second pass) against the scalar `quant::epilogue`, random layers
+//!    of the three kinds (`# epilogue_cases=… epilogue_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
 //!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
 //!    `format::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
@@ -20,8 +23,8 @@
 //!    `EVALS` calls of `ScoreNet::eps` at different `x` and `t`, timed with SysTick. Under
 //!    `-icount shift=0` one instruction is one virtual nanosecond and SysTick ticks every 40, so
 //!    `# instructions_per_eval=` is exact to 40/`EVALS` instructions. Then the same `EVALS`
-//!    evaluations as `ScoreNet::eps_batch` calls of 4 and of 8 vectors (`# eps_batch n=…`; their
-//!    outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
+//!    evaluations as `ScoreNet::eps_batch` calls of 4, 8, 16, 32 and 64 vectors
+//!    (`# eps_batch n=…`; their outputs must have `eps`'s bits, `batch_mismatches=0`). For a `w8a8` model, where
 //!    those instructions go (`# breakdown …`): the parts of the time embedding run alone with the
 //!    engine's own functions (φ(t), the two matrix–vector products, SiLU), and the int8 dot
 //!    products of every layer (`quant::matmul_prepared`: one vector through `quant::Prepared`, as the
@@ -51,7 +54,7 @@ use cortex_m_rt::entry;
 
 use tinyscore_engine::format::{self, Model, Role};
 use tinyscore_engine::net::{self, ScoreNet};
-use tinyscore_engine::quant;
+use tinyscore_engine::quant::{self, layout, TileEpilogue};
 
 mod config {
     #![allow(dead_code)]
@@ -66,6 +69,10 @@ static MODEL: Aligned<[u8; config::MODEL_LEN]> =
 
 /// Network evaluations timed.
 const EVALS: u32 = 64;
+/// Vectors per call of `eps_batch` timed (the same `EVALS` evaluations, in `EVALS / n` calls).
+const BATCHES: [usize; 5] = [4, 8, 16, 32, 64];
+/// The largest of [`BATCHES`].
+const MAX_BATCH: usize = 64;
 
 #[entry]
 fn main() -> ! {
@@ -81,6 +88,12 @@ fn main() -> ! {
     let _ = writeln!(out, "# tile_cases={cases} tile_mismatches={mismatches}");
     if mismatches > 0 {
         panic!("the multi-vector DSP kernel disagrees with the portable one in {mismatches} cases");
+    }
+
+    let (cases, mismatches) = epilogue_property_test(&mut out);
+    let _ = writeln!(out, "# epilogue_cases={cases} epilogue_mismatches={mismatches}");
+    if mismatches > 0 {
+        panic!("the M4 epilogue disagrees with quant::epilogue in {mismatches} cases");
     }
 
     let fpscr = cortex_m::register::fpscr::read().bits();
@@ -128,8 +141,8 @@ fn main() -> ! {
         config::MODEL_FILE,
         per_eval * 1000 / macs as u64
     );
-    let mut batch = [0u64; 2];
-    for (cost, n) in batch.iter_mut().zip([4usize, 8]) {
+    let mut batch = [0u64; BATCHES.len()];
+    for (cost, n) in batch.iter_mut().zip(BATCHES) {
         let (per_eval, mismatches) = batch_cost(&mut clock, &mut net, n);
         let _ = writeln!(
             out,
@@ -235,7 +248,9 @@ struct Rows([u8; 2 * 512 + 4]);
 /// [`quant::matmul_prepared`] as the network calls it, for tiles of 1, 2, 3 and 4 vectors and
 /// two rows (the second row starts `cols` bytes after the first, so it is unaligned for
 /// `cols mod 4 ≠ 0`), and directly ([`quant::dot16_tile_dsp`]) and as its instruction model
-/// ([`quant::dot16_tile_model`]) for 2 and 4 vectors; every length 0..=512, rounds as in
+/// ([`quant::dot16_tile_model`]) for 2 and 4 vectors, and the `SXTB16` preparation of the
+/// activations ([`quant::prepare_tile_dsp`]) against [`quant::prepare_tile_into`], vectors at
+/// byte offsets 0–3; every length 0..=512, rounds as in
 /// [`kernel_property_test`] (all-extreme rows and vectors, random values with −128 and 127 mixed
 /// in, rows at byte offsets 0–3). Returns (cases, mismatches).
 fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
@@ -243,6 +258,7 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
     let mut rows = Rows([0; 2 * 512 + 4]);
     let mut xs = [[0i8; 512]; 4];
     let mut buf = [0u32; 4 * quant::prepared_words(512)];
+    let mut layout = [0u32; 4 * quant::prepared_words(512)];
     let (mut cases, mut mismatches) = (0u32, 0u32);
     for round in 0..4usize {
         for cols in 0..=512usize {
@@ -300,11 +316,111 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
                     None => offset % 4 == 0,
                 };
             }
+            // The `SXTB16` preparation (what `PreparedTile::new` runs here) against the portable
+            // layout, vectors at byte offsets 0–3.
+            let off = (cols % 4).min(512 - cols);
+            let xo = |i: usize| &xs[i][off..off + cols];
+            quant::prepare_tile_into([xo(0), xo(1), xo(2), xo(3)], &mut layout[..n4]);
+            bad |= !quant::prepare_tile_dsp::<4>([xo(0), xo(1), xo(2), xo(3)], &mut buf[..n4]);
+            bad |= layout[..n4] != buf[..n4];
+            quant::prepare_tile_into([xo(1), xo(2)], &mut layout[..n2]);
+            bad |= !quant::prepare_tile_dsp::<2>([xo(1), xo(2)], &mut buf[..n2]);
+            bad |= layout[..n2] != buf[..n2];
             cases += 1;
             if bad {
                 mismatches += 1;
                 if mismatches <= 5 {
                     let _ = writeln!(out, "# tile mismatch round={round} cols={cols} offset={offset}");
+                }
+            }
+        }
+    }
+    (cases, mismatches)
+}
+
+/// Rows of the layers of [`epilogue_property_test`].
+const EPI_H: usize = 24;
+
+impl Rng {
+    /// A value in `lo..=hi`.
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+}
+
+/// Runs the M4 epilogue ([`quant::epilogue_tile`]: its requantization pass and the assembly
+/// of its second pass, `SSAT`/`QADD`/`SMMLA`) against the scalar definition
+/// [`quant::epilogue`] on random layers of up to 24 rows and 0–9 vectors, the three kinds each:
+/// accumulators up to their bound `cols·2^14` (the bound itself mixed in), biases small or up
+/// to ±2^30, shifts all in 28..=44 (one pre-shift per layer) or some anywhere in 1..=62,
+/// residual shifts in 1..=62 (the assembly takes 17..=46), random tables and residual streams.
+/// Returns (cases, mismatches).
+fn epilogue_property_test(out: &mut out::Line) -> (u32, u32) {
+    let mut r = Rng(0x0E91_0605_5EED_F0A4);
+    let (mut cases, mut mismatches) = (0u32, 0u32);
+    for case in 0..600usize {
+        let n = case % 10;
+        let rows = r.range(0, EPI_H as i64) as usize;
+        let cols = r.range(1, 512) as u32;
+        let acc_max = cols * (1 << 14);
+        let m = acc_max as i64;
+        let (wide_shifts, large_biases) = (case % 3 == 0, case % 5 == 0);
+        let mut rq = [0u8; 12 * EPI_H];
+        for t in rq.chunks_exact_mut(12) {
+            let bias = match r.range(0, 2) {
+                0 if large_biases => r.range(-(1 << 30), 1 << 30),
+                _ => r.range(-100_000, 100_000),
+            } as i32;
+            let mul = r.range(quant::MULT_MIN as i64, i32::MAX as i64) as i32;
+            let shift = match r.range(0, 2) {
+                0 if wide_shifts => r.range(1, 62),
+                _ => r.range(28, 44),
+            } as i32;
+            for (k, v) in [bias, mul, shift].into_iter().enumerate() {
+                t[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        let mut acc = [[0i32; EPI_H]; 9];
+        for (k, v) in acc.as_flattened_mut().iter_mut().enumerate() {
+            *v = match k % 7 {
+                0 => -m,
+                1 => m,
+                _ => r.range(-m, m),
+            } as i32;
+        }
+        let table: [u8; 256] = core::array::from_fn(|_| r.next() as u8);
+        let add: [i32; EPI_H] = core::array::from_fn(|_| r.range(-(1 << 29), 1 << 29) as i32);
+        let h0: [[i16; EPI_H]; 9] = core::array::from_fn(|_| core::array::from_fn(|_| r.next() as i16));
+        let (mr, nr) = (r.range(quant::MULT_MIN as i64, i32::MAX as i64) as i32, r.range(1, 62) as u32);
+        for kind in 0..3 {
+            let (mut want_h, mut want_o) = (h0, [[0i8; EPI_H]; 9]);
+            let (mut got_h, mut got_o) = (h0, [[0i8; EPI_H]; 9]);
+            let make = |h: &mut [[i16; EPI_H]],
+                        o: &mut [[i8; EPI_H]],
+                        f: &mut dyn FnMut(TileEpilogue<'_, EPI_H>)| {
+                f(match kind {
+                    0 => TileEpilogue::ToI16 { out: h, table: &table, silu: o },
+                    1 => TileEpilogue::Table { add: &add, table: &table, out: o },
+                    _ => TileEpilogue::Residual { mr, nr, h, table: &table, silu: o },
+                })
+            };
+            make(&mut want_h[..n], &mut want_o[..n], &mut |e| {
+                quant::epilogue(&rq, acc[..n].as_flattened(), EPI_H, n, 0..rows, EPI_H, &mut e.flat())
+            });
+            let mut acc2 = acc;
+            make(&mut got_h[..n], &mut got_o[..n], &mut |e| {
+                let form = quant::LayerForm::new(&rq, rows, e.add(), acc_max);
+                quant::epilogue_tile(&rq, &mut acc2[..n], rows, form, e)
+            });
+            cases += 1;
+            let same = got_h == want_h && got_o.iter().zip(&want_o).all(|(g, w)| g[..rows] == w[..rows]);
+            if !same {
+                mismatches += 1;
+                if mismatches <= 5 {
+                    let _ = writeln!(
+                        out,
+                        "# epilogue mismatch case={case} kind={kind} n={n} rows={rows} nr={nr}"
+                    );
                 }
             }
         }
@@ -324,9 +440,9 @@ fn batch_cost(
     n: usize,
 ) -> (u64, u32) {
     let d = config::DIM;
-    let mut xs = [0.0f32; 8 * config::DIM];
-    let mut outs = [0.0f32; 8 * config::DIM];
-    let mut scratch = [0.0f32; 3 * 8 * config::HIDDEN];
+    let mut xs = [0.0f32; MAX_BATCH * config::DIM];
+    let mut outs = [0.0f32; MAX_BATCH * config::DIM];
+    let mut scratch = [0.0f32; 3 * MAX_BATCH * config::HIDDEN];
     let mut one = [0.0f32; config::DIM];
     let (mut cycles, mut mismatches) = (0u64, 0u32);
     let calls = EVALS as usize / n;
@@ -558,8 +674,42 @@ fn breakdown(
             quant::matmul_prepared(w.data(), w.cols, w.rows, cols, act, acc, &mut words);
         }
     };
-    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors]
-    let mut sum = [0u64; 7];
+    // The int8 layers' epilogues (requantization, saturation, SiLU tables, the residual add) of
+    // `n` vectors, as the network runs them on the M4 (`quant::epilogue_tile`; group 0's
+    // constants), on the dot products in `acc`.
+    let rq = model.tensor(Role::ActRequant).row_bytes(0);
+    let luts = model.tensor(Role::ActLut).row_bytes(0);
+    let table = |k: usize| &luts[256 * k..256 * k + 256];
+    let triples = |c: usize| &rq[4 * c..4 * (c + 3 * h)];
+    let rq_at = |c: usize| i32::from_le_bytes([rq[4 * c], rq[4 * c + 1], rq[4 * c + 2], rq[4 * c + 3]]);
+    let tq = [0x1234i32; WIDE];
+    let mut h16 = [[0i16; WIDE]; 4];
+    let epilogues = |acc: &mut [[i32; WIDE]], h16: &mut [[i16; WIDE]], act: &mut [[i8; WIDE]]| {
+        // (Each layer's form found here, as `eps` does; `eps_batch` finds them once per call.)
+        let run = |rq: &[u8], acc: &mut [[i32; WIDE]], cols: usize, e: TileEpilogue<'_, WIDE>| {
+            let form = quant::LayerForm::new(rq, h, e.add(), cols as u32 * (1 << 14));
+            quant::epilogue_tile(rq, acc, h, form, e);
+        };
+        let e = TileEpilogue::ToI16 { out: &mut *h16, table: table(layout::lut_h(0)), silu: &mut *act };
+        run(triples(layout::input(h)), &mut *acc, d, e);
+        for b in 0..nb {
+            let e = TileEpilogue::Table { add: &tq[..h], table: table(layout::lut_u(nb, b)), out: &mut *act };
+            run(triples(layout::w1(h, b)), &mut *acc, h, e);
+            let c = layout::residual(h, b);
+            let (mr, nr) = (rq_at(c), rq_at(c + 1) as u32);
+            let e = TileEpilogue::Residual {
+                mr,
+                nr,
+                h: &mut *h16,
+                table: table(layout::lut_h(b + 1)),
+                silu: &mut *act,
+            };
+            run(triples(layout::w2(h, b)), &mut *acc, h, e);
+        }
+    };
+    // [clock reads, φ(t), W_t1·φ + b, SiLU, W_t2·a + b, int8 dots, int8 dots of 4 vectors,
+    //  epilogues, epilogues of 4 vectors]
+    let mut sum = [0u64; 9];
     for i in 0..EVALS {
         let t = (i as f32 + 0.5) / EVALS as f32;
         for (j, a) in act.iter_mut().enumerate() {
@@ -587,28 +737,36 @@ fn breakdown(
         let c6 = clock.now();
         int8_dots(&act, &mut acc);
         let c7 = clock.now();
-        black_box((&acc, &temb));
-        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6];
+        // (The epilogues requantize in place: copies of the dot products, made untimed.)
+        let (mut acc1, mut acc4, mut act2) = (acc, acc, act);
+        let c7b = clock.now();
+        epilogues(&mut acc1[..1], &mut h16[..1], &mut act2[..1]);
+        let c8 = clock.now();
+        epilogues(&mut acc4, &mut h16, &mut act2);
+        let c9 = clock.now();
+        black_box((&acc, &temb, &act2, &h16, &acc1, &acc4));
+        let d = [c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c8 - c7b, c9 - c8];
         for (s, dc) in sum.iter_mut().zip(d) {
             *s += dc;
         }
     }
     let read = sum[0];
     let part = |k: usize| (sum[k].saturating_sub(read)) * 40 / u64::from(EVALS);
-    let parts = [part(1), part(2), part(3), part(4), part(5)];
+    let parts = [part(1), part(2), part(3), part(4), part(5), part(7)];
     let rest = per_eval.saturating_sub(parts.iter().sum::<u64>());
     let _ = writeln!(
         out,
-        "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} rest={rest} (total {per_eval})",
-        parts[0], parts[1], parts[2], parts[3], parts[4]
+        "# breakdown instructions_per_eval: time_features={} temb_w1={} silu={} temb_w2={} int8_dots={} epilogues={} rest={rest} (total {per_eval})",
+        parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]
     );
     // eps_batch of 4: the time embedding once per call (a quarter per evaluation), the dot
     // products of four vectors at a time.
     let temb4 = (parts[0] + parts[1] + parts[2] + parts[3]) / 4;
     let dots4 = part(6) / 4;
-    let rest4 = per_eval_x4.saturating_sub(temb4 + dots4);
+    let epilogues4 = part(8) / 4;
+    let rest4 = per_eval_x4.saturating_sub(temb4 + dots4 + epilogues4);
     let _ = writeln!(
         out,
-        "# breakdown_x4 instructions_per_eval: time_embedding={temb4} int8_dots={dots4} rest={rest4} (total {per_eval_x4})"
+        "# breakdown_x4 instructions_per_eval: time_embedding={temb4} int8_dots={dots4} epilogues={epilogues4} rest={rest4} (total {per_eval_x4})"
     );
 }

@@ -423,7 +423,8 @@ fn flash_bytes(elf: &[u8]) -> u64 {
 /// kernels.rs` (built with the w8a8 moons model, run with `-icount shift=0`) puts random and
 /// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
 /// kernel, its instruction model and the portable kernel, and must report no mismatch; the same
-/// for the multi-vector kernel (tiles of 1–4 vectors), for `eps_batch` against `eps`, and for
+/// for the multi-vector kernel (tiles of 1–4 vectors), for the M4 epilogue of the int8 layers
+/// against `quant::epilogue`, for `eps_batch` against `eps`, and for
 /// the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `format::dot`; then it
 /// times whole network evaluations (the instruction count printed here is the figure in
 /// docs/BENCHMARKS.md, "Engine speed").
@@ -452,9 +453,13 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
     // 1 to 4 vectors): 4 rounds of every length 0..=512.
     assert_eq!(field("tile_mismatches"), 0);
     assert_eq!(field("tile_cases"), 4 * 513);
-    // eps_batch of 4 and of 8 vectors gives eps's bits on the M4.
+    // The M4 epilogue (requantization, SSAT/QADD/SMMLA assembly) against quant::epilogue:
+    // 600 random layers, three kinds each.
+    assert_eq!(field("epilogue_mismatches"), 0);
+    assert_eq!(field("epilogue_cases"), 3 * 600);
+    // eps_batch of 4, 8, 16, 32 and 64 vectors gives eps's bits on the M4.
     let batches: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("# eps_batch ")).collect();
-    assert_eq!(batches.len(), 2, "{}", run.stdout);
+    assert_eq!(batches.len(), 5, "{}", run.stdout);
     assert!(batches.iter().all(|l| l.ends_with(" batch_mismatches=0")), "{batches:?}");
     // The FPU kernel (f32 activations): 5 rounds of every length 0..=512, all with the portable
     // bits. It computes every int8 row (2 rounds) and the aligned f32 rows (1 round all, 2

@@ -233,3 +233,326 @@ fn dot16x4(w: &[u8], words: &[u32], chunks: usize) -> [i32; 4] {
     }
     [a0, a1, a2, a3]
 }
+
+/// [`dot16_tile`] of four vectors for `rows` consecutive weight rows in one call:
+/// `out[s][r] = Σ w[r·stride + c]·x_s[c]` over the `chunks` full chunks of 16 columns, for
+/// s < 4 and r < rows. The loop over the rows is in the assembly too: per row it reloads the
+/// activations' start, zeroes the accumulators, runs [`dot16x4`]'s loop (here two chunks of
+/// 16 columns per turn: 107 instructions per 128 MACs) and stores the four sums into their
+/// vectors' rows (about 28 instructions per row, where a call per row from Rust costs about
+/// 100: the checks, the call, the stores).
+///
+/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
+/// multiples of 4 bytes (every row word-aligned) with `stride ≥ 16·chunks` and `w` holding
+/// `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
+/// [`super::prepare_tile_into`] for four vectors); `out` at least 4 vectors of `H ≥ rows`.
+pub fn dot16x4_rows<const H: usize>(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    chunks: usize,
+    words: &[u32],
+    out: &mut [[i32; H]],
+) -> bool {
+    let ok = rows >= 1
+        && chunks >= 1
+        && rows <= H
+        && out.len() >= 4
+        && w.as_ptr() as usize % 4 == 0
+        && stride % 4 == 0
+        && stride >= 16 * chunks
+        && w.len() >= (rows - 1) * stride + 16 * chunks
+        && words.len() >= 32 * chunks;
+    if !ok {
+        return false;
+    }
+    // The loop's state in memory (no register is left for it): the activations' start, the
+    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[0][r]), the
+    // distance between two vectors' rows (4·H bytes), the bytes from the end of a row's
+    // chunks to the next row, and whether the number of chunks is odd (the loop takes two
+    // chunks per turn, so one end check per 32 columns; an odd count starts at the second).
+    let mut ctx: [usize; 7] = [
+        words.as_ptr() as usize,
+        16 * chunks,
+        rows,
+        out.as_mut_ptr() as usize,
+        4 * H,
+        stride - 16 * chunks,
+        chunks % 2,
+    ];
+    // SAFETY: checked above: every row r < rows starts at w + r·stride, word-aligned, and its
+    // `16·chunks` bytes lie within `w`; `words` holds the `32·chunks` words each row's loop
+    // reads (`LDM`s from its start); the stores go to out[s][r] for s < 4 and r < rows ≤ H,
+    // inside `out` (4 vectors of H i32, contiguous), through a pointer derived from the
+    // `&mut out` held across the block; the block also writes `ctx` (the rows left, the next
+    // store address), a local array it gets by pointer. The stack: 8 bytes reserved at the
+    // start (ctx's address, the current row's end) and released at the end. Each row's loop
+    // covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per turn, the first turn
+    // of an odd count only one, and stops at the row's end); the row loop runs `rows ≥ 1`
+    // times, counting down ctx[2].
+    unsafe {
+        asm!(
+            "sub sp, #8",
+            "str {e}, [sp]",
+            "3:",
+            "ldr {e}, [sp]",
+            "ldr {px}, [{e}]",
+            "ldr {w}, [{e}, #4]",
+            "add {w}, {pw}, {w}",
+            "str {w}, [sp, #4]",
+            "movs {a0}, #0",
+            "movs {a1}, #0",
+            "movs {a2}, #0",
+            "movs {a3}, #0",
+            // Two chunks per turn; an odd count enters at the second.
+            "ldr {w}, [{e}, #24]",
+            "cmp {w}, #0",
+            "bne 4f",
+            "2:",
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            "4:",
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            word_x4!(),
+            "ldr {e}, [sp, #4]",
+            "cmp {pw}, {e}",
+            "bne 2b",
+            // Row done: store the sums at out[s][r] = base + s·4H.
+            "ldr {e}, [sp]",
+            "ldr r2, [{e}, #12]",
+            "ldr r3, [{e}, #16]",
+            "str {a0}, [r2]",
+            "str {a1}, [r2, r3]",
+            "str {a2}, [r2, r3, lsl #1]",
+            "add r4, r3, r3, lsl #1",
+            "str {a3}, [r2, r4]",
+            "adds r2, #4",
+            "str r2, [{e}, #12]",
+            "ldr r2, [{e}, #20]",
+            "add {pw}, r2",
+            "ldr r2, [{e}, #8]",
+            "subs r2, #1",
+            "str r2, [{e}, #8]",
+            "bne 3b",
+            "add sp, #8",
+            pw = inout(reg) w.as_ptr() => _,
+            px = out(reg) _,
+            e = inout(reg) ctx.as_mut_ptr() => _,
+            a0 = out(reg) _,
+            a1 = out(reg) _,
+            a2 = out(reg) _,
+            a3 = out(reg) _,
+            w = out(reg) _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+        );
+    }
+    true
+}
+
+/// The second pass of [`super::epilogue_tile`] for one vector of a block's first layer:
+/// `out[r] = lut(table, sat_i8(q[r]))` for the requantized values `q` (`SSAT` to [−128, 127],
+/// −128 moved to −127, the table read at `table + 128 + index`): 9 instructions per value.
+/// Does nothing for an empty `q`; `out` must be as long as `q` (else nothing is done and
+/// `false` returned).
+#[cfg(tinyscore_dsp_tile)]
+pub fn table_out(q: &[i32], table: &[u8; 256], out: &mut [i8]) -> bool {
+    if out.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q` (post-incremented `pa`, stopping at
+    // its end) and writes as many bytes to `out` (the same length, checked above). Each table
+    // read is at `table + 128 + i` with `i` from `SSAT #8` in [−128, 127] (−128 then raised to
+    // −127): inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {a}, [{pa}], #4",
+            "ssat {a}, #8, {a}",
+            "cmn {a}, #128",
+            "it eq",
+            "addeq {a}, {a}, #1",
+            "ldrb {a}, [{tbl}, {a}]",
+            "strb {a}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            po = inout(reg) out.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            a = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// The second pass of [`super::epilogue_tile`] for one vector of the input layer:
+/// `h[r] = sat_i16(q[r])`, `silu[r] = lut(table, residual_index(h[r]))` (`SSAT #16`, −32768
+/// moved to −32767; the index `SSAT #8` of `(h + 128) >> 8`): 13 instructions per value.
+/// `h` and `silu` must be as long as `q` (else nothing is done and `false` returned).
+#[cfg(tinyscore_dsp_tile)]
+pub fn to_i16_out(q: &[i32], table: &[u8; 256], h: &mut [i16], silu: &mut [i8]) -> bool {
+    if h.len() != q.len() || silu.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q` and writes as many halfwords to `h`
+    // and bytes to `silu` (the same lengths, checked above), all three pointers post-
+    // incremented, stopping at `q`'s end. Each table read is at `table + 128 + i` with `i` from
+    // `SSAT #8` in [−128, 127]: inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {v}, [{pa}], #4",
+            "ssat {v}, #16, {v}",
+            "cmn {v}, #32768",
+            "it eq",
+            "addeq {v}, {v}, #1",
+            "strh {v}, [{ph}], #2",
+            "add {t}, {v}, #128",
+            "ssat {t}, #8, {t}, asr #8",
+            "ldrb {t}, [{tbl}, {t}]",
+            "strb {t}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            ph = inout(reg) h.as_mut_ptr() => _,
+            po = inout(reg) silu.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            v = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// The second pass of [`super::epilogue_tile`] for one vector of a block's second layer, the
+/// residual connection: `h[r] = sat_i16(requantize(h[r], mr, nr) ⊕ q[r])` (⊕ saturating:
+/// `QADD`), `silu[r] = lut(table, residual_index(h[r]))`, the residual's requantization as the
+/// high-word form with the int16 value in the high half (`h·2^16`: `LSL #16`, `SMMLA`, `ASR`
+/// by `nr − 16`, which holds for every int16 when 17 ≤ nr ≤ 46): 17 instructions per value.
+/// Does nothing and returns `false` when `nr` is outside 17..=46 or a length differs from
+/// `q`'s.
+#[cfg(tinyscore_dsp_tile)]
+pub fn residual_out(q: &[i32], mr: i32, nr: u32, table: &[u8; 256], h: &mut [i16], silu: &mut [i8]) -> bool {
+    if !(17..=46).contains(&nr) || h.len() != q.len() || silu.len() != q.len() {
+        return false;
+    }
+    if q.is_empty() {
+        return true;
+    }
+    // s = nr + 16 − 32 ∈ [1, 30]: the high word plus 2^(s−1), shifted right by s
+    // (super::HighRequant with k = 16: |h·2^16| ≤ 2^31).
+    let s = nr - 16;
+    let round = 1i32 << (s - 1);
+    // SAFETY: the loop reads `q.len() ≥ 1` words from `q`, reads and writes as many halfwords
+    // of `h` and writes as many bytes of `silu` (the same lengths, checked above), all pointers
+    // post-incremented, stopping at `q`'s end. Each table read is at `table + 128 + i` with `i`
+    // from `SSAT #8` in [−128, 127]: inside the 256 entries. No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrsh {v}, [{ph}]",
+            "ldr {t}, [{pa}], #4",
+            "lsl {v}, {v}, #16",
+            "smmla {v}, {v}, {mr}, {rnd}",
+            "asr {v}, {v}, {s}",
+            "qadd {v}, {v}, {t}",
+            "ssat {v}, #16, {v}",
+            "cmn {v}, #32768",
+            "it eq",
+            "addeq {v}, {v}, #1",
+            "strh {v}, [{ph}], #2",
+            "add {t}, {v}, #128",
+            "ssat {t}, #8, {t}, asr #8",
+            "ldrb {t}, [{tbl}, {t}]",
+            "strb {t}, [{po}], #1",
+            "cmp {pa}, {end}",
+            "bne 2b",
+            pa = inout(reg) q.as_ptr() => _,
+            ph = inout(reg) h.as_mut_ptr() => _,
+            po = inout(reg) silu.as_mut_ptr() => _,
+            end = in(reg) q.as_ptr().add(q.len()),
+            tbl = in(reg) table.as_ptr().add(128),
+            mr = in(reg) mr,
+            rnd = in(reg) round,
+            s = in(reg) s,
+            v = out(reg) _,
+            t = out(reg) _,
+            options(nostack),
+        );
+    }
+    true
+}
+
+/// One vector's pass of [`prepare_tile`]: per weight word, `LDR` of 4 activations, two
+/// `SXTB16` (bytes 0 and 2, then 1 and 3) and two `STR` into the interleaved layout (`hi`: the
+/// byte offset of the second pair, `step`: the bytes per weight word).
+macro_rules! prepare_pass {
+    ($hi:literal, $step:literal, $p:expr, $o:expr, $end:expr) => {
+        // SAFETY: see `prepare_tile`.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x}, [{p}], #4",
+                "sxtb16 {l}, {x}",
+                "sxtb16 {x}, {x}, ror #8",
+                concat!("str {x}, [{o}, #", $hi, "]"),
+                concat!("str {l}, [{o}], #", $step),
+                "cmp {p}, {end}",
+                "bne 2b",
+                p = inout(reg) $p => _,
+                o = inout(reg) $o => _,
+                end = in(reg) $end,
+                x = out(reg) _,
+                l = out(reg) _,
+                options(nostack),
+            );
+        }
+    };
+}
+
+/// [`super::prepare_tile_into`] for S = 2 or 4 vectors with `SXTB16` (7 instructions per
+/// weight word and vector, where the portable loop takes about 16): the same words. Returns
+/// `false`, writing nothing, for another S or when `words` is shorter than `S·`
+/// [`super::prepared_words`]`(cols)` (`cols`: the shortest vector).
+pub fn prepare_tile<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
+    let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
+    let weight_words = cols / 16 * 4;
+    if !super::tile_kernel(S) || words.len() < 2 * S * weight_words {
+        return false;
+    }
+    if weight_words == 0 {
+        return true;
+    }
+    for (s, x) in xs.iter().enumerate() {
+        let (p, end) = (x.as_ptr(), x[4 * weight_words..].as_ptr());
+        let o = words[s..].as_mut_ptr();
+        // SAFETY (both passes): each turn reads the 4 bytes at `p` (an unaligned `LDR`, which
+        // the Cortex-M4/M7 allow) for `weight_words ≥ 1` turns, `p` stepping 4 bytes from
+        // `x`'s start to `end = x + 4·weight_words ≤ x + cols`: within `x`. Turn j writes the
+        // words `2S·j + s` and `2S·j + S + s` (`o` = words + s, stepping 2S words): the last
+        // is `2S·(weight_words − 1) + S + s < 2S·weight_words ≤ words.len()` (checked above).
+        // No stack, no other memory.
+        if S == 4 {
+            prepare_pass!("16", "32", p, o, end);
+        } else {
+            prepare_pass!("8", "16", p, o, end);
+        }
+    }
+    true
+}
