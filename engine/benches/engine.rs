@@ -93,15 +93,18 @@ fn avx2(c: &mut Criterion) {
     let tok = unsafe { Avx2::new_unchecked() };
     let mut g = c.benchmark_group("avx2");
     networks(&mut g, Kernels::Avx2(tok));
-    // One 128 × 128 int8 layer for 8 vectors (131 072 MACs).
-    let (rows, cols, n) = (128, 128, 8);
+    // One 128 × 128 int8 layer for 8 and for 32 vectors (the host's tiles: `net.rs`), 131 072
+    // and 524 288 MACs.
+    let (rows, cols) = (128, 128);
     let w: Vec<u8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8).collect();
-    let x: Vec<i8> = (0..n * cols).map(|i| (i * 53 % 255) as u8 as i8).collect();
-    let mut acc = vec![0i32; n * rows];
-    g.throughput(Throughput::Elements((rows * cols * n) as u64));
-    g.bench_function("matmul_i8_128x128x8", |b| {
-        b.iter(|| x86::matmul_i8(tok, black_box(&w), rows, cols, black_box(&x), cols, n, &mut acc, rows))
-    });
+    for n in [8, 32] {
+        let x: Vec<i8> = (0..n * cols).map(|i| (i * 53 % 255) as u8 as i8).collect();
+        let mut acc = vec![0i32; n * rows];
+        g.throughput(Throughput::Elements((rows * cols * n) as u64));
+        g.bench_function(format!("matmul_i8_128x128x{n}"), |b| {
+            b.iter(|| x86::matmul_i8(tok, black_box(&w), rows, cols, black_box(&x), cols, n, &mut acc, rows))
+        });
+    }
     g.finish();
 }
 

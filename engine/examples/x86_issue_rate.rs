@@ -1,7 +1,10 @@
 //! How many `vpmaddwd` (the int8 kernel's multiply) and `vaddps` this x86-64 core issues per
 //! nanosecond: twelve independent accumulators each, so neither loop waits on a latency. Zen 3
 //! issues two `vaddps` per cycle, so the `vaddps` rate gives the clock, and the ratio of the two
-//! rates the `vpmaddwd` issue rate per cycle (the int8 peak in docs/BENCHMARKS.md).
+//! rates the `vpmaddwd` issue rate per cycle (the int8 peak in docs/BENCHMARKS.md). A third loop
+//! is the int8 kernel's inner step without its bookkeeping: per turn 2 weight and 6 activation
+//! registers loaded from memory, 12 `vpmaddwd` each added (`vpaddd`) into its own accumulator —
+//! the rate a kernel of that shape can reach.
 //!
 //! `cargo run --release -p tinyscore-engine --example x86_issue_rate`
 #![allow(unsafe_code)]
@@ -37,6 +40,23 @@ fn main() {
         _mm256_cvtss_f32(s)
     }
 
+    #[target_feature(enable = "avx2")]
+    unsafe fn madd_add(n: u64, w: &[__m256i; 2], x: &[__m256i; 6]) -> i32 {
+        let mut a = [_mm256_setzero_si256(); 12];
+        for _ in 0..n {
+            // Volatile: loaded every turn, as the kernel loads its operands.
+            let w: [__m256i; 2] = core::array::from_fn(|g| std::ptr::read_volatile(&w[g]));
+            for s in 0..6 {
+                let xv = std::ptr::read_volatile(&x[s]);
+                for g in 0..2 {
+                    a[2 * s + g] = _mm256_add_epi32(a[2 * s + g], _mm256_madd_epi16(w[g], xv));
+                }
+            }
+        }
+        let s = a.iter().fold(_mm256_setzero_si256(), |s, v| _mm256_add_epi32(s, *v));
+        _mm256_extract_epi32::<0>(s)
+    }
+
     if !std::is_x86_feature_detected!("avx2") {
         println!("skipped: this CPU has no AVX2");
         return;
@@ -53,11 +73,20 @@ fn main() {
         // SAFETY: AVX2 checked above.
         let f = unsafe { fadd(n, seed as f32) };
         let add_ns = t.elapsed().as_secs_f64() * 1e9 / (12 * n) as f64;
+        // SAFETY: AVX2 checked above.
+        let (w, x) = unsafe { ([_mm256_set1_epi32(seed); 2], [_mm256_set1_epi32(seed + 1); 6]) };
+        let t = Instant::now();
+        // SAFETY: AVX2 checked above.
+        let m = unsafe { madd_add(n / 2, &w, &x) };
+        let pair_ns = t.elapsed().as_secs_f64() * 1e9 / (6 * n) as f64;
         println!(
             "vpmaddwd {madd_ns:.3} ns, vaddps {add_ns:.3} ns per instruction: clock ≈ {:.2} GHz if two vaddps \
-             issue per cycle, vpmaddwd per cycle ≈ {:.2}   (checksums {r} {f})",
+             issue per cycle, vpmaddwd per cycle ≈ {:.2}; with loads and vpaddd ≈ {:.2} per cycle, {:.0} GMAC/s \
+             (checksums {r} {f} {m})",
             0.5 / add_ns,
-            2.0 * add_ns / madd_ns
+            2.0 * add_ns / madd_ns,
+            2.0 * add_ns / pair_ns,
+            16.0 / pair_ns
         );
     }
 }
