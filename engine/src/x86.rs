@@ -5,7 +5,7 @@
 //! ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes one, so every
 //! `#[target_feature(enable = "avx2")]` function here runs on a CPU that has it.
 //!
-//! Two kernels, each the exact twin of a portable one:
+//! Three kernels, each the exact twin of a portable one:
 //!
 //! * [`dot_block`]: the f32 dot products of [`crate::format::dot_block`] (f32 or int8 weights, f32
 //!   activations) in the engine's one summation order — eight lanes over the columns, combined as
@@ -13,11 +13,14 @@
 //!   eight lanes are one `ymm` register; the combination is two `vhaddps` (which add exactly those
 //!   neighbours) and one add of the two 128-bit halves. Separate multiply and add, no FMA.
 //! * [`matmul_i8`]: int8 × int8 dot products for blocks of rows and vectors with `vpmaddwd`
-//!   (sixteen products per instruction, summed in pairs into int32). Integer sums are exact and
-//!   never near overflow (|Σ| ≤ 512·128·128 = 2^23), so any order gives [`crate::quant::dot_i8`]'s
-//!   value.
+//!   (sixteen products per instruction, summed in pairs into int32); for four vectors or more
+//!   with the weights packed so that the eight lanes of a register are eight rows. Integer sums
+//!   are exact and never near overflow (|Σ| ≤ 512·128·128 = 2^23), so any order gives
+//!   [`crate::quant::dot_i8`]'s value.
+//! * [`requant_layer`]: the int8 layers' epilogues of [`crate::quant::epilogue`] (requantization,
+//!   saturation, the residual add, the SiLU tables by `vpshufb`), eight rows at a time.
 //!
-//! Tests: the unit tests below hold both against the portable kernels on random sizes and values
+//! Tests: the unit tests below hold them against the portable kernels on random sizes and values
 //! (they run where the test machine has AVX2, and say so when it does not); `tools/tests/batch.rs`
 //! compares whole networks.
 #![allow(unsafe_code)]
