@@ -429,7 +429,9 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// a `w8a8` file runs its integer layers for tiles of up to 32 vectors at once (8 on Arm, and
     /// for calls of at most 8 vectors), the same exact integers. `scratch` holds the f32
     /// activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed, and may be empty,
-    /// for a `w8a8` file, whose tiles live on the stack).
+    /// for a `w8a8` file, whose tiles live on the stack: T·(D + 7H) + 36·H bytes for T vectors
+    /// and the call's constants, plus 48 KiB for the AVX2 kernel's packed weights; about 190 KiB
+    /// at the largest capacities of [`limits`] on x86-64).
     ///
     /// # Panics
     /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
