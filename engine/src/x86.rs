@@ -559,24 +559,18 @@ unsafe fn requant_layer_avx2(
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
     // within 0..=255 (tables hold 256 entries, also checked).
-    let dst = match &mut e {
+    // (The table every kind ends with, and where its entries go.)
+    let (dst, table, lut_out) = match &mut e {
         Epilogue::ToI16 { out, silu } => {
-            Out::I16 { out: out.as_mut_ptr(), table: silu.table.as_ptr(), silu: silu.out.as_mut_ptr() }
+            (Out::I16 { out: out.as_mut_ptr() }, silu.table, silu.out.as_mut_ptr())
         }
-        Epilogue::Table { add, table, out } => {
-            Out::Table { add: add.as_ptr(), table: table.as_ptr(), out: out.as_mut_ptr() }
+        Epilogue::Table { add, table, out } => (Out::Table { add: add.as_ptr() }, *table, out.as_mut_ptr()),
+        Epilogue::Residual { mr, nr, h, silu } => {
+            let res = Requant8::new(_mm256_set1_epi32(*mr), _mm256_set1_epi32(*nr as i32));
+            (Out::Residual { res, h: h.as_mut_ptr() }, silu.table, silu.out.as_mut_ptr())
         }
-        Epilogue::Residual { mr, nr, h, silu } => Out::Residual {
-            res: Requant8::new(_mm256_set1_epi32(*mr), _mm256_set1_epi32(*nr as i32)),
-            h: h.as_mut_ptr(),
-            table: silu.table.as_ptr(),
-            silu: silu.out.as_mut_ptr(),
-        },
     };
-    let (table, lut_out) = match dst {
-        Out::I16 { table, silu, .. } | Out::Residual { table, silu, .. } => (table, silu),
-        Out::Table { table, out, .. } => (table, out),
-    };
+    let table = table.as_ptr();
     let full = rows / 8 * 8;
     let mut r = 0;
     while r < full {
@@ -589,7 +583,7 @@ unsafe fn requant_layer_avx2(
             _mm256_loadu_si256(m.as_ptr() as *const __m256i),
             _mm256_loadu_si256(sh.as_ptr() as *const __m256i),
         );
-        if let Out::Table { add, .. } = dst {
+        if let Out::Table { add } = dst {
             bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.add(r) as *const __m256i));
         }
         // Four vectors at a time: their 32 table indices go through one `vpshufb` lookup.
@@ -607,13 +601,14 @@ unsafe fn requant_layer_avx2(
     quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
 }
 
-/// Where [`requant_layer_avx2`] writes: raw pointers to the slices of an [`Epilogue`].
+/// What [`requant_layer_avx2`] does per kind of [`Epilogue`] besides its last table: raw
+/// pointers to the int16 output or the added row terms, and the residual's requantization.
 #[derive(Clone, Copy)]
 #[allow(clippy::large_enum_variant)] // a local value, matched in registers
 enum Out {
-    I16 { out: *mut i16, table: *const u8, silu: *mut i8 },
-    Table { add: *const i32, table: *const u8, out: *mut i8 },
-    Residual { res: Requant8, h: *mut i16, table: *const u8, silu: *mut i8 },
+    I16 { out: *mut i16 },
+    Table { add: *const i32 },
+    Residual { res: Requant8, h: *mut i16 },
 }
 
 /// Eight rows `r..r + 8` of [`requant_layer_avx2`]: their requantization constants and bias,
@@ -659,13 +654,13 @@ impl Group {
             let v = self.k.apply(_mm256_add_epi32(a, self.bias));
             let o = (s + i) * self.stride + self.r;
             idx[i] = match self.dst {
-                Out::I16 { out, .. } if KIND == 0 => {
+                Out::I16 { out } if KIND == 0 => {
                     let v = clamp32(v, 32767);
                     store_i16(out.add(o), v);
                     residual_index8(v)
                 }
                 Out::Table { .. } if KIND == 1 => clamp32(v, 127),
-                Out::Residual { res, h, .. } if KIND == 2 => {
+                Out::Residual { res, h } if KIND == 2 => {
                     let hp = h.add(o);
                     let hv = _mm256_cvtepi16_epi32(_mm_loadu_si128(hp as *const __m128i));
                     let v = clamp32(saturating_add32(res.apply(hv), v), 32767);
