@@ -33,6 +33,7 @@
 pub mod denoise;
 pub mod footprint;
 pub mod format;
+pub mod graph;
 pub mod net;
 pub mod quant;
 pub mod rng;
