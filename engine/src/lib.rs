@@ -40,6 +40,7 @@ pub mod rng;
 pub mod sampler;
 pub mod schedule;
 pub mod vmath;
+pub mod walk;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

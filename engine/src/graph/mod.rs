@@ -207,6 +207,22 @@ impl<'a> Graph<'a> {
                 (Branch::Time, Some(_)) => return Err(GraphError::TimeAfterData { layer: i }),
                 _ => {}
             }
+            // A multi-channel signal (C > 1, L > 1) is channel-major at the network's edges and
+            // channels-last in the arena: only a convolution, which gathers its columns, reads
+            // x, and the output is a convolution's, which scatters its tile.
+            if input.channels > 1 && input.length > 1 {
+                let reads_x = op
+                    .inputs()
+                    .iter()
+                    .enumerate()
+                    .any(|(w, v)| *v == Some(0) && !(w == 0 && matches!(op, Op::Conv1d { .. })));
+                if reads_x || (i + 1 == layers && !matches!(op, Op::Conv1d { .. })) {
+                    return Err(GraphError::Shape {
+                        layer: i,
+                        what: "layout: a multi-channel signal enters and leaves through convolutions",
+                    });
+                }
+            }
             for v in op.inputs().into_iter().flatten() {
                 // v ≤ i: infer resolved it.
                 if let (Some(l), Some(rd)) = (last.get_mut(v as usize), read.get_mut(v as usize)) {
