@@ -161,7 +161,7 @@ impl Walk<'_, '_> {
             Op::TimeFeatures { .. } => crate::net::time_features_from(self.freqs, t, out),
             Op::Linear { x, res, weight, bias } => {
                 let (w, b) = (&self.tensors[weight as usize], &self.tensors[bias as usize]);
-                init(out, res.map(|r| input(r)));
+                init(out, res.map(&input));
                 let (n_in, n_out) = (shape_of(x).channels, layer.shape.channels);
                 let xin = input(x).unwrap_or(&[]);
                 if copies == 1 {
@@ -176,7 +176,7 @@ impl Walk<'_, '_> {
             Op::Conv1d { x, res, weight, bias, kernel, dilation, stride } => {
                 let (w, b) = (&self.tensors[weight as usize], &self.tensors[bias as usize]);
                 let xs_in = input(x).unwrap_or(&[]);
-                let res_in = res.map(|r| input(r));
+                let res_in = res.map(&input);
                 let conv = Conv {
                     w,
                     b,
@@ -267,9 +267,9 @@ fn silu_in_place(v: &mut [f32]) {
     }
 }
 
-/// One convolution layer (`docs/scorenet.md`): y[l, co] = (res[l, co] + Σ_j W[co, j]·col_l[j])
-/// + b[co], col_l[ci·K + kk] = x[s·l + kk·d − p, ci] (0 outside), the sum in the order of
-/// [`crate::format::dot`] over j. Columns are gathered [`COL_TILE`] positions at a time into
+/// One convolution layer (`docs/scorenet.md`): y\[l, co\] = (res\[l, co\] + Σ_j W\[co, j\]·col_l\[j\])
+/// plus b\[co\], where col_l\[ci·K + kk\] = x\[s·l + kk·d − p, ci\] (0 outside), the sum in the
+/// order of [`crate::format::dot`] over j. Columns are gathered [`COL_TILE`] positions at a time into
 /// the scratch region and multiplied like a batch of vectors.
 struct Conv<'t, 'a> {
     w: &'t Tensor<'a>,
