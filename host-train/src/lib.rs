@@ -32,5 +32,6 @@ pub mod cuda;
 pub mod data;
 pub mod likelihood;
 pub mod metrics;
+mod graph_net;
 mod scorenet;
 pub mod train;
