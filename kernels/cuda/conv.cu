@@ -40,8 +40,10 @@
 // bias gradient are plain per-column loops in row order. No float atomics: two runs give the same
 // bits (on one device model: the split count follows the SM count).
 //
-// Check: `cargo test -p tinyscore-kernels --test cuda_conv` (every kernel against its twin on a
-// GPU; "skipped: …" without one) and `--test nvrtc` (compiles this file, no GPU needed).
+// Check: `cargo test -p tinyscore-kernels --test cuda conv::` (every kernel against its twin on a
+// GPU, `kernels/tests/cuda/conv.rs`; "skipped: …" without one), `--test nvrtc` (compiles this
+// file, no GPU needed), and `bash kernels/cuda/emu/run.sh` (these kernels run on the CPU through a
+// small CUDA shim against an f64 loop: the index arithmetic without a GPU). Benchmark: none yet.
 #include "common.cuh"
 
 #define CBM 64

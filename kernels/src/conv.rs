@@ -66,10 +66,11 @@
 //! bits run after run (the GEMM is single-threaded). What holds across chunkings of the rows:
 //!
 //! * **Forward, tangent, input gradient, upsampling, channel bias:** example r's outputs depend
-//!   only on example r. A y element is one GEMM dot product over ci·K + j in order, the same bits
-//!   wherever its position falls in a tile; a dx element receives its col2im terms in increasing
-//!   (l, j) order whatever the tiling. So splitting the rows into chunks gives the same bits
-//!   (asserted by `kernels/tests/conv.rs` on this machine's GEMM kernel).
+//!   only on example r. A y element (and a dcol element) is one dot product over ci·K + j that
+//!   sgemm computes with the same k loop whatever the row of the tile it falls in; a dx element
+//!   receives its col2im terms in increasing (l, j) order whatever the tiling. So splitting the
+//!   rows into chunks gives the same bits (asserted by `kernels/tests/conv.rs` with the sgemm
+//!   micro-kernel this machine selects).
 //! * **Parameter gradients** (`dw`, `db`) sum over all (r, l) of a call: `db` in increasing q, `dw`
 //!   tile after tile (each tile one GEMM accumulation into `dw`). A trainer that gives each chunk
 //!   its own zeroed gradient and adds the chunk gradients in chunk order is deterministic for a
@@ -254,7 +255,17 @@ fn conv_bwd_input(dy: &[f32], w: &[f32], dx: &mut [f32], s: &Conv1d, scratch: &m
     if s.pointwise() {
         // dx (rows·L, C_in) = dy (rows·L, C_out) · w (C_out, C_in): one GEMM, no col2im.
         let n = s.x_len();
-        gemm(n / s.c_in.max(1), co, ck, dy, (co, 1), w, (ck, 1), accumulate as u8 as f32, &mut dx[..n]);
+        gemm(
+            n / s.c_in.max(1),
+            co,
+            ck,
+            dy,
+            (co, 1),
+            w,
+            (ck, 1),
+            if accumulate { 1.0 } else { 0.0 },
+            &mut dx[..n],
+        );
         return;
     }
     if !accumulate {
