@@ -996,6 +996,9 @@ impl Gpu {
         ws: DPtr,
     ) -> Result<(), GpuError> {
         let [rows, l_in, c_in, c_out, k, dil, stride] = conv_geo(s)?;
+        if ws == DPtr::NULL {
+            return Err(GpuError::Unsupported("conv1d_bwd_params: no workspace (ws is null)".into()));
+        }
         let (m, n, depth) = (s.c_out, s.c_in * s.k, s.rows * s.l_out());
         let acc = accumulate as i32;
         if m > 0 && n > 0 {
