@@ -17,7 +17,7 @@ use tinyscore_engine::vmath;
 /// `c (m, n) = alpha · a (m, k) · b (k, n) + beta · c`, with explicit row/column strides for `a`
 /// and `b` so that transposes cost nothing.
 #[allow(clippy::too_many_arguments)]
-fn gemm(
+pub(crate) fn gemm(
     m: usize,
     k: usize,
     n: usize,

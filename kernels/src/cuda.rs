@@ -18,15 +18,31 @@ use cudarc::driver::{PushKernelArg, ValidAsZeroBits};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use tinyscore_engine::schedule::{Diffusion, Sde};
 
+use crate::conv::Conv1d;
+
 /// The common header, pasted in place of `#include "common.cuh"` (NVRTC gets one string).
 pub const COMMON: &str = include_str!("../cuda/common.cuh");
 
 /// Every kernel source: (file name, text, kernels it defines).
-pub const SOURCES: [(&str, &str, &[&str]); 4] = [
+pub const SOURCES: [(&str, &str, &[&str]); 5] = [
     ("dsm.cu", include_str!("../cuda/dsm.cu"), &["dsm_rows", "dsm_noise"]),
     ("gemm.cu", include_str!("../cuda/gemm.cu"), &["gemm", "sum_splits", "col_sum", "add_into"]),
     ("loss.cu", include_str!("../cuda/loss.cu"), &["mse_grad", "loss_finish"]),
     ("adam.cu", include_str!("../cuda/adam.cu"), &["sq_partials", "step_scalars", "adam_ema"]),
+    (
+        "conv.cu",
+        include_str!("../cuda/conv.cu"),
+        &[
+            "conv1d_fwd",
+            "conv1d_bwd_input",
+            "conv1d_bwd_weight",
+            "conv_sum_splits",
+            "upsample2_fwd",
+            "upsample2_bwd",
+            "channel_bias_fwd",
+            "channel_bias_bwd",
+        ],
+    ),
 ];
 
 /// Slots of the device-resident run state (`u64` each; `STATE_*` in `common.cuh`).
@@ -205,6 +221,14 @@ struct Funcs {
     sq_partials: CudaFunction,
     step_scalars: CudaFunction,
     adam_ema: CudaFunction,
+    conv1d_fwd: CudaFunction,
+    conv1d_bwd_input: CudaFunction,
+    conv1d_bwd_weight: CudaFunction,
+    conv_sum_splits: CudaFunction,
+    upsample2_fwd: CudaFunction,
+    upsample2_bwd: CudaFunction,
+    channel_bias_fwd: CudaFunction,
+    channel_bias_bwd: CudaFunction,
 }
 
 /// One GPU: its context, the one stream every launch goes to, and the compiled kernels. A clone
@@ -402,6 +426,14 @@ impl Gpu {
             sq_partials: take("sq_partials")?,
             step_scalars: take("step_scalars")?,
             adam_ema: take("adam_ema")?,
+            conv1d_fwd: take("conv1d_fwd")?,
+            conv1d_bwd_input: take("conv1d_bwd_input")?,
+            conv1d_bwd_weight: take("conv1d_bwd_weight")?,
+            conv_sum_splits: take("conv_sum_splits")?,
+            upsample2_fwd: take("upsample2_fwd")?,
+            upsample2_bwd: take("upsample2_bwd")?,
+            channel_bias_fwd: take("channel_bias_fwd")?,
+            channel_bias_bwd: take("channel_bias_bwd")?,
         };
         Ok(Self { ctx, stream, f, name, sms })
     }
@@ -856,4 +888,255 @@ pub fn ws_len(inp: usize, out: usize) -> usize {
 pub fn split_for(tiles: usize, k: usize, sms: u32) -> usize {
     let want = (2 * sms as usize).div_ceil(tiles.max(1));
     want.min(k / 256).clamp(1, MAX_SPLITS)
+}
+
+/// f32 elements of the workspace that [`Gpu::conv1d_bwd_params`] needs for a layer of shape `s`:
+/// [`MAX_SPLITS`] slices of the weight gradient (C_out, C_in, K) or of the bias gradient.
+pub fn conv_ws_len(s: &Conv1d) -> usize {
+    MAX_SPLITS * (s.c_out * s.c_in * s.k).max(s.c_out).max(1)
+}
+
+/// The geometry arguments every conv kernel takes (rows, L_in, C_in, C_out, K, dil, stride), after
+/// checking the invariants of [`Conv1d`] and that every index fits the kernels' `int`.
+fn conv_geo(s: &Conv1d) -> Result<[i32; 7], GpuError> {
+    if s.k % 2 == 0 || s.dil == 0 || !(s.stride == 1 || s.stride == 2) {
+        return Err(GpuError::Unsupported(format!(
+            "conv1d: kernel size {} (must be odd), dilation {} (≥ 1), stride {} (1 or 2)",
+            s.k, s.dil, s.stride
+        )));
+    }
+    let biggest = [
+        s.x_len(),
+        s.y_len(),
+        s.w_len(),
+        s.rows * s.l_in * s.k.max(1),
+        s.rows * s.l_out() * s.k.max(1),
+        s.c_in.max(s.c_out) * s.k * MAX_SPLITS,
+        s.dil * s.k + 2 * s.l_in,
+    ];
+    if biggest.iter().any(|&n| n > i32::MAX as usize) {
+        return Err(GpuError::Unsupported(format!("conv1d: {s:?} is too large for 32-bit indices")));
+    }
+    Ok([s.rows, s.l_in, s.c_in, s.c_out, s.k, s.dil, s.stride].map(|v| v as i32))
+}
+
+/// The grid of a conv GEMM: x over M tiles, y over N tiles, z over split-K slices.
+fn conv_grid(m: usize, n: usize, splits: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks(m, GEMM_TILE as u32), blocks(n, GEMM_TILE as u32), splits as u32),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The 1-D convolutional network's layers (`kernels/cuda/conv.cu`). Activations channels-last
+/// (rows, L, C), weights (C_out, C_in, K): the contract is the module doc of [`crate::conv`],
+/// and each launcher names its twin there.
+impl Gpu {
+    /// Conv1d forward: `y = conv(x) + b`, or the tangent `ẏ = conv(ẋ)` when `b` is null.
+    /// Twins: [`crate::conv::conv1d_fwd`], [`crate::conv::conv1d_tangent`].
+    /// x (rows, L_in, C_in), w (C_out, C_in, K), b (C_out,) or null, y (rows, L_out, C_out) overwritten.
+    pub fn conv1d_fwd(&self, x: DPtr, w: DPtr, b: DPtr, y: DPtr, s: &Conv1d) -> Result<(), GpuError> {
+        let [rows, l_in, c_in, c_out, k, dil, stride] = conv_geo(s)?;
+        let (m, n) = (s.rows * s.l_out(), s.c_out);
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let mut l = self.stream.launch_builder(&self.f.conv1d_fwd);
+        l.arg(&x.0).arg(&w.0).arg(&b.0).arg(&y.0);
+        l.arg(&rows).arg(&l_in).arg(&c_in).arg(&c_out).arg(&k).arg(&dil).arg(&stride);
+        // SAFETY: the kernel reads x at (r·L_in + pos)·C_in + ci with 0 ≤ pos < L_in, r < rows,
+        // ci < C_in, w below C_out·C_in·K, b below C_out (if non-null), and writes y at
+        // m·C_out + co for m < rows·L_out: the extents of the caller's buffers (docs above);
+        // `conv_geo` keeps every index inside i32.
+        done(unsafe { l.launch(conv_grid(m, n, 1)) })
+    }
+
+    /// Conv1d input gradient `dx = convᵀ(dy)`, overwritten or (`accumulate`) added to dx.
+    /// Twins: [`crate::conv::conv1d_bwd_input`], [`crate::conv::conv1d_bwd_input_acc`].
+    /// dy (rows, L_out, C_out), w (C_out, C_in, K), dx (rows, L_in, C_in).
+    pub fn conv1d_bwd_input(
+        &self,
+        dy: DPtr,
+        w: DPtr,
+        dx: DPtr,
+        s: &Conv1d,
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let [rows, l_in, c_in, c_out, k, dil, stride] = conv_geo(s)?;
+        let (m, n) = (s.rows * s.l_in, s.c_in);
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let acc = accumulate as i32;
+        let mut l = self.stream.launch_builder(&self.f.conv1d_bwd_input);
+        l.arg(&dy.0).arg(&w.0).arg(&dx.0).arg(&acc);
+        l.arg(&rows).arg(&l_in).arg(&c_in).arg(&c_out).arg(&k).arg(&dil).arg(&stride);
+        // SAFETY: reads dy at (r·L_out + l)·C_out + co with l < L_out, w below C_out·C_in·K;
+        // reads (when accumulating) and writes dx at m·C_in + ci for m < rows·L_in.
+        done(unsafe { l.launch(conv_grid(m, n, 1)) })
+    }
+
+    /// Conv1d parameter gradients: `dw = Σ_{r,l} dy·x tap` and, when `db` is non-null,
+    /// `db = Σ_{r,l} dy`, overwritten or (`accumulate`) added to dw and db. The sum over the
+    /// rows·L_out positions is split into slices (as many as fill the device, at most
+    /// [`MAX_SPLITS`]) written to `ws` (at least [`conv_ws_len`] f32) and added in slice order.
+    /// Twins: [`crate::conv::conv1d_bwd_params`] (into zeros unless `accumulate`) and, with `db`
+    /// null, [`crate::conv::conv1d_bwd_weight`].
+    /// dy (rows, L_out, C_out), x (rows, L_in, C_in), dw (C_out, C_in, K), db (C_out,).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv1d_bwd_params(
+        &self,
+        dy: DPtr,
+        x: DPtr,
+        dw: DPtr,
+        db: DPtr,
+        s: &Conv1d,
+        accumulate: bool,
+        ws: DPtr,
+    ) -> Result<(), GpuError> {
+        let [rows, l_in, c_in, c_out, k, dil, stride] = conv_geo(s)?;
+        if ws == DPtr::NULL {
+            return Err(GpuError::Unsupported("conv1d_bwd_params: no workspace (ws is null)".into()));
+        }
+        let (m, n, depth) = (s.c_out, s.c_in * s.k, s.rows * s.l_out());
+        let acc = accumulate as i32;
+        if m > 0 && n > 0 {
+            let tiles = m.div_ceil(GEMM_TILE) * n.div_ceil(GEMM_TILE);
+            let splits = split_for(tiles, depth, self.sms);
+            let k_per = (depth.div_ceil(splits).div_ceil(GEMM_BK) * GEMM_BK).max(GEMM_BK);
+            let splits = depth.div_ceil(k_per).max(1);
+            let out = if splits > 1 { ws } else { dw };
+            let k_per = k_per as i32;
+            let mut l = self.stream.launch_builder(&self.f.conv1d_bwd_weight);
+            l.arg(&dy.0).arg(&x.0).arg(&out.0).arg(&acc).arg(&k_per);
+            l.arg(&rows).arg(&l_in).arg(&c_in).arg(&c_out).arg(&k).arg(&dil).arg(&stride);
+            // SAFETY: reads dy (rows·L_out·C_out) and x taps inside (rows, L_in, C_in); writes
+            // dw (C_out·C_in·K) or, split, `splits` ≤ MAX_SPLITS slices of it into ws, which
+            // holds conv_ws_len(s) f32.
+            done(unsafe { l.launch(conv_grid(m, n, splits)) })?;
+            if splits > 1 {
+                self.conv_sum_splits(ws, splits, m * n, dw, accumulate)?;
+            }
+        }
+        if db != DPtr::NULL && m > 0 {
+            let splits = (depth / 1024).clamp(1, MAX_SPLITS);
+            let per = depth.div_ceil(splits).max(1);
+            let splits = depth.div_ceil(per).max(1);
+            let (r, c, p) = (depth as i32, m as i32, per as i32);
+            let mut l = self.stream.launch_builder(&self.f.col_sum);
+            l.arg(&dy.0).arg(&r).arg(&c).arg(&p).arg(&ws.0);
+            let cfg = LaunchConfig {
+                grid_dim: (blocks(m, THREADS), splits as u32, 1),
+                block_dim: (THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            // SAFETY: reads dy as (rows·L_out, C_out), writes splits·C_out ≤ conv_ws_len f32 of ws
+            // (after the weight GEMM's slices were summed: the stream orders the launches).
+            done(unsafe { l.launch(cfg) })?;
+            self.conv_sum_splits(ws, splits, m, db, accumulate)?;
+        }
+        Ok(())
+    }
+
+    /// `out[i] = Σ_z ws[z·len + i]` in slice order (or `out[i] += that sum`), i < len.
+    fn conv_sum_splits(
+        &self,
+        ws: DPtr,
+        splits: usize,
+        len: usize,
+        out: DPtr,
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let (z, stride, n, acc) = (splits as i32, len as i64, len as i64, accumulate as i32);
+        let mut l = self.stream.launch_builder(&self.f.conv_sum_splits);
+        l.arg(&ws.0).arg(&z).arg(&stride).arg(&n).arg(&out.0).arg(&acc);
+        // SAFETY: reads splits·len f32 of ws, reads and writes len f32 of out.
+        done(unsafe { l.launch(linear_cfg(len)) })
+    }
+
+    /// 2× nearest upsampling `y[r, l, c] = x[r, ⌊l/2⌋, c]`. Twin: [`crate::conv::upsample2_fwd`].
+    /// x (rows, L_in, C), y (rows, 2·L_in, C) overwritten.
+    pub fn upsample2_fwd(
+        &self,
+        x: DPtr,
+        y: DPtr,
+        rows: usize,
+        l_in: usize,
+        c: usize,
+    ) -> Result<(), GpuError> {
+        let n_out = 2 * rows * l_in * c;
+        if n_out == 0 {
+            return Ok(());
+        }
+        let (n, c32) = (n_out as i64, c as i32);
+        let mut l = self.stream.launch_builder(&self.f.upsample2_fwd);
+        l.arg(&x.0).arg(&y.0).arg(&n).arg(&c32);
+        // SAFETY: writes n_out f32 of y, reads n_out/2 of x.
+        done(unsafe { l.launch(linear_cfg(n_out)) })
+    }
+
+    /// Backward of the upsampling, `dx[r, l, c] = dy[r, 2l, c] + dy[r, 2l+1, c]`, overwritten or
+    /// (`accumulate`) added to dx. Twins: [`crate::conv::upsample2_bwd`],
+    /// [`crate::conv::upsample2_bwd_acc`]. dy (rows, 2·L_in, C), dx (rows, L_in, C).
+    pub fn upsample2_bwd(
+        &self,
+        dy: DPtr,
+        dx: DPtr,
+        rows: usize,
+        l_in: usize,
+        c: usize,
+        accumulate: bool,
+    ) -> Result<(), GpuError> {
+        let n_in = rows * l_in * c;
+        if n_in == 0 {
+            return Ok(());
+        }
+        let (n, c32, acc) = (n_in as i64, c as i32, accumulate as i32);
+        let mut l = self.stream.launch_builder(&self.f.upsample2_bwd);
+        l.arg(&dy.0).arg(&dx.0).arg(&n).arg(&c32).arg(&acc);
+        // SAFETY: reads 2·n_in f32 of dy, reads and writes n_in of dx.
+        done(unsafe { l.launch(linear_cfg(n_in)) })
+    }
+
+    /// The time-embedding injection `y[r, l, c] += v[r, c]`. Twin: [`crate::conv::channel_bias_fwd`].
+    /// y (rows, L, C) in place, v (rows, C).
+    pub fn channel_bias_fwd(
+        &self,
+        y: DPtr,
+        v: DPtr,
+        rows: usize,
+        l: usize,
+        c: usize,
+    ) -> Result<(), GpuError> {
+        let len = rows * l * c;
+        if len == 0 {
+            return Ok(());
+        }
+        let (n, l32, c32) = (len as i64, l as i32, c as i32);
+        let mut b = self.stream.launch_builder(&self.f.channel_bias_fwd);
+        b.arg(&y.0).arg(&v.0).arg(&n).arg(&l32).arg(&c32);
+        // SAFETY: reads and writes rows·L·C f32 of y, reads rows·C of v.
+        done(unsafe { b.launch(linear_cfg(len)) })
+    }
+
+    /// Its backward to the bias, accumulated: `dv[r, c] += Σ_l dy[r, l, c]` in increasing l (the
+    /// twin's bits). Twin: [`crate::conv::channel_bias_bwd`]. dy (rows, L, C), dv (rows, C).
+    pub fn channel_bias_bwd(
+        &self,
+        dy: DPtr,
+        dv: DPtr,
+        rows: usize,
+        l: usize,
+        c: usize,
+    ) -> Result<(), GpuError> {
+        if rows * c == 0 {
+            return Ok(());
+        }
+        let (r32, l32, c32) = (rows as i32, l as i32, c as i32);
+        let mut b = self.stream.launch_builder(&self.f.channel_bias_bwd);
+        b.arg(&dy.0).arg(&dv.0).arg(&r32).arg(&l32).arg(&c32);
+        // SAFETY: reads rows·L·C f32 of dy, reads and writes rows·C of dv.
+        done(unsafe { b.launch(linear_cfg(rows * c)) })
+    }
 }

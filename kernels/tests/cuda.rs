@@ -5,6 +5,8 @@
 //!
 //! Needs an NVIDIA GPU with its driver and NVRTC; without them every test prints
 //! "skipped: …" and passes (CI has no GPU).
+//!
+//! The conv network's kernels (`kernels/cuda/conv.cu`) are in the submodule [`conv`].
 
 use tinyscore_engine::net::frequency;
 use tinyscore_engine::rng::philox4x32_10;
@@ -12,6 +14,8 @@ use tinyscore_engine::schedule::{BetaSchedule, Diffusion, Sde, VpDiscrete};
 use tinyscore_kernels::cpu::{self, DsmDraw};
 use tinyscore_kernels::cuda::{self, DPtr, DsmBuffers, DsmProcess, Gpu};
 use tinyscore_kernels::fused;
+
+mod conv;
 
 /// Deterministic values in [-scale, scale).
 fn values(n: usize, salt: u32, scale: f32) -> Vec<f32> {
