@@ -14,6 +14,7 @@
 use tinyscore_engine::graph::build::Plan;
 use tinyscore_engine::graph::{Branch, Layer, Op, Shape};
 use tinyscore_engine::net::time_features;
+use tinyscore_kernels::conv::{self, Conv1d};
 use tinyscore_kernels::cpu;
 
 /// A layer graph with its parameters' places in the flat vector.
@@ -63,6 +64,21 @@ impl Net {
         g[w0..b0 + rows].split_at_mut(rows * cols)
     }
 
+    /// The kernel shape of a Conv1d layer `op` with output `out` over `rows` rows.
+    fn conv(&self, op: &Op, out: Shape, rows: usize) -> Conv1d {
+        let Op::Conv1d { x, kernel, dilation, stride, .. } = *op else { unreachable!("not a conv") };
+        let input = self.value_shape(x);
+        Conv1d {
+            rows,
+            l_in: input.length,
+            c_in: input.channels,
+            c_out: out.channels,
+            k: kernel,
+            dil: dilation,
+            stride,
+        }
+    }
+
     fn value_shape(&self, v: u16) -> Shape {
         match v {
             0 => self.input(),
@@ -97,6 +113,8 @@ pub(crate) struct Activations {
     grad: Vec<Vec<f32>>,
     /// A layer's input gradient before it is added to its value's.
     tmp: Vec<f32>,
+    /// The convolutions' im2col tiles.
+    scratch: Vec<f32>,
 }
 
 impl Activations {
@@ -105,10 +123,32 @@ impl Activations {
         let z = |n: usize| vec![0.0f32; cap * n];
         let mut values = vec![z(d)];
         values.extend(net.layers.iter().map(|l| z(l.shape.len())));
-        let sig = net.layers.iter().map(|l| if matches!(l.op, Op::Silu { .. }) { z(l.shape.len()) } else { Vec::new() }).collect();
+        let sig = net
+            .layers
+            .iter()
+            .map(|l| if matches!(l.op, Op::Silu { .. }) { z(l.shape.len()) } else { Vec::new() })
+            .collect();
         let grad = values.iter().map(|v| vec![0.0f32; v.len()]).collect();
         let widest = values.iter().map(Vec::len).max().unwrap_or(0);
-        Self { cap, t: vec![0.0; cap], x: z(d), out: z(d), d_out: z(d), values, sig, grad, tmp: vec![0.0; widest] }
+        let scratch = net
+            .layers
+            .iter()
+            .filter(|l| matches!(l.op, Op::Conv1d { .. }))
+            .map(|l| net.conv(&l.op, l.shape, cap).scratch_len())
+            .max()
+            .unwrap_or(0);
+        Self {
+            cap,
+            t: vec![0.0; cap],
+            x: z(d),
+            out: z(d),
+            d_out: z(d),
+            values,
+            sig,
+            grad,
+            tmp: vec![0.0; widest],
+            scratch: vec![0.0; scratch],
+        }
     }
 }
 
@@ -125,26 +165,6 @@ fn transpose(src: &[f32], dst: &mut [f32], rows: usize, s: Shape, back: bool) {
                     b[p * c + ch] = a[ch * l + p];
                 }
             }
-        }
-    }
-}
-
-/// y[r, l, c] += v[r, c].
-fn channel_bias_fwd(y: &mut [f32], v: &[f32], rows: usize, l: usize, c: usize) {
-    for r in 0..rows {
-        let vr = &v[r * c..(r + 1) * c];
-        for row in y[r * l * c..(r + 1) * l * c].chunks_exact_mut(c) {
-            cpu::add_inplace(row, vr);
-        }
-    }
-}
-
-/// dv[r, c] += Σ_l dy[r, l, c], l increasing.
-fn channel_bias_bwd(dy: &[f32], dv: &mut [f32], rows: usize, l: usize, c: usize) {
-    for r in 0..rows {
-        let dvr = &mut dv[r * c..(r + 1) * c];
-        for row in dy[r * l * c..(r + 1) * l * c].chunks_exact(c) {
-            cpu::add_inplace(dvr, row);
         }
     }
 }
@@ -182,9 +202,20 @@ pub(crate) fn forward(net: &Net, p: &[f32], act: &mut Activations, rows: usize) 
             }
             Op::ChannelBias { x, v } => {
                 y[..len].copy_from_slice(val(x));
-                channel_bias_fwd(&mut y, val(v), rows, layer.shape.length, layer.shape.channels);
+                conv::channel_bias_fwd(&mut y, val(v), rows, layer.shape.length, layer.shape.channels);
             }
-            Op::Conv1d { .. } | Op::Upsample2 { .. } => todo!("conv kernels"),
+            Op::Conv1d { x, res, weight, bias, .. } => {
+                let (w, b, _, _) = net.params(p, weight, bias);
+                let s = net.conv(&layer.op, layer.shape, rows);
+                conv::conv1d_fwd(val(x), w, b, &mut y, &s, &mut act.scratch);
+                if let Some(r) = res {
+                    cpu::add_inplace(&mut y[..len], val(r));
+                }
+            }
+            Op::Upsample2 { x } => {
+                let xs = net.value_shape(x);
+                conv::upsample2_fwd(val(x), &mut y, rows, xs.length, xs.channels);
+            }
         }
         act.values[i + 1] = y;
     }
@@ -276,10 +307,35 @@ fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32],
                 add(&mut act.grad, x, dy_s);
                 if want == Want::Params {
                     let c = layer.shape.channels;
-                    channel_bias_bwd(dy_s, &mut act.grad[v as usize][..rows * c], rows, layer.shape.length, c);
+                    conv::channel_bias_bwd(
+                        dy_s,
+                        &mut act.grad[v as usize][..rows * c],
+                        rows,
+                        layer.shape.length,
+                        c,
+                    );
                 }
             }
-            Op::Conv1d { .. } | Op::Upsample2 { .. } => todo!("conv kernels"),
+            Op::Conv1d { x, res, weight, bias, .. } => {
+                let (w, _, _, _) = net.params(p, weight, bias);
+                let s = net.conv(&layer.op, layer.shape, rows);
+                if want == Want::Params {
+                    let (dw, db) = net.grads(grads, weight, bias);
+                    conv::conv1d_bwd_params(dy_s, val(x), dw, db, &s, &mut act.scratch);
+                }
+                if x != 0 || want == Want::Input {
+                    let n = rows * net.value_shape(x).len();
+                    conv::conv1d_bwd_input_acc(dy_s, w, &mut act.grad[x as usize][..n], &s, &mut act.scratch);
+                }
+                if let Some(r) = res {
+                    add(&mut act.grad, r, dy_s);
+                }
+            }
+            Op::Upsample2 { x } => {
+                let xs = net.value_shape(x);
+                let n = rows * xs.len();
+                conv::upsample2_bwd_acc(dy_s, &mut act.grad[x as usize][..n], rows, xs.length, xs.channels);
+            }
         }
         act.grad[i + 1] = dy;
     }
@@ -331,6 +387,165 @@ mod tests {
             scorenet::backward_input(&lay, &p, &mut old, &mut dx_old, rows);
             backward_input(&net, &p, &mut new, &mut dx_new, rows);
             assert_eq!(bits(&dx_new), bits(&dx_old), "input gradient {dims:?}");
+        }
+    }
+
+    /// One row of the network in f64, written from the ops' definitions (`docs/scorenet.md`),
+    /// independent of the kernels: x channel-major (C·L), values channels-last.
+    fn naive(net: &Net, p: &[f64], x: &[f64], t: f32) -> Vec<f64> {
+        let inp = net.input();
+        let mut vals: Vec<Vec<f64>> = vec![vec![0.0; inp.len()]];
+        for c in 0..inp.channels {
+            for l in 0..inp.length {
+                vals[0][l * inp.channels + c] = x[c * inp.length + l];
+            }
+        }
+        let first = net.plan.first_tensor() as usize;
+        let tensor = |i: u16| {
+            let j = i as usize - first;
+            let (r, c) = net.plan.tensors()[j];
+            &p[net.offsets[j]..net.offsets[j] + r * c]
+        };
+        let silu = |v: f64| v / (1.0 + (-v).exp());
+        for layer in &net.layers {
+            let sh = layer.shape;
+            let mut y = vec![0.0f64; sh.len()];
+            match layer.op {
+                Op::TimeFeatures { freqs } => {
+                    let mut phi = vec![0.0f32; freqs];
+                    time_features(t, &mut phi);
+                    y = phi.iter().map(|&v| v as f64).collect();
+                }
+                Op::Linear { x, res, weight, bias } => {
+                    let (w, b, xv) = (tensor(weight), tensor(bias), &vals[x as usize]);
+                    for o in 0..sh.channels {
+                        y[o] = b[o] + (0..xv.len()).map(|i| w[o * xv.len() + i] * xv[i]).sum::<f64>();
+                        if let Some(r) = res {
+                            y[o] += vals[r as usize][o];
+                        }
+                    }
+                }
+                Op::Conv1d { x, res, weight, bias, kernel, dilation, stride } => {
+                    let (w, b, xv) = (tensor(weight), tensor(bias), &vals[x as usize]);
+                    let xs = net.value_shape(x);
+                    let pad = (dilation * (kernel - 1) / 2) as isize;
+                    for l in 0..sh.length {
+                        for co in 0..sh.channels {
+                            let mut acc = b[co];
+                            for ci in 0..xs.channels {
+                                for j in 0..kernel {
+                                    let pos = (stride * l + j * dilation) as isize - pad;
+                                    if pos >= 0 && (pos as usize) < xs.length {
+                                        acc += w[(co * xs.channels + ci) * kernel + j]
+                                            * xv[pos as usize * xs.channels + ci];
+                                    }
+                                }
+                            }
+                            if let Some(r) = res {
+                                acc += vals[r as usize][l * sh.channels + co];
+                            }
+                            y[l * sh.channels + co] = acc;
+                        }
+                    }
+                }
+                Op::Silu { x } => y = vals[x as usize].iter().map(|&v| silu(v)).collect(),
+                Op::Add { a, b } => {
+                    y = vals[a as usize].iter().zip(&vals[b as usize]).map(|(p, q)| p + q).collect()
+                }
+                Op::ChannelBias { x, v } => {
+                    for (i, o) in y.iter_mut().enumerate() {
+                        *o = vals[x as usize][i] + vals[v as usize][i % sh.channels];
+                    }
+                }
+                Op::Upsample2 { x } => {
+                    for (i, o) in y.iter_mut().enumerate() {
+                        let (l, c) = (i / sh.channels, i % sh.channels);
+                        *o = vals[x as usize][(l / 2) * sh.channels + c];
+                    }
+                }
+            }
+            vals.push(y);
+        }
+        let last = vals.last().unwrap();
+        let mut out = vec![0.0; inp.len()];
+        for c in 0..inp.channels {
+            for l in 0..inp.length {
+                out[c * inp.length + l] = last[l * inp.channels + c];
+            }
+        }
+        out
+    }
+
+    /// The conv graph's forward pass agrees with the f64 definition, and its parameter and input
+    /// gradients with central finite differences of it.
+    #[test]
+    fn conv_graph_gradients_match_finite_differences() {
+        use tinyscore_engine::graph::unet::UNet;
+        for u in [
+            UNet { channels: 2, length: 8, width: 3, levels: 1, blocks: 1, kernel: 3, freqs: 4, temb: 5 },
+            UNet { channels: 1, length: 12, width: 2, levels: 2, blocks: 1, kernel: 5, freqs: 6, temb: 3 },
+        ] {
+            let net = Net::new(u.build().unwrap());
+            let (d, rows) = (net.input().len(), 3);
+            let p: Vec<f32> = (0..net.count).map(|i| ((i as f32) * 0.917).sin() * 0.5).collect();
+            let mut act = Activations::new(&net, rows);
+            for r in 0..rows {
+                act.t[r] = 0.1 + 0.3 * r as f32;
+            }
+            for (i, v) in act.x.iter_mut().enumerate() {
+                *v = (i as f32 * 0.61).cos();
+            }
+            forward(&net, &p, &mut act, rows);
+            let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
+            let xs64: Vec<f64> = act.x.iter().map(|&v| v as f64).collect();
+            for r in 0..rows {
+                let want = naive(&net, &p64, &xs64[r * d..(r + 1) * d], act.t[r]);
+                for (g, w) in act.out[r * d..(r + 1) * d].iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 1e-4 + 1e-4 * w.abs(), "forward {u:?}: {g} vs {w}");
+                }
+            }
+            let c: Vec<f32> = (0..rows * d).map(|i| (i as f32 * 0.37).sin()).collect();
+            act.d_out.copy_from_slice(&c);
+            let mut grads = vec![0.0f32; net.count];
+            backward(&net, &p, &mut act, &mut grads, rows);
+            let mut dx = vec![0.0f32; rows * d];
+            backward_input(&net, &p, &mut act, &mut dx, rows);
+            let loss = |p: &[f64], x: &[f64]| -> f64 {
+                (0..rows)
+                    .map(|r| {
+                        let y = naive(&net, p, &x[r * d..(r + 1) * d], act.t[r]);
+                        y.iter().zip(&c[r * d..]).map(|(y, c)| y * *c as f64).sum::<f64>()
+                    })
+                    .sum()
+            };
+            let h = 1e-6;
+            let fd = |i: usize, wrt_x: bool| {
+                let (mut pp, mut xx) = (p64.clone(), xs64.clone());
+                let v = if wrt_x { &mut xx } else { &mut pp };
+                let keep = v[i];
+                v[i] = keep + h;
+                let up = loss(&pp, &xx);
+                let (mut pp, mut xx) = (p64.clone(), xs64.clone());
+                let v = if wrt_x { &mut xx } else { &mut pp };
+                v[i] = keep - h;
+                (up - loss(&pp, &xx)) / (2.0 * h)
+            };
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for i in 0..net.count {
+                let f = fd(i, false);
+                num += (grads[i] as f64 - f).powi(2);
+                den += f * f;
+                assert!(
+                    (grads[i] as f64 - f).abs() <= 1e-4 + 1e-2 * f.abs(),
+                    "{u:?} param {i}: {} vs {f}",
+                    grads[i]
+                );
+            }
+            assert!(den > 1e-6 && (num / den).sqrt() < 1e-3, "{u:?}: relative error {}", (num / den).sqrt());
+            for i in 0..rows * d {
+                let f = fd(i, true);
+                assert!((dx[i] as f64 - f).abs() <= 1e-4 + 1e-2 * f.abs(), "{u:?} dx {i}: {} vs {f}", dx[i]);
+            }
         }
     }
 }

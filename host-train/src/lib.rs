@@ -30,8 +30,8 @@
 pub mod checkpoint;
 pub mod cuda;
 pub mod data;
+mod graph_net;
 pub mod likelihood;
 pub mod metrics;
-mod graph_net;
 mod scorenet;
 pub mod train;
