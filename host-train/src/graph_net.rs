@@ -255,6 +255,18 @@ pub(crate) fn backward_input(net: &Net, p: &[f32], act: &mut Activations, dx: &m
 }
 
 fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32], rows: usize, want: Want) {
+    backward_full(net, p, act, grads, rows, want, None);
+}
+
+fn backward_full(
+    net: &Net,
+    p: &[f32],
+    act: &mut Activations,
+    grads: &mut [f32],
+    rows: usize,
+    want: Want,
+    tan: Option<&Tangents>,
+) {
     let nl = net.layers.len();
     for g in act.grad.iter_mut() {
         g.fill(0.0);
@@ -298,6 +310,9 @@ fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32],
             Op::Silu { x } => {
                 let (xs, sig) = (val(x), &act.sig[i][..len]);
                 cpu::silu_bwd_sig_acc(xs, sig, dy_s, &mut act.grad[x as usize][..len]);
+                if let Some(t) = tan {
+                    cpu::add_inplace(&mut act.grad[x as usize][..len], &t.ext[i][..len]);
+                }
             }
             Op::Add { a, b } => {
                 add(&mut act.grad, a, dy_s);
@@ -339,6 +354,210 @@ fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32],
         }
         act.grad[i + 1] = dy;
     }
+}
+
+/// Forward-mode tangents of one chunk (the Jacobian-vector product J·v = (∂ε̂/∂x)·v through the
+/// network) and their backward pass, for sliced score matching. The time branch does not depend
+/// on x, so it has no tangent; biases drop out of every tangent:
+///
+/// ```text
+/// linear, conv: ẏ = W ẋ (+ ṙes)     silu: ẏ = silu'(x)·ẋ     add: ẏ = ȧ + ḃ
+/// chan_bias: ẏ = ẋ                 upsample: ẏ = up(ẋ)
+/// ```
+#[derive(Clone, Debug)]
+pub(crate) struct Tangents {
+    /// (cap, D) the direction v, channel-major.
+    pub v: Vec<f32>,
+    /// (cap, D) ε̇ = J·v, channel-major.
+    pub out: Vec<f32>,
+    /// (cap, D) ∂L/∂ε̇, set by the caller before [`tangent_backward`].
+    pub d_out: Vec<f32>,
+    /// Per value: its tangent (empty for the time branch).
+    dot: Vec<Vec<f32>>,
+    /// Per value: ∂L/∂(its tangent).
+    grad: Vec<Vec<f32>>,
+    /// Per layer: a SiLU layer's share of ∂L/∂(its input), silu''·ẋ·∂L/∂ẏ.
+    ext: Vec<Vec<f32>>,
+}
+
+impl Tangents {
+    pub fn new(net: &Net, cap: usize) -> Self {
+        let d = net.input().len();
+        let z = |n: usize| vec![0.0f32; cap * n];
+        let mut dot = vec![z(d)];
+        dot.extend(net.layers.iter().map(|l| {
+            if l.branch == Branch::Data {
+                z(l.shape.len())
+            } else {
+                Vec::new()
+            }
+        }));
+        let grad = dot.iter().map(|v| vec![0.0f32; v.len()]).collect();
+        let ext = net
+            .layers
+            .iter()
+            .map(|l| if matches!(l.op, Op::Silu { .. }) { z(l.shape.len()) } else { Vec::new() })
+            .collect();
+        Self { v: z(d), out: z(d), d_out: z(d), dot, grad, ext }
+    }
+}
+
+/// The tangent pass after [`forward`] of the same rows, with `tan.v` set: writes `tan.out` = J·v.
+pub(crate) fn tangent_forward(net: &Net, p: &[f32], act: &mut Activations, tan: &mut Tangents, rows: usize) {
+    let n = rows * net.input().len();
+    if net.transposed() {
+        transpose(&tan.v, &mut tan.dot[0], rows, net.input(), false);
+    } else {
+        tan.dot[0][..n].copy_from_slice(&tan.v[..n]);
+    }
+    for (i, layer) in net.layers.iter().enumerate() {
+        if layer.branch == Branch::Time {
+            continue;
+        }
+        let len = rows * layer.shape.len();
+        let mut y = std::mem::take(&mut tan.dot[i + 1]);
+        let dots = &tan.dot;
+        let dot = |v: u16| &dots[v as usize][..rows * net.value_shape(v).len()];
+        let val = |v: u16| &act.values[v as usize][..rows * net.value_shape(v).len()];
+        match layer.op {
+            Op::TimeFeatures { .. } => {}
+            Op::Linear { x, res, weight, bias } => {
+                let (w, _, out, inp) = net.params(p, weight, bias);
+                cpu::linear_tangent(dot(x), w, &mut y, rows, inp, out);
+                if let Some(r) = res {
+                    cpu::add_inplace(&mut y[..len], dot(r));
+                }
+            }
+            Op::Conv1d { x, res, weight, bias, .. } => {
+                let (w, _, _, _) = net.params(p, weight, bias);
+                let s = net.conv(&layer.op, layer.shape, rows);
+                conv::conv1d_tangent(dot(x), w, &mut y, &s, &mut act.scratch);
+                if let Some(r) = res {
+                    cpu::add_inplace(&mut y[..len], dot(r));
+                }
+            }
+            Op::Silu { x } => cpu::silu_tangent_sig(val(x), &act.sig[i][..len], dot(x), &mut y[..len]),
+            Op::Add { a, b } => {
+                y[..len].copy_from_slice(dot(a));
+                cpu::add_inplace(&mut y[..len], dot(b));
+            }
+            Op::ChannelBias { x, .. } => y[..len].copy_from_slice(dot(x)),
+            Op::Upsample2 { x } => {
+                let xs = net.value_shape(x);
+                conv::upsample2_fwd(dot(x), &mut y, rows, xs.length, xs.channels);
+            }
+        }
+        tan.dot[i + 1] = y;
+    }
+    let last = &tan.dot[net.layers.len()];
+    if net.transposed() {
+        transpose(last, &mut tan.out, rows, net.input(), true);
+    } else {
+        tan.out[..n].copy_from_slice(&last[..n]);
+    }
+}
+
+/// Backward through the tangent pass, with `tan.d_out` = ∂L/∂ε̇ set: accumulates the weights'
+/// share of ∂L/∂θ into `grads` and leaves the primal SiLU inputs' shares in `tan` for
+/// [`backward_with_tangents`].
+pub(crate) fn tangent_backward(
+    net: &Net,
+    p: &[f32],
+    act: &mut Activations,
+    tan: &mut Tangents,
+    grads: &mut [f32],
+    rows: usize,
+) {
+    let nl = net.layers.len();
+    for g in tan.grad.iter_mut() {
+        g.fill(0.0);
+    }
+    let n = rows * net.input().len();
+    if net.transposed() {
+        transpose(&tan.d_out, &mut tan.grad[nl], rows, net.input(), false);
+    } else {
+        tan.grad[nl][..n].copy_from_slice(&tan.d_out[..n]);
+    }
+    for (i, layer) in net.layers.iter().enumerate().rev() {
+        if layer.branch == Branch::Time {
+            continue;
+        }
+        let len = rows * layer.shape.len();
+        let dy = std::mem::take(&mut tan.grad[i + 1]);
+        let dy_s = &dy[..len];
+        let add = |grad: &mut Vec<Vec<f32>>, v: u16, g: &[f32]| {
+            let n = rows * net.value_shape(v).len();
+            cpu::add_inplace(&mut grad[v as usize][..n], &g[..n]);
+        };
+        let dots = &tan.dot;
+        let dot = |v: u16| &dots[v as usize][..rows * net.value_shape(v).len()];
+        match layer.op {
+            Op::TimeFeatures { .. } => {}
+            Op::Linear { x, res, weight, bias } => {
+                let (w, _, out, inp) = net.params(p, weight, bias);
+                let (dw, _) = net.grads(grads, weight, bias);
+                cpu::linear_bwd_weight(dy_s, dot(x), dw, rows, inp, out);
+                if x != 0 {
+                    cpu::linear_bwd_input(dy_s, w, &mut act.tmp, rows, inp, out);
+                    add(&mut tan.grad, x, &act.tmp);
+                }
+                if let Some(r) = res {
+                    add(&mut tan.grad, r, dy_s);
+                }
+            }
+            Op::Conv1d { x, res, weight, bias, .. } => {
+                let (w, _, _, _) = net.params(p, weight, bias);
+                let s = net.conv(&layer.op, layer.shape, rows);
+                let (dw, _) = net.grads(grads, weight, bias);
+                conv::conv1d_bwd_weight(dy_s, dot(x), dw, &s, &mut act.scratch);
+                if x != 0 {
+                    let n = rows * net.value_shape(x).len();
+                    conv::conv1d_bwd_input_acc(dy_s, w, &mut tan.grad[x as usize][..n], &s, &mut act.scratch);
+                }
+                if let Some(r) = res {
+                    add(&mut tan.grad, r, dy_s);
+                }
+            }
+            Op::Silu { x } => {
+                let xs = &act.values[x as usize][..len];
+                let xd = tan.dot[x as usize][..len].to_vec();
+                let (grad, ext) = (&mut tan.grad, &mut tan.ext[i]);
+                cpu::silu_tangent_bwd_sig(
+                    xs,
+                    &act.sig[i][..len],
+                    &xd,
+                    dy_s,
+                    &mut grad[x as usize][..len],
+                    &mut ext[..len],
+                    true,
+                );
+            }
+            Op::Add { a, b } => {
+                add(&mut tan.grad, a, dy_s);
+                add(&mut tan.grad, b, dy_s);
+            }
+            Op::ChannelBias { x, .. } => add(&mut tan.grad, x, dy_s),
+            Op::Upsample2 { x } => {
+                let xs = net.value_shape(x);
+                let n = rows * xs.len();
+                conv::upsample2_bwd_acc(dy_s, &mut tan.grad[x as usize][..n], rows, xs.length, xs.channels);
+            }
+        }
+        tan.grad[i + 1] = dy;
+    }
+}
+
+/// [`backward`] plus the primal shares a [`tangent_backward`] left in `tan`: each SiLU's input
+/// gradient gains silu''·ẋ·∂L/∂ẏ. The sum of both is ∂L/∂θ of a loss of ε̂ and J·v.
+pub(crate) fn backward_with_tangents(
+    net: &Net,
+    p: &[f32],
+    act: &mut Activations,
+    tan: &Tangents,
+    grads: &mut [f32],
+    rows: usize,
+) {
+    backward_full(net, p, act, grads, rows, Want::Params, Some(tan));
 }
 
 #[cfg(test)]
@@ -387,6 +606,27 @@ mod tests {
             scorenet::backward_input(&lay, &p, &mut old, &mut dx_old, rows);
             backward_input(&net, &p, &mut new, &mut dx_new, rows);
             assert_eq!(bits(&dx_new), bits(&dx_old), "input gradient {dims:?}");
+            // The tangent pass, its backward and the primal backward with the tangents' shares.
+            let mut t_old = scorenet::Tangents::new(&dims, rows);
+            let mut t_new = Tangents::new(&net, rows);
+            for (i, v) in t_old.v.iter_mut().enumerate() {
+                *v = if i % 3 == 0 { -1.0 } else { 1.0 };
+            }
+            t_new.v.copy_from_slice(&t_old.v);
+            scorenet::tangent_forward(&lay, &p, &old, &mut t_old, rows);
+            tangent_forward(&net, &p, &mut new, &mut t_new, rows);
+            assert_eq!(bits(&t_new.out[..rows * dim]), bits(&t_old.out[..rows * dim]), "tangent {dims:?}");
+            for (i, g) in t_old.d_out.iter_mut().enumerate() {
+                *g = (i as f32 * 0.9).cos();
+            }
+            t_new.d_out.copy_from_slice(&t_old.d_out);
+            let (mut g_old, mut g_new) = (vec![0.0f32; lay.count], vec![0.0f32; lay.count]);
+            scorenet::tangent_backward(&lay, &p, &old, &mut t_old, &mut g_old, rows);
+            tangent_backward(&net, &p, &mut new, &mut t_new, &mut g_new, rows);
+            assert_eq!(bits(&g_new), bits(&g_old), "tangent backward {dims:?}");
+            scorenet::backward_with_tangents(&lay, &p, &mut old, &t_old, &mut g_old, rows);
+            backward_with_tangents(&net, &p, &mut new, &t_new, &mut g_new, rows);
+            assert_eq!(bits(&g_new), bits(&g_old), "backward with tangents {dims:?}");
         }
     }
 
@@ -545,6 +785,25 @@ mod tests {
             for i in 0..rows * d {
                 let f = fd(i, true);
                 assert!((dx[i] as f64 - f).abs() <= 1e-4 + 1e-2 * f.abs(), "{u:?} dx {i}: {} vs {f}", dx[i]);
+            }
+            // J·v of the tangent pass against central differences along v.
+            let mut tan = Tangents::new(&net, rows);
+            for (i, v) in tan.v.iter_mut().enumerate() {
+                *v = if i % 2 == 0 { 1.0 } else { -1.0 };
+            }
+            tangent_forward(&net, &p, &mut act, &mut tan, rows);
+            for r in 0..rows {
+                let shift = |sign: f64| -> Vec<f64> {
+                    let x: Vec<f64> =
+                        (0..d).map(|i| xs64[r * d + i] + sign * h * tan.v[r * d + i] as f64).collect();
+                    naive(&net, &p64, &x, act.t[r])
+                };
+                let (up, down) = (shift(1.0), shift(-1.0));
+                for i in 0..d {
+                    let f = (up[i] - down[i]) / (2.0 * h);
+                    let g = tan.out[r * d + i] as f64;
+                    assert!((g - f).abs() <= 1e-4 + 1e-2 * f.abs(), "{u:?} J·v [{r}, {i}]: {g} vs {f}");
+                }
             }
         }
     }
