@@ -12,8 +12,10 @@
 //! for ScoreNet v1 the order of `Dims::params()`).
 
 use tinyscore_engine::graph::build::Plan;
+use tinyscore_engine::graph::mlp::{self, MlpDims};
 use tinyscore_engine::graph::{Branch, Layer, Op, Shape};
 use tinyscore_engine::net::time_features;
+use tinyscore_engine::net::Dims;
 use tinyscore_kernels::conv::{self, Conv1d};
 use tinyscore_kernels::cpu;
 
@@ -40,8 +42,23 @@ impl Net {
         Self { plan, layers, offsets, count: off }
     }
 
+    /// ScoreNet v1 of `dims` as a graph.
+    pub fn mlp(dims: &Dims) -> Self {
+        let d = MlpDims { dim: dims.dim, hidden: dims.hidden, freqs: dims.freqs, blocks: dims.blocks };
+        Self::new(mlp::build(&d).expect("valid ScoreNet v1 sizes"))
+    }
+
     pub fn input(&self) -> Shape {
         self.plan.input()
+    }
+
+    /// The most time features of a `time` layer (what [`Activations::phi`] holds per row).
+    pub fn freqs(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| if let Op::TimeFeatures { freqs } = l.op { freqs } else { 0 })
+            .max()
+            .unwrap_or(0)
     }
 
     /// Weight and bias of a layer with parameters: (w, b, rows, cols).
@@ -99,6 +116,9 @@ pub(crate) struct Activations {
     pub cap: usize,
     /// (cap,) the diffusion times.
     pub t: Vec<f32>,
+    /// (cap, F) scratch for φ(t) where a caller forms it (the DSM inputs); the `time` layers
+    /// compute their own from `t`.
+    pub phi: Vec<f32>,
     /// (cap, D) the network input, channel-major.
     pub x: Vec<f32>,
     /// (cap, D) ε̂, channel-major.
@@ -140,6 +160,7 @@ impl Activations {
         Self {
             cap,
             t: vec![0.0; cap],
+            phi: z(net.freqs()),
             x: z(d),
             out: z(d),
             d_out: z(d),
@@ -564,8 +585,6 @@ pub(crate) fn backward_with_tangents(
 mod tests {
     use super::*;
     use crate::scorenet;
-    use tinyscore_engine::graph::mlp::{self, MlpDims};
-    use tinyscore_engine::net::Dims;
 
     /// The graph walk gives the hand-written ScoreNet v1 passes' bits (forward, parameter
     /// gradient, input gradient).

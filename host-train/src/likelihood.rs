@@ -25,11 +25,11 @@
 //! Rademacher probes z_k that stay fixed along a path (Grathwohl et al. 2019), unbiased for the
 //! trace (the log-likelihood estimate is unbiased too, being linear in the trace).
 
-use tinyscore_engine::net::{time_features, Dims};
+use tinyscore_engine::net::Dims;
 use tinyscore_engine::rng::{bits4, stream};
 use tinyscore_engine::schedule::Diffusion;
 
-use crate::scorenet::{self, Activations, Layout};
+use crate::graph_net::{self, Activations, Net};
 
 /// Something that gives ε̂(x, t) and the trace of its Jacobian in x: the network
 /// ([`NetDivergence`]) or a closed-form model in tests.
@@ -46,7 +46,7 @@ pub trait DivergenceModel {
 /// with the buffers of one batched forward and input-backward pass of up to `cap` rows.
 #[derive(Clone, Debug)]
 pub struct NetDivergence<'p> {
-    layout: Layout,
+    net: Net,
     params: &'p [f32],
     act: Activations,
     /// (cap, D) the vector-Jacobian products.
@@ -60,14 +60,14 @@ impl<'p> NetDivergence<'p> {
     /// # Errors
     /// If `params` does not have `dims.param_count()` values or `rows` is 0.
     pub fn new(dims: Dims, params: &'p [f32], rows: usize) -> Result<Self, String> {
-        let layout = Layout::new(dims);
-        if params.len() != layout.count {
-            return Err(format!("{} parameters given, the network needs {}", params.len(), layout.count));
+        let net = Net::mlp(&dims);
+        if params.len() != net.count {
+            return Err(format!("{} parameters given, the network needs {}", params.len(), net.count));
         }
         if rows == 0 {
             return Err("at least one row is needed".into());
         }
-        Ok(Self { act: Activations::new(&dims, rows), vjp: vec![0.0; rows * dims.dim], layout, params })
+        Ok(Self { act: Activations::new(&net, rows), vjp: vec![0.0; rows * dims.dim], net, params })
     }
 
     /// The rows this network evaluates at once.
@@ -78,22 +78,21 @@ impl<'p> NetDivergence<'p> {
 
 impl DivergenceModel for NetDivergence<'_> {
     fn dim(&self) -> usize {
-        self.layout.dims.dim
+        self.net.input().len()
     }
 
     /// # Panics
     /// If the exact trace is asked with D above the capacity, or more probes than the capacity.
     fn eps_trace(&mut self, x: &[f32], t: f32, probes: Option<&[f32]>, eps: &mut [f32]) -> f64 {
-        let dims = self.layout.dims;
-        let (d, f) = (dims.dim, dims.freqs);
+        let d = self.net.input().len();
         let rows = probes.map_or(d, |p| p.len() / d);
         assert!(rows >= 1 && rows <= self.act.cap, "eps_trace: {rows} rows, capacity {}", self.act.cap);
         let act = &mut self.act;
         for r in 0..rows {
             act.x[r * d..(r + 1) * d].copy_from_slice(&x[..d]);
-            time_features(t, &mut act.phi[r * f..(r + 1) * f]);
+            act.t[r] = t;
         }
-        scorenet::forward(&self.layout, self.params, act, rows);
+        graph_net::forward(&self.net, self.params, act, rows);
         eps[..d].copy_from_slice(&act.out[..d]);
         match probes {
             None => {
@@ -105,7 +104,7 @@ impl DivergenceModel for NetDivergence<'_> {
             }
             Some(p) => act.d_out[..rows * d].copy_from_slice(&p[..rows * d]),
         }
-        scorenet::backward_input(&self.layout, self.params, act, &mut self.vjp, rows);
+        graph_net::backward_input(&self.net, self.params, act, &mut self.vjp, rows);
         match probes {
             None => (0..d).map(|k| self.vjp[k * d + k] as f64).sum(),
             Some(p) => {

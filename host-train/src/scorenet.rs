@@ -1,4 +1,6 @@
-//! The ScoreNet v1 forward and backward pass over a chunk of rows, built from the CPU kernels.
+//! ScoreNet v1's layers in the flat parameter vector (the CUDA backend's view), and — for tests
+//! only — its hand-written forward, backward and tangent passes, the oracle that
+//! `graph_net`'s walk of the same graph is held to bit for bit.
 //!
 //! The network is the engine's (`tinyscore_engine::net`, `docs/scorenet.md`):
 //!
@@ -30,6 +32,8 @@ pub(crate) struct Linear {
     pub inp: usize,
 }
 
+// The passes that use these are the tests' oracle (see the module doc).
+#[cfg_attr(not(test), allow(dead_code))]
 impl Linear {
     fn weight<'a>(&self, p: &'a [f32]) -> &'a [f32] {
         &p[self.w..self.w + self.out * self.inp]
@@ -73,6 +77,7 @@ pub(crate) struct Layout {
     pub blocks: Vec<(Linear, Linear)>,
     pub output: Linear,
     /// Offset of every tensor of `Dims::params()`, in that order: (role, offset, rows, cols).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub tensors: Vec<(Role, usize, usize, usize)>,
     pub count: usize,
 }
@@ -111,6 +116,7 @@ impl Layout {
     }
 }
 
+#[cfg(test)]
 /// Every buffer of one chunk's forward and backward pass, for up to `cap` rows.
 #[derive(Clone, Debug)]
 pub(crate) struct Activations {
@@ -155,6 +161,7 @@ pub(crate) struct Activations {
     d_temb: Vec<f32>,
 }
 
+#[cfg(test)]
 impl Activations {
     pub fn new(dims: &Dims, cap: usize) -> Self {
         let (d, h, f, b) = (dims.dim, dims.hidden, dims.freqs, dims.blocks);
@@ -184,6 +191,7 @@ impl Activations {
     }
 }
 
+#[cfg(test)]
 /// Forward pass of `rows` ≤ `cap` rows whose `x` and `phi` are filled; writes `act.out`.
 pub(crate) fn forward(lay: &Layout, p: &[f32], act: &mut Activations, rows: usize) {
     debug_assert!(rows <= act.cap);
@@ -213,12 +221,14 @@ pub(crate) fn forward(lay: &Layout, p: &[f32], act: &mut Activations, rows: usiz
     lay.output.fwd(p, &act.a_out, &mut act.out, rows);
 }
 
+#[cfg(test)]
 /// Backward pass after [`forward`] of the same rows, with `act.d_out` = ∂L/∂ε̂ set:
 /// accumulates ∂L/∂θ into `grads` (flat, same layout as the parameters).
 pub(crate) fn backward(lay: &Layout, p: &[f32], act: &mut Activations, grads: &mut [f32], rows: usize) {
     backward_impl(lay, p, act, None, grads, rows);
 }
 
+#[cfg(test)]
 fn backward_impl(
     lay: &Layout,
     p: &[f32],
@@ -264,6 +274,7 @@ fn backward_impl(
     lay.time1.bwd_params(grads, &act.du, &act.phi, rows);
 }
 
+#[cfg(test)]
 /// The input gradient after [`forward`] of the same rows, with `act.d_out` = ∂L/∂ε̂ set:
 /// writes ∂L/∂x (rows, D) into `dx` — one vector-Jacobian product vᵀ·∂ε̂/∂x per row (v = that
 /// row of `d_out`). The time path does not depend on x and is skipped; no parameter gradient
@@ -283,6 +294,7 @@ pub(crate) fn backward_input(lay: &Layout, p: &[f32], act: &mut Activations, dx:
     lay.input.bwd_input(p, &act.dh, dx, rows);
 }
 
+#[cfg(test)]
 /// Forward-mode tangents of one chunk (the Jacobian-vector product J·v = (∂ε̂/∂x)·v through the
 /// network) and their backward pass, for sliced score matching. The time path does not depend
 /// on x, so it has no tangent; biases drop out of every tangent.
@@ -321,6 +333,7 @@ pub(crate) struct Tangents {
     ext_u: Vec<Vec<f32>>,
 }
 
+#[cfg(test)]
 impl Tangents {
     pub fn new(dims: &Dims, cap: usize) -> Self {
         let (d, h, b) = (dims.dim, dims.hidden, dims.blocks);
@@ -343,6 +356,7 @@ impl Tangents {
     }
 }
 
+#[cfg(test)]
 /// The tangent pass after [`forward`] of the same rows, with `tan.v` set: writes `tan.out` = J·v.
 pub(crate) fn tangent_forward(lay: &Layout, p: &[f32], act: &Activations, tan: &mut Tangents, rows: usize) {
     let n = rows * lay.dims.hidden;
@@ -361,6 +375,7 @@ pub(crate) fn tangent_forward(lay: &Layout, p: &[f32], act: &Activations, tan: &
     cpu::linear_tangent(&tan.a_outd, lo.weight(p), &mut tan.out, rows, lo.inp, lo.out);
 }
 
+#[cfg(test)]
 /// Backward through the tangent pass, with `tan.d_out` = ∂L/∂ε̇ set: accumulates the weights'
 /// share of ∂L/∂θ into `grads` and leaves the primal pre-activations' shares in `tan` for
 /// [`backward_with_tangents`].
@@ -416,6 +431,7 @@ pub(crate) fn tangent_backward(
     cpu::linear_bwd_weight(&t.dhd, &t.v, &mut grads[li.w..], rows, li.inp, li.out);
 }
 
+#[cfg(test)]
 /// [`backward`] plus the primal shares a [`tangent_backward`] left in `tan`: each SiLU's input
 /// gradient gets silu''·ẋ·∂L/∂ẏ added. The sum of both is ∂L/∂θ of a loss of ε̂ and J·v.
 pub(crate) fn backward_with_tangents(

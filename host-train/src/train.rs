@@ -37,14 +37,15 @@
 //! which starts at zero so the untrained network predicts ε̂ = 0 (loss 1 on normalised data).
 
 use rayon::prelude::*;
-use tinyscore_engine::net::{limits, time_features, Dims};
+use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::rng::{bits4, uniform};
 use tinyscore_engine::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete};
 use tinyscore_kernels::cpu::{self, DsmDraw};
 
 use crate::checkpoint::Checkpoint;
 use crate::data::{Dataset, Normalization};
-use crate::scorenet::{self, Activations, Layout, Tangents};
+use crate::graph_net::{self, Activations, Net, Tangents};
+use crate::scorenet::Layout;
 
 /// Rows per chunk of a batch: the unit of parallel work and of the fixed-order gradient sum.
 /// Changing it changes the bits of a run (not its meaning).
@@ -281,6 +282,9 @@ struct Chunk {
 /// one step.
 pub struct Trainer {
     cfg: TrainConfig,
+    /// The network as a layer graph: what every pass walks.
+    net: Net,
+    /// ScoreNet v1's layers in the flat vector, for the CUDA backend.
     layout: Layout,
     schedule: Diffusion,
     norm: Normalization,
@@ -307,16 +311,18 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-/// The PyTorch-`Linear`-like initial parameters of `dims` (see the module doc).
-fn init_params(layout: &Layout, seed: u64) -> Vec<f32> {
-    let mut p = vec![0.0f32; layout.count];
-    let output = layout.output.w;
-    for (k, &(role, off, rows, cols)) in layout.tensors.iter().enumerate() {
-        if off >= output {
-            continue; // the output layer starts at zero
-        }
-        // A bias shares its weight's fan-in: the weight is the tensor just before it.
-        let fan_in = if role.is_matrix() { cols } else { layout.tensors[k - 1].3 };
+/// The PyTorch-`Linear`-like initial parameters of `net` (see the module doc): every weight and
+/// bias uniform in ±1/√fan_in (the weight's columns), the last layer's zero.
+fn init_params(net: &Net, seed: u64) -> Vec<f32> {
+    let mut p = vec![0.0f32; net.count];
+    let tensors = net.plan.tensors();
+    // The output layer (the last layer with parameters) starts at zero: its weight and bias
+    // are the last two tensors.
+    let trained = tensors.len().saturating_sub(2);
+    for (k, &(rows, cols)) in tensors.iter().enumerate().take(trained) {
+        let off = net.offsets[k];
+        // A bias (cols = 1 after its weight) shares its weight's fan-in: the tensor just before.
+        let fan_in = if k % 2 == 0 { cols } else { tensors[k - 1].1 };
         let bound = 1.0 / (fan_in as f32).sqrt();
         for (e, v) in p[off..off + rows * cols].iter_mut().enumerate() {
             let w =
@@ -338,7 +344,7 @@ impl Trainer {
         }
         let dims = Dims { dim: data.dim, hidden: cfg.hidden, freqs: cfg.freqs, blocks: cfg.blocks };
         let layout = Layout::new(dims);
-        let params = init_params(&layout, cfg.seed);
+        let params = init_params(&Net::mlp(&dims), cfg.seed);
         let n = layout.count;
         let norm = Normalization::fit(data);
         Self::assemble(
@@ -408,6 +414,7 @@ impl Trainer {
         let mut normalised = data.values.clone();
         norm.apply(&mut normalised);
         let dims = layout.dims;
+        let net = Net::mlp(&dims);
         let chunks = (0..cfg.batch)
             .step_by(CHUNK_ROWS)
             .map(|first| {
@@ -415,19 +422,20 @@ impl Trainer {
                 Chunk {
                     first,
                     rows,
-                    act: Activations::new(&dims, rows),
+                    act: Activations::new(&net, rows),
                     eps: vec![0.0; rows * dims.dim],
                     t: vec![0.0; rows],
                     w: vec![1.0; rows],
                     grads: vec![0.0; layout.count],
                     loss: 0.0,
-                    ssm: (cfg.loss != Loss::Dsm).then(|| (Tangents::new(&dims, rows), vec![0.0; rows])),
+                    ssm: (cfg.loss != Loss::Dsm).then(|| (Tangents::new(&net, rows), vec![0.0; rows])),
                 }
             })
             .collect();
         Ok(Self {
             grads: vec![0.0; layout.count],
             cfg,
+            net,
             layout,
             schedule,
             norm,
@@ -444,10 +452,13 @@ impl Trainer {
 
     /// One optimisation step; returns the batch loss mean_{b,d} (ε̂ − ε)² before the update.
     pub fn step(&mut self) -> f32 {
-        let Self { cfg, layout, schedule, data, step, params, ema, adam_m, adam_v, grads, chunks, .. } = self;
+        let Self {
+            cfg, net, layout, schedule, data, step, params, ema, adam_m, adam_v, grads, chunks, ..
+        } = self;
         let dims = layout.dims;
+        let net_ro = &*net;
         let (d, batch) = (dims.dim, cfg.batch);
-        let (params_ro, layout_ro, sched_ro, data_ro) = (&*params, &*layout, &*schedule, &*data);
+        let (params_ro, sched_ro, data_ro) = (&*params, &*schedule, &*data);
         let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
         let (weighting, loss_kind) = (cfg.weighting, cfg.loss);
 
@@ -467,7 +478,8 @@ impl Trainer {
                 &mut c.t,
                 &mut c.act.phi,
             );
-            scorenet::forward(layout_ro, params_ro, &mut c.act, c.rows);
+            c.act.t[..c.rows].copy_from_slice(&c.t[..c.rows]);
+            graph_net::forward(net_ro, params_ro, &mut c.act, c.rows);
             if weighting == Weighting::Likelihood || loss_kind != Loss::Dsm {
                 // λ(t) = g² in score terms is g²/σ² on the ε-loss (1 for the simple weighting).
                 for (w, &t) in c.w.iter_mut().zip(&c.t) {
@@ -487,7 +499,7 @@ impl Trainer {
                     *s = sched_ro.marginal(t).1;
                 }
                 cpu::ssm_projections(draw, c.rows, d, &mut tan.v);
-                scorenet::tangent_forward(layout_ro, params_ro, &c.act, tan, c.rows);
+                graph_net::tangent_forward(net_ro, params_ro, &mut c.act, tan, c.rows);
                 c.loss = cpu::ssm_loss_grad(
                     &c.act.out[..n],
                     &tan.out[..n],
@@ -500,8 +512,8 @@ impl Trainer {
                     &mut c.act.d_out[..n],
                     &mut tan.d_out[..n],
                 );
-                scorenet::tangent_backward(layout_ro, params_ro, &c.act, tan, &mut c.grads, c.rows);
-                scorenet::backward_with_tangents(layout_ro, params_ro, &mut c.act, tan, &mut c.grads, c.rows);
+                graph_net::tangent_backward(net_ro, params_ro, &mut c.act, tan, &mut c.grads, c.rows);
+                graph_net::backward_with_tangents(net_ro, params_ro, &mut c.act, tan, &mut c.grads, c.rows);
                 return;
             }
             c.loss = match weighting {
@@ -513,7 +525,7 @@ impl Trainer {
                     cpu::weighted_mse_loss_grad(out, eps, &c.w, d, batch * d, &mut c.act.d_out[..n])
                 }
             };
-            scorenet::backward(layout_ro, params_ro, &mut c.act, &mut c.grads, c.rows);
+            graph_net::backward(net_ro, params_ro, &mut c.act, &mut c.grads, c.rows);
         });
 
         // g = Σ_chunks g_c, in chunk order for every element (pieces in parallel).
@@ -614,21 +626,19 @@ impl Trainer {
 /// # Panics
 /// If `params.len() != dims.param_count()`, `x.len() != B·D` or `t.len() != B`.
 pub fn forward(dims: &Dims, params: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
-    let layout = Layout::new(*dims);
-    assert_eq!(params.len(), layout.count, "forward: parameter count");
-    let (d, f, rows) = (dims.dim, dims.freqs, t.len());
+    let net = Net::mlp(dims);
+    assert_eq!(params.len(), net.count, "forward: parameter count");
+    let (d, rows) = (dims.dim, t.len());
     assert_eq!(x.len(), rows * d, "forward: x must be (B, D)");
     let mut out = vec![0.0f32; rows * d];
     // Rows are independent, so chunks run in parallel without changing any bit.
     out.par_chunks_mut(CHUNK_ROWS * d.max(1)).enumerate().for_each_init(
-        || Activations::new(dims, CHUNK_ROWS.min(rows)),
+        || Activations::new(&net, CHUNK_ROWS.min(rows)),
         |act, (c, out)| {
             let (first, n) = (c * CHUNK_ROWS, out.len() / d.max(1));
             act.x[..n * d].copy_from_slice(&x[first * d..(first + n) * d]);
-            for r in 0..n {
-                time_features(t[first + r], &mut act.phi[r * f..(r + 1) * f]);
-            }
-            scorenet::forward(&layout, params, act, n);
+            act.t[..n].copy_from_slice(&t[first..first + n]);
+            graph_net::forward(&net, params, act, n);
             out.copy_from_slice(&act.out[..n * d]);
         },
     );
@@ -638,7 +648,8 @@ pub fn forward(dims: &Dims, params: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tinyscore_engine::net::silu;
+    use crate::scorenet;
+    use tinyscore_engine::net::{silu, time_features};
 
     fn small_dims() -> Dims {
         Dims { dim: 3, hidden: 6, freqs: 4, blocks: 2 }
@@ -715,15 +726,14 @@ mod tests {
         // L = Σ_{r,k} c_{rk}·ε̂_{rk} with fixed random weights c.
         let c: Vec<f32> =
             (0..rows * dims.dim).map(|e| 2.0 * uniform(bits4(5, e as u32, 2, 0, 99)[0]) - 1.0).collect();
-        let mut act = Activations::new(&dims, rows);
+        let net = Net::mlp(&dims);
+        let mut act = Activations::new(&net, rows);
         act.x.copy_from_slice(&x);
-        for (&tr, phi) in t.iter().zip(act.phi.chunks_exact_mut(dims.freqs)) {
-            time_features(tr, phi);
-        }
-        scorenet::forward(&layout, &p, &mut act, rows);
+        act.t.copy_from_slice(&t);
+        graph_net::forward(&net, &p, &mut act, rows);
         act.d_out.copy_from_slice(&c);
         let mut grads = vec![0.0f32; layout.count];
-        scorenet::backward(&layout, &p, &mut act, &mut grads, rows);
+        graph_net::backward(&net, &p, &mut act, &mut grads, rows);
 
         let loss = |p: &[f64]| -> f64 {
             (0..rows)
@@ -808,15 +818,14 @@ mod tests {
         assert!(v.iter().all(|&e| e == 1.0 || e == -1.0) && v.iter().any(|&e| e == -1.0));
         let total = rows * dims.dim;
         for vr in [false, true] {
-            let mut act = Activations::new(&dims, rows);
+            let net = Net::mlp(&dims);
+            let mut act = Activations::new(&net, rows);
             act.x.copy_from_slice(&x);
-            for (&tr, phi) in t.iter().zip(act.phi.chunks_exact_mut(dims.freqs)) {
-                time_features(tr, phi);
-            }
-            let mut tan = Tangents::new(&dims, rows);
+            act.t.copy_from_slice(&t);
+            let mut tan = Tangents::new(&net, rows);
             tan.v.copy_from_slice(&v);
-            scorenet::forward(&layout, &p, &mut act, rows);
-            scorenet::tangent_forward(&layout, &p, &act, &mut tan, rows);
+            graph_net::forward(&net, &p, &mut act, rows);
+            graph_net::tangent_forward(&net, &p, &mut act, &mut tan, rows);
             let n = total;
             let loss = cpu::ssm_loss_grad(
                 &act.out[..n],
@@ -831,8 +840,8 @@ mod tests {
                 &mut tan.d_out[..n],
             );
             let mut grads = vec![0.0f32; layout.count];
-            scorenet::tangent_backward(&layout, &p, &act, &mut tan, &mut grads, rows);
-            scorenet::backward_with_tangents(&layout, &p, &mut act, &tan, &mut grads, rows);
+            graph_net::tangent_backward(&net, &p, &mut act, &mut tan, &mut grads, rows);
+            graph_net::backward_with_tangents(&net, &p, &mut act, &tan, &mut grads, rows);
 
             let loss64 = |p: &[f64]| -> f64 {
                 (0..rows)
@@ -923,13 +932,14 @@ mod tests {
     fn init_is_pytorch_like_with_zero_output() {
         let dims = Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 };
         let layout = Layout::new(dims);
-        let p = init_params(&layout, 0);
+        let net = Net::mlp(&dims);
+        let p = init_params(&net, 0);
         let w = &p[layout.range(tinyscore_engine::format::Role::TimeW2).unwrap()];
         let bound = 1.0 / 128f32.sqrt();
         assert!(w.iter().all(|v| v.abs() <= bound));
         let var = w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
         assert!((var - bound * bound / 3.0).abs() < 0.05 * bound * bound, "uniform variance");
         assert!(p[layout.output.w..].iter().all(|&v| v == 0.0));
-        assert_ne!(init_params(&layout, 1), p);
+        assert_ne!(init_params(&net, 1), p);
     }
 }
