@@ -738,6 +738,7 @@ mod tests {
     /// The conv graph's forward pass agrees with the f64 definition, and its parameter and input
     /// gradients with central finite differences of it.
     #[test]
+    #[allow(clippy::needless_range_loop)] // i indexes the parameters and their gradients alike
     fn conv_graph_gradients_match_finite_differences() {
         use tinyscore_engine::graph::unet::UNet;
         for u in [
