@@ -18,8 +18,6 @@ pub const QUANT_VERSION: u16 = 2;
 pub const QUANT_VERSION_W8A8: u16 = 2;
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 64;
-/// Size of one tensor-table entry.
-pub const ENTRY_LEN: usize = 32;
 /// Alignment of every data region.
 pub const ALIGN: usize = 16;
 /// Largest number of tensors a file may hold: norm (2) + time (4) + input (2) + blocks (4·8) +
@@ -235,15 +233,4 @@ impl Header {
         b[field::TENSOR_COUNT..field::TENSOR_COUNT + 4].copy_from_slice(&self.tensor_count.to_le_bytes());
         b
     }
-}
-
-#[inline]
-pub(super) fn u16_at(b: &[u8], o: usize) -> u16 {
-    // Callers check the length first; a short slice would read as 0, never panic.
-    b.get(o..o + 2).and_then(|s| s.try_into().ok()).map_or(0, u16::from_le_bytes)
-}
-
-#[inline]
-pub(super) fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4).and_then(|s| s.try_into().ok()).map_or(0, u32::from_le_bytes)
 }

@@ -19,21 +19,22 @@ mod dims;
 mod error;
 mod header;
 pub mod layout;
+mod le;
 mod table;
 
 pub use crc::{crc32, crc32_update};
 pub use dims::{act_tensors, file_tensors, Dims};
 pub use error::FormatError;
 pub use header::{
-    align_up, field, process, schedule_kind, Header, Process, ALIGN, CRC_START, ENTRY_LEN, HEADER_LEN, MAGIC,
+    align_up, field, process, schedule_kind, Header, Process, ALIGN, CRC_START, HEADER_LEN, MAGIC,
     MAX_TENSORS, QUANT_VERSION, QUANT_VERSION_W8A8, VERSION,
 };
-pub use table::{DType, Entry, Role};
+pub use table::{DType, Entry, Role, ENTRY_LEN};
 
 use crate::limits;
 use crate::quant;
 use crate::schedule::{BetaSchedule, Sde};
-use header::{u16_at, u32_at};
+use le::{u16_at, u32_at};
 
 /// One tensor of a parsed file: a view of the file's bytes, never a copy.
 #[derive(Clone, Copy, Debug)]

@@ -1,7 +1,7 @@
 //! The tensor table: what each 32-byte [`Entry`] holds, how a tensor is stored ([`DType`]) and
 //! what it is in the network ([`Role`], its code and its name), `docs/format.md` §4.
 
-use super::header::{u16_at, u32_at, ENTRY_LEN};
+use super::le::{u16_at, u32_at};
 use crate::limits;
 
 /// Storage type of a tensor.
@@ -191,6 +191,9 @@ impl Role {
         }
     }
 }
+
+/// Size of one tensor-table entry.
+pub const ENTRY_LEN: usize = 32;
 
 /// One tensor-table entry, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
