@@ -99,7 +99,10 @@ impl<'a> Tensor<'a> {
     #[cfg_attr(target_arch = "arm", inline)]
     pub fn get(&self, i: usize) -> f32 {
         match self.dtype {
-            DType::F32 => read_f32(self.data, i),
+            DType::F32 => match self.f32_values() {
+                Some(v) => v[i],
+                None => read_f32(self.data, i),
+            },
             DType::F16 => {
                 half::f16::from_bits(u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]])).to_f32()
             }
@@ -112,8 +115,35 @@ impl<'a> Tensor<'a> {
     /// Element `i` of an i32 tensor (row-major).
     #[inline]
     pub fn i32_at(&self, i: usize) -> i32 {
+        if let Some(v) = le_words::<i32>(self.data) {
+            return v[i];
+        }
         let b = &self.data[4 * i..4 * i + 4];
         i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The values of an f32 tensor as a slice of the file's bytes, zero-copy (`bytemuck`):
+    /// `Some` where the data is 4-byte aligned in memory and the target little-endian, as the
+    /// file is; `None` for another dtype or where the bytes must be read one value at a time
+    /// (a file in a buffer of alignment 1 on which the data lands unaligned), as [`Tensor::get`]
+    /// then does. The same values either way.
+    #[inline]
+    pub fn f32_values(&self) -> Option<&'a [f32]> {
+        match self.dtype {
+            DType::F32 => le_words::<f32>(self.data),
+            _ => None,
+        }
+    }
+
+    /// The values of an i32 tensor as a slice of the file's bytes, zero-copy, under the
+    /// conditions of [`Tensor::f32_values`]; `None` otherwise (then [`Tensor::i32_at`] reads the
+    /// bytes).
+    #[inline]
+    pub fn i32_values(&self) -> Option<&'a [i32]> {
+        match self.dtype {
+            DType::I32 => le_words::<i32>(self.data),
+            _ => None,
+        }
     }
 
     /// Row `r`'s stored bytes (values only).
@@ -134,6 +164,18 @@ impl<'a> Tensor<'a> {
         scales: &'a [u8],
     ) -> Self {
         Tensor { role, dtype, rows, cols, data, scales }
+    }
+}
+
+/// `bytes` as 4-byte little-endian words, zero-copy, where the target is little-endian and
+/// `bytes` is aligned for `T` and a whole number of words (`bytemuck::try_cast_slice`); `None`
+/// where they must be decoded from the bytes instead.
+#[inline(always)]
+fn le_words<T: bytemuck::Pod>(bytes: &[u8]) -> Option<&[T]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(bytes).ok()
+    } else {
+        None
     }
 }
 
@@ -586,6 +628,46 @@ mod tests {
             assert_eq!(got.to_bits(), want.to_bits(), "f16 bits {h:#06x}");
             let bytes = h.to_le_bytes();
             assert_eq!(crate::linalg::decode_f16(&bytes).to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
+
+    /// The zero-copy views (`bytemuck`) and the byte path give the same values, aligned or not.
+    #[test]
+    fn zero_copy_views_equal_the_byte_path() {
+        let f: Vec<f32> =
+            (0..37).map(|i| (i as f32 - 18.5) * 0.37).chain([f32::MIN_POSITIVE / 4.0, -0.0]).collect();
+        let n: Vec<i32> = (0..39).map(|i| (i - 19) * 0x0101_0101).chain([i32::MIN, i32::MAX]).collect();
+        let fb: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let nb: Vec<u8> = n.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // Backing storage of u32 words: offset 0 is 4-byte aligned, offset 1 is not.
+        for off in [0usize, 1] {
+            let mut wf = vec![0u32; f.len() + 1];
+            let mut wn = vec![0u32; n.len() + 1];
+            let bf: &mut [u8] = bytemuck::cast_slice_mut(&mut wf);
+            bf[off..off + fb.len()].copy_from_slice(&fb);
+            let bn: &mut [u8] = bytemuck::cast_slice_mut(&mut wn);
+            bn[off..off + nb.len()].copy_from_slice(&nb);
+            let (bf, bn): (&[u8], &[u8]) = (bytemuck::cast_slice(&wf), bytemuck::cast_slice(&wn));
+            let tf =
+                Tensor::from_parts(Role::NormMean, DType::F32, f.len(), 1, &bf[off..off + fb.len()], &[]);
+            let ti =
+                Tensor::from_parts(Role::ActRequant, DType::I32, 1, n.len(), &bn[off..off + nb.len()], &[]);
+            assert_eq!(tf.f32_values().is_some(), off == 0);
+            assert_eq!(ti.i32_values().is_some(), off == 0);
+            for (i, v) in f.iter().enumerate() {
+                assert_eq!(tf.get(i).to_bits(), v.to_bits(), "f32 {i} at offset {off}");
+                assert_eq!(read_f32(tf.data(), i).to_bits(), v.to_bits());
+            }
+            if let Some(view) = tf.f32_values() {
+                assert_eq!(
+                    view.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    f.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+            for (i, v) in n.iter().enumerate() {
+                assert_eq!(ti.i32_at(i), *v, "i32 {i} at offset {off}");
+                assert_eq!(ti.get(i), *v as f32);
+            }
         }
     }
 

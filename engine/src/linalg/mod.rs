@@ -402,6 +402,13 @@ fn matmul_avx2<W: x86::Weights>(
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
 fn add_to(t: &Tensor<'_>, out: &mut [f32]) {
+    if let Some(v) = t.f32_values() {
+        // The f32 values in place (aligned little-endian data): no per-element decode.
+        for (o, b) in out[..t.rows].iter_mut().zip(&v[..t.rows]) {
+            *o += *b;
+        }
+        return;
+    }
     for (i, o) in out[..t.rows].iter_mut().enumerate() {
         *o += t.get(i);
     }
