@@ -12,7 +12,7 @@
 //!    and the assembly of its second pass) against the scalar `quant::epilogue`, random layers
 //!    of the three kinds (`# epilogue_cases=… epilogue_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
-//!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
+//!    `VMLA.F32`, inline assembly, `engine/src/linalg/vfp.rs`) against the portable
 //!    `linalg::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
 //!    values, odd alignments); the results must have the same bits (NaN payloads are counted
 //!    apart). Prints `# vfp_cases=… vfp_mismatches=…` and FPSCR (flush-to-zero, default NaN);
