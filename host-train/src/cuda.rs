@@ -21,7 +21,8 @@ use tinyscore_kernels::cuda::{self, DPtr, DevBuf, DsmBuffers, DsmProcess, Gpu, G
 
 use crate::scorenet::{Layout, Linear};
 
-use crate::train::{Loss, Trainer, Weighting, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use crate::config::{Loss, Weighting};
+use crate::train::{Trainer, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use tinyscore_kernels::cuda::device_count;
 
 /// Blocks of the gradient-norm reduction.
@@ -432,9 +433,9 @@ mod tests {
     //! The GPU step against the CPU backend. Needs an NVIDIA GPU; without one every test prints
     //! "skipped: …" and passes (CI has no GPU).
     use super::*;
+    use crate::config::TrainConfig;
     use crate::data;
     use crate::scorenet::{self, Activations};
-    use crate::train::TrainConfig;
     use tinyscore_engine::schedule::Sde;
     use tinyscore_kernels::cpu::{self, DsmDraw};
 
