@@ -349,7 +349,7 @@ impl Conv<'_, '_> {
 mod tests {
     use super::*;
     use crate::format::{Model, Role};
-    use crate::graph::mlp::MlpDims;
+    use crate::graph::mlp::Dims;
     use crate::graph::Tensors;
     use crate::net::ScoreNet;
 
@@ -373,7 +373,7 @@ mod tests {
         let bytes = include_bytes!("../tests/data/tiny.tsm");
         let model = Model::parse(bytes).unwrap();
         let d = model.dims();
-        let dims = MlpDims { dim: d.dim, hidden: d.hidden, freqs: d.freqs, blocks: d.blocks };
+        let dims = Dims { dim: d.dim, hidden: d.hidden, freqs: d.freqs, blocks: d.blocks };
         let graph = Graph::mlp(dims, &Table(model.tensors())).unwrap();
         let mut freqs = [0.0f32; 32];
         crate::net::frequencies(d.freqs, &mut freqs);

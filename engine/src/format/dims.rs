@@ -2,25 +2,14 @@
 //! network of those sizes stores, in the canonical file order: [`Dims::params`] (the trainer's
 //! flat parameter vector), [`file_tensors`] and, for `w8a8` files, [`act_tensors`].
 //!
-//! It lives with the file format because the header carries it and the parser checks it; the
-//! network, the trainer and the tools use it from here (`net::Dims` names the same type).
+//! The type is the layer graph's ([`crate::graph::mlp::Dims`]: ScoreNet v1 is a graph); the
+//! tensor roles and the file order it implies live here with the file format, which stores them
+//! (`net::Dims` and `format::Dims` name the same type).
 
 use super::layout;
 use super::table::Role;
 
-/// The sizes of one ScoreNet: data dimension D, hidden width H, time features F, blocks B.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Dims {
-    /// D, the data dimension.
-    pub dim: usize,
-    /// H, the hidden width.
-    pub hidden: usize,
-    /// F, the number of time features (even).
-    pub freqs: usize,
-    /// B, the number of residual blocks.
-    pub blocks: usize,
-}
+pub use crate::graph::mlp::Dims;
 
 impl Dims {
     /// The parameter tensors in their canonical order (the order of the trainer's flat parameter
