@@ -188,6 +188,19 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const HIDDEN: usize = {};", dims.hidden);
     let _ = writeln!(config, "/// Capacity F = the model's number of time features.");
     let _ = writeln!(config, "pub const FREQS: usize = {};", dims.freqs);
+    let arena = tinyscore_engine::walk::arena_len(model.graph(), 1);
+    let _ = writeln!(
+        config,
+        "/// Words of the network's f32 arena (the layer graph's planned time, data and scratch)."
+    );
+    let _ = writeln!(config, "pub const ARENA: usize = {arena};");
+    let batch = tinyscore_engine::walk::arena_len(model.graph(), 64);
+    let _ = writeln!(
+        config,
+        "/// Words of the f32 arena of a 64-vector batch (the kernels example's largest call)."
+    );
+    let _ = writeln!(config, "#[allow(dead_code)] // used by examples/kernels.rs only");
+    let _ = writeln!(config, "pub const ARENA_BATCH: usize = {batch};");
     let _ = writeln!(config, "/// Length of the model file in bytes.");
     let _ = writeln!(config, "pub const MODEL_LEN: usize = {};", bytes.len());
     let _ = writeln!(config, "/// The noisy windows, row-major (WINDOWS, DIM), bit for bit as parsed.");

@@ -38,7 +38,7 @@ fn networks(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTi
     for (name, bytes) in [("f32", &F32.0[..]), ("w8a8", &W8A8.0[..])] {
         let model = Model::parse(bytes).unwrap();
         let d = model.dims().dim;
-        let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model).unwrap();
+        let mut net: ScoreNet<'_, 2, 128, 32, Vec<f32>> = ScoreNet::new(model, vec![0.0; 4096]).unwrap();
         net.set_kernels(k);
         g.throughput(Throughput::Elements(1));
         let x = [0.3f32, -0.7];

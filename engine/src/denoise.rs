@@ -376,7 +376,9 @@ fn median(v: &mut [f32]) -> f32 {
 
 /// The root-mean-square of the file's per-dimension standard deviations: the factor from data
 /// units to the normalised units of a noise level.
-pub fn noise_scale<const D: usize, const H: usize, const F: usize>(net: &ScoreNet<'_, D, H, F>) -> f32 {
+pub fn noise_scale<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &ScoreNet<'_, D, H, F, S>,
+) -> f32 {
     let std = net.model().tensor(crate::format::Role::NormStd);
     let d = net.dims().dim;
     let mut s2 = 0.0f32;
@@ -389,8 +391,8 @@ pub fn noise_scale<const D: usize, const H: usize, const F: usize>(net: &ScoreNe
 
 /// Denoises `window` (data units, length ≥ D) in place, given its noise level `sigma` (data
 /// units). Window `index` and `seed` pick SDEdit's noise.
-pub fn denoise<const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn denoise<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
     method: Method,
     sigma: f32,
@@ -421,8 +423,8 @@ pub fn denoise<const D: usize, const H: usize, const F: usize>(
 /// Fills the entries of `window` (data units) where `known` is false, with `steps` reverse steps
 /// of `resample` RePaint rounds each, averaging `draws` runs.
 #[allow(clippy::too_many_arguments)]
-pub fn impute<const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn impute<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
     steps: u32,
     draws: u32,

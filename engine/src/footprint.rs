@@ -12,11 +12,12 @@
 //! The file header's own RAM figure (`Dims::ram_bytes`, `Dims::ram_bytes_int8`) counts the
 //! activations a model needs; this is what a build of the engine actually holds for it.
 
-use crate::format::Dims;
+use crate::format::{Dims, Model};
 
-/// `size_of::<Model>()` on a 32-bit target: the header and the table of
-/// [`MAX_TENSORS`](crate::format::MAX_TENSORS) tensor views (checked at compile time there).
-pub const MODEL_BYTES_32: usize = 1320;
+/// `size_of::<Model>()` on a 32-bit target: the header, the view of the file, and the graph's
+/// description (the tensors and layers are decoded from flash when used; checked at compile time
+/// there).
+pub const MODEL_BYTES_32: usize = 192;
 /// `size_of::<Diffusion>()` on a 32-bit target: two tables of 1001 f32 and the schedule.
 pub const PROCESS_BYTES_32: usize = 8024;
 
@@ -30,10 +31,13 @@ const _: () = assert!(core::mem::size_of::<crate::schedule::Diffusion>() == PROC
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct WorkingSet {
     /// The network's workspace at capacities D, H, F equal to the model's: the f32 frequencies
-    /// of φ (F, of which F/2 are used), f32 φ (F), temb, h, silu, u (4H); the integer path's i8
-    /// x (D), i16 h (2H bytes), i8 layer input (H), i32 dot products (4H) and i32 time
-    /// embedding (4H), and the activations prepared for the Cortex-M4 DSP kernel (H words).
+    /// of φ (F, of which F/2 are used); the integer path's i8 x (D), i16 h (2H bytes), i8 layer
+    /// input (H), i32 dot products (4H) and i32 time embedding (4H), and the activations
+    /// prepared for the Cortex-M4 DSP kernel (H words). (H is 0 for a model without the integer
+    /// path's buffers at that width.)
     pub network: usize,
+    /// The f32 arena of the layer graph: the file's planned time, data and scratch regions.
+    pub arena: usize,
     /// The parsed model: header and tensor table (the weights stay in flash).
     pub model: usize,
     /// The diffusion process.
@@ -45,11 +49,18 @@ pub struct WorkingSet {
 }
 
 impl WorkingSet {
-    /// The working set for a model of sizes `dims`.
-    pub const fn of(dims: Dims) -> Self {
+    /// The working set of `model` at capacities equal to its sizes.
+    pub fn of_model(model: &Model<'_>) -> Self {
+        let dims = model.dims();
+        Self::of(dims, crate::walk::arena_len(model.graph(), 1))
+    }
+
+    /// The working set for ScoreNet sizes `dims` (D, H, F) and an arena of `arena_words`.
+    pub const fn of(dims: Dims, arena_words: usize) -> Self {
         let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
         Self {
-            network: (4 * (2 * f + 4 * h) + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h,
+            network: (4 * f + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h,
+            arena: 4 * arena_words,
             model: MODEL_BYTES_32,
             process: PROCESS_BYTES_32,
             vectors: 4 * 5 * d,
@@ -58,7 +69,7 @@ impl WorkingSet {
 
     /// All of it.
     pub const fn total(&self) -> usize {
-        self.network + self.model + self.process + self.vectors
+        self.network + self.arena + self.model + self.process + self.vectors
     }
 }
 
@@ -78,12 +89,12 @@ mod tests {
             let kernels = if core::mem::size_of::<crate::kernels::Kernels>() == 0 {
                 0
             } else {
-                core::mem::align_of::<ScoreNet<'static, D, H, F>>()
+                core::mem::align_of::<ScoreNet<'static, D, H, F, [f32; 0]>>()
             };
-            let workspace = core::mem::size_of::<ScoreNet<'static, D, H, F>>()
+            let workspace = core::mem::size_of::<ScoreNet<'static, D, H, F, [f32; 0]>>()
                 - core::mem::size_of::<Model<'static>>()
                 - kernels;
-            assert_eq!(WorkingSet::of(dims).network, workspace, "D={D} H={H} F={F}");
+            assert_eq!(WorkingSet::of(dims, 0).network, workspace, "D={D} H={H} F={F}");
         }
         check::<8, 16, 8>();
         check::<64, 64, 32>();
@@ -92,8 +103,9 @@ mod tests {
 
     #[test]
     fn the_parts_add_up() {
-        let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 });
-        assert_eq!(w.network, 4 * (2 * 32 + 4 * 128) + 3 * 128 + 4 + 12 * 128);
-        assert_eq!(w.total(), w.network + MODEL_BYTES_32 + PROCESS_BYTES_32 + 40);
+        let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 }, 700);
+        assert_eq!(w.network, 4 * 32 + 3 * 128 + 4 + 12 * 128);
+        assert_eq!(w.arena, 2800);
+        assert_eq!(w.total(), w.network + 2800 + MODEL_BYTES_32 + PROCESS_BYTES_32 + 40);
     }
 }

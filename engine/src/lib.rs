@@ -12,7 +12,8 @@
 //! # fn run(bytes: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
 //! let model = Model::parse(bytes)?;                       // validate once
 //! let process = model.process().diffusion()?;             // α_t, σ_t (and the ᾱ table)
-//! let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model)?; // capacities D, H, F
+//! let mut arena = [0.0f32; 2048];                        // the f32 activations
+//! let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(model, &mut arena[..])?; // capacities D, H, F
 //! let mut x = [0.0f32; 2];
 //! let ddpm = Sampler::Ddpm(Ddpm { steps: 100, variance: Variance::Posterior });
 //! draw(&mut net, &process, &ddpm.into(), 42, 0, &mut x)?;

@@ -1,8 +1,8 @@
 //! Static capacities of this build of the engine, the bounds of DESIGN.md §2: a file that
 //! exceeds them is refused at load (`format::FormatError::BadDims`), never truncated. A leaf
 //! module: the parser, the network and the host tools all size their buffers from it.
-/// Largest data dimension D.
-pub const MAX_DIM: usize = 256;
+/// Largest data dimension D = C·L (a version-1 file: 256).
+pub const MAX_DIM: usize = 4096;
 /// Largest hidden width H.
 pub const MAX_HIDDEN: usize = 512;
 /// Largest number of time features F.

@@ -30,7 +30,7 @@ fn header_fields() {
     assert_eq!(m.dims(), Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 });
     assert_eq!(m.process(), Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR });
     assert_eq!(m.header().ram_bytes as usize, m.dims().ram_bytes());
-    assert_eq!(m.tensors().len(), 14);
+    assert_eq!(m.tensor_count(), 14);
     assert_eq!(m.tensor(Role::NormStd).get(0), 2.0);
 }
 
@@ -71,7 +71,8 @@ fn reference_eps(m: &Model<'_>, x: &[f64], t: f64) -> Vec<f64> {
 #[test]
 fn forward_matches_f64_reference() {
     let m = Model::parse(TINY).unwrap();
-    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m.clone()).unwrap();
+    let mut arena = [0.0f32; 64];
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m.clone(), &mut arena[..]).unwrap();
     for (x, t) in [([0.3f32, -1.2f32], 0.1f32), ([2.0, 0.5], 0.9), ([0.0, 0.0], 0.0)] {
         let mut eps = [0.0f32; 2];
         net.eps(&x, t, &mut eps);
@@ -85,10 +86,13 @@ fn forward_matches_f64_reference() {
 #[test]
 fn capacities_are_checked() {
     let m = Model::parse(TINY).unwrap();
-    let err = ScoreNet::<'_, 2, 4, 4>::new(m.clone()).unwrap_err();
-    assert_eq!((err.what, err.found, err.capacity), ("hidden", 8, 4));
-    assert!(ScoreNet::<'_, 1, 8, 4>::new(m.clone()).is_err());
-    assert!(ScoreNet::<'_, 2, 8, 2>::new(m).is_err());
+    let mut arena = [0.0f32; 64];
+    // The f32 path runs in the arena: ScoreNet v1's time region H + max(H, F) and data 3H.
+    let err = ScoreNet::<'_, 2, 4, 4>::new(m.clone(), &mut arena[..39]).unwrap_err();
+    assert_eq!((err.what, err.found, err.capacity), ("arena", 40, 39));
+    assert!(ScoreNet::<'_, 2, 4, 4>::new(m.clone(), &mut arena[..40]).is_ok());
+    assert!(ScoreNet::<'_, 1, 8, 4>::new(m.clone(), &mut arena[..]).is_err());
+    assert!(ScoreNet::<'_, 2, 8, 2>::new(m, &mut arena[..]).is_err());
 }
 
 /// Golden hashes: the noise stream, one forward pass, one sampling run. Printed on failure so a
@@ -101,7 +105,8 @@ fn golden_hashes() {
 
     let m = Model::parse(TINY).unwrap();
     let schedule = m.process().diffusion().unwrap();
-    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let mut arena = [0.0f32; 64];
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m, &mut arena[..]).unwrap();
     let mut eps = [0.0f32; 2];
     net.eps(&[0.25, -0.75], 0.5, &mut eps);
     let forward = fnv(&eps);
@@ -127,7 +132,8 @@ const GOLDEN: (u64, u64, u64) = (0x31db_49df_98b6_9260, 0x81c4_da42_a1f5_827d, 0
 fn sample_does_not_depend_on_batch_or_order() {
     let m = Model::parse(TINY).unwrap();
     let schedule = m.process().diffusion().unwrap();
-    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let mut arena = [0.0f32; 64];
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m, &mut arena[..]).unwrap();
     let ddpm: Plan = Sampler::Ddpm(Ddpm { steps: 7, variance: Variance::Posterior }).into();
     let mut forward = Vec::new();
     for i in 0..5 {
@@ -151,7 +157,8 @@ fn sample_does_not_depend_on_batch_or_order() {
 fn golden_hash_per_sampler() {
     let m = Model::parse(TINY).unwrap();
     let process = m.process().diffusion().unwrap();
-    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let mut arena = [0.0f32; 64];
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m, &mut arena[..]).unwrap();
     let samplers = [
         Sampler::Ddpm(Ddpm { steps: 5, variance: Variance::Beta }),
         Sampler::Ddim(Ddim { steps: 5, eta: 0.5 }),
@@ -193,7 +200,8 @@ const GOLDEN_SAMPLERS: [(&str, u64); 8] = [
 fn observed_evaluation_is_the_evaluation() {
     use tinyscore_engine::net::Activation;
     let m = Model::parse(TINY).unwrap();
-    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m).unwrap();
+    let mut arena = [0.0f32; 64];
+    let mut net: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(m, &mut arena[..]).unwrap();
     let (x, t) = ([0.4f32, -0.9], 0.3f32);
     let mut plain = [0.0f32; 2];
     net.eps(&x, t, &mut plain);

@@ -117,8 +117,8 @@ fn main() -> ! {
 
     let model = Model::parse(&MODEL.0).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
     let macs = model.dims().macs();
-    let mut net: ScoreNet<'_, { config::DIM }, { config::HIDDEN }, { config::FREQS }> =
-        ScoreNet::new(model).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let mut net: ScoreNet<'_, { config::DIM }, { config::HIDDEN }, { config::FREQS }, [f32; config::ARENA]> =
+        ScoreNet::new(model, [0.0; config::ARENA]).unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
     let mut x = [0.0f32; config::DIM];
     let mut eps = [0.0f32; config::DIM];
     let mut check = 0u32;
@@ -437,13 +437,13 @@ const WIDE: usize = if config::DIM > config::HIDDEN { config::DIM } else { confi
 /// bits differ from [`ScoreNet::eps`] of the same input (computed outside the timing).
 fn batch_cost(
     clock: &mut cycles::Counter,
-    net: &mut ScoreNet<'_, { config::DIM }, { config::HIDDEN }, { config::FREQS }>,
+    net: &mut ScoreNet<'_, { config::DIM }, { config::HIDDEN }, { config::FREQS }, [f32; config::ARENA]>,
     n: usize,
 ) -> (u64, u32) {
     let d = config::DIM;
     let mut xs = [0.0f32; MAX_BATCH * config::DIM];
     let mut outs = [0.0f32; MAX_BATCH * config::DIM];
-    let mut scratch = [0.0f32; 3 * MAX_BATCH * config::HIDDEN];
+    let mut scratch = [0.0f32; config::ARENA_BATCH];
     let mut one = [0.0f32; config::DIM];
     let (mut cycles, mut mismatches) = (0u64, 0u32);
     let calls = EVALS as usize / n;

@@ -57,8 +57,9 @@ struct Aligned<T: ?Sized>(T);
 static MODEL: Aligned<[u8; config::MODEL_LEN]> =
     Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.tsm")));
 
-/// The network type for this model: capacities D, H, F equal to the model's own sizes.
-type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }>;
+/// The network type for this model: capacities D, H, F equal to the model's own sizes, and its
+/// f32 arena inside it (the words its layer graph plans).
+type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }, [f32; config::ARENA]>;
 
 /// The sampler named by `TINYSCORE_SAMPLER`, with `tinyscore sample`'s default settings.
 fn plan(name: &str, steps: u32) -> Plan {
@@ -113,7 +114,7 @@ fn write_row(out: &mut out::Line, row: &[f32]) {
 #[inline(never)]
 fn build_net<'s>(slot: &'s mut Option<Net<'static>>) -> &'s mut Net<'static> {
     match Model::parse(&MODEL.0) {
-        Ok(model) => match ScoreNet::new(model) {
+        Ok(model) => match ScoreNet::new(model, [0.0; config::ARENA]) {
             Ok(net) => slot.insert(net),
             Err(e) => panic!("{}: {e}", config::MODEL_FILE),
         },

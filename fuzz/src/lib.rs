@@ -66,8 +66,9 @@ pub fn load_and_run(bytes: &[u8], t: f32, seed: u64) {
     let Ok(model) = parse_checked(bytes) else { return };
     // parse builds the schedule once to validate it, so building it again cannot fail.
     let diffusion = model.process().diffusion().expect("parse accepted a process that does not build");
-    let mut net: ScoreNet<'_, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }> =
-        ScoreNet::new(model).expect("a valid file fits the largest capacities");
+    let words = ScoreNet::<'_, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }, Vec<f32>>::arena_len(&model);
+    let mut net: ScoreNet<'_, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }, Vec<f32>> =
+        ScoreNet::new(model, vec![0.0; words]).expect("a valid file fits the largest capacities");
     let d = net.dims().dim;
     let mut x = [0.0f32; limits::MAX_DIM];
     for (i, v) in x.iter_mut().enumerate().take(d) {

@@ -11,7 +11,7 @@ use tinyscore_engine::quant;
 use tinyscore_engine::rng::{fill_normal, stream};
 use tinyscore_engine::schedule::BetaSchedule;
 
-use crate::cmd::HostNet;
+use crate::cmd::host_net;
 use crate::tsm::{quantize_rows_i8, ModelSpec, Quant};
 
 /// One calibration input: a noised, normalised example x_t and its time t.
@@ -70,7 +70,7 @@ fn record_maxima(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usi
     };
     let bytes = crate::tsm::write(&spec, Quant::F32).expect("the calibrated weights fit their sizes");
     let model = Model::parse(&bytes).expect("the writer's f32 file parses");
-    let mut net = HostNet::new(model).expect("a valid file fits the host capacities");
+    let mut net = host_net(model).expect("a valid file fits the host capacities");
     let (cols, nb) = (layout::scale_cols(dims.blocks), dims.blocks);
     let mut eps = vec![0.0f32; dims.dim];
     for p in points {
@@ -192,8 +192,8 @@ pub fn integer_params(dims: &Dims, params: &[f32], scales: &[f32], groups: usize
 /// 10·log10(Σ ε_ref² / Σ (ε − ε_ref)²); +∞ when they agree exactly.
 pub fn score_snr(model: &Model<'_>, reference: &Model<'_>, points: &[CalibPoint]) -> f64 {
     let (mut net, mut refnet) = (
-        HostNet::new(model.clone()).expect("host capacities"),
-        HostNet::new(reference.clone()).expect("host capacities"),
+        host_net(model.clone()).expect("host capacities"),
+        host_net(reference.clone()).expect("host capacities"),
     );
     let d = model.dims().dim;
     let (mut e, mut r) = (vec![0.0f32; d], vec![0.0f32; d]);

@@ -34,9 +34,9 @@ pub fn best_kernels() -> Kernels {
 }
 
 /// Runs `f` with [`best_kernels`] set on `net`, then restores its choice.
-fn with_best<'a, const D: usize, const H: usize, const F: usize, R>(
-    net: &mut ScoreNet<'a, D, H, F>,
-    f: impl FnOnce(&mut ScoreNet<'a, D, H, F>) -> R,
+fn with_best<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>, R>(
+    net: &mut ScoreNet<'a, D, H, F, S>,
+    f: impl FnOnce(&mut ScoreNet<'a, D, H, F, S>) -> R,
 ) -> R {
     let before = net.kernels();
     net.set_kernels(best_kernels());
@@ -46,8 +46,8 @@ fn with_best<'a, const D: usize, const H: usize, const F: usize, R>(
 }
 
 /// [`ScoreNet::eps`], with AVX2 where the CPU has it.
-pub fn eps<const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn eps<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     x: &[f32],
     t: f32,
     out: &mut [f32],
@@ -62,8 +62,8 @@ pub fn eps<const D: usize, const H: usize, const F: usize>(
 }
 
 /// [`ScoreNet::eps_batch`], with AVX2 where the CPU has it.
-pub fn eps_batch<const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn eps_batch<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     xs: &[f32],
     t: f32,
     outs: &mut [f32],
@@ -82,8 +82,8 @@ mod avx2 {
     use tinyscore_engine::net::ScoreNet;
 
     #[target_feature(enable = "avx2")]
-    pub fn eps<const D: usize, const H: usize, const F: usize>(
-        net: &mut ScoreNet<'_, D, H, F>,
+    pub fn eps<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+        net: &mut ScoreNet<'_, D, H, F, S>,
         x: &[f32],
         t: f32,
         out: &mut [f32],
@@ -92,8 +92,8 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub fn eps_batch<const D: usize, const H: usize, const F: usize>(
-        net: &mut ScoreNet<'_, D, H, F>,
+    pub fn eps_batch<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+        net: &mut ScoreNet<'_, D, H, F, S>,
         xs: &[f32],
         t: f32,
         outs: &mut [f32],

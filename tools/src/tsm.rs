@@ -5,9 +5,11 @@
 //! `tests/format.rs` round-trips every file this writes through the engine's parser.
 
 use tinyscore_engine::format::{
-    act_tensors, align_up, crc32, file_tensors, DType, Entry, Header, Process, Role, CRC_START, ENTRY_LEN,
-    HEADER_LEN, QUANT_VERSION_W8A8, VERSION,
+    act_tensors, align_up, crc32, field3, file_tensors, DType, DataKind, DataShape, Entry, Header, Process,
+    Role, ARENA_LEN, CRC_START, ENTRY_LEN, HEADER_LEN, QUANT_VERSION_W8A8, VERSION, VERSION_V1,
 };
+use tinyscore_engine::graph::build::Plan;
+use tinyscore_engine::graph::{mlp, GraphError};
 use tinyscore_engine::net::Dims;
 use tinyscore_engine::quant::MAX_GROUPS;
 
@@ -39,7 +41,24 @@ impl Quant {
     }
 }
 
-/// Everything a model file holds, in host form.
+/// A network given as any layer graph (a conv U-Net, say), with what its file holds besides.
+#[derive(Clone, Debug)]
+pub struct GraphSpec<'a> {
+    /// The layer graph (its input shape is the data's C × L or D × 1).
+    pub plan: &'a Plan,
+    /// What the data is.
+    pub data: DataShape,
+    /// The diffusion process.
+    pub process: Process,
+    /// (D,) data mean.
+    pub norm_mean: &'a [f32],
+    /// (D,) data std.
+    pub norm_std: &'a [f32],
+    /// Flat parameters in the graph's tensor order (each layer's weight, then its bias).
+    pub params: &'a [f32],
+}
+
+/// A ScoreNet v1 model, in host form (its graph is `graph::mlp`'s).
 #[derive(Clone, Debug)]
 pub struct ModelSpec<'a> {
     /// Network sizes.
@@ -72,11 +91,14 @@ pub enum WriteError {
     NeedsCalibration,
     /// The number of timestep groups is 0 or above the format's maximum.
     Groups(usize),
+    /// The sizes do not make a valid layer graph.
+    Graph(GraphError),
 }
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Graph(e) => write!(f, "invalid network: {e}"),
             Self::Length { what, found, expected } => {
                 write!(f, "{what} has {found} values, the network needs {expected}")
             }
@@ -130,19 +152,94 @@ fn encode(role: Role, dtype: DType, rows: usize, cols: usize, values: &[f32]) ->
     Payload { role, dtype, rows, cols, data, scales }
 }
 
-/// Encodes a complete `.tsm` file in mode `f32`, `f16` or `w8` (quantization version 1).
+/// The tensors' dtypes under `quant`: normalisation and biases f32, weights as `quant` says.
+fn weight_dtype(quant: Quant) -> DType {
+    quant.dtype(Role::InputW)
+}
+
+/// Encodes a ScoreNet v1 `.tsm` file (structural version 3, its layers from `graph::mlp`) in mode
+/// `f32`, `f16` or `w8` (quantization version 1), for data of `D` points.
 pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> {
+    let data = DataShape { kind: DataKind::Points, channels: spec.dims.dim, length: 1 };
+    write_with(spec, data, quant)
+}
+
+/// [`write`] with the data described as `data` (C·L = D): a signal or an image for the tools.
+pub fn write_with(spec: &ModelSpec<'_>, data: DataShape, quant: Quant) -> Result<Vec<u8>, WriteError> {
+    let plan = mlp::build(&spec.dims).map_err(WriteError::Graph)?;
+    let g = GraphSpec {
+        plan: &plan,
+        data,
+        process: spec.process,
+        norm_mean: spec.norm_mean,
+        norm_std: spec.norm_std,
+        params: spec.params,
+    };
+    write_graph(&g, quant)
+}
+
+/// Encodes any layer graph (structural version 3) in mode `f32`, `f16` or `w8`.
+pub fn write_graph(spec: &GraphSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> {
     if quant == Quant::W8A8 {
         return Err(WriteError::NeedsCalibration);
     }
-    let payloads = param_payloads(spec, quant)?;
-    assemble(spec, payloads, 1, spec.dims.ram_bytes())
+    let payloads = graph_payloads(spec, quant)?;
+    let ram = 4 * (spec.plan.regions().total() + 2 * spec.data.dim());
+    assemble(Some(spec), spec.process, payloads, 1, ram)
 }
 
-/// Encodes a `w8a8` file (quantization version 2): the `w8` tensors, then the activation
-/// tensors of `groups` timestep groups: `scales` (G, 4B+3), `requant` (G, 3H+B(6H+2)+D) and
-/// `luts` (G, (2B+1)·256), as built by `crate::calib`.
+/// Encodes a ScoreNet v1 file in the first structural version (no layer records): what the
+/// test vectors of `docs/format.md` §9 keep, so that readers of version 1 stay tested.
+pub fn write_v1(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> {
+    if quant == Quant::W8A8 {
+        return Err(WriteError::NeedsCalibration);
+    }
+    let payloads = v1_payloads(spec, quant)?;
+    assemble_v1(spec, payloads, 1, spec.dims.ram_bytes())
+}
+
+/// Encodes a `w8a8` ScoreNet v1 file (quantization version 2): the `w8` tensors, then the
+/// activation tensors of `groups` timestep groups: `scales` (G, 4B+3), `requant`
+/// (G, 3H+B(6H+2)+D) and `luts` (G, (2B+1)·256), as built by `crate::calib`.
 pub fn write_w8a8(
+    spec: &ModelSpec<'_>,
+    groups: usize,
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<Vec<u8>, WriteError> {
+    let data = DataShape { kind: DataKind::Points, channels: spec.dims.dim, length: 1 };
+    write_w8a8_with(spec, data, groups, scales, requant, luts)
+}
+
+/// [`write_w8a8`] with the data described as `data`.
+pub fn write_w8a8_with(
+    spec: &ModelSpec<'_>,
+    data: DataShape,
+    groups: usize,
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<Vec<u8>, WriteError> {
+    if groups == 0 || groups > MAX_GROUPS {
+        return Err(WriteError::Groups(groups));
+    }
+    let plan = mlp::build(&spec.dims).map_err(WriteError::Graph)?;
+    let g = GraphSpec {
+        plan: &plan,
+        data,
+        process: spec.process,
+        norm_mean: spec.norm_mean,
+        norm_std: spec.norm_std,
+        params: spec.params,
+    };
+    let mut payloads = graph_payloads(&g, Quant::W8A8)?;
+    payloads.extend(act_payloads(&spec.dims, groups, scales, requant, luts)?);
+    assemble(Some(&g), spec.process, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
+}
+
+/// [`write_w8a8`] in the first structural version (the layout of the version-2 test files).
+pub fn write_w8a8_v1(
     spec: &ModelSpec<'_>,
     groups: usize,
     scales: &[f32],
@@ -152,8 +249,20 @@ pub fn write_w8a8(
     if groups == 0 || groups > MAX_GROUPS {
         return Err(WriteError::Groups(groups));
     }
-    let mut payloads = param_payloads(spec, Quant::W8A8)?;
-    let [(r0, g0, c0), (r1, g1, c1), (r2, g2, c2)] = act_tensors(&spec.dims, groups);
+    let mut payloads = v1_payloads(spec, Quant::W8A8)?;
+    payloads.extend(act_payloads(&spec.dims, groups, scales, requant, luts)?);
+    assemble_v1(spec, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
+}
+
+/// The three activation tensors of a w8a8 file.
+fn act_payloads(
+    dims: &Dims,
+    groups: usize,
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<[Payload; 3], WriteError> {
+    let [(r0, g0, c0), (r1, g1, c1), (r2, g2, c2)] = act_tensors(dims, groups);
     for (what, found, expected) in [
         ("act.scales", scales.len(), g0 * c0),
         ("act.requant", requant.len(), g1 * c1),
@@ -163,34 +272,66 @@ pub fn write_w8a8(
             return Err(WriteError::Length { what, found, expected });
         }
     }
-    payloads.push(Payload {
-        role: r0,
-        dtype: DType::F32,
-        rows: g0,
-        cols: c0,
-        data: scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        scales: Vec::new(),
-    });
-    payloads.push(Payload {
-        role: r1,
-        dtype: DType::I32,
-        rows: g1,
-        cols: c1,
-        data: requant.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        scales: Vec::new(),
-    });
-    payloads.push(Payload {
-        role: r2,
-        dtype: DType::Lut8,
-        rows: g2,
-        cols: c2,
-        data: luts.iter().map(|v| *v as u8).collect(),
-        scales: Vec::new(),
-    });
-    assemble(spec, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
+    Ok([
+        Payload {
+            role: r0,
+            dtype: DType::F32,
+            rows: g0,
+            cols: c0,
+            data: scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            scales: Vec::new(),
+        },
+        Payload {
+            role: r1,
+            dtype: DType::I32,
+            rows: g1,
+            cols: c1,
+            data: requant.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            scales: Vec::new(),
+        },
+        Payload {
+            role: r2,
+            dtype: DType::Lut8,
+            rows: g2,
+            cols: c2,
+            data: luts.iter().map(|v| *v as u8).collect(),
+            scales: Vec::new(),
+        },
+    ])
 }
 
-fn param_payloads(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<Payload>, WriteError> {
+/// The normalisation and the graph's parameters, in table order.
+fn graph_payloads(spec: &GraphSpec<'_>, quant: Quant) -> Result<Vec<Payload>, WriteError> {
+    let d = spec.data.dim();
+    let plan = spec.plan;
+    if plan.input().len() != d {
+        return Err(WriteError::Length { what: "graph input", found: plan.input().len(), expected: d });
+    }
+    for (what, found, expected) in [
+        ("norm.mean", spec.norm_mean.len(), d),
+        ("norm.std", spec.norm_std.len(), d),
+        ("parameters", spec.params.len(), plan.param_count()),
+    ] {
+        if found != expected {
+            return Err(WriteError::Length { what, found, expected });
+        }
+    }
+    let mut payloads = vec![
+        encode(Role::NormMean, DType::F32, d, 1, spec.norm_mean),
+        encode(Role::NormStd, DType::F32, d, 1, spec.norm_std),
+    ];
+    let mut offset = 0;
+    // Each layer's weight (even index), then its bias (odd).
+    for (k, &(rows, cols)) in plan.tensors().iter().enumerate() {
+        let v = &spec.params[offset..offset + rows * cols];
+        offset += rows * cols;
+        let dtype = if k % 2 == 0 { weight_dtype(quant) } else { DType::F32 };
+        payloads.push(encode(Role::Param, dtype, rows, cols, v));
+    }
+    Ok(payloads)
+}
+
+fn v1_payloads(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<Payload>, WriteError> {
     let dims = spec.dims;
     for (what, found, expected) in [
         ("norm.mean", spec.norm_mean.len(), dims.dim),
@@ -218,19 +359,14 @@ fn param_payloads(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<Payload>, Wr
     Ok(payloads)
 }
 
-fn assemble(
-    spec: &ModelSpec<'_>,
-    payloads: Vec<Payload>,
-    quant_version: u16,
-    ram_bytes: usize,
-) -> Result<Vec<u8>, WriteError> {
-    let dims = spec.dims;
-
-    let table_end = HEADER_LEN + ENTRY_LEN * payloads.len();
+/// Lays out the regions after a table that starts at `table`, fills the entries; returns the
+/// file (header and table bytes zero) and the entries.
+fn regions(table: usize, payloads: &[Payload]) -> Result<(Vec<u8>, Vec<Entry>), WriteError> {
+    let table_end = table + ENTRY_LEN * payloads.len();
     let mut file = vec![0u8; table_end];
     let mut entries = Vec::with_capacity(payloads.len());
     let to_u32 = |x: usize| u32::try_from(x).map_err(|_| WriteError::TooLarge);
-    for p in &payloads {
+    for p in payloads {
         let data_offset = align_up(file.len()).ok_or(WriteError::TooLarge)?;
         file.resize(data_offset, 0);
         file.extend_from_slice(&p.data);
@@ -253,24 +389,83 @@ fn assemble(
             scale_len: to_u32(p.scales.len())?,
         });
     }
+    for (i, e) in entries.iter().enumerate() {
+        let o = table + ENTRY_LEN * i;
+        file[o..o + ENTRY_LEN].copy_from_slice(&e.encode());
+    }
+    Ok((file, entries))
+}
+
+fn seal(file: &mut [u8]) {
+    let crc = crc32(&file[CRC_START..]);
+    file[tinyscore_engine::format::field::CRC..tinyscore_engine::format::field::CRC + 4]
+        .copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A version-3 file: header, arena section, layer records, table, regions.
+fn assemble(
+    spec: Option<&GraphSpec<'_>>,
+    process: Process,
+    payloads: Vec<Payload>,
+    quant_version: u16,
+    ram_bytes: usize,
+) -> Result<Vec<u8>, WriteError> {
+    let spec = spec.ok_or(WriteError::TooLarge)?;
+    let plan = spec.plan;
+    let records = plan.records();
+    let table = field3::RECORDS + records.len();
+    let (mut file, _) = regions(table, &payloads)?;
+    let to_u32 = |x: usize| u32::try_from(x).map_err(|_| WriteError::TooLarge);
+    let graph = plan.graph().map_err(WriteError::Graph)?;
+    let d = spec.data.dim();
+    let dims = graph.mlp_dims().unwrap_or(Dims { dim: d, hidden: 0, freqs: 0, blocks: 0 });
     let header = Header {
         version: VERSION,
         quant_version,
         crc: 0,
         file_len: to_u32(file.len())?,
         dims,
+        data: spec.data,
+        regions: plan.regions(),
+        layers: graph.len(),
+        input: plan.input(),
+        process,
+        ram_bytes: to_u32(ram_bytes)?,
+        tensor_count: to_u32(payloads.len())?,
+    };
+    file[..HEADER_LEN].copy_from_slice(&header.encode());
+    file[HEADER_LEN..HEADER_LEN + ARENA_LEN].copy_from_slice(&header.encode_arena());
+    file[field3::RECORDS..table].copy_from_slice(records);
+    seal(&mut file);
+    Ok(file)
+}
+
+/// A version-1 file: header, table, regions.
+fn assemble_v1(
+    spec: &ModelSpec<'_>,
+    payloads: Vec<Payload>,
+    quant_version: u16,
+    ram_bytes: usize,
+) -> Result<Vec<u8>, WriteError> {
+    let dims = spec.dims;
+    let (mut file, _) = regions(HEADER_LEN, &payloads)?;
+    let to_u32 = |x: usize| u32::try_from(x).map_err(|_| WriteError::TooLarge);
+    let header = Header {
+        version: VERSION_V1,
+        quant_version,
+        crc: 0,
+        file_len: to_u32(file.len())?,
+        dims,
+        data: DataShape { kind: DataKind::Points, channels: dims.dim, length: 1 },
+        regions: mlp::regions(&dims),
+        layers: mlp::layer_count(&dims),
+        input: tinyscore_engine::graph::Shape { channels: dims.dim, length: 1 },
         process: spec.process,
         ram_bytes: to_u32(ram_bytes)?,
         tensor_count: to_u32(payloads.len())?,
     };
     file[..HEADER_LEN].copy_from_slice(&header.encode());
-    for (i, e) in entries.iter().enumerate() {
-        let o = HEADER_LEN + ENTRY_LEN * i;
-        file[o..o + ENTRY_LEN].copy_from_slice(&e.encode());
-    }
-    let crc = crc32(&file[CRC_START..]);
-    file[tinyscore_engine::format::field::CRC..tinyscore_engine::format::field::CRC + 4]
-        .copy_from_slice(&crc.to_le_bytes());
+    seal(&mut file);
     Ok(file)
 }
 

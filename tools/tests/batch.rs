@@ -12,7 +12,7 @@ use tinyscore_engine::sampler::{
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
-type Net<'a> = ScoreNet<'a, 64, 128, 32>;
+type Net<'a> = ScoreNet<'a, 64, 128, 32, Vec<f32>>;
 
 fn moons(name: &str) -> Vec<u8> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware-example/models/");
@@ -61,7 +61,7 @@ fn files() -> Vec<(String, Vec<u8>)> {
 #[test]
 fn eps_batch_equals_eps_bit_for_bit() {
     for (label, bytes) in files() {
-        let mut net: Net<'_> = ScoreNet::new(Model::parse(&bytes).unwrap()).unwrap();
+        let mut net: Net<'_> = ScoreNet::new(Model::parse(&bytes).unwrap(), vec![0.0; 1 << 16]).unwrap();
         let d = net.dims().dim;
         for k in [1usize, 2, 3, 4, 5, 8, 17, 40] {
             let xs: Vec<f32> = (0..k * d).map(|i| (i as f32 * 0.77 + k as f32).cos() * 1.7).collect();
@@ -120,7 +120,7 @@ fn lockstep_sampling_equals_one_sample_at_a_time() {
             let bytes = file(dims, process, &params, &[0.1; 3], &[2.0; 3], quant);
             let model = Model::parse(&bytes).unwrap();
             let diff = model.process().diffusion().unwrap();
-            let mut net: Net<'_> = ScoreNet::new(model).unwrap();
+            let mut net: Net<'_> = ScoreNet::new(model, vec![0.0; 1 << 16]).unwrap();
             for (s, sampler) in samplers.iter().enumerate() {
                 if sampler.check(&diff).is_err() {
                     continue;
@@ -130,7 +130,7 @@ fn lockstep_sampling_equals_one_sample_at_a_time() {
                 let (first, k) = (7u32, 5usize);
                 let mut scratch = vec![0.0f32; net.batch_scratch_len(k)];
                 let mut batch = vec![0.0f32; k * 3];
-                draw_batch::<15, 64, 128, 32>(&mut net, &diff, &plan, 42, first, &mut scratch, &mut batch)
+                draw_batch::<15, 64, 128, 32, _>(&mut net, &diff, &plan, 42, first, &mut scratch, &mut batch)
                     .unwrap();
                 for i in 0..k {
                     let mut one = [0.0f32; 3];

@@ -44,7 +44,8 @@ fn eval_csv_prints_the_engines_eps() {
     let out = tinyscore(&["bench", W8A8, "--eval-csv", csv.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     let bytes = std::fs::read(W8A8).unwrap();
-    let mut net: ScoreNet<'_, 2, 128, 32> = ScoreNet::new(Model::parse(&bytes).unwrap()).unwrap();
+    let mut net: ScoreNet<'_, 2, 128, 32, Vec<f32>> =
+        ScoreNet::new(Model::parse(&bytes).unwrap(), vec![0.0; 1 << 16]).unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     for (line, (t, x)) in lines.iter().zip([(0.5f32, [0.25f32, -1.5]), (1.0, [2.0, 3.0])]) {

@@ -25,7 +25,8 @@ fn engine_forward_equals_trainer_forward() {
             params: &params,
         };
         let bytes = write(&spec, Quant::F32).unwrap();
-        let mut net: ScoreNet<'_, 64, 96, 32> = ScoreNet::new(Model::parse(&bytes).unwrap()).unwrap();
+        let mut net: ScoreNet<'_, 64, 96, 32, Vec<f32>> =
+            ScoreNet::new(Model::parse(&bytes).unwrap(), vec![0.0; 1 << 16]).unwrap();
 
         let batch = 17;
         let x: Vec<f32> = (0..batch * dims.dim).map(|i| (i as f32 * 0.77).cos() * 1.5).collect();

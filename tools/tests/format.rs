@@ -1,13 +1,15 @@
-//! The `.tsm` writer against the engine's reader: round trips, the checked-in test vector, and one
-//! hand-made malicious file per `FormatError` variant (each behind a valid CRC where the check
-//! sits behind the CRC, so the field checks themselves are exercised).
+//! The `.tsm` writer against the engine's reader in the first structural version (ScoreNet v1
+//! without layer records, which readers keep reading): round trips, the checked-in test vector,
+//! and one hand-made malicious file per `FormatError` variant of that layout (each behind a valid
+//! CRC where the check sits behind the CRC, so the field checks themselves are exercised). The
+//! version-3 layer graph has its own file, `tests/graph_format.rs`.
 
 use tinyscore_engine::format::layout;
 use tinyscore_engine::format::{field, DType, FormatError, Model, Process, Role, ENTRY_LEN, HEADER_LEN};
 use tinyscore_engine::net::Dims;
 use tinyscore_engine::schedule::{BetaSchedule, ScheduleError, Sde};
 use tinyscore_tools::calib;
-use tinyscore_tools::tsm::{reseal, write, write_w8a8, ModelSpec, Quant};
+use tinyscore_tools::tsm::{reseal, write_v1 as write, write_w8a8_v1 as write_w8a8, ModelSpec, Quant};
 
 const TINY: Dims = Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 };
 const MEAN: [f32; 2] = [0.5, -0.25];
@@ -141,7 +143,7 @@ fn w8a8_round_trips_and_tracks_the_float_network() {
         assert_eq!(m.groups(), groups);
         assert_eq!(m.header().quant_version, 2);
         assert_eq!(m.header().ram_bytes as usize, TINY.ram_bytes_int8());
-        assert_eq!(m.tensors().len(), 14 + 3);
+        assert_eq!(m.tensor_count(), 14 + 3);
         let float = tiny_file(Quant::F32);
         let float = Model::parse(&float).unwrap();
         let examples: Vec<f32> = (0..64).map(|i| (i as f32 * 0.7).sin()).collect();

@@ -1,6 +1,7 @@
 //! [`FormatError`]: every way a file can be refused, one variant per failure, each with what was
 //! found and what was expected (`docs/format.md` names the rule behind each).
 
+use crate::graph::GraphError;
 use crate::schedule::ScheduleError;
 
 /// Every way a file can be refused.
@@ -179,6 +180,16 @@ pub enum FormatError {
         /// Column of `act.requant`.
         column: usize,
     },
+    /// The layer graph is inconsistent ([`GraphError`] says how).
+    Graph(GraphError),
+    /// A `w8a8` file whose graph is not ScoreNet v1's: the integer path runs only that network.
+    Int8NotMlp,
+    /// The data description is inconsistent (unknown kind, an image width that does not divide
+    /// L, or D = C·L beyond the engine's bound).
+    BadData {
+        /// Which field.
+        what: &'static str,
+    },
 }
 
 impl core::fmt::Display for FormatError {
@@ -203,6 +214,9 @@ impl core::fmt::Display for FormatError {
             UnknownFlags(x) => write!(f, "unknown flag bits {x:#x}"),
             ReservedNonZero(o) => write!(f, "reserved field at byte {o} is not zero"),
             BadDims { what, found } => write!(f, "invalid network size {what} = {found}"),
+            Graph(e) => write!(f, "layer graph: {e}"),
+            Int8NotMlp => write!(f, "w8a8 (integer) files run only the ScoreNet v1 MLP graph"),
+            BadData { what } => write!(f, "invalid data description: {what}"),
             UnknownProcess(k) => write!(f, "unknown diffusion process kind {k}"),
             UnknownSchedule(k) => write!(f, "unknown schedule kind {k}"),
             BadSchedule(e) => write!(f, "invalid schedule: {e}"),
@@ -257,5 +271,11 @@ impl core::error::Error for FormatError {}
 impl From<ScheduleError> for FormatError {
     fn from(e: ScheduleError) -> Self {
         Self::BadSchedule(e)
+    }
+}
+
+impl From<GraphError> for FormatError {
+    fn from(e: GraphError) -> Self {
+        Self::Graph(e)
     }
 }

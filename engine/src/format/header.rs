@@ -4,13 +4,14 @@
 //! with the same items the reader decodes with, so the two cannot drift.
 
 use super::dims::Dims;
-use crate::limits;
 use crate::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete, MAX_STEPS};
 
 /// The file's first four bytes.
 pub const MAGIC: [u8; 4] = *b"TSM\0";
-/// The structural version this reader understands.
-pub const VERSION: u16 = 1;
+/// The structural version writers use: the network as a layer graph (`docs/format.md` §10).
+pub const VERSION: u16 = 3;
+/// The first structural version, ScoreNet v1 only, which this reader still reads.
+pub const VERSION_V1: u16 = 1;
 /// The highest quantization version this reader understands (1: f32, f16 and int8 per-channel
 /// weights; 2: adds the `w8a8` activation tensors). Writers use the lowest version a file needs.
 pub const QUANT_VERSION: u16 = 2;
@@ -20,9 +21,13 @@ pub const QUANT_VERSION_W8A8: u16 = 2;
 pub const HEADER_LEN: usize = 64;
 /// Alignment of every data region.
 pub const ALIGN: usize = 16;
-/// Largest number of tensors a file may hold: norm (2) + time (4) + input (2) + blocks (4·8) +
-/// output (2) + activation parameters (3, quantization version 2).
-pub const MAX_TENSORS: usize = 2 + 4 + 2 + 4 * limits::MAX_BLOCKS + 2 + 3;
+/// Largest number of tensors a file may hold: the normalisation (2), a weight and a bias per
+/// layer, and the activation parameters (3, quantization version 2).
+pub const MAX_TENSORS: usize = 2 + crate::graph::MAX_PARAMS + 3;
+/// Largest D of a version-1 file (ScoreNet v1's bound).
+pub const V1_MAX_DIM: usize = 256;
+/// Bytes of the arena section after a version-3 header: time, data and scratch words, reserved.
+pub const ARENA_LEN: usize = 16;
 
 /// Byte offsets of the header fields.
 pub mod field {
@@ -62,6 +67,83 @@ pub mod field {
     pub const TENSOR_COUNT: usize = 56;
     /// `u32` reserved (zero).
     pub const RESERVED1: usize = 60;
+}
+
+/// Byte offsets of the fields where a version-3 header differs from version 1 (§3.2), and of the
+/// arena section that follows it.
+pub mod field3 {
+    /// `u16` C, the data's channels.
+    pub const CHANNELS: usize = 20;
+    /// `u16` L, the data's length (D = C·L).
+    pub const LENGTH: usize = 22;
+    /// `u8` what the data is ([`super::DataKind`]).
+    pub const DATA_KIND: usize = 24;
+    /// `u8` reserved (zero).
+    pub const RESERVED_KIND: usize = 25;
+    /// `u16` an image's width (L = height·width), 0 for other kinds.
+    pub const WIDTH: usize = 26;
+    /// `u16` the number of layers.
+    pub const LAYERS: usize = 60;
+    /// `u16` reserved (zero).
+    pub const RESERVED2: usize = 62;
+    /// `u32` words of the arena's time region (after the header).
+    pub const TIME_WORDS: usize = 64;
+    /// `u32` words of the data region.
+    pub const DATA_WORDS: usize = 68;
+    /// `u32` words of the scratch region.
+    pub const SCRATCH_WORDS: usize = 72;
+    /// `u16` the channels of the graph's input (ScoreNet v1: D; a conv graph: C).
+    pub const INPUT_CHANNELS: usize = 76;
+    /// `u16` the length of the graph's input (ScoreNet v1: 1; a conv graph: L).
+    pub const INPUT_LENGTH: usize = 78;
+    /// The first layer record.
+    pub const RECORDS: usize = 80;
+}
+
+/// What a file's data is, for the tools that read and draw it (the engine treats all alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DataKind {
+    /// Points in R^D (C = D, L = 1), e.g. the 2-D toy sets.
+    Points,
+    /// A signal of C channels × L samples (one window of a recording).
+    Signal,
+    /// An image of C channels × height × width (L = height·width, row-major).
+    Image {
+        /// The width; the height is L / width.
+        width: usize,
+    },
+}
+
+impl DataKind {
+    /// The header code (byte 24).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Points => 0,
+            Self::Signal => 1,
+            Self::Image { .. } => 2,
+        }
+    }
+}
+
+/// The shape of the data a model generates: C channels × L samples, channel-major in a vector
+/// of D = C·L values (a CSV row), and what it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DataShape {
+    /// What the data is.
+    pub kind: DataKind,
+    /// C.
+    pub channels: usize,
+    /// L.
+    pub length: usize,
+}
+
+impl DataShape {
+    /// D = C·L.
+    pub fn dim(&self) -> usize {
+        self.channels * self.length
+    }
 }
 
 /// The CRC is computed over the bytes from here to the end of the file.
@@ -192,8 +274,18 @@ pub struct Header {
     pub crc: u32,
     /// Total length in bytes.
     pub file_len: u32,
-    /// Network sizes.
+    /// ScoreNet v1's sizes when the network is one (version 1, or a version-3 graph of that
+    /// shape); otherwise D and the first time layer's F, with H = B = 0.
     pub dims: Dims,
+    /// The data's shape (version 1: D points).
+    pub data: DataShape,
+    /// The arena's regions (version 1: those of ScoreNet v1's graph).
+    pub regions: crate::graph::Regions,
+    /// Layers of the graph.
+    pub layers: usize,
+    /// The graph's input shape (channels × length, their product D): the data seen as a vector
+    /// (D × 1) by a dense network, as C × L by a convolutional one.
+    pub input: crate::graph::Shape,
     /// The diffusion process.
     pub process: Process,
     /// Working RAM of the engine for this file.
@@ -213,13 +305,31 @@ impl Header {
         b[field::CRC..field::CRC + 4].copy_from_slice(&self.crc.to_le_bytes());
         b[field::FILE_LEN..field::FILE_LEN + 4].copy_from_slice(&self.file_len.to_le_bytes());
         let d = &self.dims;
-        for (off, v) in [
-            (field::DIM, d.dim),
-            (field::HIDDEN, d.hidden),
-            (field::FREQS, d.freqs),
-            (field::BLOCKS, d.blocks),
-        ] {
-            b[off..off + 2].copy_from_slice(&(v as u16).to_le_bytes());
+        let sizes = if self.version == VERSION_V1 {
+            [
+                (field::DIM, d.dim),
+                (field::HIDDEN, d.hidden),
+                (field::FREQS, d.freqs),
+                (field::BLOCKS, d.blocks),
+            ]
+        } else {
+            let width = match self.data.kind {
+                DataKind::Image { width } => width,
+                _ => 0,
+            };
+            b[field3::DATA_KIND] = self.data.kind.code();
+            b[field3::LAYERS..field3::LAYERS + 2].copy_from_slice(&(self.layers as u16).to_le_bytes());
+            [
+                (field3::CHANNELS, self.data.channels),
+                (field3::LENGTH, self.data.length),
+                (field3::WIDTH, width),
+                (0, 0),
+            ]
+        };
+        for (off, v) in sizes {
+            if off != 0 {
+                b[off..off + 2].copy_from_slice(&(v as u16).to_le_bytes());
+            }
         }
         let (pk, sk, steps, params) = self.process.encode();
         b[field::PROCESS] = pk;
@@ -231,6 +341,19 @@ impl Header {
         }
         b[field::RAM_BYTES..field::RAM_BYTES + 4].copy_from_slice(&self.ram_bytes.to_le_bytes());
         b[field::TENSOR_COUNT..field::TENSOR_COUNT + 4].copy_from_slice(&self.tensor_count.to_le_bytes());
+        b
+    }
+
+    /// The 16 bytes of a version-3 file's arena section (time, data, scratch words, reserved).
+    #[allow(clippy::indexing_slicing)] // constant offsets into a [u8; ARENA_LEN]
+    pub fn encode_arena(&self) -> [u8; ARENA_LEN] {
+        let mut b = [0u8; ARENA_LEN];
+        let r = &self.regions;
+        for (i, v) in [r.time, r.data, r.scratch].into_iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&(v as u32).to_le_bytes());
+        }
+        b[12..14].copy_from_slice(&(self.input.channels as u16).to_le_bytes());
+        b[14..16].copy_from_slice(&(self.input.length as u16).to_le_bytes());
         b
     }
 }

@@ -26,11 +26,13 @@ pub use crc::{crc32, crc32_update};
 pub use dims::{act_tensors, file_tensors, Dims};
 pub use error::FormatError;
 pub use header::{
-    align_up, field, process, schedule_kind, Header, Process, ALIGN, CRC_START, HEADER_LEN, MAGIC,
-    MAX_TENSORS, QUANT_VERSION, QUANT_VERSION_W8A8, VERSION,
+    align_up, field, field3, process, schedule_kind, DataKind, DataShape, Header, Process, ALIGN, ARENA_LEN,
+    CRC_START, HEADER_LEN, MAGIC, MAX_TENSORS, QUANT_VERSION, QUANT_VERSION_W8A8, V1_MAX_DIM, VERSION,
+    VERSION_V1,
 };
 pub use table::{DType, Entry, Role, ENTRY_LEN};
 
+use crate::graph::{self, op::RECORD_LEN, Graph, GraphError, Regions, Tensors};
 use crate::limits;
 use crate::quant;
 use crate::schedule::{BetaSchedule, Sde};
@@ -187,20 +189,51 @@ fn read_f32(bytes: &[u8], i: usize) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// A parsed, validated model file: the header and views of its tensors.
+/// A parsed, validated model file: the header, its layer graph, and views of its tensors
+/// (decoded from the table when asked, so a model costs the same few words of RAM whatever its
+/// size).
 #[derive(Clone, Debug)]
 pub struct Model<'a> {
+    bytes: &'a [u8],
     header: Header,
-    tensors: [Tensor<'a>; MAX_TENSORS],
+    /// Byte offset of the tensor table.
+    table: usize,
     count: usize,
+    graph: Graph<'a>,
+}
+
+/// The tensor table of a file being parsed, as the graph's checks see it.
+struct TableView<'b> {
+    bytes: &'b [u8],
+    table: usize,
+    count: usize,
+}
+
+impl Tensors for TableView<'_> {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn param_shape(&self, i: usize) -> Option<(usize, usize)> {
+        if i >= self.count {
+            return None;
+        }
+        let off = self.table.checked_add(ENTRY_LEN.checked_mul(i)?)?;
+        let e = Entry::decode(self.bytes.get(off..off + ENTRY_LEN)?);
+        match Role::from_code(e.role)? {
+            Role::NormMean | Role::NormStd | Role::ActScales | Role::ActRequant | Role::ActLut => None,
+            _ => Some((e.rows as usize, e.cols as usize)),
+        }
+    }
 }
 
 impl<'a> Model<'a> {
     /// Parses and validates `bytes` (zero-copy: the tensors borrow from it).
     ///
     /// Checks, in order: length, magic, versions, file length, CRC, flags and reserved fields,
-    /// sizes, process, RAM figure, tensor count, then every entry (role, dtype, shape, lengths,
-    /// placement, padding, values). See `docs/format.md` for the rule behind each error.
+    /// sizes, process, tensor count, every entry (role, dtype, shape, lengths, placement,
+    /// padding, values), the layer graph, the RAM figure. See `docs/format.md` for the rule
+    /// behind each error.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
         if bytes.len() < HEADER_LEN {
             return Err(FormatError::Truncated { needed: HEADER_LEN, found: bytes.len() });
@@ -209,9 +242,10 @@ impl<'a> Model<'a> {
             return Err(FormatError::BadMagic);
         }
         let version = u16_at(bytes, field::VERSION);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_V1 {
             return Err(FormatError::UnsupportedVersion { found: version, supported: VERSION });
         }
+        let v1 = version == VERSION_V1;
         let quant_version = u16_at(bytes, field::QUANT_VERSION);
         if quant_version == 0 || quant_version > QUANT_VERSION {
             return Err(FormatError::UnsupportedQuantVersion {
@@ -235,37 +269,70 @@ impl<'a> Model<'a> {
         if flags != 0 {
             return Err(FormatError::UnknownFlags(flags));
         }
-        for (off, len) in [(field::RESERVED0, 2), (field::RESERVED1, 4)] {
+        let reserved: &[(usize, usize)] = if v1 {
+            &[(field::RESERVED0, 2), (field::RESERVED1, 4)]
+        } else {
+            &[(field3::RESERVED_KIND, 1), (field::RESERVED0, 2), (field3::RESERVED2, 2)]
+        };
+        for &(off, len) in reserved {
             if bytes.get(off..off + len).map_or(true, |r| r.iter().any(|&b| b != 0)) {
                 return Err(FormatError::ReservedNonZero(off));
             }
         }
-
-        let dims = Self::parse_dims(bytes)?;
-        let process = Self::parse_process(bytes)?;
         let int8 = quant_version >= QUANT_VERSION_W8A8;
-
-        let ram_bytes = u32_at(bytes, field::RAM_BYTES);
-        let ram_computed = if int8 { dims.ram_bytes_int8() } else { dims.ram_bytes() } as u32;
-        if ram_bytes != ram_computed {
-            return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });
-        }
+        // Sizes: v1's D, H, F, B; v3's data shape, layers and arena.
+        let (v1_dims, data, layers, regions, input, table) = if v1 {
+            let dims = Self::parse_dims(bytes)?;
+            let data = DataShape { kind: DataKind::Points, channels: dims.dim, length: 1 };
+            let input = graph::Shape { channels: dims.dim, length: 1 };
+            (Some(dims), data, graph::mlp::layer_count(&dims), graph::mlp::regions(&dims), input, HEADER_LEN)
+        } else {
+            let data = Self::parse_data(bytes)?;
+            let layers = u16_at(bytes, field3::LAYERS) as usize;
+            if layers == 0 || layers > graph::MAX_LAYERS {
+                return Err(GraphError::LayerCount { found: layers }.into());
+            }
+            let w = |o: usize| u32_at(bytes, o) as usize;
+            let regions = Regions {
+                time: w(field3::TIME_WORDS),
+                data: w(field3::DATA_WORDS),
+                scratch: w(field3::SCRATCH_WORDS),
+            };
+            let h = |o: usize| u16_at(bytes, o) as usize;
+            let input = graph::Shape { channels: h(field3::INPUT_CHANNELS), length: h(field3::INPUT_LENGTH) };
+            if input.len() != data.dim() {
+                return Err(FormatError::BadData { what: "graph input" });
+            }
+            (None, data, layers, regions, input, field3::RECORDS + RECORD_LEN * layers)
+        };
+        let process = Self::parse_process(bytes)?;
         let tensor_count = u32_at(bytes, field::TENSOR_COUNT);
-        let expected = (2 + dims.params().count() + if int8 { 3 } else { 0 }) as u32;
-        if tensor_count != expected {
-            return Err(FormatError::TensorCount { found: tensor_count, expected });
-        }
         let count = tensor_count as usize;
-        // count ≤ MAX_TENSORS, so this cannot overflow.
-        let table_end = HEADER_LEN + ENTRY_LEN * count;
+        if let Some(dims) = v1_dims {
+            let expected = (2 + dims.params().count() + if int8 { 3 } else { 0 }) as u32;
+            if tensor_count != expected {
+                return Err(FormatError::TensorCount { found: tensor_count, expected });
+            }
+        } else if count < 2 + 2 + if int8 { 3 } else { 0 } || count > MAX_TENSORS {
+            return Err(FormatError::TensorCount { found: tensor_count, expected: MAX_TENSORS as u32 });
+        }
+        // count ≤ MAX_TENSORS and layers ≤ MAX_LAYERS, so this cannot overflow.
+        let table_end = table + ENTRY_LEN * count;
         if bytes.len() < table_end {
             return Err(FormatError::Truncated { needed: table_end, found: bytes.len() });
         }
+        let entry = |index: usize| -> Result<(usize, Entry), FormatError> {
+            let off = table + ENTRY_LEN * index;
+            let raw = bytes
+                .get(off..off + ENTRY_LEN)
+                .ok_or(FormatError::Truncated { needed: table_end, found: bytes.len() })?;
+            Ok((off, Entry::decode(raw)))
+        };
 
-        // The number of timestep groups G of a v2 file: the rows of `act.scales`' entry.
+        // The number of timestep groups G of a w8a8 file: the rows of `act.scales`' entry (the
+        // third last).
         let groups = if int8 {
-            let slot = Role::ActScales.slot(dims.blocks);
-            let g = u32_at(bytes, HEADER_LEN + ENTRY_LEN * slot + 4);
+            let g = entry(count - 3)?.1.rows;
             if g == 0 || g as usize > quant::MAX_GROUPS {
                 return Err(FormatError::BadGroups { found: g, max: quant::MAX_GROUPS as u32 });
             }
@@ -273,31 +340,58 @@ impl<'a> Model<'a> {
         } else {
             0
         };
-        let acts = act_tensors(&dims, groups);
-        let acts = acts.get(..if int8 { 3 } else { 0 }).unwrap_or(&[]);
-
-        let mut tensors = [Tensor::EMPTY; MAX_TENSORS];
+        // The roles and shapes every entry must have: v1's canonical list; in v3 the
+        // normalisation, then parameters (shapes checked by the graph), then the activation
+        // tensors, whose shapes follow from ScoreNet v1's sizes (checked once the graph is).
+        let d = data.dim();
+        let v1_list = v1_dims.map(|dims| {
+            let acts = act_tensors(&dims, groups);
+            let acts = acts.get(..if int8 { 3 } else { 0 }).unwrap_or(&[]);
+            let mut list = [(Role::NormMean, 0usize, 0usize); MAX_TENSORS];
+            for (slot, item) in list.iter_mut().zip(file_tensors(&dims).chain(acts.iter().copied())) {
+                *slot = item;
+            }
+            list
+        });
         let mut prev_end = table_end;
-        for (index, (role, rows, cols)) in file_tensors(&dims).chain(acts.iter().copied()).enumerate() {
-            let off = HEADER_LEN + ENTRY_LEN * index;
-            let raw = bytes
-                .get(off..off + ENTRY_LEN)
-                .ok_or(FormatError::Truncated { needed: table_end, found: bytes.len() })?;
+        for index in 0..count {
+            let (off, e) = entry(index)?;
+            let raw = bytes.get(off..off + ENTRY_LEN).unwrap_or(&[]);
             let byte3_set = raw.get(3) != Some(&0);
             if byte3_set || raw.get(28..).map_or(true, |r| r.iter().any(|&b| b != 0)) {
                 return Err(FormatError::ReservedNonZero(if byte3_set { off + 3 } else { off + 28 }));
             }
-            let e = Entry::decode(raw);
+            let (role, rows, cols) = match &v1_list {
+                Some(list) => list.get(index).copied().unwrap_or((Role::NormMean, 0, 0)),
+                None => {
+                    let acts = [Role::ActScales, Role::ActRequant, Role::ActLut];
+                    let role = match index {
+                        0 => Role::NormMean,
+                        1 => Role::NormStd,
+                        i if int8 && i + 3 >= count => {
+                            acts.get(i + 3 - count).copied().unwrap_or(Role::ActLut)
+                        }
+                        _ => Role::Param,
+                    };
+                    let (rows, cols) = match role {
+                        Role::NormMean | Role::NormStd => (d, 1),
+                        _ => (e.rows as usize, e.cols as usize),
+                    };
+                    (role, rows, cols)
+                }
+            };
             if e.role != role.code() {
                 return Err(FormatError::UnexpectedTensor { index, found: e.role, expected: role.code() });
             }
             let dtype = DType::from_code(e.dtype).ok_or(FormatError::BadDtype { index, code: e.dtype })?;
             // Normalisation and biases stay f32; only weight matrices may be quantized, and in a
-            // w8a8 file they must be int8; the activation tensors have one dtype each.
+            // w8a8 file they must be int8; the activation tensors have one dtype each. (A v3
+            // parameter's kind — weight or bias — is known from the graph: checked below.)
             let allowed = match role {
                 Role::ActScales => dtype == DType::F32,
                 Role::ActRequant => dtype == DType::I32,
                 Role::ActLut => dtype == DType::Lut8,
+                Role::Param => matches!(dtype, DType::F32 | DType::F16 | DType::I8),
                 r if r.is_matrix() && int8 => dtype == DType::I8,
                 r if r.is_matrix() => matches!(dtype, DType::F32 | DType::F16 | DType::I8),
                 _ => dtype == DType::F32,
@@ -305,16 +399,19 @@ impl<'a> Model<'a> {
             if !allowed {
                 return Err(FormatError::BadDtype { index, code: e.dtype });
             }
-            if e.rows as usize != rows || e.cols as usize != cols {
+            if e.rows as usize != rows || e.cols as usize != cols || rows == 0 || cols == 0 {
                 return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
             }
-            // rows ≤ 512 and cols ≤ 26 384 (act.requant), so these products cannot overflow.
-            let want_data = rows * cols * dtype.size();
+            let want_data = rows
+                .checked_mul(cols)
+                .and_then(|n| n.checked_mul(dtype.size()))
+                .filter(|&n| n <= bytes.len())
+                .ok_or(FormatError::BadLength { index })?;
             let want_scales = if dtype.has_scales() { 4 * rows } else { 0 };
             if e.data_len as usize != want_data || e.scale_len as usize != want_scales {
                 return Err(FormatError::BadLength { index });
             }
-            let data = Self::region(bytes, index, &mut prev_end, e.data_offset, want_data)?;
+            let data_region = Self::region(bytes, index, &mut prev_end, e.data_offset, want_data)?;
             let scales = if dtype.has_scales() {
                 Self::region(bytes, index, &mut prev_end, e.scale_offset, want_scales)?
             } else {
@@ -323,22 +420,116 @@ impl<'a> Model<'a> {
                 }
                 &[]
             };
-            let t = Tensor { role, dtype, rows, cols, data, scales };
+            let t = Tensor { role, dtype, rows, cols, data: data_region, scales };
             Self::check_values(&t, index)?;
-            // index < count ≤ MAX_TENSORS (the tensor count check above).
-            if let Some(slot) = tensors.get_mut(index) {
-                *slot = t;
-            }
         }
         if prev_end != bytes.len() {
             return Err(FormatError::TrailingBytes { end: prev_end, file_len: bytes.len() });
         }
-        let header = Header { version, quant_version, crc, file_len, dims, process, ram_bytes, tensor_count };
-        let model = Self { header, tensors, count };
+        let view = TableView { bytes, table, count };
+        let graph = match v1_dims {
+            Some(dims) => Graph::mlp(dims, &view)?,
+            None => {
+                let records = bytes.get(field3::RECORDS..table).unwrap_or(&[]);
+                Graph::new(records, input, regions, &view)?
+            }
+        };
+        let mlp = graph.mlp_dims();
+        // A v3 parameter referenced as a bias must be f32 (only weights may be quantized), and
+        // in a w8a8 file every weight int8.
+        for layer in graph.layers() {
+            if let Some((w, b)) = layer.op.params() {
+                for (t, is_weight) in [(w as usize, true), (b as usize, false)] {
+                    let (_, e) = entry(t)?;
+                    let ok = match (is_weight, DType::from_code(e.dtype)) {
+                        (false, Some(dt)) => dt == DType::F32,
+                        (true, Some(dt)) if int8 => dt == DType::I8,
+                        (true, Some(_)) => true,
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(FormatError::BadDtype { index: t, code: e.dtype });
+                    }
+                }
+            }
+        }
+        let dims = match mlp {
+            Some(dims) => dims,
+            None => {
+                let freqs = graph
+                    .layers()
+                    .find_map(
+                        |l| if let graph::Op::TimeFeatures { freqs } = l.op { Some(freqs) } else { None },
+                    )
+                    .unwrap_or(0);
+                Dims { dim: d, hidden: 0, freqs, blocks: 0 }
+            }
+        };
+        if int8 {
+            let Some(mlp) = mlp else { return Err(FormatError::Int8NotMlp) };
+            // The activation tensors' shapes follow from ScoreNet v1's sizes.
+            for (k, (role, rows, cols)) in act_tensors(&mlp, groups).into_iter().enumerate() {
+                let index = count - 3 + k;
+                let (_, e) = entry(index)?;
+                if e.rows as usize != rows || e.cols as usize != cols {
+                    return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
+                }
+                let _ = role;
+            }
+        }
+        let ram_bytes = u32_at(bytes, field::RAM_BYTES);
+        let ram_computed = match (v1, int8) {
+            (_, true) => dims.ram_bytes_int8(),
+            (true, false) => dims.ram_bytes(),
+            // The arena plus the sampler's state (x and ε̂, f32).
+            (false, false) => regions
+                .total()
+                .checked_add(2 * d)
+                .and_then(|w| w.checked_mul(4))
+                .filter(|&b| b <= u32::MAX as usize)
+                .ok_or(GraphError::Overflow { layer: 0 })?,
+        } as u32;
+        if ram_bytes != ram_computed {
+            return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });
+        }
+        let header = Header {
+            version,
+            quant_version,
+            crc,
+            file_len,
+            dims,
+            data,
+            regions,
+            layers,
+            input,
+            process,
+            ram_bytes,
+            tensor_count,
+        };
+        let model = Self { bytes, header, table, count, graph };
         if int8 {
             model.check_activation_params()?;
         }
         Ok(model)
+    }
+
+    /// The data description of a version-3 header.
+    fn parse_data(bytes: &[u8]) -> Result<DataShape, FormatError> {
+        let get = |o| u16_at(bytes, o) as usize;
+        let (channels, length, width) = (get(field3::CHANNELS), get(field3::LENGTH), get(field3::WIDTH));
+        if channels == 0 || length == 0 || channels * length > limits::MAX_DIM {
+            return Err(FormatError::BadData { what: "channels × length" });
+        }
+        let kind = match bytes.get(field3::DATA_KIND).copied() {
+            Some(0) if length == 1 => DataKind::Points,
+            Some(1) => DataKind::Signal,
+            Some(2) if width > 0 && length % width == 0 => DataKind::Image { width },
+            _ => return Err(FormatError::BadData { what: "kind" }),
+        };
+        if !matches!(kind, DataKind::Image { .. }) && width != 0 {
+            return Err(FormatError::BadData { what: "width" });
+        }
+        Ok(DataShape { kind, channels, length })
     }
 
     /// Validates every field of a w8a8 file's activation tensors: scales finite and > 0,
@@ -401,7 +592,7 @@ impl<'a> Model<'a> {
             blocks: get(field::BLOCKS),
         };
         for (what, v, max) in [
-            ("dim", dims.dim, limits::MAX_DIM),
+            ("dim", dims.dim, V1_MAX_DIM),
             ("hidden", dims.hidden, limits::MAX_HIDDEN),
             ("freqs", dims.freqs, limits::MAX_FREQS),
             ("blocks", dims.blocks, limits::MAX_BLOCKS),
@@ -527,10 +718,55 @@ impl<'a> Model<'a> {
         self.header.process
     }
 
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> usize {
+        self.count
+    }
+
+    /// Tensor `i` in file order (an empty tensor past the end).
+    pub fn tensor_at(&self, i: usize) -> Tensor<'a> {
+        self.decode(i).unwrap_or(Tensor::EMPTY)
+    }
+
     /// All tensors in file order.
-    #[allow(clippy::indexing_slicing)] // count ≤ MAX_TENSORS, checked by parse
-    pub fn tensors(&self) -> &[Tensor<'a>] {
-        &self.tensors[..self.count]
+    pub fn tensors(&self) -> impl Iterator<Item = Tensor<'a>> + '_ {
+        (0..self.count).map(|i| self.tensor_at(i))
+    }
+
+    /// The layer graph.
+    pub fn graph(&self) -> &Graph<'a> {
+        &self.graph
+    }
+
+    /// The data's shape (C channels × L samples, and what it is).
+    pub fn data(&self) -> DataShape {
+        self.header.data
+    }
+
+    /// D = C·L, the length of the vectors the samplers work on.
+    pub fn dim(&self) -> usize {
+        self.header.data.dim()
+    }
+
+    /// Entry `i`, decoded (validated by `parse`).
+    fn decode(&self, i: usize) -> Option<Tensor<'a>> {
+        if i >= self.count {
+            return None;
+        }
+        let off = self.table + ENTRY_LEN * i;
+        let e = Entry::decode(self.bytes.get(off..off + ENTRY_LEN)?);
+        let dtype = DType::from_code(e.dtype)?;
+        let (rows, cols) = (e.rows as usize, e.cols as usize);
+        let data = self
+            .bytes
+            .get(e.data_offset as usize..(e.data_offset as usize).checked_add(e.data_len as usize)?)?;
+        let scales = if dtype.has_scales() {
+            self.bytes
+                .get(e.scale_offset as usize..(e.scale_offset as usize).checked_add(e.scale_len as usize)?)?
+        } else {
+            &[]
+        };
+        Some(Tensor { role: Role::from_code(e.role)?, dtype, rows, cols, data, scales })
     }
 
     /// Whether the file holds the w8a8 activation tensors (quantization version ≥ 2): the engine
@@ -549,19 +785,33 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// The tensor with `role` (which validation guarantees exists for this file's sizes; the
-    /// activation roles exist only when [`Model::is_int8`]).
+    /// The tensor with `role`: the normalisation of every file, ScoreNet v1's roles (by their
+    /// place in its canonical order) in a file whose graph is that network, and the activation
+    /// tensors of a w8a8 file. An empty tensor for a role the file does not have.
     #[inline]
-    #[allow(clippy::indexing_slicing)] // validation proved every role of these sizes has its slot
-    pub fn tensor(&self, role: Role) -> &Tensor<'a> {
-        &self.tensors[role.slot(self.header.dims.blocks)]
+    pub fn tensor(&self, role: Role) -> Tensor<'a> {
+        let slot = match role {
+            Role::NormMean => 0,
+            Role::NormStd => 1,
+            Role::ActScales | Role::ActRequant | Role::ActLut if self.is_int8() => {
+                let k = match role {
+                    Role::ActScales => 3,
+                    Role::ActRequant => 2,
+                    _ => 1,
+                };
+                self.count - k
+            }
+            _ if self.graph.mlp_dims().is_some() => role.slot(self.header.dims.blocks),
+            _ => usize::MAX,
+        };
+        self.tensor_at(slot)
     }
 
     /// Maps a normalised vector to data units in place: x ← x·std + mean.
     #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
     pub fn denormalize(&self, x: &mut [f32]) {
         let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
-        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+        for (i, v) in x[..self.dim()].iter_mut().enumerate() {
             *v = *v * std.get(i) + mean.get(i);
         }
     }
@@ -570,7 +820,7 @@ impl<'a> Model<'a> {
     #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
     pub fn normalize(&self, x: &mut [f32]) {
         let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
-        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+        for (i, v) in x[..self.dim()].iter_mut().enumerate() {
             *v = (*v - mean.get(i)) / std.get(i);
         }
     }

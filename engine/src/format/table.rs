@@ -98,6 +98,8 @@ pub enum Role {
     ActRequant,
     /// (G, (2B+1)·256) int8 SiLU tables per group (v2).
     ActLut,
+    /// A layer's weight or bias in a version-3 file (the layer records name it by its index).
+    Param,
 }
 
 const BLOCK_NAMES: [[&str; 4]; limits::MAX_BLOCKS] = [
@@ -132,8 +134,36 @@ impl Role {
             Self::ActScales => (14, 0),
             Self::ActRequant => (15, 0),
             Self::ActLut => (16, 0),
+            Self::Param => (17, 0),
         };
         kind as u16 | (block as u16) << 8
+    }
+
+    /// The role of a table code, if it names one.
+    pub fn from_code(code: u16) -> Option<Self> {
+        let (kind, b) = ((code & 0xFF) as u8, (code >> 8) as u8);
+        let role = match (kind, b) {
+            (0, 0) => Self::NormMean,
+            (1, 0) => Self::NormStd,
+            (2, 0) => Self::TimeW1,
+            (3, 0) => Self::TimeB1,
+            (4, 0) => Self::TimeW2,
+            (5, 0) => Self::TimeB2,
+            (6, 0) => Self::InputW,
+            (7, 0) => Self::InputB,
+            (8, b) => Self::BlockW1(b),
+            (9, b) => Self::BlockB1(b),
+            (10, b) => Self::BlockW2(b),
+            (11, b) => Self::BlockB2(b),
+            (12, 0) => Self::OutputW,
+            (13, 0) => Self::OutputB,
+            (14, 0) => Self::ActScales,
+            (15, 0) => Self::ActRequant,
+            (16, 0) => Self::ActLut,
+            (17, 0) => Self::Param,
+            _ => return None,
+        };
+        (role.code() == code).then_some(role)
     }
 
     /// The tensor's name, shared by checkpoints (`.safetensors`), the PyTorch baseline and tools.
@@ -157,6 +187,7 @@ impl Role {
             Self::ActScales => "act.scales",
             Self::ActRequant => "act.requant",
             Self::ActLut => "act.lut",
+            Self::Param => "param",
         }
     }
 
@@ -188,6 +219,8 @@ impl Role {
             Self::ActScales => 10 + 4 * blocks,
             Self::ActRequant => 11 + 4 * blocks,
             Self::ActLut => 12 + 4 * blocks,
+            // Not a slot of ScoreNet v1's order.
+            Self::Param => usize::MAX,
         }
     }
 }

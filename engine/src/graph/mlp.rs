@@ -93,6 +93,19 @@ pub fn record(d: &Dims, i: usize) -> [u8; RECORD_LEN] {
     op.encode(shape, off as u32)
 }
 
+/// The sizes of ScoreNet v1 if the `layers` records (`record(i)`) on an input of `input` are
+/// exactly that network's, offsets included.
+pub fn recognize(layers: usize, input: Shape, record: impl Fn(usize) -> [u8; RECORD_LEN]) -> Option<Dims> {
+    if input.length != 1 || layers < 12 || (layers - 7) % 5 != 0 {
+        return None;
+    }
+    let (r0, r1) = (record(0), record(1));
+    let freqs = super::op::record_shape(&r0).channels;
+    let hidden = super::op::record_shape(&r1).channels;
+    let dims = Dims { dim: input.channels, hidden, freqs, blocks: (layers - 7) / 5 };
+    (0..layers).all(|i| record(i) == self::record(&dims, i)).then_some(dims)
+}
+
 /// The same graph through the [`Builder`], for the converter and the trainer.
 pub fn build(d: &Dims) -> Result<Plan, GraphError> {
     let mut g = Builder::new(Shape { channels: d.dim, length: 1 }, 2);
@@ -131,6 +144,7 @@ mod tests {
                 assert_eq!(&record(&d, i)[..], want, "{d:?} layer {i}");
             }
             let g = Graph::mlp(d, &plan).unwrap();
+            assert_eq!(plan.graph().unwrap().mlp_dims(), Some(d), "a built MLP is recognised");
             let macs =
                 freqs * hidden + hidden * hidden + dim * hidden + 2 * blocks * hidden * hidden + hidden * dim;
             assert_eq!(g.macs(), macs as u64);

@@ -94,6 +94,8 @@ pub struct Graph<'a> {
     /// Layers 0..time_layers are the time branch.
     time_layers: usize,
     macs: u64,
+    /// ScoreNet v1's sizes when the layers are exactly that network's ([`mlp::record`]).
+    mlp: Option<mlp::Dims>,
 }
 
 /// The shape of a parameter tensor, for the checks: `(rows, cols)` of tensor `i`, `None` if `i`
@@ -310,7 +312,11 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        Ok(Self { source, layers, input, regions, time_layers, macs })
+        let mlp = match source {
+            Source::Mlp(d) => Some(d),
+            Source::Bytes(_) => mlp::recognize(layers, input, |i| rec(i)),
+        };
+        Ok(Self { source, layers, input, regions, time_layers, macs, mlp })
     }
 
     /// Number of layers.
@@ -365,12 +371,10 @@ impl<'a> Graph<'a> {
         self.macs
     }
 
-    /// The ScoreNet v1 sizes, if this graph is the MLP of a version-1 file.
+    /// The ScoreNet v1 sizes, if this graph is that network (a version-1 file, or a version-3
+    /// file whose layers are exactly [`mlp::record`]'s): the integer path runs it.
     pub fn mlp_dims(&self) -> Option<mlp::Dims> {
-        match self.source {
-            Source::Mlp(d) => Some(d),
-            Source::Bytes(_) => None,
-        }
+        self.mlp
     }
 }
 

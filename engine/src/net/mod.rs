@@ -26,7 +26,6 @@ pub use crate::limits;
 pub use time::{frequencies, frequency, time_features, time_features_from, LN_10000, TIME_SCALE};
 
 use crate::format::{layout, Model, Role, Tensor};
-use crate::linalg::MatVec;
 #[cfg(target_arch = "x86_64")]
 use crate::quant::x86;
 use crate::quant::{self, TileEpilogue};
@@ -50,22 +49,12 @@ const INT8_TILE_ARM: usize = 8;
 /// Cortex-M4/M7, where the multi-vector DSP kernel uses them; one row, unused, elsewhere).
 const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { 2 } else { 1 };
 
-/// Working buffers of one network evaluation, sized by the capacities H and F.
+/// Working buffers besides the arena, sized by the capacities D, H and F.
 #[derive(Clone, Debug)]
 struct Workspace<const D: usize, const H: usize, const F: usize> {
     /// (F/2,) the frequencies ω_k of φ(t), computed once by [`ScoreNet::new`] ([`frequencies`];
     /// capacity F).
     freqs: [f32; F],
-    /// (F,) time features φ(t).
-    phi: [f32; F],
-    /// (H,) time embedding.
-    temb: [f32; H],
-    /// (H,) residual stream h_b.
-    h: [f32; H],
-    /// (H,) silu(h) / silu(u).
-    a: [f32; H],
-    /// (H,) block pre-activation u.
-    u: [f32; H],
     /// The int8 path's activations of one vector.
     int8: Int8Bufs<1, D, H>,
     /// int8 path: one layer's activations prepared for the dot-product kernel
@@ -117,43 +106,57 @@ impl core::fmt::Display for CapacityError {
 
 impl core::error::Error for CapacityError {}
 
-/// A ScoreNet ready to evaluate: a validated [`Model`] and static buffers for capacities D, H, F.
+/// A network ready to evaluate: a validated [`Model`], its arena, and static buffers for the
+/// capacities D, H and F.
 ///
-/// D bounds the data dimension (checked at construction; the sampler's buffers use it), H the
-/// hidden width and F the number of time features. The blocks share the buffers, so B is bounded
-/// only by the format (≤ [`limits::MAX_BLOCKS`]).
+/// The f32 path walks the model's layer graph ([`crate::walk`]) in the arena `S` (any
+/// `AsMut<[f32]>`: a static array or a borrowed slice on a device, a `Vec` on a host), which must
+/// hold [`ScoreNet::arena_len`] words — the file's planned arena, `inspect`'s RAM less the
+/// sampler state. D bounds the data dimension (checked at construction; the samplers' buffers
+/// use it) and F the time features; H bounds the hidden width of the integer (`w8a8`) path,
+/// whose buffers are static.
 #[derive(Clone, Debug)]
-pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize> {
+pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize, S = &'a mut [f32]> {
     model: Model<'a>,
     ws: Workspace<D, H, F>,
+    arena: S,
     kernels: Kernels,
 }
 
-impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
-    /// Wraps `model`, refusing it if its sizes exceed the capacities D, H, F.
-    pub fn new(model: Model<'a>) -> Result<Self, CapacityError> {
+impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreNet<'a, D, H, F, S> {
+    /// Words of arena `model` needs for one vector (the file's planned arena).
+    pub fn arena_len(model: &Model<'_>) -> usize {
+        crate::walk::arena_len(model.graph(), 1)
+    }
+
+    /// Wraps `model` with `arena`, refusing it if its sizes exceed the capacities D, H, F or
+    /// the arena is shorter than [`ScoreNet::arena_len`].
+    pub fn new(model: Model<'a>, mut arena: S) -> Result<Self, CapacityError> {
         let dims = model.dims();
-        for (what, found, capacity) in
-            [("dim", dims.dim, D), ("hidden", dims.hidden, H), ("freqs", dims.freqs, F)]
-        {
+        let freqs_max = model
+            .graph()
+            .layers()
+            .map(|l| if let crate::graph::Op::TimeFeatures { freqs } = l.op { freqs } else { 0 })
+            .max()
+            .unwrap_or(0);
+        let hidden = if model.is_int8() { dims.hidden } else { 0 };
+        let words = Self::arena_len(&model);
+        for (what, found, capacity) in [
+            ("dim", model.dim(), D),
+            ("hidden", hidden, H),
+            ("freqs", freqs_max, F),
+            ("arena", words, arena.as_mut().len()),
+        ] {
             if found > capacity {
                 return Err(CapacityError { what, found, capacity });
             }
         }
         let mut freqs = [0.0; F];
-        frequencies(dims.freqs, &mut freqs);
+        frequencies(freqs_max, &mut freqs);
         Ok(Self {
             model,
-            ws: Workspace {
-                freqs,
-                phi: [0.0; F],
-                temb: [0.0; H],
-                h: [0.0; H],
-                a: [0.0; H],
-                u: [0.0; H],
-                int8: Int8Bufs::ZERO,
-                xp: [0; H],
-            },
+            ws: Workspace { freqs, int8: Int8Bufs::ZERO, xp: [0; H] },
+            arena,
             kernels: Kernels::Portable,
         })
     }
@@ -173,9 +176,14 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         &self.model
     }
 
-    /// The network's sizes.
+    /// The network's sizes ([`Model::dims`]).
     pub fn dims(&self) -> Dims {
         self.model.dims()
+    }
+
+    /// D, the length of a vector.
+    pub fn dim(&self) -> usize {
+        self.model.dim()
     }
 
     /// ε̂ = ε_θ(x, t) for one normalised input `x` (length D) at time `t`, written to `eps`.
@@ -192,19 +200,17 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         }
     }
 
-    /// The time embedding temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2 in f32, into `ws.temb`.
+    /// The time branch of the graph (for ScoreNet v1: temb) in f32, into the arena's time
+    /// region; returns ScoreNet v1's temb (layer 3's output) for the integer path.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn time_embedding(&mut self, t: f32) {
-        let dims = self.model.dims();
-        let (h, f) = (dims.hidden, dims.freqs);
-        let m = &self.model;
-        let ws = &mut self.ws;
-        let (phi, temb, a, u) = (&mut ws.phi[..f], &mut ws.temb[..h], &mut ws.a[..h], &mut ws.u[..h]);
-        let k = self.kernels;
-        time_features_from(&ws.freqs, t, phi);
-        affine(k, m.tensor(Role::TimeW1), m.tensor(Role::TimeB1), phi, u);
-        silu_into(u, a);
-        affine(k, m.tensor(Role::TimeW2), m.tensor(Role::TimeB2), a, temb);
+    fn time_embedding(&mut self, t: f32) -> &[f32] {
+        let g = *self.model.graph();
+        let walk =
+            crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
+        walk.run_range(0..g.time_layers(), &[], t, &mut [], 1, self.arena.as_mut(), &mut |_, _| {});
+        let temb = g.layer(3.min(g.len() - 1));
+        let arena = self.arena.as_mut();
+        &arena[temb.offset..temb.offset + temb.shape.len()]
     }
 
     /// The integer path of a `w8a8` file (`docs/quantization.md`): the time embedding in f32,
@@ -214,149 +220,82 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
-        self.time_embedding(t);
-        self.int8_body(x, t, eps);
-    }
-
-    /// [`ScoreNet::eps_int8`] after the time embedding (in `ws.temb`).
-    #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn int8_body(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
-        let h = self.model.dims().hidden;
+        let (m, k) = (self.model.clone(), self.kernels);
+        let h = m.dims().hidden;
+        let mut temb = [0.0f32; H];
+        temb[..h].copy_from_slice(&self.time_embedding(t)[..h]);
         let ws = &mut self.ws;
-        int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
+        int8_layers(&m, k, &temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
     }
 
-    /// The f32 path (f32, f16 and w8 files).
-    /// The f32 path, showing `observe` every activation the integer path quantizes (a no-op
-    /// closure for [`ScoreNet::eps`], which the compiler removes).
+    /// The f32 path (f32, f16 and w8 files): the walk of the whole graph, showing `observe`
+    /// every layer's output (a no-op closure for [`ScoreNet::eps`], which the compiler removes).
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(Activation, &[f32])) {
-        // temb = W_t2 · silu(W_t1 · φ(t) + b_t1) + b_t2
-        self.time_embedding(t);
-        let dims = self.model.dims();
-        let (d, h) = (dims.dim, dims.hidden);
-        let m = &self.model;
-        let ws = &mut self.ws;
-        let (x, eps) = (&x[..d], &mut eps[..d]);
-        let (temb, hs, a, u) = (&ws.temb[..h], &mut ws.h[..h], &mut ws.a[..h], &mut ws.u[..h]);
-
-        let k = self.kernels;
-        // h_0 = W_in · x + b_in
-        observe(Activation::Input, x);
-        affine(k, m.tensor(Role::InputW), m.tensor(Role::InputB), x, hs);
-
-        for b in 0..dims.blocks {
-            // u = W_b1 · silu(h) + b_b1 + temb
-            observe(Activation::Residual(b), hs);
-            silu_into(hs, a);
-            observe(Activation::SiluResidual(b), a);
-            affine(k, m.tensor(Role::BlockW1(b as u8)), m.tensor(Role::BlockB1(b as u8)), a, u);
-            for (ui, ti) in u.iter_mut().zip(temb.iter()) {
-                *ui += *ti;
-            }
-            observe(Activation::Pre(b), u);
-            // h += W_b2 · silu(u) + b_b2
-            silu_into(u, a);
-            observe(Activation::SiluPre(b), a);
-            m.tensor(Role::BlockW2(b as u8)).matvec_acc_with(k, a, hs);
-            m.tensor(Role::BlockB2(b as u8)).add_to(hs);
-        }
-
-        // ε̂ = W_out · silu(h_B) + b_out
-        observe(Activation::Residual(dims.blocks), hs);
-        silu_into(hs, a);
-        observe(Activation::SiluResidual(dims.blocks), a);
-        affine(k, m.tensor(Role::OutputW), m.tensor(Role::OutputB), a, eps);
+    fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(usize, &[f32])) {
+        let d = self.model.dim();
+        let g = *self.model.graph();
+        let walk =
+            crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
+        walk.run(&x[..d], t, &mut eps[..d], 1, self.arena.as_mut(), observe);
     }
 
-    /// Length of the `scratch` slice [`ScoreNet::eps_batch`] needs for `k` vectors: 3·k·H f32.
+    /// Length of the `scratch` slice [`ScoreNet::eps_batch`] needs for `k` vectors: the arena
+    /// of a `k`-vector walk (time region once, data region `k` times, scratch), f32 words.
     pub fn batch_scratch_len(&self, k: usize) -> usize {
-        3 * k * self.model.dims().hidden
+        crate::walk::arena_len(self.model.graph(), k)
     }
 
     /// ε̂ for `k = xs.len() / D` inputs at the same time `t` (row-major: vector i at
     /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
-    /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
-    /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
-    /// per block), in the same summation order as one vector alone ([`crate::linalg::dot_block`]);
-    /// a `w8a8` file runs its integer layers for tiles of up to 32 vectors at once (8 on Arm, and
-    /// for calls of at most 8 vectors), the same exact integers. `scratch` holds the f32
-    /// activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed, and may be empty,
-    /// for a `w8a8` file, whose tiles live on the stack: T·(D + 7H) + 36·H bytes for T vectors
-    /// and the call's constants, plus 48 KiB for the AVX2 kernel's packed weights; about 190 KiB
-    /// at the largest capacities of [`limits`] on x86-64).
+    /// [`ScoreNet::eps`], faster. The time branch is computed once for all `k`; on the f32 path
+    /// every dense layer multiplies its weights with blocks of four vectors (each weight loaded
+    /// once per block), in the same summation order as one vector alone
+    /// ([`crate::linalg::dot_block`]); a `w8a8` file runs its integer layers for tiles of up to 32
+    /// vectors at once (8 on Arm, and for calls of at most 8 vectors), the same exact integers.
+    /// `scratch` holds the f32 walk's arena, [`ScoreNet::batch_scratch_len`]`(k)` values (not
+    /// needed, and may be empty, for a `w8a8` file, whose tiles live on the stack: T·(D + 7H) +
+    /// 36·H bytes for T vectors and the call's constants, plus 48 KiB for the AVX2 kernel's
+    /// packed weights; about 190 KiB at the largest capacities of [`limits`] on x86-64).
     ///
     /// # Panics
     /// If `outs` is shorter than `xs` (rounded down to whole vectors) or `scratch` is too short
     /// (caller bugs, not input errors).
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     pub fn eps_batch(&mut self, xs: &[f32], t: f32, outs: &mut [f32], scratch: &mut [f32]) {
-        let dims = self.model.dims();
-        let (d, h) = (dims.dim, dims.hidden);
+        let d = self.model.dim();
         let k = xs.len() / d.max(1);
-        self.time_embedding(t);
+        let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
         if self.model.is_int8() {
-            let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
+            let h = self.model.dims().hidden;
+            let mut temb = [0.0f32; H];
+            temb[..h].copy_from_slice(&self.time_embedding(t)[..h]);
             if k <= INT8_TILE_SMALL {
-                self.int8_tiles::<INT8_TILE_SMALL>(xs, t, outs);
+                self.int8_tiles::<INT8_TILE_SMALL>(&temb[..h], xs, t, outs);
             } else {
-                self.int8_tiles::<INT8_TILE>(xs, t, outs);
+                self.int8_tiles::<INT8_TILE>(&temb[..h], xs, t, outs);
             }
             return;
         }
-        let m = &self.model;
-        let kern = self.kernels;
-        let temb = &self.ws.temb[..h];
-        let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
-        let (hs, rest) = scratch[..3 * k * h].split_at_mut(k * h);
-        let (a, u) = rest.split_at_mut(k * h);
-        let each = |v: &mut [f32], f: &mut dyn FnMut(&mut [f32])| v.chunks_exact_mut(h).for_each(f);
-
-        // h_0 = W_in · x + b_in                                          (k, H)
-        hs.fill(0.0);
-        m.tensor(Role::InputW).matmul_acc_with(kern, xs, d, hs, h, k);
-        each(hs, &mut |v| m.tensor(Role::InputB).add_to(v));
-        for b in 0..dims.blocks {
-            let b8 = b as u8;
-            // u = W_b1 · silu(h) + b_b1 + temb                             (k, H)
-            silu_into(hs, a);
-            u.fill(0.0);
-            m.tensor(Role::BlockW1(b8)).matmul_acc_with(kern, a, h, u, h, k);
-            each(u, &mut |v| {
-                m.tensor(Role::BlockB1(b8)).add_to(v);
-                for (ui, ti) in v.iter_mut().zip(temb) {
-                    *ui += *ti;
-                }
-            });
-            // h += W_b2 · silu(u) + b_b2                                    (k, H)
-            silu_into(u, a);
-            m.tensor(Role::BlockW2(b8)).matmul_acc_with(kern, a, h, hs, h, k);
-            each(hs, &mut |v| m.tensor(Role::BlockB2(b8)).add_to(v));
-        }
-        // ε̂ = W_out · silu(h_B) + b_out                                   (k, D)
-        silu_into(hs, a);
-        outs.fill(0.0);
-        m.tensor(Role::OutputW).matmul_acc_with(kern, a, h, outs, d, k);
-        for v in outs.chunks_exact_mut(d) {
-            m.tensor(Role::OutputB).add_to(v);
-        }
+        let g = *self.model.graph();
+        let walk =
+            crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
+        walk.run(xs, t, outs, k, scratch, &mut |_, _| {});
     }
 
     /// The integer layers of [`ScoreNet::eps_batch`] (the time embedding computed) for the
     /// vectors of `xs` (whole vectors), in tiles of `T` vectors on the stack.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn int8_tiles<const T: usize>(&mut self, xs: &[f32], t: f32, outs: &mut [f32]) {
-        let (d, h) = (self.model.dims().dim.max(1), self.model.dims().hidden);
+    fn int8_tiles<const T: usize>(&mut self, temb: &[f32], xs: &[f32], t: f32, outs: &mut [f32]) {
+        let d = self.model.dim().max(1);
         let mut bufs = Int8Bufs::<T, D, H>::ZERO;
         let mut xp = [[0u32; H]; INT8_TILE_XP];
         let xp = xp.as_flattened_mut();
-        let ws = &mut self.ws;
         // What depends on t only, once for all the tiles.
         let mut consts = Int8Consts::<H>::ZERO;
-        let consts = int8_consts(&self.model, &ws.temb[..h], t, &mut consts);
+        let consts = int8_consts(&self.model, temb, t, &mut consts);
         for (x, eps) in xs.chunks(T * d).zip(outs.chunks_mut(T * d)) {
             let n = x.len() / d;
-            int8_layers(&self.model, self.kernels, &ws.temb[..h], x, t, eps, n, &mut bufs, xp, consts);
+            int8_layers(&self.model, self.kernels, temb, x, t, eps, n, &mut bufs, xp, consts);
         }
     }
 
@@ -370,11 +309,19 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
         eps: &mut [f32],
         mut observe: impl FnMut(Activation, &[f32]),
     ) {
-        self.eps_f32(x, t, eps, &mut observe)
+        let d = self.model.dim();
+        observe(Activation::Input, &x[..d]);
+        let mlp = self.model.graph().mlp_dims();
+        self.eps_f32(x, t, eps, &mut |layer, v| {
+            if let Some(a) = mlp.and_then(|dims| Activation::of_layer(&dims, layer)) {
+                observe(a, v)
+            }
+        })
     }
 }
 
-/// An activation of the network (`docs/scorenet.md`), as [`ScoreNet::eps_observed`] shows it.
+/// An activation of ScoreNet v1 (`docs/scorenet.md`) that the integer path quantizes, as
+/// [`ScoreNet::eps_observed`] shows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// (D,) the normalised input x.
@@ -389,13 +336,27 @@ pub enum Activation {
     SiluPre(usize),
 }
 
-/// out = W · x + b.
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
-fn affine(k: Kernels, w: &Tensor<'_>, b: &Tensor<'_>, x: &[f32], out: &mut [f32]) {
-    out.fill(0.0);
-    w.matvec_acc_with(k, x, out);
-    b.add_to(out);
+impl Activation {
+    /// The activation that layer `layer` of ScoreNet v1's graph (`graph::mlp`) writes, if the
+    /// integer path quantizes it.
+    pub fn of_layer(dims: &Dims, layer: usize) -> Option<Self> {
+        let last = 5 + 5 * dims.blocks;
+        match layer {
+            4 => Some(Self::Residual(0)),
+            l if l == last => Some(Self::SiluResidual(dims.blocks)),
+            l if (5..last).contains(&l) => {
+                let (b, k) = ((l - 5) / 5, (l - 5) % 5);
+                match k {
+                    0 => Some(Self::SiluResidual(b)),
+                    2 => Some(Self::Pre(b)),
+                    3 => Some(Self::SiluPre(b)),
+                    4 => Some(Self::Residual(b + 1)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The integer path of a `w8a8` file (`docs/quantization.md`) for `n ≤ T` vectors (`xs`, `n·D`
@@ -443,7 +404,7 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
         }
     }
     // h16 = requant(W_in · x8 + b_in)                                  (n, H) int16
-    int8_matmul(k, m.tensor(Role::InputW), x8, acc, xp);
+    int8_matmul(k, &m.tensor(Role::InputW), x8, acc, xp);
     // act = silu(h) by table                                         (n, H) int8
     let e = TileEpilogue::ToI16 { out: h16, table: table(layout::lut_h(0)), silu: act };
     epilogue(k, triples(layout::input(h)), acc, h, d, form(0), e);
@@ -457,12 +418,12 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
                 &tq[..h]
             }
         };
-        int8_matmul(k, w1, act, acc, xp);
+        int8_matmul(k, &w1, act, acc, xp);
         let e = TileEpilogue::Table { add: tq, table: table(layout::lut_u(nb, blk)), out: act };
         epilogue(k, triples(layout::w1(h, blk)), acc, h, h, form(1 + 2 * blk), e);
         // h = requant(h, s_h[b]/s_h[b+1]) + requant(W_b2 · silu(u) + b_b2)  (n, H) int16
         // act = silu(h) by table (the input of the next block or the output layer)
-        int8_matmul(k, m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
+        int8_matmul(k, &m.tensor(Role::BlockW2(blk as u8)), act, acc, xp);
         let cr = layout::residual(h, blk);
         let (mr, nr) = (rq_at(cr), rq_at(cr + 1) as u32);
         let e = TileEpilogue::Residual { mr, nr, h: h16, table: table(layout::lut_h(blk + 1)), silu: act };
@@ -472,7 +433,7 @@ fn int8_layers<const T: usize, const D: usize, const H: usize>(
     let w_out = m.tensor(Role::OutputW);
     let s_a = s(layout::s_a(nb, nb));
     let base = layout::output(h, nb);
-    int8_matmul(k, w_out, act, acc, xp);
+    int8_matmul(k, &w_out, act, acc, xp);
     for (eps, a) in outs.chunks_exact_mut(d.max(1)).zip(acc.iter()) {
         for (r, o) in eps.iter_mut().enumerate() {
             *o = (a[r] + rq_at(base + r)) as f32 * (w_out.scale(r) * s_a);
@@ -604,11 +565,4 @@ fn int8_matmul<const K: usize, const H: usize>(
             *o = p.dot(w.row_bytes(r));
         }
     }
-}
-
-/// out = silu(x), element-wise, eight lanes at a time ([`crate::vmath::silu_into`], the same bits).
-#[cfg_attr(not(target_arch = "arm"), inline(always))]
-#[cfg_attr(target_arch = "arm", inline)]
-fn silu_into(x: &[f32], out: &mut [f32]) {
-    crate::vmath::silu_into(x, out)
 }

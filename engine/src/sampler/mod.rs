@@ -46,7 +46,7 @@ pub trait EpsModel {
     fn eps(&mut self, x: &[f32], t: f32, out: &mut [f32]);
 }
 
-impl<const D: usize, const H: usize, const F: usize> EpsModel for ScoreNet<'_, D, H, F> {
+impl<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> EpsModel for ScoreNet<'_, D, H, F, S> {
     #[inline]
     fn dim(&self) -> usize {
         self.dims().dim
@@ -372,8 +372,8 @@ pub fn sample<const D: usize, M: EpsModel + ?Sized>(
 
 /// Draws sample number `sample` under `seed` with `plan`, writing it in data units to
 /// `out[..D]`. The result depends only on (model, process, seed, sample, plan).
-pub fn draw<const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn draw<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
     plan: &Plan,
     seed: u64,
@@ -392,16 +392,17 @@ pub fn draw<const D: usize, const H: usize, const F: usize>(
 /// own Philox stream. Every sampler here updates x element by element with coefficients that
 /// depend only on the step (the PC and Langevin step sizes use the expected norms, not the
 /// batch's), so chain i gets exactly the bits [`draw`] gives sample `first + i` alone.
-struct Lockstep<'n, 'a, 's, E, const D: usize, const H: usize, const F: usize> {
-    net: &'n mut ScoreNet<'a, D, H, F>,
+struct Lockstep<'n, 'a, 's, E, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> {
+    net: &'n mut ScoreNet<'a, D, H, F, S>,
     k: usize,
     scratch: &'s mut [f32],
     eval: E,
 }
 
-impl<const D: usize, const H: usize, const F: usize, E> EpsModel for Lockstep<'_, '_, '_, E, D, H, F>
+impl<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>, E> EpsModel
+    for Lockstep<'_, '_, '_, E, D, H, F, S>
 where
-    E: FnMut(&mut ScoreNet<'_, D, H, F>, &[f32], f32, &mut [f32], &mut [f32]),
+    E: FnMut(&mut ScoreNet<'_, D, H, F, S>, &[f32], f32, &mut [f32], &mut [f32]),
 {
     fn dim(&self) -> usize {
         self.k * self.net.dims().dim
@@ -433,8 +434,8 @@ impl NoiseSource for LockstepNoise {
 /// `KD` is the capacity of the lockstep vector (at least k·D); `scratch` holds
 /// [`ScoreNet::batch_scratch_len`]`(k)` values (a shorter one is refused with
 /// [`SamplerError::OutputTooShort`]).
-pub fn draw_batch<const KD: usize, const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn draw_batch<const KD: usize, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
     plan: &Plan,
     seed: u64,
@@ -442,7 +443,7 @@ pub fn draw_batch<const KD: usize, const D: usize, const H: usize, const F: usiz
     scratch: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), SamplerError> {
-    draw_batch_with::<KD, D, H, F>(net, diff, plan, seed, first, scratch, out, |n, x, t, o, s| {
+    draw_batch_with::<KD, D, H, F, S>(net, diff, plan, seed, first, scratch, out, |n, x, t, o, s| {
         n.eps_batch(x, t, o, s)
     })
 }
@@ -451,15 +452,15 @@ pub fn draw_batch<const KD: usize, const D: usize, const H: usize, const F: usiz
 /// [`ScoreNet::eps_batch`] (the host passes the same function compiled for AVX2).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn draw_batch_with<const KD: usize, const D: usize, const H: usize, const F: usize>(
-    net: &mut ScoreNet<'_, D, H, F>,
+pub fn draw_batch_with<const KD: usize, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
     plan: &Plan,
     seed: u64,
     first: u32,
     scratch: &mut [f32],
     out: &mut [f32],
-    eval: impl FnMut(&mut ScoreNet<'_, D, H, F>, &[f32], f32, &mut [f32], &mut [f32]),
+    eval: impl FnMut(&mut ScoreNet<'_, D, H, F, S>, &[f32], f32, &mut [f32], &mut [f32]),
 ) -> Result<(), SamplerError> {
     let d = net.dims().dim;
     let k = out.len() / d.max(1);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use tinyscore_engine::format::{DType, Model, Role};
 
-use super::{parse_model, read_file, HostNet};
+use super::{host_net, parse_model, read_file, HostNet};
 use crate::cli::BenchArgs;
 use crate::tsm::{write, ModelSpec, Quant};
 
@@ -78,7 +78,7 @@ fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
     let d = model.dims().dim;
     let text =
         std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
-    let mut net = HostNet::new(model.clone())?;
+    let mut net = host_net(model.clone())?;
     let mut out = String::new();
     let mut eps = vec![0.0f32; d];
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -141,7 +141,7 @@ fn reencoded(model: &Model<'_>) -> Result<Vec<(&'static str, Vec<u8>)>> {
 /// that as warm-up): the rate of the fastest round of about 50 ms.
 /// `portable` measures the engine as built (baseline SSE2 on x86-64) instead of the AVX2 path.
 pub fn measure(label: &str, model: &Model<'_>, batch: usize, time: Duration, portable: bool) -> Result<Row> {
-    let mut net = HostNet::new(model.clone())?;
+    let mut net = host_net(model.clone())?;
     let d = model.dims().dim;
     // Inputs of the size of normalised data; times spread over (0, 1] so the time embedding
     // changes with every call as in a sampler.

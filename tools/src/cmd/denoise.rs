@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use tinyscore_engine::denoise::{self, Method};
 use tinyscore_train::data::{self, Dataset};
 
-use super::{create_output, parse_model, read_file, HostNet};
+use super::{create_output, host_net, parse_model, read_file};
 use crate::cli::{DenoiseArgs, DenoiseMethod};
 
 /// Runs `tinyscore denoise`.
@@ -56,7 +56,7 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
         DenoiseMethod::Sdedit => Method::Sdedit { steps: args.steps, draws: args.draws },
     };
     let diffusion = model.process().diffusion().context("invalid process")?;
-    let net = HostNet::new(model.clone())?;
+    let net = host_net(model.clone())?;
     let mut result = input.values.clone();
     let n = input.len();
     let pb = super::progress(n as u64, "denoising {bar:30} {pos}/{len} windows {per_sec} eta {eta}");

@@ -112,12 +112,13 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
             h.ram_bytes
         );
     }
-    let ws = WorkingSet::of(d);
+    let ws = WorkingSet::of_model(&model);
     let _ = writeln!(
         s,
-        "ram       {} bytes the engine holds on a 32-bit MCU: network buffers {} + model table {} + \
+        "ram       {} bytes the engine holds on a 32-bit MCU: arena {} + network buffers {} + model {} + \
          process {} + run vectors {}; add call frames (firmware: docs/BENCHMARKS.md)",
         ws.total(),
+        ws.arena,
         ws.network,
         ws.model,
         ws.process,

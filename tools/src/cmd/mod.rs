@@ -23,7 +23,14 @@ use tinyscore_engine::format::Model;
 use tinyscore_engine::net::{limits, ScoreNet};
 
 /// The host engine compiled at the format's largest capacities, so it runs every valid file.
-pub type HostNet<'a> = ScoreNet<'a, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }>;
+pub type HostNet<'a> =
+    ScoreNet<'a, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }, Vec<f32>>;
+
+/// A [`HostNet`] for `model`, with an arena of the size its graph plans.
+pub fn host_net(model: Model<'_>) -> Result<HostNet<'_>, tinyscore_engine::net::CapacityError> {
+    let words = HostNet::arena_len(&model);
+    HostNet::new(model, vec![0.0; words])
+}
 
 /// Reads a whole file, with errors that name it (missing, a directory, unreadable, empty).
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {

@@ -12,7 +12,7 @@ use tinyscore_engine::sampler::{
     Variance,
 };
 
-use super::{create_output, parse_model, progress, read_file, HostNet};
+use super::{create_output, host_net, parse_model, progress, read_file};
 use crate::cli::{PredictorArg, SampleArgs, SamplerArg, VarianceArg};
 
 /// Sampler settings resolved against a model.
@@ -84,7 +84,7 @@ pub fn plan(args: &SampleArgs, default_steps: u32) -> Plan {
 /// Draws `settings.n` samples (row-major, n × D, data units) on all cores.
 pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool) -> Result<Vec<f32>> {
     let schedule = model.process().diffusion().context("invalid diffusion process")?;
-    let net = HostNet::new(model.clone())?;
+    let net = host_net(model.clone())?;
     let dim = model.dims().dim;
     settings.plan.sampler.check(&schedule).map_err(|e| match e {
         SamplerError::Steps { .. } => {
@@ -105,7 +105,7 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
     let scratch = vec![0.0f32; net.batch_scratch_len(k)];
     let ticks = indicatif::ProgressBar::hidden();
     super::par_rows(&mut samples, k * dim, &(net, scratch), &ticks, |(net, scratch), b, block| {
-        draw_batch_with::<LOCKSTEP_CAPACITY, _, _, _>(
+        draw_batch_with::<LOCKSTEP_CAPACITY, _, _, _, _>(
             net,
             &schedule,
             &settings.plan,
