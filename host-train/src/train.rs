@@ -512,6 +512,35 @@ pub fn forward(dims: &Dims, params: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
     out
 }
 
+/// [`forward`] for any layer graph (`plan`, with `params` in its tensor order): ε̂ (B, D) for
+/// normalised inputs `x` (B, D, channel-major) at times `t` (B,), with the training kernels.
+///
+/// # Panics
+/// If `params.len()` is not the plan's parameter count, `x.len() != B·D` or `t.len() != B`.
+pub fn forward_graph(
+    plan: &tinyscore_engine::graph::build::Plan,
+    params: &[f32],
+    x: &[f32],
+    t: &[f32],
+) -> Vec<f32> {
+    let net = Net::new(plan.clone());
+    assert_eq!(params.len(), net.count, "forward_graph: parameter count");
+    let (d, rows) = (net.input().len(), t.len());
+    assert_eq!(x.len(), rows * d, "forward_graph: x must be (B, D)");
+    let mut out = vec![0.0f32; rows * d];
+    out.par_chunks_mut(CHUNK_ROWS * d.max(1)).enumerate().for_each_init(
+        || Activations::new(&net, CHUNK_ROWS.min(rows)),
+        |act, (c, out)| {
+            let (first, n) = (c * CHUNK_ROWS, out.len() / d.max(1));
+            act.x[..n * d].copy_from_slice(&x[first * d..(first + n) * d]);
+            act.t[..n].copy_from_slice(&t[first..first + n]);
+            graph_net::forward(&net, params, act, n);
+            out.copy_from_slice(&act.out[..n * d]);
+        },
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

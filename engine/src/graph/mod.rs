@@ -314,7 +314,7 @@ impl<'a> Graph<'a> {
         }
         let mlp = match source {
             Source::Mlp(d) => Some(d),
-            Source::Bytes(_) => mlp::recognize(layers, input, |i| rec(i)),
+            Source::Bytes(_) => mlp::recognize(layers, input, rec),
         };
         Ok(Self { source, layers, input, regions, time_layers, macs, mlp })
     }

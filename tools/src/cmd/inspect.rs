@@ -4,7 +4,8 @@
 
 use anyhow::Result;
 use tinyscore_engine::footprint::WorkingSet;
-use tinyscore_engine::format::{Model, Process, Role};
+use tinyscore_engine::format::{DataKind, Model, Process, Role};
+use tinyscore_engine::graph::{Branch, Op};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use super::{parse_model, read_file};
@@ -22,19 +23,56 @@ pub fn run_inspect(args: &InspectArgs) -> Result<()> {
 pub fn report(name: &str, model: &Model<'_>) -> String {
     use std::fmt::Write;
     let h = model.header();
-    let d = h.dims;
     let mut s = String::new();
     let _ = writeln!(s, "{name}: tinyscore model, format v{} (quantization v{})", h.version, h.quant_version);
-    let _ = writeln!(
-        s,
-        "network   ScoreNet v1  D={} H={} F={} B={}  ({} parameters, {} MACs per evaluation)",
-        d.dim,
-        d.hidden,
-        d.freqs,
-        d.blocks,
-        d.param_count(),
-        d.macs()
-    );
+    let g = model.graph();
+    let params: usize = model
+        .tensors()
+        .skip(2)
+        .filter(|t| t.role == Role::Param || t.role.is_matrix() || is_bias(t.role))
+        .map(|t| t.rows * t.cols)
+        .sum();
+    let data = model.data();
+    let what = match data.kind {
+        DataKind::Points => format!("points in R^{}", data.dim()),
+        DataKind::Signal => {
+            format!("signal, {} channel(s) x {} samples (D={})", data.channels, data.length, data.dim())
+        }
+        DataKind::Image { width } => format!(
+            "image, {} channel(s) x {}x{} (D={})",
+            data.channels,
+            data.length / width.max(1),
+            width,
+            data.dim()
+        ),
+    };
+    let _ = writeln!(s, "data      {what}");
+    match g.mlp_dims() {
+        Some(d) => {
+            let _ = writeln!(
+                s,
+                "network   ScoreNet v1  D={} H={} F={} B={}  ({} layers, {} parameters, {} MACs per evaluation)",
+                d.dim,
+                d.hidden,
+                d.freqs,
+                d.blocks,
+                g.len(),
+                params,
+                g.macs()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "network   layer graph, input {}x{}  ({} layers, {} parameters, {} MACs per evaluation)",
+                g.input().channels,
+                g.input().length,
+                g.len(),
+                params,
+                g.macs()
+            );
+        }
+    }
     match h.process {
         Process::VpDiscrete { steps, schedule } => {
             let sched = match schedule {
@@ -56,10 +94,13 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
     }
     let _ = writeln!(s, "crc32     {:#010x}", h.crc);
     let _ = writeln!(s);
+    graph_table(&mut s, model);
+    let _ = writeln!(s);
     let _ =
         writeln!(s, "{:<14} {:<5} {:>9} {:>21} {:>9}", "tensor", "dtype", "shape", "scale range", "bytes");
     let mut weights = 0usize;
-    for t in model.tensors() {
+    let names = tensor_names(model);
+    for (t, name) in model.tensors().zip(&names) {
         let shape = if t.cols == 1 { format!("{}", t.rows) } else { format!("{}x{}", t.rows, t.cols) };
         let range = match t.role {
             // The activation scales are the values themselves.
@@ -76,15 +117,8 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
             None => "-".into(),
         };
         weights += t.byte_len();
-        let _ = writeln!(
-            s,
-            "{:<14} {:<5} {:>9} {:>21} {:>9}",
-            t.role.name(),
-            t.dtype.name(),
-            shape,
-            scales,
-            t.byte_len()
-        );
+        let _ =
+            writeln!(s, "{:<14} {:<5} {:>9} {:>21} {:>9}", name, t.dtype.name(), shape, scales, t.byte_len());
     }
     let _ = writeln!(s);
     let _ = writeln!(
@@ -108,7 +142,7 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
     } else {
         let _ = writeln!(
             s,
-            "act       {} bytes of activations (the file's figure): 4*(F+4H) + sampler state 4*2D (f32)",
+            "act       {} bytes of activations (the file's figure): the arena + sampler state 4*2D (f32)",
             h.ram_bytes
         );
     }
@@ -125,4 +159,100 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         ws.vectors
     );
     s
+}
+
+/// Every tensor's name: ScoreNet v1's (`time.w1`, `blocks.0.w1`, …) when the graph is that
+/// network, else `layers.{i}.w` / `layers.{i}.b` after the layer that owns it (the checkpoints'
+/// names, `docs/scorenet.md`).
+fn tensor_names(model: &Model<'_>) -> Vec<String> {
+    let n = model.tensor_count();
+    let mut names: Vec<String> = model.tensors().map(|t| t.role.name().to_string()).collect();
+    match model.graph().mlp_dims() {
+        Some(dims) => {
+            for (slot, (role, _, _)) in tinyscore_engine::format::file_tensors(&dims).enumerate() {
+                if slot < n {
+                    names[slot] = role.name().to_string();
+                }
+            }
+        }
+        None => {
+            for (i, l) in model.graph().layers().enumerate() {
+                if let Some((w, b)) = l.op.params() {
+                    names[w as usize] = format!("layers.{i}.w");
+                    names[b as usize] = format!("layers.{i}.b");
+                }
+            }
+        }
+    }
+    names
+}
+
+/// Whether `role` is a bias of ScoreNet v1 (version-1 roles).
+fn is_bias(role: Role) -> bool {
+    matches!(
+        role,
+        Role::TimeB1 | Role::TimeB2 | Role::InputB | Role::BlockB1(_) | Role::BlockB2(_) | Role::OutputB
+    )
+}
+
+/// The layer graph as a table: layer, op, inputs, output shape, parameters, MACs, and where its
+/// output lives in the arena (region, offset and size in 4-byte words).
+fn graph_table(s: &mut String, model: &Model<'_>) {
+    use std::fmt::Write;
+    let g = model.graph();
+    let r = g.regions();
+    let _ = writeln!(
+        s,
+        "{:>5} {:<10} {:<11} {:>10} {:>9} {:>10}  {:<6} {:>8} {:>8}",
+        "layer", "op", "inputs", "output", "params", "MACs", "region", "offset", "words"
+    );
+    for (i, l) in g.layers().enumerate() {
+        let inputs = l.op.inputs().iter().flatten().map(|v| format!("v{v}")).collect::<Vec<_>>().join(",");
+        let (name, params) = match l.op {
+            Op::Conv1d { kernel, dilation, stride, weight, bias, .. } => {
+                let (w, b) = (model.tensor_at(weight as usize), model.tensor_at(bias as usize));
+                let mut n = format!("conv{kernel}");
+                if dilation > 1 {
+                    n += &format!("d{dilation}");
+                }
+                if stride > 1 {
+                    n += &format!("s{stride}");
+                }
+                (n, w.rows * w.cols + b.rows)
+            }
+            Op::Linear { weight, bias, .. } => {
+                let (w, b) = (model.tensor_at(weight as usize), model.tensor_at(bias as usize));
+                ("linear".to_string(), w.rows * w.cols + b.rows)
+            }
+            op => (op.name().to_string(), 0),
+        };
+        let input = l.op.inputs()[0].map(|v| g.value_shape(v)).unwrap_or(l.shape);
+        let macs = tinyscore_engine::graph::op::macs(&l.op, input, l.shape);
+        let (region, offset) = if i + 1 == g.len() {
+            ("output", "-".to_string())
+        } else {
+            (if l.branch == Branch::Time { "time" } else { "data" }, l.offset.to_string())
+        };
+        let _ = writeln!(
+            s,
+            "{:>5} {:<10} {:<11} {:>10} {:>9} {:>10}  {:<6} {:>8} {:>8}",
+            i,
+            name,
+            inputs,
+            format!("{}x{}", l.shape.channels, l.shape.length),
+            params,
+            macs,
+            region,
+            offset,
+            l.shape.len()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "arena     time {} + data {} + scratch {} words = {} bytes (values that are never live together share words)",
+        r.time,
+        r.data,
+        r.scratch,
+        4 * r.total()
+    );
 }

@@ -1,0 +1,310 @@
+//! Version 3 of the `.tsm` format: the network as a layer graph. The writer against the engine's
+//! reader (ScoreNet v1 written as a graph keeps the bits of its version-1 file; a conv U-Net
+//! evaluates as the trainer's walk of the same graph), the checked-in test vectors, and one
+//! hand-made malicious file per way a graph can be wrong (`GraphError`, behind a valid CRC).
+
+use tinyscore_engine::format::{field, field3, DataKind, DataShape, FormatError, Model, Process};
+use tinyscore_engine::graph::build::Plan;
+use tinyscore_engine::graph::op::RECORD_LEN;
+use tinyscore_engine::graph::unet::UNet;
+use tinyscore_engine::graph::GraphError;
+use tinyscore_engine::net::{Dims, ScoreNet};
+use tinyscore_engine::schedule::BetaSchedule;
+use tinyscore_tools::tsm::{reseal, write, write_graph, write_v1, GraphSpec, ModelSpec, Quant};
+
+const PROCESS: Process = Process::VpDiscrete { steps: 10, schedule: BetaSchedule::DDPM_LINEAR };
+
+/// A small U-Net on one-channel signals of 16 samples.
+const TINY_UNET: UNet =
+    UNet { channels: 1, length: 16, width: 4, levels: 2, blocks: 1, kernel: 3, freqs: 4, temb: 8 };
+
+/// A U-Net on three-channel signals (an accelerometer's x, y, z): the layout transposes at
+/// the network's edges.
+const THREE_CHANNELS: UNet =
+    UNet { channels: 3, length: 8, width: 5, levels: 1, blocks: 2, kernel: 5, freqs: 6, temb: 4 };
+
+type Net<'a> = ScoreNet<'a, 64, 64, 8, Vec<f32>>;
+
+fn params(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 * 0.71).sin() * 0.3).collect()
+}
+
+/// A conv model file of `u` and its plan and parameters.
+fn conv_file(u: &UNet, quant: Quant) -> (Plan, Vec<f32>, Vec<u8>) {
+    let plan = u.build().unwrap();
+    let p = params(plan.param_count());
+    let d = u.channels * u.length;
+    let mean: Vec<f32> = (0..d).map(|i| 0.1 * i as f32).collect();
+    let std: Vec<f32> = (0..d).map(|i| 1.0 + 0.05 * i as f32).collect();
+    let data = DataShape { kind: DataKind::Signal, channels: u.channels, length: u.length };
+    let spec =
+        GraphSpec { plan: &plan, data, process: PROCESS, norm_mean: &mean, norm_std: &std, params: &p };
+    let bytes = write_graph(&spec, quant).unwrap();
+    (plan, p, bytes)
+}
+
+fn net(bytes: &[u8]) -> Net<'_> {
+    let model = Model::parse(bytes).unwrap();
+    let words = Net::arena_len(&model);
+    ScoreNet::new(model, vec![0.0; words]).unwrap()
+}
+
+#[test]
+fn scorenet_v1_as_a_graph_keeps_its_bits() {
+    let dims = Dims { dim: 3, hidden: 16, freqs: 8, blocks: 2 };
+    let p = params(dims.param_count());
+    let spec = ModelSpec {
+        dims,
+        process: PROCESS,
+        norm_mean: &[0.0, 1.0, -1.0],
+        norm_std: &[1.0, 2.0, 0.5],
+        params: &p,
+    };
+    let (v3, v1) = (write(&spec, Quant::F32).unwrap(), write_v1(&spec, Quant::F32).unwrap());
+    assert_eq!(Model::parse(&v3).unwrap().header().version, 3);
+    assert_eq!(Model::parse(&v1).unwrap().header().version, 1);
+    assert_eq!(Model::parse(&v3).unwrap().graph().mlp_dims(), Some(dims));
+    let (mut a, mut b) = (net(&v3), net(&v1));
+    let xs: Vec<f32> = (0..15).map(|i| (i as f32 * 0.9).cos() * 2.0).collect();
+    for t in [0.0f32, 0.1, 0.5, 1.0] {
+        let (mut ea, mut eb) = ([0.0f32; 15], [0.0f32; 15]);
+        for i in 0..5 {
+            a.eps(&xs[3 * i..3 * i + 3], t, &mut ea[3 * i..3 * i + 3]);
+            b.eps(&xs[3 * i..3 * i + 3], t, &mut eb[3 * i..3 * i + 3]);
+        }
+        assert_eq!(ea.map(f32::to_bits), eb.map(f32::to_bits), "t={t}");
+        let mut batch = [0.0f32; 15];
+        let mut scratch = vec![0.0; a.batch_scratch_len(5)];
+        a.eps_batch(&xs, t, &mut batch, &mut scratch);
+        assert_eq!(batch.map(f32::to_bits), ea.map(f32::to_bits), "batch t={t}");
+    }
+}
+
+#[test]
+fn a_conv_graph_evaluates_as_the_trainer_walks_it() {
+    for u in [TINY_UNET, THREE_CHANNELS] {
+        let (plan, p, bytes) = conv_file(&u, Quant::F32);
+        let mut net = net(&bytes);
+        assert_eq!(net.model().data().kind, DataKind::Signal);
+        assert_eq!(net.model().graph().mlp_dims(), None);
+        let d = u.channels * u.length;
+        let rows = 4;
+        let xs: Vec<f32> = (0..rows * d).map(|i| (i as f32 * 0.37).sin() * 1.5).collect();
+        let ts: Vec<f32> = (0..rows).map(|r| 0.05 + 0.3 * r as f32).collect();
+        let want = tinyscore_train::train::forward_graph(&plan, &p, &xs, &ts);
+        for r in 0..rows {
+            let mut eps = vec![0.0f32; d];
+            net.eps(&xs[r * d..(r + 1) * d], ts[r], &mut eps);
+            for (i, (g, w)) in eps.iter().zip(&want[r * d..(r + 1) * d]).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-4 + 1e-4 * w.abs(),
+                    "{u:?} row {r} [{i}]: engine {g}, trainer {w}"
+                );
+            }
+            // k vectors at once: the bits of one at a time.
+            let k = 3;
+            let batch_x: Vec<f32> = xs[r * d..(r + 1) * d].iter().cycle().take(k * d).copied().collect();
+            let mut outs = vec![0.0f32; k * d];
+            let mut scratch = vec![0.0; net.batch_scratch_len(k)];
+            net.eps_batch(&batch_x, ts[r], &mut outs, &mut scratch);
+            for c in outs.chunks_exact(d) {
+                assert_eq!(
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    eps.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_conv_files_round_trip_and_int8_is_refused() {
+    let (_, _, f16) = conv_file(&TINY_UNET, Quant::F16);
+    let (_, _, f32) = conv_file(&TINY_UNET, Quant::F32);
+    assert!(f16.len() < f32.len());
+    let (mut a, mut b) = (net(&f16), net(&f32));
+    let x: Vec<f32> = (0..16).map(|i| (i as f32).sin()).collect();
+    let (mut ea, mut eb) = (vec![0.0; 16], vec![0.0; 16]);
+    a.eps(&x, 0.3, &mut ea);
+    b.eps(&x, 0.3, &mut eb);
+    for (p, q) in ea.iter().zip(&eb) {
+        assert!((p - q).abs() < 1e-2, "{p} vs {q}");
+    }
+}
+
+#[test]
+fn the_arena_must_fit_the_engine() {
+    let (_, _, bytes) = conv_file(&TINY_UNET, Quant::F32);
+    let model = Model::parse(&bytes).unwrap();
+    let words = Net::arena_len(&model);
+    let err = Net::new(model, vec![0.0; words - 1]).unwrap_err();
+    assert_eq!((err.what, err.found, err.capacity), ("arena", words, words - 1));
+    // The header's RAM is the arena and the sampler's state.
+    let h = Model::parse(&bytes).unwrap().header().ram_bytes as usize;
+    assert_eq!(h, 4 * (words + 2 * 16));
+}
+
+/// The test vectors of `docs/format.md` §9 (version 3): ScoreNet v1 and a conv U-Net.
+#[test]
+fn test_vectors_are_what_the_writer_writes() {
+    let dims = Dims { dim: 2, hidden: 8, freqs: 4, blocks: 1 };
+    let p: Vec<f32> = (0..dims.param_count()).map(|i| (i as f32).sin() * 0.5).collect();
+    let spec =
+        ModelSpec { dims, process: PROCESS, norm_mean: &[0.5, -0.25], norm_std: &[2.0, 0.5], params: &p };
+    let mlp = write(&spec, Quant::F32).unwrap();
+    let (_, _, conv) = conv_file(&TINY_UNET, Quant::F32);
+    for (name, bytes) in [("tiny-v3.tsm", mlp), ("tiny-conv.tsm", conv)] {
+        let path = format!("{}/../engine/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("TINYSCORE_BLESS").is_some() {
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let stored =
+            std::fs::read(&path).unwrap_or_else(|_| panic!("{path} (regenerate with TINYSCORE_BLESS=1)"));
+        assert_eq!(stored, bytes, "{name}: the writer's output changed; bless only on purpose");
+    }
+}
+
+/// The file with record `layer`'s bytes at `at` replaced, resealed.
+fn patched(bytes: &[u8], layer: usize, at: usize, new: &[u8]) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    let o = field3::RECORDS + RECORD_LEN * layer + at;
+    b[o..o + new.len()].copy_from_slice(new);
+    reseal(&mut b);
+    b
+}
+
+fn graph_err(bytes: &[u8]) -> FormatError {
+    Model::parse(bytes).map(|_| ()).unwrap_err()
+}
+
+#[test]
+fn one_malicious_file_per_graph_error() {
+    let (plan, _, good) = conv_file(&TINY_UNET, Quant::F32);
+    let g = plan.graph().unwrap();
+    assert!(Model::parse(&good).is_ok());
+    let n = g.len();
+    let t = g.time_layers();
+    // First data layer: the input conv (reads x); the next, silu over its output.
+    let (conv_in, silu) = (t, t + 1);
+    let e = |err: GraphError| FormatError::Graph(err);
+    // An unknown op code.
+    assert_eq!(
+        graph_err(&patched(&good, silu, 0, &[99])),
+        e(GraphError::UnknownOp { layer: silu, code: 99 })
+    );
+    // A field the op has no use for (a kernel on a silu), and a bad conv field.
+    assert_eq!(
+        graph_err(&patched(&good, silu, 1, &[3])),
+        e(GraphError::BadField { layer: silu, field: "kernel" })
+    );
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 3, &[3])),
+        e(GraphError::BadField { layer: conv_in, field: "stride" })
+    );
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 1, &[4])),
+        e(GraphError::BadField { layer: conv_in, field: "kernel" })
+    );
+    // A reference to a value not yet written (a cycle written down).
+    let later = (silu + 3) as u16;
+    assert_eq!(
+        graph_err(&patched(&good, silu, 4, &later.to_le_bytes())),
+        e(GraphError::Reference { layer: silu, value: later })
+    );
+    // A dangling tensor reference, and a tensor used twice.
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 8, &999u16.to_le_bytes())),
+        e(GraphError::Tensor { layer: conv_in, tensor: 999 })
+    );
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 8, &2u16.to_le_bytes())),
+        e(GraphError::Tensor { layer: conv_in, tensor: 2 })
+    );
+    // A stated shape the rule does not give.
+    assert_eq!(
+        graph_err(&patched(&good, silu, 12, &9u16.to_le_bytes())),
+        e(GraphError::Shape { layer: silu, what: "stated shape" })
+    );
+    // A time-branch layer after the data branch: make the first data layer a time layer.
+    let mut time = [0u8; RECORD_LEN];
+    time[0] = 1;
+    time[4..12].copy_from_slice(&[0xFF; 8]);
+    time[12..14].copy_from_slice(&4u16.to_le_bytes());
+    time[14..16].copy_from_slice(&1u16.to_le_bytes());
+    let err = graph_err(&patched(&good, silu, 0, &time));
+    assert!(
+        matches!(err, FormatError::Graph(GraphError::TimeAfterData { layer }) if layer == silu),
+        "{err:?}"
+    );
+    // Arena: a value outside its region; two live values on the same words.
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 16, &100_000u32.to_le_bytes())),
+        e(GraphError::ArenaOverflow { layer: conv_in })
+    );
+    let silu_at = g.layer(silu).offset as u32;
+    let err = graph_err(&patched(&good, conv_in, 16, &silu_at.to_le_bytes()));
+    assert!(matches!(err, FormatError::Graph(GraphError::ArenaOverlap { .. })), "{err:?}");
+    // The last layer's output is not the input's shape.
+    let last_ch = 2u16.to_le_bytes();
+    let err = graph_err(&patched(&good, n - 1, 12, &last_ch));
+    assert!(matches!(err, FormatError::Graph(GraphError::Shape { .. } | GraphError::Output)), "{err:?}");
+    // The scratch and the layer count in the header.
+    let mut b = good.clone();
+    let s = u32::from_le_bytes(b[field3::SCRATCH_WORDS..field3::SCRATCH_WORDS + 4].try_into().unwrap());
+    b[field3::SCRATCH_WORDS..field3::SCRATCH_WORDS + 4].copy_from_slice(&(s + 1).to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(graph_err(&b), FormatError::Graph(GraphError::Scratch { .. })));
+    let mut b = good.clone();
+    b[field3::LAYERS..field3::LAYERS + 2].copy_from_slice(&0u16.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(graph_err(&b), e(GraphError::LayerCount { found: 0 }));
+    // The data description: an unknown kind, and a graph input that is not C·L.
+    let mut b = good.clone();
+    b[field3::DATA_KIND] = 7;
+    reseal(&mut b);
+    assert_eq!(graph_err(&b), FormatError::BadData { what: "kind" });
+    let mut b = good.clone();
+    b[field3::INPUT_LENGTH..field3::INPUT_LENGTH + 2].copy_from_slice(&15u16.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(graph_err(&b), FormatError::BadData { what: "graph input" });
+    // The RAM figure must be the planned arena's.
+    let mut b = good.clone();
+    let ram = u32::from_le_bytes(b[field::RAM_BYTES..field::RAM_BYTES + 4].try_into().unwrap());
+    b[field::RAM_BYTES..field::RAM_BYTES + 4].copy_from_slice(&(ram - 4).to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(graph_err(&b), FormatError::RamMismatch { .. }));
+}
+
+#[test]
+fn random_corruption_of_graph_files_never_panics() {
+    let (_, _, good) = conv_file(&TINY_UNET, Quant::F32);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut parsed = 0;
+    for _ in 0..3000 {
+        let mut b = good.clone();
+        for _ in 0..1 + next() % 4 {
+            // Mostly the header, arena section and records, where the graph lives.
+            let span = if next() % 4 == 0 { b.len() } else { 80 + 32 * 60 };
+            let at = (next() as usize) % span.min(b.len());
+            b[at] = next() as u8;
+        }
+        reseal(&mut b);
+        if let Ok(model) = Model::parse(&b) {
+            parsed += 1;
+            let words = Net::arena_len(&model);
+            if let Ok(mut net) = Net::new(model, vec![0.0; words]) {
+                let d = net.dim();
+                let mut eps = vec![0.0; d];
+                net.eps(&vec![0.5; d], 0.5, &mut eps);
+            }
+        }
+    }
+    // Some corruptions hit padding or values and still parse: the loop ran the network too.
+    assert!(parsed > 0);
+}
