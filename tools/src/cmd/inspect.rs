@@ -146,7 +146,7 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
             h.ram_bytes
         );
     }
-    let ws = WorkingSet::of_model(&model);
+    let ws = WorkingSet::of_model(model);
     let _ = writeln!(
         s,
         "ram       {} bytes the engine holds on a 32-bit MCU: arena {} + network buffers {} + model {} + \
