@@ -210,6 +210,35 @@ pub fn flag(id: &str) -> String {
     format!("--{}", id.replace('_', "-"))
 }
 
+/// An error and its causes on one line ("x.csv: line 3: ..."), each text once: a cause that the
+/// message before it already quotes (an OS error inside a file error) is not repeated, and Rust's
+/// " (os error N)" suffixes are dropped, so a file error reads `<path>: <reason>`.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = strip_os_error(&cause.to_string()).replace('\n', " ");
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+fn strip_os_error(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(i) = out.find(" (os error ") {
+        match out[i..].find(')') {
+            Some(j) => out.replace_range(i..i + j + 1, ""),
+            None => break,
+        }
+    }
+    out
+}
+
 /// clap's message on one line: everything but its usage and help hints, so that a missing
 /// argument is named (`the following required arguments were not provided: --data <DATA>`).
 pub fn one_line(rendered: &str) -> String {
@@ -235,6 +264,14 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_file_error_names_its_reason_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let text = format!("x.csv: cannot read: {io}");
+        let e = anyhow::Error::new(io).context(text);
+        assert_eq!(error_line(&e), "x.csv: cannot read: No such file or directory");
     }
 
     #[test]

@@ -28,9 +28,7 @@ fn main() {
         if broken_pipe {
             std::process::exit(0);
         }
-        // `{:#}` joins the context chain on one line: "reading x.csv: line 3: ...".
-        let msg = format!("{e:#}").replace('\n', " ");
-        eprintln!("error: {msg}");
+        eprintln!("error: {}", tinyscore_tools::cli::error_line(&e));
         std::process::exit(1);
     }
 }

@@ -199,6 +199,7 @@ fn scatter(dim: usize, sets: &[(&[f32], &str, RGBColor)], title: &str) -> Result
                 .x_desc(xdesc.as_str())
                 .y_desc(ydesc.as_str())
                 .label_style((FAMILY, 12))
+                .light_line_style(RGBColor(238, 238, 238))
                 .draw()?;
             let color = *color;
             chart
@@ -244,7 +245,11 @@ fn traces(channels: usize, length: usize, sets: &[(&[f32], &str, RGBColor)], tit
                 }
                 let mut chart = b.build_cartesian_2d(0..length, y0..y1)?;
                 let mut mesh = chart.configure_mesh();
-                mesh.y_desc("value").label_style((FAMILY, 11)).y_labels(4).x_labels(8);
+                mesh.y_desc("value (data units)")
+                    .label_style((FAMILY, 11))
+                    .light_line_style(RGBColor(238, 238, 238))
+                    .y_labels(4)
+                    .x_labels(8);
                 if last {
                     mesh.x_desc("sample index");
                 }
@@ -376,7 +381,11 @@ fn overlaid_traces(
                 .y_label_area_size(52)
                 .build_cartesian_2d(0..length, y0..y1)?;
             let mut mesh = chart.configure_mesh();
-            mesh.y_desc("value").label_style((FAMILY, 11)).y_labels(4).x_labels(10);
+            mesh.y_desc("value (data units)")
+                .label_style((FAMILY, 11))
+                .light_line_style(RGBColor(238, 238, 238))
+                .y_labels(4)
+                .x_labels(10);
             if last {
                 mesh.x_desc("sample index");
             }

@@ -18,7 +18,7 @@ pub struct DataArgs {
     /// Window length of the `ecg` data set (default 64; hop: half a window).
     #[arg(long)]
     pub window: Option<usize>,
-    /// Number of examples (generated sets only, at most 16777216; recordings give all their
+    /// Number of examples (generated sets only, at most 67108864; recordings give all their
     /// windows).
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
@@ -140,7 +140,15 @@ pub fn load(spec: &str, n: usize, seed: u64) -> Result<Dataset> {
             bail!("{spec}: {}", crate::output::reason(&e));
         }
     }
-    Ok(data::load(spec, n, seed)?)
+    match data::load(spec, n, seed) {
+        Err(data::DataError::Io { path, source }) if is_recording(spec) => bail!(
+            "{}: {} (the '{}' recording is read from the shared data folder; set TINYSCORE_DATA to the folder that holds it, see the README's \"Data\")",
+            path.display(),
+            crate::output::reason(&source),
+            spec.split(':').next().unwrap_or(spec)
+        ),
+        r => Ok(r?),
+    }
 }
 
 /// Loads a file that must be a file (`eval --samples`, `denoise --input`): a missing path is

@@ -421,11 +421,10 @@ fn train_cuda(
             pb.set_position(done);
             pb.set_message(format!("loss {last:.4}"));
         }
-        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps {
-            if out.is_file() {
-                gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
-                save(&trainer.checkpoint(), out, true)?;
-            }
+        // Periodic checkpoints go to a regular file only (a device would get them concatenated).
+        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps && out.is_file() {
+            gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
+            save(&trainer.checkpoint(), out, true)?;
         }
     }
     gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
