@@ -86,6 +86,10 @@ pub type Wanted<'a> = (&'static str, &'a Path, Kind);
 pub fn plan(outputs: &[Wanted<'_>], inputs: &[&Path]) -> Result<Vec<Output>> {
     // Aliasing first: "this is your input" says more than "wrong extension".
     let mut seen: Vec<(&'static str, Identity)> = Vec::new();
+    let stdout: Vec<&str> = outputs.iter().filter(|o| o.1.as_os_str() == "-").map(|o| o.0).collect();
+    if let [first, second, ..] = stdout[..] {
+        bail!("{first} and {second} both go to standard output (-); give one of them a file name");
+    }
     for &(flag, path, _) in outputs {
         let Some(id) = identity(path) else { continue };
         if is_stream_path(path) {

@@ -137,6 +137,7 @@ fn refused_outputs_and_flags_exit_1_before_the_work_and_replace_nothing() {
         &["data", "moons", "--noise", "0.1", "--out", s(&existing_csv), "--clean-out", s(&existing_csv)],
         "same file",
     );
+    case(&["data", "moons", "--noise", "0.1", "--out", "-", "--clean-out", "-"], "standard output");
     // 2. settings that would be ignored
     case(&["convert", c, "--quant", "f32", "--groups", "4", "--out", &p("o.tsm")], "--groups");
     case(
