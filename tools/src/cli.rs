@@ -1,9 +1,8 @@
 //! Argument parsing (clap derive) and dispatch to one `run_*` function per subcommand.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::cmd;
 
@@ -20,27 +19,27 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a ScoreNet with denoising score matching and write a checkpoint.
-    Train(TrainArgs),
+    Train(cmd::train::TrainArgs),
     /// Convert a checkpoint (.safetensors) into a .tsm model file.
-    Convert(ConvertArgs),
+    Convert(cmd::convert::ConvertArgs),
     /// Show a model file's header, tensors, size and RAM needs.
-    Inspect(InspectArgs),
+    Inspect(cmd::inspect::InspectArgs),
     /// Draw samples with the engine (the same code the firmware runs).
-    Sample(SampleArgs),
+    Sample(cmd::sample::SampleArgs),
     /// Denoise noisy windows (one per CSV line), or fill their missing entries with --mask.
-    Denoise(DenoiseArgs),
+    Denoise(cmd::denoise::DenoiseArgs),
     /// Sliced Wasserstein distance between samples and held-out data, beside its floor.
-    Eval(EvalArgs),
+    Eval(cmd::eval::EvalArgs),
     /// Write a built-in data set to CSV.
-    Data(DataArgs),
+    Data(cmd::data::DataArgs),
     /// Held-out negative log-likelihood (nats and bits per dimension) via the probability-flow ODE.
-    Likelihood(LikelihoodArgs),
+    Likelihood(cmd::likelihood::LikelihoodArgs),
     /// Train moons on the CPU, convert, sample, plot and evaluate, in one go.
-    Quickstart(QuickstartArgs),
+    Quickstart(cmd::quickstart::QuickstartArgs),
     /// Training throughput (steps/s, TFLOP/s) over a grid of widths and batch sizes.
-    BenchTrain(BenchTrainArgs),
+    BenchTrain(cmd::bench_train::BenchTrainArgs),
     /// Network evaluations per second of model files, one thread, per precision.
-    Bench(BenchArgs),
+    Bench(cmd::bench::BenchArgs),
 }
 
 /// Where training runs.
@@ -94,85 +93,6 @@ pub enum LossArg {
     SsmVr,
 }
 
-/// Arguments of `tinyscore train`.
-#[derive(Debug, clap::Args)]
-pub struct TrainArgs {
-    /// Built-in data set (moons, swissroll, 8gaussians, checkerboard, pinwheel, digits, ecg) or a
-    /// CSV / .npy file.
-    #[arg(long)]
-    pub data: String,
-    /// Window length of the `ecg` data set (default 64; hop: half a window).
-    #[arg(long)]
-    pub window: Option<usize>,
-    /// Diffusion process.
-    #[arg(long, value_enum, default_value_t = ProcessArg::Vp)]
-    pub process: ProcessArg,
-    /// β schedule of the discrete process.
-    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
-    pub schedule: Schedule,
-    /// Loss weighting of the noise levels.
-    #[arg(long, value_enum, default_value_t = WeightingArg::Simple)]
-    pub weighting: WeightingArg,
-    /// Training objective (docs/scorenet.md).
-    #[arg(long, value_enum, default_value_t = LossArg::Dsm)]
-    pub loss: LossArg,
-    /// Number of discrete diffusion steps N (≤ 1000); for an SDE, the default sampler steps
-    /// stored in the model file.
-    #[arg(long, default_value_t = 1000)]
-    pub diffusion_steps: u32,
-    /// Hidden width H.
-    #[arg(long, default_value_t = 128)]
-    pub hidden: usize,
-    /// Residual blocks B.
-    #[arg(long, default_value_t = 3)]
-    pub blocks: usize,
-    /// Time features F (even).
-    #[arg(long, default_value_t = 32)]
-    pub freqs: usize,
-    /// Optimisation steps.
-    #[arg(long, default_value_t = 8000)]
-    pub steps: u64,
-    /// Batch size.
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f32,
-    /// Steps of linear learning-rate warm-up.
-    #[arg(long, default_value_t = 100)]
-    pub warmup: u64,
-    /// EMA decay of the weights.
-    #[arg(long, default_value_t = 0.999)]
-    pub ema: f32,
-    /// Global gradient-norm clip.
-    #[arg(long, default_value_t = 1.0)]
-    pub grad_clip: f32,
-    /// Examples generated for a built-in 2-D data set.
-    #[arg(long, default_value_t = 20_000)]
-    pub n: usize,
-    /// Training backend: cpu (all cores) or cuda (GPU 0; our CUDA kernels, compiled by NVRTC).
-    #[arg(long, value_enum, default_value_t = Device::Cpu)]
-    pub device: Device,
-    /// --device cuda: capture the step as a CUDA graph once and replay it.
-    #[arg(long)]
-    pub cuda_graph: bool,
-    /// --device cuda: read the loss back (one synchronisation) every this many steps.
-    #[arg(long, default_value_t = 100)]
-    pub loss_every: u64,
-    /// Seed of the data, initialisation and noise.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Checkpoint to write (.safetensors).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Continue from this checkpoint (bit-exact on the CPU backend) until --steps in total.
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Write a checkpoint every this many steps (0: only at the end).
-    #[arg(long, default_value_t = 1000)]
-    pub save_every: u64,
-}
-
 /// Weight storage of `tinyscore convert`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum QuantArg {
@@ -184,58 +104,6 @@ pub enum QuantArg {
     W8,
     /// int8 weights and activations, int32 accumulation, calibrated per timestep group.
     W8a8,
-}
-
-/// Arguments of `tinyscore convert`.
-#[derive(Debug, clap::Args)]
-pub struct ConvertArgs {
-    /// Checkpoint to convert (.safetensors).
-    pub checkpoint: PathBuf,
-    /// Weight storage.
-    #[arg(long, value_enum, default_value_t = QuantArg::F32)]
-    pub quant: QuantArg,
-    /// Use the raw weights instead of their EMA.
-    #[arg(long)]
-    pub raw: bool,
-    /// Calibration data (built-in name or CSV/.npy file) for w8a8 and the SNR report; default:
-    /// the training data recorded in the checkpoint.
-    #[arg(long)]
-    pub calib: Option<String>,
-    /// Timestep groups of the w8a8 activation scales (1..=16); default: chosen by measured SNR
-    /// among 1, 2, 4, 8.
-    #[arg(long)]
-    pub groups: Option<usize>,
-    /// Model file to write (.tsm).
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-/// Arguments of `tinyscore bench`.
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Model files (.tsm). An f32 file is also measured re-encoded as f16 and w8 (in memory).
-    #[arg(required = true)]
-    pub models: Vec<PathBuf>,
-    /// Vectors per network call: 1 is `ScoreNet::eps`, more is `ScoreNet::eps_batch`.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Seconds of measurement per row (after a warm-up of a tenth of that).
-    #[arg(long, default_value_t = 1.0)]
-    pub seconds: f64,
-    /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
-    #[arg(long)]
-    pub portable: bool,
-    /// Instead of timing: evaluate ε̂ of the first model for each line `t,x_1,…,x_D` of this CSV
-    /// (x normalised) and print one CSV line of ε̂ per input (for cross-checks with other runtimes).
-    #[arg(long, value_name = "CSV")]
-    pub eval_csv: Option<PathBuf>,
-}
-
-/// Arguments of `tinyscore inspect`.
-#[derive(Debug, clap::Args)]
-pub struct InspectArgs {
-    /// Model file (.tsm).
-    pub model: PathBuf,
 }
 
 /// The samplers.
@@ -275,52 +143,6 @@ pub enum VarianceArg {
     Posterior,
 }
 
-/// Arguments of `tinyscore sample`.
-#[derive(Debug, clap::Args)]
-pub struct SampleArgs {
-    /// Model file (.tsm).
-    pub model: PathBuf,
-    /// Sampler.
-    #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
-    pub sampler: SamplerArg,
-    /// Reverse steps (default: the file's N).
-    #[arg(long)]
-    pub steps: Option<u32>,
-    /// DDPM reverse variance.
-    #[arg(long, value_enum, default_value_t = VarianceArg::Posterior)]
-    pub variance: VarianceArg,
-    /// DDIM's η in [0, 1] (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    pub eta: f32,
-    /// Signal-to-noise ratio of the pc sampler's Langevin corrector.
-    #[arg(long, default_value_t = 0.16)]
-    pub snr: f32,
-    /// Corrector steps per predictor step (pc), or Langevin steps per noise level (langevin).
-    #[arg(long)]
-    pub corrector_steps: Option<u32>,
-    /// The pc sampler's predictor.
-    #[arg(long, value_enum, default_value_t = PredictorArg::ReverseDiffusion)]
-    pub predictor: PredictorArg,
-    /// Annealed Langevin step relative to the level's variance: a_i = X·σ_i².
-    #[arg(long, default_value_t = 0.1)]
-    pub langevin_step: f32,
-    /// Finish with one Tweedie denoising step x̂₀ = (x − σ·ε̂)/α at the end time.
-    #[arg(long)]
-    pub denoise_final: bool,
-    /// Number of samples.
-    #[arg(long, default_value_t = 1000)]
-    pub n: u32,
-    /// Seed (sample i uses the noise of (seed, i) whatever n is).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Output CSV, one sample per line, in the data's units; `-` for standard output.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Also draw the samples to this PNG.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-}
-
 /// Denoising methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DenoiseMethod {
@@ -330,183 +152,108 @@ pub enum DenoiseMethod {
     Sdedit,
 }
 
-/// Arguments of `tinyscore denoise`.
-#[derive(Debug, clap::Args)]
-pub struct DenoiseArgs {
-    /// Model file (.tsm) trained on clean windows of the same length.
-    pub model: PathBuf,
-    /// Noisy windows: CSV (or .npy), one window per line, in the data's units.
-    #[arg(long)]
-    pub input: PathBuf,
-    /// Noise standard deviation in the data's units, or `auto` to estimate it from the input
-    /// (median absolute deviation of the first difference, pooled over all windows).
-    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
-    pub sigma: String,
-    /// Denoising method.
-    #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
-    pub method: DenoiseMethod,
-    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
-    #[arg(long, default_value_t = 50)]
-    pub steps: u32,
-    /// Independent runs averaged, for `sdedit` and imputation (1..=16).
-    #[arg(long, default_value_t = 4)]
-    pub draws: u32,
-    /// Imputation instead of denoising: a CSV of the input's shape, 1 where a value is known and 0
-    /// where it is missing (the input's value there is ignored).
-    #[arg(long)]
-    pub mask: Option<PathBuf>,
-    /// Imputation: RePaint resamplings per step (1 = the plain replacement method).
-    #[arg(long, default_value_t = 1)]
-    pub resample: u32,
-    /// Seed of the stochastic methods (window i uses the noise of (seed, i)).
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// The clean windows, if known: prints the SNR (dB) of the input and of the output.
-    #[arg(long)]
-    pub clean: Option<PathBuf>,
-    /// Output CSV of the input's shape; `-` for standard output.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Also draw noisy / denoised (/ clean) traces of the first windows to this PNG.
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-}
-
-/// Arguments of `tinyscore eval`.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Samples (CSV or .npy).
-    #[arg(long)]
-    pub samples: PathBuf,
-    /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
-    #[arg(long)]
-    pub data: String,
-    /// Window length of the `ecg` data set (default 64).
-    #[arg(long)]
-    pub window: Option<usize>,
-    /// Random projections of the sliced distance.
-    #[arg(long, default_value_t = 256)]
-    pub projections: usize,
-    /// Seed of the projections and of the held-out draw.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-/// Arguments of `tinyscore bench-train`.
-#[derive(Debug, clap::Args)]
-pub struct BenchTrainArgs {
-    /// Training backend.
-    #[arg(long, value_enum, default_value_t = Device::Cuda)]
-    pub device: Device,
-    /// Hidden widths H (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [128usize, 256, 512])]
-    pub widths: Vec<usize>,
-    /// Batch sizes (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = [256usize, 4096, 65536])]
-    pub batches: Vec<usize>,
-    /// Residual blocks B.
-    #[arg(long, default_value_t = 3)]
-    pub blocks: usize,
-    /// Time features F.
-    #[arg(long, default_value_t = 32)]
-    pub freqs: usize,
-    /// Timed steps per configuration (after 10 warm-up steps).
-    #[arg(long, default_value_t = 200)]
-    pub steps: u64,
-    /// --device cuda: replay each step as a CUDA graph.
-    #[arg(long)]
-    pub cuda_graph: bool,
-    /// Peak FP32 throughput of the device in TFLOP/s, for the "% of peak" column (default: 67 for
-    /// an H100 SXM, 51 for an H100 PCIe, none otherwise).
-    #[arg(long)]
-    pub peak_tflops: Option<f64>,
-}
-
-/// Arguments of `tinyscore likelihood`.
-#[derive(Debug, clap::Args)]
-pub struct LikelihoodArgs {
-    /// Model file (.tsm; weights dequantised to f32) or checkpoint (.safetensors; EMA weights).
-    pub model: PathBuf,
-    /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
-    #[arg(long)]
-    pub data: String,
-    /// Window length of the `ecg` data set (default 64).
-    #[arg(long)]
-    pub window: Option<usize>,
-    /// Exact divergence: D vector-Jacobian products per evaluation (default for D ≤ 64).
-    #[arg(long, conflicts_with = "hutchinson")]
-    pub exact: bool,
-    /// Hutchinson's divergence estimate with K Rademacher probes (default K = 16 for D > 64).
-    #[arg(long, value_name = "K")]
-    pub hutchinson: Option<usize>,
-    /// RK4 steps, equally spaced in log signal-to-noise ratio.
-    #[arg(long, default_value_t = 100)]
-    pub steps: u32,
-    /// Held-out points (at most; a recording's held-out part may be smaller).
-    #[arg(long, default_value_t = 1000)]
-    pub n: usize,
-    /// Seed of the held-out draw and of the Hutchinson probes.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Use a checkpoint's raw weights instead of their EMA.
-    #[arg(long)]
-    pub raw: bool,
-}
-
-/// Arguments of `tinyscore data`.
-#[derive(Debug, clap::Args)]
-pub struct DataArgs {
-    /// Built-in data set.
-    pub name: String,
-    /// Window length of the `ecg` data set (default 64; hop: half a window).
-    #[arg(long)]
-    pub window: Option<usize>,
-    /// Number of examples (generated sets; recordings give all their windows).
-    #[arg(long, default_value_t = 1000)]
-    pub n: usize,
-    /// Seed of a generated set.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Output CSV; `-` for standard output.
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-/// Arguments of `tinyscore quickstart`.
-#[derive(Debug, clap::Args)]
-pub struct QuickstartArgs {
-    /// Folder for the checkpoint, model, samples and plot.
-    #[arg(long, default_value = "tinyscore-quickstart")]
-    pub dir: PathBuf,
-    /// Training steps.
-    #[arg(long, default_value_t = 10_000)]
-    pub steps: u64,
-    /// Samples to draw.
-    #[arg(long, default_value_t = 2000)]
-    pub n: u32,
-    /// Reverse steps of the DDPM sampler.
-    #[arg(long, default_value_t = 200)]
-    pub sample_steps: u32,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-/// Runs one parsed command line.
-pub fn run(cli: Cli) -> Result<()> {
+/// Runs one parsed command line; `matches` tells the flags given from their defaults.
+pub fn run(cli: Cli, matches: &ArgMatches) -> Result<()> {
+    let given = matches.subcommand().map(|(_, m)| Given::from_matches(m)).unwrap_or_default();
     match cli.command {
-        Command::Train(a) => cmd::train::run_train(&a),
-        Command::Convert(a) => cmd::convert::run_convert(&a),
+        Command::Train(a) => cmd::train::run_train(&a, &given),
+        Command::Convert(a) => cmd::convert::run_convert(&a, &given),
         Command::Inspect(a) => cmd::inspect::run_inspect(&a),
-        Command::Sample(a) => cmd::sample::run_sample(&a),
-        Command::Denoise(a) => cmd::denoise::run_denoise(&a),
+        Command::Sample(a) => cmd::sample::run_sample(&a, &given),
+        Command::Denoise(a) => cmd::denoise::run_denoise(&a, &given),
         Command::Eval(a) => cmd::eval::run_eval(&a),
-        Command::Data(a) => cmd::data::run_data(&a),
+        Command::Data(a) => cmd::data::run_data(&a, &given),
         Command::Likelihood(a) => cmd::likelihood::run_likelihood(&a),
         Command::Quickstart(a) => cmd::quickstart::run_quickstart(&a),
         Command::BenchTrain(a) => cmd::bench_train::run_bench_train(&a),
         Command::Bench(a) => cmd::bench::run_bench(&a),
     }
+}
+
+/// The flags of a subcommand that were given on the command line (not left at their defaults),
+/// so that a flag without effect in a combination can be refused by name.
+#[derive(Clone, Debug, Default)]
+pub struct Given(Vec<String>);
+
+impl Given {
+    /// The flags given in `m` (clap's `ValueSource::CommandLine`).
+    pub fn from_matches(m: &ArgMatches) -> Self {
+        Given(
+            m.ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.as_str().to_string())
+                .collect(),
+        )
+    }
+
+    /// As if these flags (argument ids: `sample_steps`) had been given.
+    pub fn of(ids: &[&str]) -> Self {
+        Given(ids.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Whether the flag with argument id `id` (`sample_steps`) was given.
+    pub fn has(&self, id: &str) -> bool {
+        self.0.iter().any(|g| g == id)
+    }
+
+    /// Fails naming the first of `ids` that was given: it has no effect `why`.
+    pub fn refuse(&self, ids: &[&str], why: &str) -> Result<()> {
+        match ids.iter().find(|id| self.has(id)) {
+            Some(id) => anyhow::bail!("{} has no effect {why}", flag(id)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The flag of an argument id: `sample_steps` → `--sample-steps`.
+pub fn flag(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
+/// An error and its causes on one line ("x.csv: line 3: ..."), each text once: a cause that the
+/// message before it already quotes (an OS error inside a file error) is not repeated, and Rust's
+/// " (os error N)" suffixes are dropped, so a file error reads `<path>: <reason>`.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = strip_os_error(&cause.to_string()).replace('\n', " ");
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+fn strip_os_error(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(i) = out.find(" (os error ") {
+        match out[i..].find(')') {
+            Some(j) => out.replace_range(i..i + j + 1, ""),
+            None => break,
+        }
+    }
+    out
+}
+
+/// clap's message on one line: everything but its usage and help hints, so that a missing
+/// argument is named (`the following required arguments were not provided: --data <DATA>`).
+pub fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line).to_string());
+        }
+    }
+    let text = if parts.is_empty() { "invalid arguments".to_string() } else { parts.join(" ") };
+    format!("{text} (see 'tinyscore --help')")
 }
 
 #[cfg(test)]
@@ -517,5 +264,29 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_file_error_names_its_reason_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let text = format!("x.csv: cannot read: {io}");
+        let e = anyhow::Error::new(io).context(text);
+        assert_eq!(error_line(&e), "x.csv: cannot read: No such file or directory");
+    }
+
+    #[test]
+    fn a_missing_argument_is_named_on_one_line() {
+        let e = Cli::command().try_get_matches_from(["tinyscore", "train"]).unwrap_err();
+        let line = one_line(&e.render().to_string());
+        assert!(line.contains("--data") && line.contains("--out") && !line.contains('\n'), "{line}");
+    }
+
+    #[test]
+    fn given_tells_flags_from_defaults() {
+        let m = Cli::command()
+            .try_get_matches_from(["tinyscore", "sample", "m.tsm", "--eta", "0.5", "--out", "-"])
+            .unwrap();
+        let g = Given::from_matches(m.subcommand().unwrap().1);
+        assert!(g.has("eta") && g.has("out") && !g.has("snr") && !g.has("n"));
     }
 }

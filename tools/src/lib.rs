@@ -8,6 +8,7 @@
 pub mod calib;
 pub mod cli;
 pub mod cmd;
+pub mod output;
 pub mod plot;
 pub mod simd;
 pub mod tsm;

@@ -186,9 +186,10 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
         (owned(&["convert", s(&flipped_ckpt), "--out", s(&d.join("o.tsm"))]), "flipped.safetensors"),
         (owned(&["convert", s(&empty), "--out", s(&d.join("o.tsm"))]), "empty.csv"),
         {
+            // Resuming on other data than the checkpoint's is refused, naming the flag.
             let mut v = train_on(s(&three_cols));
             v.extend(["--resume".into(), s(&ckpt).into()]);
-            (v, "dimensions")
+            (v, "--data")
         },
         {
             let mut v = train_on("moons");

@@ -4,14 +4,35 @@
 //! file, the same weights re-encoded as f16 and w8. `bench/onnx_compare.py` puts these figures
 //! beside ONNX Runtime's; `docs/BENCHMARKS.md` has the measured ones.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use tinyscore_engine::format::{DType, Model, Role};
 
 use super::{host_net, parse_model, read_file, HostNet};
-use crate::cli::BenchArgs;
 use crate::tsm::{write, ModelSpec, Quant};
+
+/// Arguments of `tinyscore bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Model files (.tsm). An f32 file is also measured re-encoded as f16 and w8 (in memory).
+    #[arg(required = true)]
+    pub models: Vec<PathBuf>,
+    /// Vectors per network call (1..=4096): 1 is `ScoreNet::eps`, more is `ScoreNet::eps_batch`.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Seconds of measurement per row (after a warm-up of a tenth of that).
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
+    #[arg(long)]
+    pub portable: bool,
+    /// Instead of timing: evaluate ε̂ of the first model for each line `t,x_1,…,x_D` of this CSV
+    /// (x normalised) and print one CSV line of ε̂ per input (for cross-checks with other runtimes).
+    #[arg(long, value_name = "CSV")]
+    pub eval_csv: Option<PathBuf>,
+}
 
 /// Largest `--batch`.
 pub const MAX_BATCH: usize = 4096;

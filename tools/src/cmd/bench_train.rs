@@ -11,7 +11,37 @@ use tinyscore_train::cuda::CudaTrainer;
 use tinyscore_train::data;
 use tinyscore_train::train::{TrainConfig, Trainer};
 
-use crate::cli::{BenchTrainArgs, Device};
+use crate::cli::Device;
+
+/// Arguments of `tinyscore bench-train`.
+#[derive(Debug, clap::Args)]
+pub struct BenchTrainArgs {
+    /// Training backend.
+    #[arg(long, value_enum, default_value_t = Device::Cuda)]
+    pub device: Device,
+    /// Hidden widths H (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [128usize, 256, 512])]
+    pub widths: Vec<usize>,
+    /// Batch sizes (comma-separated; each 1..=262144).
+    #[arg(long, value_delimiter = ',', default_values_t = [256usize, 4096, 65536])]
+    pub batches: Vec<usize>,
+    /// Residual blocks B.
+    #[arg(long, default_value_t = 3)]
+    pub blocks: usize,
+    /// Time features F.
+    #[arg(long, default_value_t = 32)]
+    pub freqs: usize,
+    /// Timed steps per configuration (after 10 warm-up steps).
+    #[arg(long, default_value_t = 200)]
+    pub steps: u64,
+    /// --device cuda: replay each step as a CUDA graph.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// Peak FP32 throughput of the device in TFLOP/s, for the "% of peak" column (default: 67 for
+    /// an H100 SXM, 51 for an H100 PCIe, none otherwise).
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+}
 
 /// Warm-up steps before timing (kernel compilation, caches, graph capture).
 const WARMUP: u64 = 10;
@@ -37,8 +67,9 @@ pub fn run_bench_train(args: &BenchTrainArgs) -> Result<()> {
             bail!("--widths: {w} is outside 1..={}", limits::MAX_HIDDEN);
         }
     }
-    if args.batches.contains(&0) {
-        bail!("--batches must be at least 1");
+    let max_batch = super::train::MAX_BATCH;
+    if let Some(b) = args.batches.iter().find(|&&b| b == 0 || b > max_batch) {
+        bail!("--batches: {b} is outside 1..={max_batch}");
     }
     let moons = data::load("moons", 20_000, 0).context("generating moons")?;
     let gpu = match args.device {

@@ -2,13 +2,40 @@
 //! the quantized network against float over calibration inputs.
 
 use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
 use tinyscore_engine::format::{Model, Process};
-use tinyscore_train::checkpoint::Checkpoint;
+use tinyscore_train::checkpoint::{Checkpoint, CheckpointError};
 
-use super::{parse_model, write_atomic};
+use super::parse_model;
 use crate::calib::{self, CalibPoint};
-use crate::cli::{ConvertArgs, QuantArg};
+use crate::cli::{Given, QuantArg};
+use crate::output::{self, Kind};
 use crate::tsm::{self, ModelSpec, Quant};
+use tinyscore_engine::format::{DataKind, DataShape};
+
+/// Arguments of `tinyscore convert`.
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// Checkpoint to convert (.safetensors).
+    pub checkpoint: PathBuf,
+    /// Weight storage.
+    #[arg(long, value_enum, default_value_t = QuantArg::F32)]
+    pub quant: QuantArg,
+    /// Use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub raw: bool,
+    /// Calibration data (built-in name or CSV/.npy file) for w8a8 and the SNR report; default:
+    /// the training data recorded in the checkpoint.
+    #[arg(long)]
+    pub calib: Option<String>,
+    /// Timestep groups of the w8a8 activation scales (1..=16); default: chosen by measured SNR
+    /// among 1, 2, 4, 8.
+    #[arg(long)]
+    pub groups: Option<usize>,
+    /// Model file to write (.tsm).
+    #[arg(long)]
+    pub out: PathBuf,
+}
 
 /// Calibration examples drawn from the data set.
 pub const CALIB_EXAMPLES: usize = 256;
@@ -21,9 +48,15 @@ pub const GROUP_GAIN_DB: f64 = 0.5;
 /// The automatic choice of groups keeps a w8a8 file within this fraction of the f32 file.
 pub const SIZE_BUDGET: f64 = 0.30;
 
-/// Runs `tinyscore convert`.
-pub fn run_convert(args: &ConvertArgs) -> Result<()> {
-    super::check_parent(&args.out)?;
+/// Runs `tinyscore convert` (`given`: the flags given on the command line).
+pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
+    if args.quant != QuantArg::W8a8 {
+        given.refuse(&["groups"], "without --quant w8a8 (only integer activations have timestep groups)")?;
+    }
+    let calib_file = args.calib.as_deref().map(std::path::Path::new).filter(|p| p.exists());
+    let mut inputs = vec![args.checkpoint.as_path()];
+    inputs.extend(calib_file);
+    let mut out = output::plan(&[("--out", &args.out, Kind::Model)], &inputs)?.remove(0);
     let ckpt = load_checkpoint(&args.checkpoint)?;
     let quant = match args.quant {
         QuantArg::F32 => Quant::F32,
@@ -43,7 +76,7 @@ pub fn run_convert(args: &ConvertArgs) -> Result<()> {
     let model = parse_model(&args.out, &bytes)?;
     let float = convert(&ckpt, Quant::F32, !args.raw)?;
     let snr = calib::score_snr(&model, &Model::parse(&float)?, &points);
-    write_atomic(&args.out, &bytes)?;
+    out.write_bytes(&bytes)?;
     eprintln!(
         "wrote {} ({} bytes, {} weights{}, {} from {} at step {})",
         args.out.display(),
@@ -71,12 +104,18 @@ pub fn fmt_db(db: f64) -> String {
     }
 }
 
-/// Loads a checkpoint with an error that names the file.
+/// Loads a checkpoint with an error that names the file once and the reason once
+/// (`CheckpointError` carries the path).
 pub fn load_checkpoint(path: &std::path::Path) -> Result<Checkpoint> {
     if path.is_dir() {
         anyhow::bail!("{}: is a directory, expected a checkpoint file", path.display());
     }
-    Checkpoint::load(path).with_context(|| format!("{}: cannot load checkpoint", path.display()))
+    Checkpoint::load(path).map_err(|e| match e {
+        CheckpointError::Io { path, source, .. } => {
+            anyhow::anyhow!("{}: {}", path.display(), crate::output::reason(&source))
+        }
+        e => anyhow::anyhow!("{e}"),
+    })
 }
 
 /// The calibration inputs of `ckpt` from the data set or file `spec`: [`CALIB_EXAMPLES`]
@@ -115,7 +154,21 @@ fn process_of(ckpt: &Checkpoint) -> Process {
 
 /// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8`.
 pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
-    Ok(tsm::write(&spec_of(ckpt, use_ema), quant)?)
+    Ok(tsm::write_with(&spec_of(ckpt, use_ema), data_of(ckpt), quant)?)
+}
+
+/// What the checkpoint's data is, for the model file's description (the tools plot by it).
+fn data_of(ckpt: &Checkpoint) -> DataShape {
+    let d = ckpt.dims.dim;
+    match crate::plot::data_shape_for(Some(&ckpt.data_spec), d) {
+        crate::plot::DataShape::Image { channels, height, width } if channels * height * width == d => {
+            DataShape { kind: DataKind::Image { width }, channels, length: height * width }
+        }
+        crate::plot::DataShape::Signal { channels, length } if channels * length == d => {
+            DataShape { kind: DataKind::Signal, channels, length }
+        }
+        _ => DataShape { kind: DataKind::Points, channels: d, length: 1 },
+    }
 }
 
 /// What a model file of `ckpt` holds: its sizes, process, normalisation and the EMA or raw weights.
@@ -148,7 +201,7 @@ pub fn convert_calibrated(
     let build = |g: usize| -> Result<Vec<u8>> {
         let scales = calib::activation_scales(&spec.dims, params, points, g);
         let (rq, luts) = calib::integer_params(&spec.dims, params, &scales, g);
-        Ok(tsm::write_w8a8(&spec, g, &scales, &rq, &luts)?)
+        Ok(tsm::write_w8a8_with(&spec, data_of(ckpt), g, &scales, &rq, &luts)?)
     };
     if let Some(g) = groups {
         return Ok((build(g)?, g));
@@ -166,7 +219,14 @@ pub fn convert_calibrated(
             fmt_db(snr),
             bytes.len(),
             100.0 * bytes.len() as f64 / float_bytes.len() as f64,
-            if fits { "" } else { ", over the size budget" }
+            if fits {
+                String::new()
+            } else {
+                format!(
+                    ", over the size budget ({:.0}% of f32 = {budget:.0} bytes; not chosen)",
+                    100.0 * SIZE_BUDGET
+                )
+            }
         );
         if fits {
             tried.push((g, snr, bytes));

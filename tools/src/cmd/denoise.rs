@@ -2,17 +2,81 @@
 //! their missing entries (`--mask`, the replacement method), in parallel over windows. Window i
 //! depends only on (model, seed, i, settings).
 
-use std::io::Write as _;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::denoise::{self, Method};
 use tinyscore_train::data::{self, Dataset};
 
-use super::{create_output, host_net, parse_model, read_file};
-use crate::cli::{DenoiseArgs, DenoiseMethod};
+use super::{host_net, parse_model, read_file};
+use crate::cli::{DenoiseMethod, Given};
+use crate::output::{self, Kind};
+use crate::plot;
 
-/// Runs `tinyscore denoise`.
-pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
+/// Arguments of `tinyscore denoise`.
+#[derive(Debug, clap::Args)]
+pub struct DenoiseArgs {
+    /// Model file (.tsm) trained on clean windows of the same length.
+    pub model: PathBuf,
+    /// Noisy windows: CSV (or .npy), one window per line, in the data's units.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Noise standard deviation in the data's units, or `auto` to estimate it from the input
+    /// (median absolute deviation of the first difference, pooled over all windows).
+    #[arg(long, default_value = "auto", allow_hyphen_values = true)]
+    pub sigma: String,
+    /// Denoising method.
+    #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
+    pub method: DenoiseMethod,
+    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
+    #[arg(long, default_value_t = 50)]
+    pub steps: u32,
+    /// Independent runs averaged, for `sdedit` and imputation (1..=16).
+    #[arg(long, default_value_t = 4)]
+    pub draws: u32,
+    /// Imputation instead of denoising: a CSV of the input's shape, 1 where a value is known and 0
+    /// where it is missing (the input's value there is ignored).
+    #[arg(long)]
+    pub mask: Option<PathBuf>,
+    /// Imputation: RePaint resamplings per step (1 = the plain replacement method).
+    #[arg(long, default_value_t = 1)]
+    pub resample: u32,
+    /// Seed of the stochastic methods (window i uses the noise of (seed, i)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The clean windows, if known: prints the SNR (dB) of the input and of the output.
+    #[arg(long)]
+    pub clean: Option<PathBuf>,
+    /// Output CSV of the input's shape; `-` for standard output.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also draw noisy / denoised (/ clean) traces of the first windows to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Runs `tinyscore denoise` (`given`: the flags given on the command line).
+pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
+    if args.mask.is_some() {
+        given.refuse(&["sigma", "method"], "with --mask (imputation keeps the known values as they are)")?;
+    } else {
+        given.refuse(&["resample"], "without --mask (it is a setting of imputation)")?;
+        if args.method == DenoiseMethod::Tweedie {
+            given.refuse(
+                &["steps", "draws", "seed"],
+                "with --method tweedie (one deterministic network evaluation)",
+            )?;
+        }
+    }
+    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
+    if let Some(png) = &args.plot {
+        wanted.push(("--plot", png, Kind::Png));
+    }
+    let mut inputs = vec![args.model.as_path(), args.input.as_path()];
+    inputs.extend(args.mask.as_deref());
+    inputs.extend(args.clean.as_deref());
+    let mut outs = output::plan(&wanted, &inputs)?.into_iter();
+    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
     let d = model.dims().dim;
@@ -50,7 +114,6 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
         }
         None => None,
     };
-    let mut out = create_output(&args.out)?;
     let method = match args.method {
         DenoiseMethod::Tweedie => Method::Tweedie,
         DenoiseMethod::Sdedit => Method::Sdedit { steps: args.steps, draws: args.draws },
@@ -79,9 +142,7 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
         r.map_err(|e| anyhow::anyhow!("window {i}: {e}"))
     })?;
     pb.finish_and_clear();
-    data::write_csv(&mut out, d, &result)
-        .and_then(|_| out.flush())
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    out.write(|mut w| data::write_csv(&mut w, d, &result))?;
     if mask.is_none() {
         eprintln!(
             "sigma {sigma} ({}), method {:?}",
@@ -96,22 +157,28 @@ pub fn run_denoise(args: &DenoiseArgs) -> Result<()> {
             snr_db(&c.values, &result)
         );
     }
-    if let Some(png) = &args.plot {
-        crate::plot::plot_denoise(
-            png,
-            d,
+    if let Some(mut png) = plot_out {
+        let shape = plot::DataShape::of_model(&model);
+        let title = match mask {
+            Some(_) => format!("imputation ({} steps, {} draws)", args.steps, args.draws),
+            None => format!("denoising, {:?}, sigma {sigma:.3}", args.method).to_lowercase(),
+        };
+        let png_bytes = plot::denoise_png(
+            shape,
             &input.values,
             &result,
             clean.as_ref().map(|c| c.values.as_slice()),
+            &title,
         )?;
-        eprintln!("plot: {}", png.display());
+        png.write_bytes(&png_bytes)?;
+        eprintln!("plot: {} ({})", png.path.display(), shape.describe());
     }
     Ok(())
 }
 
 /// Reads windows and checks their length against the model's D.
 fn load_windows(path: &std::path::Path, d: usize) -> Result<Dataset> {
-    let set = data::load(&path.to_string_lossy(), 0, 0)?;
+    let set = super::data::load_file(path)?;
     if set.dim != d {
         bail!("{}: windows of {} values, the model needs {d}", path.display(), set.dim);
     }

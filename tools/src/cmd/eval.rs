@@ -3,10 +3,33 @@
 //! perfect model could do at this sample size) and a Gaussian fitted to the data (a weak model).
 
 use anyhow::{bail, Result};
-use tinyscore_train::data::{self, Dataset};
+use std::path::PathBuf;
+use tinyscore_train::data::Dataset;
 use tinyscore_train::metrics::sliced_wasserstein;
 
-use crate::cli::EvalArgs;
+/// Arguments of `tinyscore eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Samples (CSV or .npy).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
+    #[arg(long)]
+    pub data: String,
+    /// Window length of the `ecg` data set (default 64).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Random projections of the sliced distance (1..=65536).
+    #[arg(long, default_value_t = 256)]
+    pub projections: usize,
+    /// Seed of the projections and of the held-out draw.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// The most projections of the sliced distance (one f64 per projection, and the time grows with
+/// them; the distance settles long before).
+pub const MAX_PROJECTIONS: usize = 65_536;
 
 /// The three distances `eval` reports.
 #[derive(Clone, Copy, Debug)]
@@ -37,7 +60,7 @@ impl std::fmt::Display for Report {
 
 /// Runs `tinyscore eval`.
 pub fn run_eval(args: &EvalArgs) -> Result<()> {
-    let samples = data::load(&args.samples.to_string_lossy(), 0, 0)?;
+    let samples = super::data::load_file(&args.samples)?;
     let spec = super::data::with_window(&args.data, args.window)?;
     let report = evaluate(&samples, &spec, args.projections, args.seed)?;
     println!("{report}");
@@ -46,8 +69,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 
 /// Compares `samples` with held-out data of `spec`.
 pub fn evaluate(samples: &Dataset, spec: &str, projections: usize, seed: u64) -> Result<Report> {
-    if projections == 0 {
-        bail!("--projections must be at least 1");
+    if projections == 0 || projections > MAX_PROJECTIONS {
+        bail!("--projections must be in 1..={MAX_PROJECTIONS}, got {projections}");
     }
     let m = samples.len();
     let held = super::data::heldout_set(spec, 2 * m, seed)?;

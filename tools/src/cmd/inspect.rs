@@ -3,13 +3,20 @@
 //! (`tinyscore_engine::footprint`).
 
 use anyhow::Result;
+use std::path::PathBuf;
 use tinyscore_engine::footprint::WorkingSet;
 use tinyscore_engine::format::{DataKind, Model, Process, Role};
 use tinyscore_engine::graph::{Branch, Op};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
 use super::{parse_model, read_file};
-use crate::cli::InspectArgs;
+
+/// Arguments of `tinyscore inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Model file (.tsm).
+    pub model: PathBuf,
+}
 
 /// Runs `tinyscore inspect`.
 pub fn run_inspect(args: &InspectArgs) -> Result<()> {

@@ -7,6 +7,7 @@
 //! from the f32 network, and it has no Jacobian to differentiate.
 
 use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::DType;
@@ -15,7 +16,37 @@ use tinyscore_engine::schedule::Diffusion;
 use tinyscore_train::likelihood::{log_likelihood, rademacher_probes, time_grid, NetDivergence};
 
 use super::{parse_model, progress, read_file};
-use crate::cli::LikelihoodArgs;
+
+/// Arguments of `tinyscore likelihood`.
+#[derive(Debug, clap::Args)]
+pub struct LikelihoodArgs {
+    /// Model file (.tsm; weights dequantised to f32) or checkpoint (.safetensors; EMA weights).
+    pub model: PathBuf,
+    /// Held-out data: a built-in data set (fresh draws, or the held-out 20% of a recording) or a file.
+    #[arg(long)]
+    pub data: String,
+    /// Window length of the `ecg` data set (default 64).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Exact divergence: D vector-Jacobian products per evaluation (default for D ≤ 64).
+    #[arg(long, conflicts_with = "hutchinson")]
+    pub exact: bool,
+    /// Hutchinson's divergence estimate with K Rademacher probes (default K = 16 for D > 64).
+    #[arg(long, value_name = "K")]
+    pub hutchinson: Option<usize>,
+    /// RK4 steps, equally spaced in log signal-to-noise ratio.
+    #[arg(long, default_value_t = 100)]
+    pub steps: u32,
+    /// Held-out points (at most, 1..=1000000; a recording's held-out part may be smaller).
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed of the held-out draw and of the Hutchinson probes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Use a checkpoint's raw weights instead of their EMA.
+    #[arg(long)]
+    pub raw: bool,
+}
 
 /// `--exact` is the default up to this D; above it, Hutchinson with [`DEFAULT_PROBES`] probes.
 pub const AUTO_EXACT_MAX_DIM: usize = 64;
@@ -23,6 +54,8 @@ pub const AUTO_EXACT_MAX_DIM: usize = 64;
 pub const DEFAULT_PROBES: usize = 16;
 /// The most RK4 steps accepted.
 pub const MAX_STEPS: u32 = 100_000;
+/// The most held-out points accepted (--n).
+pub const MAX_POINTS: usize = 1_000_000;
 /// The most Hutchinson probes accepted (the rows of one batched pass).
 pub const MAX_PROBES: usize = 4096;
 
@@ -151,8 +184,8 @@ pub fn run_likelihood(args: &LikelihoodArgs) -> Result<()> {
     if args.steps == 0 || args.steps > MAX_STEPS {
         bail!("--steps must be in 1..={MAX_STEPS}, got {}", args.steps);
     }
-    if args.n == 0 {
-        bail!("--n must be at least 1");
+    if args.n == 0 || args.n > MAX_POINTS {
+        bail!("--n must be in 1..={MAX_POINTS}, got {}", args.n);
     }
     if let Some(k) = args.hutchinson {
         if k == 0 || k > MAX_PROBES {

@@ -1,5 +1,6 @@
-//! One module per subcommand, each with one `run_*` entry point, and the few helpers they share
-//! (reading a model file, opening an output, the engine's host capacities).
+//! One module per subcommand, each with its arguments and one `run_*` entry point, and the few
+//! helpers they share (reading a model file, the engine's host capacities). Outputs go through
+//! [`crate::output`].
 
 pub mod bench;
 pub mod bench_train;
@@ -13,8 +14,6 @@ pub mod quickstart;
 pub mod sample;
 pub mod train;
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -47,51 +46,6 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// Parses a `.tsm` file's bytes, naming the file in the error.
 pub fn parse_model<'a>(path: &Path, bytes: &'a [u8]) -> Result<Model<'a>> {
     Model::parse(bytes).map_err(|e| anyhow::anyhow!("{}: invalid model file: {e}", path.display()))
-}
-
-/// Opens `path` for writing (`-` is standard output). A missing parent folder is an error, not
-/// created silently.
-pub fn create_output(path: &Path) -> Result<Box<dyn Write>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(BufWriter::new(io::stdout().lock())));
-    }
-    check_parent(path)?;
-    let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(Box::new(BufWriter::new(f)))
-}
-
-/// Fails with a clear message if `path`'s parent folder does not exist.
-pub fn check_parent(path: &Path) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.is_dir() {
-            bail!("{}: folder {} does not exist", path.display(), parent.display());
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then a rename
-/// (and a sync of the folder), so a crash leaves either the old file or the new one, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    check_parent(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename durable too (the directory entry); best effort, see Checkpoint::save.
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Runs `work(net, i, row)` for every `dim`-long row i of `rows` on all cores, each thread with its

@@ -1,28 +1,76 @@
 //! `tinyscore quickstart`: the whole path in one command — train moons on the CPU, convert to a
 //! `.tsm`, sample with the engine, plot samples beside data, and print the distance to held-out data.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use tinyscore_engine::sampler::{Ddpm, Sampler, Variance};
 
+use super::parse_model;
 use super::sample::{draw_samples, Settings};
-use super::{parse_model, write_atomic};
-use crate::cli::{Device, LossArg, ProcessArg, QuickstartArgs, Schedule, TrainArgs, WeightingArg};
+use super::train::TrainArgs;
+use crate::cli::Given;
+use crate::cli::{Device, LossArg, ProcessArg, Schedule, WeightingArg};
+use crate::output::{self, Kind};
 use crate::tsm::Quant;
+
+/// Arguments of `tinyscore quickstart`.
+#[derive(Debug, clap::Args)]
+pub struct QuickstartArgs {
+    /// Folder for the checkpoint, model, samples and plot.
+    #[arg(long, default_value = "tinyscore-quickstart")]
+    pub dir: PathBuf,
+    /// Training steps.
+    #[arg(long, default_value_t = 10_000)]
+    pub steps: u64,
+    /// Samples to draw (2..=1000000).
+    #[arg(long, default_value_t = 2000)]
+    pub n: u32,
+    /// Reverse steps of the DDPM sampler (1..=1000, the model's N).
+    #[arg(long, default_value_t = 200)]
+    pub sample_steps: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
 /// Runs `tinyscore quickstart`.
 pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
     let t0 = Instant::now();
+    // Everything that can be wrong with the arguments fails here, before any training.
+    if !(2..=1_000_000).contains(&args.n) {
+        bail!("--n must be in 2..=1000000 (the distance needs two points), got {}", args.n);
+    }
+    if !(1..=1000).contains(&args.sample_steps) {
+        bail!("--sample-steps must be in 1..=1000 (the model's N), got {}", args.sample_steps);
+    }
+    if args.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    if args.dir.exists() && !args.dir.is_dir() {
+        bail!("{}: is not a folder (--dir)", args.dir.display());
+    }
     std::fs::create_dir_all(&args.dir).with_context(|| format!("cannot create {}", args.dir.display()))?;
     let ckpt_path = args.dir.join("moons.safetensors");
     let model_path = args.dir.join("moons-f32.tsm");
     let samples_path = args.dir.join("samples.csv");
     let plot_path = args.dir.join("samples.png");
+    let outs = output::plan(
+        &[
+            ("checkpoint", &ckpt_path, Kind::Checkpoint),
+            ("model", &model_path, Kind::Model),
+            ("samples", &samples_path, Kind::Csv),
+            ("plot", &plot_path, Kind::Png),
+        ],
+        &[],
+    )?;
+    let [_, mut model_out, mut samples_out, mut plot_out] =
+        <[output::Output; 4]>::try_from(outs).map_err(|_| anyhow::anyhow!("four outputs"))?;
 
     eprintln!("[1/4] training ScoreNet on moons ({} steps, CPU)", args.steps);
     let train = TrainArgs {
-        data: "moons".into(),
+        data: Some("moons".into()),
         window: None,
         process: ProcessArg::Vp,
         schedule: Schedule::Linear,
@@ -47,7 +95,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         resume: None,
         save_every: 0,
     };
-    let summary = super::train::train(&train, true)?;
+    let summary = super::train::train(&train, &Given::default(), true)?;
     eprintln!(
         "      loss {:.4}, {:.0} steps/s -> {}",
         summary.loss,
@@ -58,7 +106,7 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
     eprintln!("[2/4] converting to {}", model_path.display());
     let ckpt = super::convert::load_checkpoint(&ckpt_path)?;
     let bytes = super::convert::convert(&ckpt, Quant::F32, true)?;
-    write_atomic(&model_path, &bytes)?;
+    model_out.write_bytes(&bytes)?;
     let model = parse_model(&model_path, &bytes)?;
 
     eprintln!("[3/4] sampling {} points with DDPM ({} steps) in the engine", args.n, args.sample_steps);
@@ -68,14 +116,13 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         n: args.n,
     };
     let samples = draw_samples(&model, &settings, true)?;
-    let mut out = super::create_output(&samples_path)?;
-    tinyscore_train::data::write_csv(&mut out, 2, &samples)?;
-    out.flush()?;
-    drop(out);
+    samples_out.write(|mut w| tinyscore_train::data::write_csv(&mut w, 2, &samples))?;
 
     eprintln!("[4/4] plotting and evaluating");
     let reference = super::data::heldout_set("moons", args.n as usize, args.seed)?;
-    crate::plot::plot_samples(&plot_path, 2, &samples, Some(&reference.values))?;
+    let shape = crate::plot::data_shape_for(Some("moons"), 2);
+    let title = format!("quickstart: moons, DDPM {} steps, {} training steps", args.sample_steps, args.steps);
+    plot_out.write_bytes(&crate::plot::samples_png(shape, &samples, Some(&reference.values), &title)?)?;
     let set = tinyscore_train::data::Dataset::from_rows(2, samples, "samples");
     let report = super::eval::evaluate(&set, "moons", 256, args.seed.wrapping_add(1))?;
     println!("{report}");
@@ -85,5 +132,3 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
     println!("done in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
-
-use std::io::Write as _;

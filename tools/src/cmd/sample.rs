@@ -2,7 +2,7 @@
 //! only on (model, seed, i, settings), so the output is the same for any thread count and for any
 //! `--n` ≥ i + 1, and equals what the firmware prints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
@@ -12,8 +12,56 @@ use tinyscore_engine::sampler::{
     Variance,
 };
 
-use super::{create_output, host_net, parse_model, progress, read_file};
-use crate::cli::{PredictorArg, SampleArgs, SamplerArg, VarianceArg};
+use super::{host_net, parse_model, progress, read_file};
+use crate::cli::{Given, PredictorArg, SamplerArg, VarianceArg};
+use crate::output::{self, Kind};
+use crate::plot;
+
+/// Arguments of `tinyscore sample`.
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// Model file (.tsm).
+    pub model: PathBuf,
+    /// Sampler.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Ddpm)]
+    pub sampler: SamplerArg,
+    /// Reverse steps (default: the file's N).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// DDPM reverse variance.
+    #[arg(long, value_enum, default_value_t = VarianceArg::Posterior)]
+    pub variance: VarianceArg,
+    /// DDIM's η in [0, 1] (0: deterministic).
+    #[arg(long, default_value_t = 0.0)]
+    pub eta: f32,
+    /// Signal-to-noise ratio of the pc sampler's Langevin corrector.
+    #[arg(long, default_value_t = 0.16)]
+    pub snr: f32,
+    /// Corrector steps per predictor step (pc), or Langevin steps per noise level (langevin).
+    #[arg(long)]
+    pub corrector_steps: Option<u32>,
+    /// The pc sampler's predictor.
+    #[arg(long, value_enum, default_value_t = PredictorArg::ReverseDiffusion)]
+    pub predictor: PredictorArg,
+    /// Annealed Langevin step relative to the level's variance: a_i = X·σ_i².
+    #[arg(long, default_value_t = 0.1)]
+    pub langevin_step: f32,
+    /// Finish with one Tweedie denoising step x̂₀ = (x − σ·ε̂)/α at the end time.
+    #[arg(long)]
+    pub denoise_final: bool,
+    /// Number of samples (n × D at most 134217728 values, 512 MiB).
+    #[arg(long, default_value_t = 1000)]
+    pub n: u32,
+    /// Seed (sample i uses the noise of (seed, i) whatever n is).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output CSV, one sample per line, in the data's units; `-` for standard output.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also draw the samples to this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
 
 /// Sampler settings resolved against a model.
 #[derive(Clone, Copy, Debug)]
@@ -26,24 +74,60 @@ pub struct Settings {
     pub n: u32,
 }
 
-/// Runs `tinyscore sample`.
-pub fn run_sample(args: &SampleArgs) -> Result<()> {
+/// The most values `sample` draws (--n × D): 512 MiB of f32.
+pub const MAX_VALUES: usize = 1 << 27;
+
+/// Runs `tinyscore sample` (`given`: the flags given on the command line).
+pub fn run_sample(args: &SampleArgs, given: &Given) -> Result<()> {
     if args.n == 0 {
         bail!("--n must be at least 1");
     }
+    check_sampler_flags(args.sampler, given)?;
+    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
+    if let Some(png) = &args.plot {
+        wanted.push(("--plot", png, Kind::Png));
+    }
+    let mut outs = output::plan(&wanted, &[&args.model])?.into_iter();
+    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
-    let settings = Settings { plan: plan(args, model.process().steps()), seed: args.seed, n: args.n };
-    // Open the output before the work, so a bad path fails at once.
-    let mut out = create_output(&args.out)?;
-    let samples = draw_samples(&model, &settings, true)?;
     let dim = model.dims().dim;
-    tinyscore_train::data::write_csv(&mut out, dim, &samples)
-        .and_then(|_| out.flush())
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    if let Some(png) = &args.plot {
-        crate::plot::plot_samples(png, dim, &samples, None)?;
-        eprintln!("plot: {}", png.display());
+    if args.n as usize > MAX_VALUES / dim {
+        bail!(
+            "--n {} x D={dim} is more than {MAX_VALUES} values; draw at most {} samples per run",
+            args.n,
+            MAX_VALUES / dim
+        );
+    }
+    let settings = Settings { plan: plan(args, model.process().steps()), seed: args.seed, n: args.n };
+    let samples = draw_samples(&model, &settings, true)?;
+    out.write(|mut w| tinyscore_train::data::write_csv(&mut w, dim, &samples))?;
+    if let Some(mut png) = plot_out {
+        let shape = plot::DataShape::of_model(&model);
+        let title = format!("{} samples ({})", args.n, shape.describe());
+        png.write_bytes(&plot::samples_png(shape, &samples, None, &title)?)?;
+        eprintln!("plot: {} ({})", png.path.display(), shape.describe());
+    }
+    Ok(())
+}
+
+/// Refuses a sampler setting given for a sampler that does not use it.
+fn check_sampler_flags(sampler: SamplerArg, given: &Given) -> Result<()> {
+    let uses = |id: &str| match id {
+        "variance" => sampler == SamplerArg::Ddpm,
+        "eta" => sampler == SamplerArg::Ddim,
+        "snr" | "predictor" => sampler == SamplerArg::Pc,
+        "corrector_steps" => matches!(sampler, SamplerArg::Pc | SamplerArg::Langevin),
+        "langevin_step" => sampler == SamplerArg::Langevin,
+        _ => true,
+    };
+    for id in ["variance", "eta", "snr", "predictor", "corrector_steps", "langevin_step"] {
+        if given.has(id) && !uses(id) {
+            let name = clap::ValueEnum::to_possible_value(&sampler)
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default();
+            bail!("{} has no effect with --sampler {name}", crate::cli::flag(id));
+        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `tinyscore train`: denoising score matching on the CPU backend, with a progress bar (loss,
 //! speed) and atomic checkpoints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -11,7 +11,89 @@ use tinyscore_train::checkpoint::Checkpoint;
 use tinyscore_train::train::{default_t_eps, Loss, TrainConfig, Trainer, Weighting};
 
 use super::progress;
-use crate::cli::{Device, LossArg, ProcessArg, Schedule, TrainArgs, WeightingArg};
+use crate::cli::{flag, Device, Given, LossArg, ProcessArg, Schedule, WeightingArg};
+use crate::output::{self, Kind, Output};
+
+/// Arguments of `tinyscore train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Built-in data set (moons, swissroll, 8gaussians, checkerboard, pinwheel, digits, ecg) or a
+    /// CSV / .npy file; with --resume, the checkpoint's (given, it must be the same).
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<String>,
+    /// Window length of the `ecg` data set (default 64; hop: half a window).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Diffusion process.
+    #[arg(long, value_enum, default_value_t = ProcessArg::Vp)]
+    pub process: ProcessArg,
+    /// β schedule of the discrete process.
+    #[arg(long, value_enum, default_value_t = Schedule::Linear)]
+    pub schedule: Schedule,
+    /// Loss weighting of the noise levels.
+    #[arg(long, value_enum, default_value_t = WeightingArg::Simple)]
+    pub weighting: WeightingArg,
+    /// Training objective (docs/scorenet.md).
+    #[arg(long, value_enum, default_value_t = LossArg::Dsm)]
+    pub loss: LossArg,
+    /// Number of discrete diffusion steps N (≤ 1000); for an SDE, the default sampler steps
+    /// stored in the model file.
+    #[arg(long, default_value_t = 1000)]
+    pub diffusion_steps: u32,
+    /// Hidden width H.
+    #[arg(long, default_value_t = 128)]
+    pub hidden: usize,
+    /// Residual blocks B.
+    #[arg(long, default_value_t = 3)]
+    pub blocks: usize,
+    /// Time features F (even).
+    #[arg(long, default_value_t = 32)]
+    pub freqs: usize,
+    /// Optimisation steps (in total, counting those before a resume).
+    #[arg(long, default_value_t = 8000)]
+    pub steps: u64,
+    /// Batch size (at most 262144).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Steps of linear learning-rate warm-up.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: u64,
+    /// EMA decay of the weights.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f32,
+    /// Global gradient-norm clip.
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f32,
+    /// Examples generated for a built-in 2-D data set (at most 16777216; not recorded in the
+    /// checkpoint, so a resumed run needs the same --n).
+    #[arg(long, default_value_t = 20_000)]
+    pub n: usize,
+    /// Training backend: cpu (all cores) or cuda (GPU 0; our CUDA kernels, compiled by NVRTC).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// --device cuda: capture the step as a CUDA graph once and replay it.
+    #[arg(long)]
+    pub cuda_graph: bool,
+    /// --device cuda: read the loss back (one synchronisation) every this many steps.
+    #[arg(long, default_value_t = 100)]
+    pub loss_every: u64,
+    /// Seed of the data, initialisation and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Checkpoint to write (.safetensors; may be the --resume checkpoint itself).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from this checkpoint (bit-exact on the CPU backend) until --steps in total, with
+    /// exactly its settings: a setting flag that differs from the checkpoint's is refused.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    #[arg(long, default_value_t = 1000)]
+    pub save_every: u64,
+}
 
 /// What a finished training run reports.
 #[derive(Clone, Copy, Debug)]
@@ -24,9 +106,15 @@ pub struct Summary {
     pub steps_per_sec: f64,
 }
 
+/// The largest --batch accepted: the trainer's buffers grow with it (about 1 GiB of activations
+/// at H = 512, B = 8), and a larger request must be an error, not an allocation failure.
+pub const MAX_BATCH: usize = 1 << 18;
+/// The most examples generated for a built-in 2-D set (--n): 128 MiB of f32.
+pub const MAX_EXAMPLES: usize = 1 << 24;
+
 /// Runs `tinyscore train`.
-pub fn run_train(args: &TrainArgs) -> Result<()> {
-    let s = train(args, true)?;
+pub fn run_train(args: &TrainArgs, given: &Given) -> Result<()> {
+    let s = train(args, given, true)?;
     eprintln!(
         "trained {} steps, loss {:.4}, {:.0} steps/s; checkpoint {}",
         s.steps,
@@ -61,11 +149,11 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
-    if args.batch == 0 {
-        bail!("--batch must be at least 1");
+    if args.batch == 0 || args.batch > MAX_BATCH {
+        bail!("--batch must be in 1..={MAX_BATCH}, got {}", args.batch);
     }
-    if args.n == 0 {
-        bail!("--n must be at least 1");
+    if args.n == 0 || args.n > MAX_EXAMPLES {
+        bail!("--n must be in 1..={MAX_EXAMPLES}, got {}", args.n);
     }
     for (flag, v) in [("--lr", args.lr), ("--grad-clip", args.grad_clip)] {
         if !(v.is_finite() && v > 0.0) {
@@ -117,15 +205,120 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     })
 }
 
-/// Trains as `args` say; `show_progress` draws the bar.
-pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
+/// The flags that set what a checkpoint records (argument ids); with --resume each must agree.
+const RECORDED: &[&str] = &[
+    "process",
+    "schedule",
+    "weighting",
+    "loss",
+    "diffusion_steps",
+    "hidden",
+    "blocks",
+    "freqs",
+    "batch",
+    "lr",
+    "warmup",
+    "ema",
+    "grad_clip",
+    "seed",
+];
+
+/// Checks the flags that have no effect in this combination, before anything is loaded.
+fn check_combination(args: &TrainArgs, given: &Given) -> Result<()> {
+    if args.device != Device::Cuda {
+        given.refuse(&["cuda_graph", "loss_every"], "without --device cuda")?;
+    }
+    if args.process != ProcessArg::Vp {
+        given.refuse(&["schedule"], "with an SDE process (--process vpsde, subvp, ve)")?;
+    }
+    Ok(())
+}
+
+/// The value of the recorded setting `id` (an argument id of [`RECORDED`]) in `c`, as its flag
+/// would spell it.
+fn setting(c: &TrainConfig, id: &str) -> String {
+    match id {
+        "process" => match c.sde {
+            None => "vp".into(),
+            Some(Sde::Vp { .. }) => "vpsde".into(),
+            Some(Sde::SubVp { .. }) => "subvp".into(),
+            Some(Sde::Ve { .. }) => "ve".into(),
+        },
+        "schedule" => match c.schedule {
+            BetaSchedule::Linear { .. } => "linear".into(),
+            BetaSchedule::Cosine { .. } => "cosine".into(),
+        },
+        "weighting" => c.weighting.name().into(),
+        "loss" => c.loss.name().into(),
+        "diffusion_steps" => c.diffusion_steps.to_string(),
+        "hidden" => c.hidden.to_string(),
+        "blocks" => c.blocks.to_string(),
+        "freqs" => c.freqs.to_string(),
+        "batch" => c.batch.to_string(),
+        "lr" => c.lr.to_string(),
+        "warmup" => c.warmup.to_string(),
+        "ema" => c.ema.to_string(),
+        "grad_clip" => c.grad_clip.to_string(),
+        "seed" => c.seed.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// With --resume: every recorded setting given on the command line must equal the checkpoint's.
+fn check_resume(
+    args: &TrainArgs,
+    given: &Given,
+    cfg: &TrainConfig,
+    ckpt: &Checkpoint,
+    path: &Path,
+) -> Result<()> {
+    for id in RECORDED.iter().filter(|id| given.has(id)) {
+        let (asked, recorded) = (setting(cfg, id), setting(&ckpt.config, id));
+        if asked != recorded {
+            bail!(
+                "{} {asked} conflicts with the checkpoint {}, which records {} {recorded}; --resume continues with the checkpoint's settings (drop the flag, or train a new run without --resume)",
+                flag(id),
+                path.display(),
+                flag(id),
+            );
+        }
+    }
+    if let Some(data) = &args.data {
+        let spec = super::data::with_window(data, args.window)?;
+        if spec != ckpt.data_spec {
+            bail!(
+                "--data {spec} conflicts with the checkpoint {}, which records --data {}; --resume continues on the checkpoint's data (drop --data)",
+                path.display(),
+                ckpt.data_spec
+            );
+        }
+    } else if given.has("window") {
+        bail!(
+            "--window has no effect with --resume without --data: the checkpoint records its data ({})",
+            ckpt.data_spec
+        );
+    }
+    Ok(())
+}
+
+/// Trains as `args` say (`given`: the flags given on the command line); `show_progress` draws
+/// the bar.
+pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Summary> {
     let cfg = config(args)?;
-    super::check_parent(&args.out)?;
-    let spec = super::data::with_window(&args.data, args.window)?;
-    let data = super::data::training_set(&spec, args.n, args.seed)?;
+    check_combination(args, given)?;
+    // The data file is an input the checkpoint may not replace; the --resume checkpoint may be
+    // (it is read whole before the first save, which replaces it atomically).
+    let data_file = args.data.as_deref().map(Path::new).filter(|p| p.exists());
+    let mut out = output::plan(&[("--out", &args.out, Kind::Checkpoint)], data_file.as_slice())?.remove(0);
     let mut trainer = match &args.resume {
         Some(path) => {
             let ckpt = super::convert::load_checkpoint(path)?;
+            check_resume(args, given, &cfg, &ckpt, path)?;
+            let spec = ckpt.data_spec.clone();
+            if spec.is_empty() {
+                bail!("{}: the checkpoint records no training data, so it cannot be resumed", path.display());
+            }
+            let data = super::data::training_set(&spec, args.n, ckpt.config.seed)?;
             if ckpt.dims.dim != data.dim {
                 bail!(
                     "{}: checkpoint has D={} but the data has {} dimensions",
@@ -134,9 +327,28 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
                     data.dim
                 );
             }
+            eprintln!(
+                "resuming {} at step {} with the checkpoint's settings (data {spec}, H={} B={} F={}, batch {}, lr {}, seed {})",
+                path.display(),
+                ckpt.step,
+                ckpt.dims.hidden,
+                ckpt.dims.blocks,
+                ckpt.dims.freqs,
+                ckpt.config.batch,
+                ckpt.config.lr,
+                ckpt.config.seed
+            );
             Trainer::resume(ckpt, &data).with_context(|| format!("cannot resume from {}", path.display()))?
         }
-        None => Trainer::new(cfg, &data, &spec)?,
+        None => {
+            let data_arg = args.data.as_deref().context("--data is required without --resume")?;
+            let spec = super::data::with_window(data_arg, args.window)?;
+            if given.has("n") && !super::data::is_generated(&spec) {
+                bail!("--n has no effect with --data {spec}: only generated 2-D sets take a size");
+            }
+            let data = super::data::training_set(&spec, args.n, args.seed)?;
+            Trainer::new(cfg, &data, &spec)?
+        }
     };
     let start_step = trainer.steps_done();
     if start_step >= args.steps {
@@ -149,7 +361,7 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
     };
     pb.set_position(start_step);
     if args.device == Device::Cuda {
-        return train_cuda(args, trainer, pb, start_step);
+        return train_cuda(args, trainer, pb, start_step, &mut out);
     }
     let started = Instant::now();
     let mut recent = Vec::with_capacity(100);
@@ -168,11 +380,11 @@ pub fn train(args: &TrainArgs, show_progress: bool) -> Result<Summary> {
             pb.set_message(format!("loss {:.4}", mean(&recent)));
         }
         if args.save_every > 0 && done % args.save_every == 0 && done < args.steps {
-            save(&trainer.checkpoint(), &args.out)?;
+            save(&trainer.checkpoint(), &mut out, true)?;
         }
     }
     pb.finish_and_clear();
-    save(&trainer.checkpoint(), &args.out)?;
+    save(&trainer.checkpoint(), &mut out, false)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     Ok(Summary {
         steps: trainer.steps_done(),
@@ -188,6 +400,7 @@ fn train_cuda(
     mut trainer: Trainer,
     pb: indicatif::ProgressBar,
     start_step: u64,
+    out: &mut Output,
 ) -> Result<Summary> {
     let mut gpu = tinyscore_train::cuda::CudaTrainer::new(&trainer)
         .map_err(|e| anyhow::anyhow!("--device cuda: {e}"))?;
@@ -208,14 +421,15 @@ fn train_cuda(
             pb.set_position(done);
             pb.set_message(format!("loss {last:.4}"));
         }
-        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps {
+        // Periodic checkpoints go to a regular file only (a device would get them concatenated).
+        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps && out.is_file() {
             gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
-            save(&trainer.checkpoint(), &args.out)?;
+            save(&trainer.checkpoint(), out, true)?;
         }
     }
     gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
     pb.finish_and_clear();
-    save(&trainer.checkpoint(), &args.out)?;
+    save(&trainer.checkpoint(), out, false)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     Ok(Summary {
         steps: trainer.steps_done(),
@@ -224,8 +438,21 @@ fn train_cuda(
     })
 }
 
-fn save(ckpt: &Checkpoint, path: &Path) -> Result<()> {
-    ckpt.save(path).with_context(|| format!("cannot write checkpoint {}", path.display()))
+/// Writes a checkpoint to `out`: a regular file atomically (`Checkpoint::save`); a device or pipe
+/// straight, and only at the end (`periodic` saves would concatenate there).
+fn save(ckpt: &Checkpoint, out: &mut Output, periodic: bool) -> Result<()> {
+    if out.is_file() {
+        // CheckpointError names the path and the OS reason.
+        return ckpt.save(&out.path).map_err(|e| anyhow::anyhow!("{e}"));
+    }
+    if periodic {
+        return Ok(());
+    }
+    // Serialised through a private temporary file, then copied to the device.
+    let tmp = std::env::temp_dir().join(format!("tinyscore-ckpt-{}.safetensors", std::process::id()));
+    let bytes = ckpt.save(&tmp).map_err(|e| anyhow::anyhow!("{e}")).and_then(|_| Ok(std::fs::read(&tmp)?));
+    let _ = std::fs::remove_file(&tmp);
+    out.write_bytes(&bytes?)
 }
 
 fn mean(v: &[f32]) -> f32 {
