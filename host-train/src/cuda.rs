@@ -138,7 +138,13 @@ impl CudaTrainer {
         let batch = cfg.batch;
         let walk = Walk::new(net, batch)?;
         let (d, f, p) = (net.input().len(), walk.freqs, net.count);
-        for (what, len) in [("params", s.params.len()), ("ema", s.ema.len()), ("adam_m", s.adam_m.len())] {
+        let lengths = [
+            ("params", s.params.len()),
+            ("ema", s.ema.len()),
+            ("adam_m", s.adam_m.len()),
+            ("adam_v", s.adam_v.len()),
+        ];
+        for (what, len) in lengths {
             if len != p {
                 return Err(GpuError::Unsupported(format!("{what} has {len} values, the network {p}")));
             }
@@ -554,6 +560,12 @@ mod tests {
         // parameter tensor's gradient written by one step.
         let zeros = walk.backward.iter().filter(|s| matches!(s, Step::Zero { .. })).count();
         assert_eq!(zeros, blocks);
+        // Residual, skip and chan_bias gradients take their output's buffer over: no copies.
+        assert!(!walk.backward.iter().any(|s| matches!(s, Step::AddInto { .. })), "{:?}", walk.backward);
+        // The time branch's gradient: the projections' input gradients summed into silu(temb)'s,
+        // then one SiLU backward kernel (its forward was in the GEMM of temb).
+        let silu_bwd = walk.backward.iter().filter(|s| matches!(s, Step::SiluBwd { .. })).count();
+        assert_eq!(silu_bwd, 1 + (2 * blocks + 1));
         let mut written = vec![0; net.plan.tensors().len()];
         for s in &walk.backward {
             if let Step::LinearParams { tensor, .. } | Step::ConvParams { tensor, .. } = *s {
