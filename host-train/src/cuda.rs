@@ -742,6 +742,51 @@ mod tests {
         (bufs[walk.out].clone(), grads)
     }
 
+    /// A graph with the cases ScoreNet v1 and the U-Net lack: a SiLU read twice (its backward a
+    /// kernel), `add` of two values and of one value to itself, a linear whose residual is its
+    /// input, an unfused `silu` of φ in the time branch.
+    fn odd_graph() -> Net {
+        use tinyscore_engine::graph::build::Builder;
+        use tinyscore_engine::graph::Shape;
+        let mut b = Builder::new(Shape { channels: 2, length: 1 }, 2);
+        let phi = b.time_features(4).unwrap();
+        let sp = b.silu(phi).unwrap();
+        let t = b.linear(sp, 3, None).unwrap();
+        let h = b.linear(0, 3, None).unwrap();
+        let a = b.silu(h).unwrap();
+        let u = b.linear(a, 3, None).unwrap();
+        let u = b.channel_bias(u, t).unwrap();
+        let s = b.add(u, a).unwrap();
+        let s = b.add(s, s).unwrap();
+        let y = b.linear(s, 3, Some(s)).unwrap();
+        b.linear(y, 2, None).unwrap();
+        Net::new(b.finish().unwrap())
+    }
+
+    #[test]
+    fn the_odd_graph_takes_the_unfused_paths() {
+        let net = odd_graph();
+        let walk = Walk::new(&net, 2).unwrap();
+        let want = [
+            "φ of the DSM kernel",
+            "kernel",
+            "gemm",
+            "gemm +silu 4",
+            "in gemm 3 | bwd kernel",
+            "gemm +chan_bias 6",
+            "in gemm 5",
+            "kernel",
+            "kernel",
+            "gemm +res v9",
+            "gemm",
+        ];
+        assert_eq!(walk.fusion, want);
+        let has = |f: fn(&Step) -> bool| walk.backward.iter().any(f);
+        assert!(has(|s| matches!(s, Step::SiluBwd { .. })));
+        assert!(has(|s| matches!(s, Step::AddInto { overwrite: true, .. })));
+        assert!(has(|s| matches!(s, Step::AddInto { overwrite: false, .. })));
+    }
+
     /// The plan, run with the CPU twins of the GPU kernels, gives `graph_net`'s forward pass and
     /// parameter gradient (to rounding: the fused SiLU backward adds its share at another point
     /// of the fixed order) for ScoreNet v1, a one-channel U-Net and a three-channel one (whose
@@ -752,6 +797,7 @@ mod tests {
             Net::mlp(&Dims { dim: 3, hidden: 12, freqs: 6, blocks: 2 }),
             net_of(&unet(1, 16)),
             net_of(&unet(3, 8)),
+            odd_graph(),
         ];
         for net in nets {
             let (rows, d) = (5, net.input().len());

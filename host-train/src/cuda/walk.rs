@@ -210,7 +210,11 @@ impl Walk {
             if x == 0 || readers[x] != [(i, 0)] {
                 continue;
             }
-            if let Op::Silu { .. } = layers[x - 1].op {
+            // (A SiLU of something without a gradient, φ, has no backward to fuse.)
+            if let Op::Silu { x: p } = layers[x - 1].op {
+                if !needs_grad[p as usize] {
+                    continue;
+                }
                 bwd_silu[i] = Some(x - 1);
                 bwd_into[x - 1] = Some(i);
             }
