@@ -1,6 +1,6 @@
 //! Why this build script exists: the Cortex-M4/M7 DSP kernels (`SMLAD`, `SXTB16`, in
 //! `src/quant/dsp.rs`) may only be assembled for cores that have the DSP extension, and the FPU
-//! kernel (`VLDM`, `VMLA.F32`, in `src/format/vfp.rs`) only where the FPU is used. Stable Rust
+//! kernel (`VLDM`, `VMLA.F32`, in `src/linalg/vfp.rs`) only where the FPU is used. Stable Rust
 //! cannot test `target_feature = "dsp"` with `cfg`, so the target's name decides: every
 //! `thumbv7em-*` target (ARMv7E-M: Cortex-M4, M4F, M7) gets `cfg(tinyscore_dsp)`; the hard-float
 //! ones (`thumbv7em-none-eabihf`: the FPU is on) also get `cfg(tinyscore_vfp)`, except when

@@ -11,7 +11,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use tinyscore_engine::format::{dot, Model};
+use tinyscore_engine::format::Model;
+use tinyscore_engine::linalg::dot;
 use tinyscore_engine::net::silu;
 use tinyscore_engine::net::{Kernels, ScoreNet};
 use tinyscore_engine::quant;
@@ -84,7 +85,8 @@ fn kernels(c: &mut Criterion) {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2(c: &mut Criterion) {
-    use tinyscore_engine::x86::{self, Avx2};
+    use tinyscore_engine::kernels::Avx2;
+    use tinyscore_engine::quant::x86;
     if !std::is_x86_feature_detected!("avx2") {
         println!("avx2 benches skipped: this CPU has no AVX2");
         return;
@@ -93,7 +95,7 @@ fn avx2(c: &mut Criterion) {
     let tok = unsafe { Avx2::new_unchecked() };
     let mut g = c.benchmark_group("avx2");
     networks(&mut g, Kernels::Avx2(tok));
-    // One 128 × 128 int8 layer for 8 and for 32 vectors (the host's tiles: `net.rs`), 131 072
+    // One 128 × 128 int8 layer for 8 and for 32 vectors (the host's tiles: `net/mod.rs`), 131 072
     // and 524 288 MACs.
     let (rows, cols) = (128, 128);
     let w: Vec<u8> = (0..rows * cols).map(|i| (i * 37 % 255) as u8).collect();

@@ -12,7 +12,7 @@
 //! The file header's own RAM figure (`Dims::ram_bytes`, `Dims::ram_bytes_int8`) counts the
 //! activations a model needs; this is what a build of the engine actually holds for it.
 
-use crate::net::Dims;
+use crate::format::Dims;
 
 /// `size_of::<Model>()` on a 32-bit target: the header and the table of
 /// [`MAX_TENSORS`](crate::format::MAX_TENSORS) tensor views (checked at compile time there).
@@ -75,7 +75,7 @@ mod tests {
             let dims = Dims { dim: D, hidden: H, freqs: F, blocks: 2 };
             // The kernel choice is one byte where SIMD kernels exist (x86-64), padded to the
             // struct's alignment, and nothing on the microcontroller.
-            let kernels = if core::mem::size_of::<crate::net::Kernels>() == 0 {
+            let kernels = if core::mem::size_of::<crate::kernels::Kernels>() == 0 {
                 0
             } else {
                 core::mem::align_of::<ScoreNet<'static, D, H, F>>()

@@ -19,21 +19,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules follow the data's path: [`format`] (the file), [`net`] (the network), [`schedule`]
-//! (the diffusion process), [`rng`] (noise), [`sampler`] (reverse processes).
+//! Modules follow the data's path: [`format`] (the file: parsing and errors only), [`linalg`]
+//! (f32 products over its tensors) and [`quant`] (the integer path), each with its fast kernels
+//! beside the portable ones, [`net`] (the network), [`schedule`] (the diffusion process),
+//! [`rng`] (noise), [`sampler`] (reverse processes), [`denoise`]. Leaves that the others share:
+//! [`limits`] (static capacities), [`kernels`] (the kernel choice), [`act`] (SiLU), [`vmath`].
+//! No module imports a module that imports it back; the order, from the leaves up: `limits`,
+//! `kernels`, `act`, `rng`, `schedule`, `vmath`, `quant`, `format`, `linalg`, `net`, `footprint`,
+//! `sampler`, `denoise`.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 // Safe Rust everywhere; the exceptions are the SIMD kernels, which opt in with
 // `#[allow(unsafe_code)]`: on thumbv7em targets the Cortex-M4/M7 kernels in inline assembly
-// (`quant/dsp.rs`: int8 DSP; `format/vfp.rs`: f32 FPU, hard-float only), on x86-64 the AVX2
-// kernels (`x86.rs`, intrinsics behind a token).
+// (`quant/dsp.rs`: int8 DSP; `linalg/vfp.rs`: f32 FPU, hard-float only), on x86-64 the AVX2
+// kernels (`linalg/x86.rs`, `quant/x86.rs`: intrinsics behind the token of `kernels.rs`).
 #![cfg_attr(not(any(tinyscore_dsp, target_arch = "x86_64")), forbid(unsafe_code))]
 #![cfg_attr(any(tinyscore_dsp, target_arch = "x86_64"), deny(unsafe_code))]
 
+pub mod act;
 pub mod denoise;
 pub mod footprint;
 pub mod format;
 pub mod graph;
+pub mod kernels;
+pub mod limits;
+pub mod linalg;
 pub mod net;
 pub mod quant;
 pub mod rng;
@@ -41,8 +51,6 @@ pub mod sampler;
 pub mod schedule;
 pub mod vmath;
 pub mod walk;
-#[cfg(target_arch = "x86_64")]
-pub mod x86;
 
 impl core::fmt::Display for schedule::ScheduleError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

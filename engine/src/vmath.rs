@@ -18,7 +18,7 @@
 //! such lane. The result equals `libm::expf` bit for bit on all 2^32 inputs (the ignored test
 //! `expf8_equals_libm_on_every_f32`, run in release; docs/BENCHMARKS.md).
 //!
-//! [`silu8_into`] applies [`silu`](crate::net::silu) to a slice with it, eight elements at a time;
+//! [`silu8_into`] applies [`silu`](crate::act::silu) to a slice with it, eight elements at a time;
 //! [`silu_into`], the network's SiLU, is that on every target but 32-bit Arm (see there).
 
 /// Lanes of [`expf8`].
@@ -118,7 +118,7 @@ pub fn expf8(x: [f32; LANES]) -> [f32; LANES] {
     out
 }
 
-/// `out[i] = silu(x[i])` ([`silu`](crate::net::silu), the same bits): [`silu8_into`], except on
+/// `out[i] = silu(x[i])` ([`silu`](crate::act::silu), the same bits): [`silu8_into`], except on
 /// 32-bit Arm. A Cortex-M4F has no SIMD for f32, and there the branch-free lanes run more
 /// instructions than libm's branches (QEMU icount, f32 moons model: 760 178 instructions per
 /// network evaluation against 723 831; docs/BENCHMARKS.md), so it keeps the scalar loop.
@@ -128,13 +128,13 @@ pub fn expf8(x: [f32; LANES]) -> [f32; LANES] {
 pub fn silu_into(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "arm")]
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = crate::net::silu(v);
+        *o = crate::act::silu(v);
     }
     #[cfg(not(target_arch = "arm"))]
     silu8_into(x, out);
 }
 
-/// `out[i] = silu(x[i])` ([`silu`](crate::net::silu), the same bits), eight at a time with
+/// `out[i] = silu(x[i])` ([`silu`](crate::act::silu), the same bits), eight at a time with
 /// [`expf8`] and the tail one by one. `x`, `out`: same length (the shorter one bounds the work).
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
@@ -156,14 +156,14 @@ pub fn silu8_into(x: &[f32], out: &mut [f32]) {
         oc.copy_from_slice(&y);
     }
     for (o, &v) in os.into_remainder().iter_mut().zip(xs.remainder()) {
-        *o = crate::net::silu(v);
+        *o = crate::act::silu(v);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::silu;
+    use crate::act::silu;
 
     /// The thresholds of libm's `expf` and of [`expf8`] (bits of |x|), each tried ± a few ulps with
     /// both signs.

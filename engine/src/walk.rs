@@ -1,14 +1,14 @@
 //! The f32 walk of a layer graph: every layer of a validated [`Graph`] in order, for one
 //! vector or for `k` vectors at the same t (the time branch once for all of them). This is the
 //! engine's one f32 evaluation of every network (f32, f16 and w8 weights): ScoreNet v1 files
-//! and conv graphs alike; the summation order of every dot product is [`crate::format::dot`]'s,
+//! and conv graphs alike; the summation order of every dot product is [`crate::linalg::dot`]'s,
 //! whatever kernel runs it, so the bits are the same on every target.
 //!
 //! Arena layout for `k` vectors: `[time | data × k | scratch]`, in words. A data value at
 //! region offset `o` with `n` scalars has its `k` copies at `time + k·o .. time + k·(o + n)`,
 //! vector `i`'s at `time + k·o + i·n`: scaling every offset by `k` keeps the planned regions
 //! disjoint, and a layer's copies are one contiguous block, so a dense layer multiplies its
-//! weights with several vectors at once ([`crate::format::Tensor::matmul_acc_with`]).
+//! weights with several vectors at once ([`MatVec::matmul_acc_with`]).
 //!
 //! The input x (value 0) and the output ε̂ are the caller's, `k` vectors of D values each,
 //! channel-major. Arena values are channels-last; a graph whose input has C > 1 channels and
@@ -19,7 +19,8 @@ use core::ops::Range;
 
 use crate::format::Tensor;
 use crate::graph::{Branch, Graph, Layer, Op, Shape, COL_TILE};
-use crate::net::Kernels;
+use crate::kernels::Kernels;
+use crate::linalg::MatVec;
 
 /// What a walk needs besides the buffers: the graph, the file's tensors (indexed as the graph's
 /// references), the kernels, and the time features' frequencies ω_k.
@@ -269,7 +270,7 @@ fn silu_in_place(v: &mut [f32]) {
 
 /// One convolution layer (`docs/scorenet.md`): y\[l, co\] = (res\[l, co\] + Σ_j W\[co, j\]·col_l\[j\])
 /// plus b\[co\], where col_l\[ci·K + kk\] = x\[s·l + kk·d − p, ci\] (0 outside), the sum in the
-/// order of [`crate::format::dot`] over j. Columns are gathered [`COL_TILE`] positions at a time into
+/// order of [`crate::linalg::dot`] over j. Columns are gathered [`COL_TILE`] positions at a time into
 /// the scratch region and multiplied like a batch of vectors.
 struct Conv<'t, 'a> {
     w: &'t Tensor<'a>,
@@ -348,7 +349,7 @@ impl Conv<'_, '_> {
 mod tests {
     use super::*;
     use crate::format::{Model, Role};
-    use crate::graph::mlp::MlpDims;
+    use crate::graph::mlp::Dims;
     use crate::graph::Tensors;
     use crate::net::ScoreNet;
 
@@ -372,7 +373,7 @@ mod tests {
         let bytes = include_bytes!("../tests/data/tiny.tsm");
         let model = Model::parse(bytes).unwrap();
         let d = model.dims();
-        let dims = MlpDims { dim: d.dim, hidden: d.hidden, freqs: d.freqs, blocks: d.blocks };
+        let dims = Dims { dim: d.dim, hidden: d.hidden, freqs: d.freqs, blocks: d.blocks };
         let graph = Graph::mlp(dims, &Table(model.tensors())).unwrap();
         let mut freqs = [0.0f32; 32];
         crate::net::frequencies(d.freqs, &mut freqs);

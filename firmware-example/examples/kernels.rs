@@ -12,8 +12,8 @@
 //!    and the assembly of its second pass) against the scalar `quant::epilogue`, random layers
 //!    of the three kinds (`# epilogue_cases=… epilogue_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
-//!    `VMLA.F32`, inline assembly, `engine/src/format/vfp.rs`) against the portable
-//!    `format::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
+//!    `VMLA.F32`, inline assembly, `engine/src/linalg/vfp.rs`) against the portable
+//!    `linalg::dot`, f32 and int8 weights, 2 565 cases (every length 0..=512, five kinds of
 //!    values, odd alignments); the results must have the same bits (NaN payloads are counted
 //!    apart). Prints `# vfp_cases=… vfp_mismatches=…` and FPSCR (flush-to-zero, default NaN);
 //!    a mismatch ends the run with status 1. Then the instructions per MAC of one row's dot
@@ -52,9 +52,10 @@ use core::fmt::Write as _;
 use core::hint::black_box;
 use cortex_m_rt::entry;
 
-use tinyscore_engine::format::{self, Model, Role};
+use tinyscore_engine::format::{layout, Model, Role};
+use tinyscore_engine::linalg::{self, MatVec};
 use tinyscore_engine::net::{self, ScoreNet};
-use tinyscore_engine::quant::{self, layout, TileEpilogue};
+use tinyscore_engine::quant::{self, TileEpilogue};
 
 mod config {
     #![allow(dead_code)]
@@ -502,9 +503,9 @@ struct VfpResult {
     payload_diffs: u32,
 }
 
-/// Runs the FPU kernel ([`format::vfp_dot_f32w`], [`format::vfp_dot_i8w`], and through the
-/// dispatching [`format::dot_f32w`] / [`format::dot_i8w`] the network uses) against the portable
-/// [`format::dot`] on every length 0..=512: f32 weights with moderate values (exponents ±20),
+/// Runs the FPU kernel ([`linalg::vfp_dot_f32w`], [`linalg::vfp_dot_i8w`], and through the
+/// dispatching [`linalg::dot_f32w`] / [`linalg::dot_i8w`] the network uses) against the portable
+/// [`linalg::dot`] on every length 0..=512: f32 weights with moderate values (exponents ±20),
 /// wide ones (±60: cancellation, no overflow), the whole range with ±inf and NaNs mixed in
 /// (overflow, underflow); ±0 and subnormals in every round; rows at
 /// byte offsets 0–3 (the kernel refuses unaligned f32 rows; the dispatch must still agree); int8
@@ -541,12 +542,12 @@ fn vfp_property_test(out: &mut out::Line) -> VfpResult {
             let x = &xbuf[xo..xo + cols];
             let (want, via, direct) = if int8 {
                 let w = &row.0[offset..offset + cols];
-                let want = format::dot::<1>(w, x, |b| b[0] as i8 as f32);
-                (want, format::dot_i8w(w, x), format::vfp_dot_i8w(w, x))
+                let want = linalg::dot::<1>(w, x, |b| b[0] as i8 as f32);
+                (want, linalg::dot_i8w(w, x), linalg::vfp_dot_i8w(w, x))
             } else {
                 let w = &row.0[offset..offset + 4 * cols];
-                let want = format::dot::<4>(w, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                (want, format::dot_f32w(w, x), format::vfp_dot_f32w(w, x))
+                let want = linalg::dot::<4>(w, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                (want, linalg::dot_f32w(w, x), linalg::vfp_dot_f32w(w, x))
             };
             v.cases += 1;
             v.direct += u32::from(direct.is_some());
@@ -593,10 +594,10 @@ fn dot_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
             for _ in 0..CALLS {
                 let (w4, w1, x) = (black_box(w4), black_box(w1), black_box(x));
                 black_box(match k {
-                    0 => format::dot::<4>(w4, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                    1 => format::dot_f32w(w4, x),
-                    2 => format::dot::<1>(w1, x, |b| b[0] as i8 as f32),
-                    _ => format::dot_i8w(w1, x),
+                    0 => linalg::dot::<4>(w4, x, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    1 => linalg::dot_f32w(w4, x),
+                    2 => linalg::dot::<1>(w1, x, |b| b[0] as i8 as f32),
+                    _ => linalg::dot_i8w(w1, x),
                 });
             }
             *cost = (clock.now() - t0) * 40 * 1000 / (CALLS * cols as u64);

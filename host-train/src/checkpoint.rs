@@ -30,8 +30,8 @@ use tinyscore_engine::format::Role;
 use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
+use crate::config::{Loss, TrainConfig, Weighting};
 use crate::data::Normalization;
-use crate::train::{Loss, TrainConfig, Weighting};
 
 /// The `format` metadata value of this layout.
 pub const FORMAT: &str = "tinyscore-ckpt-v1";

@@ -27,8 +27,9 @@ use tinyscore_engine::net::frequency;
 use tinyscore_engine::schedule::Diffusion;
 use tinyscore_kernels::cuda::{self, DPtr, DevBuf, DsmBuffers, DsmProcess, Gpu, GpuError};
 
+use crate::config::{Loss, TrainConfig, Weighting};
 use crate::graph_net::Net;
-use crate::train::{Loss, TrainConfig, Trainer, Weighting, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+use crate::train::{Trainer, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use tinyscore_kernels::cuda::device_count;
 
 mod walk;
@@ -442,6 +443,7 @@ mod tests {
     //! U-Net. The GPU tests need an NVIDIA GPU; without one each prints "skipped: …" and passes
     //! (CI has no GPU).
     use super::*;
+    use crate::config::TrainConfig;
     use crate::data;
     use crate::graph_net::{self, Activations};
     use tinyscore_engine::graph::unet::UNet;

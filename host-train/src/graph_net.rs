@@ -12,7 +12,7 @@
 //! for ScoreNet v1 the order of `Dims::params()`).
 
 use tinyscore_engine::graph::build::Plan;
-use tinyscore_engine::graph::mlp::{self, MlpDims};
+use tinyscore_engine::graph::mlp;
 use tinyscore_engine::graph::{Branch, Layer, Op, Shape};
 use tinyscore_engine::net::time_features;
 use tinyscore_engine::net::Dims;
@@ -44,8 +44,7 @@ impl Net {
 
     /// ScoreNet v1 of `dims` as a graph.
     pub fn mlp(dims: &Dims) -> Self {
-        let d = MlpDims { dim: dims.dim, hidden: dims.hidden, freqs: dims.freqs, blocks: dims.blocks };
-        Self::new(mlp::build(&d).expect("valid ScoreNet v1 sizes"))
+        Self::new(mlp::build(dims).expect("valid ScoreNet v1 sizes"))
     }
 
     pub fn input(&self) -> Shape {
@@ -592,7 +591,7 @@ mod tests {
     fn the_graph_walk_matches_scorenet_v1_bit_for_bit() {
         for (dim, hidden, freqs, blocks, rows) in [(2, 16, 8, 2, 5), (7, 12, 6, 1, 3), (3, 32, 16, 3, 9)] {
             let dims = Dims { dim, hidden, freqs, blocks };
-            let net = Net::new(mlp::build(&MlpDims { dim, hidden, freqs, blocks }).unwrap());
+            let net = Net::new(mlp::build(&Dims { dim, hidden, freqs, blocks }).unwrap());
             let lay = scorenet::Layout::new(dims);
             assert_eq!(net.count, lay.count);
             let p: Vec<f32> = (0..net.count).map(|i| ((i as f32) * 0.731).sin() * 0.4).collect();

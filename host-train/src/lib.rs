@@ -7,6 +7,7 @@
 //!   `train::Loss`), Adam, EMA, gradient clipping, on both cores with results that do not depend
 //!   on the thread count;
 //! * [`likelihood`]: log-likelihoods through the probability-flow ODE;
+//! * [`config`]: what defines a run ([`config::TrainConfig`], the objective and its weighting);
 //! * [`checkpoint`]: `.safetensors` checkpoints that resume bit-exactly;
 //! * [`metrics`]: the sliced Wasserstein distance used to judge samples;
 //! * [`cuda`]: the same training step on an NVIDIA GPU, with the CUDA kernels of
@@ -28,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod config;
 pub mod cuda;
 pub mod data;
 mod graph_net;

@@ -5,9 +5,9 @@
 //!
 //! `docs/quantization.md` explains the choices and holds the measurements.
 
-use tinyscore_engine::format::{Model, Process};
+use tinyscore_engine::format::{layout, Model, Process};
 use tinyscore_engine::net::{Activation, Dims};
-use tinyscore_engine::quant::{self, layout};
+use tinyscore_engine::quant;
 use tinyscore_engine::rng::{fill_normal, stream};
 use tinyscore_engine::schedule::BetaSchedule;
 

@@ -1,4 +1,4 @@
-//! The host's fast path: the engine's AVX2 kernels ([`tinyscore_engine::x86`]) and the rest of
+//! The host's fast path: the engine's AVX2 kernels ([`tinyscore_engine::kernels`]) and the rest of
 //! the network compiled a second time with AVX2 enabled, chosen at run time when the CPU has it.
 //!
 //! The engine is `no_std` and cannot detect CPU features; this module detects AVX2 once (std
@@ -28,7 +28,7 @@ pub fn best_kernels() -> Kernels {
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 (checked just above), the token's one requirement.
-        return Kernels::Avx2(unsafe { tinyscore_engine::x86::Avx2::new_unchecked() });
+        return Kernels::Avx2(unsafe { tinyscore_engine::kernels::Avx2::new_unchecked() });
     }
     Kernels::Portable
 }

@@ -425,7 +425,7 @@ fn flash_bytes(elf: &[u8]) -> u64 {
 /// kernel, its instruction model and the portable kernel, and must report no mismatch; the same
 /// for the multi-vector kernel (tiles of 1–4 vectors), for the M4 epilogue of the int8 layers
 /// against `quant::epilogue`, for `eps_batch` against `eps`, and for
-/// the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `format::dot`; then it
+/// the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `linalg::dot`; then it
 /// times whole network evaluations (the instruction count printed here is the figure in
 /// docs/BENCHMARKS.md, "Engine speed").
 #[test]

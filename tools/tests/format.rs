@@ -2,9 +2,9 @@
 //! hand-made malicious file per `FormatError` variant (each behind a valid CRC where the check
 //! sits behind the CRC, so the field checks themselves are exercised).
 
+use tinyscore_engine::format::layout;
 use tinyscore_engine::format::{field, DType, FormatError, Model, Process, Role, ENTRY_LEN, HEADER_LEN};
 use tinyscore_engine::net::Dims;
-use tinyscore_engine::quant::layout;
 use tinyscore_engine::schedule::{BetaSchedule, ScheduleError, Sde};
 use tinyscore_tools::calib;
 use tinyscore_tools::tsm::{reseal, write, write_w8a8, ModelSpec, Quant};

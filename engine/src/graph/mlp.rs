@@ -28,7 +28,7 @@ use super::{GraphError, Regions};
 /// The sizes of one ScoreNet v1: data dimension D, hidden width H, time features F, blocks B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct MlpDims {
+pub struct Dims {
     /// D, the data dimension.
     pub dim: usize,
     /// H, the hidden width.
@@ -40,18 +40,18 @@ pub struct MlpDims {
 }
 
 /// Layers of the MLP with `d.blocks` blocks: 7 + 5B.
-pub fn layer_count(d: &MlpDims) -> usize {
+pub fn layer_count(d: &Dims) -> usize {
     7 + 5 * d.blocks
 }
 
 /// The arena regions of the MLP (words): time H + max(H, F) (φ and the time MLP's hidden
 /// layer, then temb over φ's words), data 3H (h, silu(h), u), no scratch.
-pub fn regions(d: &MlpDims) -> Regions {
+pub fn regions(d: &Dims) -> Regions {
     Regions { time: d.hidden + d.hidden.max(d.freqs), data: 3 * d.hidden, scratch: 0 }
 }
 
 /// Layer `i`'s record (an empty record past the end).
-pub fn record(d: &MlpDims, i: usize) -> [u8; RECORD_LEN] {
+pub fn record(d: &Dims, i: usize) -> [u8; RECORD_LEN] {
     let (h, f, nb) = (d.hidden, d.freqs, d.blocks);
     let vec = |c: usize| Shape { channels: c, length: 1 };
     // Tensor indices in the v1 canonical order (norm.mean and norm.std are 0 and 1).
@@ -94,7 +94,7 @@ pub fn record(d: &MlpDims, i: usize) -> [u8; RECORD_LEN] {
 }
 
 /// The same graph through the [`Builder`], for the converter and the trainer.
-pub fn build(d: &MlpDims) -> Result<Plan, GraphError> {
+pub fn build(d: &Dims) -> Result<Plan, GraphError> {
     let mut g = Builder::new(Shape { channels: d.dim, length: 1 }, 2);
     let phi = g.time_features(d.freqs)?;
     let t1 = g.linear(phi, d.hidden, None)?;
@@ -123,7 +123,7 @@ mod tests {
         for (dim, hidden, freqs, blocks) in
             [(2, 8, 4, 1), (2, 128, 32, 3), (64, 16, 64, 2), (3, 4, 8, 8), (1, 2, 2, 1), (5, 32, 32, 2)]
         {
-            let d = MlpDims { dim, hidden, freqs, blocks };
+            let d = Dims { dim, hidden, freqs, blocks };
             let plan = build(&d).unwrap();
             assert_eq!(plan.regions(), regions(&d), "{d:?}");
             assert_eq!(plan.records().len(), layer_count(&d) * RECORD_LEN);

@@ -67,7 +67,7 @@ impl Regions {
 #[derive(Clone, Copy, Debug)]
 enum Source<'a> {
     Bytes(&'a [u8]),
-    Mlp(mlp::MlpDims),
+    Mlp(mlp::Dims),
 }
 
 /// One layer as the walkers see it.
@@ -121,7 +121,7 @@ impl<'a> Graph<'a> {
     }
 
     /// The ScoreNet v1 MLP of a version-1 file ([`mlp`]), validated like any graph.
-    pub fn mlp(dims: mlp::MlpDims, tensors: &impl Tensors) -> Result<Self, GraphError> {
+    pub fn mlp(dims: mlp::Dims, tensors: &impl Tensors) -> Result<Self, GraphError> {
         let input = Shape { channels: dims.dim, length: 1 };
         Self::check(Source::Mlp(dims), mlp::layer_count(&dims), input, mlp::regions(&dims), tensors)
     }
@@ -366,7 +366,7 @@ impl<'a> Graph<'a> {
     }
 
     /// The ScoreNet v1 sizes, if this graph is the MLP of a version-1 file.
-    pub fn mlp_dims(&self) -> Option<mlp::MlpDims> {
+    pub fn mlp_dims(&self) -> Option<mlp::Dims> {
         match self.source {
             Source::Mlp(d) => Some(d),
             Source::Bytes(_) => None,

@@ -20,6 +20,8 @@
 
 use core::arch::asm;
 
+use super::prepared::tile_kernel;
+
 /// `Σ w[c]·x[c]` over `w.len() / 16` full chunks of 16 columns, where `words` holds the
 /// activations prepared by [`super::Prepared::new`] (8 words per chunk).
 ///
@@ -99,7 +101,7 @@ pub fn dot16(w: &[u8], words: &[u32]) -> Option<i32> {
 #[inline(always)]
 pub fn dot16_tile<const S: usize>(w: &[u8], words: &[u32]) -> Option<[i32; S]> {
     let chunks = w.len() / 16;
-    if !super::tile_kernel(S) || w.as_ptr() as usize % 4 != 0 || words.len() < 8 * S * chunks {
+    if !tile_kernel(S) || w.as_ptr() as usize % 4 != 0 || words.len() < 8 * S * chunks {
         return None;
     }
     let mut out = [0i32; S];
@@ -533,7 +535,7 @@ macro_rules! prepare_pass {
 pub fn prepare_tile<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
     let cols = xs.iter().map(|x| x.len()).min().unwrap_or(0);
     let weight_words = cols / 16 * 4;
-    if !super::tile_kernel(S) || words.len() < 2 * S * weight_words {
+    if !tile_kernel(S) || words.len() < 2 * S * weight_words {
         return false;
     }
     if weight_words == 0 {

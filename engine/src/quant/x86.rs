@@ -1,162 +1,25 @@
-//! AVX2 kernels for x86-64 hosts, chosen at run time through an [`Avx2`] token.
+//! The int8 kernels of the `w8a8` path with AVX2 on x86-64 hosts, each the exact twin of a
+//! portable one in this module:
 //!
-//! The engine is `no_std` and cannot ask the CPU what it has; the caller (the `tinyscore` CLI,
-//! with std) checks for AVX2 once and hands the network an [`Avx2`] token
-//! ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes one, so every
-//! `#[target_feature(enable = "avx2")]` function here runs on a CPU that has it.
-//!
-//! Three kernels, each the exact twin of a portable one:
-//!
-//! * [`dot_block`]: the f32 dot products of [`crate::format::dot_block`] (f32 or int8 weights, f32
-//!   activations) in the engine's one summation order — eight lanes over the columns, combined as
-//!   ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the tail in increasing column. The
-//!   eight lanes are one `ymm` register; the combination is two `vhaddps` (which add exactly those
-//!   neighbours) and one add of the two 128-bit halves. Separate multiply and add, no FMA.
 //! * [`matmul_i8`]: int8 × int8 dot products for blocks of rows and vectors with `vpmaddwd`
 //!   (sixteen products per instruction, summed in pairs into int32); for four vectors or more
 //!   with the weights packed so that the eight lanes of a register are eight rows. Integer sums
 //!   are exact and never near overflow (|Σ| ≤ 512·128·128 = 2^23), so any order gives
-//!   [`crate::quant::dot_i8`]'s value.
-//! * [`requant_layer`]: the int8 layers' epilogues of [`crate::quant::epilogue`] (requantization,
+//!   [`super::dot_i8`]'s value.
+//! * [`requant_layer`]: the int8 layers' epilogues of [`super::epilogue`] (requantization,
 //!   saturation, the residual add, the SiLU tables by `vpshufb`), eight rows at a time.
 //!
-//! Tests: the unit tests below hold them against the portable kernels on random sizes and values
-//! (they run where the test machine has AVX2, and say so when it does not); `tools/tests/batch.rs`
-//! compares whole networks.
+//! Run only with an [`Avx2`] token (`crate::kernels`). Tests: the unit tests below hold them
+//! against the portable kernels on random sizes and values (they run where the test machine has
+//! AVX2, and say so when it does not); `tools/tests/batch.rs` compares whole networks.
 #![allow(unsafe_code)]
 // The kernels index small arrays of registers by row and vector; loops over indices say that best.
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
 
-use crate::quant::Epilogue;
-
-/// Proof that the CPU running this program has AVX2. Made only by [`Avx2::new_unchecked`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Avx2(());
-
-impl Avx2 {
-    /// The token.
-    ///
-    /// # Safety
-    /// The CPU that runs any kernel given this token must support AVX2 (with std:
-    /// `is_x86_feature_detected!("avx2")`).
-    pub const unsafe fn new_unchecked() -> Self {
-        Avx2(())
-    }
-}
-
-/// How weights of one storage type become eight f32 lanes.
-pub trait Weights: Copy {
-    /// Bytes per weight.
-    const SIZE: usize;
-    /// The weight at `p` as f32 (exact, like the portable `decode`).
-    ///
-    /// # Safety
-    /// `p` points to `SIZE` readable bytes.
-    unsafe fn one(p: *const u8) -> f32;
-    /// Eight weights from `p` (8·`SIZE` readable bytes).
-    ///
-    /// # Safety
-    /// As [`Weights::one`], for eight weights; the CPU has AVX2.
-    unsafe fn eight(p: *const u8) -> __m256;
-}
-
-/// f32 weights (little-endian, like every x86-64 load).
-#[derive(Clone, Copy, Debug)]
-pub struct F32;
-/// int8 weights (the per-row scale is applied by the caller, after the sum).
-#[derive(Clone, Copy, Debug)]
-pub struct I8;
-
-impl Weights for F32 {
-    const SIZE: usize = 4;
-    #[inline]
-    unsafe fn one(p: *const u8) -> f32 {
-        f32::from_le_bytes(core::ptr::read_unaligned(p as *const [u8; 4]))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn eight(p: *const u8) -> __m256 {
-        _mm256_loadu_ps(p as *const f32)
-    }
-}
-
-impl Weights for I8 {
-    const SIZE: usize = 1;
-    #[inline]
-    unsafe fn one(p: *const u8) -> f32 {
-        (*p as i8) as f32
-    }
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn eight(p: *const u8) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
-    }
-}
-
-/// [`crate::format::dot_block`] for `R` rows and `K` vectors: `out[r][i]` = the engine's dot of
-/// `rows[r]` (weights of type `W`) with `xs[i]`, bit for bit. All vectors are `cols` long and all
-/// rows hold `cols` weights.
-///
-/// # Panics
-/// If a row or vector is shorter than that (a caller bug).
-#[inline]
-pub fn dot_block<W: Weights, const R: usize, const K: usize>(
-    _: Avx2,
-    rows: [&[u8]; R],
-    xs: [&[f32]; K],
-    cols: usize,
-) -> [[f32; K]; R] {
-    for r in rows {
-        assert!(r.len() >= W::SIZE * cols, "row shorter than its columns");
-    }
-    for x in xs {
-        assert!(x.len() >= cols, "vector shorter than the columns");
-    }
-    // SAFETY: the token proves AVX2; the asserts above give every read its bounds (the kernel
-    // reads `W::SIZE·cols` bytes of each row and `cols` values of each vector).
-    unsafe { dot_block_avx2::<W, R, K>(rows.map(|r| r.as_ptr()), xs.map(|x| x.as_ptr()), cols) }
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn dot_block_avx2<W: Weights, const R: usize, const K: usize>(
-    rows: [*const u8; R],
-    xs: [*const f32; K],
-    cols: usize,
-) -> [[f32; K]; R] {
-    let full = cols / 8 * 8;
-    let mut acc = [[_mm256_setzero_ps(); K]; R];
-    let mut c = 0;
-    while c < full {
-        let mut xv = [_mm256_setzero_ps(); K];
-        for i in 0..K {
-            xv[i] = _mm256_loadu_ps(xs[i].add(c));
-        }
-        for r in 0..R {
-            let w = W::eight(rows[r].add(W::SIZE * c));
-            for i in 0..K {
-                acc[r][i] = _mm256_add_ps(acc[r][i], _mm256_mul_ps(w, xv[i]));
-            }
-        }
-        c += 8;
-    }
-    let mut out = [[0.0f32; K]; R];
-    for r in 0..R {
-        for i in 0..K {
-            // [l0+l1, l2+l3, ·, · | l4+l5, l6+l7, ·, ·], then [(l0+l1)+(l2+l3), … | (l4+l5)+(l6+l7), …].
-            let h = _mm256_hadd_ps(acc[r][i], acc[r][i]);
-            let h = _mm256_hadd_ps(h, h);
-            let s = _mm_add_ss(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
-            let mut v = _mm_cvtss_f32(s);
-            for c in full..cols {
-                v += W::one(rows[r].add(W::SIZE * c)) * *xs[i].add(c);
-            }
-            out[r][i] = v;
-        }
-    }
-    out
-}
+use super::epilogue::Epilogue;
+use crate::kernels::Avx2;
 
 /// `acc[s·so + r] = Σ_c w[r·cols + c]·x[s·sx + c]` (int8 weights as stored bytes, int8
 /// activations, exact int32 sums) for every row `r < rows` and vector `s < n`.
@@ -553,9 +416,9 @@ unsafe fn requant_layer_avx2(
     stride: usize,
     mut e: Epilogue<'_>,
 ) {
-    use crate::quant;
+    use super::epilogue;
     let rq = core::slice::from_raw_parts(rq, 12 * rows);
-    let triple = |r: usize| quant::triple(rq, r);
+    let triple = |r: usize| epilogue::triple(rq, r);
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
     // within 0..=255 (tables hold 256 entries, also checked).
@@ -598,7 +461,7 @@ unsafe fn requant_layer_avx2(
     // The last rows % 8 rows, by the scalar definition (the slices' bounds were checked by
     // `requant_layer`).
     let acc = core::slice::from_raw_parts(acc, (n - 1) * so + rows);
-    quant::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
+    epilogue::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
 }
 
 /// What [`requant_layer_avx2`] does per kind of [`Epilogue`] besides its last table: raw
@@ -715,7 +578,7 @@ impl Requant8 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn new(m: __m256i, n: __m256i) -> Self {
-        use crate::quant::{SHIFT_MAX, SHIFT_MIN};
+        use super::scheme::{SHIFT_MAX, SHIFT_MIN};
         let n = _mm256_max_epu32(
             _mm256_min_epu32(n, _mm256_set1_epi32(SHIFT_MAX as i32)),
             _mm256_set1_epi32(SHIFT_MIN as i32),
@@ -775,7 +638,7 @@ unsafe fn saturating_add32(a: __m256i, b: __m256i) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn residual_index8(v: __m256i) -> __m256i {
-    use crate::quant::RESIDUAL_EXTRA_BITS as B;
+    use super::scheme::RESIDUAL_EXTRA_BITS as B;
     let r = _mm256_srai_epi32::<{ B as i32 }>(_mm256_add_epi32(v, _mm256_set1_epi32(1 << (B - 1))));
     _mm256_max_epi32(_mm256_min_epi32(r, _mm256_set1_epi32(127)), _mm256_set1_epi32(-128))
 }
@@ -827,7 +690,6 @@ unsafe fn store_i16(p: *mut i16, v: __m256i) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{dot, dot_block as portable_block};
     use crate::quant::dot_i8;
 
     fn token() -> Option<Avx2> {
@@ -847,51 +709,6 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
-        }
-        fn f32(&mut self) -> f32 {
-            // Values over many magnitudes, signs, zeros and subnormals.
-            match self.next() % 16 {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f32::from_bits(self.next() as u32 & 0x007f_ffff),
-                _ => {
-                    let m = (self.next() % 2001) as f32 / 1000.0 - 1.0;
-                    let e = (self.next() % 40) as i32 - 20;
-                    m * libm::powf(2.0, e as f32)
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn f32_block_equals_the_portable_block_bit_for_bit() {
-        let Some(tok) = token() else { return };
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for case in 0..400 {
-            let cols = if case < 40 { case } else { (rng.next() % 300) as usize };
-            let w: std::vec::Vec<f32> = (0..4 * cols).map(|_| rng.f32()).collect();
-            let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let x: std::vec::Vec<f32> = (0..2 * cols).map(|_| rng.f32()).collect();
-            let rows: [&[u8]; 4] = core::array::from_fn(|r| &bytes[4 * r * cols..4 * (r + 1) * cols]);
-            let xs: [&[f32]; 2] = [&x[..cols], &x[cols..]];
-            let dec = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            let want = portable_block::<4, 4, 2>(rows, xs, dec);
-            let got = dot_block::<F32, 4, 2>(tok, rows, xs, cols);
-            for r in 0..4 {
-                for i in 0..2 {
-                    assert_eq!(got[r][i].to_bits(), want[r][i].to_bits(), "cols {cols} r {r} i {i}");
-                    assert_eq!(got[r][i].to_bits(), dot::<4>(rows[r], xs[i], dec).to_bits());
-                }
-            }
-            // int8 weights: the same bytes read as int8.
-            let q: std::vec::Vec<u8> = (0..3 * cols).map(|_| rng.next() as u8).collect();
-            let qrows: [&[u8]; 3] = core::array::from_fn(|r| &q[r * cols..(r + 1) * cols]);
-            let dq = |b: &[u8]| (b[0] as i8) as f32;
-            let want = portable_block::<1, 3, 1>(qrows, [&x[..cols]], dq);
-            let got = dot_block::<I8, 3, 1>(tok, qrows, [&x[..cols]], cols);
-            for r in 0..3 {
-                assert_eq!(got[r][0].to_bits(), want[r][0].to_bits(), "int8 cols {cols} r {r}");
-            }
         }
     }
 

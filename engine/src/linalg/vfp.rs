@@ -27,7 +27,7 @@
 use core::arch::asm;
 use core::mem::MaybeUninit;
 
-use super::DOT_LANES;
+use super::dot::DOT_LANES;
 
 /// Eight +0.0 for the lanes' start, loaded with one `VLDM`.
 static ZEROS: [f32; DOT_LANES] = [0.0; DOT_LANES];

@@ -10,25 +10,26 @@
 //! ```
 //!
 //! The trainer (`tinyscore-train`) and the CUDA kernels (`tinyscore-kernels`) compute the same
-//! function; [`time_features`], [`silu`] and [`Dims::params`] are the one definition they share,
-//! and tests hold the three implementations to each other.
+//! function; [`time_features`] (`net/time.rs`), [`silu`] (`act.rs`) and [`Dims::params`]
+//! (`format/dims.rs`: the sizes are header fields) are the one definition they share, and tests
+//! hold the three implementations to each other. They are re-exported here, with [`Kernels`]
+//! and [`limits`], because they are the network's vocabulary.
 
-use crate::format::{Model, Role, Tensor};
-use crate::quant::{self, layout, TileEpilogue};
+mod time;
+
+pub use crate::act::{silu, silu_grad, silu_grad2};
+pub use crate::format::Dims;
+pub use crate::kernels::Kernels;
+/// The engine's static capacities ([`crate::limits`]), where the network's users have always
+/// found them.
+pub use crate::limits;
+pub use time::{frequencies, frequency, time_features, time_features_from, LN_10000, TIME_SCALE};
+
+use crate::format::{layout, Model, Role, Tensor};
+use crate::linalg::MatVec;
 #[cfg(target_arch = "x86_64")]
-use crate::x86;
-
-/// Which kernels evaluate the network. Every choice gives the same bits; the portable kernels
-/// run everywhere, the others where the CPU has the instructions (proved by a token).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Kernels {
-    /// Portable Rust (on `thumbv7em` targets: with the DSP int8 kernel).
-    #[default]
-    Portable,
-    /// The x86-64 AVX2 kernels of [`crate::x86`].
-    #[cfg(target_arch = "x86_64")]
-    Avx2(x86::Avx2),
-}
+use crate::quant::x86;
+use crate::quant::{self, TileEpilogue};
 
 /// Vectors the batched integer path ([`ScoreNet::eps_batch`] on a `w8a8` file) evaluates
 /// together: their activations live on the stack, `T·(D + 7H) + 4H` bytes (on the Cortex-M4/M7
@@ -48,154 +49,6 @@ const INT8_TILE_ARM: usize = 8;
 /// four vectors ([`quant::matmul_prepared`] takes them four at a time: 4·H/2 words on the
 /// Cortex-M4/M7, where the multi-vector DSP kernel uses them; one row, unused, elsewhere).
 const INT8_TILE_XP: usize = if cfg!(tinyscore_dsp_tile) { 2 } else { 1 };
-
-/// Static capacities of this build of the engine, the bounds of DESIGN.md §2.
-pub mod limits {
-    /// Largest data dimension D.
-    pub const MAX_DIM: usize = 256;
-    /// Largest hidden width H.
-    pub const MAX_HIDDEN: usize = 512;
-    /// Largest number of time features F.
-    pub const MAX_FREQS: usize = 64;
-    /// Largest number of residual blocks B.
-    pub const MAX_BLOCKS: usize = 8;
-}
-
-/// Time scale s(t) = 1000·t applied before the sinusoidal features.
-pub const TIME_SCALE: f32 = 1000.0;
-/// ln(10000), the base of the feature frequencies.
-pub const LN_10000: f32 = 9.210_340_4;
-
-/// The sizes of one ScoreNet: data dimension D, hidden width H, time features F, blocks B.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Dims {
-    /// D, the data dimension.
-    pub dim: usize,
-    /// H, the hidden width.
-    pub hidden: usize,
-    /// F, the number of time features (even).
-    pub freqs: usize,
-    /// B, the number of residual blocks.
-    pub blocks: usize,
-}
-
-impl Dims {
-    /// The parameter tensors in their canonical order (the order of the trainer's flat parameter
-    /// vector and of the model file): `(role, rows, cols)`, a bias having `cols = 1`.
-    pub fn params(&self) -> impl Iterator<Item = (Role, usize, usize)> + '_ {
-        let (d, h, f) = (self.dim, self.hidden, self.freqs);
-        let head = [
-            (Role::TimeW1, h, f),
-            (Role::TimeB1, h, 1),
-            (Role::TimeW2, h, h),
-            (Role::TimeB2, h, 1),
-            (Role::InputW, h, d),
-            (Role::InputB, h, 1),
-        ];
-        let blocks = (0..self.blocks as u8).flat_map(move |b| {
-            [
-                (Role::BlockW1(b), h, h),
-                (Role::BlockB1(b), h, 1),
-                (Role::BlockW2(b), h, h),
-                (Role::BlockB2(b), h, 1),
-            ]
-        });
-        let tail = [(Role::OutputW, d, h), (Role::OutputB, d, 1)];
-        head.into_iter().chain(blocks).chain(tail)
-    }
-
-    /// Total number of scalar parameters.
-    pub fn param_count(&self) -> usize {
-        self.params().map(|(_, r, c)| r * c).sum()
-    }
-
-    /// Multiply–accumulates of one network evaluation.
-    pub fn macs(&self) -> usize {
-        self.params().filter(|(_, _, c)| *c > 1).map(|(_, r, c)| r * c).sum()
-    }
-
-    /// Bytes of working memory the f32 engine needs for these sizes: the network's activations
-    /// (φ: F, temb/h/a/u: 4H) plus the sampler's state (x and ε̂: 2D), all f32.
-    pub fn ram_bytes(&self) -> usize {
-        4 * (self.freqs + 4 * self.hidden + 2 * self.dim)
-    }
-
-    /// Bytes of working memory the int8 (`w8a8`) path needs: the time embedding in f32
-    /// (φ: F, its hidden layer and silu: 2H, temb: H), the integer activations (residual stream
-    /// i16: 2H, silu(h) and silu(u) i8: 2H, the quantized input i8: D), plus the sampler's state
-    /// (x and ε̂: 2D f32).
-    pub fn ram_bytes_int8(&self) -> usize {
-        4 * (self.freqs + 3 * self.hidden) + 4 * self.hidden + self.dim + 8 * self.dim
-    }
-}
-
-/// SiLU (swish): x·sigmoid(x) = x / (1 + e^(−x)), with `libm::expf`.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + libm::expf(-x))
-}
-
-/// d silu / dx = σ(x)·(1 + x·(1 − σ(x))), for the trainer's backward pass.
-#[inline]
-pub fn silu_grad(x: f32) -> f32 {
-    let s = 1.0 / (1.0 + libm::expf(-x));
-    s * (1.0 + x * (1.0 - s))
-}
-
-/// d² silu / dx² = σ(x)·(1 − σ(x))·(2 + x·(1 − 2σ(x))), for the gradient of a loss that contains
-/// the network's Jacobian (sliced score matching backpropagates through silu').
-#[inline]
-pub fn silu_grad2(x: f32) -> f32 {
-    let s = 1.0 / (1.0 + libm::expf(-x));
-    s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s))
-}
-
-/// The frequency ω_k = exp(−ln(10000)·k/(F/2)) of time feature pair k.
-#[inline]
-pub fn frequency(k: usize, half: usize) -> f32 {
-    libm::expf(-LN_10000 * k as f32 / half as f32)
-}
-
-/// φ(t): `out[k] = sin(ω_k·1000t)`, `out[F/2 + k] = cos(ω_k·1000t)` for k < F/2 (F = `out.len()`).
-pub fn time_features(t: f32, out: &mut [f32]) {
-    let half = out.len() / 2;
-    features_with(t, out, |k| frequency(k, half));
-}
-
-/// The frequencies ω_k = [`frequency`]`(k, F/2)` of F time features, k < F/2, into
-/// `out[..F/2]` (as many as `out` holds): what [`time_features_from`] takes, computed once per
-/// network.
-pub fn frequencies(freqs: usize, out: &mut [f32]) {
-    let half = freqs / 2;
-    for (k, w) in out.iter_mut().take(half).enumerate() {
-        *w = frequency(k, half);
-    }
-}
-
-/// [`time_features`] with the frequencies given (`freqs[k]` = ω_k, k < F/2, from
-/// [`frequencies`]): the same bits, without the `expf` per frequency.
-///
-/// # Panics
-/// If `freqs` is shorter than F/2 = `out.len() / 2` (a caller bug).
-pub fn time_features_from(freqs: &[f32], t: f32, out: &mut [f32]) {
-    let half = out.len() / 2;
-    let freqs = &freqs[..half];
-    features_with(t, out, |k| freqs[k]);
-}
-
-/// φ(t) with ω_k = `omega(k)`: the one definition behind [`time_features`] and
-/// [`time_features_from`].
-#[inline(always)]
-fn features_with(t: f32, out: &mut [f32], omega: impl Fn(usize) -> f32) {
-    let half = out.len() / 2;
-    let s = TIME_SCALE * t;
-    for k in 0..half {
-        let arg = omega(k) * s;
-        out[k] = libm::sinf(arg);
-        out[half + k] = libm::cosf(arg);
-    }
-}
 
 /// Working buffers of one network evaluation, sized by the capacities H and F.
 #[derive(Clone, Debug)]
@@ -425,7 +278,7 @@ impl<'a, const D: usize, const H: usize, const F: usize> ScoreNet<'a, D, H, F> {
     /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
     /// [`ScoreNet::eps`], faster. The time embedding is computed once for all `k`; on the f32 path
     /// every layer multiplies its weights with blocks of four vectors (each weight loaded once
-    /// per block), in the same summation order as one vector alone ([`crate::format::dot_block`]);
+    /// per block), in the same summation order as one vector alone ([`crate::linalg::dot_block`]);
     /// a `w8a8` file runs its integer layers for tiles of up to 32 vectors at once (8 on Arm, and
     /// for calls of at most 8 vectors), the same exact integers. `scratch` holds the f32
     /// activations, [`ScoreNet::batch_scratch_len`]`(k)` values (not needed, and may be empty,
@@ -758,66 +611,4 @@ fn int8_matmul<const K: usize, const H: usize>(
 #[cfg_attr(target_arch = "arm", inline)]
 fn silu_into(x: &[f32], out: &mut [f32]) {
     crate::vmath::silu_into(x, out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_features_follow_the_definition() {
-        let mut phi = [0.0f32; 8];
-        time_features(0.25, &mut phi);
-        for k in 0..4 {
-            let w = (-(10000f64.ln()) * k as f64 / 4.0).exp();
-            let arg = w * 250.0;
-            assert!((phi[k] as f64 - arg.sin()).abs() < 1e-4, "sin k={k}");
-            assert!((phi[4 + k] as f64 - arg.cos()).abs() < 1e-4, "cos k={k}");
-        }
-    }
-
-    #[test]
-    fn features_from_precomputed_frequencies_have_the_same_bits() {
-        let mut freqs = [0.0f32; limits::MAX_FREQS];
-        for f in (0..=limits::MAX_FREQS).step_by(2) {
-            frequencies(f, &mut freqs);
-            for (k, w) in freqs[..f / 2].iter().enumerate() {
-                assert_eq!(w.to_bits(), frequency(k, f / 2).to_bits());
-            }
-            let (mut want, mut got) = ([0.0f32; limits::MAX_FREQS], [0.0f32; limits::MAX_FREQS]);
-            for t in [0.0f32, 1e-3, 0.25, 0.5, 0.999, 1.0, -0.3, f32::NAN] {
-                time_features(t, &mut want[..f]);
-                time_features_from(&freqs, t, &mut got[..f]);
-                for (a, b) in want[..f].iter().zip(&got[..f]) {
-                    assert_eq!(a.to_bits(), b.to_bits(), "F={f} t={t}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn silu_and_its_gradient() {
-        for x in [-8.0f32, -1.5, 0.0, 0.3, 4.0] {
-            let want = x as f64 / (1.0 + (-x as f64).exp());
-            assert!((silu(x) as f64 - want).abs() < 1e-6);
-            let h = 1e-3f64;
-            let s = |v: f64| v / (1.0 + (-v).exp());
-            let fd = (s(x as f64 + h) - s(x as f64 - h)) / (2.0 * h);
-            assert!((silu_grad(x) as f64 - fd).abs() < 1e-4);
-            let g = |v: f64| {
-                let sg = 1.0 / (1.0 + (-v).exp());
-                sg * (1.0 + v * (1.0 - sg))
-            };
-            let fd2 = (g(x as f64 + h) - g(x as f64 - h)) / (2.0 * h);
-            assert!((silu_grad2(x) as f64 - fd2).abs() < 1e-4, "silu'' at {x}");
-        }
-    }
-
-    #[test]
-    fn parameter_count_matches_shapes() {
-        let d = Dims { dim: 2, hidden: 16, freqs: 8, blocks: 2 };
-        let want = 16 * 8 + 16 + 16 * 16 + 16 + 16 * 2 + 16 + 2 * (2 * (16 * 16 + 16)) + 2 * 16 + 2;
-        assert_eq!(d.param_count(), want);
-        assert_eq!(d.params().count(), 6 + 4 * 2 + 2);
-    }
 }

@@ -1,0 +1,682 @@
+//! The `.tsm` model file: a zero-copy, validate-once reader, and the layout the writer shares.
+//!
+//! The normative spec is `docs/format.md`. In short: a 64-byte little-endian header, a table of
+//! 32-byte tensor entries, then the tensor data, each region starting at the previous region's end
+//! rounded up to 16 bytes (zero padding), the last ending at the file's end. A CRC-32 covers every
+//! byte after the CRC field. [`Model::parse`] checks every field once with checked arithmetic and
+//! returns a typed [`FormatError`] for each inconsistency; after that, evaluation cannot fail.
+
+// No panics by construction (issue 8): the parser reaches bytes only through `get` and checked
+// arithmetic. The exceptions, each `#[allow]`ed where it sits, are the encoders (constant offsets
+// into fixed arrays), the CRC table (index masked to 0..=255) and evaluation on a validated model.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+mod crc;
+mod dims;
+mod error;
+mod header;
+pub mod layout;
+mod le;
+mod table;
+
+pub use crc::{crc32, crc32_update};
+pub use dims::{act_tensors, file_tensors, Dims};
+pub use error::FormatError;
+pub use header::{
+    align_up, field, process, schedule_kind, Header, Process, ALIGN, CRC_START, HEADER_LEN, MAGIC,
+    MAX_TENSORS, QUANT_VERSION, QUANT_VERSION_W8A8, VERSION,
+};
+pub use table::{DType, Entry, Role, ENTRY_LEN};
+
+use crate::limits;
+use crate::quant;
+use crate::schedule::{BetaSchedule, Sde};
+use le::{u16_at, u32_at};
+
+/// One tensor of a parsed file: a view of the file's bytes, never a copy.
+#[derive(Clone, Copy, Debug)]
+pub struct Tensor<'a> {
+    /// What it is.
+    pub role: Role,
+    /// How it is stored.
+    pub dtype: DType,
+    /// Rows (outputs of a matrix; length of a vector).
+    pub rows: usize,
+    /// Columns (inputs of a matrix; 1 for a vector).
+    pub cols: usize,
+    data: &'a [u8],
+    scales: &'a [u8],
+}
+
+// Evaluation on a validated model: `Model::parse` proved data.len() = rows·cols·size and
+// scales.len() = 4·rows; callers pass x and out at least cols and rows long (their documented
+// contract, as for slices).
+#[allow(clippy::indexing_slicing)]
+impl<'a> Tensor<'a> {
+    const EMPTY: Tensor<'static> =
+        Tensor { role: Role::NormMean, dtype: DType::F32, rows: 0, cols: 0, data: &[], scales: &[] };
+
+    /// The stored bytes of the values (without scales).
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// Bytes of the tensor in the file (values and scales).
+    pub fn byte_len(&self) -> usize {
+        self.data.len() + self.scales.len()
+    }
+
+    /// The per-row scale of an int8 tensor (1 for other dtypes).
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
+    pub fn scale(&self, row: usize) -> f32 {
+        match self.dtype {
+            DType::I8 => read_f32(self.scales, row),
+            _ => 1.0,
+        }
+    }
+
+    /// The smallest and largest per-row scale, for an int8 tensor.
+    pub fn scale_range(&self) -> Option<(f32, f32)> {
+        if self.dtype != DType::I8 {
+            return None;
+        }
+        let mut lo = f32::INFINITY;
+        let mut hi = 0.0f32;
+        for r in 0..self.rows {
+            let s = self.scale(r);
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        Some((lo, hi))
+    }
+
+    /// Element `i` (row-major) as f32, dequantized.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    #[cfg_attr(target_arch = "arm", inline)]
+    pub fn get(&self, i: usize) -> f32 {
+        match self.dtype {
+            DType::F32 => match self.f32_values() {
+                Some(v) => v[i],
+                None => read_f32(self.data, i),
+            },
+            DType::F16 => {
+                half::f16::from_bits(u16::from_le_bytes([self.data[2 * i], self.data[2 * i + 1]])).to_f32()
+            }
+            DType::I8 => self.data[i] as i8 as f32 * self.scale(i / self.cols),
+            DType::I32 => self.i32_at(i) as f32,
+            DType::Lut8 => self.data[i] as i8 as f32,
+        }
+    }
+
+    /// Element `i` of an i32 tensor (row-major).
+    #[inline]
+    pub fn i32_at(&self, i: usize) -> i32 {
+        if let Some(v) = le_words::<i32>(self.data) {
+            return v[i];
+        }
+        let b = &self.data[4 * i..4 * i + 4];
+        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The values of an f32 tensor as a slice of the file's bytes, zero-copy (`bytemuck`):
+    /// `Some` where the data is 4-byte aligned in memory and the target little-endian, as the
+    /// file is; `None` for another dtype or where the bytes must be read one value at a time
+    /// (a file in a buffer of alignment 1 on which the data lands unaligned), as [`Tensor::get`]
+    /// then does. The same values either way.
+    #[inline]
+    pub fn f32_values(&self) -> Option<&'a [f32]> {
+        match self.dtype {
+            DType::F32 => le_words::<f32>(self.data),
+            _ => None,
+        }
+    }
+
+    /// The values of an i32 tensor as a slice of the file's bytes, zero-copy, under the
+    /// conditions of [`Tensor::f32_values`]; `None` otherwise (then [`Tensor::i32_at`] reads the
+    /// bytes).
+    #[inline]
+    pub fn i32_values(&self) -> Option<&'a [i32]> {
+        match self.dtype {
+            DType::I32 => le_words::<i32>(self.data),
+            _ => None,
+        }
+    }
+
+    /// Row `r`'s stored bytes (values only).
+    #[inline]
+    pub fn row_bytes(&self, r: usize) -> &'a [u8] {
+        let n = self.cols * self.dtype.size();
+        &self.data[r * n..(r + 1) * n]
+    }
+
+    /// A tensor over the given bytes, unvalidated: for the unit tests of the kernels.
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        role: Role,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+        scales: &'a [u8],
+    ) -> Self {
+        Tensor { role, dtype, rows, cols, data, scales }
+    }
+}
+
+/// `bytes` as 4-byte little-endian words, zero-copy, where the target is little-endian and
+/// `bytes` is aligned for `T` and a whole number of words (`bytemuck::try_cast_slice`); `None`
+/// where they must be decoded from the bytes instead.
+#[inline(always)]
+fn le_words<T: bytemuck::Pod>(bytes: &[u8]) -> Option<&[T]> {
+    if cfg!(target_endian = "little") {
+        bytemuck::try_cast_slice(bytes).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline)]
+#[allow(clippy::indexing_slicing)] // only called by Tensor on validated lengths
+fn read_f32(bytes: &[u8], i: usize) -> f32 {
+    let b = &bytes[4 * i..4 * i + 4];
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A parsed, validated model file: the header and views of its tensors.
+#[derive(Clone, Debug)]
+pub struct Model<'a> {
+    header: Header,
+    tensors: [Tensor<'a>; MAX_TENSORS],
+    count: usize,
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates `bytes` (zero-copy: the tensors borrow from it).
+    ///
+    /// Checks, in order: length, magic, versions, file length, CRC, flags and reserved fields,
+    /// sizes, process, RAM figure, tensor count, then every entry (role, dtype, shape, lengths,
+    /// placement, padding, values). See `docs/format.md` for the rule behind each error.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, FormatError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::Truncated { needed: HEADER_LEN, found: bytes.len() });
+        }
+        if bytes.get(..4) != Some(&MAGIC[..]) {
+            return Err(FormatError::BadMagic);
+        }
+        let version = u16_at(bytes, field::VERSION);
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version, supported: VERSION });
+        }
+        let quant_version = u16_at(bytes, field::QUANT_VERSION);
+        if quant_version == 0 || quant_version > QUANT_VERSION {
+            return Err(FormatError::UnsupportedQuantVersion {
+                found: quant_version,
+                supported: QUANT_VERSION,
+            });
+        }
+        let file_len = u32_at(bytes, field::FILE_LEN);
+        if file_len as usize != bytes.len() {
+            if (file_len as usize) > bytes.len() {
+                return Err(FormatError::Truncated { needed: file_len as usize, found: bytes.len() });
+            }
+            return Err(FormatError::LengthMismatch { header: file_len, actual: bytes.len() });
+        }
+        let crc = u32_at(bytes, field::CRC);
+        let computed = crc32(bytes.get(CRC_START..).unwrap_or(&[]));
+        if crc != computed {
+            return Err(FormatError::CrcMismatch { stored: crc, computed });
+        }
+        let flags = u32_at(bytes, field::FLAGS);
+        if flags != 0 {
+            return Err(FormatError::UnknownFlags(flags));
+        }
+        for (off, len) in [(field::RESERVED0, 2), (field::RESERVED1, 4)] {
+            if bytes.get(off..off + len).map_or(true, |r| r.iter().any(|&b| b != 0)) {
+                return Err(FormatError::ReservedNonZero(off));
+            }
+        }
+
+        let dims = Self::parse_dims(bytes)?;
+        let process = Self::parse_process(bytes)?;
+        let int8 = quant_version >= QUANT_VERSION_W8A8;
+
+        let ram_bytes = u32_at(bytes, field::RAM_BYTES);
+        let ram_computed = if int8 { dims.ram_bytes_int8() } else { dims.ram_bytes() } as u32;
+        if ram_bytes != ram_computed {
+            return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });
+        }
+        let tensor_count = u32_at(bytes, field::TENSOR_COUNT);
+        let expected = (2 + dims.params().count() + if int8 { 3 } else { 0 }) as u32;
+        if tensor_count != expected {
+            return Err(FormatError::TensorCount { found: tensor_count, expected });
+        }
+        let count = tensor_count as usize;
+        // count ≤ MAX_TENSORS, so this cannot overflow.
+        let table_end = HEADER_LEN + ENTRY_LEN * count;
+        if bytes.len() < table_end {
+            return Err(FormatError::Truncated { needed: table_end, found: bytes.len() });
+        }
+
+        // The number of timestep groups G of a v2 file: the rows of `act.scales`' entry.
+        let groups = if int8 {
+            let slot = Role::ActScales.slot(dims.blocks);
+            let g = u32_at(bytes, HEADER_LEN + ENTRY_LEN * slot + 4);
+            if g == 0 || g as usize > quant::MAX_GROUPS {
+                return Err(FormatError::BadGroups { found: g, max: quant::MAX_GROUPS as u32 });
+            }
+            g as usize
+        } else {
+            0
+        };
+        let acts = act_tensors(&dims, groups);
+        let acts = acts.get(..if int8 { 3 } else { 0 }).unwrap_or(&[]);
+
+        let mut tensors = [Tensor::EMPTY; MAX_TENSORS];
+        let mut prev_end = table_end;
+        for (index, (role, rows, cols)) in file_tensors(&dims).chain(acts.iter().copied()).enumerate() {
+            let off = HEADER_LEN + ENTRY_LEN * index;
+            let raw = bytes
+                .get(off..off + ENTRY_LEN)
+                .ok_or(FormatError::Truncated { needed: table_end, found: bytes.len() })?;
+            let byte3_set = raw.get(3) != Some(&0);
+            if byte3_set || raw.get(28..).map_or(true, |r| r.iter().any(|&b| b != 0)) {
+                return Err(FormatError::ReservedNonZero(if byte3_set { off + 3 } else { off + 28 }));
+            }
+            let e = Entry::decode(raw);
+            if e.role != role.code() {
+                return Err(FormatError::UnexpectedTensor { index, found: e.role, expected: role.code() });
+            }
+            let dtype = DType::from_code(e.dtype).ok_or(FormatError::BadDtype { index, code: e.dtype })?;
+            // Normalisation and biases stay f32; only weight matrices may be quantized, and in a
+            // w8a8 file they must be int8; the activation tensors have one dtype each.
+            let allowed = match role {
+                Role::ActScales => dtype == DType::F32,
+                Role::ActRequant => dtype == DType::I32,
+                Role::ActLut => dtype == DType::Lut8,
+                r if r.is_matrix() && int8 => dtype == DType::I8,
+                r if r.is_matrix() => matches!(dtype, DType::F32 | DType::F16 | DType::I8),
+                _ => dtype == DType::F32,
+            };
+            if !allowed {
+                return Err(FormatError::BadDtype { index, code: e.dtype });
+            }
+            if e.rows as usize != rows || e.cols as usize != cols {
+                return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
+            }
+            // rows ≤ 512 and cols ≤ 26 384 (act.requant), so these products cannot overflow.
+            let want_data = rows * cols * dtype.size();
+            let want_scales = if dtype.has_scales() { 4 * rows } else { 0 };
+            if e.data_len as usize != want_data || e.scale_len as usize != want_scales {
+                return Err(FormatError::BadLength { index });
+            }
+            let data = Self::region(bytes, index, &mut prev_end, e.data_offset, want_data)?;
+            let scales = if dtype.has_scales() {
+                Self::region(bytes, index, &mut prev_end, e.scale_offset, want_scales)?
+            } else {
+                if e.scale_offset != 0 {
+                    return Err(FormatError::ReservedNonZero(off + 20));
+                }
+                &[]
+            };
+            let t = Tensor { role, dtype, rows, cols, data, scales };
+            Self::check_values(&t, index)?;
+            // index < count ≤ MAX_TENSORS (the tensor count check above).
+            if let Some(slot) = tensors.get_mut(index) {
+                *slot = t;
+            }
+        }
+        if prev_end != bytes.len() {
+            return Err(FormatError::TrailingBytes { end: prev_end, file_len: bytes.len() });
+        }
+        let header = Header { version, quant_version, crc, file_len, dims, process, ram_bytes, tensor_count };
+        let model = Self { header, tensors, count };
+        if int8 {
+            model.check_activation_params()?;
+        }
+        Ok(model)
+    }
+
+    /// Validates every field of a w8a8 file's activation tensors: scales finite and > 0,
+    /// multipliers in [2^30, 2^31), shifts in 1..=62, folded biases within ±2^30. (Table entries
+    /// of −128 are refused by the per-tensor check.)
+    fn check_activation_params(&self) -> Result<(), FormatError> {
+        let d = self.header.dims;
+        let (scales, rq) = (self.tensor(Role::ActScales), self.tensor(Role::ActRequant));
+        for g in 0..scales.rows {
+            for column in 0..scales.cols {
+                let s = scales.get(g * scales.cols + column);
+                if !(s.is_finite() && s > 0.0) {
+                    return Err(FormatError::BadActScale { group: g, column });
+                }
+            }
+            let at = |c: usize| rq.i32_at(g * rq.cols + c);
+            let triple = |base: usize, rows: usize| -> Result<(), FormatError> {
+                for r in 0..rows {
+                    let c = base + 3 * r;
+                    if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
+                        return Err(FormatError::BadBias { group: g, column: c });
+                    }
+                    Self::check_mult_shift(g, c + 1, at(c + 1), at(c + 2))?;
+                }
+                Ok(())
+            };
+            triple(layout::input(d.hidden), d.hidden)?;
+            for b in 0..d.blocks {
+                triple(layout::w1(d.hidden, b), d.hidden)?;
+                triple(layout::w2(d.hidden, b), d.hidden)?;
+                let c = layout::residual(d.hidden, b);
+                Self::check_mult_shift(g, c, at(c), at(c + 1))?;
+            }
+            let base = layout::output(d.hidden, d.blocks);
+            for c in base..base + d.dim {
+                if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
+                    return Err(FormatError::BadBias { group: g, column: c });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_mult_shift(group: usize, column: usize, m: i32, n: i32) -> Result<(), FormatError> {
+        if m < quant::MULT_MIN {
+            return Err(FormatError::BadMultiplier { group, column });
+        }
+        if !(quant::SHIFT_MIN as i32..=quant::SHIFT_MAX as i32).contains(&n) {
+            return Err(FormatError::BadShift { group, column: column + 1 });
+        }
+        Ok(())
+    }
+
+    fn parse_dims(bytes: &[u8]) -> Result<Dims, FormatError> {
+        let get = |o| u16_at(bytes, o) as usize;
+        let dims = Dims {
+            dim: get(field::DIM),
+            hidden: get(field::HIDDEN),
+            freqs: get(field::FREQS),
+            blocks: get(field::BLOCKS),
+        };
+        for (what, v, max) in [
+            ("dim", dims.dim, limits::MAX_DIM),
+            ("hidden", dims.hidden, limits::MAX_HIDDEN),
+            ("freqs", dims.freqs, limits::MAX_FREQS),
+            ("blocks", dims.blocks, limits::MAX_BLOCKS),
+        ] {
+            let odd_freqs = what == "freqs" && v % 2 != 0;
+            if v == 0 || v > max || odd_freqs {
+                return Err(FormatError::BadDims { what, found: v as u32 });
+            }
+        }
+        Ok(dims)
+    }
+
+    fn parse_process(bytes: &[u8]) -> Result<Process, FormatError> {
+        // u8::MAX is no kind: a short slice (impossible after the length check) is refused.
+        let kind = bytes.get(field::PROCESS).copied().unwrap_or(u8::MAX);
+        let sched = bytes.get(field::SCHEDULE).copied().unwrap_or(u8::MAX);
+        let steps = u32_at(bytes, field::STEPS);
+        let p = |i: usize| f32::from_bits(u32_at(bytes, field::PARAMS + 4 * i));
+        let (process, used) = match kind {
+            process::VP_DISCRETE => {
+                let (schedule, used) = match sched {
+                    schedule_kind::LINEAR => (BetaSchedule::Linear { beta_start: p(0), beta_end: p(1) }, 2),
+                    schedule_kind::COSINE => (BetaSchedule::Cosine { s: p(0) }, 1),
+                    other => return Err(FormatError::UnknownSchedule(other)),
+                };
+                (Process::VpDiscrete { steps, schedule }, used)
+            }
+            process::VP_SDE | process::SUB_VP_SDE | process::VE_SDE => {
+                // The SDEs have one schedule each: linear β(t), geometric σ(t).
+                if sched != schedule_kind::LINEAR {
+                    return Err(FormatError::UnknownSchedule(sched));
+                }
+                let sde = match kind {
+                    process::VP_SDE => Sde::Vp { beta_min: p(0), beta_max: p(1) },
+                    process::SUB_VP_SDE => Sde::SubVp { beta_min: p(0), beta_max: p(1) },
+                    _ => Sde::Ve { sigma_min: p(0), sigma_max: p(1) },
+                };
+                (Process::Sde { steps, sde, t_eps: p(2) }, 3)
+            }
+            other => return Err(FormatError::UnknownProcess(other)),
+        };
+        for i in used..4 {
+            if p(i).to_bits() != 0 {
+                return Err(FormatError::ReservedNonZero(field::PARAMS + 4 * i));
+            }
+        }
+        // Build the process once to prove it is valid; samplers rebuild it.
+        process.diffusion()?;
+        Ok(process)
+    }
+
+    /// The region at `offset` of `len` bytes, which must start at `*prev_end` rounded up to 16
+    /// with zero padding in between; advances `*prev_end`.
+    fn region(
+        bytes: &'a [u8],
+        index: usize,
+        prev_end: &mut usize,
+        offset: u32,
+        len: usize,
+    ) -> Result<&'a [u8], FormatError> {
+        let expected = align_up(*prev_end).ok_or(FormatError::OutOfBounds { index })?;
+        if offset as usize != expected {
+            return Err(FormatError::Misplaced { index, offset, expected });
+        }
+        let end = expected.checked_add(len).ok_or(FormatError::OutOfBounds { index })?;
+        if end > bytes.len() {
+            return Err(FormatError::OutOfBounds { index });
+        }
+        let padding = bytes.get(*prev_end..expected).ok_or(FormatError::OutOfBounds { index })?;
+        if let Some(p) = padding.iter().position(|&b| b != 0) {
+            return Err(FormatError::NonZeroPadding(*prev_end + p));
+        }
+        let region = bytes.get(expected..end).ok_or(FormatError::OutOfBounds { index })?;
+        *prev_end = end;
+        Ok(region)
+    }
+
+    fn check_values(t: &Tensor<'_>, index: usize) -> Result<(), FormatError> {
+        match t.dtype {
+            DType::Lut8 => {
+                if t.data.iter().any(|&b| b as i8 == i8::MIN) {
+                    return Err(FormatError::Int8OutOfRange { index });
+                }
+            }
+            // Fields checked by `check_activation_params`, which knows their layout.
+            DType::I32 => {}
+            DType::F32 if t.role == Role::ActScales => {}
+            DType::I8 => {
+                if t.data.iter().any(|&b| b as i8 == i8::MIN) {
+                    return Err(FormatError::Int8OutOfRange { index });
+                }
+                for r in 0..t.rows {
+                    let s = t.scale(r);
+                    if !(s.is_finite() && s > 0.0) {
+                        return Err(FormatError::BadScale { index });
+                    }
+                }
+            }
+            _ => {
+                for i in 0..t.rows * t.cols {
+                    let v = t.get(i);
+                    if !v.is_finite() || (t.role == Role::NormStd && v <= 0.0) {
+                        return Err(FormatError::BadValue { index });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The network's sizes.
+    pub fn dims(&self) -> Dims {
+        self.header.dims
+    }
+
+    /// The diffusion process.
+    pub fn process(&self) -> Process {
+        self.header.process
+    }
+
+    /// All tensors in file order.
+    #[allow(clippy::indexing_slicing)] // count ≤ MAX_TENSORS, checked by parse
+    pub fn tensors(&self) -> &[Tensor<'a>] {
+        &self.tensors[..self.count]
+    }
+
+    /// Whether the file holds the w8a8 activation tensors (quantization version ≥ 2): the engine
+    /// then evaluates the network on its integer path.
+    #[inline]
+    pub fn is_int8(&self) -> bool {
+        self.header.quant_version >= QUANT_VERSION_W8A8
+    }
+
+    /// Timestep groups of a w8a8 file (0 for other files).
+    pub fn groups(&self) -> usize {
+        if self.is_int8() {
+            self.tensor(Role::ActScales).rows
+        } else {
+            0
+        }
+    }
+
+    /// The tensor with `role` (which validation guarantees exists for this file's sizes; the
+    /// activation roles exist only when [`Model::is_int8`]).
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // validation proved every role of these sizes has its slot
+    pub fn tensor(&self, role: Role) -> &Tensor<'a> {
+        &self.tensors[role.slot(self.header.dims.blocks)]
+    }
+
+    /// Maps a normalised vector to data units in place: x ← x·std + mean.
+    #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
+    pub fn denormalize(&self, x: &mut [f32]) {
+        let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
+        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+            *v = *v * std.get(i) + mean.get(i);
+        }
+    }
+
+    /// Maps a vector in data units to normalised units in place: x ← (x − mean)/std.
+    #[allow(clippy::indexing_slicing)] // x at least D long is the caller's contract
+    pub fn normalize(&self, x: &mut [f32]) {
+        let (mean, std) = (self.tensor(Role::NormMean), self.tensor(Role::NormStd));
+        for (i, v) in x[..self.header.dims.dim].iter_mut().enumerate() {
+            *v = (*v - mean.get(i)) / std.get(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's hand-written decoder before `half` replaced it (IEEE binary16 → binary32,
+    /// exact), kept as the oracle.
+    fn f16_to_f32(h: u16) -> f32 {
+        let sign = ((h >> 15) as u32) << 31;
+        let exp = ((h >> 10) & 0x1F) as u32;
+        let man = (h & 0x3FF) as u32;
+        let bits = match (exp, man) {
+            (0, 0) => sign,
+            (0, _) => {
+                // Subnormal: normalise the mantissa.
+                let mut e = 127 - 15 + 1;
+                let mut m = man;
+                while m & 0x400 == 0 {
+                    m <<= 1;
+                    e -= 1;
+                }
+                sign | (e << 23) | ((m & 0x3FF) << 13)
+            }
+            (0x1F, 0) => sign | 0x7F80_0000,
+            (0x1F, _) => sign | 0x7FC0_0000 | (man << 13),
+            _ => sign | ((exp + 127 - 15) << 23) | (man << 13),
+        };
+        f32::from_bits(bits)
+    }
+
+    #[test]
+    fn f16_conversion_is_exact() {
+        let f16 = |h: u16| half::f16::from_bits(h).to_f32();
+        assert_eq!(f16(0x3C00), 1.0);
+        assert_eq!(f16(0xC000), -2.0);
+        assert_eq!(f16(0x7BFF), 65504.0);
+        assert_eq!(f16(0x0001), 5.960_464_5e-8);
+        assert_eq!(f16(0x3555), 0.333_251_95);
+        assert!(f16(0x7C00).is_infinite());
+        assert!(f16(0x7E00).is_nan());
+    }
+
+    /// `half` (what `Tensor::get` and the f16 matrix products decode with) gives the bits of the
+    /// engine's former decoder for all 65 536 patterns: ±0, subnormals, normals, ±inf and every
+    /// NaN with its payload (quiet bit set, payload shifted up by 13, sign kept).
+    #[test]
+    fn half_decodes_every_f16_as_the_former_decoder() {
+        for h in 0..=u16::MAX {
+            let want = f16_to_f32(h);
+            let got = half::f16::from_bits(h).to_f32();
+            assert_eq!(got.to_bits(), want.to_bits(), "f16 bits {h:#06x}");
+            let bytes = h.to_le_bytes();
+            assert_eq!(crate::linalg::decode_f16(&bytes).to_bits(), want.to_bits(), "{h:#06x}");
+        }
+    }
+
+    /// The zero-copy views (`bytemuck`) and the byte path give the same values, aligned or not.
+    #[test]
+    fn zero_copy_views_equal_the_byte_path() {
+        let f: Vec<f32> =
+            (0..37).map(|i| (i as f32 - 18.5) * 0.37).chain([f32::MIN_POSITIVE / 4.0, -0.0]).collect();
+        let n: Vec<i32> = (0..39).map(|i| (i - 19) * 0x0101_0101).chain([i32::MIN, i32::MAX]).collect();
+        let fb: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let nb: Vec<u8> = n.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // Backing storage of u32 words: offset 0 is 4-byte aligned, offset 1 is not.
+        for off in [0usize, 1] {
+            let mut wf = vec![0u32; f.len() + 1];
+            let mut wn = vec![0u32; n.len() + 1];
+            let bf: &mut [u8] = bytemuck::cast_slice_mut(&mut wf);
+            bf[off..off + fb.len()].copy_from_slice(&fb);
+            let bn: &mut [u8] = bytemuck::cast_slice_mut(&mut wn);
+            bn[off..off + nb.len()].copy_from_slice(&nb);
+            let (bf, bn): (&[u8], &[u8]) = (bytemuck::cast_slice(&wf), bytemuck::cast_slice(&wn));
+            let tf =
+                Tensor::from_parts(Role::NormMean, DType::F32, f.len(), 1, &bf[off..off + fb.len()], &[]);
+            let ti =
+                Tensor::from_parts(Role::ActRequant, DType::I32, 1, n.len(), &bn[off..off + nb.len()], &[]);
+            assert_eq!(tf.f32_values().is_some(), off == 0);
+            assert_eq!(ti.i32_values().is_some(), off == 0);
+            for (i, v) in f.iter().enumerate() {
+                assert_eq!(tf.get(i).to_bits(), v.to_bits(), "f32 {i} at offset {off}");
+                assert_eq!(read_f32(tf.data(), i).to_bits(), v.to_bits());
+            }
+            if let Some(view) = tf.f32_values() {
+                assert_eq!(
+                    view.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    f.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+            for (i, v) in n.iter().enumerate() {
+                assert_eq!(ti.i32_at(i), *v, "i32 {i} at offset {off}");
+                assert_eq!(ti.get(i), *v as f32);
+            }
+        }
+    }
+
+    #[test]
+    fn short_inputs_are_refused_without_panic() {
+        for n in 0..HEADER_LEN + 8 {
+            let mut b = [0u8; HEADER_LEN + 8];
+            b[..4].copy_from_slice(&MAGIC);
+            assert!(Model::parse(&b[..n]).is_err());
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Integer kernels of the `w8a8` path: int8 × int8 dot products with int32 accumulation,
+//! fixed-point requantization, the SiLU lookup tables, and the boundary conversions f32 ↔ int.
+//!
+//! Every rounding rule of the integer path is defined here, once; the converter
+//! (`tinyscore convert --quant w8a8`) calls [`quantize_multiplier`], [`silu_lut_entry`] and
+//! [`quantize_bias`] to build the file, so the engine and the converter cannot disagree.
+//! `docs/quantization.md` gives the scheme and the measurements behind it.
+//!
+//! The one rounding rule of requantization is *round half up* on the exact product:
+//! `requantize(acc, m, n) = ⌊(acc·m + 2^(n−1)) / 2^n⌋` (an arithmetic shift of the i64 product),
+//! saturated to i32. The multiplier `m ∈ [2^30, 2^31)` and the shift `n ∈ 1..=62` represent the
+//! real factor `m·2^−n`.
+//!
+//! Tested here against an i128 oracle and a one-line reference of each kernel (property tests).
+//!
+//! Files, one concept each: `scheme.rs` (the bounds and rounding rules), `matmul.rs` (the int8
+//! dot products), `prepared.rs` (the activation layout of the DSP kernels and the instruction
+//! models behind it), `epilogue.rs` (requantization, residual, SiLU tables), with the fast
+//! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly) and `x86.rs` (AVX2). The column
+//! layout of the activation tensors in the file is part of the format: [`crate::format::layout`].
+
+#[cfg(tinyscore_dsp)]
+mod dsp;
+mod epilogue;
+mod matmul;
+mod prepared;
+mod scheme;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+pub use epilogue::{epilogue, epilogue_tile, triple, Epilogue, HighRequant, LayerForm, Silu, TileEpilogue};
+#[cfg(tinyscore_dsp)]
+pub use matmul::{dot16_dsp, dot16_tile_dsp, prepare_tile_dsp};
+pub use matmul::{dot_i8, matmul_prepared, Prepared, PreparedTile};
+pub use prepared::{
+    dot16_model, dot16_tile_model, pack16, prepare_into, prepare_tile_into, prepared_words, smlad, sxtb16,
+    tile_kernel, CHUNK,
+};
+pub use scheme::{
+    lut, quantize_bias, quantize_i8, quantize_multiplier, quantize_temb, requantize, residual_index, sat_i16,
+    sat_i8, silu_lut_entry, time_group, BIAS_MAX, MAX_GROUPS, MULT_MIN, RESIDUAL_EXTRA_BITS, SHIFT_MAX,
+    SHIFT_MIN, TEMB_MAX,
+};
