@@ -31,6 +31,7 @@
 
 use tinyscore_engine::graph::{Branch, Op};
 use tinyscore_kernels::conv::Conv1d;
+use tinyscore_kernels::cuda::GpuError;
 
 use crate::graph_net::Net;
 
@@ -132,18 +133,22 @@ pub(crate) struct Walk {
     pub d_out: BufId,
     /// F of the one `time` layer (what the DSM kernel computes φ with).
     pub freqs: usize,
-    /// Per layer, what the walk does with it (for tests and `Debug`).
+    /// Per layer, what the walk does with it (for tests and `Debug`): a linear layer is
+    /// `gemm [+res vV | +chan_bias L] [+silu L] [| bwd through silu L]` (the value or layer its
+    /// epilogue absorbs); a layer done inside one is `in gemm L`, a SiLU adds where its backward
+    /// runs (`| bwd in gemm L` or `| bwd kernel`); the rest are `kernel`, `kernel, in place`,
+    /// `conv`, `conv +res add`, and `φ of the DSM kernel`.
     pub fusion: Vec<String>,
 }
 
 /// Why a graph cannot be walked on the GPU.
-pub(crate) fn unsupported(why: String) -> tinyscore_kernels::cuda::GpuError {
-    tinyscore_kernels::cuda::GpuError::Unsupported(why)
+fn unsupported(why: String) -> GpuError {
+    GpuError::Unsupported(why)
 }
 
 impl Walk {
     /// The plan for `net`; `rows` is the batch (the convolutions' row count).
-    pub fn new(net: &Net, rows: usize) -> Result<Self, tinyscore_kernels::cuda::GpuError> {
+    pub fn new(net: &Net, rows: usize) -> Result<Self, GpuError> {
         let layers = &net.layers;
         let n = layers.len();
         let input = net.input();
