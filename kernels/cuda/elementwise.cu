@@ -16,7 +16,8 @@
 // per step on the input and output only).
 //
 // Check: `cargo test -p tinyscore-kernels --test cuda elementwise::` (GPU; "skipped: …" without
-// one), `--test nvrtc` (compiles this file, no GPU needed).
+// one), `--test nvrtc` (compiles this file, no GPU needed), `bash kernels/cuda/emu/run.sh` (these
+// kernels on the CPU through a small CUDA shim: the index arithmetic without a GPU).
 #include "common.cuh"
 
 // y = silu(x), sig = σ(x) (common.cuh's `silu_sig`, the GEMM epilogue's very operations).
