@@ -6,8 +6,9 @@
 #                                      # into gpu-bundle/ (git-ignored; carry it to the GPU machine)
 #   bash scripts/gpu-check.sh run DIR  # there: runs the kernel and trainer tests against their CPU
 #                                      # twins, two GPU runs for bit-identity, bench-train beside the
-#                                      # PyTorch baseline (eager and CUDA graphs), and GPU training of
-#                                      # moons and digits; writes DIR/report.txt and DIR/*.csv
+#                                      # PyTorch baseline (eager and CUDA graphs) for ScoreNet v1 and
+#                                      # the conv U-Net, and GPU training of moons and digits; writes
+#                                      # DIR/report.txt and DIR/*.csv
 #
 # Without a GPU `run` reports every GPU test as skipped. The digits set is read from ../shared/data
 # or $TINYSCORE_DATA: on the GPU machine carry a copy inside the checkout and point TINYSCORE_DATA at it.
@@ -58,6 +59,28 @@ run)
     "$b/tinyscore" bench-train --device cuda --steps 100 --cuda-graph || echo "FAILED: bench-train --cuda-graph"
     echo "## PyTorch baseline, same GPU, same run"
     python3 "$b/pytorch_baseline.py" --steps 100 || echo "FAILED: pytorch baseline"
+    # The conv U-Net (ScoreNet-conv, engine/src/graph/unet.rs): ours through the trainer test
+    # binary's timing test (the CUDA trainer walking the graph, plain and as a CUDA graph), and
+    # through `bench-train --arch conv` once the command has it; PyTorch's Conv1d model of the same
+    # shape beside it. UNET/BATCHES set both sides' sizes (C,L,width,levels,blocks,K,F,T).
+    unet="${TINYSCORE_BENCH_UNET:-1,256,32,3,1,3,32,64}"
+    batches="${TINYSCORE_BENCH_BATCH:-256,1024}"
+    echo "## conv U-Net $unet, batches $batches: ours (CUDA trainer), plain and CUDA graph"
+    for t in "$b"/tinyscore_train-*; do
+      TINYSCORE_BENCH_UNET="$unet" TINYSCORE_BENCH_BATCH="$batches" \
+        "$t" --ignored bench_conv_unet --nocapture --test-threads=1 2>&1 | grep -E "conv-unet|skipped|panicked|FAILED" \
+        || echo "FAILED: conv U-Net timing ($t)"
+    done
+    if "$b/tinyscore" bench-train --help 2>&1 | grep -q -- "--arch"; then
+      "$b/tinyscore" bench-train --device cuda --arch conv --steps 100 || echo "FAILED: bench-train --arch conv"
+      "$b/tinyscore" bench-train --device cuda --arch conv --steps 100 --cuda-graph \
+        || echo "FAILED: bench-train --arch conv --cuda-graph"
+    else
+      echo "skipped: tinyscore bench-train has no --arch conv yet (tools/src/cmd/bench_train.rs); the timing test above stands in"
+    fi
+    echo "## PyTorch conv U-Net, same GPU, same run"
+    python3 "$b/pytorch_baseline.py" bench-conv --unet "$unet" --batches "$batches" --steps 100 \
+      || echo "FAILED: pytorch conv baseline"
     echo "## GPU training, bit-identity of two runs, quality"
     for data in moons digits; do
       for k in 1 2; do

@@ -18,6 +18,14 @@ N = 1000, epsilon-prediction, mean squared error), global-norm clipping at 1.0, 
               tinyscore convert moons-torch.safetensors --out moons-torch.tsm
   names   prints the tensor names and shapes `train` writes (no torch needed; the test suite
           checks them against the engine's parameter list).
+  bench-conv
+          the same timing for the 1-D conv U-Net of `engine/src/graph/unet.rs` (ScoreNet-conv,
+          docs/scorenet.md) on (C, L) signals: Conv1d with zero "same" padding d*(K-1)/2,
+          stride-2 downsampling, nearest 2x upsampling, residual and skip adds, and per residual
+          block a Linear projection of silu(temb) added per channel; the sizes as
+          --unet C,L,width,levels,blocks,K,F,T (the default is the GPU test
+          `bench_conv_unet_steps_per_second`'s, which times tinyscore's CUDA trainer on it):
+              python3 host-train/bench/pytorch_baseline.py bench-conv --batches 256,1024
 
 Needs: pip install torch safetensors numpy (a CUDA build of torch for the GPU numbers).
 TF32 is disabled so that both sides run FP32 arithmetic.
@@ -91,16 +99,106 @@ def build(torch, dim, hidden, freqs, blocks, device):
     return ScoreNet().to(device)
 
 
+def unet_step_flops(c, length, width, levels, blocks, k, freqs, temb, batch):
+    """FLOPs of one training step of the U-Net: 3 products per layer (forward, weight and input
+    gradient), less the input gradients of the two layers that read x_t and phi."""
+    ch = lambda i: width * min(i + 1, 2)
+    macs, skip = [], []
+    conv = lambda l_out, c_in, c_out: macs.append(l_out * c_in * c_out * k)
+    macs.append(freqs * temb); skip.append(freqs * temb)
+    macs.append(temb * temb)
+    block_ch = [ch(i) for i in range(levels) for _ in range(blocks)] + [ch(levels)] * blocks \
+        + [ch(i) for i in reversed(range(levels)) for _ in range(blocks)]
+    macs.extend(temb * cb for cb in block_ch)
+    l = length
+    conv(l, c, ch(0)); skip.append(l * c * ch(0) * k)
+    for i in range(levels):
+        for _ in range(blocks):
+            conv(l, ch(i), ch(i)); conv(l, ch(i), ch(i))
+        l = (l + 1) // 2
+        conv(l, ch(i), ch(i + 1))
+    for _ in range(blocks):
+        conv(l, ch(levels), ch(levels)); conv(l, ch(levels), ch(levels))
+    for i in reversed(range(levels)):
+        l *= 2
+        conv(l, ch(i + 1), ch(i))
+        for _ in range(blocks):
+            conv(l, ch(i), ch(i)); conv(l, ch(i), ch(i))
+    conv(l, ch(0), c)
+    return 2.0 * batch * (3.0 * sum(macs) - sum(skip))
+
+
+def build_unet(torch, c, length, width, levels, blocks, k, freqs, temb, device):
+    """engine/src/graph/unet.rs in PyTorch: the same layers, order and shapes (channel-major
+    (batch, C, L) tensors; the trainer's channels-last layout is internal)."""
+    nn = torch.nn
+    F = torch.nn.functional
+    if length % (1 << levels):
+        sys.exit(f"error: --unet: L = {length} is not a multiple of 2^levels = {1 << levels}")
+    ch = lambda i: width * min(i + 1, 2)
+    conv = lambda c_in, c_out, stride=1: nn.Conv1d(c_in, c_out, k, stride=stride, padding=(k - 1) // 2)
+
+    class Block(nn.Module):
+        """resblock(c): u = conv(silu(h)) + p (per channel); h = conv(silu(u)) + h."""
+
+        def __init__(self, ch_):
+            super().__init__()
+            self.proj = nn.Linear(temb, ch_)
+            self.c1, self.c2 = conv(ch_, ch_), conv(ch_, ch_)
+
+        def forward(self, h, ts):
+            u = self.c1(F.silu(h)) + self.proj(ts)[:, :, None]
+            return h + self.c2(F.silu(u))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.time1, self.time2 = nn.Linear(freqs, temb), nn.Linear(temb, temb)
+            self.input = conv(c, ch(0))
+            self.down = nn.ModuleList([nn.ModuleList([Block(ch(i)) for _ in range(blocks)]) for i in range(levels)])
+            self.downsample = nn.ModuleList([conv(ch(i), ch(i + 1), stride=2) for i in range(levels)])
+            self.mid = nn.ModuleList([Block(ch(levels)) for _ in range(blocks)])
+            self.upconv = nn.ModuleList([conv(ch(i + 1), ch(i)) for i in range(levels)])
+            self.up = nn.ModuleList([nn.ModuleList([Block(ch(i)) for _ in range(blocks)]) for i in range(levels)])
+            self.output = conv(ch(0), c)
+            nn.init.zeros_(self.output.weight)
+            nn.init.zeros_(self.output.bias)
+            half = freqs // 2
+            kk = torch.arange(half, dtype=torch.float32)
+            self.register_buffer("omega", torch.exp(-math.log(10000.0) * kk / half))
+
+        def forward(self, x, t):
+            s = 1000.0 * t[:, None] * self.omega[None, :]
+            phi = torch.cat([torch.sin(s), torch.cos(s)], dim=1)
+            ts = F.silu(self.time2(F.silu(self.time1(phi))))
+            h = self.input(x)
+            skips = []
+            for blocks_, down in zip(self.down, self.downsample):
+                for b in blocks_:
+                    h = b(h, ts)
+                skips.append(h)
+                h = down(h)
+            for b in self.mid:
+                h = b(h, ts)
+            for i in reversed(range(levels)):
+                h = self.upconv[i](F.interpolate(h, scale_factor=2, mode="nearest")) + skips.pop()
+                for b in self.up[i]:
+                    h = b(h, ts)
+            return self.output(F.silu(h))
+
+    return UNet().to(device)
+
+
 class Run:
     """Network, optimiser, EMA and one DSM step (`step()`), on static buffers so that the
     step can be captured as a CUDA graph."""
 
-    def __init__(self, torch, data, hidden, freqs, blocks, batch, lr, device, graph, ema=0.999):
+    def __init__(self, torch, data, hidden, freqs, blocks, batch, lr, device, graph, ema=0.999, net=None):
         self.torch = torch
         self.data = data
         self.batch = batch
         dim = data.shape[1]
-        self.net = build(torch, dim, hidden, freqs, blocks, device)
+        self.net = net if net is not None else build(torch, dim, hidden, freqs, blocks, device)
         n_steps = 1000
         betas = torch.linspace(1e-4, 0.02, n_steps, dtype=torch.float64)
         abar = torch.cumprod(1.0 - betas, 0)
@@ -125,7 +223,8 @@ class Run:
         n = torch.randint(1, self.n_steps + 1, (self.batch,), device=self.data.device)
         x0 = self.data[idx]
         eps = torch.randn_like(x0)
-        x_t = self.alpha[n, None] * x0 + self.sigma[n, None] * eps
+        shape = (-1,) + (1,) * (x0.dim() - 1)  # (batch, D) or (batch, C, L)
+        x_t = self.alpha[n].view(shape) * x0 + self.sigma[n].view(shape) * eps
         t = n.float() / self.n_steps
         loss = torch.mean((self.net(x_t, t) - eps) ** 2)
         self.opt.zero_grad(set_to_none=False)
@@ -196,6 +295,43 @@ def bench(args):
           f"{args.steps} timed steps after 10 warm-up; TF32 off; peak: {peak} TFLOP/s FP32")
 
 
+def bench_conv(args):
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU"
+    c, length, width, levels, blocks, k, freqs, temb = args.unet
+    torch.manual_seed(0)
+    data = torch.randn(4000, c, length, device=device)
+    modes = ["eager"] + (["graph"] if device == "cuda" and not args.no_graph else [])
+    print(f"{'mode':>6} {'batch':>7} {'steps/s':>11} {'examples/s':>14} {'GFLOP/step':>11} {'TFLOP/s':>9}")
+    for mode in modes:
+        for batch in args.batches or [256, 1024]:
+            net = build_unet(torch, c, length, width, levels, blocks, k, freqs, temb, device)
+            run = Run(torch, data, 0, freqs, 0, batch, 1e-3, device, mode == "graph", net=net)
+            for _ in range(10):
+                run.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                run.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            secs = time.perf_counter() - t0
+            if not math.isfinite(run.loss.item()):
+                sys.exit(f"error: batch {batch}: the loss is not finite")
+            rate = args.steps / secs
+            flops = unet_step_flops(c, length, width, levels, blocks, k, freqs, temb, batch)
+            print(f"{mode:>6} {batch:>7} {rate:>11.1f} {rate * batch:>14.0f} {flops / 1e9:>11.3f} "
+                  f"{flops * rate / 1e12:>9.3f}", flush=True)
+            del run, net
+    print(f"# device: {name}; torch {torch.__version__}; conv U-Net C={c} L={length} width={width} "
+          f"levels={levels} blocks={blocks} K={k} F={freqs} T={temb}; {args.steps} timed steps after 10 "
+          f"warm-up; TF32 off")
+
+
 def train(args):
     import numpy as np
     import torch
@@ -231,10 +367,12 @@ def train(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", nargs="?", default="bench", choices=["bench", "train", "names"])
+    p.add_argument("mode", nargs="?", default="bench", choices=["bench", "bench-conv", "train", "names"])
     ints = lambda s: [int(v) for v in s.split(",")]
     p.add_argument("--widths", type=ints, default=[128, 256, 512])
-    p.add_argument("--batches", type=ints, default=[256, 4096, 65536])
+    p.add_argument("--batches", type=ints, default=None, help="bench: 256,4096,65536; bench-conv: 256,1024")
+    p.add_argument("--unet", type=ints, default=[1, 256, 32, 3, 1, 3, 32, 64],
+                   help="bench-conv: C,L,width,levels,blocks,K,F,T of the U-Net")
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--freqs", type=int, default=32)
     p.add_argument("--steps", type=int, default=200)
@@ -258,7 +396,12 @@ def main():
         if not args.data or not args.save:
             sys.exit("error: train needs --data FILE.csv and --save OUT.safetensors")
         train(args)
+    elif args.mode == "bench-conv":
+        if len(args.unet) != 8:
+            sys.exit("error: --unet takes 8 numbers: C,L,width,levels,blocks,K,F,T")
+        bench_conv(args)
     else:
+        args.batches = args.batches or [256, 4096, 65536]
         bench(args)
 
 

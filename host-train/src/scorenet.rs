@@ -1,6 +1,7 @@
-//! ScoreNet v1's layers in the flat parameter vector (the CUDA backend's view), and — for tests
-//! only — its hand-written forward, backward and tangent passes, the oracle that
-//! `graph_net`'s walk of the same graph is held to bit for bit.
+//! ScoreNet v1's layers in the flat parameter vector (outside tests only its sizes and parameter
+//! count are read: every backend, the CUDA one included, walks the layer graph), and — for tests
+//! only — its hand-written forward, backward and tangent passes, the oracle that `graph_net`'s
+//! walk of the same graph is held to bit for bit.
 //!
 //! The network is the engine's (`tinyscore_engine::net`, `docs/scorenet.md`):
 //!
@@ -66,8 +67,10 @@ impl Linear {
     }
 }
 
-/// The layers of a ScoreNet in the flat parameter vector.
+/// The layers of a ScoreNet in the flat parameter vector. The per-layer fields serve the tests'
+/// oracle passes only.
 #[derive(Clone, Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) struct Layout {
     pub dims: Dims,
     pub time1: Linear,
@@ -77,7 +80,6 @@ pub(crate) struct Layout {
     pub blocks: Vec<(Linear, Linear)>,
     pub output: Linear,
     /// Offset of every tensor of `Dims::params()`, in that order: (role, offset, rows, cols).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub tensors: Vec<(Role, usize, usize, usize)>,
     pub count: usize,
 }

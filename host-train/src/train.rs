@@ -149,9 +149,9 @@ struct Chunk {
 /// one step.
 pub struct Trainer {
     cfg: TrainConfig,
-    /// The network as a layer graph: what every pass walks.
+    /// The network as a layer graph: what every pass (CPU and CUDA) walks.
     net: Net,
-    /// ScoreNet v1's layers in the flat vector, for the CUDA backend.
+    /// ScoreNet v1's layers in the flat vector: its sizes and parameter count.
     layout: Layout,
     schedule: Diffusion,
     norm: Normalization,
@@ -458,8 +458,8 @@ impl Trainer {
 
     /// The normalised training data (n, D), the process and Adam's moments: what another
     /// backend (`crate::cuda`) needs to continue this run.
-    pub(crate) fn backend_parts(&self) -> (&Layout, &Diffusion, &[f32], &[f32], &[f32]) {
-        (&self.layout, &self.schedule, &self.data, &self.adam_m, &self.adam_v)
+    pub(crate) fn backend_parts(&self) -> (&Net, &Diffusion, &[f32], &[f32], &[f32]) {
+        (&self.net, &self.schedule, &self.data, &self.adam_m, &self.adam_v)
     }
 
     /// Replaces the optimisation state with one computed elsewhere (the CUDA backend), so that

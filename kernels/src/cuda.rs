@@ -20,11 +20,13 @@ use tinyscore_engine::schedule::{Diffusion, Sde};
 
 use crate::conv::Conv1d;
 
+mod elementwise;
+
 /// The common header, pasted in place of `#include "common.cuh"` (NVRTC gets one string).
 pub const COMMON: &str = include_str!("../cuda/common.cuh");
 
 /// Every kernel source: (file name, text, kernels it defines).
-pub const SOURCES: [(&str, &str, &[&str]); 5] = [
+pub const SOURCES: [(&str, &str, &[&str]); 6] = [
     ("dsm.cu", include_str!("../cuda/dsm.cu"), &["dsm_rows", "dsm_noise"]),
     ("gemm.cu", include_str!("../cuda/gemm.cu"), &["gemm", "sum_splits", "col_sum", "add_into"]),
     ("loss.cu", include_str!("../cuda/loss.cu"), &["mse_grad", "loss_finish"]),
@@ -42,6 +44,11 @@ pub const SOURCES: [(&str, &str, &[&str]); 5] = [
             "channel_bias_fwd",
             "channel_bias_bwd",
         ],
+    ),
+    (
+        "elementwise.cu",
+        include_str!("../cuda/elementwise.cu"),
+        &["silu_fwd_sig", "silu_bwd_sig", "fill_zero", "add2", "transpose_rows"],
     ),
 ];
 
@@ -229,6 +236,11 @@ struct Funcs {
     upsample2_bwd: CudaFunction,
     channel_bias_fwd: CudaFunction,
     channel_bias_bwd: CudaFunction,
+    silu_fwd_sig: CudaFunction,
+    silu_bwd_sig: CudaFunction,
+    fill_zero: CudaFunction,
+    add2: CudaFunction,
+    transpose_rows: CudaFunction,
 }
 
 /// One GPU: its context, the one stream every launch goes to, and the compiled kernels. A clone
@@ -434,6 +446,11 @@ impl Gpu {
             upsample2_bwd: take("upsample2_bwd")?,
             channel_bias_fwd: take("channel_bias_fwd")?,
             channel_bias_bwd: take("channel_bias_bwd")?,
+            silu_fwd_sig: take("silu_fwd_sig")?,
+            silu_bwd_sig: take("silu_bwd_sig")?,
+            fill_zero: take("fill_zero")?,
+            add2: take("add2")?,
+            transpose_rows: take("transpose_rows")?,
         };
         Ok(Self { ctx, stream, f, name, sms })
     }

@@ -16,4 +16,5 @@
 pub mod conv;
 pub mod cpu;
 pub mod cuda;
+pub mod elementwise;
 pub mod fused;

@@ -15,7 +15,10 @@ use tinyscore_kernels::cpu::{self, DsmDraw};
 use tinyscore_kernels::cuda::{self, DPtr, DsmBuffers, DsmProcess, Gpu};
 use tinyscore_kernels::fused;
 
+#[path = "cuda/conv.rs"]
 mod conv;
+#[path = "cuda/elementwise.rs"]
+mod elementwise;
 
 /// Deterministic values in [-scale, scale).
 fn values(n: usize, salt: u32, scale: f32) -> Vec<f32> {
