@@ -153,7 +153,10 @@ def load_ecg(path, window, hop_arg, min_windows):
     val_lo = int(VAL_FROM * n)
     if n - split < window:
         raise BenchError(f"--window {window}: the held-out part has only {n - split} samples")
-    hop = auto_hop(n - split, window, min_windows) if hop_arg == "auto" else int(hop_arg)
+    try:
+        hop = auto_hop(n - split, window, min_windows) if hop_arg == "auto" else int(hop_arg)
+    except ValueError:
+        raise BenchError(f"--hop must be an integer or auto, got {hop_arg!r}")
     if not 1 <= hop <= window:
         raise BenchError(f"--hop must be in 1..={window} or auto, got {hop_arg}")
     # what `tinyscore train --data ecg --window L` trains on: windows of hop L/2, all but the last
@@ -429,6 +432,7 @@ def bench(args):
                 raise BenchError(f"--model {m}: no such file")
     data = find_data(args.data)
     val, test, info = load_ecg(data, args.window, args.hop, args.min_windows)
+    info["heldout_windows_all"] = len(test)
     if args.max_windows is not None:
         test = test[:args.max_windows]
     if len(test) == 0 or len(val) == 0:
@@ -438,7 +442,8 @@ def bench(args):
     run = Runner(exe, log)
     n, split = info["samples"], info["heldout_samples"][0]
     print(f"data: {data} ({n} samples, {FS:.0f} Hz)")
-    print(f"held-out: samples [{split}, {n}) (last {HOLDOUT:.0%}), {len(test)} windows of {args.window} "
+    print(f"held-out: samples [{split}, {n}) (last {HOLDOUT:.0%}), {len(test)} of {info['heldout_windows_all']} "
+          f"windows of {args.window} "
           f"samples, hop {info['hop']}" + (" (non-overlapping)" if info["hop"] == args.window else
                                             f" (overlapping; --hop auto: fewer than {args.min_windows} "
                                             f"windows at hop {args.window})" if args.hop == "auto" else ""))
