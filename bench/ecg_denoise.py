@@ -447,6 +447,10 @@ def bench(args):
           f"samples, hop {info['hop']}" + (" (non-overlapping)" if info["hop"] == args.window else
                                             f" (overlapping; --hop auto: fewer than {args.min_windows} "
                                             f"windows at hop {args.window})" if args.hop == "auto" else ""))
+    held = n - split
+    print("held-out windows by hop: " + ", ".join(
+        f"{h}: {(held - args.window) // h + 1}" for h in sorted({args.window, max(1, args.window // 2),
+                                                                  max(1, args.window // 4)}, reverse=True)))
     print(f"validation (tuning): samples [{info['validation_samples'][0]}, {split}), {len(val)} windows; "
           f"tinyscore train --window {args.window} trains on samples [0, {info['train_windows_end_sample']})")
     results = {
