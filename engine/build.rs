@@ -11,15 +11,22 @@
 //! enabled with `cfg(tinyscore_dsp_tile)` on the same DSP targets, and likewise left out when
 //! optimizing for size (about 4 KB of flash with `quant::matmul_prepared`'s tile paths, which
 //! the 64 KiB build cannot spare): vectors then go one at a time through the one-vector DSP
-//! kernel, the same bits.
+//! kernel, the same bits. Built for size, `cfg(tinyscore_small)` also makes the f32 walk of the
+//! layer graph multiply one vector at a time (the same bits, less code).
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_vfp)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp_tile)");
+    println!("cargo:rustc-check-cfg=cfg(tinyscore_small)");
     println!("cargo:rerun-if-changed=build.rs");
     let target = std::env::var("TARGET").unwrap_or_default();
     let opt_level = std::env::var("OPT_LEVEL").unwrap_or_default();
     let for_size = opt_level == "s" || opt_level == "z";
+    // Built for size, the f32 walk multiplies one vector at a time (`linalg::matvec_acc`, the
+    // same bits as the blocked `matmul_acc`, about 8 KB less code).
+    if for_size {
+        println!("cargo:rustc-cfg=tinyscore_small");
+    }
     if target.starts_with("thumbv7em-") {
         println!("cargo:rustc-cfg=tinyscore_dsp");
         if !for_size {

@@ -17,8 +17,12 @@
 
 use core::ops::Range;
 
-use crate::format::{Model, Tensor};
-use crate::graph::{Branch, Graph, Layer, Op, Shape, COL_TILE};
+use crate::format::Model;
+#[cfg(feature = "conv")]
+use crate::format::Tensor;
+use crate::graph::{Branch, Graph, Layer, Op};
+#[cfg(feature = "conv")]
+use crate::graph::{Shape, COL_TILE};
 use crate::kernels::Kernels;
 use crate::linalg::MatVec;
 
@@ -82,7 +86,8 @@ impl Walk<'_, '_> {
             let out_range = self.range(&layer, k);
             let copies = if layer.branch == Branch::Time { 1 } else { k };
             if last {
-                self.layer(&layer, xs, values, None, outs, copies, t, scratch, true);
+                let all = Rest { head: values, tail: &[], start: usize::MAX };
+                self.layer(&layer, xs, &all, None, outs, copies, t, scratch, true);
                 observe(i, outs);
             } else {
                 // Take the output block out of the arena; inputs are read from the rest (or
@@ -135,22 +140,16 @@ impl Source for Rest<'_> {
     }
 }
 
-impl Source for [f32] {
-    fn get(&self, r: Range<usize>) -> Option<&[f32]> {
-        <[f32]>::get(self, r)
-    }
-}
-
 impl Walk<'_, '_> {
     /// Evaluates one layer into `out` (`copies` value-major copies). `out_at`: the output
     /// block's arena start (`None` for the network's output), to recognise an input that is the
     /// output block itself (the layer writes over it).
     #[allow(clippy::too_many_arguments)]
-    fn layer<S: Source + ?Sized>(
+    fn layer(
         &self,
         layer: &Layer,
         xs: &[f32],
-        arena: &S,
+        arena: &dyn Source,
         out_at: Option<usize>,
         out: &mut [f32],
         copies: usize,
@@ -180,8 +179,10 @@ impl Walk<'_, '_> {
                 init(out, res.map(&input));
                 let (n_in, n_out) = (shape_of(x).channels, layer.shape.channels);
                 let xin = input(x).unwrap_or(&[]);
-                if copies == 1 {
-                    w.matvec_acc_with(self.kernels, xin, out);
+                if copies == 1 || cfg!(tinyscore_small) {
+                    for (x, o) in xin.chunks_exact(n_in).zip(out.chunks_exact_mut(n_out)) {
+                        w.matvec_acc_with(self.kernels, x, o);
+                    }
                 } else {
                     w.matmul_acc_with(self.kernels, xin, n_in, out, n_out, copies);
                 }
@@ -189,6 +190,7 @@ impl Walk<'_, '_> {
                     b.add_to(o);
                 }
             }
+            #[cfg(feature = "conv")]
             Op::Conv1d { x, res, weight, bias, kernel, dilation, stride } => {
                 let (w, b) = (self.model.tensor_at(weight as usize), self.model.tensor_at(bias as usize));
                 let xs_in = input(x).unwrap_or(&[]);
@@ -238,6 +240,11 @@ impl Walk<'_, '_> {
                     }
                 }
             }
+            // Refused by `ScoreNet::new` in a build without them.
+            #[cfg(not(feature = "conv"))]
+            Op::Conv1d { .. } | Op::Upsample2 { .. } => {
+                let _ = (scratch, is_output);
+            }
             Op::ChannelBias { x, v } => {
                 let c = layer.shape.channels;
                 if let Some(xv) = input(x) {
@@ -250,6 +257,7 @@ impl Walk<'_, '_> {
                     }
                 }
             }
+            #[cfg(feature = "conv")]
             Op::Upsample2 { x } => {
                 let c = layer.shape.channels;
                 let xin = input(x).unwrap_or(&[]);
@@ -260,6 +268,19 @@ impl Walk<'_, '_> {
                 }
             }
         }
+    }
+}
+
+/// `outs[i·so + r] += W·xs[i·sx..]` for `n` vectors: blocked ([`MatVec::matmul_acc_with`]), or
+/// one at a time in a build for size; the same bits.
+#[cfg(feature = "conv")]
+fn mul(w: &Tensor<'_>, k: Kernels, xs: &[f32], sx: usize, outs: &mut [f32], so: usize, n: usize) {
+    if cfg!(tinyscore_small) {
+        for i in 0..n {
+            w.matvec_acc_with(k, &xs[i * sx..i * sx + sx], &mut outs[i * so..i * so + so]);
+        }
+    } else {
+        w.matmul_acc_with(k, xs, sx, outs, so, n);
     }
 }
 
@@ -283,6 +304,7 @@ fn silu_in_place(v: &mut [f32]) {
     }
 }
 
+#[cfg(feature = "conv")]
 /// One convolution layer (`docs/scorenet.md`): y\[l, co\] = (res\[l, co\] + Σ_j W\[co, j\]·col_l\[j\])
 /// plus b\[co\], where col_l\[ci·K + kk\] = x\[s·l + kk·d − p, ci\] (0 outside), the sum in the
 /// order of [`crate::linalg::dot`] over j. Columns are gathered [`COL_TILE`] positions at a time into
@@ -302,6 +324,7 @@ struct Conv<'t, 'a> {
     stride: usize,
 }
 
+#[cfg(feature = "conv")]
 impl Conv<'_, '_> {
     /// One vector: `x` the input, `res` the residual (see [`init`]), `out` the output.
     fn run(&self, x: &[f32], res: Option<Option<&[f32]>>, out: &mut [f32], scratch: &mut [f32]) {
@@ -341,7 +364,7 @@ impl Conv<'_, '_> {
                     }
                     _ => t.fill(0.0),
                 }
-                self.w.matmul_acc_with(self.kernels, &cols[..n * ck], ck, t, c_out, n);
+                mul(self.w, self.kernels, &cols[..n * ck], ck, t, c_out, n);
                 for (j, row) in t.chunks_exact_mut(c_out).enumerate() {
                     self.b.add_to(row);
                     for (co, &v) in row.iter().enumerate() {
@@ -350,7 +373,7 @@ impl Conv<'_, '_> {
                 }
             } else {
                 let o = &mut out[l0 * c_out..(l0 + n) * c_out];
-                self.w.matmul_acc_with(self.kernels, &cols[..n * ck], ck, o, c_out, n);
+                mul(self.w, self.kernels, &cols[..n * ck], ck, o, c_out, n);
                 for row in o.chunks_exact_mut(c_out) {
                     self.b.add_to(row);
                 }

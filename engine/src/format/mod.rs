@@ -344,15 +344,14 @@ impl<'a> Model<'a> {
         // normalisation, then parameters (shapes checked by the graph), then the activation
         // tensors, whose shapes follow from ScoreNet v1's sizes (checked once the graph is).
         let d = data.dim();
-        let v1_list = v1_dims.map(|dims| {
+        // (Computed per index, not listed: a list of every slot would cost kilobytes of stack.)
+        let v1_slot = |index: usize| -> Option<(Role, usize, usize)> {
+            let dims = v1_dims?;
             let acts = act_tensors(&dims, groups);
             let acts = acts.get(..if int8 { 3 } else { 0 }).unwrap_or(&[]);
-            let mut list = [(Role::NormMean, 0usize, 0usize); MAX_TENSORS];
-            for (slot, item) in list.iter_mut().zip(file_tensors(&dims).chain(acts.iter().copied())) {
-                *slot = item;
-            }
-            list
-        });
+            let slot = file_tensors(&dims).chain(acts.iter().copied()).nth(index);
+            slot
+        };
         let mut prev_end = table_end;
         for index in 0..count {
             let (off, e) = entry(index)?;
@@ -361,8 +360,8 @@ impl<'a> Model<'a> {
             if byte3_set || raw.get(28..).map_or(true, |r| r.iter().any(|&b| b != 0)) {
                 return Err(FormatError::ReservedNonZero(if byte3_set { off + 3 } else { off + 28 }));
             }
-            let (role, rows, cols) = match &v1_list {
-                Some(list) => list.get(index).copied().unwrap_or((Role::NormMean, 0, 0)),
+            let (role, rows, cols) = match v1_dims {
+                Some(_) => v1_slot(index).unwrap_or((Role::NormMean, 0, 0)),
                 None => {
                     let acts = [Role::ActScales, Role::ActRequant, Role::ActLut];
                     let role = match index {

@@ -140,12 +140,25 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
             .max()
             .unwrap_or(0);
         let hidden = if model.is_int8() { dims.hidden } else { 0 };
+        // A build without the `conv` feature has no convolution layers to run.
+        let conv = if cfg!(feature = "conv") {
+            0
+        } else {
+            model
+                .graph()
+                .layers()
+                .filter(|l| {
+                    matches!(l.op, crate::graph::Op::Conv1d { .. } | crate::graph::Op::Upsample2 { .. })
+                })
+                .count()
+        };
         let words = Self::arena_len(&model);
         for (what, found, capacity) in [
             ("dim", model.dim(), D),
             ("hidden", hidden, H),
             ("freqs", freqs_max, F),
             ("arena", words, arena.as_mut().len()),
+            ("conv layers (engine built without its `conv` feature)", conv, 0),
         ] {
             if found > capacity {
                 return Err(CapacityError { what, found, capacity });

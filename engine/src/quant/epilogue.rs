@@ -4,7 +4,7 @@
 //! tile of vectors with the Cortex-M4's high-word form [`HighRequant`] chosen once per layer,
 //! [`LayerForm`]). The AVX2 twin is `quant/x86.rs`, the DSP one `quant/dsp.rs`.
 
-#[cfg(tinyscore_dsp)]
+#[cfg(tinyscore_dsp_tile)]
 use super::dsp;
 use super::scheme::{lut, requantize, residual_index, sat_i16, sat_i8, SHIFT_MAX, SHIFT_MIN};
 
