@@ -18,7 +18,10 @@ if [[ "${1:-}" == "--icount" ]]; then
   shift
 fi
 
-cargo build --release --quiet
+# TINYSCORE_CARGO_ARGS: extra cargo arguments, e.g. "--no-default-features --features qemu" (a
+# ScoreNet v1 model on a small part: the engine without its conv layers).
+# shellcheck disable=SC2086
+cargo build --release --quiet ${TINYSCORE_CARGO_ARGS:-}
 elf=target/thumbv7em-none-eabihf/release/tinyscore-firmware-example
 
 status=0

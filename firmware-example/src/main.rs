@@ -58,8 +58,8 @@ static MODEL: Aligned<[u8; config::MODEL_LEN]> =
     Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.tsm")));
 
 /// The network type for this model: capacities D, H, F equal to the model's own sizes, and its
-/// f32 arena inside it (the words its layer graph plans).
-type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }, [f32; config::ARENA]>;
+/// f32 arena (the words its layer graph plans) borrowed from `main`'s frame.
+type Net<'a> = ScoreNet<'a, { config::DIM }, { config::HIDDEN }, { config::FREQS }>;
 
 /// The sampler named by `TINYSCORE_SAMPLER`, with `tinyscore sample`'s default settings.
 fn plan(name: &str, steps: u32) -> Plan {
@@ -88,8 +88,9 @@ fn main() -> ! {
     }
     // The network lives here; the process (8 KiB) only in the frame of the run below, so the
     // stack never holds it together with the temporaries of parsing (see `build_schedule`).
+    let mut arena = [0.0f32; config::ARENA];
     let mut net = None;
-    let net = build_net(&mut net);
+    let net = build_net(&mut net, &mut arena);
     let busy = if config::DENOISE {
         run_denoise(net, &mut out, &mut clock)
     } else {
@@ -112,9 +113,9 @@ fn write_row(out: &mut out::Line, row: &[f32]) {
 /// Parses the embedded model (validated once, at the edge: after this nothing can fail on the
 /// file) and wraps it in the network, in `slot`; returns the network.
 #[inline(never)]
-fn build_net<'s>(slot: &'s mut Option<Net<'static>>) -> &'s mut Net<'static> {
+fn build_net<'s>(slot: &'s mut Option<Net<'s>>, arena: &'s mut [f32]) -> &'s mut Net<'s> {
     match Model::parse(&MODEL.0) {
-        Ok(model) => match ScoreNet::new(model, [0.0; config::ARENA]) {
+        Ok(model) => match ScoreNet::new(model, arena) {
             Ok(net) => slot.insert(net),
             Err(e) => panic!("{}: {e}", config::MODEL_FILE),
         },

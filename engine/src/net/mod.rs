@@ -214,16 +214,16 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     }
 
     /// The time branch of the graph (for ScoreNet v1: temb) in f32, into the arena's time
-    /// region; returns ScoreNet v1's temb (layer 3's output) for the integer path.
+    /// region; returns where ScoreNet v1's temb (layer 3's output) lies there, for the integer
+    /// path.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn time_embedding(&mut self, t: f32) -> &[f32] {
+    fn time_embedding(&mut self, t: f32) -> core::ops::Range<usize> {
         let g = *self.model.graph();
         let walk =
             crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
         walk.run_range(0..g.time_layers(), &[], t, &mut [], 1, self.arena.as_mut(), &mut |_, _| {});
         let temb = g.layer(3.min(g.len() - 1));
-        let arena = self.arena.as_mut();
-        &arena[temb.offset..temb.offset + temb.shape.len()]
+        temb.offset..temb.offset + temb.shape.len()
     }
 
     /// The integer path of a `w8a8` file (`docs/quantization.md`): the time embedding in f32,
@@ -233,12 +233,10 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     /// scaling ε̂ out). The scales of timestep group `time_group(t, G)` apply.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
-        let (m, k) = (self.model.clone(), self.kernels);
-        let h = m.dims().hidden;
-        let mut temb = [0.0f32; H];
-        temb[..h].copy_from_slice(&self.time_embedding(t)[..h]);
+        let temb = self.time_embedding(t);
+        let temb = &self.arena.as_mut()[temb];
         let ws = &mut self.ws;
-        int8_layers(&m, k, &temb[..h], x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
+        int8_layers(&self.model, self.kernels, temb, x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
     }
 
     /// The f32 path (f32, f16 and w8 files): the walk of the whole graph, showing `observe`
@@ -279,13 +277,11 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
         let k = xs.len() / d.max(1);
         let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
         if self.model.is_int8() {
-            let h = self.model.dims().hidden;
-            let mut temb = [0.0f32; H];
-            temb[..h].copy_from_slice(&self.time_embedding(t)[..h]);
+            let temb = self.time_embedding(t);
             if k <= INT8_TILE_SMALL {
-                self.int8_tiles::<INT8_TILE_SMALL>(&temb[..h], xs, t, outs);
+                self.int8_tiles::<INT8_TILE_SMALL>(temb, xs, t, outs);
             } else {
-                self.int8_tiles::<INT8_TILE>(&temb[..h], xs, t, outs);
+                self.int8_tiles::<INT8_TILE>(temb, xs, t, outs);
             }
             return;
         }
@@ -298,7 +294,14 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     /// The integer layers of [`ScoreNet::eps_batch`] (the time embedding computed) for the
     /// vectors of `xs` (whole vectors), in tiles of `T` vectors on the stack.
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
-    fn int8_tiles<const T: usize>(&mut self, temb: &[f32], xs: &[f32], t: f32, outs: &mut [f32]) {
+    fn int8_tiles<const T: usize>(
+        &mut self,
+        temb: core::ops::Range<usize>,
+        xs: &[f32],
+        t: f32,
+        outs: &mut [f32],
+    ) {
+        let temb = &self.arena.as_mut()[temb];
         let d = self.model.dim().max(1);
         let mut bufs = Int8Bufs::<T, D, H>::ZERO;
         let mut xp = [[0u32; H]; INT8_TILE_XP];
