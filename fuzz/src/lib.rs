@@ -42,14 +42,22 @@ pub fn parse_checked(bytes: &[u8]) -> Result<Model<'_>, FormatError> {
         Ok(model) => {
             let h = model.header();
             assert_eq!(h.file_len as usize, bytes.len());
-            let d = model.dims();
-            assert!((1..=limits::MAX_DIM).contains(&d.dim));
-            assert!((1..=limits::MAX_HIDDEN).contains(&d.hidden));
-            assert!((2..=limits::MAX_FREQS).contains(&d.freqs) && d.freqs % 2 == 0);
-            assert!((1..=limits::MAX_BLOCKS).contains(&d.blocks));
-            assert_eq!(model.tensors().len(), h.tensor_count as usize);
-            let payload: usize = model.tensors().iter().map(|t| t.byte_len()).sum();
-            assert!(HEADER_LEN + ENTRY_LEN * model.tensors().len() + payload <= bytes.len());
+            assert!((1..=limits::MAX_DIM).contains(&model.dim()));
+            if let Some(d) = model.graph().mlp_dims() {
+                assert!((1..=limits::MAX_HIDDEN).contains(&d.hidden));
+                assert!((2..=limits::MAX_FREQS).contains(&d.freqs) && d.freqs % 2 == 0);
+                assert!((1..=limits::MAX_BLOCKS).contains(&d.blocks));
+            }
+            assert_eq!(model.tensor_count(), h.tensor_count as usize);
+            let payload: usize = model.tensors().map(|t| t.byte_len()).sum();
+            assert!(HEADER_LEN + ENTRY_LEN * model.tensor_count() + payload <= bytes.len());
+            // Every layer's output fits its region, as the engine relies on.
+            let g = model.graph();
+            let r = g.regions();
+            for (i, l) in g.layers().enumerate().take(g.len().saturating_sub(1)) {
+                let region = if i < g.time_layers() { r.time } else { r.data };
+                assert!(l.offset + l.shape.len() <= region);
+            }
             Ok(model)
         }
         Err(e) => {
