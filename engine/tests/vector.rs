@@ -223,3 +223,33 @@ fn observed_evaluation_is_the_evaluation() {
         ]
     );
 }
+
+/// The version-3 test vectors (`docs/format.md` §11.8): ScoreNet v1 as a layer graph gives the
+/// version-1 file's bits; the conv U-Net parses with its description and evaluates.
+#[test]
+fn version_3_vectors() {
+    const TINY_V3: &[u8] = include_bytes!("data/tiny-v3.tsm");
+    const TINY_CONV: &[u8] = include_bytes!("data/tiny-conv.tsm");
+    let (v1, v3) = (Model::parse(TINY).unwrap(), Model::parse(TINY_V3).unwrap());
+    assert_eq!((v1.header().version, v3.header().version), (1, 3));
+    assert_eq!(v3.graph().mlp_dims(), Some(v1.dims()));
+    let (mut a1, mut a3) = ([0.0f32; 64], [0.0f32; 64]);
+    let mut n1: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(v1, &mut a1[..]).unwrap();
+    let mut n3: ScoreNet<'_, 2, 8, 4> = ScoreNet::new(v3, &mut a3[..]).unwrap();
+    for (x, t) in [([0.3f32, -1.2f32], 0.1f32), ([2.0, 0.5], 0.9)] {
+        let (mut e1, mut e3) = ([0.0f32; 2], [0.0f32; 2]);
+        n1.eps(&x, t, &mut e1);
+        n3.eps(&x, t, &mut e3);
+        assert_eq!(e1.map(f32::to_bits), e3.map(f32::to_bits));
+    }
+    let conv = Model::parse(TINY_CONV).unwrap();
+    let d = conv.data();
+    assert_eq!((d.channels, d.length, d.kind), (1, 16, tinyscore_engine::format::DataKind::Signal));
+    assert_eq!(conv.graph().mlp_dims(), None);
+    let mut arena = vec![0.0f32; ScoreNet::<'_, 16, 1, 4, Vec<f32>>::arena_len(&conv)];
+    let mut net: ScoreNet<'_, 16, 1, 4> = ScoreNet::new(conv, &mut arena[..]).unwrap();
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 * 0.5).sin()).collect();
+    let mut eps = [0.0f32; 16];
+    net.eps(&x, 0.5, &mut eps);
+    assert!(eps.iter().all(|v| v.is_finite()) && eps.iter().any(|&v| v != 0.0));
+}
