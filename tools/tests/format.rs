@@ -257,7 +257,7 @@ fn one_malicious_file_per_error() {
     assert_eq!(mutated(Quant::F32, false, |b| b[0] = b'X'), BadMagic);
     assert_eq!(
         mutated(Quant::F32, false, |b| b[field::VERSION] = 2),
-        UnsupportedVersion { found: 2, supported: 1 }
+        UnsupportedVersion { found: 2, supported: 3 }
     );
     assert_eq!(
         mutated(Quant::F32, false, |b| b[field::QUANT_VERSION] = 9),

@@ -209,8 +209,10 @@ pub fn draw_samples(model: &Model<'_>, settings: &Settings, show_progress: bool)
 
 /// Samples drawn together in lockstep (see [`draw_batch_with`]).
 pub const BATCH: usize = 16;
-/// Capacity of the lockstep vector: [`BATCH`] samples of the largest D.
-const LOCKSTEP_CAPACITY: usize = BATCH * limits::MAX_DIM;
+/// Capacity of the lockstep vector: [`BATCH`] samples of D ≤ 256, fewer of a larger D
+/// (256 is ScoreNet v1's bound on D: data of up to 16 × 256 values runs in lockstep, longer signals
+/// fewer at a time, down to one; the buffers stay on a worker thread's stack.)
+const LOCKSTEP_CAPACITY: usize = BATCH * 256;
 
 /// Samples per lockstep block for data dimension `dim`.
 pub fn lockstep_batch(dim: usize) -> usize {
