@@ -2,7 +2,7 @@
 //!
 //! Everything the engine keeps is a value of fixed size on the caller's stack (or in a static):
 //! the [`ScoreNet`](crate::net::ScoreNet) (its workspace and the parsed
-//! [`Model`](crate::format::Model)'s tensor table), the
+//! [`crate::format::Model`]'s view of the file), the
 //! [`Diffusion`](crate::schedule::Diffusion) process (the ᾱ tables of the discrete process are
 //! always [`MAX_STEPS`](crate::schedule::MAX_STEPS) + 1 long: no heap to size them), and the
 //! vectors of one sampler or denoiser run. [`WorkingSet`] adds them up; `tinyscore inspect`

@@ -164,7 +164,7 @@ pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> 
     write_with(spec, data, quant)
 }
 
-/// [`write`] with the data described as `data` (C·L = D): a signal or an image for the tools.
+/// [`write()`] with the data described as `data` (C·L = D): a signal or an image for the tools.
 pub fn write_with(spec: &ModelSpec<'_>, data: DataShape, quant: Quant) -> Result<Vec<u8>, WriteError> {
     let plan = mlp::build(&spec.dims).map_err(WriteError::Graph)?;
     let g = GraphSpec {

@@ -102,7 +102,7 @@ pub enum Op {
         /// Tensor index of b.
         bias: u16,
     },
-    /// y[l, co] = res[l, co] + Σ_{ci, j} W[co, ci·K + j]·x[s·l + j·d − p, ci] + b[co], zero
+    /// `y[l, co] = res[l, co] + Σ_{ci, j} W[co, ci·K + j]·x[s·l + j·d − p, ci] + b[co]`, zero
     /// "same" padding p = d·(K−1)/2, L_out = ⌈L/s⌉; W (C_out, C_in·K) is PyTorch's
     /// (C_out, C_in, K) flattened.
     Conv1d {
@@ -133,7 +133,7 @@ pub enum Op {
         /// Second addend.
         b: Value,
     },
-    /// y[l, c] = x[l, c] + v[c]: a time-branch vector v (C, 1) added at every position of a
+    /// `y[l, c] = x[l, c] + v[c]`: a time-branch vector v (C, 1) added at every position of a
     /// data value x (C, L) — the time-embedding injection.
     ChannelBias {
         /// The data value.
@@ -141,7 +141,7 @@ pub enum Op {
         /// The time-branch vector.
         v: Value,
     },
-    /// y[l, c] = x[⌊l/2⌋, c], L_out = 2L.
+    /// `y[l, c] = x[⌊l/2⌋, c]`, L_out = 2L.
     Upsample2 {
         /// The input.
         x: Value,

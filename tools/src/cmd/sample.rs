@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
-use tinyscore_engine::net::limits;
 use tinyscore_engine::sampler::{
     draw_batch_with, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError,
     Variance,
