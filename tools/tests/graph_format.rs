@@ -258,6 +258,12 @@ fn one_malicious_file_per_graph_error() {
     b[field3::LAYERS..field3::LAYERS + 2].copy_from_slice(&0u16.to_le_bytes());
     reseal(&mut b);
     assert_eq!(graph_err(&b), e(GraphError::LayerCount { found: 0 }));
+    // A region larger than its values reach (a file asking for an arena its layers do not use).
+    let mut b = good.clone();
+    let w = u32::from_le_bytes(b[field3::DATA_WORDS..field3::DATA_WORDS + 4].try_into().unwrap());
+    b[field3::DATA_WORDS..field3::DATA_WORDS + 4].copy_from_slice(&(w + 1_000_000).to_le_bytes());
+    reseal(&mut b);
+    assert!(matches!(graph_err(&b), FormatError::Graph(GraphError::ArenaSize { region: "data", .. })));
     // The data description: an unknown kind, and a graph input that is not C·L.
     let mut b = good.clone();
     b[field3::DATA_KIND] = 7;

@@ -77,6 +77,16 @@ pub enum GraphError {
         /// The later value's layer.
         second: usize,
     },
+    /// A region is not exactly as large as its values need: its size must be the end of its last
+    /// value, and no more than all its values laid end to end.
+    ArenaSize {
+        /// "time" or "data".
+        region: &'static str,
+        /// Stated, in words.
+        found: usize,
+        /// The end of its last value (words).
+        needed: usize,
+    },
     /// The stated scratch size is not the one the layers need.
     Scratch {
         /// Stated, in words.
@@ -116,6 +126,10 @@ impl core::fmt::Display for GraphError {
             Self::ArenaOverlap { first, second } => {
                 write!(f, "outputs of layers {first} and {second} are live at once and share arena words")
             }
+            Self::ArenaSize { region, found, needed } => write!(
+                f,
+                "{region} region of {found} words stated, its values end at {needed} (and may not exceed their sum)"
+            ),
             Self::Scratch { found, needed } => {
                 write!(f, "scratch of {found} words stated, the layers need {needed}")
             }

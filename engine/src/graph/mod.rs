@@ -312,6 +312,21 @@ impl<'a> Graph<'a> {
                 }
             }
         }
+        // Each region is exactly as large as its values reach, and no larger than all of them
+        // laid end to end (what the planner never exceeds): a file cannot ask for an arena its
+        // layers do not use.
+        let (mut ends, mut sums) = ([0usize; 2], [0usize; 2]);
+        for i in 0..layers - 1 {
+            let (lo, hi) = range(i);
+            let r = usize::from(i >= time_layers);
+            ends[r] = ends[r].max(hi);
+            sums[r] = sums[r].saturating_add(hi - lo);
+        }
+        for (r, (name, stated)) in [("time", regions.time), ("data", regions.data)].into_iter().enumerate() {
+            if stated != ends[r] || ends[r] > sums[r] {
+                return Err(GraphError::ArenaSize { region: name, found: stated, needed: ends[r] });
+            }
+        }
         let mlp = match source {
             Source::Mlp(d) => Some(d),
             Source::Bytes(_) => mlp::recognize(layers, input, rec),

@@ -26,9 +26,23 @@ pub type HostNet<'a> =
     ScoreNet<'a, { limits::MAX_DIM }, { limits::MAX_HIDDEN }, { limits::MAX_FREQS }, Vec<f32>>;
 
 /// A [`HostNet`] for `model`, with an arena of the size its graph plans.
-pub fn host_net(model: Model<'_>) -> Result<HostNet<'_>, tinyscore_engine::net::CapacityError> {
+/// The most f32 words of arena the host gives a model, for a batch of 16 vectors (1 GiB): a file
+/// may state a large arena, and the host refuses it before allocating.
+pub const HOST_ARENA_LIMIT_WORDS: usize = 1 << 28;
+
+/// A [`HostNet`] for `model`, with an arena of the size its graph plans; refuses a model whose
+/// 16-vector arena exceeds [`HOST_ARENA_LIMIT_WORDS`].
+pub fn host_net(model: Model<'_>) -> Result<HostNet<'_>> {
+    let batch = tinyscore_engine::walk::arena_len(model.graph(), 16);
+    if batch > HOST_ARENA_LIMIT_WORDS {
+        bail!(
+            "the model's layers need {} MiB of activations for 16 vectors, more than the host's limit of {} MiB",
+            batch / (1 << 18),
+            HOST_ARENA_LIMIT_WORDS / (1 << 18)
+        );
+    }
     let words = HostNet::arena_len(&model);
-    HostNet::new(model, vec![0.0; words])
+    Ok(HostNet::new(model, vec![0.0; words])?)
 }
 
 /// Reads a whole file, with errors that name it (missing, a directory, unreadable, empty).
