@@ -122,13 +122,8 @@ struct Rest<'r> {
     start: usize,
 }
 
-/// Where a layer's inputs are.
-trait Source {
-    /// Words `r` of the arena, if they do not meet the output block.
-    fn get(&self, r: Range<usize>) -> Option<&[f32]>;
-}
-
-impl Source for Rest<'_> {
+impl Rest<'_> {
+    /// Words `r` of the arena, if they do not meet the output block (a layer's input).
     fn get(&self, r: Range<usize>) -> Option<&[f32]> {
         if r.end <= self.head.len() {
             self.head.get(r)
@@ -149,7 +144,7 @@ impl Walk<'_, '_> {
         &self,
         layer: &Layer,
         xs: &[f32],
-        arena: &dyn Source,
+        arena: &Rest<'_>,
         out_at: Option<usize>,
         out: &mut [f32],
         copies: usize,

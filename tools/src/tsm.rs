@@ -157,24 +157,36 @@ fn weight_dtype(quant: Quant) -> DType {
     quant.dtype(Role::InputW)
 }
 
+/// `d` points: the data description of a file that says no more.
+fn points(d: usize) -> DataShape {
+    DataShape { kind: DataKind::Points, channels: d, length: 1 }
+}
+
+impl ModelSpec<'_> {
+    /// The same model as a layer graph (`plan`, ScoreNet v1's), with the data described as `data`.
+    fn graph<'p>(&'p self, plan: &'p Plan, data: DataShape) -> GraphSpec<'p> {
+        GraphSpec {
+            plan,
+            data,
+            process: self.process,
+            norm_mean: self.norm_mean,
+            norm_std: self.norm_std,
+            params: self.params,
+        }
+    }
+}
+
 /// Encodes a ScoreNet v1 `.tsm` file (structural version 3, its layers from `graph::mlp`) in mode
 /// `f32`, `f16` or `w8` (quantization version 1), for data of `D` points.
 pub fn write(spec: &ModelSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteError> {
-    let data = DataShape { kind: DataKind::Points, channels: spec.dims.dim, length: 1 };
+    let data = points(spec.dims.dim);
     write_with(spec, data, quant)
 }
 
 /// [`write()`] with the data described as `data` (C·L = D): a signal or an image for the tools.
 pub fn write_with(spec: &ModelSpec<'_>, data: DataShape, quant: Quant) -> Result<Vec<u8>, WriteError> {
     let plan = mlp::build(&spec.dims).map_err(WriteError::Graph)?;
-    let g = GraphSpec {
-        plan: &plan,
-        data,
-        process: spec.process,
-        norm_mean: spec.norm_mean,
-        norm_std: spec.norm_std,
-        params: spec.params,
-    };
+    let g = spec.graph(&plan, data);
     write_graph(&g, quant)
 }
 
@@ -185,7 +197,7 @@ pub fn write_graph(spec: &GraphSpec<'_>, quant: Quant) -> Result<Vec<u8>, WriteE
     }
     let payloads = graph_payloads(spec, quant)?;
     let ram = 4 * (spec.plan.regions().total() + 2 * spec.data.dim());
-    assemble(Some(spec), spec.process, payloads, 1, ram)
+    assemble(spec, payloads, 1, ram)
 }
 
 /// Encodes a ScoreNet v1 file in the first structural version (no layer records): what the
@@ -208,7 +220,7 @@ pub fn write_w8a8(
     requant: &[i32],
     luts: &[i8],
 ) -> Result<Vec<u8>, WriteError> {
-    let data = DataShape { kind: DataKind::Points, channels: spec.dims.dim, length: 1 };
+    let data = points(spec.dims.dim);
     write_w8a8_with(spec, data, groups, scales, requant, luts)
 }
 
@@ -225,17 +237,10 @@ pub fn write_w8a8_with(
         return Err(WriteError::Groups(groups));
     }
     let plan = mlp::build(&spec.dims).map_err(WriteError::Graph)?;
-    let g = GraphSpec {
-        plan: &plan,
-        data,
-        process: spec.process,
-        norm_mean: spec.norm_mean,
-        norm_std: spec.norm_std,
-        params: spec.params,
-    };
+    let g = spec.graph(&plan, data);
     let mut payloads = graph_payloads(&g, Quant::W8A8)?;
     payloads.extend(act_payloads(&spec.dims, groups, scales, requant, luts)?);
-    assemble(Some(&g), spec.process, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
+    assemble(&g, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
 }
 
 /// [`write_w8a8`] in the first structural version (the layout of the version-2 test files).
@@ -404,13 +409,11 @@ fn seal(file: &mut [u8]) {
 
 /// A version-3 file: header, arena section, layer records, table, regions.
 fn assemble(
-    spec: Option<&GraphSpec<'_>>,
-    process: Process,
+    spec: &GraphSpec<'_>,
     payloads: Vec<Payload>,
     quant_version: u16,
     ram_bytes: usize,
 ) -> Result<Vec<u8>, WriteError> {
-    let spec = spec.ok_or(WriteError::TooLarge)?;
     let plan = spec.plan;
     let records = plan.records();
     let table = field3::RECORDS + records.len();
@@ -429,7 +432,7 @@ fn assemble(
         regions: plan.regions(),
         layers: graph.len(),
         input: plan.input(),
-        process,
+        process: spec.process,
         ram_bytes: to_u32(ram_bytes)?,
         tensor_count: to_u32(payloads.len())?,
     };
@@ -456,7 +459,7 @@ fn assemble_v1(
         crc: 0,
         file_len: to_u32(file.len())?,
         dims,
-        data: DataShape { kind: DataKind::Points, channels: dims.dim, length: 1 },
+        data: points(dims.dim),
         regions: mlp::regions(&dims),
         layers: mlp::layer_count(&dims),
         input: tinyscore_engine::graph::Shape { channels: dims.dim, length: 1 },
