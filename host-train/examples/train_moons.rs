@@ -26,10 +26,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (train, held) = all.split_holdout(0.2);
     let mut tr = Trainer::new(cfg.clone(), &train, spec)?;
     println!(
-        "{spec}: {} train / {} held-out, {:?}, batch {}, {} threads",
+        "{spec}: {} train / {} held-out, {}, batch {}, {} threads",
         train.len(),
         held.len(),
-        tr.dims(),
+        tr.network().describe(),
         cfg.batch,
         rayon::current_num_threads()
     );
@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // DDPM ancestral sampling with the EMA weights, in normalised units.
-    let dims = tr.dims();
+    let dims = tr.network().mlp().expect("an mlp run");
     let sched = VpDiscrete::new(cfg.diffusion_steps, cfg.schedule)?;
     let n = held.len().min(4000);
     let d = dims.dim;

@@ -2,21 +2,27 @@
 //!
 //! Layout (`tinyscore-ckpt-v1`):
 //!
-//! * the weights, one tensor per [`Role`] of `Dims::params()`, named by [`Role::name`]
-//!   (`time.w1`, `blocks.0.w1`, `output.b`, …), shape `[rows, cols]` for a matrix (row-major,
-//!   `(out, in)`) and `[rows]` for a vector;
+//! * the weights. ScoreNet v1 (`arch` = `mlp`, or absent): one tensor per [`Role`] of
+//!   `Dims::params()`, named by [`Role::name`] (`time.w1`, `blocks.0.w1`, `output.b`, …), shape
+//!   `[rows, cols]` for a matrix (row-major, `(out, in)`) and `[rows]` for a vector.
+//!   ScoreNet-conv (`arch` = `conv`): `layers.<i>.weight` and `layers.<i>.bias` for each
+//!   `linear` and `conv1d` layer i of the layer graph (`graph::unet`, layers counted from 0 in
+//!   the graph's order), shape `[out, in]` for a linear weight, `[C_out, C_in, K]` for a conv
+//!   weight (PyTorch's `Conv1d` layout) and `[out]` for a bias;
 //! * `ema.<name>`, `adam_m.<name>`, `adam_v.<name>`: the EMA weights and Adam's moments;
 //! * `norm.mean`, `norm.std`: `[dim]`, the data normalisation;
 //! * string metadata: `format` = `tinyscore-ckpt-v1`, `dim`, `hidden`, `freqs`, `blocks`,
 //!   `step`, `lr`, `batch`, `ema`, `seed`, `grad_clip`, `warmup`, `steps`, `diffusion_steps`,
 //!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `process` (`vp` for the
 //!   discrete process, `vpsde:<β_min>:<β_max>`, `subvp:<β_min>:<β_max>` or `ve:<σ_min>:<σ_max>`),
-//!   `t_eps`, `weighting` (`simple` or `likelihood`), `loss` (`dsm`, `ssm` or `ssm-vr`; absent: `dsm`), `data`. A checkpoint without `process`
+//!   `t_eps`, `weighting` (`simple` or `likelihood`), `loss` (`dsm`, `ssm` or `ssm-vr`; absent: `dsm`), `data`;
+//!   and for `arch` = `conv`: `channels` (C), `width` (c_0, also stored as `hidden`), `levels`,
+//!   `kernel`, `temb` (`blocks` and `freqs` as above; L = dim/C). A checkpoint without `process`
 //!   (written before these keys existed) is the discrete VP process with the simple weighting. Floats use Rust's
 //!   shortest round-trip formatting, so they read back bit-exactly.
 //!
-//! Loading is tolerant of a weights-only file (from PyTorch, say): missing sizes are inferred
-//! from the tensors' shapes, missing optimizer state is zero, a missing EMA copies the weights,
+//! Loading is tolerant of a weights-only file (from PyTorch, say): missing ScoreNet v1 sizes are
+//! inferred from the tensors' shapes (a conv checkpoint must state its sizes), missing optimizer state is zero, a missing EMA copies the weights,
 //! a missing normalisation is the identity and missing settings take their defaults. Anything
 //! present must be consistent; every problem is a [`CheckpointError`], never a panic.
 
@@ -27,10 +33,12 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tinyscore_engine::format::Role;
+use tinyscore_engine::graph::unet::UNet;
+use tinyscore_engine::graph::Op;
 use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
-use crate::config::{Loss, TrainConfig, Weighting};
+use crate::config::{Arch, Loss, Network, TrainConfig, Weighting};
 use crate::data::Normalization;
 
 /// The `format` metadata value of this layout.
@@ -40,12 +48,12 @@ pub const FORMAT: &str = "tinyscore-ckpt-v1";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     /// The network's sizes.
-    pub dims: Dims,
+    pub network: Network,
     /// The run's settings.
     pub config: TrainConfig,
     /// Optimisation steps done.
     pub step: u64,
-    /// (P,) weights, flat in `Dims::params()` order.
+    /// (P,) weights, flat in the layer graph's tensor order (ScoreNet v1: `Dims::params()`).
     pub params: Vec<f32>,
     /// (P,) EMA of the weights.
     pub ema: Vec<f32>,
@@ -161,6 +169,47 @@ fn dims_text(d: &Dims) -> String {
     format!("dim {} hidden {} freqs {} blocks {}", d.dim, d.hidden, d.freqs, d.blocks)
 }
 
+fn network_text(n: &Network) -> String {
+    match n {
+        Network::Mlp(d) => dims_text(d),
+        Network::Conv(u) => format!("dim {} {}", u.channels * u.length, n.describe()),
+    }
+}
+
+/// The parameter tensors of `network` in the flat vector's order: (name, shape in the file).
+/// `None` if its layer graph cannot be built.
+pub fn tensor_names(network: &Network) -> Option<Vec<(String, Vec<usize>)>> {
+    match network {
+        Network::Mlp(d) => Some(
+            d.params()
+                .map(|(role, rows, cols)| (role.name().to_string(), shape_of(role, rows, cols)))
+                .collect(),
+        ),
+        Network::Conv(_) => {
+            let plan = network.plan().ok()?;
+            let graph = plan.graph().ok()?;
+            let first = plan.first_tensor() as usize;
+            let mut names = vec![(String::new(), Vec::new()); plan.tensors().len()];
+            for (i, layer) in graph.layers().enumerate() {
+                let (weight, bias, kernel) = match layer.op {
+                    Op::Linear { weight, bias, .. } => (weight, bias, None),
+                    Op::Conv1d { weight, bias, kernel, .. } => (weight, bias, Some(kernel)),
+                    _ => continue,
+                };
+                let (w, b) = (weight as usize - first, bias as usize - first);
+                let (rows, cols) = plan.tensors()[w];
+                let shape = match kernel {
+                    Some(k) => vec![rows, cols / k, k],
+                    None => vec![rows, cols],
+                };
+                names[w] = (format!("layers.{i}.weight"), shape);
+                names[b] = (format!("layers.{i}.bias"), vec![rows]);
+            }
+            Some(names)
+        }
+    }
+}
+
 /// The shape of `role`'s tensor in the file.
 fn shape_of(role: Role, rows: usize, cols: usize) -> Vec<usize> {
     if role.is_matrix() {
@@ -213,18 +262,19 @@ fn le_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 impl Checkpoint {
-    /// The tensor of `role` from the weights (`ema = false`) or their EMA (`ema = true`); for
-    /// `NormMean` / `NormStd`, the normalisation.
+    /// The tensor of `role` of a ScoreNet v1 checkpoint from the weights (`ema = false`) or
+    /// their EMA (`ema = true`); for `NormMean` / `NormStd`, the normalisation.
     ///
     /// # Panics
-    /// If the network has no such tensor (a block index ≥ B).
+    /// If the network has no such tensor (a block index ≥ B, or a conv network).
     pub fn tensor(&self, role: Role, ema: bool) -> &[f32] {
         match role {
             Role::NormMean => &self.norm.mean,
             Role::NormStd => &self.norm.std,
             _ => {
                 let mut off = 0;
-                for (r, rows, cols) in self.dims.params() {
+                let dims = self.network.mlp().expect("a ScoreNet v1 checkpoint");
+                for (r, rows, cols) in dims.params() {
                     if r == role {
                         let src = if ema { &self.ema } else { &self.params };
                         return &src[off..off + rows * cols];
@@ -239,13 +289,28 @@ impl Checkpoint {
     /// The metadata map of this checkpoint.
     fn metadata(&self) -> HashMap<String, String> {
         let c = &self.config;
-        let d = &self.dims;
+        let n = &self.network;
+        let (hidden, blocks) = match n {
+            Network::Mlp(d) => (d.hidden, d.blocks),
+            Network::Conv(u) => (u.width, u.blocks),
+        };
+        let conv: Vec<(&str, String)> = match n {
+            Network::Mlp(_) => Vec::new(),
+            Network::Conv(u) => vec![
+                ("channels", u.channels.to_string()),
+                ("width", u.width.to_string()),
+                ("levels", u.levels.to_string()),
+                ("kernel", u.kernel.to_string()),
+                ("temb", u.temb.to_string()),
+            ],
+        };
         [
             ("format", FORMAT.to_string()),
-            ("dim", d.dim.to_string()),
-            ("hidden", d.hidden.to_string()),
-            ("freqs", d.freqs.to_string()),
-            ("blocks", d.blocks.to_string()),
+            ("arch", c.arch.name().to_string()),
+            ("dim", n.dim().to_string()),
+            ("hidden", hidden.to_string()),
+            ("freqs", n.freqs().to_string()),
+            ("blocks", blocks.to_string()),
             ("step", self.step.to_string()),
             ("steps", c.steps.to_string()),
             ("lr", c.lr.to_string()),
@@ -263,6 +328,7 @@ impl Checkpoint {
             ("data", self.data_spec.clone()),
         ]
         .into_iter()
+        .chain(conv)
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -270,7 +336,12 @@ impl Checkpoint {
     /// Writes the checkpoint to `path` atomically: to a temporary file in the same directory,
     /// flushed to disk, then renamed over `path`.
     pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        let n = self.dims.param_count();
+        let names = tensor_names(&self.network).ok_or_else(|| CheckpointError::Inconsistent {
+            path: path.to_path_buf(),
+            reason: format!("the network {} cannot be built", network_text(&self.network)),
+        })?;
+        let n: usize = names.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+        let dim = self.network.dim();
         for (what, len) in [
             ("params", self.params.len()),
             ("ema", self.ema.len()),
@@ -284,7 +355,7 @@ impl Checkpoint {
                 });
             }
         }
-        if self.norm.mean.len() != self.dims.dim || self.norm.std.len() != self.dims.dim {
+        if self.norm.mean.len() != dim || self.norm.std.len() != dim {
             return Err(CheckpointError::Inconsistent {
                 path: path.to_path_buf(),
                 reason: "normalisation length differs from dim".into(),
@@ -293,18 +364,16 @@ impl Checkpoint {
         // (name, shape, little-endian bytes)
         let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         let mut off = 0;
-        for (role, rows, cols) in self.dims.params() {
-            let r = off..off + rows * cols;
-            off += rows * cols;
-            let shape = shape_of(role, rows, cols);
-            let name = role.name();
-            tensors.push((name.to_string(), shape.clone(), le_bytes(&self.params[r.clone()])));
+        for (name, shape) in names {
+            let r = off..off + shape.iter().product::<usize>();
+            off = r.end;
+            tensors.push((name.clone(), shape.clone(), le_bytes(&self.params[r.clone()])));
             tensors.push((format!("ema.{name}"), shape.clone(), le_bytes(&self.ema[r.clone()])));
             tensors.push((format!("adam_m.{name}"), shape.clone(), le_bytes(&self.adam_m[r.clone()])));
             tensors.push((format!("adam_v.{name}"), shape, le_bytes(&self.adam_v[r])));
         }
-        tensors.push((Role::NormMean.name().into(), vec![self.dims.dim], le_bytes(&self.norm.mean)));
-        tensors.push((Role::NormStd.name().into(), vec![self.dims.dim], le_bytes(&self.norm.std)));
+        tensors.push((Role::NormMean.name().into(), vec![dim], le_bytes(&self.norm.mean)));
+        tensors.push((Role::NormStd.name().into(), vec![dim], le_bytes(&self.norm.std)));
         let views = tensors
             .iter()
             .map(|(name, shape, bytes)| {
@@ -372,7 +441,10 @@ impl Checkpoint {
         }
 
         // A present tensor's f32 values, checked against `shape`.
-        let read = |name: &str, shape: &[usize], dims: &Dims| -> Result<Option<Vec<f32>>, CheckpointError> {
+        let read = |name: &str,
+                    shape: &[usize],
+                    net: &Network|
+         -> Result<Option<Vec<f32>>, CheckpointError> {
             let view = match st.tensor(name) {
                 Ok(v) => v,
                 Err(_) => return Ok(None),
@@ -390,7 +462,7 @@ impl Checkpoint {
                     name: name.into(),
                     found: view.shape().to_vec(),
                     expected: shape.to_vec(),
-                    dims: dims_text(dims),
+                    dims: network_text(net),
                 });
             }
             let values: Vec<f32> =
@@ -401,8 +473,11 @@ impl Checkpoint {
             Ok(Some(values))
         };
 
-        let dims = Self::dims_of(path, md, &st)?;
-        let count = dims.param_count();
+        let network = Self::network_of(path, md, &st)?;
+        let names = tensor_names(&network)
+            .ok_or_else(|| CheckpointError::BadDims { path: p(), dims: network_text(&network) })?;
+        let count: usize = names.iter().map(|(_, shape)| shape.iter().product::<usize>()).sum();
+        let dim = network.dim();
         let (mut params, mut ema, mut m, mut v) = (
             Vec::with_capacity(count),
             Vec::with_capacity(count),
@@ -410,17 +485,16 @@ impl Checkpoint {
             Vec::with_capacity(count),
         );
         let (mut has_ema, mut has_m, mut has_v) = (true, true, true);
-        for (role, rows, cols) in dims.params() {
-            let shape = shape_of(role, rows, cols);
-            let name = role.name();
-            let w = read(name, &shape, &dims)?
+        for (name, shape) in &names {
+            let name = name.as_str();
+            let w = read(name, shape, &network)?
                 .ok_or_else(|| CheckpointError::MissingTensor { path: p(), name: name.into() })?;
             for (buf, prefix, present) in [
                 (&mut ema, "ema.", &mut has_ema),
                 (&mut m, "adam_m.", &mut has_m),
                 (&mut v, "adam_v.", &mut has_v),
             ] {
-                match read(&format!("{prefix}{name}"), &shape, &dims)? {
+                match read(&format!("{prefix}{name}"), shape, &network)? {
                     Some(x) if *present => buf.extend(x),
                     Some(_) => {}
                     None => *present = false,
@@ -435,14 +509,14 @@ impl Checkpoint {
         if adam_v.iter().any(|&x| x < 0.0) {
             return Err(CheckpointError::BadValue { path: p(), name: "adam_v".into() });
         }
-        let norm = match (read("norm.mean", &[dims.dim], &dims)?, read("norm.std", &[dims.dim], &dims)?) {
+        let norm = match (read("norm.mean", &[dim], &network)?, read("norm.std", &[dim], &network)?) {
             (Some(mean), Some(std)) => {
                 if std.iter().any(|&s| s <= 0.0) {
                     return Err(CheckpointError::BadValue { path: p(), name: "norm.std".into() });
                 }
                 Normalization { mean, std }
             }
-            (None, None) => Normalization::identity(dims.dim),
+            (None, None) => Normalization::identity(dim),
             (None, Some(_)) => {
                 return Err(CheckpointError::MissingTensor { path: p(), name: "norm.mean".into() })
             }
@@ -495,11 +569,20 @@ impl Checkpoint {
                 value: s.clone(),
             })?,
         };
+        let (arch, hidden, blocks) = match network {
+            Network::Mlp(d) => (Arch::Mlp, d.hidden, d.blocks),
+            Network::Conv(u) => (
+                Arch::Conv { channels: u.channels, levels: u.levels, kernel: u.kernel, temb: u.temb },
+                u.width,
+                u.blocks,
+            ),
+        };
         let config = TrainConfig {
+            arch,
             loss,
-            hidden: dims.hidden,
-            blocks: dims.blocks,
-            freqs: dims.freqs,
+            hidden,
+            blocks,
+            freqs: network.freqs(),
             steps: field!("steps", def.steps),
             batch: field!("batch", def.batch),
             lr: field!("lr", def.lr),
@@ -515,10 +598,60 @@ impl Checkpoint {
         };
         let step: u64 = field!("step", 0);
         let data_spec = md.get("data").cloned().unwrap_or_default();
-        Ok(Self { dims, config, step, params, ema, adam_m, adam_v, norm, data_spec })
+        Ok(Self { network, config, step, params, ema, adam_m, adam_v, norm, data_spec })
     }
 
-    /// The sizes from the metadata, or inferred from the tensors' shapes where absent.
+    /// The network from the metadata: a conv network's sizes all stated, ScoreNet v1's inferred
+    /// from the tensors' shapes where absent.
+    fn network_of(
+        path: &Path,
+        md: &HashMap<String, String>,
+        st: &SafeTensors<'_>,
+    ) -> Result<Network, CheckpointError> {
+        match md.get("arch").map(String::as_str) {
+            None | Some("mlp") => return Self::dims_of(path, md, st).map(Network::Mlp),
+            Some("conv") => {}
+            Some(other) => {
+                return Err(CheckpointError::BadMetadata {
+                    path: path.to_path_buf(),
+                    key: "arch",
+                    value: other.into(),
+                })
+            }
+        }
+        let get = |key: &'static str| -> Result<usize, CheckpointError> {
+            let value = md.get(key).cloned();
+            value.as_deref().and_then(|s| s.parse().ok()).ok_or_else(|| CheckpointError::BadMetadata {
+                path: path.to_path_buf(),
+                key,
+                value: value.unwrap_or_else(|| "(absent; a conv checkpoint must state it)".into()),
+            })
+        };
+        let (dim, channels) = (get("dim")?, get("channels")?);
+        let unet = UNet {
+            channels,
+            length: dim.checked_div(channels).unwrap_or(0),
+            width: get("width")?,
+            levels: get("levels")?,
+            blocks: get("blocks")?,
+            kernel: get("kernel")?,
+            freqs: get("freqs")?,
+            temb: get("temb")?,
+        };
+        let network = Network::Conv(unet);
+        let ok = channels > 0
+            && dim % channels == 0
+            && (1..=limits::MAX_DIM).contains(&dim)
+            && unet.freqs % 2 == 0
+            && unet.freqs > 0
+            && network.plan().is_ok();
+        if !ok {
+            return Err(CheckpointError::BadDims { path: path.to_path_buf(), dims: network_text(&network) });
+        }
+        Ok(network)
+    }
+
+    /// ScoreNet v1's sizes from the metadata, or inferred from the tensors' shapes where absent.
     fn dims_of(
         path: &Path,
         md: &HashMap<String, String>,

@@ -4,14 +4,20 @@
 //! module imports the configuration, the trainer imports both, and neither imports the other
 //! back. `train::TrainConfig` and the others remain the public names (re-exported there).
 
+use tinyscore_engine::graph::build::Plan;
+use tinyscore_engine::graph::mlp::Dims;
+use tinyscore_engine::graph::unet::UNet;
+use tinyscore_engine::graph::GraphError;
 use tinyscore_engine::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete};
 
 /// Everything that defines a training run (and is stored in its checkpoints).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainConfig {
-    /// H, the hidden width.
+    /// The network family (and the sizes only it has).
+    pub arch: Arch,
+    /// H, the hidden width (ScoreNet v1), or c_0, the channels of the first level (conv).
     pub hidden: usize,
-    /// B, the number of residual blocks.
+    /// B, the number of residual blocks (ScoreNet v1), or of blocks per level (conv).
     pub blocks: usize,
     /// F, the number of time features (even).
     pub freqs: usize,
@@ -42,6 +48,89 @@ pub struct TrainConfig {
     pub weighting: Weighting,
     /// The training objective.
     pub loss: Loss,
+}
+
+/// The network family of a run (`docs/scorenet.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arch {
+    /// ScoreNet v1, the residual MLP on D values.
+    #[default]
+    Mlp,
+    /// ScoreNet-conv, the 1-D U-Net on signals of `channels` × D/`channels` samples.
+    Conv {
+        /// C, the signal's channels (D = C·L, channel-major).
+        channels: usize,
+        /// Downsamplings.
+        levels: usize,
+        /// K, every convolution's kernel (odd).
+        kernel: usize,
+        /// T, the time embedding's width.
+        temb: usize,
+    },
+}
+
+impl Arch {
+    /// The name used in checkpoints and on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Mlp => "mlp",
+            Self::Conv { .. } => "conv",
+        }
+    }
+}
+
+/// A network's sizes: what the trainer builds its layer graph from and a checkpoint records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    /// ScoreNet v1.
+    Mlp(Dims),
+    /// ScoreNet-conv.
+    Conv(UNet),
+}
+
+impl Network {
+    /// The layer graph, with its arena planned.
+    pub fn plan(&self) -> Result<Plan, GraphError> {
+        match self {
+            Self::Mlp(d) => tinyscore_engine::graph::mlp::build(d),
+            Self::Conv(u) => u.build(),
+        }
+    }
+
+    /// D, the values of one example.
+    pub fn dim(&self) -> usize {
+        match self {
+            Self::Mlp(d) => d.dim,
+            Self::Conv(u) => u.channels * u.length,
+        }
+    }
+
+    /// F, the time features.
+    pub fn freqs(&self) -> usize {
+        match self {
+            Self::Mlp(d) => d.freqs,
+            Self::Conv(u) => u.freqs,
+        }
+    }
+
+    /// ScoreNet v1's sizes, for an MLP.
+    pub fn mlp(&self) -> Option<Dims> {
+        match self {
+            Self::Mlp(d) => Some(*d),
+            Self::Conv(_) => None,
+        }
+    }
+
+    /// The sizes as the CLI spells them (`H=128 B=3 F=32`, `conv C=1 L=256 width=32 …`).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Mlp(d) => format!("H={} B={} F={}", d.hidden, d.blocks, d.freqs),
+            Self::Conv(u) => format!(
+                "conv C={} L={} width={} levels={} blocks={} K={} F={} T={}",
+                u.channels, u.length, u.width, u.levels, u.blocks, u.kernel, u.freqs, u.temb
+            ),
+        }
+    }
 }
 
 /// The score-matching objective (`docs/scorenet.md`, "Objectives").
@@ -101,6 +190,26 @@ pub fn default_t_eps(sde: &Sde) -> f32 {
 }
 
 impl TrainConfig {
+    /// The network of this run on data of `dim` values per example (its sizes, unchecked: see
+    /// `Network::plan` and the trainer's checks).
+    pub fn network(&self, dim: usize) -> Network {
+        match self.arch {
+            Arch::Mlp => {
+                Network::Mlp(Dims { dim, hidden: self.hidden, freqs: self.freqs, blocks: self.blocks })
+            }
+            Arch::Conv { channels, levels, kernel, temb } => Network::Conv(UNet {
+                channels,
+                length: dim / channels.max(1),
+                width: self.hidden,
+                levels,
+                blocks: self.blocks,
+                kernel,
+                freqs: self.freqs,
+                temb,
+            }),
+        }
+    }
+
     /// The diffusion process of this run.
     pub fn diffusion(&self) -> Result<Diffusion, ScheduleError> {
         match self.sde {
@@ -120,6 +229,7 @@ impl TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            arch: Arch::Mlp,
             hidden: 128,
             blocks: 3,
             freqs: 32,

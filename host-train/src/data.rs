@@ -565,6 +565,36 @@ impl Normalization {
         }
     }
 
+    /// One mean and standard deviation per channel of a signal of `channels` channels ×
+    /// D/`channels` samples (channel-major rows), over every sample of every row, repeated
+    /// along the channel's samples: what a convolution needs, since its weights are shared
+    /// along the signal (a per-sample normalisation would give each position its own scale).
+    /// Std is floored as in [`Normalization::fit`].
+    ///
+    /// # Panics
+    /// If `channels` is 0 or does not divide D.
+    pub fn fit_channels(data: &Dataset, channels: usize) -> Self {
+        assert!(channels > 0 && data.dim % channels == 0, "{channels} channels do not divide {}", data.dim);
+        let (n, len) = (data.len(), data.dim / channels);
+        let count = (n * len).max(1) as f64;
+        let mut mean = vec![0.0f64; channels];
+        let mut std = vec![0.0f64; channels];
+        for (c, (m, s)) in mean.iter_mut().zip(&mut std).enumerate() {
+            let values = || (0..n).flat_map(|i| &data.row(i)[c * len..(c + 1) * len]);
+            *m = values().map(|&x| x as f64).sum::<f64>() / count;
+            *s = (values().map(|&x| (x as f64 - *m) * (x as f64 - *m)).sum::<f64>() / count).sqrt();
+        }
+        let max = std.iter().cloned().fold(0.0f64, f64::max);
+        let floor = if max > 0.0 { 1e-6 * max } else { 1.0 };
+        let expand = |v: &[f64], f: &dyn Fn(f64) -> f32| -> Vec<f32> {
+            v.iter().flat_map(|&x| std::iter::repeat(f(x)).take(len)).collect()
+        };
+        Self {
+            mean: expand(&mean, &|m| m as f32),
+            std: expand(&std, &|s| (s.max(floor) as f32).max(f32::MIN_POSITIVE)),
+        }
+    }
+
     /// Normalises row-major rows in place: `x ← (x − mean)/std`.
     pub fn apply(&self, values: &mut [f32]) {
         let d = self.mean.len();

@@ -35,5 +35,6 @@ pub mod data;
 mod graph_net;
 pub mod likelihood;
 pub mod metrics;
+#[cfg(test)]
 mod scorenet;
 pub mod train;

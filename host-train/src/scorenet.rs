@@ -1,7 +1,6 @@
-//! ScoreNet v1's layers in the flat parameter vector (outside tests only its sizes and parameter
-//! count are read: every backend, the CUDA one included, walks the layer graph), and — for tests
-//! only — its hand-written forward, backward and tangent passes, the oracle that `graph_net`'s
-//! walk of the same graph is held to bit for bit.
+//! Tests only: ScoreNet v1's layers in the flat parameter vector and its hand-written forward,
+//! backward and tangent passes, the oracle that `graph_net`'s walk of the same graph is held to
+//! bit for bit (every backend, the CUDA one included, walks the layer graph).
 //!
 //! The network is the engine's (`tinyscore_engine::net`, `docs/scorenet.md`):
 //!

@@ -24,7 +24,9 @@
 //! gradient, clips the gradient's global norm, and applies Adam (Kingma & Ba 2015) with an
 //! optional linear warm-up, then the EMA of the weights.
 //!
-//! **Parallelism and determinism.** The batch is cut into fixed chunks of [`CHUNK_ROWS`] rows.
+//! **Parallelism and determinism.** The batch is cut into fixed chunks of [`chunk_rows`] rows
+//! ([`CHUNK_ROWS`] for vectors; fewer for signals, so that a chunk holds about
+//! [`CHUNK_POSITIONS`] positions and a small batch of long windows still splits across cores).
 //! Each chunk computes its gradient into its own buffer (in parallel, with rayon), and the
 //! chunk gradients are added in chunk order. The chunking depends only on the batch size, so a
 //! run gives the same bits with any number of threads, and resuming from a checkpoint continues
@@ -37,20 +39,34 @@
 //! which starts at zero so the untrained network predicts ε̂ = 0 (loss 1 on normalised data).
 
 use rayon::prelude::*;
+use tinyscore_engine::graph::op::{MAX_CHANNELS, MAX_KERNEL, MAX_LENGTH};
 use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::rng::{bits4, uniform};
 use tinyscore_engine::schedule::{Diffusion, ScheduleError};
 use tinyscore_kernels::cpu::{self, DsmDraw};
 
 use crate::checkpoint::Checkpoint;
-pub use crate::config::{default_t_eps, Loss, TrainConfig, Weighting};
+pub use crate::config::{default_t_eps, Arch, Loss, Network, TrainConfig, Weighting};
 use crate::data::{Dataset, Normalization};
 use crate::graph_net::{self, Activations, Net, Tangents};
-use crate::scorenet::Layout;
 
 /// Rows per chunk of a batch: the unit of parallel work and of the fixed-order gradient sum.
 /// Changing it changes the bits of a run (not its meaning).
 pub const CHUNK_ROWS: usize = 64;
+
+/// Signal positions (rows × L) per chunk for inputs with L > 1.
+pub const CHUNK_POSITIONS: usize = 2048;
+
+/// Rows per chunk for inputs of `shape`: [`CHUNK_ROWS`], or for a signal of L > 1 samples
+/// [`CHUNK_POSITIONS`]/L within 1..=[`CHUNK_ROWS`]. A function of the network alone, so the
+/// bits of a run do not depend on the thread count.
+pub fn chunk_rows(shape: tinyscore_engine::graph::Shape) -> usize {
+    if shape.length <= 1 {
+        CHUNK_ROWS
+    } else {
+        (CHUNK_POSITIONS / shape.length).clamp(1, CHUNK_ROWS)
+    }
+}
 
 /// Adam's β₁.
 pub const ADAM_BETA1: f32 = 0.9;
@@ -90,16 +106,48 @@ pub enum TrainError {
     BadCheckpoint(String),
 }
 
-fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(), TrainError> {
+/// Checks `cfg` on data of `dim` values and returns its network, with its layer graph.
+fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(Network, Net), TrainError> {
     let bad = |m: String| Err(TrainError::Config(m));
     if dim == 0 || dim > limits::MAX_DIM {
         return bad(format!("data dimension {dim} is outside 1..={}", limits::MAX_DIM));
     }
-    if cfg.hidden == 0 || cfg.hidden > limits::MAX_HIDDEN {
-        return bad(format!("hidden {} is outside 1..={}", cfg.hidden, limits::MAX_HIDDEN));
-    }
-    if cfg.blocks == 0 || cfg.blocks > limits::MAX_BLOCKS {
-        return bad(format!("blocks {} is outside 1..={}", cfg.blocks, limits::MAX_BLOCKS));
+    match cfg.arch {
+        Arch::Mlp => {
+            if cfg.hidden == 0 || cfg.hidden > limits::MAX_HIDDEN {
+                return bad(format!("hidden {} is outside 1..={}", cfg.hidden, limits::MAX_HIDDEN));
+            }
+            if cfg.blocks == 0 || cfg.blocks > limits::MAX_BLOCKS {
+                return bad(format!("blocks {} is outside 1..={}", cfg.blocks, limits::MAX_BLOCKS));
+            }
+        }
+        Arch::Conv { channels, levels, kernel, temb } => {
+            if channels == 0 || dim % channels != 0 {
+                return bad(format!("{channels} signal channels do not divide the data's {dim} values"));
+            }
+            let length = dim / channels;
+            if length > MAX_LENGTH {
+                return bad(format!("signal length {length} is over {MAX_LENGTH}"));
+            }
+            if levels > 6 || length % (1 << levels) != 0 {
+                return bad(format!(
+                    "{levels} levels need a signal length that is a multiple of 2^levels (≤ 6 levels); the length is {length}"
+                ));
+            }
+            let widest = cfg.hidden * if levels > 0 { 2 } else { 1 };
+            if cfg.hidden == 0 || widest > MAX_CHANNELS || channels > MAX_CHANNELS {
+                return bad(format!("width {} is outside 1..={}", cfg.hidden, MAX_CHANNELS / 2));
+            }
+            if kernel % 2 == 0 || kernel > MAX_KERNEL {
+                return bad(format!("kernel {kernel} must be odd and at most {MAX_KERNEL}"));
+            }
+            if temb == 0 || temb > MAX_CHANNELS {
+                return bad(format!("time embedding width {temb} is outside 1..={MAX_CHANNELS}"));
+            }
+            if cfg.blocks == 0 || cfg.blocks > limits::MAX_BLOCKS {
+                return bad(format!("blocks {} is outside 1..={}", cfg.blocks, limits::MAX_BLOCKS));
+            }
+        }
     }
     if cfg.freqs == 0 || cfg.freqs > limits::MAX_FREQS || cfg.freqs % 2 != 0 {
         return bad(format!("freqs {} must be even and in 2..={}", cfg.freqs, limits::MAX_FREQS));
@@ -121,7 +169,10 @@ fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(), TrainError> {
         return bad(format!("gradient clip {} must be ≥ 0 (0 or inf: off)", cfg.grad_clip));
     }
     cfg.diffusion()?;
-    Ok(())
+    let network = cfg.network(dim);
+    let plan =
+        network.plan().map_err(|e| TrainError::Config(format!("the network {}: {e}", network.describe())))?;
+    Ok((network, Net::new(plan)))
 }
 
 /// One chunk of a batch: its rows and its private buffers.
@@ -149,10 +200,10 @@ struct Chunk {
 /// one step.
 pub struct Trainer {
     cfg: TrainConfig,
+    /// The network's sizes.
+    network: Network,
     /// The network as a layer graph: what every pass (CPU and CUDA) walks.
     net: Net,
-    /// ScoreNet v1's layers in the flat vector: its sizes and parameter count.
-    layout: Layout,
     schedule: Diffusion,
     norm: Normalization,
     data_spec: String,
@@ -171,7 +222,7 @@ pub struct Trainer {
 impl std::fmt::Debug for Trainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trainer")
-            .field("dims", &self.layout.dims)
+            .field("network", &self.network)
             .field("config", &self.cfg)
             .field("step", &self.step)
             .finish_non_exhaustive()
@@ -205,18 +256,19 @@ impl Trainer {
     /// from `cfg.seed`, and allocates every buffer of a step. `data_spec` is recorded in
     /// checkpoints.
     pub fn new(cfg: TrainConfig, data: &Dataset, data_spec: &str) -> Result<Self, TrainError> {
-        check_config(&cfg, data.dim)?;
+        let (network, net) = check_config(&cfg, data.dim)?;
         if data.is_empty() {
             return Err(TrainError::EmptyData(data.source.clone()));
         }
-        let dims = Dims { dim: data.dim, hidden: cfg.hidden, freqs: cfg.freqs, blocks: cfg.blocks };
-        let layout = Layout::new(dims);
-        let params = init_params(&Net::mlp(&dims), cfg.seed);
-        let n = layout.count;
-        let norm = Normalization::fit(data);
+        let params = init_params(&net, cfg.seed);
+        let n = net.count;
+        let norm = match network {
+            Network::Mlp(_) => Normalization::fit(data),
+            Network::Conv(u) => Normalization::fit_channels(data, u.channels),
+        };
         Self::assemble(
             cfg,
-            layout,
+            (network, net),
             norm,
             data,
             data_spec.to_string(),
@@ -232,25 +284,28 @@ impl Trainer {
     /// units; the checkpoint's normalisation is kept). On the CPU backend the continued run is
     /// bit-for-bit the run that never stopped.
     pub fn resume(ckpt: Checkpoint, data: &Dataset) -> Result<Self, TrainError> {
-        let Checkpoint { dims, config, step, params, ema, adam_m, adam_v, norm, data_spec } = ckpt;
-        if data.dim != dims.dim {
+        let Checkpoint { network: recorded, config, step, params, ema, adam_m, adam_v, norm, data_spec } =
+            ckpt;
+        let dim = recorded.dim();
+        if data.dim != dim {
             return Err(TrainError::DimMismatch {
                 source_name: data.source.clone(),
                 data: data.dim,
-                checkpoint: dims.dim,
+                checkpoint: dim,
             });
         }
-        if (config.hidden, config.freqs, config.blocks) != (dims.hidden, dims.freqs, dims.blocks) {
+        let (network, net) = check_config(&config, data.dim)?;
+        if network != recorded {
             return Err(TrainError::BadCheckpoint(format!(
-                "config sizes differ from the tensors' sizes {dims:?}"
+                "config sizes {} differ from the tensors' sizes {}",
+                network.describe(),
+                recorded.describe()
             )));
         }
-        check_config(&config, data.dim)?;
         if data.is_empty() {
             return Err(TrainError::EmptyData(data.source.clone()));
         }
-        let layout = Layout::new(dims);
-        let n = layout.count;
+        let n = net.count;
         for (name, len) in
             [("params", params.len()), ("ema", ema.len()), ("adam_m", adam_m.len()), ("adam_v", adam_v.len())]
         {
@@ -258,16 +313,16 @@ impl Trainer {
                 return Err(TrainError::BadCheckpoint(format!("{name} has {len} values, expected {n}")));
             }
         }
-        if norm.mean.len() != dims.dim || norm.std.len() != dims.dim {
+        if norm.mean.len() != dim || norm.std.len() != dim {
             return Err(TrainError::BadCheckpoint("normalisation length differs from dim".into()));
         }
-        Self::assemble(config, layout, norm, data, data_spec, step, params, ema, adam_m, adam_v)
+        Self::assemble(config, (network, net), norm, data, data_spec, step, params, ema, adam_m, adam_v)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn assemble(
         cfg: TrainConfig,
-        layout: Layout,
+        (network, net): (Network, Net),
         norm: Normalization,
         data: &Dataset,
         data_spec: String,
@@ -280,30 +335,30 @@ impl Trainer {
         let schedule = cfg.diffusion()?;
         let mut normalised = data.values.clone();
         norm.apply(&mut normalised);
-        let dims = layout.dims;
-        let net = Net::mlp(&dims);
+        let (d, count) = (network.dim(), net.count);
+        let per_chunk = chunk_rows(net.input());
         let chunks = (0..cfg.batch)
-            .step_by(CHUNK_ROWS)
+            .step_by(per_chunk)
             .map(|first| {
-                let rows = CHUNK_ROWS.min(cfg.batch - first);
+                let rows = per_chunk.min(cfg.batch - first);
                 Chunk {
                     first,
                     rows,
                     act: Activations::new(&net, rows),
-                    eps: vec![0.0; rows * dims.dim],
+                    eps: vec![0.0; rows * d],
                     t: vec![0.0; rows],
                     w: vec![1.0; rows],
-                    grads: vec![0.0; layout.count],
+                    grads: vec![0.0; count],
                     loss: 0.0,
                     ssm: (cfg.loss != Loss::Dsm).then(|| (Tangents::new(&net, rows), vec![0.0; rows])),
                 }
             })
             .collect();
         Ok(Self {
-            grads: vec![0.0; layout.count],
+            grads: vec![0.0; count],
             cfg,
+            network,
             net,
-            layout,
             schedule,
             norm,
             data_spec,
@@ -320,11 +375,10 @@ impl Trainer {
     /// One optimisation step; returns the batch loss mean_{b,d} (ε̂ − ε)² before the update.
     pub fn step(&mut self) -> f32 {
         let Self {
-            cfg, net, layout, schedule, data, step, params, ema, adam_m, adam_v, grads, chunks, ..
+            cfg, network, net, schedule, data, step, params, ema, adam_m, adam_v, grads, chunks, ..
         } = self;
-        let dims = layout.dims;
         let net_ro = &*net;
-        let (d, batch) = (dims.dim, cfg.batch);
+        let (d, batch, freqs) = (network.dim(), cfg.batch, network.freqs());
         let (params_ro, sched_ro, data_ro) = (&*params, &*schedule, &*data);
         let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
         let (weighting, loss_kind) = (cfg.weighting, cfg.loss);
@@ -339,7 +393,7 @@ impl Trainer {
                 sched_ro,
                 draw,
                 c.rows,
-                dims.freqs,
+                freqs,
                 &mut c.act.x,
                 &mut c.eps,
                 &mut c.t,
@@ -437,16 +491,17 @@ impl Trainer {
     }
 
     /// The network's sizes.
-    pub fn dims(&self) -> Dims {
-        self.layout.dims
+    pub fn network(&self) -> Network {
+        self.network
     }
 
-    /// The current (raw) parameters, flat in `Dims::params()` order.
+    /// The current (raw) parameters, flat in the layer graph's tensor order (for ScoreNet v1,
+    /// `Dims::params()` order).
     pub fn params(&self) -> &[f32] {
         &self.params
     }
 
-    /// The EMA of the parameters, flat in `Dims::params()` order.
+    /// The EMA of the parameters, in the order of [`Trainer::params`].
     pub fn ema_params(&self) -> &[f32] {
         &self.ema
     }
@@ -465,7 +520,7 @@ impl Trainer {
     /// Replaces the optimisation state with one computed elsewhere (the CUDA backend), so that
     /// [`Trainer::checkpoint`] saves it. Lengths must equal the parameter count.
     pub(crate) fn set_state(&mut self, step: u64, params: Vec<f32>, ema: Vec<f32>, m: Vec<f32>, v: Vec<f32>) {
-        let n = self.layout.count;
+        let n = self.net.count;
         assert!(params.len() == n && ema.len() == n && m.len() == n && v.len() == n, "set_state: lengths");
         (self.step, self.params, self.ema, self.adam_m, self.adam_v) = (step, params, ema, m, v);
     }
@@ -473,7 +528,7 @@ impl Trainer {
     /// A snapshot of the whole state, enough to resume bit-exactly.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            dims: self.layout.dims,
+            network: self.network,
             config: self.cfg.clone(),
             step: self.step,
             params: self.params.clone(),
@@ -499,10 +554,11 @@ pub fn forward(dims: &Dims, params: &[f32], x: &[f32], t: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), rows * d, "forward: x must be (B, D)");
     let mut out = vec![0.0f32; rows * d];
     // Rows are independent, so chunks run in parallel without changing any bit.
-    out.par_chunks_mut(CHUNK_ROWS * d.max(1)).enumerate().for_each_init(
-        || Activations::new(&net, CHUNK_ROWS.min(rows)),
+    let per_chunk = chunk_rows(net.input());
+    out.par_chunks_mut(per_chunk * d.max(1)).enumerate().for_each_init(
+        || Activations::new(&net, per_chunk.min(rows)),
         |act, (c, out)| {
-            let (first, n) = (c * CHUNK_ROWS, out.len() / d.max(1));
+            let (first, n) = (c * per_chunk, out.len() / d.max(1));
             act.x[..n * d].copy_from_slice(&x[first * d..(first + n) * d]);
             act.t[..n].copy_from_slice(&t[first..first + n]);
             graph_net::forward(&net, params, act, n);
@@ -528,10 +584,11 @@ pub fn forward_graph(
     let (d, rows) = (net.input().len(), t.len());
     assert_eq!(x.len(), rows * d, "forward_graph: x must be (B, D)");
     let mut out = vec![0.0f32; rows * d];
-    out.par_chunks_mut(CHUNK_ROWS * d.max(1)).enumerate().for_each_init(
-        || Activations::new(&net, CHUNK_ROWS.min(rows)),
+    let per_chunk = chunk_rows(net.input());
+    out.par_chunks_mut(per_chunk * d.max(1)).enumerate().for_each_init(
+        || Activations::new(&net, per_chunk.min(rows)),
         |act, (c, out)| {
-            let (first, n) = (c * CHUNK_ROWS, out.len() / d.max(1));
+            let (first, n) = (c * per_chunk, out.len() / d.max(1));
             act.x[..n * d].copy_from_slice(&x[first * d..(first + n) * d]);
             act.t[..n].copy_from_slice(&t[first..first + n]);
             graph_net::forward(&net, params, act, n);
@@ -544,7 +601,7 @@ pub fn forward_graph(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scorenet;
+    use crate::scorenet::{self, Layout};
     use tinyscore_engine::net::{silu, time_features};
 
     fn small_dims() -> Dims {
@@ -802,6 +859,76 @@ mod tests {
                 })
             };
             assert_eq!(run(1), run(3), "{loss:?}");
+        }
+    }
+
+    /// A small conv run: 2-channel signals of 64 samples (a synthetic two-tone data set).
+    fn conv_setup() -> (TrainConfig, Dataset) {
+        let (c, l, n) = (2usize, 64usize, 60usize);
+        let values = (0..n * c * l)
+            .map(|i| {
+                let (row, ch, pos) = (i / (c * l), (i / l) % c, i % l);
+                ((pos as f32 * 0.4 + row as f32 * 0.7 + ch as f32).sin()) * (1.0 + ch as f32)
+            })
+            .collect();
+        let cfg = TrainConfig {
+            arch: Arch::Conv { channels: c, levels: 2, kernel: 3, temb: 12 },
+            hidden: 4,
+            blocks: 1,
+            freqs: 8,
+            batch: 48,
+            warmup: 2,
+            ..TrainConfig::default()
+        };
+        (cfg, Dataset::from_rows(c * l, values, "tones"))
+    }
+
+    #[test]
+    fn a_conv_run_learns_and_is_deterministic_for_any_thread_count() {
+        let (cfg, data) = conv_setup();
+        // Fewer rows per chunk than the batch, so the chunks really run in parallel.
+        assert!(chunk_rows(tinyscore_engine::graph::Shape { channels: 2, length: 64 }) < cfg.batch);
+        for loss in [Loss::Dsm, Loss::Ssm] {
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                pool.install(|| {
+                    let mut tr = Trainer::new(TrainConfig { loss, ..cfg.clone() }, &data, "tones").unwrap();
+                    let losses: Vec<f32> = (0..40).map(|_| tr.step()).collect();
+                    (losses, tr.params().iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+                })
+            };
+            let (one, three) = (run(1), run(3));
+            assert_eq!(
+                one.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                three.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            assert_eq!(one.1, three.1, "{loss:?}");
+            if loss == Loss::Dsm {
+                let (first, last) = (one.0[..5].iter().sum::<f32>(), one.0[35..].iter().sum::<f32>());
+                assert!(last < 0.8 * first, "{loss:?}: loss {first} → {last}");
+            }
+        }
+        // Per-channel normalisation: one mean and std per channel, repeated along the signal.
+        let tr = Trainer::new(cfg, &data, "tones").unwrap();
+        let std = &tr.normalization().std;
+        assert!(std[..64].iter().all(|&s| s == std[0]) && std[64..].iter().all(|&s| s == std[64]));
+        assert!((std[64] / std[0] - 2.0).abs() < 0.2, "{} {}", std[0], std[64]);
+    }
+
+    #[test]
+    fn bad_conv_settings_are_refused() {
+        let (cfg, data) = conv_setup();
+        let conv = |channels, levels, kernel, temb| Arch::Conv { channels, levels, kernel, temb };
+        for (arch, hidden, why) in [
+            (conv(3, 2, 3, 12), 4, "divide"),
+            (conv(2, 7, 3, 12), 4, "multiple of 2^levels"),
+            (conv(2, 2, 4, 12), 4, "odd"),
+            (conv(2, 2, 3, 0), 4, "time embedding"),
+            (conv(2, 2, 3, 12), 0, "width"),
+            (conv(2, 2, 3, 12), 4096, "width"),
+        ] {
+            let e = Trainer::new(TrainConfig { arch, hidden, ..cfg.clone() }, &data, "tones").unwrap_err();
+            assert!(e.to_string().contains(why), "{arch:?}: {e}");
         }
     }
 

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use tinyscore_engine::format::Role;
-use tinyscore_train::checkpoint::{Checkpoint, CheckpointError};
+use tinyscore_train::checkpoint::{tensor_names, Checkpoint, CheckpointError};
 use tinyscore_train::data;
-use tinyscore_train::train::{TrainConfig, Trainer};
+use tinyscore_train::train::{Arch, Network, TrainConfig, Trainer};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tinyscore-ckpt-{}", std::process::id()));
@@ -73,6 +73,82 @@ fn resume_continues_bit_exactly() {
     assert_eq!(a, b);
 }
 
+/// A conv run on 1-channel signals of 32 samples.
+fn conv_run() -> (TrainConfig, data::Dataset) {
+    let rows = 24;
+    let values = (0..rows * 32).map(|i| ((i % 32) as f32 * 0.3 + (i / 32) as f32).sin()).collect();
+    let cfg = TrainConfig {
+        arch: Arch::Conv { channels: 1, levels: 1, kernel: 3, temb: 8 },
+        hidden: 4,
+        blocks: 1,
+        freqs: 4,
+        batch: 12,
+        warmup: 2,
+        seed: 5,
+        ..TrainConfig::default()
+    };
+    (cfg, data::Dataset::from_rows(32, values, "wave"))
+}
+
+#[test]
+fn a_conv_checkpoint_round_trips_and_resumes_bit_exactly() {
+    let (cfg, wave) = conv_run();
+    let mut straight = Trainer::new(cfg.clone(), &wave, "wave").unwrap();
+    let losses: Vec<u32> = (0..6).map(|_| straight.step().to_bits()).collect();
+    let mut first = Trainer::new(cfg, &wave, "wave").unwrap();
+    let mut resumed: Vec<u32> = (0..2).map(|_| first.step().to_bits()).collect();
+    let path = tmp("conv.safetensors");
+    let ck = first.checkpoint();
+    ck.save(&path).unwrap();
+    let back = Checkpoint::load(&path).unwrap();
+    assert_eq!(back, ck);
+    assert!(matches!(back.network, Network::Conv(_)));
+    let mut second = Trainer::resume(back, &wave).unwrap();
+    resumed.extend((0..4).map(|_| second.step().to_bits()));
+    assert_eq!(resumed, losses);
+    assert_eq!(bits(straight.params()), bits(second.params()));
+    // The tensors are named by layer, conv weights in PyTorch's (C_out, C_in, K) shape.
+    let names = tensor_names(&ck.network).unwrap();
+    assert!(names.iter().any(|(n, s)| n.ends_with(".weight") && s.len() == 3 && s[2] == 3), "{names:?}");
+    assert_eq!(names.iter().map(|(_, s)| s.iter().product::<usize>()).sum::<usize>(), ck.params.len());
+    let bytes = std::fs::read(&path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let md = meta.metadata().as_ref().unwrap();
+    assert_eq!(md["arch"], "conv");
+    assert_eq!(md["levels"], "1");
+}
+
+#[test]
+fn a_conv_checkpoint_must_state_its_sizes() {
+    let (cfg, wave) = conv_run();
+    let tr = Trainer::new(cfg, &wave, "wave").unwrap();
+    let ck = tr.checkpoint();
+    let path = tmp("conv-sizes.safetensors");
+    ck.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+    for (key, value) in
+        [("levels", None), ("kernel", Some("4")), ("channels", Some("3")), ("arch", Some("rnn"))]
+    {
+        let mut md = meta.metadata().clone().unwrap();
+        match value {
+            Some(v) => md.insert(key.to_string(), v.to_string()),
+            None => md.remove(key),
+        };
+        let out =
+            safetensors::serialize(tensors.iter().map(|(n, v)| (n.as_str(), v.clone())), &Some(md)).unwrap();
+        let bad = tmp(&format!("conv-bad-{key}.safetensors"));
+        std::fs::write(&bad, out).unwrap();
+        let e = Checkpoint::load(&bad).unwrap_err();
+        assert!(
+            matches!(e, CheckpointError::BadMetadata { .. } | CheckpointError::BadDims { .. }),
+            "{key}: {e}"
+        );
+    }
+}
+
 #[test]
 fn resume_refuses_other_data_dimension() {
     let moons = data::load("moons", 100, 2).unwrap();
@@ -98,7 +174,9 @@ fn write_st(path: &PathBuf, tensors: &[(String, Vec<usize>, Vec<f32>)], meta: Op
 
 /// The weights of `ck` as (name, shape, values).
 fn weights(ck: &Checkpoint) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    ck.dims
+    ck.network
+        .mlp()
+        .unwrap()
         .params()
         .map(|(role, rows, cols)| {
             let shape = if role.is_matrix() { vec![rows, cols] } else { vec![rows] };
@@ -116,7 +194,7 @@ fn weights_only_file_loads_with_defaults() {
     let path = tmp("weights-only.safetensors");
     write_st(&path, &weights(&ck), None);
     let back = Checkpoint::load(&path).unwrap();
-    assert_eq!(back.dims, ck.dims, "sizes inferred from shapes");
+    assert_eq!(back.network, ck.network, "sizes inferred from shapes");
     assert_eq!(back.params, ck.params);
     assert_eq!(back.ema, ck.params, "missing EMA copies the weights");
     assert!(back.adam_m.iter().chain(&back.adam_v).all(|&v| v == 0.0));

@@ -22,7 +22,7 @@ fn moons_loss_drops() {
 
     // The trained network denoises: at t = 0.25 the predicted ε of a noisy data point is
     // correlated with the true noise.
-    let d = tr.dims();
+    let d = tr.network().mlp().unwrap();
     let n = 256;
     let sched = tinyscore_engine::schedule::VpDiscrete::new(1000, TrainConfig::default().schedule).unwrap();
     let step = 250;

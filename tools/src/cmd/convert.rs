@@ -10,8 +10,9 @@ use super::parse_model;
 use crate::calib::{self, CalibPoint};
 use crate::cli::{Given, QuantArg};
 use crate::output::{self, Kind};
-use crate::tsm::{self, ModelSpec, Quant};
+use crate::tsm::{self, GraphSpec, ModelSpec, Quant};
 use tinyscore_engine::format::{DataKind, DataShape};
+use tinyscore_train::config::Network;
 
 /// Arguments of `tinyscore convert`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +46,9 @@ pub const CALIB_TIMESTEPS: usize = 32;
 pub const CALIB_SEED: u64 = 0x5eed_ca1b;
 /// More groups must buy at least this much SNR (dB) to be chosen.
 pub const GROUP_GAIN_DB: f64 = 0.5;
+/// Network MACs the SNR report of a non-f32 file may spend (a large conv network is measured on
+/// fewer of the calibration inputs).
+pub const REPORT_MACS: u64 = 1 << 32;
 /// The automatic choice of groups keeps a w8a8 file within this fraction of the f32 file.
 pub const SIZE_BUDGET: f64 = 0.30;
 
@@ -58,6 +62,13 @@ pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
     inputs.extend(calib_file);
     let mut out = output::plan(&[("--out", &args.out, Kind::Model)], &inputs)?.remove(0);
     let ckpt = load_checkpoint(&args.checkpoint)?;
+    if ckpt.network.mlp().is_none() && matches!(args.quant, QuantArg::W8 | QuantArg::W8a8) {
+        bail!(
+            "--quant {}: {} is a conv network, which has no integer path yet; convert it with --quant f32 or f16",
+            if args.quant == QuantArg::W8 { "w8" } else { "w8a8" },
+            args.checkpoint.display()
+        );
+    }
     let quant = match args.quant {
         QuantArg::F32 => Quant::F32,
         QuantArg::F16 => Quant::F16,
@@ -75,7 +86,16 @@ pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
     // Prove the file reads back before it replaces anything.
     let model = parse_model(&args.out, &bytes)?;
     let float = convert(&ckpt, Quant::F32, !args.raw)?;
-    let snr = calib::score_snr(&model, &Model::parse(&float)?, &points);
+    // An f32 file is the float model: its score SNR is exact without evaluating it. Otherwise a
+    // large network is measured on an even subset of the points (about REPORT_MACS in all).
+    let macs = model.graph().macs().max(1);
+    let used = (REPORT_MACS / macs).clamp(64, points.len() as u64) as usize;
+    let subset: Vec<CalibPoint> = points.iter().step_by(points.len().div_ceil(used)).cloned().collect();
+    let snr = if bytes == float {
+        f64::INFINITY
+    } else {
+        calib::score_snr(&model, &Model::parse(&float)?, &subset)
+    };
     out.write_bytes(&bytes)?;
     eprintln!(
         "wrote {} ({} bytes, {} weights{}, {} from {} at step {})",
@@ -87,11 +107,16 @@ pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
         args.checkpoint.display(),
         ckpt.step
     );
-    println!(
-        "score SNR vs float: {} ({} calibration inputs from {spec_name}: {CALIB_EXAMPLES} examples x {CALIB_TIMESTEPS} timesteps)",
-        fmt_db(snr),
-        points.len()
-    );
+    if bytes == float {
+        println!("score SNR vs float: {} (f32 weights are the float model)", fmt_db(snr));
+    } else {
+        println!(
+            "score SNR vs float: {} ({} calibration inputs from {spec_name}: {CALIB_EXAMPLES} examples x {CALIB_TIMESTEPS} timesteps{})",
+            fmt_db(snr),
+            subset.len(),
+            if subset.len() < points.len() { format!(", every {}th", points.len().div_ceil(used)) } else { String::new() }
+        );
+    }
     Ok(())
 }
 
@@ -129,7 +154,7 @@ pub fn calibration(ckpt: &Checkpoint, spec: &str) -> Result<Vec<CalibPoint>> {
     // `tinyscore eval` against it measures the converted model on data calibration never saw.
     let data = super::data::training_set(spec, 4 * CALIB_EXAMPLES, CALIB_SEED)
         .with_context(|| format!("{spec}: cannot load calibration data"))?;
-    let d = ckpt.dims.dim;
+    let d = ckpt.network.dim();
     if data.dim != d {
         bail!("{spec}: calibration data has {} values per example, the model needs {d}", data.dim);
     }
@@ -152,14 +177,35 @@ fn process_of(ckpt: &Checkpoint) -> Process {
     }
 }
 
-/// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8`.
+/// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8` (a conv network: `f32` or
+/// `f16`).
 pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
-    Ok(tsm::write_with(&spec_of(ckpt, use_ema), data_of(ckpt), quant)?)
+    match ckpt.network {
+        Network::Mlp(_) => Ok(tsm::write_with(&spec_of(ckpt, use_ema)?, data_of(ckpt), quant)?),
+        Network::Conv(_) => {
+            if matches!(quant, Quant::W8 | Quant::W8A8) {
+                bail!("a conv network has no integer path yet: convert it to f32 or f16");
+            }
+            let plan = ckpt.network.plan().map_err(|e| anyhow::anyhow!("the conv network: {e}"))?;
+            let spec = GraphSpec {
+                plan: &plan,
+                data: data_of(ckpt),
+                process: process_of(ckpt),
+                norm_mean: &ckpt.norm.mean,
+                norm_std: &ckpt.norm.std,
+                params: if use_ema { &ckpt.ema } else { &ckpt.params },
+            };
+            Ok(tsm::write_graph(&spec, quant)?)
+        }
+    }
 }
 
 /// What the checkpoint's data is, for the model file's description (the tools plot by it).
 fn data_of(ckpt: &Checkpoint) -> DataShape {
-    let d = ckpt.dims.dim;
+    if let Network::Conv(u) = ckpt.network {
+        return DataShape { kind: DataKind::Signal, channels: u.channels, length: u.length };
+    }
+    let d = ckpt.network.dim();
     match crate::plot::data_shape_for(Some(&ckpt.data_spec), d) {
         crate::plot::DataShape::Image { channels, height, width } if channels * height * width == d => {
             DataShape { kind: DataKind::Image { width }, channels, length: height * width }
@@ -171,15 +217,18 @@ fn data_of(ckpt: &Checkpoint) -> DataShape {
     }
 }
 
-/// What a model file of `ckpt` holds: its sizes, process, normalisation and the EMA or raw weights.
-fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> ModelSpec<'_> {
-    ModelSpec {
-        dims: ckpt.dims,
+/// What a ScoreNet v1 model file of `ckpt` holds: its sizes, process, normalisation and the EMA
+/// or raw weights.
+fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> Result<ModelSpec<'_>> {
+    let dims =
+        ckpt.network.mlp().context("a conv network has no integer path yet: convert it to f32 or f16")?;
+    Ok(ModelSpec {
+        dims,
         process: process_of(ckpt),
         norm_mean: &ckpt.norm.mean,
         norm_std: &ckpt.norm.std,
         params: if use_ema { &ckpt.ema } else { &ckpt.params },
-    }
+    })
 }
 
 /// The `.tsm` bytes in any mode; `w8a8` is calibrated on `points` with `groups` timestep groups,
@@ -196,7 +245,7 @@ pub fn convert_calibrated(
     if quant != Quant::W8A8 {
         return Ok((convert(ckpt, quant, use_ema)?, 0));
     }
-    let spec = spec_of(ckpt, use_ema);
+    let spec = spec_of(ckpt, use_ema)?;
     let params = spec.params;
     let build = |g: usize| -> Result<Vec<u8>> {
         let scales = calib::activation_scales(&spec.dims, params, points, g);

@@ -85,8 +85,15 @@ pub fn load_float_model(path: &Path, raw: bool) -> Result<FloatModel> {
             .config
             .diffusion()
             .map_err(|e| anyhow::anyhow!("{}: invalid diffusion process: {e}", path.display()))?;
+        let dims = ckpt.network.mlp().with_context(|| {
+            format!(
+                "{}: a conv network ({}); likelihood supports ScoreNet v1 (mlp) networks",
+                path.display(),
+                ckpt.network.describe()
+            )
+        })?;
         return Ok(FloatModel {
-            dims: ckpt.dims,
+            dims,
             params: if raw { ckpt.params.clone() } else { ckpt.ema.clone() },
             diffusion,
             std: ckpt.norm.std.clone(),
@@ -104,6 +111,9 @@ pub fn load_float_model(path: &Path, raw: bool) -> Result<FloatModel> {
             "{}: a w8a8 model runs integer activations, which have no Jacobian; measure the f32, f16 or w8 file or the checkpoint",
             path.display()
         );
+    }
+    if model.graph().mlp_dims().is_none() {
+        bail!("{}: a conv network; likelihood supports ScoreNet v1 (mlp) networks", path.display());
     }
     let dims = model.dims();
     let mut params = Vec::with_capacity(dims.param_count());

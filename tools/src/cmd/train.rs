@@ -8,14 +8,14 @@ use anyhow::{bail, Context, Result};
 use tinyscore_engine::net::limits;
 use tinyscore_engine::schedule::{BetaSchedule, Sde, MAX_STEPS};
 use tinyscore_train::checkpoint::Checkpoint;
-use tinyscore_train::train::{default_t_eps, Loss, TrainConfig, Trainer, Weighting};
+use tinyscore_train::train::{default_t_eps, Arch, Loss, TrainConfig, Trainer, Weighting};
 
 use super::progress;
 use crate::cli::{flag, Device, Given, LossArg, ProcessArg, Schedule, WeightingArg};
 use crate::output::{self, Kind, Output};
 
 /// Arguments of `tinyscore train`.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct TrainArgs {
     /// Built-in data set (moons, swissroll, 8gaussians, checkerboard, pinwheel, digits, ecg) or a
     /// CSV / .npy file; with --resume, the checkpoint's (given, it must be the same).
@@ -24,6 +24,26 @@ pub struct TrainArgs {
     /// Window length of the `ecg` data set (default 64; hop: half a window).
     #[arg(long)]
     pub window: Option<usize>,
+    /// Network: `mlp` (ScoreNet v1, for points and short vectors) or `conv` (ScoreNet-conv, a
+    /// 1-D U-Net for signals; docs/scorenet.md).
+    #[arg(long, value_enum, default_value_t = ArchArg::Mlp)]
+    pub arch: ArchArg,
+    /// --arch conv: the signal's channels C; each example's D values are C rows of D/C samples,
+    /// channel-major (default: 1).
+    #[arg(long)]
+    pub signal_channels: Option<usize>,
+    /// --arch conv: channels of the first level c_0 (deeper levels have 2·c_0).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// --arch conv: downsamplings by 2 (the signal length must be a multiple of 2^levels).
+    #[arg(long)]
+    pub levels: Option<usize>,
+    /// --arch conv: kernel size K of every convolution (odd).
+    #[arg(long)]
+    pub kernel: Option<usize>,
+    /// --arch conv: width T of the time embedding (default: 4 × --width).
+    #[arg(long)]
+    pub temb: Option<usize>,
     /// Diffusion process.
     #[arg(long, value_enum, default_value_t = ProcessArg::Vp)]
     pub process: ProcessArg,
@@ -40,21 +60,21 @@ pub struct TrainArgs {
     /// stored in the model file.
     #[arg(long, default_value_t = 1000)]
     pub diffusion_steps: u32,
-    /// Hidden width H.
-    #[arg(long, default_value_t = 128)]
-    pub hidden: usize,
-    /// Residual blocks B.
-    #[arg(long, default_value_t = 3)]
-    pub blocks: usize,
+    /// --arch mlp: hidden width H (default 128).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Residual blocks B (mlp: 3; conv: per level and in the middle, 1).
+    #[arg(long)]
+    pub blocks: Option<usize>,
     /// Time features F (even).
     #[arg(long, default_value_t = 32)]
     pub freqs: usize,
-    /// Optimisation steps (in total, counting those before a resume).
-    #[arg(long, default_value_t = 8000)]
-    pub steps: u64,
-    /// Batch size (at most 262144).
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
+    /// Optimisation steps, in total, counting those before a resume (mlp: 8000; conv: 3000).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Batch size, at most 262144 (mlp: 256; conv: 32).
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Adam learning rate.
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
@@ -106,6 +126,37 @@ pub struct Summary {
     pub steps_per_sec: f64,
 }
 
+/// The network family of `--arch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchArg {
+    /// ScoreNet v1, the residual MLP.
+    Mlp,
+    /// ScoreNet-conv, the 1-D U-Net.
+    Conv,
+}
+
+/// The defaults of `--arch conv` (docs/scorenet.md, "ScoreNet-conv"; measured in
+/// docs/denoising.md): c_0, levels, blocks, K, steps and batch (T is 4·c_0).
+pub const CONV_DEFAULTS: ConvDefaults =
+    ConvDefaults { width: 32, levels: 3, blocks: 1, kernel: 5, steps: 3000, batch: 32 };
+
+/// The sizes and schedule `--arch conv` takes when not given.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvDefaults {
+    /// c_0.
+    pub width: usize,
+    /// Downsamplings.
+    pub levels: usize,
+    /// Blocks per level.
+    pub blocks: usize,
+    /// K.
+    pub kernel: usize,
+    /// Optimisation steps.
+    pub steps: u64,
+    /// Batch size.
+    pub batch: usize,
+}
+
 /// The largest --batch accepted: the trainer's buffers grow with it (about 1 GiB of activations
 /// at H = 512, B = 8), and a larger request must be an error, not an allocation failure.
 pub const MAX_BATCH: usize = 1 << 18;
@@ -130,9 +181,42 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.loss_every == 0 {
         bail!("--loss-every must be at least 1");
     }
+    let conv = args.arch == ArchArg::Conv;
+    let d = CONV_DEFAULTS;
+    let hidden = if conv { args.width.unwrap_or(d.width) } else { args.hidden.unwrap_or(128) };
+    let blocks = args.blocks.unwrap_or(if conv { d.blocks } else { 3 });
+    let steps = args.steps.unwrap_or(if conv { d.steps } else { 8000 });
+    let batch = args.batch.unwrap_or(if conv { d.batch } else { 256 });
+    let arch = if conv {
+        let (levels, kernel, temb) = (
+            args.levels.unwrap_or(d.levels),
+            args.kernel.unwrap_or(d.kernel),
+            args.temb.unwrap_or(4 * hidden),
+        );
+        let channels = args.signal_channels.unwrap_or(1);
+        let most = tinyscore_engine::graph::op::MAX_CHANNELS;
+        let checks: [(&str, usize, usize); 4] = [
+            ("--signal-channels", channels, most),
+            ("--width", hidden, most / 2),
+            ("--levels", levels, 6),
+            ("--temb", temb, most),
+        ];
+        for (flag, v, max) in checks {
+            if (v == 0 && flag != "--levels") || v > max {
+                bail!("{flag} must be in {}..={max}, got {v}", u8::from(flag != "--levels"));
+            }
+        }
+        let max_kernel = tinyscore_engine::graph::op::MAX_KERNEL;
+        if kernel % 2 == 0 || kernel > max_kernel {
+            bail!("--kernel must be odd and in 1..={max_kernel}, got {kernel}");
+        }
+        Arch::Conv { channels, levels, kernel, temb }
+    } else {
+        Arch::Mlp
+    };
     let checks: [(&str, usize, usize); 3] = [
-        ("--hidden", args.hidden, limits::MAX_HIDDEN),
-        ("--blocks", args.blocks, limits::MAX_BLOCKS),
+        (if conv { "--width" } else { "--hidden" }, hidden, limits::MAX_HIDDEN),
+        ("--blocks", blocks, limits::MAX_BLOCKS),
         ("--freqs", args.freqs, limits::MAX_FREQS),
     ];
     for (flag, v, max) in checks {
@@ -146,11 +230,11 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.diffusion_steps == 0 || args.diffusion_steps as usize > MAX_STEPS {
         bail!("--diffusion-steps must be in 1..={MAX_STEPS}, got {}", args.diffusion_steps);
     }
-    if args.steps == 0 {
+    if steps == 0 {
         bail!("--steps must be at least 1");
     }
-    if args.batch == 0 || args.batch > MAX_BATCH {
-        bail!("--batch must be in 1..={MAX_BATCH}, got {}", args.batch);
+    if batch == 0 || batch > MAX_BATCH {
+        bail!("--batch must be in 1..={MAX_BATCH}, got {batch}");
     }
     if args.n == 0 || args.n > MAX_EXAMPLES {
         bail!("--n must be in 1..={MAX_EXAMPLES}, got {}", args.n);
@@ -186,15 +270,16 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         LossArg::SsmVr => Loss::SsmVr,
     };
     Ok(TrainConfig {
+        arch,
         loss,
         sde,
         t_eps: sde.as_ref().map_or(1e-3, default_t_eps),
         weighting,
-        hidden: args.hidden,
-        blocks: args.blocks,
+        hidden,
+        blocks,
         freqs: args.freqs,
-        steps: args.steps,
-        batch: args.batch,
+        steps,
+        batch,
         lr: args.lr,
         ema: args.ema,
         seed: args.seed,
@@ -207,6 +292,12 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// The flags that set what a checkpoint records (argument ids); with --resume each must agree.
 const RECORDED: &[&str] = &[
+    "arch",
+    "signal_channels",
+    "width",
+    "levels",
+    "kernel",
+    "temb",
     "process",
     "schedule",
     "weighting",
@@ -231,6 +322,13 @@ fn check_combination(args: &TrainArgs, given: &Given) -> Result<()> {
     if args.process != ProcessArg::Vp {
         given.refuse(&["schedule"], "with an SDE process (--process vpsde, subvp, ve)")?;
     }
+    match args.arch {
+        ArchArg::Mlp => given.refuse(
+            &["signal_channels", "width", "levels", "kernel", "temb"],
+            "with --arch mlp (they size the conv network; pass --arch conv)",
+        )?,
+        ArchArg::Conv => given.refuse(&["hidden"], "with --arch conv (its width is --width)")?,
+    }
     Ok(())
 }
 
@@ -251,7 +349,18 @@ fn setting(c: &TrainConfig, id: &str) -> String {
         "weighting" => c.weighting.name().into(),
         "loss" => c.loss.name().into(),
         "diffusion_steps" => c.diffusion_steps.to_string(),
-        "hidden" => c.hidden.to_string(),
+        "arch" => c.arch.name().into(),
+        "hidden" | "width" => c.hidden.to_string(),
+        "signal_channels" | "levels" | "kernel" | "temb" => match c.arch {
+            Arch::Conv { channels, levels, kernel, temb } => match id {
+                "signal_channels" => channels,
+                "levels" => levels,
+                "kernel" => kernel,
+                _ => temb,
+            }
+            .to_string(),
+            Arch::Mlp => "(none: an mlp run)".into(),
+        },
         "blocks" => c.blocks.to_string(),
         "freqs" => c.freqs.to_string(),
         "batch" => c.batch.to_string(),
@@ -304,43 +413,51 @@ fn check_resume(
 /// Trains as `args` say (`given`: the flags given on the command line); `show_progress` draws
 /// the bar.
 pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Summary> {
+    // A resumed run has its checkpoint's architecture (a given --arch must agree, as any
+    // recorded setting), so the size flags are checked against that one.
+    let resumed = args.resume.as_deref().map(super::convert::load_checkpoint).transpose()?;
+    let mut args = args.clone();
+    if let (Some(ckpt), false) = (&resumed, given.has("arch")) {
+        args.arch = match ckpt.config.arch {
+            Arch::Mlp => ArchArg::Mlp,
+            Arch::Conv { .. } => ArchArg::Conv,
+        };
+    }
+    let args = &args;
     let cfg = config(args)?;
     check_combination(args, given)?;
     // The data file is an input the checkpoint may not replace; the --resume checkpoint may be
     // (it is read whole before the first save, which replaces it atomically).
     let data_file = args.data.as_deref().map(Path::new).filter(|p| p.exists());
     let mut out = output::plan(&[("--out", &args.out, Kind::Checkpoint)], data_file.as_slice())?.remove(0);
-    let mut trainer = match &args.resume {
-        Some(path) => {
-            let ckpt = super::convert::load_checkpoint(path)?;
+    let mut trainer = match (&args.resume, resumed) {
+        (Some(path), Some(ckpt)) => {
             check_resume(args, given, &cfg, &ckpt, path)?;
             let spec = ckpt.data_spec.clone();
             if spec.is_empty() {
                 bail!("{}: the checkpoint records no training data, so it cannot be resumed", path.display());
             }
             let data = super::data::training_set(&spec, args.n, ckpt.config.seed)?;
-            if ckpt.dims.dim != data.dim {
+            if ckpt.network.dim() != data.dim {
                 bail!(
                     "{}: checkpoint has D={} but the data has {} dimensions",
                     path.display(),
-                    ckpt.dims.dim,
+                    ckpt.network.dim(),
                     data.dim
                 );
             }
             eprintln!(
-                "resuming {} at step {} with the checkpoint's settings (data {spec}, H={} B={} F={}, batch {}, lr {}, seed {})",
+                "resuming {} at step {} with the checkpoint's settings (data {spec}, {}, batch {}, lr {}, seed {})",
                 path.display(),
                 ckpt.step,
-                ckpt.dims.hidden,
-                ckpt.dims.blocks,
-                ckpt.dims.freqs,
+                ckpt.network.describe(),
                 ckpt.config.batch,
                 ckpt.config.lr,
                 ckpt.config.seed
             );
             Trainer::resume(ckpt, &data).with_context(|| format!("cannot resume from {}", path.display()))?
         }
-        None => {
+        _ => {
             let data_arg = args.data.as_deref().context("--data is required without --resume")?;
             let spec = super::data::with_window(data_arg, args.window)?;
             if given.has("n") && !super::data::is_generated(&spec) {
@@ -350,22 +467,24 @@ pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Sum
             Trainer::new(cfg, &data, &spec)?
         }
     };
+    // Without --steps a resumed run goes on to the steps its checkpoint planned.
+    let steps = args.steps.unwrap_or(trainer.config().steps);
     let start_step = trainer.steps_done();
-    if start_step >= args.steps {
+    if start_step >= steps {
         bail!("the checkpoint is already at step {start_step}; ask for more --steps");
     }
     let pb = if show_progress {
-        progress(args.steps, "training {bar:30} {pos}/{len} {msg} {per_sec} eta {eta}")
+        progress(steps, "training {bar:30} {pos}/{len} {msg} {per_sec} eta {eta}")
     } else {
         indicatif::ProgressBar::hidden()
     };
     pb.set_position(start_step);
     if args.device == Device::Cuda {
-        return train_cuda(args, trainer, pb, start_step, &mut out);
+        return train_cuda(args, trainer, pb, start_step, steps, &mut out);
     }
     let started = Instant::now();
     let mut recent = Vec::with_capacity(100);
-    while trainer.steps_done() < args.steps {
+    while trainer.steps_done() < steps {
         let loss = trainer.step();
         if !loss.is_finite() {
             bail!("training diverged at step {} (loss {loss}); lower --lr", trainer.steps_done());
@@ -379,7 +498,7 @@ pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Sum
             pb.set_position(done);
             pb.set_message(format!("loss {:.4}", mean(&recent)));
         }
-        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps {
+        if args.save_every > 0 && done % args.save_every == 0 && done < steps {
             save(&trainer.checkpoint(), &mut out, true)?;
         }
     }
@@ -400,6 +519,7 @@ fn train_cuda(
     mut trainer: Trainer,
     pb: indicatif::ProgressBar,
     start_step: u64,
+    steps: u64,
     out: &mut Output,
 ) -> Result<Summary> {
     let mut gpu = tinyscore_train::cuda::CudaTrainer::new(&trainer)
@@ -408,10 +528,10 @@ fn train_cuda(
     pb.println(format!("training on {}", gpu.device_name()));
     let started = Instant::now();
     let mut last = f32::NAN;
-    while gpu.steps_done() < args.steps {
+    while gpu.steps_done() < steps {
         gpu.step().context("CUDA step")?;
         let done = gpu.steps_done();
-        if done % args.loss_every == 0 || done == args.steps {
+        if done % args.loss_every == 0 || done == steps {
             if let Some(loss) = gpu.read_loss().context("reading the loss")? {
                 if !loss.is_finite() {
                     bail!("training diverged by step {done} (loss {loss}); lower --lr");
@@ -422,7 +542,7 @@ fn train_cuda(
             pb.set_message(format!("loss {last:.4}"));
         }
         // Periodic checkpoints go to a regular file only (a device would get them concatenated).
-        if args.save_every > 0 && done % args.save_every == 0 && done < args.steps && out.is_file() {
+        if args.save_every > 0 && done % args.save_every == 0 && done < steps && out.is_file() {
             gpu.sync_to(&mut trainer).context("downloading the GPU state")?;
             save(&trainer.checkpoint(), out, true)?;
         }
