@@ -130,10 +130,10 @@ impl core::fmt::Display for SamplerError {
                 write!(f, "sampler {sampler} does not fit this model's process; it fits {fits}")
             }
             Self::Parameter { what } => write!(f, "invalid setting: {what}"),
-            Self::Spacing { sampler, spacing } => write!(
+            Self::Spacing { spacing, .. } => write!(
                 f,
-                "{sampler}: spacing {spacing} picks steps of the discrete process; this model's process is \
-                 continuous (its grid is uniform in t: spacing trailing, or Karras sigmas)"
+                "spacing {spacing} picks steps of the discrete process, and this model's process is \
+                 continuous (its grid: uniform in log-SNR by default, or Karras sigmas)"
             ),
         }
     }
@@ -382,7 +382,8 @@ impl Sampler {
 
 /// Where DDPM fits.
 fn ddpm_fits() -> &'static str {
-    "the discrete VP process (--process vp); for SDE models use ddim, em, ode-euler, ode-heun, langevin or pc"
+    "the discrete VP process (--process vp); for SDE models use ddim, em, ode-euler, ode-heun, langevin, pc, \
+     dpmpp-2m, dpmpp-3m, dpmpp-sde or unipc"
 }
 
 /// Tweedie's formula for x_t = α·x₀ + σ·ε: x ← x̂₀ = (x − σ·ε̂)/α.
