@@ -559,10 +559,11 @@ impl Diffusion {
     /// closed form per process to keep in step with [`Diffusion::marginal`].
     pub fn time_of_ve_sigma(&self, target: f32, t_lo: f32, t_hi: f32) -> f32 {
         let (mut lo, mut hi) = (t_lo, t_hi);
-        if !(target > self.ve_sigma(lo)) {
+        // NaN fails both comparisons and ends at `lo`.
+        if target.is_nan() || target <= self.ve_sigma(lo) {
             return lo;
         }
-        if !(target < self.ve_sigma(hi)) {
+        if target >= self.ve_sigma(hi) {
             return hi;
         }
         for _ in 0..48 {

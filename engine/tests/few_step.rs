@@ -234,10 +234,11 @@ fn stop_and_resume_is_bit_identical() {
             sample::<2, _>(&mut model, &process, &plan, &mut Philox::new(3, 1), &mut straight).unwrap();
             let mut noise = Philox::new(3, 1);
             let mut state: State<2> = sampler.start(&process, &mut noise, 2);
+            let mut saved = Vec::new();
             while state.unit < sampler.units() {
-                let saved = state; // "sleep": only the copy survives
-                state = saved;
                 sampler.step(&mut Mixture { process: process.clone() }, &process, &mut noise, &mut state);
+                saved.push(state); // "sleep": only the copy survives
+                state = *saved.last().unwrap();
             }
             let mut resumed = [0.0f32; 2];
             sampler.finish(&mut model, &process, true, &state, &mut resumed);
