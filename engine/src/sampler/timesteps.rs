@@ -95,7 +95,7 @@ impl Timesteps {
                 let t_min = diff.t_min();
                 // The discrete process's S Karras levels end at its first step and then jump to
                 // σ = 0; a continuous process's S + 1 levels end at t_ε.
-                let last = if diff.discrete().is_some() { steps - 1 } else { steps };
+                let last = if diff.discrete().is_some() { steps.saturating_sub(1) } else { steps };
                 let t = if j == 0 {
                     1.0
                 } else if j >= last {

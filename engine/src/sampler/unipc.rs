@@ -52,7 +52,7 @@ impl UniPc {
 
     /// The predictor's order at step j.
     fn order_at(&self, j: u32) -> u32 {
-        self.order.min(j + 1).min(self.steps - j).max(1)
+        self.order.min(j + 1).min(self.steps.saturating_sub(j)).max(1)
     }
 
     /// Step j (0..S) in place on `x`; `history` holds m_{j−1}, m_{j−2} and is shifted to hold
