@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tinyscore's DDIM, DPM-Solver++(2M) and UniPC paths beside diffusers' schedulers, step by step.
+"""tinyscore's DDIM, DPM-Solver++(2M, 3M) and UniPC paths beside diffusers' schedulers, step by step.
 
 One trained model, two implementations of everything around it:
 
@@ -7,8 +7,8 @@ One trained model, two implementations of everything around it:
               PyTorch module of ScoreNet v1 as docs/scorenet.md defines it, in f32, normalised
               units; diffusers' 0-based timestep k is our step n = k + 1, network time t = n/N
   schedulers  DDIMScheduler            (eta 0, clip_sample off, set_alpha_to_one, trailing)
-              DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint, lower_order_final,
-                                          final_sigmas_type "zero")
+              DPMSolverMultistepScheduler (dpmsolver++, orders 2 and 3, midpoint,
+                                          lower_order_final, final_sigmas_type "zero")
               UniPCMultistepScheduler  (bh2, order 2, predict_x0, lower_order_final)
               configured to the model file's betas (`tinyscore inspect`), epsilon prediction,
               each of the spacings leading / trailing / linspace where the scheduler has them
@@ -151,6 +151,11 @@ def main():
                           ["--sampler", "dpmpp-2m", "--steps", str(steps), "--spacing", spacing],
                           lambda spacing=spacing: DPMSolverMultistepScheduler(
                               **base, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+                              lower_order_final=True, final_sigmas_type="zero", timestep_spacing=spacing)))
+            cases.append(("dpmpp-3m", spacing, steps,
+                          ["--sampler", "dpmpp-3m", "--steps", str(steps), "--spacing", spacing],
+                          lambda spacing=spacing: DPMSolverMultistepScheduler(
+                              **base, algorithm_type="dpmsolver++", solver_order=3, solver_type="midpoint",
                               lower_order_final=True, final_sigmas_type="zero", timestep_spacing=spacing)))
             cases.append(("unipc", spacing, steps,
                           ["--sampler", "unipc", "--steps", str(steps), "--spacing", spacing],

@@ -2,8 +2,8 @@
 //! their grids (`--spacing`, `--karras`): samples depend only on (model, seed, index, settings),
 //! `--trace` writes each sample's path ending where the samples end, settings that do not apply
 //! are refused with exit status 1 and one line; and, where a Python with torch and diffusers is
-//! at hand, `bench/diffusers_peer.py` (the paths of ddim, dpmpp-2m and unipc against diffusers'
-//! schedulers, step by step, to 1e-4).
+//! at hand, `bench/diffusers_peer.py` (the paths of ddim, dpmpp-2m, dpmpp-3m and unipc against
+//! diffusers' schedulers, step by step, to 1e-4).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
