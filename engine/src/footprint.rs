@@ -42,9 +42,11 @@ pub struct WorkingSet {
     pub model: usize,
     /// The diffusion process.
     pub process: usize,
-    /// The vectors of a run, 5·D f32, the most a sampler or the denoiser holds at once: DDPM's
-    /// x, ε̂, z and the output; Heun's x, v, v′, x′ and the output; the denoiser's window, ε̂,
-    /// z, x and SDEdit's sum. (Imputation holds 7·D f32 and the mask; not counted.)
+    /// The vectors of a run, 7·D f32, the most a sampler or the denoiser holds at once: the
+    /// sampler's [`State`](crate::sampler::State) (x and the multistep solvers' history of two
+    /// x̂₀, 3·D, whichever sampler runs), the output, and a step's temporaries: Heun's v, v′, x′
+    /// (3·D; DDPM's ε̂, z and SDE-DPM-Solver++'s x̂₀, z are 2·D); the denoiser's window, ε̂, z, x
+    /// and SDEdit's sum are 5·D. (Imputation holds 7·D f32 and the mask; not counted.)
     pub vectors: usize,
 }
 
@@ -63,7 +65,7 @@ impl WorkingSet {
             arena: 4 * arena_words,
             model: MODEL_BYTES_32,
             process: PROCESS_BYTES_32,
-            vectors: 4 * 5 * d,
+            vectors: 4 * 7 * d,
         }
     }
 
@@ -106,6 +108,6 @@ mod tests {
         let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 }, 700);
         assert_eq!(w.network, 4 * 32 + 3 * 128 + 4 + 12 * 128);
         assert_eq!(w.arena, 2800);
-        assert_eq!(w.total(), w.network + 2800 + MODEL_BYTES_32 + PROCESS_BYTES_32 + 40);
+        assert_eq!(w.total(), w.network + 2800 + MODEL_BYTES_32 + PROCESS_BYTES_32 + 56);
     }
 }

@@ -475,6 +475,112 @@ impl Diffusion {
     }
 }
 
+/// How a few-step solver picks its S steps among the N of the discrete process: the meanings of
+/// diffusers' `timestep_spacing` in its multistep schedulers (`DPMSolverMultistepScheduler`,
+/// `UniPCMultistepScheduler`, `set_timesteps`), with `steps_offset` = 0. In diffusers' 0-based
+/// timesteps k (our step n = k + 1, time t = n/N), for j = 0..S−1 from the noisiest:
+///
+/// ```text
+/// leading:   k_j = (S − j)·⌊N/(S + 1)⌋
+/// trailing:  k_j = round(N − j·N/S) − 1
+/// linspace:  k_j = round((S − j)·(N − 1)/S)
+/// ```
+///
+/// with round-half-to-even (numpy's `round`). Trailing starts at the last step N and, when S
+/// divides N, visits exactly the steps ⌊i·N/S⌋ of `ddpm` and `ddim` (Lin et al. 2024, "Common
+/// Diffusion Noise Schedules and Sample Steps are Flawed", §3.3, recommend it for few steps);
+/// leading and linspace start below N.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Spacing {
+    /// k_j = (S − j)·⌊N/(S + 1)⌋.
+    Leading,
+    /// k_j = round(N − j·N/S) − 1 (the default).
+    #[default]
+    Trailing,
+    /// k_j = round((S − j)·(N − 1)/S).
+    Linspace,
+}
+
+impl Spacing {
+    /// The name `tinyscore sample --spacing` uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Leading => "leading",
+            Self::Trailing => "trailing",
+            Self::Linspace => "linspace",
+        }
+    }
+
+    /// The largest S for which the S steps of N are distinct (and the last above 0 for leading).
+    pub fn max_steps(&self, n: u32) -> u32 {
+        match self {
+            Self::Leading | Self::Linspace => n.saturating_sub(1),
+            Self::Trailing => n,
+        }
+    }
+
+    /// The step n_j ∈ 1..=N (1-based: diffusers' k_j + 1) visited j steps from the noisiest, for
+    /// j in 0..S, S in 1..=[`Spacing::max_steps`]; strictly decreasing in j.
+    pub fn step(&self, n: u32, steps: u32, j: u32) -> u32 {
+        let (big_n, s, j) = (n as f64, steps.max(1) as f64, j.min(steps) as f64);
+        let k = match self {
+            Self::Leading => (steps - j as u32) as f64 * (n / (steps + 1)) as f64,
+            Self::Trailing => libm::rint(big_n + j * -(big_n / s)) - 1.0,
+            Self::Linspace => libm::rint((s - j) * ((big_n - 1.0) / s)),
+        };
+        (k as u32 + 1).clamp(1, n.max(1))
+    }
+}
+
+/// The ρ of Karras et al. 2022 ("Elucidating the Design Space of Diffusion-Based Generative
+/// Models", eq. 5): 7.
+pub const KARRAS_RHO: f64 = 7.0;
+
+/// Karras et al. 2022, eq. 5: the noise level σ̃_j = (σ̃_max^{1/ρ} + j/(S−1)·(σ̃_min^{1/ρ} −
+/// σ̃_max^{1/ρ}))^ρ, j = 0..S−1, of the variance-exploding form σ̃ = σ_t/α_t, from σ̃_max at
+/// j = 0 to σ̃_min at j = S−1 (S = 1: σ̃_max), with ρ = [`KARRAS_RHO`]; computed in f64.
+pub fn karras_sigma(sigma_min: f64, sigma_max: f64, steps: u32, j: u32) -> f64 {
+    let ramp = if steps <= 1 { 0.0 } else { j.min(steps - 1) as f64 / (steps - 1) as f64 };
+    let (lo, hi) = (libm::pow(sigma_min, 1.0 / KARRAS_RHO), libm::pow(sigma_max, 1.0 / KARRAS_RHO));
+    libm::pow(hi + ramp * (lo - hi), KARRAS_RHO)
+}
+
+impl Diffusion {
+    /// σ̃(t) = σ_t/α_t, the process's noise level in variance-exploding form (Karras et al. 2022,
+    /// §4: every process is the VE one, x/α_t, with σ̃); increasing in t.
+    pub fn ve_sigma(&self, t: f32) -> f32 {
+        let (alpha, sigma) = self.marginal(t);
+        sigma / alpha
+    }
+
+    /// The time t ∈ [t_lo, t_hi] at which σ̃(t) = `target` (clamped to the ends), by 48 bisections
+    /// of the increasing σ̃(t): the inverse that the Karras grid needs on every process, with no
+    /// closed form per process to keep in step with [`Diffusion::marginal`].
+    pub fn time_of_ve_sigma(&self, target: f32, t_lo: f32, t_hi: f32) -> f32 {
+        let (mut lo, mut hi) = (t_lo, t_hi);
+        // NaN fails both comparisons and ends at `lo`.
+        if target.is_nan() || target <= self.ve_sigma(lo) {
+            return lo;
+        }
+        if target >= self.ve_sigma(hi) {
+            return hi;
+        }
+        for _ in 0..48 {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if self.ve_sigma(mid) < target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,5 +704,58 @@ mod tests {
         assert!((g2 - 100.0 * beta51).abs() < 0.01 * g2 && f == -0.5 * g2);
         assert!(Diffusion::sde(Sde::VP, 0.0).is_err());
         assert!(Diffusion::sde(Sde::Ve { sigma_min: 1.0, sigma_max: 0.5 }, 1e-3).is_err());
+    }
+    #[test]
+    fn spacings_follow_diffusers() {
+        // diffusers DPMSolverMultistepScheduler(num_train_timesteps=1000).set_timesteps(10).
+        let want_lead = [900, 810, 720, 630, 540, 450, 360, 270, 180, 90];
+        let want_trail = [999, 899, 799, 699, 599, 499, 399, 299, 199, 99];
+        let want_lin = [999, 899, 799, 699, 599, 500, 400, 300, 200, 100];
+        for (spacing, want) in
+            [(Spacing::Leading, want_lead), (Spacing::Trailing, want_trail), (Spacing::Linspace, want_lin)]
+        {
+            let got: Vec<u32> = (0..10).map(|j| spacing.step(1000, 10, j) - 1).collect();
+            assert_eq!(got, want, "{spacing:?}");
+        }
+        // Trailing at a ratio with halves rounds half to even, as numpy: 1000/16 = 62.5.
+        assert_eq!(Spacing::Trailing.step(1000, 16, 1) - 1, 937); // round(937.5) = 938, − 1
+        assert_eq!(Spacing::Trailing.step(1000, 16, 3) - 1, 811); // round(812.5) = 812, − 1
+        for spacing in [Spacing::Leading, Spacing::Trailing, Spacing::Linspace] {
+            for n in [2u32, 10, 37, 1000] {
+                for s in [1, 2, 3, spacing.max_steps(n) / 2, spacing.max_steps(n)] {
+                    if s == 0 || s > spacing.max_steps(n) {
+                        continue;
+                    }
+                    let steps: Vec<u32> = (0..s).map(|j| spacing.step(n, s, j)).collect();
+                    assert!(steps.windows(2).all(|w| w[0] > w[1]), "{spacing:?} N={n} S={s}: {steps:?}");
+                    assert!(steps.iter().all(|&k| (1..=n).contains(&k)), "{spacing:?} N={n} S={s}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn karras_sigmas_run_from_max_to_min_and_invert() {
+        assert_eq!(karras_sigma(0.002, 80.0, 1, 0), 80.0);
+        let s: Vec<f64> = (0..10).map(|j| karras_sigma(0.002, 80.0, 10, j)).collect();
+        assert!((s[0] - 80.0).abs() < 1e-9 && (s[9] - 0.002).abs() < 1e-12);
+        assert!(s.windows(2).all(|w| w[0] > w[1]));
+        // ρ = 7: the midpoint in σ^{1/7}.
+        let mid = karras_sigma(0.002, 80.0, 3, 1);
+        let want = (0.5 * (80f64.powf(1.0 / 7.0) + 0.002f64.powf(1.0 / 7.0))).powi(7);
+        assert!((mid - want).abs() < 1e-9 * want);
+        for p in [
+            Diffusion::Discrete(VpDiscrete::new(1000, BetaSchedule::DDPM_LINEAR).unwrap()),
+            Diffusion::sde(Sde::VP, 1e-3).unwrap(),
+            Diffusion::sde(Sde::SUB_VP, 1e-3).unwrap(),
+            Diffusion::sde(Sde::VE, 1e-3).unwrap(),
+        ] {
+            for t in [0.01f32, 0.3, 0.77, 0.999] {
+                let back = p.time_of_ve_sigma(p.ve_sigma(t), 0.0, 1.0);
+                assert!((back - t).abs() < 1e-4, "{p:?}: t {t} came back as {back}");
+            }
+            assert_eq!(p.time_of_ve_sigma(f32::NAN, 0.1, 1.0), 0.1);
+            assert_eq!(p.time_of_ve_sigma(1e30, 0.1, 0.9), 0.9);
+        }
     }
 }

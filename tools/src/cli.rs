@@ -123,6 +123,35 @@ pub enum SamplerArg {
     Langevin,
     /// Predictor–corrector (reverse-diffusion predictor, Langevin corrector with --snr).
     Pc,
+    /// DPM-Solver++(2M) (Lu et al. 2022), 1 evaluation per step; every process.
+    #[value(name = "dpmpp-2m")]
+    Dpmpp2m,
+    /// DPM-Solver++(3M), third-order multistep; every process.
+    #[value(name = "dpmpp-3m")]
+    Dpmpp3m,
+    /// SDE-DPM-Solver++(2M), the stochastic variant; every process.
+    #[value(name = "dpmpp-sde")]
+    DpmppSde,
+    /// UniPC, order-2 predictor–corrector (Zhao et al. 2023); every process.
+    Unipc,
+}
+
+impl SamplerArg {
+    /// Whether it is one of the few-step solvers, which take --spacing and --karras.
+    pub fn is_few_step(self) -> bool {
+        matches!(self, Self::Dpmpp2m | Self::Dpmpp3m | Self::DpmppSde | Self::Unipc)
+    }
+}
+
+/// Which of the N discrete steps the few-step solvers visit (diffusers' `timestep_spacing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SpacingArg {
+    /// k_j = (S − j)·⌊N/(S + 1)⌋.
+    Leading,
+    /// k_j = round(N − j·N/S) − 1: starts at the last step (the default).
+    Trailing,
+    /// k_j = round((S − j)·(N − 1)/S).
+    Linspace,
 }
 
 /// The predictor of `--sampler pc`.

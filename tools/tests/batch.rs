@@ -7,9 +7,10 @@
 use tinyscore_engine::format::{Model, Process, Role};
 use tinyscore_engine::net::{Dims, ScoreNet};
 use tinyscore_engine::sampler::{
-    draw, draw_batch, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance,
+    draw, draw_batch, Ddim, Ddpm, Dpmpp, DpmppSde, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor,
+    Sampler, Timesteps, UniPc, Variance,
 };
-use tinyscore_engine::schedule::{BetaSchedule, Sde};
+use tinyscore_engine::schedule::{BetaSchedule, Sde, Spacing};
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
 type Net<'a> = ScoreNet<'a, 64, 128, 32, Vec<f32>>;
@@ -113,6 +114,19 @@ fn lockstep_sampling_equals_one_sample_at_a_time() {
         Sampler::OdeHeun(OdeHeun { steps: 5 }),
         Sampler::Langevin(Langevin { steps: 4, per_level: 3, step: 0.1 }),
         Sampler::Pc(Pc { steps: 5, predictor: Predictor::ReverseDiffusion, corrector_steps: 1, snr: 0.16 }),
+        Sampler::Dpmpp(Dpmpp { steps: 6, order: 3, timesteps: Timesteps::default() }),
+        Sampler::Dpmpp(Dpmpp {
+            steps: 6,
+            order: 2,
+            timesteps: Timesteps { spacing: Spacing::Trailing, karras: true },
+        }),
+        Sampler::DpmppSde(DpmppSde { steps: 6, order: 2, timesteps: Timesteps::default() }),
+        Sampler::UniPc(UniPc { steps: 6, order: 2, timesteps: Timesteps::default() }),
+        Sampler::UniPc(UniPc {
+            steps: 6,
+            order: 2,
+            timesteps: Timesteps { spacing: Spacing::Linspace, karras: false },
+        }),
     ];
     let mut ran = vec![0; samplers.len()];
     for process in processes {

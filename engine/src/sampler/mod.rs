@@ -5,8 +5,9 @@
 //! the network through [`EpsModel`] (the ScoreNet, or a closed-form score in tests), takes its
 //! noise from a [`NoiseSource`] (so tests can inject zeros or a known sequence) and never
 //! allocates. A run is a sequence of *units* (one sampler step, one corrector step, one
-//! Langevin step); its whole state between units is a [`State`] — the iterate and a counter — so
-//! firmware can copy it out, sleep, and continue with the same output bits.
+//! Langevin step); its whole state between units is a [`State`] — the iterate, the multistep
+//! solvers' history of two data predictions, and a counter — so firmware can copy it out, sleep,
+//! and continue with the same output bits.
 //!
 //! [`draw`] is the whole recipe the CLI and the firmware use: initial noise from the Philox
 //! stream of (seed, sample index), the sampler, the optional final Tweedie step, then
@@ -15,15 +16,21 @@
 //! Notation (DESIGN.md §2–3): x_t = α_t·x₀ + σ_t·ε, the network predicts ε̂ = ε_θ(x, t), the
 //! score is s = −ε̂/σ_t; an SDE dx = f(t)·x dt + g(t) dw. Continuous samplers with S steps visit
 //! the uniform grid t_k = 1 − k·(1 − t_min)/S, k = 0..S, where t_min is the file's t_ε (1/N for
-//! the discrete process); noise step word k of [`stream::STEP`] belongs to step k.
+//! the discrete process); noise step word k of [`stream::STEP`] belongs to step k. The few-step
+//! solvers (`dpmpp`, `dpmpp_sde`, `unipc`) visit the grid of [`Timesteps`] (spacings and Karras
+//! noise levels; `timesteps.rs`).
 
 pub mod ddim;
 pub mod ddpm;
+pub mod dpmpp;
+pub mod dpmpp_sde;
 pub mod em;
 pub mod langevin;
 pub mod ode_euler;
 pub mod ode_heun;
 pub mod pc;
+pub mod timesteps;
+pub mod unipc;
 
 use crate::net::ScoreNet;
 use crate::rng::{stream, NoiseSource, Philox};
@@ -31,11 +38,15 @@ use crate::schedule::{Diffusion, MAX_STEPS};
 
 pub use ddim::Ddim;
 pub use ddpm::{Ddpm, Variance};
+pub use dpmpp::Dpmpp;
+pub use dpmpp_sde::DpmppSde;
 pub use em::Em;
 pub use langevin::Langevin;
 pub use ode_euler::OdeEuler;
 pub use ode_heun::OdeHeun;
 pub use pc::{Pc, Predictor};
+pub use timesteps::Timesteps;
+pub use unipc::UniPc;
 
 /// A noise-prediction model ε̂ = ε_θ(x, t): what every sampler evaluates. The ScoreNet
 /// implements it; tests implement it with the exact ε of a known distribution.
@@ -96,6 +107,13 @@ pub enum SamplerError {
         /// Which setting, and its range.
         what: &'static str,
     },
+    /// A timestep spacing that only the discrete process defines was asked of a continuous one.
+    Spacing {
+        /// The sampler.
+        sampler: &'static str,
+        /// The spacing.
+        spacing: &'static str,
+    },
 }
 
 impl core::fmt::Display for SamplerError {
@@ -112,6 +130,11 @@ impl core::fmt::Display for SamplerError {
                 write!(f, "sampler {sampler} does not fit this model's process; it fits {fits}")
             }
             Self::Parameter { what } => write!(f, "invalid setting: {what}"),
+            Self::Spacing { spacing, .. } => write!(
+                f,
+                "spacing {spacing} picks steps of the discrete process, and this model's process is \
+                 continuous (its grid: uniform in log-SNR by default, or Karras sigmas)"
+            ),
         }
     }
 }
@@ -136,6 +159,12 @@ pub enum Sampler {
     Langevin(Langevin),
     /// Predictor–corrector.
     Pc(Pc),
+    /// DPM-Solver++ multistep (orders 1–3).
+    Dpmpp(Dpmpp),
+    /// SDE-DPM-Solver++ multistep (orders 1–2).
+    DpmppSde(DpmppSde),
+    /// UniPC predictor–corrector (orders 1–2).
+    UniPc(UniPc),
 }
 
 /// A sampler and whether to finish with one Tweedie denoising step.
@@ -157,12 +186,15 @@ impl From<Sampler> for Plan {
 }
 
 /// Where a sampling run is: the iterate (normalised units; for Langevin, the rescaled
-/// y = x/α_t) and the number of units done. Copy it out, keep it anywhere, copy it back: the run
-/// continues with identical output. 4·D + 4 bytes.
+/// y = x/α_t), the history of the multistep solvers, and the number of units done. Copy it out,
+/// keep it anywhere, copy it back: the run continues with identical output. 12·D + 4 bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct State<const D: usize> {
     /// The current iterate; entries past the model's D are unused.
     pub x: [f32; D],
+    /// The data predictions x̂₀ of the last two units, newest first (`dpmpp`, `dpmpp_sde`,
+    /// `unipc`; zeros for the other samplers and before the first unit).
+    pub history: [[f32; D]; 2],
     /// Units done so far (see [`Sampler::units`]).
     pub unit: u32,
 }
@@ -199,6 +231,9 @@ impl Sampler {
             Self::OdeHeun(_) => "ode-heun",
             Self::Langevin(_) => "langevin",
             Self::Pc(_) => "pc",
+            Self::Dpmpp(s) => s.name(),
+            Self::DpmppSde(_) => "dpmpp-sde",
+            Self::UniPc(_) => "unipc",
         }
     }
 
@@ -215,6 +250,9 @@ impl Sampler {
             Self::OdeHeun(s) => check_steps(s.steps, MAX_SAMPLER_STEPS),
             Self::Langevin(s) => s.check(),
             Self::Pc(s) => s.check(),
+            Self::Dpmpp(s) => s.check(diff),
+            Self::DpmppSde(s) => s.check(diff),
+            Self::UniPc(s) => s.check(diff),
         }
     }
 
@@ -228,6 +266,9 @@ impl Sampler {
             Self::OdeHeun(s) => s.steps,
             Self::Langevin(s) => s.steps * s.per_level,
             Self::Pc(s) => s.steps * (s.corrector_steps + 1),
+            Self::Dpmpp(s) => s.steps,
+            Self::DpmppSde(s) => s.steps,
+            Self::UniPc(s) => s.steps,
         }
     }
 
@@ -247,7 +288,7 @@ impl Sampler {
         noise: &mut impl NoiseSource,
         dim: usize,
     ) -> State<D> {
-        let mut st = State { x: [0.0; D], unit: 0 };
+        let mut st = State { x: [0.0; D], history: [[0.0; D]; 2], unit: 0 };
         let x = &mut st.x[..dim.min(D)];
         noise.fill(0, stream::INIT, x);
         let s = match self {
@@ -274,7 +315,7 @@ impl Sampler {
         }
         let d = model.dim().min(D);
         let u = state.unit;
-        let x = &mut state.x[..d];
+        let (x, history) = (&mut state.x[..d], &mut state.history);
         match self {
             Self::Ddpm(s) => {
                 let mut eps = [0.0f32; D];
@@ -289,14 +330,21 @@ impl Sampler {
             Self::OdeHeun(s) => s.step::<D, M>(model, diff, u, x),
             Self::Langevin(s) => s.step::<D, M>(model, diff, noise, u, x),
             Self::Pc(s) => s.step::<D, M>(model, diff, noise, u, x),
+            Self::Dpmpp(s) => s.step::<D, M>(model, diff, u, x, history),
+            Self::DpmppSde(s) => s.step::<D, M>(model, diff, noise, u, x, history),
+            Self::UniPc(s) => s.step::<D, M>(model, diff, u, x, history),
         }
         state.unit += 1;
     }
 
-    /// The time the run ends at (0 for DDPM and DDIM on the discrete process).
+    /// The time the run ends at (0 for DDPM, DDIM and the few-step solvers on the discrete
+    /// process).
     pub fn end_time(&self, diff: &Diffusion) -> f32 {
         match (self, diff.discrete()) {
-            (Self::Ddpm(_) | Self::Ddim(_), Some(_)) => 0.0,
+            (
+                Self::Ddpm(_) | Self::Ddim(_) | Self::Dpmpp(_) | Self::DpmppSde(_) | Self::UniPc(_),
+                Some(_),
+            ) => 0.0,
             _ => diff.t_min(),
         }
     }
@@ -334,7 +382,8 @@ impl Sampler {
 
 /// Where DDPM fits.
 fn ddpm_fits() -> &'static str {
-    "the discrete VP process (--process vp); for SDE models use ddim, em, ode-euler, ode-heun, langevin or pc"
+    "the discrete VP process (--process vp); for SDE models use ddim, em, ode-euler, ode-heun, langevin, pc, \
+     dpmpp-2m, dpmpp-3m, dpmpp-sde or unipc"
 }
 
 /// Tweedie's formula for x_t = α·x₀ + σ·ε: x ← x̂₀ = (x − σ·ε̂)/α.

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::format::Model;
+use tinyscore_engine::rng::Philox;
 use tinyscore_engine::sampler::{
-    draw_batch_with, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, SamplerError,
-    Variance,
+    draw_batch_with, Ddim, Ddpm, Dpmpp, DpmppSde, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor,
+    Sampler, SamplerError, State, Timesteps, UniPc, Variance,
 };
+use tinyscore_engine::schedule::Spacing;
 
 use super::{host_net, parse_model, progress, read_file};
-use crate::cli::{Given, PredictorArg, SamplerArg, VarianceArg};
+use crate::cli::{Given, PredictorArg, SamplerArg, SpacingArg, VarianceArg};
 use crate::output::{self, Kind};
 use crate::plot;
 
@@ -45,6 +47,13 @@ pub struct SampleArgs {
     /// Annealed Langevin step relative to the level's variance: a_i = X·σ_i².
     #[arg(long, default_value_t = 0.1)]
     pub langevin_step: f32,
+    /// Which of the N discrete steps dpmpp-2m, dpmpp-3m, dpmpp-sde and unipc visit (diffusers'
+    /// timestep_spacing; default trailing; continuous processes: uniform in log-SNR only).
+    #[arg(long, value_enum)]
+    pub spacing: Option<SpacingArg>,
+    /// Karras et al. (2022) noise levels, rho = 7, for dpmpp-2m, dpmpp-3m, dpmpp-sde and unipc.
+    #[arg(long)]
+    pub karras: bool,
     /// Finish with one Tweedie denoising step x̂₀ = (x − σ·ε̂)/α at the end time.
     #[arg(long)]
     pub denoise_final: bool,
@@ -60,6 +69,11 @@ pub struct SampleArgs {
     /// Also draw the samples to this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also write every sample's path to this CSV: `unit,sample,x_1..x_D` for the initial
+    /// noise (unit 0) and after every unit, in normalised units (to compare step by step with
+    /// another implementation: bench/diffusers_peer.py).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 /// Sampler settings resolved against a model.
@@ -86,8 +100,13 @@ pub fn run_sample(args: &SampleArgs, given: &Given) -> Result<()> {
     if let Some(png) = &args.plot {
         wanted.push(("--plot", png, Kind::Png));
     }
+    if let Some(trace) = &args.trace {
+        wanted.push(("--trace", trace, Kind::Csv));
+    }
     let mut outs = output::plan(&wanted, &[&args.model])?.into_iter();
-    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
+    let mut out = outs.next().expect("--out");
+    let plot_out = if args.plot.is_some() { outs.next() } else { None };
+    let trace_out = outs.next();
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
     let dim = model.dims().dim;
@@ -101,6 +120,19 @@ pub fn run_sample(args: &SampleArgs, given: &Given) -> Result<()> {
     let settings = Settings { plan: plan(args, model.process().steps()), seed: args.seed, n: args.n };
     let samples = draw_samples(&model, &settings, true)?;
     out.write(|mut w| tinyscore_train::data::write_csv(&mut w, dim, &samples))?;
+    if let Some(mut trace) = trace_out {
+        let rows = trace_paths(&model, &settings)?;
+        trace.write(|w| {
+            for (unit, i, x) in &rows {
+                write!(w, "{unit},{i}")?;
+                for v in x {
+                    write!(w, ",{v}")?;
+                }
+                writeln!(w)?;
+            }
+            Ok(())
+        })?;
+    }
     if let Some(mut png) = plot_out {
         let shape = plot::DataShape::of_model(&model);
         let title = format!("{} samples ({})", args.n, shape.describe());
@@ -118,9 +150,14 @@ fn check_sampler_flags(sampler: SamplerArg, given: &Given) -> Result<()> {
         "snr" | "predictor" => sampler == SamplerArg::Pc,
         "corrector_steps" => matches!(sampler, SamplerArg::Pc | SamplerArg::Langevin),
         "langevin_step" => sampler == SamplerArg::Langevin,
+        "spacing" | "karras" => sampler.is_few_step(),
         _ => true,
     };
-    for id in ["variance", "eta", "snr", "predictor", "corrector_steps", "langevin_step"] {
+    if given.has("spacing") && given.has("karras") {
+        bail!("--karras replaces the spacing: give --spacing or --karras, not both");
+    }
+    for id in ["variance", "eta", "snr", "predictor", "corrector_steps", "langevin_step", "spacing", "karras"]
+    {
         if given.has(id) && !uses(id) {
             let name = clap::ValueEnum::to_possible_value(&sampler)
                 .map(|v| v.get_name().to_string())
@@ -160,8 +197,44 @@ pub fn plan(args: &SampleArgs, default_steps: u32) -> Plan {
             corrector_steps: args.corrector_steps.unwrap_or(1),
             snr: args.snr,
         }),
+        SamplerArg::Dpmpp2m => Sampler::Dpmpp(Dpmpp { steps, order: 2, timesteps: timesteps(args) }),
+        SamplerArg::Dpmpp3m => Sampler::Dpmpp(Dpmpp { steps, order: 3, timesteps: timesteps(args) }),
+        SamplerArg::DpmppSde => Sampler::DpmppSde(DpmppSde { steps, order: 2, timesteps: timesteps(args) }),
+        SamplerArg::Unipc => Sampler::UniPc(UniPc { steps, order: 2, timesteps: timesteps(args) }),
     };
     Plan { sampler, denoise_final: args.denoise_final }
+}
+
+/// The few-step solvers' grid the arguments ask for.
+fn timesteps(args: &SampleArgs) -> Timesteps {
+    let spacing = match args.spacing.unwrap_or(SpacingArg::Trailing) {
+        SpacingArg::Leading => Spacing::Leading,
+        SpacingArg::Trailing => Spacing::Trailing,
+        SpacingArg::Linspace => Spacing::Linspace,
+    };
+    Timesteps { spacing, karras: args.karras }
+}
+
+/// Every sample's path, one at a time through the engine's resumable API (`Sampler::start`,
+/// `Sampler::step`: the same bits as [`draw_samples`]): (unit, sample, x) for unit 0 (the initial
+/// noise) to the last unit, x in normalised units.
+pub fn trace_paths(model: &Model<'_>, settings: &Settings) -> Result<Vec<(u32, u32, Vec<f32>)>> {
+    let diff = model.process().diffusion().context("invalid diffusion process")?;
+    let mut net = host_net(model.clone())?;
+    let dim = model.dims().dim;
+    let sampler = settings.plan.sampler;
+    let mut rows = Vec::new();
+    for i in 0..settings.n {
+        let mut noise = Philox::new(settings.seed, i);
+        let mut state: Box<State<{ tinyscore_engine::limits::MAX_DIM }>> =
+            Box::new(sampler.start(&diff, &mut noise, dim));
+        rows.push((0, i, state.x[..dim].to_vec()));
+        while state.unit < sampler.units() {
+            sampler.step(&mut net, &diff, &mut noise, &mut state);
+            rows.push((state.unit, i, state.x[..dim].to_vec()));
+        }
+    }
+    Ok(rows)
 }
 
 /// Draws `settings.n` samples (row-major, n × D, data units) on all cores.
