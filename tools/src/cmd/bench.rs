@@ -96,7 +96,7 @@ fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
     use std::fmt::Write as _;
     let bytes = read_file(model_path)?;
     let model = parse_model(model_path, &bytes)?;
-    let d = model.dims().dim;
+    let d = model.dim();
     let text =
         std::fs::read_to_string(csv).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", csv.display()))?;
     let mut net = host_net(model.clone())?;
@@ -129,16 +129,24 @@ pub fn precision(model: &Model<'_>) -> &'static str {
     if model.is_int8() {
         return "w8a8";
     }
-    match model.tensor(Role::BlockW1(0)).dtype {
+    // The first layer's weight: every weight of a file has the same dtype.
+    use tinyscore_engine::graph::Op;
+    let first = model.graph().layers().find_map(|l| match l.op {
+        Op::Linear { weight, .. } | Op::Conv1d { weight, .. } => Some(weight as usize),
+        _ => None,
+    });
+    match model.tensor_at(first.unwrap_or(2)).dtype {
         DType::F16 => "f16",
         DType::I8 => "w8",
         _ => "f32",
     }
 }
 
-/// An f32 file's weights written as f16 and as w8.
+/// An f32 ScoreNet v1 file's weights written as f16 and as w8 (none for other graphs).
 fn reencoded(model: &Model<'_>) -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let dims = model.dims();
+    let Some(dims) = model.graph().mlp_dims() else {
+        return Ok(Vec::new());
+    };
     let mut params = Vec::with_capacity(dims.param_count());
     for (role, r, c) in dims.params() {
         let t = model.tensor(role);
@@ -163,7 +171,7 @@ fn reencoded(model: &Model<'_>) -> Result<Vec<(&'static str, Vec<u8>)>> {
 /// `portable` measures the engine as built (baseline SSE2 on x86-64) instead of the AVX2 path.
 pub fn measure(label: &str, model: &Model<'_>, batch: usize, time: Duration, portable: bool) -> Result<Row> {
     let mut net = host_net(model.clone())?;
-    let d = model.dims().dim;
+    let d = model.dim();
     // Inputs of the size of normalised data; times spread over (0, 1] so the time embedding
     // changes with every call as in a sampler.
     let xs: Vec<f32> = (0..batch * d).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
@@ -199,7 +207,7 @@ pub fn measure(label: &str, model: &Model<'_>, batch: usize, time: Duration, por
         best = best.min(round.elapsed().as_secs_f64() / per_round as f64);
     }
     let evals_per_s = batch as f64 / best;
-    Ok(Row { label: label.to_string(), batch, evals_per_s, macs: model.dims().macs() })
+    Ok(Row { label: label.to_string(), batch, evals_per_s, macs: model.graph().macs() as usize })
 }
 
 /// The table `bench` prints.
