@@ -17,6 +17,18 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
 fi
 qemu-system-arm --version | head -n 1
+# --- issue 19 (more targets): the Cortex-M0, Cortex-M33 and RISC-V Rust targets, and QEMU's
+# RISC-V machines (qemu-system-misc) for the firmware on them.
+if command -v rustup >/dev/null 2>&1; then
+  for t in thumbv6m-none-eabi thumbv8m.main-none-eabihf riscv32imac-unknown-none-elf; do
+    rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+  done
+fi
+if ! command -v qemu-system-riscv32 >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-misc >/dev/null
+fi
+# --- end issue 19
 
 step "format"
 cargo fmt --all -- --check
@@ -61,6 +73,16 @@ cargo test --workspace -- --show-output 2>&1 | awk -v skipfile="$skips" '
   quiet { next }
   { print }
 '
+
+# --- issue 19 (more targets): the firmware's sample and denoise runs of
+# firmware-example/qemu-runs.txt on the Cortex-M0 (ARMv6-M code on mps2-an385), the Cortex-M33
+# (mps2-an505) and RISC-V rv32imac (virt), each compared byte for byte with the host's output.
+step "firmware on more targets in QEMU: Cortex-M0, Cortex-M33, RISC-V (the host's bits)"
+(cd firmware-example && cargo clippy --quiet --release --target thumbv6m-none-eabi -- -D warnings \
+  && cargo clippy --quiet --release --target thumbv8m.main-none-eabihf -- -D warnings \
+  && cargo clippy --quiet --release --target riscv32imac-unknown-none-elf -- -D warnings)
+firmware-example/test-targets.sh | tee /dev/stderr | sed -n 's/^skipped: /skipped: test-targets.sh: /p' >>"$skips"
+# --- end issue 19
 
 step "skipped tests (counted as ok above, their check did not run)"
 if [ -s "$skips" ]; then
