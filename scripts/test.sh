@@ -17,16 +17,17 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
 fi
 qemu-system-arm --version | head -n 1
-# --- issue 19 (more targets): the Cortex-M0, Cortex-M33 and RISC-V Rust targets, and QEMU's
-# RISC-V machines (qemu-system-misc) for the firmware on them.
+# --- issue 19 (more targets): the Cortex-M0, Cortex-M33 and RISC-V Rust targets, QEMU's RISC-V
+# machines (qemu-system-misc) for the firmware on them, and arm-none-eabi-gcc for the C example.
 if command -v rustup >/dev/null 2>&1; then
   for t in thumbv6m-none-eabi thumbv8m.main-none-eabihf riscv32imac-unknown-none-elf; do
     rustup target list --installed | grep -qx "$t" || rustup target add "$t"
   done
 fi
-if ! command -v qemu-system-riscv32 >/dev/null 2>&1; then
+if ! command -v qemu-system-riscv32 >/dev/null 2>&1 || ! command -v arm-none-eabi-gcc >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-misc >/dev/null
+  # qemu-system-misc: qemu-system-riscv32; gcc-arm-none-eabi: the C API's firmware example
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-misc gcc-arm-none-eabi >/dev/null
 fi
 # --- end issue 19
 
@@ -82,6 +83,9 @@ step "firmware on more targets in QEMU: Cortex-M0, Cortex-M33, RISC-V (the host'
   && cargo clippy --quiet --release --target thumbv8m.main-none-eabihf -- -D warnings \
   && cargo clippy --quiet --release --target riscv32imac-unknown-none-elf -- -D warnings)
 firmware-example/test-targets.sh | tee /dev/stderr | sed -n 's/^skipped: /skipped: test-targets.sh: /p' >>"$skips"
+step "C API: the C example (arm-none-eabi-gcc + libtinyscore_capi.a) on the Cortex-M4F in QEMU equals the host and the Rust firmware"
+cargo clippy --quiet -p tinyscore-capi --target thumbv7em-none-eabihf -- -D warnings
+firmware-example/c/test-c.sh | tee /dev/stderr | sed -n 's/^skipped: /skipped: test-c.sh: /p' >>"$skips"
 # --- end issue 19
 
 step "skipped tests (counted as ok above, their check did not run)"
