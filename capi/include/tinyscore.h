@@ -132,8 +132,8 @@ enum TsStatus ts_sampler_start(struct TsSession *session,
 // run is complete). Stores the units still to do in `*left` when `left` is not null.
 enum TsStatus ts_sampler_step(struct TsSession *session, uint32_t *left, struct TsError *err);
 
-// Writes the run's sample, in data units, to `out[0..D]` (`out_len` ≥ D). Before the last unit
-// it is the current iterate's estimate; after it, the sample `sampler::draw` gives.
+// Writes the run's sample, in data units, to `out[0..D]` (`out_len` ≥ D): after the last unit,
+// the sample `sampler::draw` gives; before it, the current iterate x_t (for Langevin, x_t/α_t).
 enum TsStatus ts_sampler_read(struct TsSession *session,
                               float *out,
                               size_t out_len,

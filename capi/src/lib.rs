@@ -412,8 +412,8 @@ pub unsafe extern "C" fn ts_sampler_step(
     ok(err)
 }
 
-/// Writes the run's sample, in data units, to `out[0..D]` (`out_len` ≥ D). Before the last unit
-/// it is the current iterate's estimate; after it, the sample `sampler::draw` gives.
+/// Writes the run's sample, in data units, to `out[0..D]` (`out_len` ≥ D): after the last unit,
+/// the sample `sampler::draw` gives; before it, the current iterate x_t (for Langevin, x_t/α_t).
 #[no_mangle]
 pub unsafe extern "C" fn ts_sampler_read(
     session: *mut TsSession,
