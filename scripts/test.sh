@@ -84,6 +84,8 @@ cargo test --workspace -- --show-output 2>&1 | awk -v skipfile="$skips" '
 # (mps2-an505) and RISC-V rv32imac (virt), each compared byte for byte with the host's output.
 step "firmware on more targets in QEMU: Cortex-M0, Cortex-M33, RISC-V (the host's bits)"
 issue19_out=$(mktemp)  # each script's output, for its "skipped:" lines
+# The host binary `cargo test` built above (the scripts would otherwise build it in the dev profile).
+[ -x target/debug/tinyscore ] && export TINYSCORE="$PWD/target/debug/tinyscore"
 (cd firmware-example && cargo clippy --quiet --release --target thumbv6m-none-eabi -- -D warnings \
   && cargo clippy --quiet --release --target thumbv8m.main-none-eabihf -- -D warnings \
   && cargo clippy --quiet --release --target riscv32imac-unknown-none-elf -- -D warnings)
