@@ -68,7 +68,22 @@ fn run() -> Result<(), String> {
     }
     // One memory map per (target, profile); the QEMU machine of each target is named in
     // src/platform/mod.rs and in run-qemu.sh.
+    // TINYSCORE_MACHINE=microbit: the M0 build on QEMU's real Cortex-M0 board (16 KiB of RAM,
+    // the smallest models only; boards/microbit/memory.x). Re-run when it changes.
+    let machine = setting("TINYSCORE_MACHINE");
     let (map, script) = match (target.as_str(), board) {
+        ("thumbv6m-none-eabi", false) if machine.as_deref() == Some("microbit") => {
+            ("boards/microbit/memory.x", "memory.x")
+        }
+        (t, _)
+            if machine.is_some()
+                && !(t == "thumbv6m-none-eabi" && machine.as_deref() == Some("microbit")) =>
+        {
+            return Err(format!(
+                "TINYSCORE_MACHINE={}: only `microbit` with thumbv6m-none-eabi is known",
+                machine.as_deref().unwrap_or_default()
+            ))
+        }
         ("thumbv7em-none-eabihf", false) => ("boards/mps2-an386/memory.x", "memory.x"),
         ("thumbv7em-none-eabihf", true) => ("boards/nrf52840-dk/memory.x", "memory.x"),
         ("thumbv6m-none-eabi", false) => ("boards/mps2-an385/memory.x", "memory.x"),

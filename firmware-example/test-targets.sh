@@ -64,6 +64,10 @@ for target in "${targets[@]}"; do
     [[ -z "$mode" || "$mode" == \#* ]] && continue
     read -r -a kv <<<"$settings"
     name=$(basename "$model")
+    machine=$(get TINYSCORE_MACHINE "" "${kv[@]}")
+    # A line for a particular machine runs on that machine's target only (microbit: the M0).
+    [[ -n "$machine" && "$target" != thumbv6m-none-eabi ]] && continue
+    where=$target${machine:+ on $machine}
     case "$mode" in
       sample)
         sampler=$(get TINYSCORE_SAMPLER ddpm "${kv[@]}"); steps=$(get TINYSCORE_STEPS 100 "${kv[@]}")
@@ -111,7 +115,7 @@ for target in "${targets[@]}"; do
     instructions=$(sed -n 's/^# instructions=\([0-9]*\).*/\1/p' "$work/device.txt")
     per_eval=""
     [[ -n "$evals" ]] && per_eval=" ($((instructions / evals)) per step, $evals steps)"
-    echo "ok: $target $mode $name: $(wc -l <"$work/host.csv") lines equal the host's, stack $stack B (RAM $ram B), $instructions instructions$per_eval, $((SECONDS - start)) s"
+    echo "ok: $where $mode $name: $(wc -l <"$work/host.csv") lines equal the host's, stack $stack B (RAM $ram B), $instructions instructions$per_eval, $((SECONDS - start)) s"
   done 3<qemu-runs.txt
 
   if [[ "$target" == riscv32* ]]; then
