@@ -1,9 +1,11 @@
 //! Why this build script exists:
 //!
 //! 1. **Linker setup.** cortex-m-rt's `link.x` includes a `memory.x`; the file depends on the
-//!    profile (`boards/mps2-an386/memory.x` for QEMU, `boards/nrf52840-dk/memory.x` for the
-//!    board), so the chosen one is copied to `OUT_DIR/memory.x` and `OUT_DIR` put on the linker's
-//!    search path. (Neither may sit at the crate root as `memory.x`: the linker looks in its
+//!    target and the profile (`boards/mps2-an386/memory.x` for QEMU on the Cortex-M4F,
+//!    `boards/nrf52840-dk/memory.x` for the board, `boards/mps2-an385/memory.x` for the
+//!    Cortex-M0, `boards/mps2-an505/memory.x` for the Cortex-M33), so the chosen one is copied to
+//!    `OUT_DIR/memory.x` and `OUT_DIR` put on the linker's search path. RISC-V has no
+//!    cortex-m-rt: its whole script, `boards/qemu-virt-rv32/link.x`, becomes `OUT_DIR/riscv.x`. (Neither may sit at the crate root as `memory.x`: the linker looks in its
 //!    working directory, the crate root, before the search path, so that file would win for
 //!    both profiles.) The linker scripts (`link.x`, and `defmt.x` for the board) are passed here as
 //!    link arguments rather than in `.cargo/config.toml`, so a `RUSTFLAGS` set in the environment
@@ -51,26 +53,66 @@ fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
-    // --- 1. profile and linker ---------------------------------------------------------------
+    // --- 1. profile, machine and linker ------------------------------------------------------
     let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
     let board = env::var_os("CARGO_FEATURE_BOARD").is_some();
-    let memory = match (qemu, board) {
-        (true, false) => manifest_dir.join("boards/mps2-an386/memory.x"),
-        (false, true) => manifest_dir.join("boards/nrf52840-dk/memory.x"),
+    let target = env::var("TARGET").map_err(|e| e.to_string())?;
+    match (qemu, board) {
         (true, true) => {
             return Err("features `qemu` and `board` exclude each other: build the board with \
                         `--no-default-features --features board`"
                 .into())
         }
         (false, false) => return Err("enable one profile: feature `qemu` (default) or `board`".into()),
+        _ => {}
+    }
+    // One memory map per (target, profile); the QEMU machine of each target is named in
+    // src/platform/mod.rs and in run-qemu.sh.
+    // TINYSCORE_MACHINE=microbit: the M0 build on QEMU's real Cortex-M0 board (16 KiB of RAM,
+    // the smallest models only; boards/microbit/memory.x). Re-run when it changes.
+    let machine = setting("TINYSCORE_MACHINE");
+    let (map, script) = match (target.as_str(), board) {
+        ("thumbv6m-none-eabi", false) if machine.as_deref() == Some("microbit") => {
+            ("boards/microbit/memory.x", "memory.x")
+        }
+        (t, _)
+            if machine.is_some()
+                && !(t == "thumbv6m-none-eabi" && machine.as_deref() == Some("microbit")) =>
+        {
+            return Err(format!(
+                "TINYSCORE_MACHINE={}: only `microbit` with thumbv6m-none-eabi is known",
+                machine.as_deref().unwrap_or_default()
+            ))
+        }
+        ("thumbv7em-none-eabihf", false) => ("boards/mps2-an386/memory.x", "memory.x"),
+        ("thumbv7em-none-eabihf", true) => ("boards/nrf52840-dk/memory.x", "memory.x"),
+        ("thumbv6m-none-eabi", false) => ("boards/mps2-an385/memory.x", "memory.x"),
+        ("thumbv8m.main-none-eabihf", false) => ("boards/mps2-an505/memory.x", "memory.x"),
+        // No cortex-m-rt here: the whole linker script is ours (start-up code in
+        // src/platform/riscv.rs), under a name of its own.
+        ("riscv32imac-unknown-none-elf", false) => ("boards/qemu-virt-rv32/link.x", "riscv.x"),
+        (t, true) => {
+            return Err(format!("the `board` profile is the nRF52840-DK (thumbv7em-none-eabihf), not {t}"))
+        }
+        (t, false) => {
+            return Err(format!(
+                "no QEMU machine for target {t}: use thumbv7em-none-eabihf, thumbv6m-none-eabi, \
+                 thumbv8m.main-none-eabihf or riscv32imac-unknown-none-elf"
+            ))
+        }
     };
-    copy(&memory, &out_dir.join("memory.x"))?;
+    let memory = manifest_dir.join(map);
+    copy(&memory, &out_dir.join(script))?;
     println!("cargo:rustc-link-search={}", out_dir.display());
     println!("cargo:rerun-if-changed={}", memory.display());
     println!("cargo:rerun-if-changed=build.rs");
     // Keep sections page-aligned in the file only where the ELF needs it (smaller images).
     println!("cargo:rustc-link-arg=--nmagic");
-    println!("cargo:rustc-link-arg=-Tlink.x");
+    if script == "memory.x" {
+        println!("cargo:rustc-link-arg=-Tlink.x");
+    } else {
+        println!("cargo:rustc-link-arg=-T{script}");
+    }
     if board {
         println!("cargo:rustc-link-arg=-Tdefmt.x");
     }

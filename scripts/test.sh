@@ -17,6 +17,23 @@ if ! command -v qemu-system-arm >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
 fi
 qemu-system-arm --version | head -n 1
+# --- issue 19 (more targets): the Cortex-M0, Cortex-M33 and RISC-V Rust targets, QEMU's RISC-V
+# machines (qemu-system-misc) for the firmware on them, arm-none-eabi-gcc for the C example, and
+# the aarch64 Linux target, its cross linker and qemu-aarch64 for the engine's tests.
+if command -v rustup >/dev/null 2>&1; then
+  for t in thumbv6m-none-eabi thumbv8m.main-none-eabihf riscv32imac-unknown-none-elf aarch64-unknown-linux-gnu; do
+    rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+  done
+fi
+if ! command -v qemu-system-riscv32 >/dev/null 2>&1 || ! command -v arm-none-eabi-gcc >/dev/null 2>&1 \
+    || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+  # qemu-system-misc: qemu-system-riscv32; gcc-arm-none-eabi: the C API's firmware example;
+  # gcc-aarch64-linux-gnu + qemu-user: the engine's tests on aarch64 Linux
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu qemu-user >/dev/null
+fi
+# --- end issue 19
 
 step "format"
 cargo fmt --all -- --check
@@ -61,6 +78,38 @@ cargo test --workspace -- --show-output 2>&1 | awk -v skipfile="$skips" '
   quiet { next }
   { print }
 '
+
+# --- issue 19 (more targets): the firmware's sample and denoise runs of
+# firmware-example/qemu-runs.txt on the Cortex-M0 (ARMv6-M code on mps2-an385), the Cortex-M33
+# (mps2-an505) and RISC-V rv32imac (virt), each compared byte for byte with the host's output.
+step "firmware on more targets in QEMU: Cortex-M0, Cortex-M33, RISC-V (the host's bits)"
+issue19_out=$(mktemp)  # each script's output, for its "skipped:" lines
+# The host binary `cargo test` built above (the scripts would otherwise build it in the dev profile).
+[ -x target/debug/tinyscore ] && export TINYSCORE="$PWD/target/debug/tinyscore"
+(cd firmware-example && cargo clippy --quiet --release --target thumbv6m-none-eabi -- -D warnings \
+  && cargo clippy --quiet --release --target thumbv8m.main-none-eabihf -- -D warnings \
+  && cargo clippy --quiet --release --target riscv32imac-unknown-none-elf -- -D warnings)
+firmware-example/test-targets.sh | tee "$issue19_out"
+sed -n 's/^skipped: /skipped: test-targets.sh: /p' "$issue19_out" >>"$skips"
+step "C API: the C example (arm-none-eabi-gcc + libtinyscore_capi.a) on the Cortex-M4F in QEMU equals the host and the Rust firmware; every status from C (gcc, host)"
+cargo clippy --quiet -p tinyscore-capi --target thumbv7em-none-eabihf -- -D warnings
+firmware-example/c/test-c.sh | tee "$issue19_out"
+sed -n 's/^skipped: /skipped: test-c.sh: /p' "$issue19_out" >>"$skips"
+capi/test-c-host.sh | tee "$issue19_out"
+sed -n 's/^skipped: /skipped: test-c-host.sh: /p' "$issue19_out" >>"$skips"
+step "engine on aarch64 Linux (cross gcc linker, tests under qemu-aarch64): the golden hashes of x86-64"
+# The unit tests and tests/vector.rs (the golden hashes of the noise, a forward pass and whole
+# sampling runs); tests/exact_score.rs (statistical, no bits; ~4 min under QEMU) runs natively above.
+if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 \
+    && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
+    cargo test -q -p tinyscore-engine --release --target aarch64-unknown-linux-gnu --lib --test vector
+else
+  echo "skipped: aarch64: needs aarch64-linux-gnu-gcc, qemu-aarch64 and the Rust target" | tee -a "$skips"
+fi
+rm -f "$issue19_out"
+# --- end issue 19
 
 step "skipped tests (counted as ok above, their check did not run)"
 if [ -s "$skips" ]; then

@@ -1,5 +1,5 @@
 //! tinyscore firmware example: draws samples from a score-based diffusion model embedded in
-//! flash, on a Cortex-M4F, bit for bit what `tinyscore sample` prints on the host; or (built with
+//! flash, on a Cortex-M4F, M0, M33 or a 32-bit RISC-V core (`src/platform/`), bit for bit what `tinyscore sample` prints on the host; or (built with
 //! `TINYSCORE_MODE=denoise`) denoises windows of a signal embedded in flash, bit for bit what
 //! `tinyscore denoise` prints.
 //!
@@ -32,7 +32,6 @@ mod stack;
 
 use core::fmt::Write as _;
 
-use cortex_m_rt::entry;
 use tinyscore_engine::denoise::{self, Method};
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
@@ -77,7 +76,8 @@ fn plan(name: &str, steps: u32) -> Plan {
     sampler.into()
 }
 
-#[entry]
+/// The program: cortex-m-rt's entry on Cortex-M; on RISC-V `platform::riscv`'s `_start` calls it.
+#[cfg_attr(target_arch = "arm", cortex_m_rt::entry)]
 fn main() -> ! {
     let mut out = out::Line::new(platform::Console::open());
     let mut clock = cycles::Counter::start();

@@ -1,11 +1,11 @@
 //! Stack high-water mark by stack painting.
 //!
-//! cortex-m-rt's `paint-stack` feature fills RAM from `_stack_end` (the end of `.bss`/`.uninit`)
+//! cortex-m-rt's `paint-stack` feature (on RISC-V: `_start` in `platform/riscv.rs`) fills RAM from `_stack_end` (the end of `.bss`/`.uninit`)
 //! up to `_stack_start` (the top of RAM, where the stack begins) with `STACK_PAINT_VALUE` before
 //! `main` runs. The stack grows down, so the lowest word that no longer holds the paint marks the
 //! deepest the stack has been; everything from there to `_stack_start` has been used.
 
-use cortex_m_rt::STACK_PAINT_VALUE;
+use crate::platform::STACK_PAINT_VALUE;
 
 extern "C" {
     static _stack_start: u32;
@@ -14,7 +14,8 @@ extern "C" {
 
 /// Bytes of stack used so far (deepest point since reset).
 pub fn high_water_bytes() -> usize {
-    // SAFETY: the two symbols are defined by cortex-m-rt's link.x; only their addresses are
+    // SAFETY: the two symbols are defined by cortex-m-rt's link.x (on RISC-V by
+    // boards/qemu-virt-rv32/link.x); only their addresses are
     // taken. The words between them are RAM owned by this program (the stack and the painted
     // gap below it), aligned to 4 bytes by the linker script's asserts, and read with volatile
     // loads because the compiler cannot know the stack writes them.

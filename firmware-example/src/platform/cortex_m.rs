@@ -1,4 +1,5 @@
-//! QEMU `mps2-an386`: text and exit status through Arm semihosting.
+//! QEMU Cortex-M machines (`mps2-an386` M4F, `mps2-an385` M3 running the ARMv6-M build, `mps2-an505` M33): text
+//! and exit status through Arm semihosting.
 //!
 //! QEMU must run with `-semihosting-config enable=on,target=native` (the runner in
 //! `.cargo/config.toml`): a semihosting call is a `BKPT 0xAB`, and without a host to answer it
