@@ -38,7 +38,19 @@ const DEFAULT_DENOISE_MODEL: &str = "models/ecg-f32.tsm";
 /// The noisy windows embedded in `denoise` mode when `TINYSCORE_INPUT` is not set.
 const DEFAULT_INPUT: &str = "inputs/ecg-noisy.csv";
 /// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
-const SAMPLERS: &[&str] = &["ddpm", "ddim", "em", "ode-euler", "ode-heun", "langevin", "pc"];
+const SAMPLERS: &[&str] = &[
+    "ddpm",
+    "ddim",
+    "em",
+    "ode-euler",
+    "ode-heun",
+    "langevin",
+    "pc",
+    "dpmpp-2m",
+    "dpmpp-3m",
+    "dpmpp-sde",
+    "unipc",
+];
 
 fn main() {
     if let Err(msg) = run() {

@@ -36,7 +36,8 @@ use tinyscore_engine::denoise::{self, Method};
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
 use tinyscore_engine::sampler::{
-    draw, Ddim, Ddpm, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler, Variance,
+    draw, Ddim, Ddpm, Dpmpp, DpmppSde, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler,
+    Timesteps, UniPc, Variance,
 };
 use tinyscore_engine::schedule::Diffusion;
 
@@ -71,6 +72,10 @@ fn plan(name: &str, steps: u32) -> Plan {
         "pc" => {
             Sampler::Pc(Pc { steps, predictor: Predictor::ReverseDiffusion, corrector_steps: 1, snr: 0.16 })
         }
+        "dpmpp-2m" => Sampler::Dpmpp(Dpmpp { steps, order: 2, timesteps: Timesteps::default() }),
+        "dpmpp-3m" => Sampler::Dpmpp(Dpmpp { steps, order: 3, timesteps: Timesteps::default() }),
+        "dpmpp-sde" => Sampler::DpmppSde(DpmppSde { steps, order: 2, timesteps: Timesteps::default() }),
+        "unipc" => Sampler::UniPc(UniPc { steps, order: 2, timesteps: Timesteps::default() }),
         _ => Sampler::Ddpm(Ddpm { steps, variance: Variance::Posterior }),
     };
     sampler.into()

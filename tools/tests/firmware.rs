@@ -27,6 +27,9 @@ const MODEL_W8A8: &str = "firmware-example/models/moons-w8a8.tsm";
 const ECG_F32: &str = "firmware-example/models/ecg-f32.tsm";
 const ECG_W8A8: &str = "firmware-example/models/ecg-w8a8.tsm";
 const ECG_INPUT: &str = "firmware-example/inputs/ecg-noisy.csv";
+/// A small ScoreNet-conv (U-Net) of the same 64-sample ECG windows, f32 (c_0 = 8, 2 levels, K = 5;
+/// `tinyscore train --data ecg --arch conv --width 8 --levels 2 --steps 600 --batch 32`).
+const ECG_CONV_F32: &str = "firmware-example/models/ecg-conv-f32.tsm";
 /// Stack the firmware may use beyond `tinyscore inspect`'s working set: the call frames of
 /// parsing, sampling and printing (core::fmt's float formatting alone takes 1.4 KiB), the
 /// output line buffer and the runtime. Documented in docs/BENCHMARKS.md ("Firmware").
@@ -186,9 +189,9 @@ fn run_in_qemu_with(elf: &Path, extra: &[&str]) -> Run {
     }
 }
 
-fn settings(steps: u32) -> Vec<(&'static str, String)> {
+fn settings(sampler: &str, steps: u32) -> Vec<(&'static str, String)> {
     vec![
-        ("TINYSCORE_SAMPLER", "ddpm".into()),
+        ("TINYSCORE_SAMPLER", sampler.into()),
         ("TINYSCORE_STEPS", steps.to_string()),
         ("TINYSCORE_SEED", SEED.to_string()),
         ("TINYSCORE_N", N.to_string()),
@@ -197,15 +200,26 @@ fn settings(steps: u32) -> Vec<(&'static str, String)> {
 
 #[test]
 fn firmware_in_qemu_prints_the_hosts_samples_bit_for_bit() {
-    bit_exact_in_qemu(MODEL);
+    bit_exact_in_qemu(MODEL, "ddpm", STEPS);
 }
 
 #[test]
 fn firmware_in_qemu_runs_the_int8_path_bit_for_bit() {
-    bit_exact_in_qemu(MODEL_W8A8);
+    bit_exact_in_qemu(MODEL_W8A8, "ddpm", STEPS);
 }
 
-fn bit_exact_in_qemu(model_rel: &str) {
+#[test]
+fn firmware_in_qemu_samples_a_conv_network_bit_for_bit() {
+    bit_exact_in_qemu(ECG_CONV_F32, "ddpm", 20);
+}
+
+#[test]
+fn firmware_in_qemu_runs_a_few_step_solver_bit_for_bit() {
+    bit_exact_in_qemu(MODEL, "dpmpp-2m", 10);
+    bit_exact_in_qemu(MODEL_W8A8, "unipc", 10);
+}
+
+fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
     let root = repo_root();
     let firmware_dir = root.join("firmware-example");
     if let Some(why) = missing_tools(&firmware_dir) {
@@ -220,7 +234,7 @@ fn bit_exact_in_qemu(model_rel: &str) {
     let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
         .arg("sample")
         .arg(&model)
-        .args(["--sampler", "ddpm", "--steps", &STEPS.to_string(), "--n", &N.to_string()])
+        .args(["--sampler", sampler, "--steps", &steps.to_string(), "--n", &N.to_string()])
         .args(["--seed", &SEED.to_string(), "--out", "-"])
         .output()
         .expect("cannot run tinyscore");
@@ -230,15 +244,16 @@ fn bit_exact_in_qemu(model_rel: &str) {
 
     let run = {
         let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings(STEPS));
+        let elf = build_firmware(&firmware_dir, &model, &settings(sampler, steps));
         run_in_qemu(&elf)
     };
     println!("QEMU run: {:.2} s\n{}", run.seconds, run.stdout);
     assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
 
     // Header, N sample lines, then the `#` measurement lines.
-    let header =
-        format!("# tinyscore firmware: model={file_name} sampler=ddpm steps={STEPS} seed={SEED} n={N}\n");
+    let header = format!(
+        "# tinyscore firmware: model={file_name} sampler={sampler} steps={steps} seed={SEED} n={N}\n"
+    );
     let (device_csv, trailer) = split_output(&run.stdout, &header);
     assert_eq!(device_csv, host_csv, "firmware and host samples differ");
     assert!(trailer_value(trailer, "# cycles=") > 0);
@@ -288,6 +303,15 @@ fn firmware_denoises_like_the_host_sdedit_f32_sigma_auto() {
     denoise_in_qemu(
         ECG_F32,
         &[("TINYSCORE_METHOD", "sdedit"), ("TINYSCORE_STEPS", "8"), ("TINYSCORE_DRAWS", "2")],
+    );
+}
+
+#[test]
+fn firmware_denoises_a_conv_network_like_the_host() {
+    denoise_in_qemu(ECG_CONV_F32, &[("TINYSCORE_METHOD", "tweedie"), ("TINYSCORE_SIGMA", "0.1")]);
+    denoise_in_qemu(
+        ECG_CONV_F32,
+        &[("TINYSCORE_METHOD", "sdedit"), ("TINYSCORE_STEPS", "4"), ("TINYSCORE_DRAWS", "1")],
     );
 }
 
@@ -382,7 +406,7 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
     // panics; the panic handler must end QEMU through semihosting with status 1.
     let run = {
         let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings(1_000_000));
+        let elf = build_firmware(&firmware_dir, &model, &settings("ddpm", 1_000_000));
         run_in_qemu(&elf)
     };
     assert_eq!(run.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
@@ -403,7 +427,7 @@ fn the_small_configuration_fits_in_80_kib_of_flash() {
         return;
     }
     let model = root.join("firmware-example/models/moons-h32b2f8-w8a8.tsm");
-    let mut small = settings(20);
+    let mut small = settings("ddpm", 20);
     small.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z".into()));
     small.push((NO_CONV, "1".into()));
     let (flash, run) = {
