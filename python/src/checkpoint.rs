@@ -313,3 +313,53 @@ pub fn evaluate<'py>(
     d.set_item("text", report.to_string())?;
     Ok(d)
 }
+
+/// The diffusion process `tinyscore train FLAGS` would train (for the PyTorch side's loss): a
+/// dict with `kind` (`vp`, `vpsde`, `subvp`, `ve`), `steps`, `t_eps`, and for the discrete
+/// process the tables α_n = √ᾱ_n and σ_n = √(1 − ᾱ_n), n = 0..=N (f32 bytes), the trainer's
+/// own (`kernels::cpu::dsm_inputs`).
+#[pyfunction]
+pub fn process_table<'py>(py: Python<'py>, flags: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
+    let dims = Dims { dim: 1, hidden: 1, freqs: 2, blocks: 1 };
+    let config = to_py(py, train_config(&dims, "", &flags))?;
+    let diffusion = to_py(
+        py,
+        config.diffusion().map_err(|e| Error::typed("ArgumentError", &e, format!("invalid process: {e}"))),
+    )?;
+    let d = PyDict::new(py);
+    let kind = match config.sde {
+        None => "vp",
+        Some(tinyscore_engine::schedule::Sde::Vp { .. }) => "vpsde",
+        Some(tinyscore_engine::schedule::Sde::SubVp { .. }) => "subvp",
+        Some(tinyscore_engine::schedule::Sde::Ve { .. }) => "ve",
+    };
+    d.set_item("kind", kind)?;
+    d.set_item("steps", config.diffusion_steps)?;
+    d.set_item("t_eps", config.t_eps)?;
+    if let tinyscore_engine::schedule::Diffusion::Discrete(s) = &diffusion {
+        let n = s.steps() as usize;
+        let alpha: Vec<f32> = (0..=n).map(|i| s.alpha(i)).collect();
+        let sigma: Vec<f32> = (0..=n).map(|i| s.sigma(i)).collect();
+        d.set_item("alpha", PyBytes::new(py, &f32_bytes(&alpha)))?;
+        d.set_item("sigma", PyBytes::new(py, &f32_bytes(&sigma)))?;
+    }
+    Ok(d)
+}
+
+/// (α_t, σ_t) of the process of `tinyscore train FLAGS` at the times `t` (f32 bytes), by the
+/// engine's `Diffusion::marginal`.
+#[pyfunction]
+pub fn marginal<'py>(
+    py: Python<'py>,
+    flags: Vec<String>,
+    t: &[u8],
+) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    let dims = Dims { dim: 1, hidden: 1, freqs: 2, blocks: 1 };
+    let config = to_py(py, train_config(&dims, "", &flags))?;
+    let diffusion = to_py(
+        py,
+        config.diffusion().map_err(|e| Error::typed("ArgumentError", &e, format!("invalid process: {e}"))),
+    )?;
+    let (alpha, sigma): (Vec<f32>, Vec<f32>) = f32s(t).into_iter().map(|t| diffusion.marginal(t)).unzip();
+    Ok((PyBytes::new(py, &f32_bytes(&alpha)), PyBytes::new(py, &f32_bytes(&sigma))))
+}

@@ -29,6 +29,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::param_shapes, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::frequencies, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::process_table, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::marginal, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::evaluate, m)?)?;
     m.add("MAX_EPS_BATCH", model::MAX_EPS_BATCH)?;
     Ok(())
