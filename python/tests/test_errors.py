@@ -59,7 +59,7 @@ def test_a_flipped_byte_anywhere_never_crashes(models):
             kinds.add(e.kind)
             continue
         model.eps(np.zeros((2, model.dim), np.float32), 0.5)
-    assert "CrcMismatch" in kinds or len(kinds) >= 1
+    assert "CrcMismatch" in kinds, kinds
 
 
 def test_a_missing_path_is_an_os_error(tmp_path):

@@ -176,6 +176,21 @@ class ScoreNet(nn.Module):
             at += size
 
 
+_TABLES: Dict[tuple, Dict[str, Any]] = {}
+
+
+def _table(flags: List[str]) -> Dict[str, Any]:
+    """The process of ``flags`` (the engine's tables as tensors), computed once per process."""
+    key = tuple(flags)
+    if key not in _TABLES:
+        table = dict(_native.process_table(flags))
+        for name in ("alpha", "sigma"):
+            if name in table:
+                table[name] = torch.from_numpy(np.frombuffer(table[name], dtype="<f4").copy())
+        _TABLES[key] = table
+    return _TABLES[key]
+
+
 def dsm_loss(net: ScoreNet, x0: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The denoising score matching loss of ``tinyscore train`` (the simplified ε-loss of Ho et
     al. 2020, eq. 14) on a batch ``x0`` (batch, D) in data units: x₀ normalised by the module's
@@ -185,14 +200,12 @@ def dsm_loss(net: ScoreNet, x0: torch.Tensor, generator: Optional[torch.Generato
     device = net.norm_mean.device
     x = (x0.to(device, torch.float32) - net.norm_mean) / net.norm_std
     batch = x.shape[0]
-    table = _native.process_table(net.process_flags)
+    table = _table(net.process_flags)
     if "alpha" in table:
         steps = table["steps"]
         n = torch.randint(1, steps + 1, (batch,), generator=generator)
         t = n.to(torch.float32) / steps
-        alpha_tab = torch.from_numpy(np.frombuffer(table["alpha"], dtype="<f4").copy())
-        sigma_tab = torch.from_numpy(np.frombuffer(table["sigma"], dtype="<f4").copy())
-        alpha, sigma = alpha_tab[n], sigma_tab[n]
+        alpha, sigma = table["alpha"][n], table["sigma"][n]
     else:
         t_eps = table["t_eps"]
         t = t_eps + (1.0 - t_eps) * torch.rand(batch, generator=generator)
