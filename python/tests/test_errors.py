@@ -169,3 +169,14 @@ def test_dataset_errors(tmp_path):
         tinyscore.dataset(str(tmp_path / "missing.csv"), 10)
     with pytest.raises(tinyscore.ArgumentError):
         tinyscore.dataset("moons", 0)
+
+
+@pytest.mark.parametrize("name", ["vp-f32", "vp-w8a8"])
+def test_non_finite_and_out_of_range_inputs_never_crash(models, name):
+    model = tinyscore.Model.load(models[name])
+    x = np.array([[np.nan, np.inf], [1e30, -1e30], [0.0, 0.0]], np.float32)
+    for t in [np.nan, np.inf, -np.inf, -3.0, 5.0, 1e30]:
+        assert model.eps(x, t).shape == (3, 2)
+    assert model.denoise(x, sigma=1e30).shape == (3, 2)
+    with pytest.raises(tinyscore.ArgumentError):
+        model.denoise(x, sigma=np.inf)
