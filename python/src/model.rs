@@ -146,6 +146,18 @@ impl NativeModel {
             None => info.set_item("network", "graph")?,
         }
         info.set_item("layers", g.len())?;
+        // The layer graph as the file plans it: each layer's op, output shape, branch and offset.
+        let graph = pyo3::types::PyList::empty(py);
+        for l in g.layers() {
+            let layer = PyDict::new(py);
+            layer.set_item("op", crate::error::variant(&l.op))?;
+            layer.set_item("channels", l.shape.channels)?;
+            layer.set_item("length", l.shape.length)?;
+            layer.set_item("branch", crate::error::variant(&l.branch).to_lowercase())?;
+            layer.set_item("offset", l.offset)?;
+            graph.append(layer)?;
+        }
+        info.set_item("graph", graph)?;
         info.set_item("macs", g.macs())?;
         let params: usize = model
             .tensors()

@@ -48,6 +48,9 @@ def test_info_describes_the_file(cli, models):
         assert f"ram       {info['ram_bytes']['total']} bytes" in text
         assert f"{info['macs']} MACs per evaluation" in text
         assert ("groups" in info) == (quant == "w8a8")
+        assert len(info["graph"]) == info["layers"] == 17
+        assert info["graph"][-1]["channels"] == 2 and info["graph"][-1]["branch"] == "data"
+        assert {l["branch"] for l in info["graph"]} == {"time", "data"}
     sde = tinyscore.Model.load(models["vpsde-f32"]).info["process"]
     assert sde["kind"] == "vpsde" and sde["beta_min"] == pytest.approx(0.1) and sde["beta_max"] == pytest.approx(20)
 

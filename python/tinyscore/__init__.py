@@ -123,7 +123,9 @@ class Model:
         Keys: ``version``, ``quant_version``, ``precision`` (``f32``/``f16``/``w8``/``w8a8``),
         ``crc32``, ``data`` (``points``/``signal``/``image``), ``dim``, ``channels``,
         ``length``, ``network`` (``scorenet-v1`` with ``hidden``, ``freqs``, ``blocks``, or
-        ``graph``), ``layers``, ``macs`` (per evaluation), ``parameters``, ``process`` (a dict:
+        ``graph``), ``layers``, ``graph`` (a list of the layers: ``op``, output ``channels`` and
+        ``length``, ``branch`` ``time``/``data``, arena ``offset``), ``macs`` (per evaluation),
+        ``parameters``, ``process`` (a dict:
         ``kind`` ``vp``/``vpsde``/``subvp``/``ve``, ``steps`` and the schedule's parameters),
         ``groups`` (w8a8 only), ``file_bytes``, ``flash_bytes``, ``activation_bytes`` (the
         file's figure) and ``ram_bytes`` (a dict: the engine's working set on a 32-bit MCU,
