@@ -120,6 +120,28 @@ else
 fi
 rm -f "$skips"
 
+# --- python package (issue 22): a labelled block owned by python/ ---------------------------------
+step "python package (python/: maturin wheel, pytest; the tinyscore.torch tests need PyTorch)"
+# A virtual environment kept outside the work tree, so that PyTorch (about 5 GB from PyPI with its
+# CUDA libraries, 6-7 minutes to install here) is installed once per machine;
+# TINYSCORE_PYENV moves it, TINYSCORE_PYTHON_TORCH=0 leaves PyTorch out (its tests then say skipped).
+PYENV="${TINYSCORE_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tinyscore/pyenv}"
+[ -x "$PYENV/bin/python" ] || python3 -m venv "$PYENV"
+"$PYENV/bin/pip" install -q --disable-pip-version-check maturin numpy pytest
+if [ "${TINYSCORE_PYTHON_TORCH:-1}" != 0 ] && ! "$PYENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+  "$PYENV/bin/pip" install -q --disable-pip-version-check torch >/dev/null 2>&1 \
+    || echo "skipped: PyTorch could not be installed from PyPI; the tinyscore.torch tests will say skipped"
+fi
+# The dev profile shares the dependencies' artifacts with the `cargo test --workspace` above (its
+# `profile.dev.package."*"` is the test profile's opt-level): the workspace crates, PyO3 and the
+# extension compile here (`--profile test` would build the library as a test harness). The CLI
+# the tests compare against is that run's binary; the bits do not depend on the opt-level.
+rm -rf target/python-wheels
+"$PYENV/bin/maturin" build --profile dev -m python/Cargo.toml -o target/python-wheels
+"$PYENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps target/python-wheels/tinyscore-*.whl
+(cd python && TINYSCORE_CLI="$PWD/../target/debug/tinyscore" "$PYENV/bin/pytest" -q -rs tests)
+# --- end of the python package block ----------------------------------------------------------------
+
 step "fuzz smoke run (cargo-fuzz on nightly: 3 targets × 20 s; the long campaign is in docs/BENCHMARKS.md)"
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "skipped: no nightly toolchain (cargo +nightly is unavailable; cargo-fuzz needs it)"
