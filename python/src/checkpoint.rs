@@ -129,7 +129,7 @@ pub fn write_checkpoint(
         }
         let config = train_config(&dims, data, &flags)?;
         let ckpt = Checkpoint {
-            dims,
+            network: tinyscore_train::config::Network::Mlp(dims),
             config,
             step,
             adam_m: vec![0.0; count],
@@ -182,7 +182,15 @@ fn train_config(dims: &Dims, data: &str, flags: &[String]) -> Result<tinyscore_t
 pub fn read_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
     let ckpt = to_py(py, Checkpoint::load(Path::new(path)).map_err(checkpoint_error))?;
     let d = PyDict::new(py);
-    let dims = ckpt.dims;
+    let Some(dims) = ckpt.network.mlp() else {
+        return to_py(
+            py,
+            Err(Error::argument(format!(
+                "{path}: a conv network ({}); read_checkpoint reads ScoreNet v1 (mlp) checkpoints",
+                ckpt.network.describe()
+            ))),
+        );
+    };
     d.set_item("dims", (dims.dim, dims.hidden, dims.freqs, dims.blocks))?;
     d.set_item("params", PyBytes::new(py, &f32_bytes(&ckpt.params)))?;
     d.set_item("ema", PyBytes::new(py, &f32_bytes(&ckpt.ema)))?;
