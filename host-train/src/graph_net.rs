@@ -137,6 +137,16 @@ pub(crate) struct Activations {
 }
 
 impl Activations {
+    /// The f32 values [`Activations::new`] allocates per row (every value and its gradient, the
+    /// SiLU inputs' σ, the input, output and time features), for a caller to bound a batch.
+    pub fn floats_per_row(net: &Net) -> usize {
+        let d = net.input().len();
+        let values: usize = net.layers.iter().map(|l| l.shape.len()).sum::<usize>() + d;
+        let sig: usize =
+            net.layers.iter().filter(|l| matches!(l.op, Op::Silu { .. })).map(|l| l.shape.len()).sum();
+        2 * values + sig + 3 * d + net.freqs() + 1
+    }
+
     pub fn new(net: &Net, cap: usize) -> Self {
         let d = net.input().len();
         let z = |n: usize| vec![0.0f32; cap * n];

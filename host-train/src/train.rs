@@ -28,10 +28,10 @@
 //! ([`CHUNK_ROWS`] for vectors; fewer for signals, so that a chunk holds about
 //! [`CHUNK_POSITIONS`] positions and a small batch of long windows still splits across cores).
 //! Each chunk computes its gradient into its own buffer (in parallel, with rayon), and the
-//! chunk gradients are added in chunk order. The chunking depends only on the batch size, so a
-//! run gives the same bits with any number of threads, and resuming from a checkpoint continues
-//! bit-exactly (on the same machine: the GEMM kernel that `matrixmultiply` picks depends on the
-//! CPU's features).
+//! chunk gradients are added in chunk order. The chunking depends only on the batch size and the
+//! network, so a run gives the same bits with any number of threads, and resuming from a
+//! checkpoint continues bit-exactly (on the same machine: the GEMM kernel that `matrixmultiply`
+//! picks depends on the CPU's features).
 //!
 //! **Initialisation.** Every layer as PyTorch's `nn.Linear` (weight and bias uniform on
 //! ±1/√fan_in, Kaiming-uniform with a = √5), drawn from the seed with Philox (tensor k of
@@ -172,8 +172,24 @@ fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(Network, Net), TrainEr
     let network = cfg.network(dim);
     let plan =
         network.plan().map_err(|e| TrainError::Config(format!("the network {}: {e}", network.describe())))?;
-    Ok((network, Net::new(plan)))
+    let net = Net::new(plan);
+    // Every chunk keeps its rows' activations for the backward pass (twice that with the
+    // tangents of sliced score matching): refuse a batch whose buffers cannot be allocated.
+    let per_row = Activations::floats_per_row(&net) * if cfg.loss == Loss::Dsm { 1 } else { 2 };
+    let bytes = (per_row as u128) * (cfg.batch as u128) * 4;
+    if bytes > MAX_ACTIVATION_BYTES as u128 {
+        return bad(format!(
+            "batch {} needs {:.1} GiB of activations for this network (at most {} GiB); lower the batch",
+            cfg.batch,
+            bytes as f64 / (1u64 << 30) as f64,
+            MAX_ACTIVATION_BYTES >> 30
+        ));
+    }
+    Ok((network, net))
 }
+
+/// The most memory the activations of one step may take (all chunks together).
+pub const MAX_ACTIVATION_BYTES: u64 = 8 << 30;
 
 /// One chunk of a batch: its rows and its private buffers.
 struct Chunk {
@@ -930,6 +946,10 @@ mod tests {
             let e = Trainer::new(TrainConfig { arch, hidden, ..cfg.clone() }, &data, "tones").unwrap_err();
             assert!(e.to_string().contains(why), "{arch:?}: {e}");
         }
+        // A batch whose activations could not be allocated is refused before allocating.
+        let wide = TrainConfig { hidden: 512, batch: 1 << 18, ..cfg };
+        let e = Trainer::new(wide, &data, "tones").unwrap_err();
+        assert!(e.to_string().contains("GiB of activations"), "{e}");
     }
 
     #[test]

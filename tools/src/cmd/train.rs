@@ -158,8 +158,9 @@ pub struct ConvDefaults {
     pub batch: usize,
 }
 
-/// The largest --batch accepted: the trainer's buffers grow with it (about 1 GiB of activations
-/// at H = 512, B = 8), and a larger request must be an error, not an allocation failure.
+/// The largest --batch accepted: the trainer's buffers grow with it, and a larger request must be
+/// an error, not an allocation failure (the trainer also refuses a batch whose activations would
+/// exceed `MAX_ACTIVATION_BYTES` for the network at hand).
 pub const MAX_BATCH: usize = 1 << 18;
 /// The most examples generated for a built-in 2-D set (--n): 128 MiB of f32.
 pub const MAX_EXAMPLES: usize = 1 << 24;
