@@ -4,7 +4,8 @@
 //! the caller (the `tinyscore` CLI, with std) checks for AVX2 once and hands the network an
 //! [`Avx2`] token ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes
 //! one, so every `#[target_feature(enable = "avx2")]` kernel (`linalg/x86.rs`, `quant/x86.rs`)
-//! runs on a CPU that has it. A leaf module: the f32 and int8 kernels and the network all take
+//! runs on a CPU that has it. On AArch64 the [`Neon`] token comes from the build itself (NEON is
+//! part of the AArch64 Linux ABI), for the f32 kernels of `linalg/neon.rs`. A leaf module: the f32 and int8 kernels and the network all take
 //! their choice from here.
 
 /// Which kernels evaluate the network. Every choice gives the same bits; the portable kernels
@@ -17,6 +18,9 @@ pub enum Kernels {
     /// The x86-64 AVX2 kernels (`linalg::x86`, `quant::x86`).
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2),
+    /// The AArch64 NEON f32 kernels (`linalg::neon`); the int8 layers stay portable.
+    #[cfg(target_arch = "aarch64")]
+    Neon(Neon),
 }
 
 /// Proof that the CPU running this program has AVX2. Made only by [`Avx2::new_unchecked`].
@@ -34,5 +38,28 @@ impl Avx2 {
     #[allow(unsafe_code)]
     pub const unsafe fn new_unchecked() -> Self {
         Avx2(())
+    }
+}
+
+/// Proof that the CPU running this program has NEON (Advanced SIMD). Made by [`Neon::new`] where
+/// the build enables NEON (`target_feature = "neon"`: every AArch64 Linux target, whose ABI
+/// requires it), so a program built for such a target only runs on CPUs that have it.
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neon(());
+
+#[cfg(target_arch = "aarch64")]
+impl Neon {
+    /// The token, where the build enables NEON.
+    #[cfg(target_feature = "neon")]
+    pub const fn new() -> Self {
+        Neon(())
+    }
+}
+
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+impl Default for Neon {
+    fn default() -> Self {
+        Self::new()
     }
 }

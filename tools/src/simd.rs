@@ -7,7 +7,8 @@
 //! order. The rest of the engine is portable safe Rust whose loops are written so a compiler can
 //! vectorise them; the functions here inline it into `#[target_feature(enable = "avx2")]`
 //! functions. No fused multiply–add anywhere, so the bits are the engine's: `tests/batch.rs`
-//! compares these functions with the portable engine.
+//! compares these functions with the portable engine. On AArch64 the network gets the NEON f32
+//! kernels ([`Kernels::Neon`]; NEON is part of every AArch64 Linux CPU), the same bits again.
 
 use tinyscore_engine::net::{Kernels, ScoreNet};
 
@@ -30,6 +31,9 @@ pub fn best_kernels() -> Kernels {
         // SAFETY: the CPU has AVX2 (checked just above), the token's one requirement.
         return Kernels::Avx2(unsafe { tinyscore_engine::kernels::Avx2::new_unchecked() });
     }
+    #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+    return Kernels::Neon(tinyscore_engine::kernels::Neon::new());
+    #[allow(unreachable_code)]
     Kernels::Portable
 }
 
@@ -45,7 +49,7 @@ fn with_best<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>
     r
 }
 
-/// [`ScoreNet::eps`], with AVX2 where the CPU has it.
+/// [`ScoreNet::eps`], with AVX2 where the CPU has it (NEON on AArch64).
 pub fn eps<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
     net: &mut ScoreNet<'_, D, H, F, S>,
     x: &[f32],
@@ -58,10 +62,10 @@ pub fn eps<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
         // function compiled with `target_feature(enable = "avx2")`.
         return with_best(net, |net| unsafe { avx2::eps(net, x, t, out) });
     }
-    net.eps(x, t, out)
+    with_best(net, |net| net.eps(x, t, out))
 }
 
-/// [`ScoreNet::eps_batch`], with AVX2 where the CPU has it.
+/// [`ScoreNet::eps_batch`], with AVX2 where the CPU has it (NEON on AArch64).
 pub fn eps_batch<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
     net: &mut ScoreNet<'_, D, H, F, S>,
     xs: &[f32],
@@ -74,7 +78,7 @@ pub fn eps_batch<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>
         // SAFETY: as in `eps`: AVX2 is present.
         return with_best(net, |net| unsafe { avx2::eps_batch(net, xs, t, outs, scratch) });
     }
-    net.eps_batch(xs, t, outs, scratch)
+    with_best(net, |net| net.eps_batch(xs, t, outs, scratch))
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -5,11 +5,13 @@
 //!
 //! Each fast kernel sits beside its portable twin: [`dot`] and [`dot_block`] (`linalg/dot.rs`,
 //! portable, the definition), the Cortex-M4F FPU kernel (`linalg/vfp.rs`, hard-float builds:
-//! [`vfp_dot_f32w`], [`vfp_dot_i8w`]) and the x86-64 AVX2 kernel ([`x86`], chosen at run time by
-//! [`Kernels`]). The file format does not depend on this module: `format` gives read access to
+//! [`vfp_dot_f32w`], [`vfp_dot_i8w`]), the x86-64 AVX2 kernel ([`x86`]) and the AArch64 NEON
+//! kernel ([`neon`]), the last two chosen at run time by [`Kernels`]. The file format does not depend on this module: `format` gives read access to
 //! a tensor's bytes, and the arithmetic lives here.
 
 mod dot;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 #[cfg(tinyscore_vfp)]
 mod vfp;
 #[cfg(target_arch = "x86_64")]
@@ -17,10 +19,15 @@ pub mod x86;
 
 pub use dot::{decode_f16, decode_f32, decode_i8, dot, dot_block, dot_finish, DOT_LANES};
 
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use core::marker::PhantomData;
+
 use crate::format::{DType, Tensor};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::Avx2;
 use crate::kernels::Kernels;
+#[cfg(target_arch = "aarch64")]
+use crate::kernels::Neon;
 
 /// `out += W·x` over a tensor of a validated model (`W`: a matrix tensor, `rows × cols`; a vector
 /// tensor for [`MatVec::add_to`]). `Model::parse` proved the tensor's lengths; callers pass `x`
@@ -295,8 +302,16 @@ fn matvec_acc_with(t: &Tensor<'_>, k: Kernels, x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
         match t.dtype {
-            DType::F32 => return matmul_avx2::<x86::F32>(t, tok, x, 0, out, 0, 1),
-            DType::I8 => return matmul_avx2::<x86::I8>(t, tok, x, 0, out, 0, 1),
+            DType::F32 => return matmul_simd(t, Avx2Dot::<x86::F32>(tok, PhantomData), x, 0, out, 0, 1),
+            DType::I8 => return matmul_simd(t, Avx2Dot::<x86::I8>(tok, PhantomData), x, 0, out, 0, 1),
+            _ => {}
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Kernels::Neon(tok) = k {
+        match t.dtype {
+            DType::F32 => return matmul_simd(t, NeonDot::<neon::F32>(tok, PhantomData), x, 0, out, 0, 1),
+            DType::I8 => return matmul_simd(t, NeonDot::<neon::I8>(tok, PhantomData), x, 0, out, 0, 1),
             _ => {}
         }
     }
@@ -310,8 +325,16 @@ fn matmul_acc_with(t: &Tensor<'_>, k: Kernels, xs: &[f32], sx: usize, outs: &mut
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
         match t.dtype {
-            DType::F32 => return matmul_avx2::<x86::F32>(t, tok, xs, sx, outs, so, n),
-            DType::I8 => return matmul_avx2::<x86::I8>(t, tok, xs, sx, outs, so, n),
+            DType::F32 => return matmul_simd(t, Avx2Dot::<x86::F32>(tok, PhantomData), xs, sx, outs, so, n),
+            DType::I8 => return matmul_simd(t, Avx2Dot::<x86::I8>(tok, PhantomData), xs, sx, outs, so, n),
+            _ => {}
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Kernels::Neon(tok) = k {
+        match t.dtype {
+            DType::F32 => return matmul_simd(t, NeonDot::<neon::F32>(tok, PhantomData), xs, sx, outs, so, n),
+            DType::I8 => return matmul_simd(t, NeonDot::<neon::I8>(tok, PhantomData), xs, sx, outs, so, n),
             _ => {}
         }
     }
@@ -319,12 +342,64 @@ fn matmul_acc_with(t: &Tensor<'_>, k: Kernels, xs: &[f32], sx: usize, outs: &mut
     matmul_acc(t, xs, sx, outs, so, n)
 }
 
-/// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with the AVX2 kernel
-/// ([`x86::dot_block`]): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more.
+/// A SIMD kernel of [`dot_block`] for one weight type: its token and the weights' storage type.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+trait SimdDot: Copy {
+    /// Bytes per weight.
+    const SIZE: usize;
+    /// `out[r][i]` = the engine's dot of `rows[r]` with `xs[i]` (`cols` columns), bit for bit.
+    fn block<const R: usize, const K: usize>(
+        self,
+        rows: [&[u8]; R],
+        xs: [&[f32]; K],
+        cols: usize,
+    ) -> [[f32; K]; R];
+}
+
+/// The AVX2 kernel ([`x86::dot_block`]) for weights `W`.
 #[cfg(target_arch = "x86_64")]
-fn matmul_avx2<W: x86::Weights>(
+#[derive(Clone, Copy)]
+struct Avx2Dot<W>(Avx2, PhantomData<W>);
+
+#[cfg(target_arch = "x86_64")]
+impl<W: x86::Weights> SimdDot for Avx2Dot<W> {
+    const SIZE: usize = W::SIZE;
+    #[inline(always)]
+    fn block<const R: usize, const K: usize>(
+        self,
+        rows: [&[u8]; R],
+        xs: [&[f32]; K],
+        cols: usize,
+    ) -> [[f32; K]; R] {
+        x86::dot_block::<W, R, K>(self.0, rows, xs, cols)
+    }
+}
+
+/// The NEON kernel ([`neon::dot_block`]) for weights `W`.
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy)]
+struct NeonDot<W>(Neon, PhantomData<W>);
+
+#[cfg(target_arch = "aarch64")]
+impl<W: neon::Weights> SimdDot for NeonDot<W> {
+    const SIZE: usize = W::SIZE;
+    #[inline(always)]
+    fn block<const R: usize, const K: usize>(
+        self,
+        rows: [&[u8]; R],
+        xs: [&[f32]; K],
+        cols: usize,
+    ) -> [[f32; K]; R] {
+        neon::dot_block::<W, R, K>(self.0, rows, xs, cols)
+    }
+}
+
+/// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with a SIMD kernel `kern` (AVX2 or
+/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn matmul_simd<D: SimdDot>(
     t: &Tensor<'_>,
-    tok: Avx2,
+    kern: D,
     xs: &[f32],
     sx: usize,
     outs: &mut [f32],
@@ -332,7 +407,7 @@ fn matmul_avx2<W: x86::Weights>(
     n: usize,
 ) {
     let (rows, cols) = (t.rows, t.cols);
-    let len = W::SIZE * cols;
+    let len = D::SIZE * cols;
     let row = |r: usize| &t.data()[r * len..(r + 1) * len];
     let x = |i: usize| &xs[i * sx..i * sx + cols];
     let scaled = t.dtype == DType::I8;
@@ -345,15 +420,14 @@ fn matmul_avx2<W: x86::Weights>(
         while r + 8 <= rows {
             let rs =
                 [row(r), row(r + 1), row(r + 2), row(r + 3), row(r + 4), row(r + 5), row(r + 6), row(r + 7)];
-            let d = x86::dot_block::<W, 8, 1>(tok, rs, [x(0)], cols);
+            let d = kern.block::<8, 1>(rs, [x(0)], cols);
             for (j, dj) in d.iter().enumerate() {
                 put(r + j, 0, dj[0]);
             }
             r += 8;
         }
         while r + 4 <= rows {
-            let d =
-                x86::dot_block::<W, 4, 1>(tok, [row(r), row(r + 1), row(r + 2), row(r + 3)], [x(0)], cols);
+            let d = kern.block::<4, 1>([row(r), row(r + 1), row(r + 2), row(r + 3)], [x(0)], cols);
             for (j, dj) in d.iter().enumerate() {
                 put(r + j, 0, dj[0]);
             }
@@ -363,12 +437,7 @@ fn matmul_avx2<W: x86::Weights>(
     while r + 2 <= rows {
         let mut i = 0;
         while i + 4 <= n {
-            let d = x86::dot_block::<W, 2, 4>(
-                tok,
-                [row(r), row(r + 1)],
-                [x(i), x(i + 1), x(i + 2), x(i + 3)],
-                cols,
-            );
+            let d = kern.block::<2, 4>([row(r), row(r + 1)], [x(i), x(i + 1), x(i + 2), x(i + 3)], cols);
             for (j, dj) in d.iter().enumerate() {
                 for (q, v) in dj.iter().enumerate() {
                     put(r + j, i + q, *v);
@@ -377,7 +446,7 @@ fn matmul_avx2<W: x86::Weights>(
             i += 4;
         }
         for i in i..n {
-            let d = x86::dot_block::<W, 2, 1>(tok, [row(r), row(r + 1)], [x(i)], cols);
+            let d = kern.block::<2, 1>([row(r), row(r + 1)], [x(i)], cols);
             put(r, i, d[0][0]);
             put(r + 1, i, d[1][0]);
         }
@@ -386,14 +455,14 @@ fn matmul_avx2<W: x86::Weights>(
     for r in r..rows {
         let mut i = 0;
         while i + 4 <= n {
-            let d = x86::dot_block::<W, 1, 4>(tok, [row(r)], [x(i), x(i + 1), x(i + 2), x(i + 3)], cols);
+            let d = kern.block::<1, 4>([row(r)], [x(i), x(i + 1), x(i + 2), x(i + 3)], cols);
             for (q, v) in d[0].iter().enumerate() {
                 put(r, i + q, *v);
             }
             i += 4;
         }
         for i in i..n {
-            put(r, i, x86::dot_block::<W, 1, 1>(tok, [row(r)], [x(i)], cols)[0][0]);
+            put(r, i, kern.block::<1, 1>([row(r)], [x(i)], cols)[0][0]);
         }
     }
 }

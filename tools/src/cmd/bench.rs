@@ -25,7 +25,8 @@ pub struct BenchArgs {
     /// Seconds of measurement per row (after a warm-up of a tenth of that).
     #[arg(long, default_value_t = 1.0)]
     pub seconds: f64,
-    /// Measure the engine as compiled for any x86-64 (SSE2), not its AVX2 build.
+    /// Measure the engine's portable kernels (as compiled for any x86-64: SSE2), not its AVX2 build
+    /// (or, on AArch64, its NEON kernels). Also applies to `--eval-csv`.
     #[arg(long)]
     pub portable: bool,
     /// Instead of timing: evaluate ε̂ of the first model for each line `t,x_1,…,x_D` of this CSV
@@ -59,7 +60,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         bail!("--seconds must be in (0, 600], got {}", args.seconds);
     }
     if let Some(csv) = &args.eval_csv {
-        return eval_csv(&args.models[0], csv);
+        return eval_csv(&args.models[0], csv, args.portable);
     }
     // Read and parse every file first, so a bad one fails before any measurement.
     let mut files = Vec::new();
@@ -85,14 +86,23 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         pb.inc(1);
     }
     pb.finish_and_clear();
-    let path = if args.portable || !crate::simd::has_avx2() { "portable build" } else { "AVX2 build" };
+    let path = if args.portable {
+        "portable build"
+    } else if crate::simd::has_avx2() {
+        "AVX2 build"
+    } else if cfg!(target_arch = "aarch64") {
+        "NEON f32 kernels"
+    } else {
+        "portable build"
+    };
     println!("one thread, {path}; rates of the fastest ~50 ms round in {} s", args.seconds);
     print!("{}", table(&rows));
     Ok(())
 }
 
-/// `--eval-csv`: ε̂ of `model` for each line `t,x_1,…,x_D` of `csv`, printed as CSV.
-fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
+/// `--eval-csv`: ε̂ of `model` for each line `t,x_1,…,x_D` of `csv`, printed as CSV (with the
+/// portable kernels if `portable`; the bits are the same either way).
+fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path, portable: bool) -> Result<()> {
     use std::fmt::Write as _;
     let bytes = read_file(model_path)?;
     let model = parse_model(model_path, &bytes)?;
@@ -116,7 +126,11 @@ fn eval_csv(model_path: &std::path::Path, csv: &std::path::Path) -> Result<()> {
                 values.len()
             );
         }
-        crate::simd::eps(&mut net, &values[1..], values[0], &mut eps);
+        if portable {
+            net.eps(&values[1..], values[0], &mut eps);
+        } else {
+            crate::simd::eps(&mut net, &values[1..], values[0], &mut eps);
+        }
         let cells: Vec<String> = eps.iter().map(|v| format!("{v}")).collect();
         let _ = writeln!(out, "{}", cells.join(","));
     }
