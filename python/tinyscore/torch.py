@@ -140,7 +140,8 @@ class ScoreNet(_Network):
     N), ``vpsde``, ``subvp`` or ``ve``, with ``tinyscore train``'s parameters) is what
     :func:`dsm_loss` trains and :func:`export` records.
 
-    Sizes: D ≤ 256, H ≤ 512, F even ≤ 64, B ≤ 8 (the engine's capacities).
+    Sizes: D ≤ 4096, H ≤ 512, F even ≤ 64, B ≤ 8 (the engine's capacities; the converter
+    writes a layer-graph file, structural version 3, whose D may exceed version 1's 256).
     """
 
     arch = "mlp"
