@@ -123,20 +123,12 @@ fi
 rm -f "$issue19_out"
 # --- end issue 19
 
-step "skipped tests (counted as ok above, their check did not run)"
-if [ -s "$skips" ]; then
-  echo "$(awk '{ print $2 }' "$skips" | sort -u | wc -l) skipped:"
-  sort -u "$skips" | sed 's/^/  /'
-else
-  echo "0 skipped: every test ran its check"
-fi
-rm -f "$skips"
-
 # --- python package (issue 22): a labelled block owned by python/ ---------------------------------
 step "python package (python/: maturin wheel, pytest; the tinyscore.torch tests need PyTorch)"
 # A virtual environment kept outside the work tree, so that PyTorch (about 5 GB from PyPI with its
 # CUDA libraries, 6-7 minutes to install here) is installed once per machine;
-# TINYSCORE_PYENV moves it, TINYSCORE_PYTHON_TORCH=0 leaves PyTorch out (its tests then say skipped).
+# TINYSCORE_PYENV moves it, TINYSCORE_PYTHON_TORCH=0 leaves PyTorch out (its tests then say skipped,
+# even where the cached environment has it).
 PYENV="${TINYSCORE_PYENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tinyscore/pyenv}"
 [ -x "$PYENV/bin/python" ] || python3 -m venv "$PYENV"
 "$PYENV/bin/pip" install -q --disable-pip-version-check maturin numpy pytest
@@ -151,8 +143,20 @@ fi
 rm -rf target/python-wheels
 "$PYENV/bin/maturin" build --profile dev -m python/Cargo.toml -o target/python-wheels
 "$PYENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps target/python-wheels/tinyscore-*.whl
-(cd python && TINYSCORE_CLI="$PWD/../target/debug/tinyscore" "$PYENV/bin/pytest" -q -rs tests)
+# Each skipped pytest test (or module skipped whole) appends "skipped: python/<test id>: <reason>"
+# to $skips (python/tests/conftest.py), for the summary below.
+(cd python && TINYSCORE_SKIPS="$skips" TINYSCORE_CLI="$PWD/../target/debug/tinyscore" "$PYENV/bin/pytest" -q -rs tests)
 # --- end of the python package block ----------------------------------------------------------------
+
+# Every step's skips: cargo's tests (counted as ok there), the QEMU and C scripts', pytest's.
+step "skipped tests (counted as ok or skipped above, their check did not run)"
+if [ -s "$skips" ]; then
+  echo "$(awk '{ print $2 }' "$skips" | sort -u | wc -l) skipped:"
+  sort -u "$skips" | sed 's/^/  /'
+else
+  echo "0 skipped: every test ran its check"
+fi
+rm -f "$skips"
 
 step "fuzz smoke run (cargo-fuzz on nightly: 3 targets × 20 s; the long campaign is in docs/BENCHMARKS.md)"
 if ! cargo +nightly --version >/dev/null 2>&1; then

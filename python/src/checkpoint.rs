@@ -1,20 +1,26 @@
 //! Checkpoints and conversion: `tinyscore.torch.export` writes its checkpoint through
 //! `Checkpoint::save` (the trainer's writer, so `tinyscore convert` reads it as one of its own),
 //! `load_checkpoint` reads through `Checkpoint::load`, and `tinyscore.convert` is
-//! `tinyscore convert`'s code. Also the built-in data sets and the sliced Wasserstein evaluation,
-//! so a notebook measures as the command does.
+//! `tinyscore convert`'s code. Both network families travel: ScoreNet v1 (`mlp`, sizes `dim`,
+//! `hidden`, `freqs`, `blocks`) and ScoreNet-conv (`conv`, sizes [`CONV_SIZES`]), named as the
+//! trainer names them (`host-train/src/config.rs`, `Network`). Also the built-in data sets and
+//! the sliced Wasserstein evaluation, so a notebook measures as the command does.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use tinyscore_engine::format::Model;
+use tinyscore_engine::graph::op::MAX_LENGTH;
+use tinyscore_engine::graph::unet::UNet;
 use tinyscore_engine::net::{limits, Dims};
 use tinyscore_tools::cli::{Cli, Command};
 use tinyscore_tools::cmd::convert as conv;
 use tinyscore_tools::tsm::Quant;
-use tinyscore_train::checkpoint::Checkpoint;
+use tinyscore_train::checkpoint::{tensor_names, Checkpoint};
+use tinyscore_train::config::Network;
 use tinyscore_train::data::{Dataset, Normalization};
 
 use crate::error::{to_py, Error, Result};
@@ -52,6 +58,111 @@ fn dims_of(dim: usize, hidden: usize, freqs: usize, blocks: usize) -> Result<Dim
     Ok(dims)
 }
 
+/// The sizes of ScoreNet-conv, by the names its checkpoints' metadata use (`length` is L = D/C,
+/// which a checkpoint stores as `dim` = C·L).
+pub const CONV_SIZES: [&str; 8] =
+    ["channels", "length", "width", "levels", "blocks", "kernel", "freqs", "temb"];
+
+/// The sizes of ScoreNet v1, by name.
+const MLP_SIZES: [&str; 4] = ["dim", "hidden", "freqs", "blocks"];
+
+/// A network from Python: its family (`mlp` or `conv`) and its sizes by name, exactly the
+/// family's names, checked as `tinyscore train` checks its flags and as the checkpoint reader
+/// checks a file's sizes.
+fn network_of(arch: &str, sizes: &HashMap<String, usize>) -> Result<Network> {
+    let names: &[&str] = match arch {
+        "mlp" => &MLP_SIZES,
+        "conv" => &CONV_SIZES,
+        other => return Err(Error::argument(format!("arch must be 'mlp' or 'conv', got '{other}'"))),
+    };
+    let mut unknown: Vec<&str> = sizes.keys().map(String::as_str).filter(|k| !names.contains(k)).collect();
+    unknown.sort_unstable();
+    let missing: Vec<&str> = names.iter().copied().filter(|k| !sizes.contains_key(*k)).collect();
+    if !unknown.is_empty() || !missing.is_empty() {
+        return Err(Error::argument(format!(
+            "{arch} sizes are {}; missing: [{}], unknown: [{}]",
+            names.join(", "),
+            missing.join(", "),
+            unknown.join(", ")
+        )));
+    }
+    let get = |k: &str| sizes[k];
+    if arch == "mlp" {
+        return dims_of(get("dim"), get("hidden"), get("freqs"), get("blocks")).map(Network::Mlp);
+    }
+    let unet = UNet {
+        channels: get("channels"),
+        length: get("length"),
+        width: get("width"),
+        levels: get("levels"),
+        blocks: get("blocks"),
+        kernel: get("kernel"),
+        freqs: get("freqs"),
+        temb: get("temb"),
+    };
+    let network = Network::Conv(unet);
+    // The trainer's checks of its flags, with their messages (`--width must be in 1..=512, got
+    // 0`), spelled as the Python sizes are named.
+    train_config(&network, "", &[])
+        .map_err(|e| Error::argument(e.message.replace("--signal-channels", "channels").replace("--", "")))?;
+    let dim = unet.channels.saturating_mul(unet.length);
+    if !(1..=limits::MAX_DIM).contains(&dim) || unet.length > MAX_LENGTH {
+        return Err(Error::argument(format!(
+            "channels·length = {} × {} is outside the engine's capacities (at most {} values, length ≤ {MAX_LENGTH})",
+            unet.channels,
+            unet.length,
+            limits::MAX_DIM
+        )));
+    }
+    if unet.length % (1 << unet.levels.min(6)) != 0 {
+        return Err(Error::argument(format!(
+            "length {} with {} levels: the length must be a multiple of 2^levels = {}",
+            unet.length,
+            unet.levels,
+            1usize << unet.levels.min(6)
+        )));
+    }
+    network.plan().map_err(|e| {
+        Error::typed(
+            "ArgumentError",
+            &e,
+            format!("the conv network {} cannot be built: {e}", network.describe()),
+        )
+    })?;
+    Ok(network)
+}
+
+/// A network's sizes by name (the inverse of [`network_of`]).
+fn sizes_of(network: &Network) -> Vec<(&'static str, usize)> {
+    match network {
+        Network::Mlp(d) => {
+            vec![("dim", d.dim), ("hidden", d.hidden), ("freqs", d.freqs), ("blocks", d.blocks)]
+        }
+        Network::Conv(u) => CONV_SIZES
+            .iter()
+            .zip([u.channels, u.length, u.width, u.levels, u.blocks, u.kernel, u.freqs, u.temb])
+            .map(|(k, v)| (*k, v))
+            .collect(),
+    }
+}
+
+/// A network's parameter tensors in the checkpoint's (the flat vector's) order: (name, shape).
+fn shapes_of(network: &Network) -> Result<Vec<(String, Vec<usize>)>> {
+    tensor_names(network)
+        .ok_or_else(|| Error::argument(format!("the network {} cannot be built", network.describe())))
+}
+
+/// ScoreNet-conv's tensors in the checkpoint's order, (name, shape): `layers.{i}.weight`
+/// ((C_out, C_in, K) for a convolution, (out, in) for a linear layer) and `layers.{i}.bias`,
+/// for `sizes` (the names of [`CONV_SIZES`]).
+#[pyfunction]
+pub fn conv_param_shapes(
+    py: Python<'_>,
+    sizes: HashMap<String, usize>,
+) -> PyResult<Vec<(String, Vec<usize>)>> {
+    to_py(py, network_of("conv", &sizes).and_then(|n| shapes_of(&n)))
+}
+
 /// ScoreNet v1's tensors in the checkpoint's order: (name, shape) for sizes D, H, F, B.
 #[pyfunction]
 pub fn param_shapes(
@@ -84,18 +195,20 @@ pub fn frequencies<'py>(py: Python<'py>, freqs: usize) -> PyResult<Bound<'py, Py
     Ok(PyBytes::new(py, &f32_bytes(&w)))
 }
 
-/// Writes a checkpoint of ScoreNet v1 weights `params` (f32 bytes in `Dims::params()` order)
-/// and `ema` (or None: the same), normalisation `mean`/`std`, training data `data` (a built-in
-/// name or a path, for the converter's calibration; may be empty) and `flags`, the
-/// `tinyscore train` flags that set the process (`--process`, `--schedule`,
+/// Writes a checkpoint of a network `arch` (`mlp` or `conv`) of `sizes` (by name), weights
+/// `params` (f32 bytes in the checkpoint's order: `Dims::params()`, or the conv graph's tensor
+/// order) and `ema` (or None: the same), normalisation `mean`/`std` (D values each), training
+/// data `data` (a built-in name or a path, for the converter's calibration; may be empty) and
+/// `flags`, the `tinyscore train` flags that set the process (`--process`, `--schedule`,
 /// `--diffusion-steps`, …), parsed and defaulted by the command's own parser.
 #[pyfunction]
-#[pyo3(signature = (path, dims, params, ema, mean, std, data, flags, step))]
+#[pyo3(signature = (path, arch, sizes, params, ema, mean, std, data, flags, step))]
 #[allow(clippy::too_many_arguments)]
 pub fn write_checkpoint(
     py: Python<'_>,
     path: &str,
-    dims: (usize, usize, usize, usize),
+    arch: &str,
+    sizes: HashMap<String, usize>,
     params: &[u8],
     ema: Option<&[u8]>,
     mean: &[u8],
@@ -105,15 +218,16 @@ pub fn write_checkpoint(
     step: u64,
 ) -> PyResult<()> {
     let r = (|| -> Result<()> {
-        let dims = dims_of(dims.0, dims.1, dims.2, dims.3)?;
+        let network = network_of(arch, &sizes)?;
         let (params, mean, std) = (f32s(params), f32s(mean), f32s(std));
         let ema = ema.map(f32s).unwrap_or_else(|| params.clone());
-        let count = dims.param_count();
+        let count: usize = shapes_of(&network)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let dim = network.dim();
         for (what, found, expected) in [
             ("params", params.len(), count),
             ("ema", ema.len(), count),
-            ("mean", mean.len(), dims.dim),
-            ("std", std.len(), dims.dim),
+            ("mean", mean.len(), dim),
+            ("std", std.len(), dim),
         ] {
             if found != expected {
                 return Err(Error::argument(format!(
@@ -127,9 +241,9 @@ pub fn write_checkpoint(
         if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(Error::argument("std must be finite and > 0"));
         }
-        let config = train_config(&dims, data, &flags)?;
+        let config = train_config(&network, data, &flags)?;
         let ckpt = Checkpoint {
-            network: tinyscore_train::config::Network::Mlp(dims),
+            network,
             config,
             step,
             adam_m: vec![0.0; count],
@@ -144,26 +258,42 @@ pub fn write_checkpoint(
     to_py(py, r)
 }
 
-/// The training configuration `tinyscore train FLAGS` would record for `dims` and `data`.
-fn train_config(dims: &Dims, data: &str, flags: &[String]) -> Result<tinyscore_train::config::TrainConfig> {
+/// The training configuration `tinyscore train FLAGS` would record for `network` and `data`.
+fn train_config(
+    network: &Network,
+    data: &str,
+    flags: &[String],
+) -> Result<tinyscore_train::config::TrainConfig> {
     use clap::{CommandFactory, FromArgMatches};
-    let (h, f, b) = (dims.hidden.to_string(), dims.freqs.to_string(), dims.blocks.to_string());
     let data = if data.is_empty() { "moons" } else { data };
-    let mut argv: Vec<&str> = vec![
-        "tinyscore",
-        "train",
-        "--data",
-        data,
-        "--out",
-        "x.safetensors",
-        "--hidden",
-        &h,
-        "--freqs",
-        &f,
-        "--blocks",
-        &b,
-    ];
-    argv.extend(flags.iter().map(String::as_str));
+    let mut argv: Vec<String> =
+        ["tinyscore", "train", "--data", data, "--out", "x.safetensors"].map(String::from).to_vec();
+    let sized = |argv: &mut Vec<String>, pairs: &[(&str, usize)]| {
+        for (flag, v) in pairs {
+            argv.extend([flag.to_string(), v.to_string()]);
+        }
+    };
+    match network {
+        Network::Mlp(d) => {
+            sized(&mut argv, &[("--hidden", d.hidden), ("--freqs", d.freqs), ("--blocks", d.blocks)])
+        }
+        Network::Conv(u) => {
+            argv.extend(["--arch".into(), "conv".into()]);
+            sized(
+                &mut argv,
+                &[
+                    ("--signal-channels", u.channels),
+                    ("--width", u.width),
+                    ("--levels", u.levels),
+                    ("--blocks", u.blocks),
+                    ("--kernel", u.kernel),
+                    ("--temb", u.temb),
+                    ("--freqs", u.freqs),
+                ],
+            )
+        }
+    }
+    argv.extend(flags.iter().cloned());
     let matches = Cli::command()
         .try_get_matches_from(argv)
         .map_err(|e| Error::argument(tinyscore_tools::cli::one_line(&e.render().to_string())))?;
@@ -176,22 +306,23 @@ fn train_config(dims: &Dims, data: &str, flags: &[String]) -> Result<tinyscore_t
     }
 }
 
-/// Reads a checkpoint: a dict of its sizes, weights (`params`, `ema`: f32 bytes), normalisation,
-/// process settings (as `tinyscore train` flags), step and data.
+/// Reads a checkpoint: a dict of its network (`arch`: `mlp` or `conv`; `sizes` by name; for
+/// ScoreNet v1 also `dims` = (D, H, F, B)), weights (`params`, `ema`: f32 bytes in the
+/// checkpoint's order), normalisation, process settings (as `tinyscore train` flags), step and
+/// data.
 #[pyfunction]
 pub fn read_checkpoint<'py>(py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
     let ckpt = to_py(py, Checkpoint::load(Path::new(path)).map_err(checkpoint_error))?;
     let d = PyDict::new(py);
-    let Some(dims) = ckpt.network.mlp() else {
-        return to_py(
-            py,
-            Err(Error::argument(format!(
-                "{path}: a conv network ({}); read_checkpoint reads ScoreNet v1 (mlp) checkpoints",
-                ckpt.network.describe()
-            ))),
-        );
-    };
-    d.set_item("dims", (dims.dim, dims.hidden, dims.freqs, dims.blocks))?;
+    d.set_item("arch", ckpt.config.arch.name())?;
+    let sizes = PyDict::new(py);
+    for (k, v) in sizes_of(&ckpt.network) {
+        sizes.set_item(k, v)?;
+    }
+    d.set_item("sizes", sizes)?;
+    if let Some(dims) = ckpt.network.mlp() {
+        d.set_item("dims", (dims.dim, dims.hidden, dims.freqs, dims.blocks))?;
+    }
     d.set_item("params", PyBytes::new(py, &f32_bytes(&ckpt.params)))?;
     d.set_item("ema", PyBytes::new(py, &f32_bytes(&ckpt.ema)))?;
     d.set_item("mean", PyBytes::new(py, &f32_bytes(&ckpt.norm.mean)))?;
@@ -253,6 +384,17 @@ pub fn convert<'py>(
     let path = checkpoint.to_string();
     let r = py.detach(move || -> Result<(Vec<u8>, usize, f64)> {
         let ckpt = Checkpoint::load(Path::new(&path)).map_err(checkpoint_error)?;
+        // As the command: refused by name before the calibration data is loaded.
+        if ckpt.network.mlp().is_none() && matches!(quant, Quant::W8 | Quant::W8A8) {
+            return Err(Error::new(
+                "ArgumentError",
+                "NoIntegerPath",
+                format!(
+                    "quant='{}': {path} is a conv network, which has no integer path yet; convert it with quant='f32' or 'f16'",
+                    if quant == Quant::W8 { "w8" } else { "w8a8" }
+                ),
+            ));
+        }
         let spec = calib.unwrap_or_else(|| ckpt.data_spec.clone());
         let points =
             conv::calibration(&ckpt, &spec).map_err(|e| Error::from_anyhow("CalibrationError", &e))?;
@@ -260,8 +402,16 @@ pub fn convert<'py>(
             .map_err(|e| Error::from_anyhow("TinyscoreError", &e))?;
         let float =
             conv::convert(&ckpt, Quant::F32, !raw).map_err(|e| Error::from_anyhow("TinyscoreError", &e))?;
-        let snr =
-            tinyscore_tools::calib::score_snr(&parse_written(&bytes)?, &parse_written(&float)?, &points);
+        // The command's report: an f32 file is the float model (exact); otherwise a large network
+        // is measured on an even subset of the points (about `REPORT_MACS` in all).
+        let model = parse_written(&bytes)?;
+        let snr = if bytes == float {
+            f64::INFINITY
+        } else {
+            let used = (conv::REPORT_MACS / model.graph().macs().max(1)).clamp(64, points.len() as u64) as usize;
+            let subset: Vec<_> = points.iter().step_by(points.len().div_ceil(used).max(1)).cloned().collect();
+            tinyscore_tools::calib::score_snr(&model, &parse_written(&float)?, &subset)
+        };
         Ok((bytes, groups, snr))
     });
     let (bytes, groups, snr) = to_py(py, r)?;
@@ -322,14 +472,16 @@ pub fn evaluate<'py>(
     Ok(d)
 }
 
+/// The smallest network: the process functions parse the train flags with it.
+const PROCESS_ONLY: Network = Network::Mlp(Dims { dim: 1, hidden: 1, freqs: 2, blocks: 1 });
+
 /// The diffusion process `tinyscore train FLAGS` would train (for the PyTorch side's loss): a
 /// dict with `kind` (`vp`, `vpsde`, `subvp`, `ve`), `steps`, `t_eps`, and for the discrete
 /// process the tables α_n = √ᾱ_n and σ_n = √(1 − ᾱ_n), n = 0..=N (f32 bytes), the trainer's
 /// own (`kernels::cpu::dsm_inputs`).
 #[pyfunction]
 pub fn process_table<'py>(py: Python<'py>, flags: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
-    let dims = Dims { dim: 1, hidden: 1, freqs: 2, blocks: 1 };
-    let config = to_py(py, train_config(&dims, "", &flags))?;
+    let config = to_py(py, train_config(&PROCESS_ONLY, "", &flags))?;
     let diffusion = to_py(
         py,
         config.diffusion().map_err(|e| Error::typed("ArgumentError", &e, format!("invalid process: {e}"))),
@@ -362,8 +514,7 @@ pub fn marginal<'py>(
     flags: Vec<String>,
     t: &[u8],
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
-    let dims = Dims { dim: 1, hidden: 1, freqs: 2, blocks: 1 };
-    let config = to_py(py, train_config(&dims, "", &flags))?;
+    let config = to_py(py, train_config(&PROCESS_ONLY, "", &flags))?;
     let diffusion = to_py(
         py,
         config.diffusion().map_err(|e| Error::typed("ArgumentError", &e, format!("invalid process: {e}"))),

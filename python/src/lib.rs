@@ -27,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoint::write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::read_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::param_shapes, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint::conv_param_shapes, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::frequencies, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::dataset, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint::process_table, m)?)?;

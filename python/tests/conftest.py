@@ -15,6 +15,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _record_skip(report) -> None:
+    """Appends "skipped: python/<test id>: <reason>" to the file `$TINYSCORE_SKIPS` names, for the
+    skip summary of scripts/test.sh (one line per skipped test, or per module skipped whole)."""
+    path = os.environ.get("TINYSCORE_SKIPS")
+    if not path or not report.skipped:
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    reason = str(reason).removeprefix("Skipped: ")
+    name = "python/" + report.nodeid.replace(" ", "_")
+    with open(path, "a") as f:
+        f.write(f"skipped: {name}: {' '.join(reason.split())}\n")
+
+
+def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call"):
+        _record_skip(report)
+
+
+def pytest_collectreport(report):
+    _record_skip(report)
+
+
 def cli_path() -> Path:
     env = os.environ.get("TINYSCORE_CLI")
     if env:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+if os.environ.get("TINYSCORE_PYTHON_TORCH") == "0":
+    pytest.skip("TINYSCORE_PYTHON_TORCH=0 leaves the PyTorch tests out", allow_module_level=True)
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install 'tinyscore[torch]')")
 
 import tinyscore  # noqa: E402

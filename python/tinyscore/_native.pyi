@@ -3,6 +3,11 @@
 Buffers are little-endian float32 bytes, row-major (n, D); the public API in ``tinyscore`` and
 ``tinyscore.torch`` wraps them in numpy arrays. Every error is raised as a class of
 ``tinyscore.errors``.
+
+A network is named by its family ``arch`` (``"mlp"``: ScoreNet v1, sizes ``dim``, ``hidden``,
+``freqs``, ``blocks``; ``"conv"``: ScoreNet-conv, sizes ``channels``, ``length``, ``width``,
+``levels``, ``blocks``, ``kernel``, ``freqs``, ``temb``) and a dict of its sizes;
+``read_checkpoint`` returns both (``arch``, ``sizes``), and ``dims`` = (D, H, F, B) for an mlp.
 """
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -56,7 +61,8 @@ def convert(
 ) -> Tuple[bytes, int, float]: ...
 def write_checkpoint(
     path: str,
-    dims: Tuple[int, int, int, int],
+    arch: str,
+    sizes: Dict[str, int],
     params: bytes,
     ema: Optional[bytes],
     mean: bytes,
@@ -67,6 +73,7 @@ def write_checkpoint(
 ) -> None: ...
 def read_checkpoint(path: str) -> Dict[str, Any]: ...
 def param_shapes(dim: int, hidden: int, freqs: int, blocks: int) -> List[Tuple[str, List[int]]]: ...
+def conv_param_shapes(sizes: Dict[str, int]) -> List[Tuple[str, List[int]]]: ...
 def frequencies(freqs: int) -> bytes: ...
 def dataset(spec: str, n: int, seed: int) -> Tuple[bytes, int]: ...
 def evaluate(samples: bytes, dim: int, spec: str, projections: int, seed: int) -> Dict[str, Any]: ...
