@@ -75,9 +75,11 @@ samples() {
     [[ $spec == *:* ]] && flags=${spec#*:}
     local tag
     tag=$(printf '%s' "$spec" | tr -c 'A-Za-z0-9.=-' '_')
-    local out="$WORK/$data/$tag-s$steps-seed$seed-n$N.csv"
+    local dir
+    dir="$WORK/$data-$(basename "$model" .tsm)" # one folder per data set and model file
+    local out="$dir/$tag-s$steps-seed$seed-n$N.csv"
     if [[ ! -s $out ]]; then
-        mkdir -p "$WORK/$data"
+        mkdir -p "$dir"
         # shellcheck disable=SC2086 # flags are split on purpose
         $NICE "$TINYSCORE" sample "$model" --sampler "$name" --steps "$steps" ${flags//,/ } \
             --n "$N" --seed "$seed" --out "$out.tmp" >/dev/null
@@ -136,11 +138,11 @@ for set in $SETS; do
         c=$(samples "$data" "$model" ddpm "$REF_STEPS" "${first_seeds[2]}")
         if [[ $CENTER == 1 ]]; then
             center "$a" "${a%.csv}.centered.csv" && a=${a%.csv}.centered.csv
-            cat "$b" "$c" >"$WORK/$data/ref-pair.raw.csv"
-            center "$WORK/$data/ref-pair.raw.csv" "$WORK/$data/ref-pair.csv"
+            cat "$b" "$c" >"$WORK/$data-ref-pair.raw.csv"
+            center "$WORK/$data-ref-pair.raw.csv" "$WORK/$data-ref-pair.csv"
         else
-            cat "$b" "$c" >"$WORK/$data/ref-pair.csv"
+            cat "$b" "$c" >"$WORK/$data-ref-pair.csv"
         fi
-        echo "DDPM-$REF_STEPS seed ${first_seeds[0]} against seed ${first_seeds[1]} (two draws of the model): $(distance "$a" "$WORK/$data/ref-pair.csv")"
+        echo "DDPM-$REF_STEPS seed ${first_seeds[0]} against seed ${first_seeds[1]} (two draws of the model): $(distance "$a" "$WORK/$data-ref-pair.csv")"
     fi
 done
