@@ -234,7 +234,8 @@ impl Int8Plan {
         // Pass 2: the steps. `act`: the value the int8 activation holds and its scale column;
         // `h`: the value the int16 residual stream holds and its ordinal.
         let mut plan = Self { blocks: blocks as u16, ..Self::default() };
-        let (mut act, mut h): (Option<(Value, usize)>, Option<(Value, usize)>) = (None, None);
+        let mut act: Option<(Value, usize)> = None;
+        let mut h: Option<(Value, usize)> = None;
         let (mut rq, mut tables) = (0usize, 0usize);
         let mut i = first;
         while i < n {
@@ -382,7 +383,8 @@ impl Int8Plan {
     pub fn activation(&self, layer: usize) -> Option<Activation> {
         let mut h = 0;
         for s in self.steps() {
-            let (pre, silu): (fn(usize) -> Activation, fn(usize) -> Activation) = match s.kind {
+            type Name = fn(usize) -> Activation;
+            let (pre, silu): (Name, Name) = match s.kind {
                 Kind::ToI16 { .. } | Kind::Residual { .. } => {
                     (Activation::Residual, Activation::SiluResidual)
                 }
