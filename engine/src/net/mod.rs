@@ -117,27 +117,19 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     /// the arena is shorter than [`ScoreNet::arena_len`]. A `w8a8` file's integer plan
     /// ([`Int8Plan`]) is resolved here, once (the parser has checked that it exists); H bounds
     /// its widest activation.
-    pub fn new(model: Model<'a>, arena: S) -> Result<Self, CapacityError> {
-        // Built in place: the plan is part of the network, which a device keeps on its stack.
-        let mut net = Self {
-            model,
-            int8: Int8Plan::default(),
-            ws: Workspace { freqs: [0.0; F], int8: Int8Bufs::ZERO, xp: [0; H] },
-            arena,
-            kernels: Kernels::Portable,
+    pub fn new(model: Model<'a>, mut arena: S) -> Result<Self, CapacityError> {
+        let int8 = if model.is_int8() {
+            Int8Plan::new(model.graph()).unwrap_or_default()
+        } else {
+            Int8Plan::default()
         };
-        let model = &net.model;
-        if model.is_int8() {
-            // The parser built it once: it cannot fail here (the empty plan if it did).
-            let _ = net.int8.build(model.graph());
-        }
         let freqs_max = model
             .graph()
             .layers()
             .map(|l| if let crate::graph::Op::TimeFeatures { freqs } = l.op { freqs } else { 0 })
             .max()
             .unwrap_or(0);
-        let hidden = net.int8.width();
+        let hidden = int8.width();
         // A build without the `conv` feature has no convolution layers to run.
         let conv = if cfg!(feature = "conv") {
             0
@@ -150,20 +142,27 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
                 })
                 .count()
         };
-        let words = Self::arena_len(model);
+        let words = Self::arena_len(&model);
         for (what, found, capacity) in [
             ("dim", model.dim(), D),
             ("hidden", hidden, H),
             ("freqs", freqs_max, F),
-            ("arena", words, net.arena.as_mut().len()),
+            ("arena", words, arena.as_mut().len()),
             ("conv layers (engine built without its `conv` feature)", conv, 0),
         ] {
             if found > capacity {
                 return Err(CapacityError { what, found, capacity });
             }
         }
-        frequencies(freqs_max, &mut net.ws.freqs);
-        Ok(net)
+        let mut freqs = [0.0; F];
+        frequencies(freqs_max, &mut freqs);
+        Ok(Self {
+            model,
+            int8,
+            ws: Workspace { freqs, int8: Int8Bufs::ZERO, xp: [0; H] },
+            arena,
+            kernels: Kernels::Portable,
+        })
     }
 
     /// Chooses the kernels (the same bits with any: [`Kernels`]).
