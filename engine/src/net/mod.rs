@@ -118,11 +118,12 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     /// ([`Int8Plan`]) is resolved here, once (the parser has checked that it exists); H bounds
     /// its widest activation.
     pub fn new(model: Model<'a>, mut arena: S) -> Result<Self, CapacityError> {
-        let int8 = if model.is_int8() {
-            Int8Plan::new(model.graph()).unwrap_or_default()
-        } else {
-            Int8Plan::default()
-        };
+        // Built in place (no plan-sized `Result` on a device's stack); the parser built it once
+        // already, so it cannot fail here (the empty plan if it did).
+        let mut int8 = Int8Plan::default();
+        if model.is_int8() {
+            let _ = int8.build(model.graph());
+        }
         let freqs_max = model
             .graph()
             .layers()

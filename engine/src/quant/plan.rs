@@ -216,6 +216,25 @@ impl Default for Int8Plan {
 impl Int8Plan {
     /// The plan of a validated graph, or why it has none.
     pub fn new(g: &Graph<'_>) -> Result<Self, PlanError> {
+        let mut plan = Self::default();
+        plan.build(g)?;
+        Ok(plan)
+    }
+
+    /// [`Int8Plan::new`] in place (no plan-sized temporaries); on an error `self` is the empty
+    /// plan.
+    pub fn build(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
+        self.len = 0;
+        let r = self.recognise(g);
+        if r.is_err() {
+            self.len = 0;
+            self.blocks = 0;
+            self.requant_cols = 0;
+        }
+        r
+    }
+
+    fn recognise(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
         let n = g.len();
         let first = g.time_layers();
         let pattern = |layer: usize, what: &'static str| PlanError::Pattern { layer, what };
@@ -233,7 +252,8 @@ impl Int8Plan {
         }
         // Pass 2: the steps. `act`: the value the int8 activation holds and its scale column;
         // `h`: the value the int16 residual stream holds and its ordinal.
-        let mut plan = Self { blocks: blocks as u16, ..Self::default() };
+        let plan = self;
+        plan.blocks = blocks as u16;
         let mut act: Option<(Value, usize)> = None;
         let mut h: Option<(Value, usize)> = None;
         let (mut rq, mut tables) = (0usize, 0usize);
@@ -330,7 +350,7 @@ impl Int8Plan {
             return Err(pattern(n - 1, "the last layer is not a linear output layer"));
         }
         plan.requant_cols = u32::try_from(rq).map_err(|_| pattern(n - 1, "too many columns"))?;
-        Ok(plan)
+        Ok(())
     }
 
     fn push(&mut self, step: Step, layer: usize) -> Result<(), PlanError> {
