@@ -26,6 +26,10 @@ const _: () = assert!(core::mem::size_of::<crate::format::Model<'static>>() == M
 #[cfg(target_pointer_width = "32")]
 const _: () = assert!(core::mem::size_of::<crate::schedule::Diffusion>() == PROCESS_BYTES_32);
 
+/// `size_of::<Int8Plan>()`, the integer path's plan of a graph (fixed-width fields: the same on
+/// every target).
+pub const PLAN_BYTES: usize = core::mem::size_of::<crate::quant::Int8Plan>();
+
 /// The engine's RAM for one model, in bytes, by part (32-bit target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -33,8 +37,9 @@ pub struct WorkingSet {
     /// The network's workspace at capacities D, H, F equal to the model's: the f32 frequencies
     /// of φ (F, of which F/2 are used); the integer path's i8 x (D), i16 h (2H bytes), i8 layer
     /// input (H), i32 dot products (4H) and i32 time embedding (4H), and the activations
-    /// prepared for the Cortex-M4 DSP kernel (H words). (H is 0 for a model without the integer
-    /// path's buffers at that width.)
+    /// prepared for the Cortex-M4 DSP kernel (H words); and the integer path's plan of the
+    /// graph ([`crate::quant::Int8Plan`], [`PLAN_BYTES`], held by every network). (H is 0 for a
+    /// model without the integer path's buffers at that width.)
     pub network: usize,
     /// The f32 arena of the layer graph: the file's planned time, data and scratch regions.
     pub arena: usize,
@@ -61,7 +66,7 @@ impl WorkingSet {
     pub const fn of(dims: Dims, arena_words: usize) -> Self {
         let (d, h, f) = (dims.dim, dims.hidden, dims.freqs);
         Self {
-            network: (4 * f + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h,
+            network: (4 * f + d + 2 * h + h).next_multiple_of(4) + 4 * h + 4 * h + 4 * h + PLAN_BYTES,
             arena: 4 * arena_words,
             model: MODEL_BYTES_32,
             process: PROCESS_BYTES_32,
@@ -106,7 +111,7 @@ mod tests {
     #[test]
     fn the_parts_add_up() {
         let w = WorkingSet::of(Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 }, 700);
-        assert_eq!(w.network, 4 * 32 + 3 * 128 + 4 + 12 * 128);
+        assert_eq!(w.network, 4 * 32 + 3 * 128 + 4 + 12 * 128 + PLAN_BYTES);
         assert_eq!(w.arena, 2800);
         assert_eq!(w.total(), w.network + 2800 + MODEL_BYTES_32 + PROCESS_BYTES_32 + 56);
     }

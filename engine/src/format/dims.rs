@@ -6,8 +6,8 @@
 //! tensor roles and the file order it implies live here with the file format, which stores them
 //! (`net::Dims` and `format::Dims` name the same type).
 
-use super::layout;
 use super::table::Role;
+use crate::quant::layout;
 
 pub use crate::graph::mlp::Dims;
 

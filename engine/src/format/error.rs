@@ -184,6 +184,14 @@ pub enum FormatError {
     Graph(GraphError),
     /// A `w8a8` file whose graph is not ScoreNet v1's: the integer path runs only that network.
     Int8NotMlp,
+    /// A `w8a8` file with a layer the integer path has no kernel for (`conv1d`, `upsample2`,
+    /// `add`; `quant::plan`).
+    Int8Unsupported {
+        /// The layer.
+        layer: usize,
+        /// Its op's name.
+        op: &'static str,
+    },
     /// The data description is inconsistent (unknown kind, an image width that does not divide
     /// L, or D = C·L beyond the engine's bound).
     BadData {
@@ -216,6 +224,9 @@ impl core::fmt::Display for FormatError {
             BadDims { what, found } => write!(f, "invalid network size {what} = {found}"),
             Graph(e) => write!(f, "layer graph: {e}"),
             Int8NotMlp => write!(f, "w8a8 (integer) files run only the ScoreNet v1 MLP graph"),
+            Int8Unsupported { layer, op } => {
+                write!(f, "w8a8 (integer) file: layer {layer} ({op}) has no integer kernel (use f32 or f16)")
+            }
             BadData { what } => write!(f, "invalid data description: {what}"),
             UnknownProcess(k) => write!(f, "unknown diffusion process kind {k}"),
             UnknownSchedule(k) => write!(f, "unknown schedule kind {k}"),

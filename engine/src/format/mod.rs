@@ -18,10 +18,12 @@ mod crc;
 mod dims;
 mod error;
 mod header;
-pub mod layout;
 mod le;
 mod table;
 
+/// The column layout of a `w8a8` file's activation tensors, which the integer path's plan
+/// ([`crate::quant::plan`]) shares: it lives with the integer kernels and is part of the format.
+pub use crate::quant::layout;
 pub use crc::{crc32, crc32_update};
 pub use dims::{act_tensors, file_tensors, Dims};
 pub use error::FormatError;
@@ -464,18 +466,34 @@ impl<'a> Model<'a> {
                 Dims { dim: d, hidden: 0, freqs, blocks: 0 }
             }
         };
-        if int8 {
-            let Some(mlp) = mlp else { return Err(FormatError::Int8NotMlp) };
-            // The activation tensors' shapes follow from ScoreNet v1's sizes.
-            for (k, (role, rows, cols)) in act_tensors(&mlp, groups).into_iter().enumerate() {
+        let int8_plan = if int8 {
+            // The integer path walks the graph's plan: a layer it has no kernel for is refused
+            // by name; other layers must be in the arrangement the format's activation layout
+            // describes, ScoreNet v1's.
+            let plan = match quant::Int8Plan::new(&graph) {
+                Err(quant::PlanError::Unsupported { layer, op }) => {
+                    return Err(FormatError::Int8Unsupported { layer, op })
+                }
+                Err(quant::PlanError::Pattern { .. }) => return Err(FormatError::Int8NotMlp),
+                Ok(plan) => plan,
+            };
+            if mlp.is_none() {
+                return Err(FormatError::Int8NotMlp);
+            }
+            // The activation tensors' shapes: the columns the plan's steps index (for ScoreNet
+            // v1, `act_tensors`' sizes).
+            let shapes = [plan.scale_cols(), plan.requant_cols(), 256 * plan.lut_count()];
+            for (k, cols) in shapes.into_iter().enumerate() {
                 let index = count - 3 + k;
                 let (_, e) = entry(index)?;
-                if e.rows as usize != rows || e.cols as usize != cols {
+                if e.rows as usize != groups || e.cols as usize != cols {
                     return Err(FormatError::ShapeMismatch { index, rows: e.rows, cols: e.cols });
                 }
-                let _ = role;
             }
-        }
+            Some(plan)
+        } else {
+            None
+        };
         let ram_bytes = u32_at(bytes, field::RAM_BYTES);
         let ram_computed = match (v1, int8) {
             (_, true) => dims.ram_bytes_int8(),
@@ -506,8 +524,8 @@ impl<'a> Model<'a> {
             tensor_count,
         };
         let model = Self { bytes, header, table, count, graph };
-        if int8 {
-            model.check_activation_params()?;
+        if let Some(plan) = int8_plan {
+            model.check_activation_params(&plan)?;
         }
         Ok(model)
     }
@@ -532,10 +550,10 @@ impl<'a> Model<'a> {
     }
 
     /// Validates every field of a w8a8 file's activation tensors: scales finite and > 0,
-    /// multipliers in [2^30, 2^31), shifts in 1..=62, folded biases within ±2^30. (Table entries
-    /// of −128 are refused by the per-tensor check.)
-    fn check_activation_params(&self) -> Result<(), FormatError> {
-        let d = self.header.dims;
+    /// multipliers in [2^30, 2^31), shifts in 1..=62, folded biases within ±2^30, at the columns
+    /// the steps of the graph's integer plan read. (Table entries of −128 are refused by the
+    /// per-tensor check.)
+    fn check_activation_params(&self, plan: &quant::Int8Plan) -> Result<(), FormatError> {
         let (scales, rq) = (self.tensor(Role::ActScales), self.tensor(Role::ActRequant));
         for g in 0..scales.rows {
             for column in 0..scales.cols {
@@ -545,27 +563,27 @@ impl<'a> Model<'a> {
                 }
             }
             let at = |c: usize| rq.i32_at(g * rq.cols + c);
-            let triple = |base: usize, rows: usize| -> Result<(), FormatError> {
-                for r in 0..rows {
-                    let c = base + 3 * r;
-                    if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
-                        return Err(FormatError::BadBias { group: g, column: c });
-                    }
-                    Self::check_mult_shift(g, c + 1, at(c + 1), at(c + 2))?;
+            let bias = |c: usize| -> Result<(), FormatError> {
+                if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
+                    return Err(FormatError::BadBias { group: g, column: c });
                 }
                 Ok(())
             };
-            triple(layout::input(d.hidden), d.hidden)?;
-            for b in 0..d.blocks {
-                triple(layout::w1(d.hidden, b), d.hidden)?;
-                triple(layout::w2(d.hidden, b), d.hidden)?;
-                let c = layout::residual(d.hidden, b);
-                Self::check_mult_shift(g, c, at(c), at(c + 1))?;
-            }
-            let base = layout::output(d.hidden, d.blocks);
-            for c in base..base + d.dim {
-                if !(-quant::BIAS_MAX..=quant::BIAS_MAX).contains(&at(c)) {
-                    return Err(FormatError::BadBias { group: g, column: c });
+            for step in plan.steps() {
+                if step.kind == quant::plan::Kind::Output {
+                    for c in step.rq()..step.rq() + step.rows() {
+                        bias(c)?;
+                    }
+                    continue;
+                }
+                for r in 0..step.rows() {
+                    let c = step.rq() + 3 * r;
+                    bias(c)?;
+                    Self::check_mult_shift(g, c + 1, at(c + 1), at(c + 2))?;
+                }
+                if let quant::plan::Kind::Residual { .. } = step.kind {
+                    let c = step.rq() + 3 * step.rows();
+                    Self::check_mult_shift(g, c, at(c), at(c + 1))?;
                 }
             }
         }

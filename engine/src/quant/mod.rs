@@ -16,13 +16,17 @@
 //! Files, one concept each: `scheme.rs` (the bounds and rounding rules), `matmul.rs` (the int8
 //! dot products), `prepared.rs` (the activation layout of the DSP kernels and the instruction
 //! models behind it), `epilogue.rs` (requantization, residual, SiLU tables), with the fast
-//! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly) and `x86.rs` (AVX2). The column
-//! layout of the activation tensors in the file is part of the format: [`crate::format::layout`].
+//! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly) and `x86.rs` (AVX2);
+//! `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
+//! (the columns of the activation tensors in the file, part of the format and re-exported as
+//! `format::layout`).
 
 #[cfg(tinyscore_dsp)]
 mod dsp;
 mod epilogue;
+pub mod layout;
 mod matmul;
+pub mod plan;
 mod prepared;
 mod scheme;
 #[cfg(test)]
@@ -34,6 +38,7 @@ pub use epilogue::{epilogue, epilogue_tile, triple, Epilogue, HighRequant, Layer
 #[cfg(tinyscore_dsp)]
 pub use matmul::{dot16_dsp, dot16_tile_dsp, prepare_tile_dsp};
 pub use matmul::{dot_i8, matmul_prepared, Prepared, PreparedTile};
+pub use plan::{Int8Plan, PlanError};
 pub use prepared::{
     dot16_model, dot16_tile_model, pack16, prepare_into, prepare_tile_into, prepared_words, smlad, sxtb16,
     tile_kernel, CHUNK,

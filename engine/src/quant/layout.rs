@@ -1,7 +1,10 @@
 //! Layout of a `w8a8` file's activation tensors for `B` blocks, `H` hidden and `D` dimensions,
 //! one row per timestep group (see `docs/format.md` §6): which column of `act.scales`,
-//! `act.requant` and `act.lut` holds what. Part of the file format; the converter writes by it,
-//! the parser validates by it and the integer network reads by it.
+//! `act.requant` and `act.lut` holds what. Part of the file format (`format::layout` re-exports
+//! it); the converter writes by it, and the integer path's plan ([`super::plan`]) gives each
+//! fused layer its columns by it — the ordinal `b` of a scale or table is the layer's place
+//! among its kind along the plan, and the `act.requant` columns follow the plan's order — so
+//! the parser validates and the integer network reads by the same columns. A leaf module.
 
 /// Columns of `act.scales`: `s_x, s_h[0..=B], s_a[0..=B], s_u[0..B], s_v[0..B]`.
 pub fn scale_cols(blocks: usize) -> usize {
