@@ -165,6 +165,8 @@ else
   command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
   # No sanitizer: the engine is #![forbid(unsafe_code)], so an out-of-bounds access is a bounds-check
   # panic, which libFuzzer reports as a crash; overflow checks are on (cargo fuzz's debug assertions).
+  # The harness's own tests: every seed loads and runs, the graph mutations reach the graph's checks.
+  (cd fuzz && cargo +nightly test -q --lib)
   (cd fuzz && cargo +nightly fuzz build -s none)
   for target in parse load_and_run structured; do
     mkdir -p fuzz/corpus/$target

@@ -8,6 +8,7 @@ use tinyscore_engine::graph::build::Plan;
 use tinyscore_engine::graph::op::RECORD_LEN;
 use tinyscore_engine::graph::unet::UNet;
 use tinyscore_engine::graph::GraphError;
+use tinyscore_engine::graph::{Op, Shape};
 use tinyscore_engine::net::{Dims, ScoreNet};
 use tinyscore_engine::schedule::BetaSchedule;
 use tinyscore_tools::tsm::{reseal, write, write_graph, write_v1, GraphSpec, ModelSpec, Quant};
@@ -279,6 +280,157 @@ fn one_malicious_file_per_graph_error() {
     b[field::RAM_BYTES..field::RAM_BYTES + 4].copy_from_slice(&(ram - 4).to_le_bytes());
     reseal(&mut b);
     assert!(matches!(graph_err(&b), FormatError::RamMismatch { .. }));
+}
+
+/// The record of `op` with output `shape` at `offset`, as bytes to patch in.
+fn record(op: Op, shape: Shape, offset: u32) -> [u8; RECORD_LEN] {
+    op.encode(shape, offset)
+}
+
+/// The value that layer `i` makes.
+fn value(i: usize) -> u16 {
+    i as u16 + 1
+}
+
+/// More malicious files, one per remaining way a graph can be wrong: cycles and references
+/// past the end, tensor references that are not parameters or have the wrong shape, tensors
+/// and values that nothing reads, an output of the wrong shape, offsets that would overflow a
+/// 32-bit size, a w8a8 graph that is not ScoreNet v1, and the data description's sizes.
+#[test]
+fn one_malicious_file_per_graph_error_continued() {
+    let (plan, _, good) = conv_file(&TINY_UNET, Quant::F32);
+    let g = plan.graph().unwrap();
+    let n = g.len();
+    let t = g.time_layers();
+    let (conv_in, silu) = (t, t + 1);
+    let e = |err: GraphError| FormatError::Graph(err);
+    // A cycle: a layer reading its own output; and a reference far past the end.
+    assert_eq!(
+        graph_err(&patched(&good, silu, 4, &value(silu).to_le_bytes())),
+        e(GraphError::Reference { layer: silu, value: value(silu) })
+    );
+    assert_eq!(
+        graph_err(&patched(&good, silu, 4, &0xFFFEu16.to_le_bytes())),
+        e(GraphError::Reference { layer: silu, value: 0xFFFE })
+    );
+    // A tensor reference to the normalisation (not a parameter tensor).
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 8, &1u16.to_le_bytes())),
+        e(GraphError::Tensor { layer: conv_in, tensor: 1 })
+    );
+    // Weight and bias references exchanged: the weight has the bias's shape.
+    let (w, b) = g.layer(conv_in).op.params().unwrap();
+    let mut refs = [0u8; 4];
+    refs[..2].copy_from_slice(&b.to_le_bytes());
+    refs[2..].copy_from_slice(&w.to_le_bytes());
+    assert_eq!(
+        graph_err(&patched(&good, conv_in, 8, &refs)),
+        e(GraphError::Shape { layer: conv_in, what: "weight" })
+    );
+    // The time branch: ts = silu(temb) is its last silu; the projections p_k = linear(ts).
+    let ts = (0..t).rev().find(|&i| matches!(g.layer(i).op, Op::Silu { .. })).unwrap();
+    let projections: Vec<usize> =
+        (ts + 1..t).filter(|&i| matches!(g.layer(i).op, Op::Linear { x, .. } if x == value(ts))).collect();
+    let ts_shape = g.layer(ts).shape;
+    let same = |i: &&usize| g.layer(**i).shape == ts_shape;
+    let (p, q) = {
+        let mut it = projections.iter().filter(same);
+        (*it.next().unwrap(), *it.next().unwrap())
+    };
+    // A projection replaced by silu(ts) (the same shape): its weight and bias are read by no
+    // layer.
+    let l = g.layer(p);
+    let silu_ts = record(Op::Silu { x: value(ts) }, l.shape, l.offset as u32);
+    let (pw, _) = l.op.params().unwrap();
+    assert_eq!(
+        graph_err(&patched(&good, p, 0, &silu_ts)),
+        e(GraphError::UnusedTensor { tensor: pw as usize })
+    );
+    // The block that adds p's output adding q's instead: p's output is read by no layer.
+    let reader =
+        (t..n).find(|&i| matches!(g.layer(i).op, Op::ChannelBias { v, .. } if v == value(p))).unwrap();
+    assert_eq!(
+        graph_err(&patched(&good, reader, 6, &value(q).to_le_bytes())),
+        e(GraphError::UnusedValue { value: value(p) as usize })
+    );
+    // The last convolution with stride 2 (its stated length halved): the output is not the
+    // input's shape.
+    let mut last = patched(&good, n - 1, 3, &[2]);
+    let o = field3::RECORDS + RECORD_LEN * (n - 1) + 14;
+    last[o..o + 2].copy_from_slice(&8u16.to_le_bytes());
+    reseal(&mut last);
+    assert_eq!(graph_err(&last), e(GraphError::Output));
+    // An offset near 2³²: offset + length would wrap in a 32-bit size; it lies outside the
+    // region on every target.
+    assert_eq!(
+        graph_err(&patched(&good, silu, 16, &0xFFFF_FFF0u32.to_le_bytes())),
+        e(GraphError::ArenaOverflow { layer: silu })
+    );
+    // The data description: C·L beyond the engine's 4096, no channels, a width on a signal.
+    for (at, v, what) in [
+        (field3::LENGTH, 4097u16, "channels × length"),
+        (field3::CHANNELS, 0, "channels × length"),
+        (field3::WIDTH, 4, "width"),
+    ] {
+        let mut b = good.clone();
+        b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        reseal(&mut b);
+        assert_eq!(graph_err(&b), FormatError::BadData { what }, "{what}");
+    }
+}
+
+/// A w8a8 file whose graph is valid but is not exactly ScoreNet v1 (its last silu written to
+/// other, free words of the arena): the integer path cannot run it.
+#[test]
+fn a_w8a8_graph_other_than_scorenet_v1_is_refused() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/tiny-w8a8.tsm");
+    let good = std::fs::read(path).unwrap();
+    let model = Model::parse(&good).unwrap();
+    let dims = model.graph().mlp_dims().unwrap();
+    assert_eq!((dims.hidden, dims.blocks), (8, 1));
+    // Layer 10 (silu(h) after the last block) at words H..2H instead of over h at 0.
+    let h = dims.hidden as u32;
+    let b = patched(&good, 10, 16, &h.to_le_bytes());
+    assert_eq!(graph_err(&b), FormatError::Int8NotMlp);
+    // The same change in an f32 file is a valid graph (the f32 walk runs any graph), with the
+    // same bits.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/tiny-f32.tsm");
+    let f32_good = std::fs::read(path).unwrap();
+    let moved = patched(&f32_good, 10, 16, &h.to_le_bytes());
+    let m = Model::parse(&moved).unwrap();
+    assert_eq!(m.graph().mlp_dims(), None);
+    let mut eps = [0.0f32; 2];
+    let (mut a, mut o) = (net(&moved), net(&f32_good));
+    let mut want = [0.0f32; 2];
+    a.eps(&[0.3, -0.2], 0.4, &mut eps);
+    o.eps(&[0.3, -0.2], 0.4, &mut want);
+    assert_eq!(eps.map(f32::to_bits), want.map(f32::to_bits));
+}
+
+/// Sizes at the format's bounds do not overflow: a graph of more than 2³² multiply–
+/// accumulates (1024 channels in and out over 4096 samples) is counted exactly, in 64 bits on
+/// every target (a 32-bit size would wrap), and its arena of 8 Mi words is stated, not
+/// allocated, by parsing.
+#[test]
+fn macs_beyond_32_bits_are_counted_exactly() {
+    let (c, l) = (1024, 4096);
+    let mut b = tinyscore_engine::graph::build::Builder::new(Shape { channels: 1, length: l }, 2);
+    let wide = b.conv1d(0, c, 1, 1, 1, None).unwrap();
+    let wider = b.conv1d(wide, c, 1, 1, 1, None).unwrap();
+    b.conv1d(wider, 1, 1, 1, 1, None).unwrap();
+    let plan = b.finish().unwrap();
+    let p = vec![0.01f32; plan.param_count()];
+    let data = DataShape { kind: DataKind::Signal, channels: 1, length: l };
+    let (mean, std) = (vec![0.0f32; l], vec![1.0f32; l]);
+    let spec =
+        GraphSpec { plan: &plan, data, process: PROCESS, norm_mean: &mean, norm_std: &std, params: &p };
+    let bytes = write_graph(&spec, Quant::F16).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let (c, l) = (c as u64, l as u64);
+    let macs = l * c + l * c * c + l * c;
+    assert!(macs > u64::from(u32::MAX));
+    assert_eq!(model.graph().macs(), macs);
+    assert_eq!(model.graph().regions().data, 2 * (c * l) as usize);
 }
 
 #[test]

@@ -236,14 +236,16 @@ impl<'a> Graph<'a> {
                 Some(v) => value(v).map(|(s, _)| s).unwrap_or(shape),
                 None => shape,
             };
+            // In u64 on every target: a layer may have more than 2³² MACs (1024 channels in and
+            // out over 4096 samples), which a 32-bit usize would not hold, and a file must be
+            // accepted or refused alike everywhere.
+            let (out, cin) = (shape.len() as u64, in_shape.channels as u64);
             let m = match op {
-                Op::Linear { .. } => shape.channels.checked_mul(in_shape.channels),
-                Op::Conv1d { kernel, .. } => {
-                    shape.len().checked_mul(in_shape.channels).and_then(|v| v.checked_mul(kernel))
-                }
+                Op::Linear { .. } => (shape.channels as u64).checked_mul(cin),
+                Op::Conv1d { kernel, .. } => out.checked_mul(cin).and_then(|v| v.checked_mul(kernel as u64)),
                 _ => Some(0),
             };
-            macs = m.and_then(|m| macs.checked_add(m as u64)).ok_or(GraphError::Overflow { layer: i })?;
+            macs = m.and_then(|m| macs.checked_add(m)).ok_or(GraphError::Overflow { layer: i })?;
             if let Op::Conv1d { kernel, .. } = op {
                 let mut need = COL_TILE * in_shape.channels * kernel;
                 if i + 1 == layers && shape.channels > 1 && shape.length > 1 {
@@ -273,10 +275,12 @@ impl<'a> Graph<'a> {
         }
         // Pass 2: the arena. Value v = i + 1 of layer i < layers − 1.
         let region = |i: usize| if i < time_layers { regions.time } else { regions.data };
+        // Saturating: on a 32-bit target an offset near 2³² plus a length would wrap (and
+        // then pass the region check); saturated, it lies outside every region.
         let range = |i: usize| {
             let r = rec(i);
             let off = op::record_offset(&r) as usize;
-            (off, off + op::record_shape(&r).len())
+            (off, off.saturating_add(op::record_shape(&r).len()))
         };
         for i in 0..layers - 1 {
             let (lo, hi) = range(i);
