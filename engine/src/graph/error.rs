@@ -2,7 +2,7 @@
 //! layer (its index in the list) and what was found.
 
 /// A layer graph that cannot be evaluated. Every check of [`super::Graph::new`] has its variant;
-/// a hand-made file for each is in the tests (`tools/tests/format.rs`).
+/// a hand-made file for each is in the tests (`tools/tests/graph_format.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
