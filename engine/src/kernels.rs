@@ -4,7 +4,7 @@
 //! the caller (the `tinyscore` CLI, with std) checks for AVX2 once and hands the network an
 //! [`Avx2`] token ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes
 //! one, so every `#[target_feature(enable = "avx2")]` kernel (`linalg/x86.rs`, `quant/x86.rs`)
-//! runs on a CPU that has it. On AArch64 the [`Neon`] token comes from the build itself (NEON is
+//! runs on a CPU that has it. On AArch64 the `Neon` token comes from the build itself (NEON is
 //! part of the AArch64 Linux ABI), for the f32 kernels of `linalg/neon.rs`. A leaf module: the f32 and int8 kernels and the network all take
 //! their choice from here.
 

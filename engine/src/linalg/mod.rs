@@ -6,7 +6,7 @@
 //! Each fast kernel sits beside its portable twin: [`dot`] and [`dot_block`] (`linalg/dot.rs`,
 //! portable, the definition), the Cortex-M4F FPU kernel (`linalg/vfp.rs`, hard-float builds:
 //! [`vfp_dot_f32w`], [`vfp_dot_i8w`]), the x86-64 AVX2 kernel ([`x86`]) and the AArch64 NEON
-//! kernel ([`neon`]), the last two chosen at run time by [`Kernels`]. The file format does not depend on this module: `format` gives read access to
+//! kernel (`neon`), the last two chosen at run time by [`Kernels`]. The file format does not depend on this module: `format` gives read access to
 //! a tensor's bytes, and the arithmetic lives here.
 
 mod dot;
