@@ -12,6 +12,8 @@
 mod dot;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+#[cfg(all(test, any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod test_rng;
 #[cfg(tinyscore_vfp)]
 mod vfp;
 #[cfg(target_arch = "x86_64")]

@@ -131,6 +131,7 @@ unsafe fn dot_block_avx2<W: Weights, const R: usize, const K: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::linalg::test_rng::Rng;
     use crate::linalg::{dot, dot_block as portable_block};
 
     fn token() -> Option<Avx2> {
@@ -140,29 +141,6 @@ mod tests {
         } else {
             std::println!("skipped: this CPU has no AVX2, the kernels cannot run here");
             None
-        }
-    }
-
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn f32(&mut self) -> f32 {
-            // Values over many magnitudes, signs, zeros and subnormals.
-            match self.next() % 16 {
-                0 => 0.0,
-                1 => -0.0,
-                2 => f32::from_bits(self.next() as u32 & 0x007f_ffff),
-                _ => {
-                    let m = (self.next() % 2001) as f32 / 1000.0 - 1.0;
-                    let e = (self.next() % 40) as i32 - 20;
-                    m * libm::powf(2.0, e as f32)
-                }
-            }
         }
     }
 
