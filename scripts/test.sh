@@ -12,9 +12,11 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -qx thumbv7em-none-eabihf || rustup target add thumbv7em-none-eabihf
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 fi
+# --no-install-recommends: only what the tests run (and fewer downloads); with the recommends, apt
+# cannot resolve Debian 12's QEMU beside a newer qemu-utils from backports ("generated breaks").
 if ! command -v qemu-system-arm >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-arm >/dev/null
 fi
 qemu-system-arm --version | head -n 1
 # --- issue 19 (more targets): the Cortex-M0, Cortex-M33 and RISC-V Rust targets, QEMU's RISC-V
@@ -30,7 +32,7 @@ if ! command -v qemu-system-riscv32 >/dev/null 2>&1 || ! command -v arm-none-eab
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
   # qemu-system-misc: qemu-system-riscv32; gcc-arm-none-eabi: the C API's firmware example;
   # gcc-aarch64-linux-gnu + qemu-user: the engine's tests on aarch64 Linux
-  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu qemu-user >/dev/null
 fi
 # --- end issue 19
