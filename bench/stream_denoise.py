@@ -18,8 +18,9 @@ sigma)` Gaussian draws (standard library only: the script needs no packages), th
 SNR over the whole segment, 10 log10(sum x^2 / sum (xhat - x)^2) in dB, and the seam ratio: the RMS
 error of the samples within 2 of a multiple of W (the window-at-a-time borders) over the RMS error of
 all samples (about 1 without seams). Prints a markdown table and each command with its wall time;
-`--plot-dir D` also writes D/stream-sigma{S}.png (the streaming run's `--plot`, first 4 W samples, with
-the clean signal) and D/windowed-sigma{S}.png (the window-at-a-time run's, also with the clean signal).
+`--plot-dir D` also writes D/stream-sigma{S}.png (the hop W/2 streaming run's `--plot`: the first 4 W
+samples, noisy, clean, denoised, window borders) and D/windowed-sigma{S}.png (the same of the hop W
+flat run, which on those samples is window at a time).
 
 Usage:
   cargo build --release -p tinyscore-tools
@@ -135,19 +136,22 @@ def main():
                 for i, v in enumerate(line.split(",")):
                     est[s + i] = float(v)
         windowed = est
+        if m % w != 0:
+            print("  (W does not divide the segment: hop W flat pads its last window, window at a time "
+                  "aligns it to the end, so the two differ in the last W samples)", file=sys.stderr)
         rows.setdefault("window at a time (non-overlapping)", {})[sigma] = (
             snr_db(held, est), seam_ratio(held, est, w))
         if a.plot_dir:
             os.makedirs(a.plot_dir, exist_ok=True)
-            # The window-at-a-time output drawn by the same plot, borders every W.
-            wpath = os.path.join(tmp, f"windowed-{sigma}.csv")
-            write_column(wpath, windowed)
         for name, extra, sig in streams:
             out_path = os.path.join(tmp, f"stream-{sigma}-{len(rows)}.csv")
             cmd = [a.tinyscore, "denoise", a.model, "--stream", "--input", sig_path,
                    "--sigma", sig or str(sigma), "--out", out_path] + extra
             if a.plot_dir and extra == ["--hop", str(w // 2)] and sig is None:
                 cmd += ["--clean", clean_path, "--plot", os.path.join(a.plot_dir, f"stream-sigma{sigma}.png")]
+            if a.plot_dir and "flat" in name:
+                # Hop W, flat: window at a time (the first 4 W samples are the same windows).
+                cmd += ["--clean", clean_path, "--plot", os.path.join(a.plot_dir, f"windowed-sigma{sigma}.png")]
             err = run(cmd)
             est = load(out_path)
             assert len(est) == m, (len(est), m)

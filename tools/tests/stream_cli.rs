@@ -229,3 +229,16 @@ fn bad_stream_input_is_one_line_errors() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("--hop has no effect without --stream"));
 }
+
+#[test]
+fn inspect_counts_the_stream_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let out = tinyscore(&["inspect", s(&m)]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.starts_with("stream ")).expect("a stream line");
+    let bytes = tinyscore_engine::footprint::stream_bytes(D);
+    assert_eq!(bytes, 16 * D + tinyscore_engine::footprint::STREAM_STATE_BYTES_32);
+    assert!(line.contains(&format!("{bytes} bytes more")), "{line}");
+}

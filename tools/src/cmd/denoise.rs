@@ -306,7 +306,9 @@ fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
         eprintln!("SNR vs clean: input {:.2} dB, output {:.2} dB", snr_db(c, &input), snr_db(c, &result));
     }
     if let Some(mut png) = plot_out {
-        let title = format!("streaming denoiser, {:?}, window {w}, hop {hop}", args.method).to_lowercase();
+        let title =
+            format!("streaming denoiser, {:?}, window {w}, hop {hop}, {:?} taper", args.method, args.taper)
+                .to_lowercase();
         let png_bytes = plot::stream_png(&input, &result, clean.as_deref(), hop, 4 * w, &title)?;
         png.write_bytes(&png_bytes)?;
         eprintln!("plot: {}", png.path.display());
