@@ -284,7 +284,7 @@ impl<const C: usize> Stream<C> {
             sigma,
             running: -1.0,
             range,
-            last: 0.5 * (range.0 + range.1),
+            last: 0.5 * range.0 + 0.5 * range.1,
             pushed: 0,
             windows: 0,
             flags: Flags::default(),
@@ -391,7 +391,7 @@ impl<const C: usize> Stream<C> {
         self.acc = [0.0; C];
         self.wsum = [0.0; C];
         self.running = -1.0;
-        self.last = 0.5 * (self.range.0 + self.range.1);
+        self.last = 0.5 * self.range.0 + 0.5 * self.range.1;
         self.pushed = 0;
         self.windows = 0;
         self.flags = Flags::default();
@@ -710,6 +710,22 @@ mod tests {
         // The first window uses its own estimate.
         let mut d0: std::vec::Vec<f32> = x[..256].windows(2).map(|p| p[1] - p[0]).collect();
         assert_eq!(den.sigmas[0], denoise::sigma_from_differences(&mut d0));
+    }
+
+    #[test]
+    fn running_sigma_follows_a_change_of_the_noise_level() {
+        // σ = 0.1 for 20 windows of 256, then σ = 0.3: within 30 windows (hop 128) of the
+        // change the estimate is within 10% of the new level.
+        let n = 256 * 20;
+        let mut z = std::vec![0.0f32; 2 * n];
+        crate::rng::fill_normal(6, 0, 0, 0, &mut z);
+        let x: std::vec::Vec<f32> =
+            (0..2 * n).map(|i| libm::sinf(i as f32 * 0.05) + if i < n { 0.1 } else { 0.3 } * z[i]).collect();
+        let (_, _, den) = run::<256>(256, 128, Taper::Hann, Sigma::Auto, &x, 256);
+        let before = den.sigmas[(n - 256) / 128];
+        assert!((before / 0.1 - 1.0).abs() < 0.1, "{before}");
+        let after = den.sigmas[(n - 256) / 128 + 2 + 30];
+        assert!((after / 0.3 - 1.0).abs() < 0.1, "{after}");
     }
 
     #[test]
