@@ -80,6 +80,23 @@ impl WorkingSet {
     }
 }
 
+/// The state of a [`Stream`](crate::stream::Stream) beside its four buffers, on a 32-bit target:
+/// the history's write position, the window length and hop, the taper, σ and its running
+/// estimate, the input range, the last accepted sample, the counts and the flags.
+pub const STREAM_STATE_BYTES_32: usize = 64;
+
+/// The RAM of the streaming denoiser [`Stream`](crate::stream::Stream)`<C>` on a 32-bit target:
+/// four buffers of C f32 (input history, window, weighted sums, weight sums) and its state. The
+/// window's network runs with the [`WorkingSet`] of the model, beside it.
+pub const fn stream_bytes(capacity: usize) -> usize {
+    16 * capacity + STREAM_STATE_BYTES_32
+}
+
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<crate::stream::Stream<256>>() == stream_bytes(256));
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<crate::stream::Stream<2>>() == stream_bytes(2));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +123,15 @@ mod tests {
         check::<8, 16, 8>();
         check::<64, 64, 32>();
         check::<16, 128, 32>();
+    }
+
+    #[test]
+    fn the_stream_is_four_buffers_and_its_state() {
+        // The state's size differs on a 64-bit host (usize fields); the buffers do not.
+        use crate::stream::Stream;
+        let per_sample = core::mem::size_of::<Stream<96>>() - core::mem::size_of::<Stream<32>>();
+        assert_eq!(per_sample, stream_bytes(96) - stream_bytes(32));
+        assert_eq!(per_sample, 64 * 16);
     }
 
     #[test]

@@ -23,11 +23,12 @@
 //! Modules follow the data's path: [`format`] (the file: parsing and errors only), [`linalg`]
 //! (f32 products over its tensors) and [`quant`] (the integer path), each with its fast kernels
 //! beside the portable ones, [`net`] (the network), [`schedule`] (the diffusion process),
-//! [`rng`] (noise), [`sampler`] (reverse processes), [`denoise`]. Leaves that the others share:
+//! [`rng`] (noise), [`sampler`] (reverse processes), [`denoise`], [`stream`] (the streaming
+//! denoiser), [`footprint`] (the RAM of all of them). Leaves that the others share:
 //! [`limits`] (static capacities), [`kernels`] (the kernel choice), [`act`] (SiLU), [`vmath`].
 //! No module imports a module that imports it back; the order, from the leaves up: `limits`,
-//! `kernels`, `act`, `rng`, `schedule`, `vmath`, `quant`, `format`, `linalg`, `net`, `footprint`,
-//! `sampler`, `denoise`.
+//! `kernels`, `act`, `rng`, `schedule`, `vmath`, `quant`, `format`, `linalg`, `net`, `sampler`,
+//! `denoise`, `stream`, `footprint` (which sizes the stream's buffers).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 // Safe Rust everywhere; the exceptions are the SIMD kernels, which opt in with
@@ -51,6 +52,7 @@ pub mod quant;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod stream;
 pub mod vmath;
 pub mod walk;
 

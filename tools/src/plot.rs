@@ -437,6 +437,70 @@ fn overlaid_traces(
     })
 }
 
+/// A PNG of the first `shown` samples of a streamed signal: the noisy input, the clean signal
+/// if known, the denoised output, and the stream's window borders (a window starts at every
+/// multiple of `hop`) as vertical lines.
+pub fn stream_png(
+    noisy: &[f32],
+    denoised: &[f32],
+    clean: Option<&[f32]>,
+    hop: usize,
+    shown: usize,
+    title: &str,
+) -> Result<Vec<u8>> {
+    let n = shown.min(noisy.len()).min(denoised.len());
+    if n < 2 || hop == 0 || clean.is_some_and(|c| c.len() < n) {
+        bail!("nothing to plot (fewer than 2 samples)");
+    }
+    let mut sets: Vec<(&[f32], &str, RGBColor, u32)> = vec![(&noisy[..n], "noisy input", NOISY_COLOR, 1)];
+    if let Some(c) = clean {
+        sets.push((&c[..n], "clean", DATA_COLOR, 2));
+    }
+    sets.push((&denoised[..n], "denoised (stream)", SAMPLE_COLOR, 2));
+    let only: Vec<&[f32]> = sets.iter().map(|s| s.0).collect();
+    let (y0, y1) = bounds(&only, 1, 0);
+    render((1200, 420), |root| {
+        let body = root.titled(title, (FAMILY, 20))?;
+        let mut chart = ChartBuilder::on(&body)
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0..n, y0..y1)?;
+        chart
+            .configure_mesh()
+            .y_desc("value (data units)")
+            .x_desc("sample index")
+            .label_style((FAMILY, 12))
+            .disable_x_mesh()
+            .light_line_style(WHITE)
+            .draw()?;
+        let border = RGBColor(200, 60, 60);
+        let lines = chart.draw_series(
+            (0..n)
+                .step_by(hop)
+                .map(|x| PathElement::new(vec![(x, y0), (x, y1)], border.mix(0.35).stroke_width(1))),
+        )?;
+        lines.label(format!("window borders (every {hop} samples)")).legend(move |(x, y)| {
+            PathElement::new(vec![(x + 8, y - 6), (x + 8, y + 6)], border.stroke_width(1))
+        });
+        for (set, label, color, width) in &sets {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(set.iter().copied().enumerate(), color.stroke_width(*width)))?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FAMILY, 12))
+            .draw()?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,10 +525,12 @@ mod tests {
             samples_png(DataShape::Signal { channels: 1, length: 64 }, &sig, Some(&sig), "t").unwrap(),
             samples_png(DataShape::Image { channels: 1, height: 8, width: 8 }, &img, None, "t").unwrap(),
             denoise_png(DataShape::Signal { channels: 1, length: 64 }, &sig, &sig, Some(&sig), "t").unwrap(),
+            stream_png(&sig, &sig, Some(&sig), 32, 100, "t").unwrap(),
         ];
         for png in pngs {
             assert_eq!(&png[1..4], b"PNG");
         }
         assert!(samples_png(DataShape::Points(2), &pts[..3], None, "t").is_err());
+        assert!(stream_png(&sig[..1], &sig[..1], None, 32, 100, "t").is_err());
     }
 }

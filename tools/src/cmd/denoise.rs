@@ -1,11 +1,15 @@
 //! `tinyscore denoise`: denoises windows of a signal with the engine (Tweedie or SDEdit), or fills
 //! their missing entries (`--mask`, the replacement method), in parallel over windows. Window i
-//! depends only on (model, seed, i, settings).
+//! depends only on (model, seed, i, settings). With `--stream`, a one-column signal of any length
+//! goes through the engine's streaming denoiser (`tinyscore_engine::stream`), sample by sample,
+//! as firmware runs it.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::denoise::{self, Method};
+use tinyscore_engine::net::limits;
+use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
 use tinyscore_train::data::{self, Dataset};
 
 use super::{host_net, parse_model, read_file};
@@ -50,13 +54,38 @@ pub struct DenoiseArgs {
     /// Output CSV of the input's shape; `-` for standard output.
     #[arg(long)]
     pub out: PathBuf,
-    /// Also draw noisy / denoised (/ clean) traces of the first windows to this PNG.
+    /// Also draw noisy / denoised (/ clean) traces of the first windows to this PNG (with
+    /// `--stream`: the first 4 windows' worth of samples, window borders marked).
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Streaming: the input is one signal, one value per line, of any length (NaN and inf
+    /// allowed: replaced and clamped as `docs/denoising.md` says); the output has its length.
+    /// `--sigma auto` is then a running estimate.
+    #[arg(long)]
+    pub stream: bool,
+    /// Streaming: a window starts every HOP samples (1..=W; default W/2).
+    #[arg(long)]
+    pub hop: Option<usize>,
+    /// Streaming: the weight of a window's samples where windows overlap.
+    #[arg(long, value_enum, default_value_t = StreamTaper::Hann)]
+    pub taper: StreamTaper,
+}
+
+/// The overlap-add weight of `--stream` (`tinyscore_engine::stream::Taper`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StreamTaper {
+    /// sin²(π(a + ½)/W): each window's centre counts most.
+    Hann,
+    /// Every window counts the same (hop = W: window at a time).
+    Flat,
 }
 
 /// Runs `tinyscore denoise` (`given`: the flags given on the command line).
 pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
+    if args.stream {
+        return run_stream(args, given);
+    }
+    given.refuse(&["hop", "taper"], "without --stream")?;
     if args.mask.is_some() {
         given.refuse(&["sigma", "method"], "with --mask (imputation keeps the known values as they are)")?;
     } else {
@@ -174,6 +203,161 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
         eprintln!("plot: {} ({})", png.path.display(), shape.describe());
     }
     Ok(())
+}
+
+/// `tinyscore denoise --stream`: the engine's streaming denoiser over a one-column signal.
+fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
+    given.refuse(&["mask", "resample"], "with --stream (imputation works on windows)")?;
+    if args.method == DenoiseMethod::Tweedie {
+        given.refuse(
+            &["steps", "draws", "seed"],
+            "with --method tweedie (one deterministic network evaluation)",
+        )?;
+    }
+    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
+    if let Some(png) = &args.plot {
+        wanted.push(("--plot", png, Kind::Png));
+    }
+    let mut inputs = vec![args.model.as_path(), args.input.as_path()];
+    inputs.extend(args.clean.as_deref());
+    let mut outs = output::plan(&wanted, &inputs)?.into_iter();
+    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
+    let bytes = read_file(&args.model)?;
+    let model = parse_model(&args.model, &bytes)?;
+    let w = model.dims().dim;
+    if w < 2 {
+        bail!(
+            "{}: --stream needs a model of windows of 2 values or more, this one has {w}",
+            args.model.display()
+        );
+    }
+    let hop = args.hop.unwrap_or(w / 2);
+    if hop == 0 || hop > w {
+        bail!("--hop must be in 1..={w} (the model's window), got {hop}");
+    }
+    if args.steps == 0 || args.steps > 1000 {
+        bail!("--steps must be in 1..=1000, got {}", args.steps);
+    }
+    if args.draws == 0 || args.draws > denoise::MAX_DRAWS {
+        bail!("--draws must be in 1..={}, got {}", denoise::MAX_DRAWS, args.draws);
+    }
+    let sigma = match args.sigma.as_str() {
+        "auto" => Sigma::Auto,
+        text => match text.parse::<f32>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Sigma::Given(v),
+            _ => bail!("--sigma must be a finite number >= 0 or 'auto', got '{text}'"),
+        },
+    };
+    let input = load_signal(&args.input)?;
+    let clean = match &args.clean {
+        Some(path) => {
+            let c = load_signal(path)?;
+            if c.len() != input.len() {
+                bail!("{}: {} samples, the input has {}", path.display(), c.len(), input.len());
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let method = match args.method {
+        DenoiseMethod::Tweedie => Method::Tweedie,
+        DenoiseMethod::Sdedit => Method::Sdedit { steps: args.steps, draws: args.draws },
+    };
+    let taper = match args.taper {
+        StreamTaper::Hann => Taper::Hann,
+        StreamTaper::Flat => Taper::Flat,
+    };
+    let diffusion = model.process().diffusion().context("invalid process")?;
+    let mut net = host_net(model.clone())?;
+    let mut den =
+        NetDenoiser::new(&mut net, &diffusion, method, args.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut stream: Box<Stream<{ limits::MAX_DIM }>> =
+        Box::new(Stream::new(&den, hop, taper, sigma).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut result = vec![0.0f32; input.len()];
+    let pb =
+        super::progress(input.len() as u64, "denoising {bar:30} {pos}/{len} samples {per_sec} eta {eta}");
+    let mut n = 0;
+    // Blocks of any size give the same bits; 1024 keeps the progress bar moving.
+    for block in input.chunks(1024) {
+        n += stream.push_block(&mut den, block, &mut result[n..]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        pb.inc(block.len() as u64);
+    }
+    let flags = stream.flags();
+    let sigma_used = stream.sigma();
+    n += stream.flush(&mut den, &mut result[n..]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    pb.finish_and_clear();
+    debug_assert_eq!(n, input.len());
+    out.write(|mut w| data::write_csv(&mut w, 1, &result))?;
+    let windows = if input.is_empty() { 0 } else { (input.len() - 1) / hop + 1 };
+    eprintln!(
+        "stream: window {w}, hop {hop}, latency {} samples, {windows} windows, sigma {} ({}), method {:?}",
+        w - 1,
+        sigma_used.map_or("-".to_string(), |s| s.to_string()),
+        if sigma == Sigma::Auto { "running estimate, last window" } else { "given" },
+        args.method
+    );
+    if flags.nan > 0 || flags.clamped > 0 {
+        eprintln!(
+            "input check: {} NaN sample(s) replaced by the previous one, {} infinite or out-of-range sample(s) clamped",
+            flags.nan, flags.clamped
+        );
+    }
+    if let Some(c) = &clean {
+        eprintln!("SNR vs clean: input {:.2} dB, output {:.2} dB", snr_db(c, &input), snr_db(c, &result));
+    }
+    if let Some(mut png) = plot_out {
+        let title =
+            format!("streaming denoiser, {:?}, window {w}, hop {hop}, {:?} taper", args.method, args.taper)
+                .to_lowercase();
+        let png_bytes = plot::stream_png(&input, &result, clean.as_deref(), hop, 4 * w, &title)?;
+        png.write_bytes(&png_bytes)?;
+        eprintln!("plot: {}", png.path.display());
+    }
+    Ok(())
+}
+
+/// Reads a one-column signal: CSV (one value per line, `#` lines and blank lines skipped; `nan`,
+/// `inf`, `-inf` accepted, the stream's input check handles them) or a `.npy` of shape (N,),
+/// (N, 1) or (1, N).
+fn load_signal(path: &std::path::Path) -> Result<Vec<f32>> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        let set = super::data::load_file(path)?;
+        if set.dim != 1 && set.len() != 1 {
+            bail!(
+                "{}: {} rows of {} values; --stream reads one signal (one column)",
+                path.display(),
+                set.len(),
+                set.dim
+            );
+        }
+        return Ok(set.values);
+    }
+    let bytes = read_file(path)?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", path.display()))?;
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let columns = line.split(',').count();
+        if columns != 1 {
+            bail!(
+                "{}: line {}: {columns} values; --stream reads a signal of one value per line",
+                path.display(),
+                i + 1
+            );
+        }
+        match line.parse::<f32>() {
+            Ok(v) => values.push(v),
+            Err(_) => bail!("{}: line {}: '{line}' is not a number", path.display(), i + 1),
+        }
+    }
+    if values.is_empty() {
+        bail!("{}: no samples", path.display());
+    }
+    Ok(values)
 }
 
 /// Reads windows and checks their length against the model's D.

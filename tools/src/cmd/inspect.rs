@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use std::path::PathBuf;
-use tinyscore_engine::footprint::WorkingSet;
+use tinyscore_engine::footprint::{self, WorkingSet};
 use tinyscore_engine::format::{DataKind, Model, Process, Role};
 use tinyscore_engine::graph::{Branch, Op};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
@@ -165,6 +165,16 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         ws.process,
         ws.vectors
     );
+    let d = model.dims().dim;
+    if d >= 2 {
+        let _ = writeln!(
+            s,
+            "stream    {} bytes more for the streaming denoiser (denoise --stream) at capacity W = {d}: 4 buffers \
+             of W f32 + {} bytes of state",
+            footprint::stream_bytes(d),
+            footprint::STREAM_STATE_BYTES_32
+        );
+    }
     s
 }
 
