@@ -120,6 +120,14 @@ fn a_conv_network_trains_converts_samples_denoises_and_imputes() {
     let out = dir.path().join("clean.csv");
     ok(&tinyscore(&["denoise", s(&tsm), "--input", s(&noisy), "--sigma", "0.1", "--out", s(&out)]));
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 2);
+    // The streaming denoiser takes one-channel signals only.
+    let column = dir.path().join("column.csv");
+    std::fs::write(&column, "0.1\n0.2\n0.3\n").unwrap();
+    let streamed = dir.path().join("streamed.csv");
+    let e =
+        refused(&tinyscore(&["denoise", s(&tsm), "--stream", "--input", s(&column), "--out", s(&streamed)]));
+    assert!(e.contains("2-channel signals; --stream denoises a one-channel signal"), "{e}");
+    assert!(!streamed.exists());
     let mask = dir.path().join("mask.csv");
     let row: Vec<&str> = (0..32).map(|i| if (6..10).contains(&(i % 16)) { "0" } else { "1" }).collect();
     std::fs::write(&mask, format!("{0}\n{0}\n", row.join(","))).unwrap();

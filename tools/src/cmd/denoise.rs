@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use tinyscore_engine::denoise::{self, Method};
+use tinyscore_engine::format::DataKind;
 use tinyscore_engine::net::limits;
 use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
 use tinyscore_train::data::{self, Dataset};
@@ -225,6 +226,18 @@ fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
     let w = model.dims().dim;
+    let shape = model.data();
+    match shape.kind {
+        DataKind::Signal if shape.channels > 1 => bail!(
+            "{}: a model of {}-channel signals; --stream denoises a one-channel signal",
+            args.model.display(),
+            shape.channels
+        ),
+        DataKind::Image { .. } => {
+            bail!("{}: a model of images; --stream denoises a one-channel signal", args.model.display())
+        }
+        _ => {}
+    }
     if w < 2 {
         bail!(
             "{}: --stream needs a model of windows of 2 values or more, this one has {w}",
