@@ -401,7 +401,8 @@ impl<W: neon::Weights> SimdDot for NeonDot<W> {
 }
 
 /// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with a SIMD kernel `kern` (AVX2 or
-/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more.
+/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more (f32 weights with AVX2
+/// and more than one vector go to [`x86::matmul`] instead).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn matmul_simd<D: SimdDot>(
     t: &Tensor<'_>,
