@@ -37,7 +37,8 @@ Usage:
   target/release/tinyscore convert moons.safetensors --quant f32 --out moons-f32.tsm
   target/release/tinyscore convert moons.safetensors --quant w8a8 --out moons-w8a8.tsm
   python3 bench/onnx_compare.py --checkpoint moons.safetensors --model moons-f32.tsm \
-      [--model-int8 moons-w8a8.tsm] [--tinyscore target/release/tinyscore] [--onnx-out moons.onnx]
+      [--model-int8 moons-w8a8.tsm] [--tinyscore target/release/tinyscore] [--onnx-out moons.onnx] \
+      [--cpu-time]    # time by the measuring thread's CPU time (a loaded machine)
 """
 import argparse
 import os
