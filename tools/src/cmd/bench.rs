@@ -267,7 +267,7 @@ fn thread_cpu_seconds() -> Option<f64> {
     // 64-bit fields on the 64-bit Linux targets this is built for — to the pointer, which is a
     // live local of that layout.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| ts.sec as f64 + ts.nsec as f64 * 1e-9)
+    (rc == 0).then_some(ts.sec as f64 + ts.nsec as f64 * 1e-9)
 }
 
 /// No thread CPU clock off 64-bit Linux.
