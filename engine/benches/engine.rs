@@ -107,6 +107,38 @@ fn avx2(c: &mut Criterion) {
             b.iter(|| x86::matmul_i8(tok, black_box(&w), rows, cols, black_box(&x), cols, n, &mut acc, rows))
         });
     }
+    // One 128 × 128 f32 layer for 256 vectors (the f32 batch kernel, 4 rows × 3 vectors per
+    // block), 4 194 304 MACs; and the f32 walk's SiLU of 1024 values built with AVX2.
+    let n = 256;
+    let wf: Vec<u8> =
+        (0..rows * cols).flat_map(|i| (((i * 37 % 255) as f32 - 127.0) / 256.0).to_le_bytes()).collect();
+    let xf: Vec<f32> = (0..n * cols).map(|i| ((i as f32) * 0.618_034).fract() * 4.0 - 2.0).collect();
+    let mut out = vec![0.0f32; n * rows];
+    g.throughput(Throughput::Elements((rows * cols * n) as u64));
+    g.bench_function("matmul_f32_128x128x256", |b| {
+        b.iter(|| {
+            tinyscore_engine::linalg::x86::matmul::<tinyscore_engine::linalg::x86::F32>(
+                tok,
+                black_box(&wf),
+                rows,
+                cols,
+                black_box(&xf),
+                cols,
+                &mut out,
+                rows,
+                n,
+            )
+        })
+    });
+    let xs: Vec<f32> = (0..1024).map(|i| ((i as f32) * 0.618_034).fract() * 16.0 - 8.0).collect();
+    let mut ys = vec![0.0f32; 1024];
+    g.throughput(Throughput::Elements(1024));
+    g.bench_function("silu_1024", |b| {
+        b.iter(|| {
+            vmath::silu_into_with(Kernels::Avx2(tok), black_box(&xs), &mut ys);
+            black_box(&ys);
+        })
+    });
     g.finish();
 }
 

@@ -211,8 +211,8 @@ impl Walk<'_, '_> {
                 }
             }
             Op::Silu { x } => match input(x) {
-                Some(v) => crate::vmath::silu_into(v, out),
-                None => silu_in_place(out),
+                Some(v) => crate::vmath::silu_into_with(self.kernels, v, out),
+                None => silu_in_place(self.kernels, out),
             },
             Op::Add { a, b } => {
                 let (va, vb) = (input(a), input(b));
@@ -291,12 +291,16 @@ fn init(out: &mut [f32], res: Option<Option<&[f32]>>) {
 
 /// silu over `v` in place, the bits of [`crate::vmath::silu_into`] (element by element the
 /// same operations, eight lanes at a time: a small copy keeps the stack frame small).
-fn silu_in_place(v: &mut [f32]) {
-    let mut tmp = [0.0f32; crate::vmath::LANES];
-    for chunk in v.chunks_mut(crate::vmath::LANES) {
+fn silu_in_place(k: Kernels, v: &mut [f32]) {
+    // Eight lanes on a Cortex-M (its stack is small), eight times that elsewhere (a call per
+    // chunk to the AVX2 build of the SiLU).
+    const CHUNK: usize =
+        if cfg!(target_arch = "arm") { crate::vmath::LANES } else { 8 * crate::vmath::LANES };
+    let mut tmp = [0.0f32; CHUNK];
+    for chunk in v.chunks_mut(CHUNK) {
         let n = chunk.len();
         tmp[..n].copy_from_slice(chunk);
-        crate::vmath::silu_into(&tmp[..n], chunk);
+        crate::vmath::silu_into_with(k, &tmp[..n], chunk);
     }
 }
 

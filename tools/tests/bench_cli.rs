@@ -37,6 +37,22 @@ fn bench_prints_a_row_per_precision() {
 }
 
 #[test]
+fn cpu_time_rounds_say_so_and_measure() {
+    let out = tinyscore(&["bench", W8A8, "--batch", "2", "--seconds", "0.05", "--cpu-time"]);
+    if cfg!(all(target_os = "linux", target_pointer_width = "64")) {
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.lines().next().unwrap_or("").contains("(thread CPU time)"), "{text}");
+        let row = text.lines().find(|l| l.contains("moons-")).expect("a row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let evals: f64 = cells[cells.len() - 3].parse().unwrap();
+        assert!(evals.is_finite() && evals > 0.0, "{row}");
+    } else {
+        one_line_error(&out, "--cpu-time");
+    }
+}
+
+#[test]
 fn eval_csv_prints_the_engines_eps() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("in.csv");

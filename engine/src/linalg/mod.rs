@@ -327,6 +327,10 @@ fn matmul_acc_with(t: &Tensor<'_>, k: Kernels, xs: &[f32], sx: usize, outs: &mut
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
         match t.dtype {
+            // Several vectors: blocks of 4 rows × 3 vectors (`x86::matmul`).
+            DType::F32 if n > 1 => {
+                return x86::matmul::<x86::F32>(tok, t.data(), t.rows, t.cols, xs, sx, outs, so, n)
+            }
             DType::F32 => return matmul_simd(t, Avx2Dot::<x86::F32>(tok, PhantomData), xs, sx, outs, so, n),
             DType::I8 => return matmul_simd(t, Avx2Dot::<x86::I8>(tok, PhantomData), xs, sx, outs, so, n),
             _ => {}
@@ -397,7 +401,8 @@ impl<W: neon::Weights> SimdDot for NeonDot<W> {
 }
 
 /// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with a SIMD kernel `kern` (AVX2 or
-/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more.
+/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more (f32 weights with AVX2
+/// and more than one vector go to [`x86::matmul`] instead).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn matmul_simd<D: SimdDot>(
     t: &Tensor<'_>,

@@ -13,6 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use core::arch::x86_64::*;
+use core::marker::PhantomData;
 
 use crate::kernels::Avx2;
 
@@ -128,6 +129,159 @@ unsafe fn dot_block_avx2<W: Weights, const R: usize, const K: usize>(
     out
 }
 
+/// `outs[i·so + r] += d(r, i)` for every row `r < rows` and vector `i < n`, where d(r, i) is the
+/// engine's dot of row r of `w` (`rows` × `cols` weights of type `W`, row-major; unscaled) with
+/// `xs[i·sx..i·sx + cols]`, bit for bit.
+///
+/// The batch kernel of the f32 path: blocks of 4 rows × 3 vectors share each pass over the
+/// columns (twelve `ymm` accumulators, each holding its own (row, vector) pair's eight lanes in
+/// the engine's order; four weight and three activation loads per twelve multiplies and twelve
+/// adds). The four rows of a vector are reduced together, each with the engine's tree
+/// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)): two `vhaddps` of row pairs, one of their
+/// results and one add of the halves give the four sums in the lanes of one `xmm`; the tail
+/// columns are then added in increasing column, four rows at a time.
+///
+/// # Panics
+/// If `w`, `xs` or `outs` is shorter than those indices need (a caller bug).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul<W: Weights>(
+    _: Avx2,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xs: &[f32],
+    sx: usize,
+    outs: &mut [f32],
+    so: usize,
+    n: usize,
+) {
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(w.len() >= W::SIZE * rows * cols, "weights shorter than rows × cols");
+    assert!(xs.len() >= (n - 1) * sx + cols, "vectors shorter than n × cols");
+    assert!(outs.len() >= (n - 1) * so + rows, "outputs shorter than n × rows");
+    // SAFETY: AVX2 by the token; the asserts bound every read of `w` (SIZE·rows·cols bytes), of
+    // `xs` ((n−1)·sx + cols values) and every read and write of
+    // `outs` ((n−1)·so + rows values).
+    unsafe { matmul_avx2::<W>(w.as_ptr(), rows, cols, xs.as_ptr(), sx, outs.as_mut_ptr(), so, n) }
+}
+
+/// Vectors [`matmul`] takes through all the rows before the next ones (24 vectors of up to 128
+/// columns stay in L1 while the weights stream past them).
+const CHUNK: usize = 24;
+
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_avx2<W: Weights>(
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    xs: *const f32,
+    sx: usize,
+    outs: *mut f32,
+    so: usize,
+    n: usize,
+) {
+    let mut i0 = 0;
+    while i0 < n {
+        let end = (i0 + CHUNK).min(n);
+        let mut r = 0;
+        while r < rows {
+            let rr = (rows - r).min(4);
+            let at = Panel::<W> { w: w.add(W::SIZE * r * cols), cols, r, xs, sx, outs, so, ty: PhantomData };
+            match rr {
+                4 => at.vectors::<4>(i0, end),
+                3 => at.vectors::<3>(i0, end),
+                2 => at.vectors::<2>(i0, end),
+                _ => at.vectors::<1>(i0, end),
+            }
+            r += rr;
+        }
+        i0 = end;
+    }
+}
+
+/// Rows `r..r + R` (R ≤ 4) of [`matmul_avx2`]: where their weights start and where their vectors
+/// and outputs are.
+struct Panel<W> {
+    w: *const u8,
+    cols: usize,
+    r: usize,
+    xs: *const f32,
+    sx: usize,
+    outs: *mut f32,
+    so: usize,
+    ty: PhantomData<W>,
+}
+
+impl<W: Weights> Panel<W> {
+    /// Vectors `i0..end` against the panel's `R` rows, three at a time.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn vectors<const R: usize>(&self, i0: usize, end: usize) {
+        let mut i = i0;
+        while i + 3 <= end {
+            self.block::<R, 3>(i);
+            i += 3;
+        }
+        match end - i {
+            2 => self.block::<R, 2>(i),
+            1 => self.block::<R, 1>(i),
+            _ => {}
+        }
+    }
+
+    /// The panel's `R` rows × vectors `i..i + K`, added to their outputs.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn block<const R: usize, const K: usize>(&self, i: usize) {
+        let cols = self.cols;
+        let rs = W::SIZE * cols; // bytes per row
+        let x: [*const f32; K] = core::array::from_fn(|q| self.xs.add((i + q) * self.sx));
+        let full = cols / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); R]; K];
+        let mut c = 0;
+        while c < full {
+            let mut xv = [_mm256_setzero_ps(); K];
+            for q in 0..K {
+                xv[q] = _mm256_loadu_ps(x[q].add(c));
+            }
+            for r in 0..R {
+                let wv = W::eight(self.w.add(r * rs + W::SIZE * c));
+                for q in 0..K {
+                    acc[q][r] = _mm256_add_ps(acc[q][r], _mm256_mul_ps(wv, xv[q]));
+                }
+            }
+            c += 8;
+        }
+        for q in 0..K {
+            let a = |r: usize| if r < R { acc[q][r] } else { _mm256_setzero_ps() };
+            // [l0+l1, l2+l3 of rows 0 and 1 | l4+l5, l6+l7 of rows 0 and 1], the same of rows 2, 3;
+            // then [(l0+l1)+(l2+l3) of rows 0–3 | (l4+l5)+(l6+l7) of rows 0–3]; the halves added.
+            let h01 = _mm256_hadd_ps(a(0), a(1));
+            let h23 = _mm256_hadd_ps(a(2), a(3));
+            let h = _mm256_hadd_ps(h01, h23);
+            let mut s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            for c in full..cols {
+                let wt = |r: usize| if r < R { W::one(self.w.add(r * rs + W::SIZE * c)) } else { 0.0 };
+                let wc = _mm_setr_ps(wt(0), wt(1), wt(2), wt(3));
+                s = _mm_add_ps(s, _mm_mul_ps(wc, _mm_set1_ps(*x[q].add(c))));
+            }
+            let o = self.outs.add((i + q) * self.so + self.r);
+            if R == 4 {
+                _mm_storeu_ps(o, _mm_add_ps(_mm_loadu_ps(o), s));
+            } else {
+                let mut v = [0.0f32; 4];
+                _mm_storeu_ps(v.as_mut_ptr(), s);
+                for r in 0..R {
+                    *o.add(r) += v[r];
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +326,48 @@ mod tests {
             let got = dot_block::<I8, 3, 1>(tok, qrows, [&x[..cols]], cols);
             for r in 0..3 {
                 assert_eq!(got[r][0].to_bits(), want[r][0].to_bits(), "int8 cols {cols} r {r}");
+            }
+        }
+    }
+
+    /// [`matmul`] against the portable [`dot`] of every (row, vector) pair added to random
+    /// outputs: random rows (every remainder of 4), columns (every remainder of 8), vector
+    /// counts (every remainder of 3, and more than one chunk) and strides.
+    #[test]
+    fn matmul_equals_the_portable_dots_bit_for_bit() {
+        let Some(tok) = token() else { return };
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan();
+        for case in 0..300 {
+            let rows = 1 + (rng.next() % 13) as usize;
+            let cols = if case < 20 { case } else { (rng.next() % 200) as usize };
+            let n = 1 + (rng.next() % if case % 5 == 0 { 60 } else { 10 }) as usize;
+            let sx = cols + (rng.next() % 3) as usize;
+            let so = rows + (rng.next() % 3) as usize;
+            let w: std::vec::Vec<f32> = (0..rows * cols).map(|_| rng.f32()).collect();
+            let bytes: std::vec::Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let q: std::vec::Vec<u8> = (0..rows * cols).map(|_| rng.next() as u8).collect();
+            let xs: std::vec::Vec<f32> = (0..(n - 1) * sx + cols).map(|_| rng.f32()).collect();
+            let init: std::vec::Vec<f32> = (0..(n - 1) * so + rows).map(|_| rng.f32()).collect();
+            let dec = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            let dq = |b: &[u8]| (b[0] as i8) as f32;
+            let mut got = init.clone();
+            matmul::<F32>(tok, &bytes, rows, cols, &xs, sx, &mut got, so, n);
+            let mut got8 = init.clone();
+            matmul::<I8>(tok, &q, rows, cols, &xs, sx, &mut got8, so, n);
+            for i in 0..n {
+                let x = &xs[i * sx..i * sx + cols];
+                for r in 0..rows {
+                    let o = i * so + r;
+                    let want = init[o] + dot::<4>(&bytes[4 * r * cols..4 * (r + 1) * cols], x, dec);
+                    assert!(same(got[o], want), "f32 rows {rows} cols {cols} n {n} r {r} i {i}");
+                    let want = init[o] + dot::<1>(&q[r * cols..(r + 1) * cols], x, dq);
+                    assert!(same(got8[o], want), "int8 rows {rows} cols {cols} n {n} r {r} i {i}");
+                }
+                // Outputs between vectors (the stride's gap) are left alone.
+                for o in i * so + rows..((i + 1) * so).min(init.len()) {
+                    assert_eq!(got[o].to_bits(), init[o].to_bits());
+                }
             }
         }
     }

@@ -251,8 +251,8 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     /// `xs[i·D..(i+1)·D]`, its ε̂ at `outs[i·D..]`): the same bits as `k` calls of
     /// [`ScoreNet::eps`], faster. The time branch is computed once for all `k`; on the f32 path
     /// every dense layer multiplies its weights with blocks of four vectors (each weight loaded
-    /// once per block), in the same summation order as one vector alone
-    /// ([`crate::linalg::dot_block`]); a `w8a8` file runs its integer layers for tiles of up to 32
+    /// once per block; with the AVX2 kernels blocks of 4 rows × 3 vectors), in the same summation
+    /// order as one vector alone ([`crate::linalg::dot_block`]); a `w8a8` file runs its integer layers for tiles of up to 32
     /// vectors at once (8 on Arm, and for calls of at most 8 vectors), the same exact integers.
     /// `scratch` holds the f32 walk's arena, [`ScoreNet::batch_scratch_len`]`(k)` values (not
     /// needed, and may be empty, for a `w8a8` file, whose tiles live on the stack: T·(D + 7H) +

@@ -645,8 +645,10 @@ unsafe fn residual_index8(v: __m256i) -> __m256i {
 
 /// [`crate::quant::lut`] of 4 × 8 indices (int32 lanes in −128..=127) in a 256-entry table:
 /// 64-bit lane i of the result holds the eight entries of `idx[i]`. The indices become 32
-/// bytes; each 16-entry row of the table is a `vpshufb` by their low nibbles, kept where
-/// their high nibble names that row.
+/// table positions p (bytes); each 16-entry row k of the table is a `vpshufb` by
+/// q = (p − 16k) + 0x70 (wrapping subtract, unsigned saturating add): q is 0x70 + (p mod 16)
+/// when p is in row k; otherwise p − 16k (mod 256) is at least 16 and q at least 0x80, and a
+/// set top bit makes `vpshufb` give 0. The sixteen rows are OR-ed.
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn lut32(table: *const u8, idx: [__m256i; 4]) -> __m256i {
@@ -655,14 +657,13 @@ unsafe fn lut32(table: *const u8, idx: [__m256i; 4]) -> __m256i {
     // the table positions.
     let b = _mm256_packs_epi16(_mm256_packs_epi32(idx[0], idx[1]), _mm256_packs_epi32(idx[2], idx[3]));
     let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    let pos = _mm256_xor_si256(b, _mm256_set1_epi8(-128));
-    let low = _mm256_and_si256(pos, _mm256_set1_epi8(0x0f));
-    let high = _mm256_and_si256(_mm256_srli_epi16::<4>(pos), _mm256_set1_epi8(0x0f));
+    let mut p = _mm256_xor_si256(b, _mm256_set1_epi8(-128));
+    let (sixteen, bias) = (_mm256_set1_epi8(16), _mm256_set1_epi8(0x70));
     let mut out = _mm256_setzero_si256();
     for row in 0..16 {
         let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(table.add(16 * row) as *const __m128i));
-        let hit = _mm256_cmpeq_epi8(high, _mm256_set1_epi8(row as i8));
-        out = _mm256_blendv_epi8(out, _mm256_shuffle_epi8(t, low), hit);
+        out = _mm256_or_si256(out, _mm256_shuffle_epi8(t, _mm256_adds_epu8(p, bias)));
+        p = _mm256_sub_epi8(p, sixteen);
     }
     out
 }
@@ -790,6 +791,36 @@ mod tests {
                 _mm256_storeu_si256(got.as_mut_ptr() as *mut __m256i, v);
             }
             assert_eq!(got, sat, "saturating add of {a:?} and {m:?}");
+        }
+    }
+
+    /// [`lut32`] against [`crate::quant::lut`] at every index, each in every one of the 32 byte
+    /// positions (indices rotated across the four vectors' lanes), with random tables.
+    #[test]
+    fn lut32_reads_every_entry() {
+        let Some(_) = token() else { return };
+        let mut rng = Rng(0x1f2e);
+        for _ in 0..4 {
+            let table: std::vec::Vec<u8> = (0..256).map(|_| rng.next() as u8).collect();
+            for shift in 0..256 {
+                let ix: [[i32; 8]; 4] = core::array::from_fn(|v| {
+                    core::array::from_fn(|j| ((shift + 8 * v + j) % 256) as i32 - 128)
+                });
+                // SAFETY: AVX2 (the token above); the table has 256 entries, the indices are in
+                // −128..=127.
+                let got = unsafe {
+                    let idx = ix.map(|l| _mm256_loadu_si256(l.as_ptr() as *const __m256i));
+                    let mut b = [0u8; 32];
+                    _mm256_storeu_si256(b.as_mut_ptr() as *mut __m256i, lut32(table.as_ptr(), idx));
+                    b
+                };
+                for v in 0..4 {
+                    for j in 0..8 {
+                        let want = crate::quant::lut(&table, ix[v][j] as i8);
+                        assert_eq!(got[8 * v + j] as i8, want, "index {}", ix[v][j]);
+                    }
+                }
+            }
         }
     }
 
