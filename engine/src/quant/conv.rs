@@ -203,10 +203,9 @@ mod tests {
         let (mut col, mut acc) = (vec![0i8; 12], vec![0i32; s.acc_len()]);
         conv_i8(&s, &w, &x, &mut col, &mut acc).unwrap();
         // (bias, multiplier, shift) per channel; an identity table (index → itself).
-        let triples: Vec<[i32; 3]> =
-            (0..6).map(|r| [r * 100 - 250, (1 << 30) + r * 12_345, 9 + r as i32]).collect();
+        let triples: Vec<[i32; 3]> = (0..6).map(|r| [r * 100 - 250, (1 << 30) + r * 12_345, 9 + r]).collect();
         let rq: Vec<u8> = triples.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-        let table: Vec<u8> = (0..256).map(|i| (i as i32 - 128).clamp(-127, 127) as i8 as u8).collect();
+        let table: Vec<u8> = (0..256i32).map(|i| (i - 128).clamp(-127, 127) as i8 as u8).collect();
         let add = [5, -5, 0, 17, -300, 2];
         let mut out = vec![0i8; s.acc_len()];
         let mut e = Epilogue::Table { add: &add, table: &table, out: &mut out };
