@@ -21,8 +21,9 @@
 //! [`PlanError::Pattern`]. The time branch is not part of the plan: it runs in f32 (the walk).
 //!
 //! The engine's int8 network (`net/int8.rs`) walks the steps; the parser validates a `w8a8`
-//! file's activation parameters along them, and the converter's calibration names activations
-//! by them ([`Int8Plan::activation`]). An int8 convolution would be one more step kind here and
+//! file's activation parameters along them, and the converter's calibration walks them
+//! (its weights, biases, columns and tables) and finds each observed activation's column by
+//! [`Int8Plan::scale_of`]. An int8 convolution would be one more step kind here and
 //! one more arm there. Imports only the graph and the layout.
 
 use super::layout;
