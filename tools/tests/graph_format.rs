@@ -205,8 +205,9 @@ fn a_w8a8_file_with_a_convolution_is_refused_by_name() {
         }
         reseal(&mut b);
         match Model::parse(&b) {
-            Err(FormatError::Int8Unsupported { layer, op }) if int8 => {
-                assert_eq!((layer, op), (first, "conv1d"))
+            Err(e @ FormatError::Int8Unsupported { layer, op }) if int8 => {
+                assert_eq!((layer, op), (first, "conv1d"));
+                assert!(e.to_string().contains("(conv1d) has no integer kernel (use f32, f16 or w8)"), "{e}");
             }
             Ok(m) if !int8 => assert!(matches!(m.graph().layer(first).op, Op::Conv1d { kernel: 1, .. })),
             other => panic!("{name}: {:?}", other.map(|_| ())),
