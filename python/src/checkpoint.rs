@@ -385,13 +385,12 @@ pub fn convert<'py>(
     let r = py.detach(move || -> Result<(Vec<u8>, usize, f64)> {
         let ckpt = Checkpoint::load(Path::new(&path)).map_err(checkpoint_error)?;
         // As the command: refused by name before the calibration data is loaded.
-        if ckpt.network.mlp().is_none() && matches!(quant, Quant::W8 | Quant::W8A8) {
+        if ckpt.network.mlp().is_none() && quant == Quant::W8A8 {
             return Err(Error::new(
                 "ArgumentError",
                 "NoIntegerPath",
                 format!(
-                    "quant='{}': {path} is a conv network, which has no integer path yet; convert it with quant='f32' or 'f16'",
-                    if quant == Quant::W8 { "w8" } else { "w8a8" }
+                    "quant='w8a8': {path} is a conv network, which has no integer-activation path yet; convert it with quant='f32', 'f16' or 'w8'"
                 ),
             ));
         }

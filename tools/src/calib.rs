@@ -5,9 +5,12 @@
 //!
 //! `docs/quantization.md` explains the choices and holds the measurements.
 
-use tinyscore_engine::format::{layout, Model, Process};
+use tinyscore_engine::format::{Model, Process};
+use tinyscore_engine::graph::build::Plan;
+use tinyscore_engine::graph::{mlp, Op};
 use tinyscore_engine::net::{Activation, Dims};
-use tinyscore_engine::quant;
+use tinyscore_engine::quant::plan::Kind;
+use tinyscore_engine::quant::{self, Int8Plan};
 use tinyscore_engine::rng::{fill_normal, stream};
 use tinyscore_engine::schedule::BetaSchedule;
 
@@ -55,9 +58,25 @@ pub fn calibration_points(
     out
 }
 
+/// ScoreNet v1 of `dims` as a layer graph and its integer plan: the one definition of the
+/// steps, their weights and their columns that calibration walks (`Int8Plan::steps()`).
+fn plan_of(dims: &Dims) -> (Plan, Int8Plan) {
+    let built = mlp::build(dims).expect("the checkpoint's sizes build ScoreNet v1");
+    let plan =
+        Int8Plan::new(&built.graph().expect("a built graph validates")).expect("ScoreNet v1 has a plan");
+    (built, plan)
+}
+
 /// Raises `maxima` (one per `act.scales` column) to the largest |activation| the engine's own f32
-/// network shows over `points`, per timestep group.
-fn record_maxima(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usize, maxima: &mut [f32]) {
+/// network shows over `points`, per timestep group; returns which columns hold an int16
+/// residual stream. The columns are the integer plan's ([`Int8Plan::scale_of`]).
+fn record_maxima(
+    dims: &Dims,
+    params: &[f32],
+    points: &[CalibPoint],
+    groups: usize,
+    maxima: &mut [f32],
+) -> Vec<bool> {
     // An f32 file of these weights: the normalisation and the process do not enter ε̂(x, t) on a
     // normalised x, so identity and a one-step schedule serve.
     let (mean, std) = (vec![0.0f32; dims.dim], vec![1.0f32; dims.dim]);
@@ -70,40 +89,47 @@ fn record_maxima(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usi
     };
     let bytes = crate::tsm::write(&spec, Quant::F32).expect("the calibrated weights fit their sizes");
     let model = Model::parse(&bytes).expect("the writer's f32 file parses");
+    let plan = Int8Plan::new(model.graph()).expect("ScoreNet v1 has a plan");
+    let cols = plan.scale_cols();
+    // The column (and stream flag) of each activation the network names, from the plan.
+    let mut columns: Vec<(Activation, usize)> = Vec::new();
+    let mut residual = vec![false; cols];
+    let input = plan.input_scale().expect("ScoreNet v1 reads x");
+    columns.push((Activation::Input, input));
+    for layer in 0..model.graph().len() {
+        if let (Some(a), Some((c, stream))) = (plan.activation(layer), plan.scale_of(layer)) {
+            columns.push((a, c));
+            residual[c] = stream;
+        }
+    }
     let mut net = host_net(model).expect("a valid file fits the host capacities");
-    let (cols, nb) = (layout::scale_cols(dims.blocks), dims.blocks);
     let mut eps = vec![0.0f32; dims.dim];
     for p in points {
         let g = quant::time_group(p.t, groups);
         let m = &mut maxima[g * cols..(g + 1) * cols];
         net.eps_observed(&p.x, p.t, &mut eps, |act, v| {
-            let c = match act {
-                Activation::Input => layout::s_x(),
-                Activation::Residual(b) => layout::s_h(b),
-                Activation::SiluResidual(b) => layout::s_a(nb, b),
-                Activation::Pre(b) => layout::s_u(nb, b),
-                Activation::SiluPre(b) => layout::s_v(nb, b),
-            };
-            m[c] = v.iter().fold(m[c], |acc, x| acc.max(x.abs()));
+            if let Some(&(_, c)) = columns.iter().find(|(a, _)| *a == act) {
+                m[c] = v.iter().fold(m[c], |acc, x| acc.max(x.abs()));
+            }
         });
     }
+    residual
 }
 
 /// The activation scales (row-major (G, 4B+3)) of `groups` timestep groups: each activation's
 /// largest |value| over the calibration points of the group, over the largest code (127 for
 /// int8; the int16 residual stream gets 8 more bits: max/(127·256)).
 pub fn activation_scales(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usize) -> Vec<f32> {
-    let cols = layout::scale_cols(dims.blocks);
+    let cols = plan_of(dims).1.scale_cols();
     let mut maxima = vec![0.0f32; groups * cols];
-    record_maxima(dims, params, points, groups, &mut maxima);
+    let is_residual = record_maxima(dims, params, points, groups, &mut maxima);
     let residual = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
     let mut scales = vec![0.0f32; groups * cols];
     for g in 0..groups {
         for c in 0..cols {
             // A group no point reached, or an activation that is always 0, keeps a harmless scale.
             let m = maxima[g * cols + c].max(1e-6);
-            let is_residual = (0..=dims.blocks).any(|b| layout::s_h(b) == c);
-            scales[g * cols + c] = if is_residual { m / (127.0 * residual) } else { m / 127.0 };
+            scales[g * cols + c] = if is_residual[c] { m / (127.0 * residual) } else { m / 127.0 };
         }
     }
     scales
@@ -111,77 +137,76 @@ pub fn activation_scales(dims: &Dims, params: &[f32], points: &[CalibPoint], gro
 
 /// The i32 `act.requant` values (row-major (G, cols)) and the int8 `act.lut` tables of a w8a8
 /// file with parameters `params` and activation scales `scales`, computed with the engine's
-/// functions so that engine and converter share one rounding rule.
+/// functions so that engine and converter share one rounding rule. Walks the integer plan's
+/// steps (`Int8Plan::steps()`): each step's weight and bias, its columns and its tables are the
+/// plan's, so the converter writes exactly what the engine's walk of the same plan reads.
 pub fn integer_params(dims: &Dims, params: &[f32], scales: &[f32], groups: usize) -> (Vec<i32>, Vec<i8>) {
-    let Dims { dim: d, hidden: h, blocks: nb, .. } = *dims;
-    let scols = layout::scale_cols(nb);
-    let rcols = layout::requant_cols(d, h, nb);
-    // Offsets of the layers in the flat parameter vector (Dims::params order).
-    let mut offsets = std::collections::HashMap::new();
+    let (built, plan) = plan_of(dims);
+    let graph = built.graph().expect("a built graph validates");
+    let (scols, rcols, nluts) = (plan.scale_cols(), plan.requant_cols(), plan.lut_count());
+    // Tensor 2 + k of the file is parameter tensor k, stored in the flat vector in order.
+    let mut offsets = Vec::new();
     let mut off = 0;
-    for (role, rows, cols) in dims.params() {
-        offsets.insert(role, (off, rows, cols));
+    for &(rows, cols) in built.tensors() {
+        offsets.push((off, rows, cols));
         off += rows * cols;
     }
-    let layer = |role| {
-        let (o, rows, cols) = offsets[&role];
-        let (_, ws) = quantize_rows_i8(&params[o..o + rows * cols], rows, cols);
-        ws
+    assert_eq!(off, params.len(), "the parameters of ScoreNet v1 {dims:?}");
+    let weight_scales = |tensor: usize| {
+        let (o, rows, cols) = offsets[tensor - 2];
+        quantize_rows_i8(&params[o..o + rows * cols], rows, cols).1
     };
-    let bias = |role| {
-        let (o, rows, _) = offsets[&role];
-        params[o..o + rows].to_vec()
+    let bias = |tensor: usize| {
+        let (o, rows, _) = offsets[tensor - 2];
+        &params[o..o + rows]
     };
-    use tinyscore_engine::format::Role;
     let mult = |real: f64| {
         // Scales come from finite, positive maxima; clamp into the representable range.
         let real = real.clamp(1e-9, 1e9);
         quant::quantize_multiplier(real).expect("clamped factor is representable")
     };
+    let extra = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
     let mut rq = vec![0i32; groups * rcols];
-    let mut luts = vec![0i8; groups * 256 * layout::lut_count(nb)];
+    let mut luts = vec![0i8; groups * 256 * nluts];
     for g in 0..groups {
         let s = |c: usize| scales[g * scols + c];
         let row = &mut rq[g * rcols..(g + 1) * rcols];
-        let triples = |row: &mut [i32], base: usize, w_role: Role, b_role: Role, s_in: f32, s_out: f32| {
-            let (ws, bs) = (layer(w_role), bias(b_role));
-            for r in 0..h {
+        let tables = &mut luts[g * 256 * nluts..(g + 1) * 256 * nluts];
+        for step in plan.steps() {
+            let Op::Linear { bias: b, .. } = graph.layer(step.layer as usize).op else {
+                unreachable!("a plan step is a linear layer")
+            };
+            let (ws, bs) = (weight_scales(step.weight()), bias(b as usize));
+            let (base, s_in) = (step.rq(), s(step.in_scale()));
+            if step.kind == Kind::Output {
+                for r in 0..step.rows() {
+                    row[base + r] = quant::quantize_bias(bs[r], ws[r] * s_in);
+                }
+                continue;
+            }
+            let s_out = s(step.out_scale());
+            for r in 0..step.rows() {
                 let acc_scale = ws[r] * s_in;
                 let (m, n) = mult(acc_scale as f64 / s_out as f64);
                 row[base + 3 * r] = quant::quantize_bias(bs[r], acc_scale);
                 row[base + 3 * r + 1] = m;
                 row[base + 3 * r + 2] = n as i32;
             }
-        };
-        triples(row, layout::input(h), Role::InputW, Role::InputB, s(layout::s_x()), s(layout::s_h(0)));
-        for b in 0..nb {
-            let bb = b as u8;
-            let (s_a, s_u, s_v) = (s(layout::s_a(nb, b)), s(layout::s_u(nb, b)), s(layout::s_v(nb, b)));
-            triples(row, layout::w1(h, b), Role::BlockW1(bb), Role::BlockB1(bb), s_a, s_u);
-            triples(row, layout::w2(h, b), Role::BlockW2(bb), Role::BlockB2(bb), s_v, s(layout::s_h(b + 1)));
-            let (m, n) = mult(s(layout::s_h(b)) as f64 / s(layout::s_h(b + 1)) as f64);
-            row[layout::residual(h, b)] = m;
-            row[layout::residual(h, b) + 1] = n as i32;
-        }
-        let (ws, bs) = (layer(Role::OutputW), bias(Role::OutputB));
-        let s_a = s(layout::s_a(nb, nb));
-        for r in 0..d {
-            row[layout::output(h, nb) + r] = quant::quantize_bias(bs[r], ws[r] * s_a);
-        }
-        let tables = &mut luts[g * 256 * layout::lut_count(nb)..(g + 1) * 256 * layout::lut_count(nb)];
-        let residual = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
-        for b in 0..=nb {
-            let (s_in, s_out) = (s(layout::s_h(b)) * residual, s(layout::s_a(nb, b)));
-            let t = &mut tables[256 * layout::lut_h(b)..256 * layout::lut_h(b) + 256];
+            let (lut, table_in) = match step.kind {
+                Kind::ToI16 { lut } => (lut, s_out * extra),
+                Kind::Residual { lut } => {
+                    let (m, n) = mult(s(step.res_scale()) as f64 / s_out as f64);
+                    let at = base + 3 * step.rows();
+                    row[at] = m;
+                    row[at + 1] = n as i32;
+                    (lut, s_out * extra)
+                }
+                Kind::Table { lut, .. } => (lut, s_out),
+                Kind::Output => unreachable!("handled above"),
+            };
+            let t = &mut tables[256 * lut as usize..256 * lut as usize + 256];
             for (i, e) in t.iter_mut().enumerate() {
-                *e = quant::silu_lut_entry(i as i32 - 128, s_in, s_out);
-            }
-        }
-        for b in 0..nb {
-            let (s_in, s_out) = (s(layout::s_u(nb, b)), s(layout::s_v(nb, b)));
-            let t = &mut tables[256 * layout::lut_u(nb, b)..256 * layout::lut_u(nb, b) + 256];
-            for (i, e) in t.iter_mut().enumerate() {
-                *e = quant::silu_lut_entry(i as i32 - 128, s_in, s_out);
+                *e = quant::silu_lut_entry(i as i32 - 128, table_in, s(step.silu_scale()));
             }
         }
     }

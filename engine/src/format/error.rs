@@ -225,7 +225,7 @@ impl core::fmt::Display for FormatError {
             Graph(e) => write!(f, "layer graph: {e}"),
             Int8NotMlp => write!(f, "w8a8 (integer) files run only the ScoreNet v1 MLP graph"),
             Int8Unsupported { layer, op } => {
-                write!(f, "w8a8 (integer) file: layer {layer} ({op}) has no integer kernel (use f32 or f16)")
+                write!(f, "w8a8 (integer) file: layer {layer} ({op}) has no integer kernel (use f32, f16 or w8)")
             }
             BadData { what } => write!(f, "invalid data description: {what}"),
             UnknownProcess(k) => write!(f, "unknown diffusion process kind {k}"),

@@ -21,8 +21,9 @@
 //! [`PlanError::Pattern`]. The time branch is not part of the plan: it runs in f32 (the walk).
 //!
 //! The engine's int8 network (`net/int8.rs`) walks the steps; the parser validates a `w8a8`
-//! file's activation parameters along them, and the converter's calibration names activations
-//! by them ([`Int8Plan::activation`]). An int8 convolution would be one more step kind here and
+//! file's activation parameters along them, and the converter's calibration walks them
+//! (its weights, biases, columns and tables) and finds each observed activation's column by
+//! [`Int8Plan::scale_of`]. An int8 convolution would be one more step kind here and
 //! one more arm there. Imports only the graph and the layout.
 
 use super::layout;
@@ -94,6 +95,15 @@ pub struct Step {
     pub cols: u16,
     /// `act.scales` column of its input's scale.
     pub in_scale: u16,
+    /// `act.scales` column of the value its epilogue requantizes to, the input of its SiLU
+    /// table (`ToI16`, `Residual`: the int16 stream's scale; `Table`: the pre-activation's).
+    /// `Output`: its `in_scale` (the ε̂ is f32).
+    pub out_scale: u16,
+    /// `act.scales` column of its SiLU table's int8 output (`Output`: its `in_scale`).
+    pub silu_scale: u16,
+    /// `Residual`: the `act.scales` column of the stream it adds (what its residual
+    /// multiplier rescales from); other kinds: its `out_scale`.
+    pub res_scale: u16,
     /// Its int8 input.
     pub input: Input,
     /// `act.requant` column of its (bias, multiplier, shift) triples, one per row (`Output`:
@@ -123,6 +133,21 @@ impl Step {
     #[inline(always)]
     pub fn in_scale(&self) -> usize {
         self.in_scale as usize
+    }
+    /// `act.scales` column of the value its epilogue requantizes to ([`Step::out_scale`]).
+    #[inline(always)]
+    pub fn out_scale(&self) -> usize {
+        self.out_scale as usize
+    }
+    /// `act.scales` column of its SiLU table's output.
+    #[inline(always)]
+    pub fn silu_scale(&self) -> usize {
+        self.silu_scale as usize
+    }
+    /// `act.scales` column of the stream a `Residual` step adds.
+    #[inline(always)]
+    pub fn res_scale(&self) -> usize {
+        self.res_scale as usize
     }
     /// Tensor index of its weight.
     #[inline(always)]
@@ -202,6 +227,9 @@ const NO_STEP: Step = Step {
     cols: 0,
     input: Input::X,
     in_scale: 0,
+    out_scale: 0,
+    silu_scale: 0,
+    res_scale: 0,
     rq: 0,
     kind: Kind::Output,
 };
@@ -284,6 +312,9 @@ impl Int8Plan {
                 rows: rows as u16,
                 cols: cols as u16,
                 in_scale: in_scale as u16,
+                out_scale: in_scale as u16,
+                silu_scale: in_scale as u16,
+                res_scale: in_scale as u16,
                 input,
                 rq: rq32,
                 kind: Kind::Output,
@@ -319,6 +350,9 @@ impl Int8Plan {
                         return Err(pattern(i, "a second residual stream"));
                     }
                     step.kind = Kind::ToI16 { lut: layout::lut_h(0) as u16 };
+                    step.out_scale = layout::s_h(0) as u16;
+                    step.silu_scale = layout::s_a(blocks, 0) as u16;
+                    step.res_scale = step.out_scale;
                     h = Some((value, 0));
                     act = Some((silu_value, layout::s_a(blocks, 0)));
                     rq += 3 * rows;
@@ -329,6 +363,9 @@ impl Int8Plan {
                     }
                     let (lut, slot) = (layout::lut_u(blocks, tables) as u16, tables as u16);
                     step.kind = Kind::Table { lut, slot, temb };
+                    step.out_scale = layout::s_u(blocks, tables) as u16;
+                    step.silu_scale = layout::s_v(blocks, tables) as u16;
+                    step.res_scale = step.out_scale;
                     act = Some((silu_value, layout::s_v(blocks, tables)));
                     tables += 1;
                     rq += 3 * rows;
@@ -338,6 +375,9 @@ impl Int8Plan {
                         return Err(pattern(i, "a residual that is not the integer path's stream"));
                     };
                     step.kind = Kind::Residual { lut: layout::lut_h(b + 1) as u16 };
+                    step.out_scale = layout::s_h(b + 1) as u16;
+                    step.silu_scale = layout::s_a(blocks, b + 1) as u16;
+                    step.res_scale = layout::s_h(b) as u16;
                     h = Some((value, b + 1));
                     act = Some((silu_value, layout::s_a(blocks, b + 1)));
                     rq += 3 * rows + 2;
@@ -397,6 +437,27 @@ impl Int8Plan {
             .map(|s| if s.input == Input::X { s.rows() } else { s.rows().max(s.cols()) })
             .max()
             .unwrap_or(0)
+    }
+
+    /// The `act.scales` column of the value graph layer `layer` writes, if the integer path
+    /// quantizes it, and whether that value is an int16 residual stream (its scale has
+    /// [`super::RESIDUAL_EXTRA_BITS`] more bits than an int8 value's). The network's input x
+    /// is no layer: its column is [`Int8Plan::input_scale`].
+    pub fn scale_of(&self, layer: usize) -> Option<(usize, bool)> {
+        self.steps().iter().find_map(|s| {
+            let stream = matches!(s.kind, Kind::ToI16 { .. } | Kind::Residual { .. });
+            match s.kind {
+                Kind::Output => None,
+                _ if layer == s.pre as usize => Some((s.out_scale(), stream)),
+                _ if layer == s.silu as usize => Some((s.silu_scale(), false)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The `act.scales` column of the network's input x (the scale of the steps that read x).
+    pub fn input_scale(&self) -> Option<usize> {
+        self.steps().iter().find(|s| s.input == Input::X).map(Step::in_scale)
     }
 
     /// The activation that graph layer `layer` writes, if the integer path quantizes it.
@@ -518,6 +579,24 @@ mod tests {
                     _ => None,
                 };
                 assert_eq!(plan.activation(layer), want, "{d:?} layer {layer}");
+                // Its scale's column is the layout's for that activation.
+                let nb = blocks;
+                let column = want.map(|a| match a {
+                    Activation::Input => (layout::s_x(), false),
+                    Activation::Residual(b) => (layout::s_h(b), true),
+                    Activation::SiluResidual(b) => (layout::s_a(nb, b), false),
+                    Activation::Pre(b) => (layout::s_u(nb, b), false),
+                    Activation::SiluPre(b) => (layout::s_v(nb, b), false),
+                });
+                assert_eq!(plan.scale_of(layer), column, "{d:?} layer {layer}");
+            }
+            assert_eq!(plan.input_scale(), Some(layout::s_x()));
+            // Every residual step rescales the stream before it to its own.
+            for s in plan.steps() {
+                if let Kind::Residual { lut } = s.kind {
+                    let b = lut as usize - 1;
+                    assert_eq!((s.res_scale(), s.out_scale()), (layout::s_h(b), layout::s_h(b + 1)));
+                }
             }
         }
     }

@@ -62,10 +62,9 @@ pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
     inputs.extend(calib_file);
     let mut out = output::plan(&[("--out", &args.out, Kind::Model)], &inputs)?.remove(0);
     let ckpt = load_checkpoint(&args.checkpoint)?;
-    if ckpt.network.mlp().is_none() && matches!(args.quant, QuantArg::W8 | QuantArg::W8a8) {
+    if ckpt.network.mlp().is_none() && args.quant == QuantArg::W8a8 {
         bail!(
-            "--quant {}: {} is a conv network, which has no integer path yet; convert it with --quant f32 or f16",
-            if args.quant == QuantArg::W8 { "w8" } else { "w8a8" },
+            "--quant w8a8: {} is a conv network, which has no integer-activation path yet; convert it with --quant f32, f16 or w8",
             args.checkpoint.display()
         );
     }
@@ -177,14 +176,16 @@ fn process_of(ckpt: &Checkpoint) -> Process {
     }
 }
 
-/// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8` (a conv network: `f32` or
-/// `f16`).
+/// The `.tsm` bytes of a checkpoint in mode `f32`, `f16` or `w8` (a conv network too: its `w8`
+/// weights are int8 with one scale per output channel, the rows of its (C_out, C_in·K) matrices).
 pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>> {
     match ckpt.network {
         Network::Mlp(_) => Ok(tsm::write_with(&spec_of(ckpt, use_ema)?, data_of(ckpt), quant)?),
         Network::Conv(_) => {
-            if matches!(quant, Quant::W8 | Quant::W8A8) {
-                bail!("a conv network has no integer path yet: convert it to f32 or f16");
+            if quant == Quant::W8A8 {
+                bail!(
+                    "a conv network has no integer-activation (w8a8) path yet: convert it to f32, f16 or w8"
+                );
             }
             let plan = ckpt.network.plan().map_err(|e| anyhow::anyhow!("the conv network: {e}"))?;
             let spec = GraphSpec {
@@ -220,8 +221,10 @@ fn data_of(ckpt: &Checkpoint) -> DataShape {
 /// What a ScoreNet v1 model file of `ckpt` holds: its sizes, process, normalisation and the EMA
 /// or raw weights.
 fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> Result<ModelSpec<'_>> {
-    let dims =
-        ckpt.network.mlp().context("a conv network has no integer path yet: convert it to f32 or f16")?;
+    let dims = ckpt
+        .network
+        .mlp()
+        .context("a conv network has no integer-activation (w8a8) path yet: convert it to f32, f16 or w8")?;
     Ok(ModelSpec {
         dims,
         process: process_of(ckpt),

@@ -1,0 +1,252 @@
+//! The portable reference of the int8 convolution: the dot products of a `conv1d` layer
+//! (`docs/scorenet.md`) with int8 weights and int8 activations, accumulated in i32:
+//!
+//! ```text
+//! acc[l, co] = Σ_j W[co, j]·col_l[j],   col_l[ci·K + k] = x[s·l + k·d − p, ci]  (0 outside [0, L))
+//! ```
+//!
+//! with W (C_out, C_in·K) the layer's int8 weight (one scale per output channel, the rows of the
+//! `w8` file) and x channels-last (position-major, the arena's layout). The zero of a symmetric
+//! int8 scale is the integer 0, so "same" padding stays exact. Integer addition is exact, so the
+//! order of the sum cannot change the result; the columns are gathered and multiplied by
+//! [`super::dot_i8`] (the linear layer's dot product), and each position's C_out accumulators are
+//! one vector for the epilogues of [`super::epilogue`] (`so = C_out`): a convolution is
+//! requantized, added to its residual and passed through its SiLU table by the very rule and
+//! code of the linear layers. A leaf module apart from those two calls.
+//!
+//! Status: the kernel and its tests; the `w8a8` plan does not yet give convolutions a step
+//! (`Int8Plan` refuses `conv1d`, `docs/quantization.md`).
+
+use super::dot_i8;
+
+/// Largest C_in·K of an int8 convolution: the bound of [`super::dot_i8`]'s linear layers
+/// (|Σ| ≤ 512·127·128 < 2^23), so that a folded bias and time embedding cannot overflow i32.
+pub const MAX_CONV_COLS: usize = 512;
+
+/// The sizes of one int8 convolution, checked once ([`ConvShape::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    c_in: usize,
+    l_in: usize,
+    c_out: usize,
+    kernel: usize,
+    dilation: usize,
+    stride: usize,
+}
+
+impl ConvShape {
+    /// The shape of a convolution of C_in × L_in into C_out channels with kernel K (odd),
+    /// dilation d ≥ 1 and stride s ∈ {1, 2}; `None` if a size is out of range or
+    /// C_in·K > [`MAX_CONV_COLS`].
+    pub fn new(
+        c_in: usize,
+        l_in: usize,
+        c_out: usize,
+        kernel: usize,
+        dilation: usize,
+        stride: usize,
+    ) -> Option<Self> {
+        let ok = c_in > 0
+            && l_in > 0
+            && c_out > 0
+            && kernel % 2 == 1
+            && dilation > 0
+            && (stride == 1 || stride == 2)
+            && c_in.checked_mul(kernel).is_some_and(|ck| ck <= MAX_CONV_COLS)
+            && dilation.checked_mul(kernel).is_some()
+            && l_in.checked_mul(c_in).is_some();
+        ok.then_some(Self { c_in, l_in, c_out, kernel, dilation, stride })
+    }
+
+    /// C_in·K, the columns of the weight and of each gathered column.
+    pub fn cols(&self) -> usize {
+        self.c_in * self.kernel
+    }
+
+    /// L_out = ⌈L_in / s⌉.
+    pub fn l_out(&self) -> usize {
+        self.l_in.div_ceil(self.stride)
+    }
+
+    /// The accumulators' length, L_out·C_out.
+    pub fn acc_len(&self) -> usize {
+        self.l_out() * self.c_out
+    }
+}
+
+/// Why [`conv_i8`] did not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSizeError;
+
+/// `acc[l·C_out + co] = Σ_j W[co, j]·col_l[j]` for every output position l and channel co
+/// (module documentation): `w` the weight's stored bytes (C_out × C_in·K, row-major), `x` the
+/// input (L_in × C_in, channels-last), `col` scratch of C_in·K bytes. Refuses slices shorter
+/// than the shape needs (nothing written) instead of panicking.
+pub fn conv_i8(
+    s: &ConvShape,
+    w: &[u8],
+    x: &[i8],
+    col: &mut [i8],
+    acc: &mut [i32],
+) -> Result<(), ConvSizeError> {
+    let ck = s.cols();
+    let (Some(w), Some(x), Some(col), Some(acc)) =
+        (w.get(..s.c_out * ck), x.get(..s.l_in * s.c_in), col.get_mut(..ck), acc.get_mut(..s.acc_len()))
+    else {
+        return Err(ConvSizeError);
+    };
+    let pad = s.dilation * (s.kernel - 1) / 2;
+    for (l, out) in acc.chunks_exact_mut(s.c_out).enumerate() {
+        // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                   (C_in·K)
+        let centre = s.stride * l;
+        for ci in 0..s.c_in {
+            for k in 0..s.kernel {
+                let pos = (centre + k * s.dilation).wrapping_sub(pad);
+                col[ci * s.kernel + k] = if pos < s.l_in { x[pos * s.c_in + ci] } else { 0 };
+            }
+        }
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(ck)) {
+            *o = dot_i8(row, col);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{epilogue, requantize, sat_i8, Epilogue};
+
+    /// A small deterministic generator (xorshift) of int8 values in [−127, 127].
+    fn values(seed: u32, n: usize) -> impl Iterator<Item = i8> {
+        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n).map(move |_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            ((s % 255) as i32 - 127) as i8
+        })
+    }
+
+    /// The definition, written out: the sum over (ci, k) in i64 with explicit bounds checks.
+    fn oracle(s: &ConvShape, w: &[i8], x: &[i8]) -> Vec<i32> {
+        let (ci_n, k_n, d, st) = (s.c_in, s.kernel, s.dilation as i64, s.stride as i64);
+        let p = d * (k_n as i64 - 1) / 2;
+        let mut out = vec![0; s.acc_len()];
+        for l in 0..s.l_out() {
+            for co in 0..s.c_out {
+                let mut sum = 0i64;
+                for ci in 0..ci_n {
+                    for k in 0..k_n {
+                        let pos = st * l as i64 + k as i64 * d - p;
+                        if (0..s.l_in as i64).contains(&pos) {
+                            let wv = w[co * ci_n * k_n + ci * k_n + k] as i64;
+                            sum += wv * x[pos as usize * ci_n + ci] as i64;
+                        }
+                    }
+                }
+                out[l * s.c_out + co] = i32::try_from(sum).unwrap();
+            }
+        }
+        out
+    }
+
+    const SHAPES: [(usize, usize, usize, usize, usize, usize); 9] = [
+        (1, 16, 4, 3, 1, 1),
+        (4, 16, 4, 3, 1, 1),
+        (4, 16, 8, 3, 1, 2),
+        (8, 15, 8, 5, 1, 2),
+        (3, 7, 2, 5, 2, 1),
+        (20, 64, 20, 3, 1, 1),
+        (40, 32, 20, 3, 1, 1),
+        (2, 1, 3, 1, 1, 1),
+        (170, 9, 3, 3, 1, 1),
+    ];
+
+    #[test]
+    fn the_kernel_is_the_definition() {
+        for (i, &(c_in, l_in, c_out, k, d, st)) in SHAPES.iter().enumerate() {
+            let s = ConvShape::new(c_in, l_in, c_out, k, d, st).unwrap();
+            let w: Vec<i8> = values(i as u32 + 1, c_out * s.cols()).collect();
+            let mut x: Vec<i8> = values(100 + i as u32, l_in * c_in).collect();
+            // The extremes too: every product at ±127·127.
+            if i == 8 {
+                x.fill(-127);
+            }
+            let wb: Vec<u8> = w.iter().map(|&v| v as u8).collect();
+            let (mut col, mut acc) = (vec![0i8; s.cols()], vec![7i32; s.acc_len()]);
+            conv_i8(&s, &wb, &x, &mut col, &mut acc).unwrap();
+            assert_eq!(acc, oracle(&s, &w, &x), "{:?}", SHAPES[i]);
+        }
+    }
+
+    /// With K = 1 and one position the convolution is the linear layer's dot product.
+    #[test]
+    fn a_pointwise_convolution_is_a_linear_layer() {
+        let s = ConvShape::new(37, 1, 5, 1, 1, 1).unwrap();
+        let w: Vec<u8> = values(3, 5 * 37).map(|v| v as u8).collect();
+        let x: Vec<i8> = values(4, 37).collect();
+        let (mut col, mut acc) = (vec![0i8; 37], vec![0i32; 5]);
+        conv_i8(&s, &w, &x, &mut col, &mut acc).unwrap();
+        for (r, &a) in acc.iter().enumerate() {
+            assert_eq!(a, dot_i8(&w[r * 37..(r + 1) * 37], &x));
+        }
+    }
+
+    /// Each position's accumulators are one vector of the linear layers' epilogue: a `Table`
+    /// epilogue over the L_out positions gives every value the one requantization rule.
+    #[test]
+    fn positions_go_through_the_linear_epilogue() {
+        let s = ConvShape::new(4, 16, 6, 3, 1, 1).unwrap();
+        let w: Vec<u8> = values(9, 6 * 12).map(|v| v as u8).collect();
+        let x: Vec<i8> = values(10, 64).collect();
+        let (mut col, mut acc) = (vec![0i8; 12], vec![0i32; s.acc_len()]);
+        conv_i8(&s, &w, &x, &mut col, &mut acc).unwrap();
+        // (bias, multiplier, shift) per channel; an identity table (index → itself).
+        let triples: Vec<[i32; 3]> = (0..6).map(|r| [r * 100 - 250, (1 << 30) + r * 12_345, 9 + r]).collect();
+        let rq: Vec<u8> = triples.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        let table: Vec<u8> = (0..256i32).map(|i| (i - 128).clamp(-127, 127) as i8 as u8).collect();
+        let add = [5, -5, 0, 17, -300, 2];
+        let mut out = vec![0i8; s.acc_len()];
+        let mut e = Epilogue::Table { add: &add, table: &table, out: &mut out };
+        epilogue(&rq, &acc, 6, s.l_out(), 0..6, 6, &mut e);
+        for l in 0..s.l_out() {
+            for (co, t) in triples.iter().enumerate() {
+                let a = acc[l * 6 + co] + t[0] + add[co];
+                let want = sat_i8(requantize(a, t[1], t[2] as u32));
+                assert_eq!(out[l * 6 + co], want, "position {l} channel {co}");
+            }
+        }
+    }
+
+    /// Shapes out of range and short slices are refused, never a panic.
+    #[test]
+    fn bad_sizes_are_refused() {
+        for (c_in, l_in, c_out, k, d, st) in [
+            (0, 4, 1, 3, 1, 1),
+            (1, 0, 1, 3, 1, 1),
+            (1, 4, 0, 3, 1, 1),
+            (1, 4, 1, 2, 1, 1),
+            (1, 4, 1, 3, 0, 1),
+            (1, 4, 1, 3, 1, 3),
+            (171, 4, 1, 3, 1, 1),
+            (usize::MAX, 4, 1, 3, 1, 1),
+            (1, 4, 1, 3, usize::MAX, 1),
+        ] {
+            assert_eq!(
+                ConvShape::new(c_in, l_in, c_out, k, d, st),
+                None,
+                "{c_in} {l_in} {c_out} {k} {d} {st}"
+            );
+        }
+        let s = ConvShape::new(2, 8, 3, 3, 1, 1).unwrap();
+        let (w, x) = (vec![0u8; 18], vec![0i8; 16]);
+        let (mut col, mut acc) = (vec![0i8; 6], vec![1i32; 24]);
+        assert_eq!(conv_i8(&s, &w[..17], &x, &mut col, &mut acc), Err(ConvSizeError));
+        assert_eq!(conv_i8(&s, &w, &x[..15], &mut col, &mut acc), Err(ConvSizeError));
+        assert_eq!(conv_i8(&s, &w, &x, &mut col[..5], &mut acc), Err(ConvSizeError));
+        assert_eq!(conv_i8(&s, &w, &x, &mut col, &mut acc[..23]), Err(ConvSizeError));
+        assert!(acc.iter().all(|&a| a == 1));
+        assert_eq!(conv_i8(&s, &w, &x, &mut col, &mut acc), Ok(()));
+    }
+}
