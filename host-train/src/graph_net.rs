@@ -130,8 +130,6 @@ pub(crate) struct Activations {
     sig: Vec<Vec<f32>>,
     /// Per value: ∂L/∂value.
     grad: Vec<Vec<f32>>,
-    /// A layer's input gradient before it is added to its value's.
-    tmp: Vec<f32>,
     /// The convolutions' im2col tiles.
     scratch: Vec<f32>,
 }
@@ -158,7 +156,6 @@ impl Activations {
             .map(|l| if matches!(l.op, Op::Silu { .. }) { z(l.shape.len()) } else { Vec::new() })
             .collect();
         let grad = values.iter().map(|v| vec![0.0f32; v.len()]).collect();
-        let widest = values.iter().map(Vec::len).max().unwrap_or(0);
         let scratch = net
             .layers
             .iter()
@@ -176,7 +173,6 @@ impl Activations {
             values,
             sig,
             grad,
-            tmp: vec![0.0; widest],
             scratch: vec![0.0; scratch],
         }
     }
@@ -330,8 +326,9 @@ fn backward_full(
     // Shared forward rows only feed the input gradient (the SiLUs read forward values).
     debug_assert!(group == 1 || (want == Want::Input && tan.is_none()));
     let nl = net.layers.len();
-    for g in act.grad.iter_mut() {
-        g.fill(0.0);
+    // Only the first `rows` rows of each gradient are read or accumulated into.
+    for (v, g) in act.grad.iter_mut().enumerate() {
+        g[..rows * net.value_shape(v as u16).len()].fill(0.0);
     }
     let n = rows * net.input().len();
     if net.transposed() {
@@ -362,8 +359,8 @@ fn backward_full(
                     cpu::linear_bwd_params(dy_s, val(x), dw, db, rows, inp, out);
                 }
                 if x != 0 || want == Want::Input {
-                    cpu::linear_bwd_input(dy_s, w, &mut act.tmp, rows, inp, out);
-                    add(&mut act.grad, x, &act.tmp);
+                    let n = rows * net.value_shape(x).len();
+                    cpu::linear_bwd_input_acc(dy_s, w, &mut act.grad[x as usize][..n], rows, inp, out);
                 }
                 if let Some(r) = res {
                     add(&mut act.grad, r, dy_s);
@@ -570,8 +567,8 @@ pub(crate) fn tangent_backward(
                 let (dw, _) = net.grads(grads, weight, bias);
                 cpu::linear_bwd_weight(dy_s, dot(x), dw, rows, inp, out);
                 if x != 0 {
-                    cpu::linear_bwd_input(dy_s, w, &mut act.tmp, rows, inp, out);
-                    add(&mut tan.grad, x, &act.tmp);
+                    let n = rows * net.value_shape(x).len();
+                    cpu::linear_bwd_input_acc(dy_s, w, &mut tan.grad[x as usize][..n], rows, inp, out);
                 }
                 if let Some(r) = res {
                     add(&mut tan.grad, r, dy_s);

@@ -129,6 +129,14 @@ pub fn linear_bwd_input(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, inp:
     gemm(rows, out, inp, dy, (out, 1), w, (inp, 1), 0.0, &mut dx[..rows * inp]);
 }
 
+/// [`linear_bwd_input`], accumulated: `dx += dy · W` (for a value whose gradient has other
+/// terms). The same bits as [`linear_bwd_input`] into a buffer and then [`add_inplace`] when the
+/// reduction (`out`) fits one of the GEMM's depth blocks (256 for f32), as for every ScoreNet of
+/// H ≤ 256; above that only the float summation order differs.
+pub fn linear_bwd_input_acc(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, inp: usize, out: usize) {
+    gemm(rows, out, inp, dy, (out, 1), w, (inp, 1), 1.0, &mut dx[..rows * inp]);
+}
+
 /// Backward of a linear layer with respect to its parameters, accumulated:
 /// `dW += dyᵀ · x`, `db += Σ_rows dy`.
 ///
@@ -584,6 +592,25 @@ mod tests {
                 (w[0] >> 8) as f32 / 8_388_608.0 - 1.0
             })
             .collect()
+    }
+
+    /// The accumulating input gradient of a linear layer is the plain one added to the buffer,
+    /// bit for bit, for reductions within one GEMM depth block.
+    #[test]
+    fn linear_bwd_input_acc_is_the_plain_one_added() {
+        for (rows, inp, out) in [(5, 7, 3), (64, 128, 128), (33, 64, 256), (3, 2, 128)] {
+            let (dy, w) = (values(rows * out, 11), values(out * inp, 12));
+            let start = values(rows * inp, 13);
+            let mut tmp = vec![0.0f32; rows * inp];
+            linear_bwd_input(&dy, &w, &mut tmp, rows, inp, out);
+            let mut want = start.clone();
+            add_inplace(&mut want, &tmp);
+            let mut got = start.clone();
+            linear_bwd_input_acc(&dy, &w, &mut got, rows, inp, out);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows}×{inp}×{out}");
+            assert_ne!(bits(&got), bits(&start), "vacuous");
+        }
     }
 
     /// The AVX2 copies (what the public kernels run on an AVX2 CPU) give the portable code's
