@@ -110,9 +110,9 @@ def check(np, torch, tst):
         with torch.no_grad():
             for e, p in zip(ema, params):
                 e.mul_(r["decay"]).add_(p, alpha=1.0 - r["decay"])
-        diff = abs(float(loss) - rust_loss)
+        diff = abs(loss.item() - rust_loss)
         worst = max(worst, diff)
-        print(f"  step {step:2d}: loss tinyscore {rust_loss:.7f}  torch {float(loss):.7f}  |diff| {diff:.2e}")
+        print(f"  step {step:2d}: loss tinyscore {rust_loss:.7f}  torch {loss.item():.7f}  |diff| {diff:.2e}")
     xt, eps, t, _ = r["batches"][0]
     with torch.no_grad():
         after_torch = float(((net(torch.from_numpy(xt), torch.from_numpy(t)) - torch.from_numpy(eps)) ** 2).mean())
@@ -120,14 +120,12 @@ def check(np, torch, tst):
         ref.load_flat_parameters(r["final"])
         after_rust = float(((ref(torch.from_numpy(xt), torch.from_numpy(t)) - torch.from_numpy(eps)) ** 2).mean())
     dw = float(np.abs(net.flat_parameters() - r["final"]).max())
-    ema_flat = np.concatenate([e.reshape(-1).numpy() for e in ema])
     # The EMA tensors follow net.parameters(), which is not the flat order: compare via a module.
     ema_net = new_net(tst, r["d"])
     with torch.no_grad():
         for dst, src in zip(ema_net.parameters(), ema):
             dst.copy_(src)
     de = float(np.abs(ema_net.flat_parameters() - r["ema"]).max())
-    del ema_flat
     after = abs(after_torch - after_rust)
     worst = max(worst, after)
     print(f"  loss after {CHECK_STEPS} steps (first batch): tinyscore {after_rust:.7f}  torch {after_torch:.7f}"
