@@ -130,8 +130,6 @@ pub(crate) struct Activations {
     sig: Vec<Vec<f32>>,
     /// Per value: ∂L/∂value.
     grad: Vec<Vec<f32>>,
-    /// A layer's input gradient before it is added to its value's.
-    tmp: Vec<f32>,
     /// The convolutions' im2col tiles.
     scratch: Vec<f32>,
 }
@@ -158,7 +156,6 @@ impl Activations {
             .map(|l| if matches!(l.op, Op::Silu { .. }) { z(l.shape.len()) } else { Vec::new() })
             .collect();
         let grad = values.iter().map(|v| vec![0.0f32; v.len()]).collect();
-        let widest = values.iter().map(Vec::len).max().unwrap_or(0);
         let scratch = net
             .layers
             .iter()
@@ -176,7 +173,6 @@ impl Activations {
             values,
             sig,
             grad,
-            tmp: vec![0.0; widest],
             scratch: vec![0.0; scratch],
         }
     }
@@ -284,10 +280,39 @@ pub(crate) fn backward_input(net: &Net, p: &[f32], act: &mut Activations, dx: &m
     }
 }
 
-fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32], rows: usize, want: Want) {
-    backward_full(net, p, act, grads, rows, want, None);
+/// [`backward_input`] of `points · group` cotangent rows against a [`forward`] of `points` rows:
+/// cotangent row r (set in `act.d_out`, `act.cap` ≥ `points · group`) uses the activations of
+/// forward row `r / group`, so `group` vector-Jacobian products at one input cost one forward
+/// pass. `dx` (`points · group`, D) gets the same bits as [`backward_input`] after a forward of
+/// every point repeated `group` times (the forward values are shared, not recomputed).
+pub(crate) fn backward_input_shared(
+    net: &Net,
+    p: &[f32],
+    act: &mut Activations,
+    dx: &mut [f32],
+    points: usize,
+    group: usize,
+) {
+    let rows = points * group;
+    assert!(
+        group >= 1 && rows <= act.cap,
+        "backward_input_shared: {points}·{group} rows, capacity {}",
+        act.cap
+    );
+    backward_full(net, p, act, &mut [], rows, Want::Input, None, group);
+    let n = rows * net.input().len();
+    if net.transposed() {
+        transpose(&act.grad[0], dx, rows, net.input(), true);
+    } else {
+        dx[..n].copy_from_slice(&act.grad[0][..n]);
+    }
 }
 
+fn backward_impl(net: &Net, p: &[f32], act: &mut Activations, grads: &mut [f32], rows: usize, want: Want) {
+    backward_full(net, p, act, grads, rows, want, None, 1);
+}
+
+#[allow(clippy::too_many_arguments)]
 fn backward_full(
     net: &Net,
     p: &[f32],
@@ -296,10 +321,14 @@ fn backward_full(
     rows: usize,
     want: Want,
     tan: Option<&Tangents>,
+    group: usize,
 ) {
+    // Shared forward rows only feed the input gradient (the SiLUs read forward values).
+    debug_assert!(group == 1 || (want == Want::Input && tan.is_none()));
     let nl = net.layers.len();
-    for g in act.grad.iter_mut() {
-        g.fill(0.0);
+    // Only the first `rows` rows of each gradient are read or accumulated into.
+    for (v, g) in act.grad.iter_mut().enumerate() {
+        g[..rows * net.value_shape(v as u16).len()].fill(0.0);
     }
     let n = rows * net.input().len();
     if net.transposed() {
@@ -330,11 +359,21 @@ fn backward_full(
                     cpu::linear_bwd_params(dy_s, val(x), dw, db, rows, inp, out);
                 }
                 if x != 0 || want == Want::Input {
-                    cpu::linear_bwd_input(dy_s, w, &mut act.tmp, rows, inp, out);
-                    add(&mut act.grad, x, &act.tmp);
+                    let n = rows * net.value_shape(x).len();
+                    cpu::linear_bwd_input_acc(dy_s, w, &mut act.grad[x as usize][..n], rows, inp, out);
                 }
                 if let Some(r) = res {
                     add(&mut act.grad, r, dy_s);
+                }
+            }
+            Op::Silu { x } if group > 1 => {
+                // Row r's forward values are those of row r / group.
+                let c = layer.shape.len();
+                let (xs, sig) = (&vals[x as usize], &act.sig[i]);
+                let gx = act.grad[x as usize][..len].chunks_exact_mut(c);
+                for (r, (g, d)) in gx.zip(dy_s.chunks_exact(c)).enumerate() {
+                    let f = r / group * c;
+                    cpu::silu_bwd_sig_acc(&xs[f..f + c], &sig[f..f + c], d, g);
                 }
             }
             Op::Silu { x } => {
@@ -528,8 +567,8 @@ pub(crate) fn tangent_backward(
                 let (dw, _) = net.grads(grads, weight, bias);
                 cpu::linear_bwd_weight(dy_s, dot(x), dw, rows, inp, out);
                 if x != 0 {
-                    cpu::linear_bwd_input(dy_s, w, &mut act.tmp, rows, inp, out);
-                    add(&mut tan.grad, x, &act.tmp);
+                    let n = rows * net.value_shape(x).len();
+                    cpu::linear_bwd_input_acc(dy_s, w, &mut tan.grad[x as usize][..n], rows, inp, out);
                 }
                 if let Some(r) = res {
                     add(&mut tan.grad, r, dy_s);
@@ -587,7 +626,7 @@ pub(crate) fn backward_with_tangents(
     grads: &mut [f32],
     rows: usize,
 ) {
-    backward_full(net, p, act, grads, rows, Want::Params, Some(tan));
+    backward_full(net, p, act, grads, rows, Want::Params, Some(tan), 1);
 }
 
 #[cfg(test)]
@@ -655,6 +694,50 @@ mod tests {
             scorenet::backward_with_tangents(&lay, &p, &mut old, &t_old, &mut g_old, rows);
             backward_with_tangents(&net, &p, &mut new, &t_new, &mut g_new, rows);
             assert_eq!(bits(&g_new), bits(&g_old), "backward with tangents {dims:?}");
+        }
+    }
+
+    /// `backward_input_shared` (a forward pass per point, `group` cotangent rows each) gives
+    /// the bits of `backward_input` after a forward pass of every point repeated `group` times,
+    /// on ScoreNet v1 and on a conv U-Net (channels-last values, transposed edges).
+    #[test]
+    fn shared_forward_input_gradient_matches_the_repeated_forward() {
+        use tinyscore_engine::graph::unet::UNet;
+        let nets = [
+            Net::mlp(&Dims { dim: 3, hidden: 16, freqs: 8, blocks: 2 }),
+            Net::new(
+                UNet { channels: 2, length: 8, width: 3, levels: 1, blocks: 1, kernel: 3, freqs: 4, temb: 5 }
+                    .build()
+                    .unwrap(),
+            ),
+        ];
+        for net in nets {
+            let (d, points, group) = (net.input().len(), 3, 4);
+            let rows = points * group;
+            let p: Vec<f32> = (0..net.count).map(|i| ((i as f32) * 0.917).sin() * 0.5).collect();
+            let (mut rep, mut shared) = (Activations::new(&net, rows), Activations::new(&net, rows));
+            for r in 0..rows {
+                let pt = r / group;
+                rep.t[r] = 0.2 + 0.25 * pt as f32;
+                for c in 0..d {
+                    rep.x[r * d + c] = ((pt * d + c) as f32 * 0.61).cos();
+                }
+            }
+            for pt in 0..points {
+                shared.t[pt] = rep.t[pt * group];
+                shared.x[pt * d..(pt + 1) * d].copy_from_slice(&rep.x[pt * group * d..(pt * group + 1) * d]);
+            }
+            let c: Vec<f32> = (0..rows * d).map(|i| (i as f32 * 0.37).sin()).collect();
+            rep.d_out.copy_from_slice(&c);
+            shared.d_out.copy_from_slice(&c);
+            forward(&net, &p, &mut rep, rows);
+            forward(&net, &p, &mut shared, points);
+            let (mut want, mut got) = (vec![0.0f32; rows * d], vec![0.0f32; rows * d]);
+            backward_input(&net, &p, &mut rep, &mut want, rows);
+            backward_input_shared(&net, &p, &mut shared, &mut got, points, group);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want));
+            assert!(want.iter().any(|&v| v.abs() > 1e-3), "vacuous: zero gradient");
         }
     }
 

@@ -40,39 +40,94 @@ pub trait DivergenceModel {
     /// `None`, else Hutchinson's estimate (1/K)·Σ_k z_kᵀ(∂ε̂/∂x)z_k over the K probes, `probes`
     /// being (K, D) row-major.
     fn eps_trace(&mut self, x: &[f32], t: f32, probes: Option<&[f32]>, eps: &mut [f32]) -> f64;
+
+    /// The most points [`DivergenceModel::eps_trace_batch`] takes at once.
+    fn batch_capacity(&self) -> usize {
+        1
+    }
+
+    /// [`DivergenceModel::eps_trace`] of `n` points at one time t: `x` (n, D), `probes` (n, K, D)
+    /// (point i's probes at rows i·K ..), `eps` (n, D), `trace` (n). Every point's values are
+    /// those [`DivergenceModel::eps_trace`] gives it alone (the default calls it point by point).
+    fn eps_trace_batch(
+        &mut self,
+        x: &[f32],
+        t: f32,
+        probes: Option<&[f32]>,
+        eps: &mut [f32],
+        trace: &mut [f64],
+    ) {
+        let d = self.dim();
+        let n = trace.len();
+        let k = probes.map_or(0, |p| p.len() / n.max(1));
+        for (i, tr) in trace.iter_mut().enumerate() {
+            let pr = probes.map(|p| &p[i * k..(i + 1) * k]);
+            *tr = self.eps_trace(&x[i * d..(i + 1) * d], t, pr, &mut eps[i * d..(i + 1) * d]);
+        }
+    }
 }
 
 /// The trainer's ScoreNet (flat parameters in `Dims::params()` order) as a [`DivergenceModel`],
-/// with the buffers of one batched forward and input-backward pass of up to `cap` rows.
+/// with the buffers of one batched forward and input-backward pass: `rows` cotangent rows per
+/// point (D for the exact trace, K probes for Hutchinson's), for up to `points` points at once.
 #[derive(Clone, Debug)]
 pub struct NetDivergence<'p> {
     net: Net,
     params: &'p [f32],
     act: Activations,
-    /// (cap, D) the vector-Jacobian products.
+    /// Cotangent rows per point.
+    rows: usize,
+    /// Points per batched pass.
+    points: usize,
+    /// (points · rows, D) the vector-Jacobian products.
     vjp: Vec<f32>,
 }
 
 impl<'p> NetDivergence<'p> {
     /// A network of `dims` with `params`, able to evaluate `rows` ≥ 1 rows at once: D for the
-    /// exact trace, K for Hutchinson's estimate with K probes.
+    /// exact trace, K for Hutchinson's estimate with K probes. One point at a time.
     ///
     /// # Errors
     /// If `params` does not have `dims.param_count()` values or `rows` is 0.
     pub fn new(dims: Dims, params: &'p [f32], rows: usize) -> Result<Self, String> {
+        Self::batched(dims, params, rows, 1)
+    }
+
+    /// [`NetDivergence::new`] for up to `points` ≥ 1 points per
+    /// [`DivergenceModel::eps_trace_batch`]: one forward pass of `points` rows, then one
+    /// input-backward pass of `points · rows` cotangent rows that reuses each point's forward
+    /// values (`graph_net::backward_input_shared`).
+    ///
+    /// # Errors
+    /// As [`NetDivergence::new`], or if `points` is 0.
+    pub fn batched(dims: Dims, params: &'p [f32], rows: usize, points: usize) -> Result<Self, String> {
         let net = Net::mlp(&dims);
         if params.len() != net.count {
             return Err(format!("{} parameters given, the network needs {}", params.len(), net.count));
         }
-        if rows == 0 {
-            return Err("at least one row is needed".into());
+        if rows == 0 || points == 0 {
+            return Err("at least one row and one point are needed".into());
         }
-        Ok(Self { act: Activations::new(&net, rows), vjp: vec![0.0; rows * dims.dim], net, params })
+        let cap = rows * points;
+        Ok(Self {
+            act: Activations::new(&net, cap),
+            vjp: vec![0.0; cap * dims.dim],
+            net,
+            params,
+            rows,
+            points,
+        })
     }
 
-    /// The rows this network evaluates at once.
+    /// The cotangent rows per point (D for the exact trace, K for Hutchinson's).
     pub fn capacity(&self) -> usize {
-        self.act.cap
+        self.rows
+    }
+
+    /// Points that fit in `budget` network rows with `rows` cotangent rows each (at least 1):
+    /// a block size for [`NetDivergence::batched`].
+    pub fn points_for(rows: usize, budget: usize) -> usize {
+        (budget / rows.max(1)).max(1)
     }
 }
 
@@ -83,6 +138,12 @@ impl DivergenceModel for NetDivergence<'_> {
 
     /// # Panics
     /// If the exact trace is asked with D above the capacity, or more probes than the capacity.
+    fn batch_capacity(&self) -> usize {
+        self.points
+    }
+
+    /// One point: the forward pass repeated on every cotangent row, then one batched
+    /// input-backward pass (the reference for [`DivergenceModel::eps_trace_batch`]).
     fn eps_trace(&mut self, x: &[f32], t: f32, probes: Option<&[f32]>, eps: &mut [f32]) -> f64 {
         let d = self.net.input().len();
         let rows = probes.map_or(d, |p| p.len() / d);
@@ -105,12 +166,57 @@ impl DivergenceModel for NetDivergence<'_> {
             Some(p) => act.d_out[..rows * d].copy_from_slice(&p[..rows * d]),
         }
         graph_net::backward_input(&self.net, self.params, act, &mut self.vjp, rows);
+        trace_of(&self.vjp[..rows * d], probes.map(|p| &p[..rows * d]), d)
+    }
+
+    /// # Panics
+    /// If more points than [`NetDivergence::batched`]'s `points` are given, or probes of another
+    /// count than its `rows` (D for the exact trace).
+    fn eps_trace_batch(
+        &mut self,
+        x: &[f32],
+        t: f32,
+        probes: Option<&[f32]>,
+        eps: &mut [f32],
+        trace: &mut [f64],
+    ) {
+        let d = self.net.input().len();
+        let n = trace.len();
+        let rows = probes.map_or(d, |p| p.len() / (n * d).max(1));
+        assert!(n <= self.points, "eps_trace_batch: {n} points, capacity {}", self.points);
+        assert!(rows == self.rows, "eps_trace_batch: {rows} rows per point, built for {}", self.rows);
+        let act = &mut self.act;
+        act.x[..n * d].copy_from_slice(&x[..n * d]);
+        act.t[..n].fill(t);
+        graph_net::forward(&self.net, self.params, act, n);
+        eps[..n * d].copy_from_slice(&act.out[..n * d]);
+        let m = rows * d;
         match probes {
-            None => (0..d).map(|k| self.vjp[k * d + k] as f64).sum(),
-            Some(p) => {
-                let s: f64 = p[..rows * d].iter().zip(&self.vjp).map(|(&z, &g)| z as f64 * g as f64).sum();
-                s / rows as f64
+            None => {
+                act.d_out[..n * m].fill(0.0);
+                for i in 0..n {
+                    for k in 0..d {
+                        act.d_out[i * m + k * d + k] = 1.0;
+                    }
+                }
             }
+            Some(p) => act.d_out[..n * m].copy_from_slice(&p[..n * m]),
+        }
+        graph_net::backward_input_shared(&self.net, self.params, act, &mut self.vjp, n, rows);
+        for (i, tr) in trace.iter_mut().enumerate() {
+            *tr = trace_of(&self.vjp[i * m..(i + 1) * m], probes.map(|p| &p[i * m..(i + 1) * m]), d);
+        }
+    }
+}
+
+/// The trace from one point's vector-Jacobian products `vjp` (rows, D): the diagonal's sum for
+/// the exact trace (row k is row k of the Jacobian), else the mean of z_kᵀ·vjp_k over the probes.
+fn trace_of(vjp: &[f32], probes: Option<&[f32]>, d: usize) -> f64 {
+    match probes {
+        None => (0..d).map(|k| vjp[k * d + k] as f64).sum(),
+        Some(p) => {
+            let s: f64 = p.iter().zip(vjp).map(|(&z, &g)| z as f64 * g as f64).sum();
+            s / (p.len() / d) as f64
         }
     }
 }
@@ -179,7 +285,7 @@ pub struct PathLogLik {
 /// The log-density log p_{t_min}(x) (nats, normalised units) of `x` (D values) under `model`
 /// and the process `diff`: RK4 on the probability-flow ODE over `grid` ([`time_grid`]), with the
 /// trace exact (`probes` = `None`) or estimated with fixed probes (K, D). Non-finite values
-/// propagate (the caller reports them).
+/// propagate (the caller reports them). [`log_likelihoods`] of one point.
 pub fn log_likelihood<M: DivergenceModel + ?Sized>(
     model: &mut M,
     diff: &Diffusion,
@@ -188,48 +294,98 @@ pub fn log_likelihood<M: DivergenceModel + ?Sized>(
     probes: Option<&[f32]>,
 ) -> PathLogLik {
     let d = model.dim();
-    let mut y: Vec<f64> = x[..d].iter().map(|&v| v as f64).collect();
-    let mut div = 0.0f64;
-    let (mut xs, mut eps) = (vec![0.0f32; d], vec![0.0f32; d]);
-    let mut ks = vec![vec![0.0f64; d]; 4];
-    // dx/dt and d(∫div)/dt at (y + a·h·k_prev, t).
-    let mut eval = |y: &[f64], t: f64, k: &mut [f64], xs: &mut [f32], eps: &mut [f32]| -> f64 {
+    let mut r = log_likelihoods(model, diff, grid, &x[..d], probes);
+    r.pop().expect("one point")
+}
+
+/// [`log_likelihood`] of every point of `x` (n, D), `probes` (n, K, D) giving point i its own K
+/// probes, integrated in lockstep in blocks of `model.batch_capacity()` points: all paths share
+/// the time grid, so each RK4 stage is one [`DivergenceModel::eps_trace_batch`] of the block.
+/// Point i's result is the one [`log_likelihood`] gives it alone (same operations, same order),
+/// whatever the block size.
+pub fn log_likelihoods<M: DivergenceModel + ?Sized>(
+    model: &mut M,
+    diff: &Diffusion,
+    grid: &[f64],
+    x: &[f32],
+    probes: Option<&[f32]>,
+) -> Vec<PathLogLik> {
+    let d = model.dim();
+    let n = x.len() / d;
+    let per_point = probes.map_or(0, |p| p.len() / n.max(1));
+    let block = model.batch_capacity().max(1);
+    let mut out = Vec::with_capacity(n);
+    for b0 in (0..n).step_by(block) {
+        let b1 = (b0 + block).min(n);
+        let pr = probes.map(|p| &p[b0 * per_point..b1 * per_point]);
+        out.extend(lockstep(model, diff, grid, &x[b0 * d..b1 * d], pr));
+    }
+    out
+}
+
+/// RK4 of the points of `x` (m, D), m ≤ the model's batch capacity, in lockstep.
+fn lockstep<M: DivergenceModel + ?Sized>(
+    model: &mut M,
+    diff: &Diffusion,
+    grid: &[f64],
+    x: &[f32],
+    probes: Option<&[f32]>,
+) -> Vec<PathLogLik> {
+    let d = model.dim();
+    let m = x.len() / d;
+    let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let mut div = vec![0.0f64; m];
+    let (mut xs, mut eps, mut tr) = (vec![0.0f32; m * d], vec![0.0f32; m * d], vec![0.0f64; m]);
+    let mut ks = vec![vec![0.0f64; m * d]; 4];
+    let mut gs = vec![vec![0.0f64; m]; 4];
+    // dx/dt (into k) and d(∫div)/dt (into g) of every point at (y, t).
+    let mut eval = |y: &[f64], t: f64, k: &mut [f64], g: &mut [f64]| {
         for (o, &v) in xs.iter_mut().zip(y) {
             *o = v as f32;
         }
         let (f, c) = diff.pf_ode(t as f32);
-        let tr = model.eps_trace(xs, t as f32, probes, eps);
+        model.eps_trace_batch(&xs, t as f32, probes, &mut eps, &mut tr);
         for ((ki, &yi), &e) in k.iter_mut().zip(y).zip(eps.iter()) {
             *ki = f as f64 * yi + c as f64 * e as f64;
         }
-        d as f64 * f as f64 + c as f64 * tr
+        for (gi, &t) in g.iter_mut().zip(&tr) {
+            *gi = d as f64 * f as f64 + c as f64 * t;
+        }
     };
-    let mut tmp = vec![0.0f64; d];
+    let mut tmp = vec![0.0f64; m * d];
     for w in grid.windows(2) {
         let (t, h) = (w[0], w[1] - w[0]);
         let [k1, k2, k3, k4] = &mut ks[..] else { unreachable!("four stages") };
-        let g1 = eval(&y, t, k1, &mut xs, &mut eps);
+        let [g1, g2, g3, g4] = &mut gs[..] else { unreachable!("four stages") };
+        eval(&y, t, k1, g1);
         for ((o, &yi), &k) in tmp.iter_mut().zip(&y).zip(k1.iter()) {
             *o = yi + 0.5 * h * k;
         }
-        let g2 = eval(&tmp, t + 0.5 * h, k2, &mut xs, &mut eps);
+        eval(&tmp, t + 0.5 * h, k2, g2);
         for ((o, &yi), &k) in tmp.iter_mut().zip(&y).zip(k2.iter()) {
             *o = yi + 0.5 * h * k;
         }
-        let g3 = eval(&tmp, t + 0.5 * h, k3, &mut xs, &mut eps);
+        eval(&tmp, t + 0.5 * h, k3, g3);
         for ((o, &yi), &k) in tmp.iter_mut().zip(&y).zip(k3.iter()) {
             *o = yi + h * k;
         }
-        let g4 = eval(&tmp, t + h, k4, &mut xs, &mut eps);
+        eval(&tmp, t + h, k4, g4);
         for (i, yi) in y.iter_mut().enumerate() {
             *yi += h / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i]);
         }
-        div += h / 6.0 * (g1 + 2.0 * g2 + 2.0 * g3 + g4);
+        for (i, dv) in div.iter_mut().enumerate() {
+            *dv += h / 6.0 * (g1[i] + 2.0 * g2[i] + 2.0 * g3[i] + g4[i]);
+        }
     }
     let s = diff.prior_std() as f64;
-    let sq: f64 = y.iter().map(|v| v * v).sum();
-    let log_prior = -0.5 * d as f64 * (2.0 * std::f64::consts::PI * s * s).ln() - 0.5 * sq / (s * s);
-    PathLogLik { log_p: log_prior + div, log_prior, divergence: div, end: y }
+    y.chunks_exact(d)
+        .zip(div)
+        .map(|(end, div)| {
+            let sq: f64 = end.iter().map(|v| v * v).sum();
+            let log_prior = -0.5 * d as f64 * (2.0 * std::f64::consts::PI * s * s).ln() - 0.5 * sq / (s * s);
+            PathLogLik { log_p: log_prior + div, log_prior, divergence: div, end: end.to_vec() }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -443,5 +599,61 @@ mod tests {
         assert!(exact.is_finite() && sd > 0.0);
         let se = sd / (vals.len() as f64).sqrt();
         assert!((mean - exact).abs() < 4.0 * se, "mean {mean} vs exact {exact} (sd {sd})");
+    }
+
+    /// A network model seen one point at a time: only [`DivergenceModel::eps_trace`] (forward on
+    /// every cotangent row, then `backward_input`), so the default `eps_trace_batch` loops.
+    struct OnePoint<'a, 'p>(&'a mut NetDivergence<'p>);
+
+    impl DivergenceModel for OnePoint<'_, '_> {
+        fn dim(&self) -> usize {
+            self.0.dim()
+        }
+
+        fn eps_trace(&mut self, x: &[f32], t: f32, probes: Option<&[f32]>, eps: &mut [f32]) -> f64 {
+            self.0.eps_trace(x, t, probes, eps)
+        }
+    }
+
+    /// The lockstep path (one forward pass per block of points, one input-backward pass of all
+    /// their cotangent rows sharing it) gives every point the same bits as integrating it alone
+    /// with a forward pass per cotangent row, for the exact trace and Hutchinson's, whatever the
+    /// block size.
+    #[test]
+    fn lockstep_blocks_equal_one_point_at_a_time() {
+        let diff = Diffusion::sde(Sde::VP, 1e-3).unwrap();
+        let grid = time_grid(&diff, 6);
+        for (dims, seed) in [
+            (Dims { dim: 2, hidden: 16, freqs: 8, blocks: 2 }, 5),
+            (Dims { dim: 5, hidden: 12, freqs: 6, blocks: 1 }, 6),
+        ] {
+            let d = dims.dim;
+            let p = random_net(&dims, seed);
+            let n = 7;
+            let x: Vec<f32> = (0..n * d).map(|i| ((i as f32) * 0.77).sin() * 1.5).collect();
+            for k in [None, Some(3)] {
+                let rows = k.unwrap_or(d);
+                let probes: Option<Vec<f32>> =
+                    k.map(|k| (0..n as u32).flat_map(|i| rademacher_probes(8, i, k, d)).collect());
+                let mut single = NetDivergence::new(dims, &p, rows).unwrap();
+                let want: Vec<PathLogLik> = (0..n)
+                    .map(|i| {
+                        let pr = probes.as_ref().map(|v| &v[i * rows * d..(i + 1) * rows * d]);
+                        log_likelihood(&mut OnePoint(&mut single), &diff, &grid, &x[i * d..(i + 1) * d], pr)
+                    })
+                    .collect();
+                assert!(want.iter().all(|r| r.log_p.is_finite()));
+                assert!(want.windows(2).all(|w| w[0].log_p != w[1].log_p), "vacuous: equal points");
+                for block in [1, 3, 7, 16] {
+                    let mut net = NetDivergence::batched(dims, &p, rows, block).unwrap();
+                    let got = log_likelihoods(&mut net, &diff, &grid, &x, probes.as_deref());
+                    assert_eq!(got.len(), n);
+                    for (g, w) in got.iter().zip(&want) {
+                        assert_eq!(g.log_p.to_bits(), w.log_p.to_bits(), "{dims:?} {k:?} block {block}");
+                        assert_eq!(g.end, w.end, "{dims:?} {k:?} block {block}");
+                    }
+                }
+            }
+        }
     }
 }

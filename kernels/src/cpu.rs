@@ -14,6 +14,46 @@ use tinyscore_engine::rng::{bits4, fill_normal, stream, uniform};
 use tinyscore_engine::schedule::Diffusion;
 use tinyscore_engine::vmath;
 
+/// Runs a function body compiled twice: for the baseline target, and (on x86-64 CPUs that have
+/// it, detected at run time) with AVX2 enabled, so that its 8-lane arrays and loops become
+/// 256-bit instructions. Both copies are the same Rust code with IEEE f32 semantics (no
+/// contraction into FMA, no reassociation), so they give the same bits; the tests compare them.
+macro_rules! avx2_twin {
+    ($portable:ident, $avx2:ident, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx2($($arg: $ty),*) $(-> $ret)? {
+            $portable($($arg),*)
+        }
+    };
+}
+
+/// Whether the AVX2 copies of [`avx2_twin`] run (x86-64 with AVX2; the first call detects it).
+#[inline]
+fn use_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Calls the AVX2 copy where [`use_avx2`], else the portable one.
+macro_rules! dispatch {
+    ($portable:ident, $avx2:ident, ($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2() {
+            // SAFETY: `use_avx2` checked at run time that this CPU supports AVX2, the only
+            // feature the copy enables; its body is safe code.
+            return unsafe { $avx2($($arg),*) };
+        }
+        $portable($($arg),*)
+    }};
+}
+
 /// `c (m, n) = alpha · a (m, k) · b (k, n) + beta · c`, with explicit row/column strides for `a`
 /// and `b` so that transposes cost nothing.
 #[allow(clippy::too_many_arguments)]
@@ -87,6 +127,14 @@ pub fn linear_fwd(x: &[f32], w: &[f32], b: &[f32], y: &mut [f32], rows: usize, i
 /// `dx[r][i] = Σ_o dy[r][o]·w[o][i]`.
 pub fn linear_bwd_input(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, inp: usize, out: usize) {
     gemm(rows, out, inp, dy, (out, 1), w, (inp, 1), 0.0, &mut dx[..rows * inp]);
+}
+
+/// [`linear_bwd_input`], accumulated: `dx += dy · W` (for a value whose gradient has other
+/// terms). The same bits as [`linear_bwd_input`] into a buffer and then [`add_inplace`] when the
+/// reduction (`out`) fits one of the GEMM's depth blocks (256 for f32), as for every ScoreNet of
+/// H ≤ 256; above that only the float summation order differs.
+pub fn linear_bwd_input_acc(dy: &[f32], w: &[f32], dx: &mut [f32], rows: usize, inp: usize, out: usize) {
+    gemm(rows, out, inp, dy, (out, 1), w, (inp, 1), 1.0, &mut dx[..rows * inp]);
 }
 
 /// Backward of a linear layer with respect to its parameters, accumulated:
@@ -244,6 +292,13 @@ pub fn silu_bwd_acc(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 /// [`silu`](tinyscore_engine::net::silu) and to the σ inside [`silu_grad`] (`libm::expf`'s bits,
 /// eight at a time by [`vmath::expf8`]; the same operations). `x`, `y`, `sig`: same length.
 pub fn silu_fwd_sig(x: &[f32], y: &mut [f32], sig: &mut [f32]) {
+    dispatch!(silu_fwd_sig_portable, silu_fwd_sig_avx2, (x, y, sig))
+}
+
+avx2_twin!(silu_fwd_sig_portable, silu_fwd_sig_avx2, (x: &[f32], y: &mut [f32], sig: &mut [f32]));
+
+#[inline(always)]
+fn silu_fwd_sig_portable(x: &[f32], y: &mut [f32], sig: &mut [f32]) {
     let n = x.len().min(y.len()).min(sig.len());
     let (x, y, sig) = (&x[..n], &mut y[..n], &mut sig[..n]);
     let mut xs = x.chunks_exact(vmath::LANES);
@@ -279,6 +334,13 @@ pub fn silu_bwd_sig(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 /// [`silu_bwd_sig`], accumulated: `dx += dy ⊙ silu'(x)`. All slices: same length.
 pub fn silu_bwd_sig_acc(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dispatch!(silu_bwd_sig_acc_portable, silu_bwd_sig_acc_avx2, (x, sig, dy, dx))
+}
+
+avx2_twin!(silu_bwd_sig_acc_portable, silu_bwd_sig_acc_avx2, (x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]));
+
+#[inline(always)]
+fn silu_bwd_sig_acc_portable(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
     for (((o, &v), &s), &g) in dx.iter_mut().zip(x).zip(sig).zip(dy) {
         *o += g * (s * (1.0 + v * (1.0 - s)));
     }
@@ -286,6 +348,13 @@ pub fn silu_bwd_sig_acc(x: &[f32], sig: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 /// Element-wise sum in place: `y += x`. `x`, `y`: same length.
 pub fn add_inplace(y: &mut [f32], x: &[f32]) {
+    dispatch!(add_inplace_portable, add_inplace_avx2, (y, x))
+}
+
+avx2_twin!(add_inplace_portable, add_inplace_avx2, (y: &mut [f32], x: &[f32]));
+
+#[inline(always)]
+fn add_inplace_portable(y: &mut [f32], x: &[f32]) {
     for (o, &v) in y.iter_mut().zip(x) {
         *o += v;
     }
@@ -463,6 +532,40 @@ pub fn adam_ema_update(
     let bc2 = (1.0 - (beta2 as f64).powi(t)) as f32;
     let n = params.len();
     assert!(grads.len() == n && m.len() == n && v.len() == n && ema.len() == n, "adam: length mismatch");
+    let k = AdamConsts { lr, beta1, beta2, eps, ema_decay, bc1, bc2 };
+    dispatch!(adam_ema_portable, adam_ema_avx2, (params, grads, m, v, ema, k))
+}
+
+/// The scalars of one [`adam_ema_update`].
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    ema_decay: f32,
+    bc1: f32,
+    bc2: f32,
+}
+
+avx2_twin!(
+    adam_ema_portable,
+    adam_ema_avx2,
+    (params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], ema: &mut [f32], k: AdamConsts)
+);
+
+#[inline(always)]
+fn adam_ema_portable(
+    params: &mut [f32],
+    grads: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    ema: &mut [f32],
+    k: AdamConsts,
+) {
+    let AdamConsts { lr, beta1, beta2, eps, ema_decay, bc1, bc2 } = k;
+    let n = params.len().min(grads.len()).min(m.len()).min(v.len()).min(ema.len());
+    let (params, grads, m, v, ema) = (&mut params[..n], &grads[..n], &mut m[..n], &mut v[..n], &mut ema[..n]);
     for i in 0..n {
         let g = grads[i];
         m[i] = beta1 * m[i] + (1.0 - beta1) * g;
@@ -489,6 +592,82 @@ mod tests {
                 (w[0] >> 8) as f32 / 8_388_608.0 - 1.0
             })
             .collect()
+    }
+
+    /// The accumulating input gradient of a linear layer is the plain one added to the buffer,
+    /// bit for bit, for reductions within one GEMM depth block.
+    #[test]
+    fn linear_bwd_input_acc_is_the_plain_one_added() {
+        for (rows, inp, out) in [(5, 7, 3), (64, 128, 128), (33, 64, 256), (3, 2, 128)] {
+            let (dy, w) = (values(rows * out, 11), values(out * inp, 12));
+            let start = values(rows * inp, 13);
+            let mut tmp = vec![0.0f32; rows * inp];
+            linear_bwd_input(&dy, &w, &mut tmp, rows, inp, out);
+            let mut want = start.clone();
+            add_inplace(&mut want, &tmp);
+            let mut got = start.clone();
+            linear_bwd_input_acc(&dy, &w, &mut got, rows, inp, out);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{rows}×{inp}×{out}");
+            assert_ne!(bits(&got), bits(&start), "vacuous");
+        }
+    }
+
+    /// The AVX2 copies (what the public kernels run on an AVX2 CPU) give the portable code's
+    /// bits (NaNs as NaNs), on random values of every magnitude SiLU sees, specials and a ragged
+    /// tail.
+    #[test]
+    fn avx2_copies_give_the_portable_bits() {
+        if !use_avx2() {
+            println!("skipped: this CPU has no AVX2 (only the portable code runs)");
+            return;
+        }
+        let n = 4099;
+        let scale = [0.01f32, 1.0, 10.0, 100.0];
+        let mut x: Vec<f32> = values(n, 1).iter().enumerate().map(|(i, v)| v * scale[i % 4]).collect();
+        let specials = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 88.5, -88.5, 1e-40, -104.0];
+        x[..specials.len()].copy_from_slice(&specials);
+        // A NaN's sign and payload are not part of Rust's float semantics (either copy may
+        // commute an addition): NaNs compare as one value, every other result bit for bit.
+        let bits =
+            |v: &[f32]| v.iter().map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() }).collect::<Vec<_>>();
+        let (mut y1, mut s1, mut y2, mut s2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        silu_fwd_sig(&x, &mut y1, &mut s1);
+        silu_fwd_sig_portable(&x, &mut y2, &mut s2);
+        assert_eq!((bits(&y1), bits(&s1)), (bits(&y2), bits(&s2)), "silu_fwd_sig");
+        let dy = values(n, 2);
+        let (mut g1, mut g2) = (values(n, 3), values(n, 3));
+        silu_bwd_sig_acc(&x, &s1, &dy, &mut g1);
+        silu_bwd_sig_acc_portable(&x, &s1, &dy, &mut g2);
+        assert_eq!(bits(&g1), bits(&g2), "silu_bwd_sig_acc");
+        add_inplace(&mut g1, &x);
+        add_inplace_portable(&mut g2, &x);
+        assert_eq!(bits(&g1), bits(&g2), "add_inplace");
+        let mut a: Vec<Vec<f32>> = (4..8).map(|k| values(n, k)).collect();
+        let mut b = a.clone();
+        let g = values(n, 9);
+        // v (Adam's second moment) is never negative.
+        for v in [&mut a[2], &mut b[2]] {
+            v.iter_mut().for_each(|e| *e = e.abs());
+        }
+        for step in 1..4 {
+            let [p, m, v, e] = &mut a[..] else { unreachable!() };
+            adam_ema_update(p, &g, m, v, e, step, 1e-3, 0.9, 0.999, 1e-8, 0.999);
+            let [p, m, v, e] = &mut b[..] else { unreachable!() };
+            let k = AdamConsts {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                ema_decay: 0.999,
+                bc1: (1.0 - (0.9f32 as f64).powi(step as i32)) as f32,
+                bc2: (1.0 - (0.999f32 as f64).powi(step as i32)) as f32,
+            };
+            adam_ema_portable(p, &g, m, v, e, k);
+        }
+        for (u, w) in a.iter().zip(&b) {
+            assert_eq!(bits(u), bits(w), "adam_ema_update");
+        }
     }
 
     /// Fails with the first few mismatches if `|got − want| > atol + rtol·|want|` anywhere.
