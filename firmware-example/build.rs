@@ -271,10 +271,11 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const TICK_HZ: u64 = {tick_hz};");
     let _ = writeln!(config, "/// Stream: file name of the embedded signal.");
     let _ = writeln!(config, "pub const SIGNAL_FILE: &str = {signal_name:?};");
-    let _ = writeln!(config, "/// Stream: the embedded signal, bit for bit as parsed (NaN and infinities kept).");
-    let _ = write!(config, "pub static SIGNAL: [f32; {}] = [", signal.len());
+    let _ = writeln!(config, "/// Stream: the embedded signal as f32 bit patterns, NaN and infinities kept.");
+    // Bits, not `f32::from_bits` calls: those are const only since Rust 1.83 (MSRV 1.80).
+    let _ = write!(config, "pub static SIGNAL: [u32; {}] = [", signal.len());
     for v in &signal {
-        let _ = write!(config, "f32::from_bits({:#010x}),", v.to_bits());
+        let _ = write!(config, "{:#010x},", v.to_bits());
     }
     let _ = writeln!(config, "];");
     let _ = writeln!(config, "/// Sampler name, as `tinyscore sample --sampler` spells it.");
@@ -400,7 +401,10 @@ fn read_windows(path: &Path, dim: usize) -> Result<Vec<f32>, String> {
 /// accepted: the stream's input check handles them on the device).
 fn read_signal(path: &Path) -> Result<Vec<f32>, String> {
     let text = fs::read_to_string(path).map_err(|e| {
-        format!("cannot read the input {}: {e} (set TINYSCORE_INPUT to a CSV of one value per line)", path.display())
+        format!(
+            "cannot read the input {}: {e} (set TINYSCORE_INPUT to a CSV of one value per line)",
+            path.display()
+        )
     })?;
     let mut values = Vec::new();
     for (i, line) in text.lines().enumerate() {

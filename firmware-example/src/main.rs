@@ -303,10 +303,11 @@ fn run_stream(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counte
     let mut stream: Stream<{ config::DIM }> =
         Stream::new(&den, config::HOP, taper, sigma).unwrap_or_else(|e| panic!("stream: {e}"));
     // Ticks between two samples' arrivals (0: unpaced).
-    let period = if config::RATE_HZ == 0 { 0 } else { config::TICK_HZ / config::RATE_HZ };
+    let period = config::TICK_HZ.checked_div(config::RATE_HZ).unwrap_or(0);
     let (mut busy, mut worst, mut late) = (0u64, 0u64, 0u32);
     let start = clock.now();
-    for (i, &x) in config::SIGNAL.iter().enumerate() {
+    for (i, &bits) in config::SIGNAL.iter().enumerate() {
+        let x = f32::from_bits(bits);
         let due = start + i as u64 * period;
         let mut now = clock.now();
         if period > 0 && now >= due + period {
