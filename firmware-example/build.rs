@@ -15,7 +15,7 @@
 //!    `include_bytes!` in `src/main.rs` embeds. The file is parsed here with the engine's own
 //!    parser, so a broken model fails the build, not the board, and its sizes D, H, F become the
 //!    network's const-generic capacities: exactly what the model needs, no more RAM.
-//! 3. **Settings.** `TINYSCORE_MODE` (`sample` or `denoise`), then for sampling
+//! 3. **Settings.** `TINYSCORE_MODE` (`sample`, `denoise` or `stream`), then for sampling
 //!    `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED` and `TINYSCORE_N`, for denoising
 //!    `TINYSCORE_INPUT`, `TINYSCORE_METHOD`, `TINYSCORE_SIGMA`, `TINYSCORE_STEPS`,
 //!    `TINYSCORE_DRAWS` and `TINYSCORE_SEED` (the defaults of `tinyscore denoise`), are parsed and
@@ -24,6 +24,12 @@
 //! 4. **The denoise input.** The noisy windows (a CSV file, read by the same rules as the host's
 //!    `tinyscore denoise --input`: one window per line, `#` lines skipped, values parsed as f32)
 //!    become a `static` array in flash, each value written by its bits so nothing is re-rounded.
+//! 5. **The stream input.** In `stream` mode, a one-column signal (`TINYSCORE_INPUT`, default
+//!    `inputs/ecg-stream-noisy.csv`; read as `tinyscore denoise --stream --input` reads it, NaN
+//!    and infinities kept) becomes the `static SIGNAL`, with `TINYSCORE_HOP` (default W/2),
+//!    `TINYSCORE_TAPER` (`hann` or `flat`), `TINYSCORE_RATE` (samples per second, default 360,
+//!    0 = unpaced) and the denoise settings above; `TICK_HZ` is the cycle counter's rate on the
+//!    chosen machine, for the pacing.
 
 use std::env;
 use std::fmt::Write as _;
@@ -35,6 +41,10 @@ use tinyscore_engine::format::Model;
 /// The model embedded when `TINYSCORE_MODEL` is not set (relative to this crate), per mode.
 const DEFAULT_MODEL: &str = "models/moons-f32.tsm";
 const DEFAULT_DENOISE_MODEL: &str = "models/ecg-f32.tsm";
+/// `stream` mode's default: the conv ECG model of 64-sample windows (ScoreNet-conv, 72 KB).
+const DEFAULT_STREAM_MODEL: &str = "models/ecg-conv-f32.tsm";
+/// The noisy signal embedded in `stream` mode when `TINYSCORE_INPUT` is not set.
+const DEFAULT_STREAM_INPUT: &str = "inputs/ecg-stream-noisy.csv";
 /// The noisy windows embedded in `denoise` mode when `TINYSCORE_INPUT` is not set.
 const DEFAULT_INPUT: &str = "inputs/ecg-noisy.csv";
 /// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
@@ -131,14 +141,16 @@ fn run() -> Result<(), String> {
 
     // --- 2. the model ------------------------------------------------------------------------
     let mode = setting("TINYSCORE_MODE").unwrap_or_else(|| "sample".into());
-    let denoise = match mode.as_str() {
-        "sample" => false,
-        "denoise" => true,
-        _ => return Err(format!("TINYSCORE_MODE={mode}: use `sample` or `denoise`")),
+    let (denoise, stream) = match mode.as_str() {
+        "sample" => (false, false),
+        "denoise" => (true, false),
+        "stream" => (false, true),
+        _ => return Err(format!("TINYSCORE_MODE={mode}: use `sample`, `denoise` or `stream`")),
     };
     let model_path = match setting("TINYSCORE_MODEL") {
         Some(p) => manifest_dir.join(p), // an absolute `p` replaces the base
         None if denoise => manifest_dir.join(DEFAULT_DENOISE_MODEL),
+        None if stream => manifest_dir.join(DEFAULT_STREAM_MODEL),
         None => manifest_dir.join(DEFAULT_MODEL),
     };
     println!("cargo:rerun-if-changed={}", model_path.display());
@@ -167,8 +179,8 @@ fn run() -> Result<(), String> {
     // a bad count at run time, and that path (panic → semihosting exit 1) is what the host test
     // drives to prove a failing firmware cannot hang CI. Defaults: the firmware's own for
     // sampling, `tinyscore denoise`'s for denoising.
-    let steps: u32 = number("TINYSCORE_STEPS", if denoise { 50 } else { 100 })?;
-    let seed: u64 = number("TINYSCORE_SEED", if denoise { 0 } else { 42 })?;
+    let steps: u32 = number("TINYSCORE_STEPS", if denoise || stream { 50 } else { 100 })?;
+    let seed: u64 = number("TINYSCORE_SEED", if denoise || stream { 0 } else { 42 })?;
     let n: u32 = number("TINYSCORE_N", 8)?;
     let method = setting("TINYSCORE_METHOD").unwrap_or_else(|| "tweedie".into());
     if !["tweedie", "sdedit"].contains(&method.as_str()) {
@@ -201,12 +213,71 @@ fn run() -> Result<(), String> {
         (String::new(), Vec::new())
     };
 
+    // --- 5. the stream input and its settings ------------------------------------------------
+    let (signal_name, signal) = if stream {
+        if dims.dim < 2 {
+            return Err(format!(
+                "{}: stream mode needs a model of windows of 2 values or more, this one has {}",
+                model_path.display(),
+                dims.dim
+            ));
+        }
+        let path = match setting("TINYSCORE_INPUT") {
+            Some(p) => manifest_dir.join(p),
+            None => manifest_dir.join(DEFAULT_STREAM_INPUT),
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let values = read_signal(&path)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
+        (name, values)
+    } else {
+        (String::new(), Vec::new())
+    };
+    // `tinyscore denoise --stream`'s defaults: hop W/2, Hann taper.
+    let hop: usize = number("TINYSCORE_HOP", dims.dim / 2)?;
+    if stream && (hop == 0 || hop > dims.dim) {
+        return Err(format!("TINYSCORE_HOP={hop}: must be in 1..={} (the model's window)", dims.dim));
+    }
+    let taper = setting("TINYSCORE_TAPER").unwrap_or_else(|| "hann".into());
+    if !["hann", "flat"].contains(&taper.as_str()) {
+        return Err(format!("TINYSCORE_TAPER={taper}: use `hann` or `flat`"));
+    }
+    // Samples per second at which the stream's samples arrive (0: as fast as the device goes).
+    let rate: u32 = number("TINYSCORE_RATE", 360)?;
+    // Ticks per second of the cycle counter (src/cycles.rs) on this machine, for the pacing.
+    let tick_hz: u64 = match (target.as_str(), board, machine.as_deref()) {
+        (_, true, _) => 64_000_000,
+        ("thumbv6m-none-eabi", false, Some("microbit")) => 16_000_000,
+        ("thumbv8m.main-none-eabihf", false, _) => 20_000_000,
+        ("riscv32imac-unknown-none-elf", false, _) => 1_000_000_000,
+        _ => 25_000_000,
+    };
+
     let mut config = String::new();
     let _ = writeln!(config, "// Generated by build.rs from the model file and TINYSCORE_* settings.");
     let _ = writeln!(config, "/// File name of the embedded model.");
     let _ = writeln!(config, "pub const MODEL_FILE: &str = {file_name:?};");
     let _ = writeln!(config, "/// `denoise` mode (else `sample`).");
     let _ = writeln!(config, "pub const DENOISE: bool = {denoise};");
+    let _ = writeln!(config, "/// `stream` mode.");
+    let _ = writeln!(config, "pub const STREAM: bool = {stream};");
+    let _ = writeln!(config, "/// Stream: a window starts every HOP samples.");
+    let _ = writeln!(config, "pub const HOP: usize = {hop};");
+    let _ = writeln!(config, "/// Stream: the overlap-add taper, as `--taper` spells it.");
+    let _ = writeln!(config, "pub const TAPER: &str = {taper:?};");
+    let _ = writeln!(config, "/// Stream: samples per second (0: unpaced).");
+    let _ = writeln!(config, "pub const RATE_HZ: u64 = {rate};");
+    let _ = writeln!(config, "/// Ticks per second of `cycles::Counter` on this machine.");
+    let _ = writeln!(config, "pub const TICK_HZ: u64 = {tick_hz};");
+    let _ = writeln!(config, "/// Stream: file name of the embedded signal.");
+    let _ = writeln!(config, "pub const SIGNAL_FILE: &str = {signal_name:?};");
+    let _ = writeln!(config, "/// Stream: the embedded signal as f32 bit patterns, NaN and infinities kept.");
+    // Bits, not `f32::from_bits` calls: those are const only since Rust 1.83 (MSRV 1.80).
+    let _ = write!(config, "pub static SIGNAL: [u32; {}] = [", signal.len());
+    for v in &signal {
+        let _ = write!(config, "{:#010x},", v.to_bits());
+    }
+    let _ = writeln!(config, "];");
     let _ = writeln!(config, "/// Sampler name, as `tinyscore sample --sampler` spells it.");
     let _ = writeln!(config, "pub const SAMPLER: &str = {sampler:?};");
     let _ = writeln!(config, "/// Reverse steps S (the model's N is {n_max}).");
@@ -321,6 +392,40 @@ fn read_windows(path: &Path, dim: usize) -> Result<Vec<f32>, String> {
     }
     if values.is_empty() {
         return Err(format!("{}: no windows", path.display()));
+    }
+    Ok(values)
+}
+
+/// A one-column signal as `tinyscore denoise --stream --input` reads a CSV: one value per line,
+/// blank lines and lines starting with `#` skipped, each parsed as an f32 (`nan`, `inf`, `-inf`
+/// accepted: the stream's input check handles them on the device).
+fn read_signal(path: &Path) -> Result<Vec<f32>, String> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the input {}: {e} (set TINYSCORE_INPUT to a CSV of one value per line)",
+            path.display()
+        )
+    })?;
+    let mut values = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.contains(',') {
+            return Err(format!(
+                "{}: line {}: several values; stream mode reads a signal of one value per line",
+                path.display(),
+                i + 1
+            ));
+        }
+        match line.parse::<f32>() {
+            Ok(v) => values.push(v),
+            Err(_) => return Err(format!("{}: line {}: `{line}` is not a number", path.display(), i + 1)),
+        }
+    }
+    if values.is_empty() {
+        return Err(format!("{}: no samples", path.display()));
     }
     Ok(values)
 }

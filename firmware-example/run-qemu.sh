@@ -7,6 +7,7 @@
 #                                      instruction count printed at the end
 #
 #   TINYSCORE_MODEL=path/to/model.tsm TINYSCORE_STEPS=50 TINYSCORE_N=4 TINYSCORE_SEED=7 ./run-qemu.sh
+#   TINYSCORE_MODE=stream TINYSCORE_RATE=0 ./run-qemu.sh --icount   stream mode, unpaced, counted
 #
 # | target                       | core                | QEMU                                     | ns per `# cycles=` tick |
 # | thumbv7em-none-eabihf        | Cortex-M4F          | qemu-system-arm -machine mps2-an386      | 40 (SysTick, 25 MHz)    |
@@ -60,5 +61,10 @@ printf '%s\n' "$out"
 if [[ ${#icount[@]} -gt 0 && $status -eq 0 ]]; then
   cycles=$(printf '%s\n' "$out" | sed -n 's/^# cycles=//p')
   echo "# instructions=$((cycles * ns_per_tick)) (-icount shift=0)"  # ns_per_tick may be a fraction
+  # stream mode: the worst single push as well
+  push=$(printf '%s\n' "$out" | sed -n 's/^# push_cycles_max=//p')
+  if [[ -n "$push" ]]; then
+    echo "# push_instructions_max=$((push * ns_per_tick)) (-icount shift=0)"
+  fi
 fi
 exit "$status"

@@ -4,7 +4,8 @@
 # ./run-qemu.sh --icount, and checks
 #   - QEMU exits 0;
 #   - the CSV lines equal, byte for byte, what the host's `tinyscore sample|denoise ... --out -`
-#     prints for the same file and settings (and `# sigma=` the σ the host reports);
+#     (`denoise --stream` for stream mode) prints for the same file and settings (and `# sigma=`
+#     the σ the host reports);
 #   - the stack high-water mark lies within [RAM, RAM + 8 KiB], RAM being `tinyscore inspect`'s
 #     figure (as tools/tests/firmware.rs holds the Cortex-M4F);
 # and, on RISC-V (whose start-up and trap code are the firmware's own), that a panicking firmware
@@ -88,6 +89,19 @@ for target in "${targets[@]}"; do
           || fail "$target $name: tinyscore denoise: $(cat "$work/host.err")"
         evals=""
         ;;
+      stream)
+        input=$(get TINYSCORE_INPUT inputs/ecg-stream-noisy.csv "${kv[@]}"); method=$(get TINYSCORE_METHOD tweedie "${kv[@]}")
+        sigma=$(get TINYSCORE_SIGMA auto "${kv[@]}"); seed=$(get TINYSCORE_SEED 0 "${kv[@]}")
+        args=(--stream --input "$input" --method "$method" --sigma "$sigma" --taper "$(get TINYSCORE_TAPER hann "${kv[@]}")")
+        hop=$(get TINYSCORE_HOP "" "${kv[@]}")
+        [[ -n "$hop" ]] && args+=(--hop "$hop")
+        if [[ "$method" == sdedit ]]; then
+          args+=(--seed "$seed" --steps "$(get TINYSCORE_STEPS 50 "${kv[@]}")" --draws "$(get TINYSCORE_DRAWS 4 "${kv[@]}")")
+        fi
+        "$TINYSCORE" denoise "$model" "${args[@]}" --out - >"$work/host.csv" 2>"$work/host.err" \
+          || fail "$target $name: tinyscore denoise --stream: $(cat "$work/host.err")"
+        evals=""
+        ;;
       *) fail "qemu-runs.txt: unknown mode $mode" ;;
     esac
 
@@ -102,13 +116,17 @@ for target in "${targets[@]}"; do
       diff "$work/host.csv" "$work/device.csv" | head -n 10 >&2
       fail "$target $name $mode: the firmware's lines differ from the host's"
     fi
-    if [[ "$mode" == denoise ]]; then
+    if [[ "$mode" == denoise || "$mode" == stream ]]; then
       device_sigma=$(sed -n 's/^# sigma=//p' "$work/device.txt")
       grep -q "sigma $device_sigma (" "$work/host.err" \
         || fail "$target $name: device sigma $device_sigma, host: $(cat "$work/host.err")"
     fi
     stack=$(sed -n 's/^# stack_bytes=//p' "$work/device.txt")
     ram=$(ram_of "$model")
+    # Stream mode: the Stream<W> (inspect's `stream` line) is on the stack too.
+    if [[ "$mode" == stream ]]; then
+      ram=$((ram + $("$TINYSCORE" inspect "$model" | sed -n 's/^stream  *\([0-9][0-9]*\) bytes.*/\1/p')))
+    fi
     [[ -n "$stack" && -n "$ram" ]] || fail "$target $name: no stack or RAM figure"
     ((ram <= stack && stack <= ram + 8192)) \
       || fail "$target $name $mode: stack $stack B outside inspect's RAM $ram B .. +8 KiB"

@@ -1,7 +1,10 @@
 //! tinyscore firmware example: draws samples from a score-based diffusion model embedded in
 //! flash, on a Cortex-M4F, M0, M33 or a 32-bit RISC-V core (`src/platform/`), bit for bit what `tinyscore sample` prints on the host; or (built with
 //! `TINYSCORE_MODE=denoise`) denoises windows of a signal embedded in flash, bit for bit what
-//! `tinyscore denoise` prints.
+//! `tinyscore denoise` prints; or (built with `TINYSCORE_MODE=stream`) takes the samples of a
+//! noisy signal embedded in flash one by one, at a paced rate, through the engine's streaming
+//! denoiser and prints each denoised sample as it comes out, bit for bit what
+//! `tinyscore denoise --stream` prints.
 //!
 //! What it prints (plain text; see README.md for why):
 //!
@@ -17,6 +20,14 @@
 //! `# tinyscore firmware: mode=denoise model=FILE input=FILE method=M sigma=S seed=K n=W`
 //! (`method=sdedit steps=S draws=K` for SDEdit; `sigma=auto` when estimated), one CSV line per
 //! denoised window, then `# sigma=...` (the noise level used), `# cycles=`, `# stack_bytes=`.
+//!
+//! In `stream` mode the first line is
+//! `# tinyscore firmware: mode=stream model=FILE input=FILE method=M sigma=S hop=H taper=T seed=K
+//! rate=R n=N`, then one line per output sample (N in all, the last W − 1 from the final flush),
+//! then `# sigma=` (the level of the last window, `-` before any), `# nan=A clamped=B` (the input
+//! check's counts), `# push_cycles_max=` (the worst `push`), `# flush_cycles=`, `# late=` (samples
+//! that arrived before the previous one was done: the device fell behind), `# cycles=` (all pushes
+//! and the flush), `# stack_bytes=`.
 //!
 //! Everything is static or on the stack: the model stays in flash (parsed zero-copy), the
 //! network's buffers live in the `ScoreNet` on main's stack, sized by const generics that
@@ -40,9 +51,11 @@ use tinyscore_engine::sampler::{
     Timesteps, UniPc, Variance,
 };
 use tinyscore_engine::schedule::Diffusion;
+use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
 
-/// Build-time configuration: `MODEL_FILE`, `DENOISE`, `SAMPLER`, `STEPS`, `SEED`, `N`, the
+/// Build-time configuration: `MODEL_FILE`, `DENOISE`, `STREAM`, `SAMPLER`, `STEPS`, `SEED`, `N`, the
 /// denoise settings `METHOD`, `SIGMA`, `DRAWS`, the input `INPUT_FILE`, `WINDOWS`, `INPUT`, and
+/// the stream settings `HOP`, `TAPER`, `RATE_HZ`, `TICK_HZ`, `SIGNAL_FILE`, `SIGNAL`, and
 /// the capacities `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
@@ -86,7 +99,9 @@ fn plan(name: &str, steps: u32) -> Plan {
 fn main() -> ! {
     let mut out = out::Line::new(platform::Console::open());
     let mut clock = cycles::Counter::start();
-    if config::DENOISE {
+    if config::STREAM {
+        stream_header(&mut out);
+    } else if config::DENOISE {
         denoise_header(&mut out);
     } else {
         sample_header(&mut out);
@@ -96,7 +111,9 @@ fn main() -> ! {
     let mut arena = [0.0f32; config::ARENA];
     let mut net = None;
     let net = build_net(&mut net, &mut arena);
-    let busy = if config::DENOISE {
+    let busy = if config::STREAM {
+        run_stream(net, &mut out, &mut clock)
+    } else if config::DENOISE {
         run_denoise(net, &mut out, &mut clock)
     } else {
         run_sample(net, &mut out, &mut clock)
@@ -236,4 +253,94 @@ fn estimate_sigma() -> f32 {
         }
     }
     denoise::sigma_from_differences(&mut diffs)
+}
+
+/// `# tinyscore firmware: mode=stream model=FILE input=FILE method=M [steps=S draws=K] sigma=S
+/// hop=H taper=T seed=K rate=R n=N`.
+fn stream_header(out: &mut out::Line) {
+    let _ = write!(
+        out,
+        "# tinyscore firmware: mode=stream model={} input={} method={}",
+        config::MODEL_FILE,
+        config::SIGNAL_FILE,
+        config::METHOD
+    );
+    if let Method::Sdedit { steps, draws } = method() {
+        let _ = write!(out, " steps={steps} draws={draws}");
+    }
+    let _ = match config::SIGMA {
+        Some(s) => write!(out, " sigma={s}"),
+        None => write!(out, " sigma=auto"),
+    };
+    let _ = writeln!(
+        out,
+        " hop={} taper={} seed={} rate={} n={}",
+        config::HOP,
+        config::TAPER,
+        config::SEED,
+        config::RATE_HZ,
+        config::SIGNAL.len()
+    );
+}
+
+/// Streams the embedded signal through the engine's streaming denoiser, as `tinyscore denoise
+/// --stream --out -` does: sample i is taken when its arrival time, i / RATE_HZ seconds after the
+/// start, has come (a paced loop on the cycle counter; no pacing with RATE_HZ = 0), pushed, and
+/// the sample that comes out (W − 1 samples older) is printed at once; the last W − 1 come from
+/// the flush. Returns the cycles spent in `push` and `flush`.
+#[inline(never)]
+fn run_stream(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counter) -> u64 {
+    let mut schedule = Diffusion::UNBUILT;
+    build_schedule(net, &mut schedule);
+    let mut den = NetDenoiser::new(net, &schedule, method(), config::SEED)
+        .unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
+    let sigma = match config::SIGMA {
+        Some(s) => Sigma::Given(s),
+        None => Sigma::Auto,
+    };
+    let taper = if config::TAPER == "flat" { Taper::Flat } else { Taper::Hann };
+    // Capacity C = the model's W: 4 buffers of W f32 on this frame (footprint::stream_bytes).
+    let mut stream: Stream<{ config::DIM }> =
+        Stream::new(&den, config::HOP, taper, sigma).unwrap_or_else(|e| panic!("stream: {e}"));
+    // Ticks between two samples' arrivals (0: unpaced).
+    let period = config::TICK_HZ.checked_div(config::RATE_HZ).unwrap_or(0);
+    let (mut busy, mut worst, mut late) = (0u64, 0u64, 0u32);
+    let start = clock.now();
+    for (i, &bits) in config::SIGNAL.iter().enumerate() {
+        let x = f32::from_bits(bits);
+        let due = start + i as u64 * period;
+        let mut now = clock.now();
+        if period > 0 && now >= due + period {
+            late += 1; // the next sample has arrived already: this one waited in a buffer
+        }
+        while now < due {
+            now = clock.now();
+        }
+        let y = stream.push(&mut den, x);
+        let spent = clock.now() - now;
+        busy += spent;
+        worst = worst.max(spent);
+        if let Some(y) = y {
+            write_row(out, &[y]);
+        }
+    }
+    // Read before the flush, which resets the stream (as the host reports them).
+    let (flags, used) = (stream.flags(), stream.sigma());
+    let mut tail = [0.0f32; config::DIM];
+    let t0 = clock.now();
+    let n = stream.flush(&mut den, &mut tail).unwrap_or_else(|e| panic!("flush: {e}"));
+    let flush = clock.now() - t0;
+    busy += flush;
+    for y in &tail[..n] {
+        write_row(out, &[*y]);
+    }
+    let _ = match used {
+        Some(s) => writeln!(out, "# sigma={s}"),
+        None => writeln!(out, "# sigma=-"),
+    };
+    let _ = writeln!(out, "# nan={} clamped={}", flags.nan, flags.clamped);
+    let _ = writeln!(out, "# push_cycles_max={worst}");
+    let _ = writeln!(out, "# flush_cycles={flush}");
+    let _ = writeln!(out, "# late={late}");
+    busy
 }

@@ -7,7 +7,8 @@
 //! also checks the stack high-water mark the firmware measured against the RAM figure
 //! `tinyscore inspect` prints for the file. A last run checks that a firmware that fails
 //! (here: a step count the engine refuses, which panics) makes QEMU exit with a failure status
-//! instead of hanging.
+//! instead of hanging. Stream mode: the firmware streams a noisy ECG signal with NaN and
+//! infinite samples, paced at 360 Hz, bit for bit what `tinyscore denoise --stream` prints.
 //!
 //! Needs `qemu-system-arm` on PATH and the `thumbv7em-none-eabihf` Rust target; without either
 //! it prints `skipped: <why>` and passes (CI installs both). Run it alone with
@@ -30,6 +31,9 @@ const ECG_INPUT: &str = "firmware-example/inputs/ecg-noisy.csv";
 /// A small ScoreNet-conv (U-Net) of the same 64-sample ECG windows, f32 (c_0 = 8, 2 levels, K = 5;
 /// `tinyscore train --data ecg --arch conv --width 8 --levels 2 --steps 600 --batch 32`).
 const ECG_CONV_F32: &str = "firmware-example/models/ecg-conv-f32.tsm";
+/// The stream mode's noisy ECG signal (1024 samples at 360 Hz, with NaN, ±inf and ±1e30 samples;
+/// made by `firmware-example/inputs/make-ecg-stream.py`).
+const ECG_STREAM_INPUT: &str = "firmware-example/inputs/ecg-stream-noisy.csv";
 /// Stack the firmware may use beyond `tinyscore inspect`'s working set: the call frames of
 /// parsing, sampling and printing (core::fmt's float formatting alone takes 1.4 KiB), the
 /// output line buffer and the runtime. Documented in docs/BENCHMARKS.md ("Firmware").
@@ -389,6 +393,117 @@ fn denoise_in_qemu(model_rel: &str, extra: &[(&str, &str)]) {
     );
     // The σ estimate's scratch (all windows' differences, 1 KiB here) is on the stack too.
     stack_within_inspects_figure(&model, trailer_value(trailer, "# stack_bytes="));
+}
+
+/// Stream mode: the firmware takes the embedded signal sample by sample at 360 Hz (paced on its
+/// cycle counter), through the engine's streaming denoiser, and prints what comes out; that must
+/// be `tinyscore denoise --stream --out -` on the same file, bit for bit. The signal holds NaN,
+/// ±inf and ±1e30 samples: the documented input rule (NaN → the previous sample, the rest clamped
+/// to the model's range) must count them as the host does, and every output must be finite.
+#[test]
+fn firmware_streams_like_the_host_with_bad_samples() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let (model, input) = (root.join(ECG_CONV_F32), root.join(ECG_STREAM_INPUT));
+    assert!(model.is_file() && input.is_file(), "{} or {} is missing", model.display(), input.display());
+    // The bad samples of the input, by the documented rule's two cases.
+    let text = std::fs::read_to_string(&input).expect("the input");
+    let values: Vec<f32> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.trim().parse().expect("a number"))
+        .collect();
+    let nans = values.iter().filter(|v| v.is_nan()).count();
+    let huge = values.iter().filter(|v| !v.is_nan() && v.abs() > 1e6).count();
+    assert!(nans > 0 && huge > 0, "the stream input must hold NaN and huge/infinite samples");
+
+    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+        .arg("denoise")
+        .arg(&model)
+        .arg("--stream")
+        .arg("--input")
+        .arg(&input)
+        .args(["--sigma", "auto", "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(
+        host.status.success(),
+        "tinyscore denoise --stream failed: {}",
+        String::from_utf8_lossy(&host.stderr)
+    );
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    let host_err = String::from_utf8_lossy(&host.stderr);
+    assert_eq!(host_csv.lines().count(), values.len(), "one output per input sample");
+
+    let settings: Vec<(&str, String)> = vec![
+        ("TINYSCORE_MODE", "stream".into()),
+        ("TINYSCORE_INPUT", input.display().to_string()),
+        ("TINYSCORE_SIGMA", "auto".into()),
+        ("TINYSCORE_RATE", "360".into()),
+    ];
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings);
+        run_in_qemu(&elf)
+    };
+    println!("QEMU run: {:.2} s", run.seconds);
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+
+    let file_name = model.file_name().expect("a file").to_string_lossy().into_owned();
+    let header = format!(
+        "# tinyscore firmware: mode=stream model={file_name} input=ecg-stream-noisy.csv method=tweedie \
+         sigma=auto hop=32 taper=hann seed=0 rate=360 n={}\n",
+        values.len()
+    );
+    let (device_csv, trailer) = split_output(&run.stdout, &header);
+    println!("{trailer}");
+    assert_eq!(device_csv, host_csv, "firmware and host streams differ");
+    for line in device_csv.lines() {
+        let y: f32 = line.parse().unwrap_or_else(|_| panic!("bad output line `{line}`"));
+        assert!(y.is_finite(), "the stream emitted {y}");
+    }
+    // The input check counted the bad samples, as the host reports them.
+    assert!(trailer.contains(&format!("# nan={nans} clamped={huge}\n")), "trailer:\n{trailer}");
+    assert!(
+        host_err.contains(&format!("{nans} NaN sample(s) replaced by the previous one, {huge} infinite")),
+        "host: {host_err}"
+    );
+    // The running σ of the last window, as the host reports it.
+    let device_sigma = trailer.lines().find_map(|l| l.strip_prefix("# sigma=")).expect("a `# sigma=` line");
+    assert!(
+        host_err.contains(&format!("sigma {device_sigma} (")),
+        "device sigma {device_sigma}, host: {host_err}"
+    );
+    assert!(trailer_value(trailer, "# push_cycles_max=") > 0);
+    // The stream's four buffers of W f32 are on the stack beside the engine's working set.
+    stream_stack_within_inspects_figures(&model, trailer_value(trailer, "# stack_bytes="));
+}
+
+/// As [`stack_within_inspects_figure`], with `tinyscore inspect`'s `stream` figure (the
+/// `Stream<W>`, on the firmware's stack in stream mode) added to its RAM figure.
+fn stream_stack_within_inspects_figures(model: &Path, stack: u64) {
+    let inspect =
+        Command::new(env!("CARGO_BIN_EXE_tinyscore")).arg("inspect").arg(model).output().expect("inspect");
+    assert!(inspect.status.success());
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    let figure = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{key}N bytes` line in:\n{text}"))
+    };
+    let ram = figure("ram ") + figure("stream ");
+    println!("stack {stack} B, inspect's RAM + stream figures {ram} B");
+    assert!(ram <= stack, "inspect says {ram} B but the firmware used only {stack} B of stack");
+    assert!(
+        stack <= ram + STACK_ALLOWANCE,
+        "the firmware used {stack} B of stack, more than inspect's {ram} B + {STACK_ALLOWANCE} B"
+    );
 }
 
 #[test]
