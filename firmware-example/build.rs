@@ -290,17 +290,16 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const METHOD: &str = {method:?};");
     let _ = writeln!(config, "/// SDEdit's independent draws averaged.");
     let _ = writeln!(config, "pub const DRAWS: u32 = {draws};");
-    let _ = writeln!(config, "/// Noise level σ in data units; `None`: estimated from the input (`auto`).");
+    let _ = writeln!(
+        config,
+        "/// The bits of the noise level σ in data units; `None`: estimated from the input (`auto`)."
+    );
     match sigma {
         Some(v) => {
-            let _ = writeln!(
-                config,
-                "pub const SIGMA: Option<f32> = Some(f32::from_bits({:#010x}));",
-                v.to_bits()
-            );
+            let _ = writeln!(config, "pub const SIGMA_BITS: Option<u32> = Some({:#010x});", v.to_bits());
         }
         None => {
-            let _ = writeln!(config, "pub const SIGMA: Option<f32> = None;");
+            let _ = writeln!(config, "pub const SIGMA_BITS: Option<u32> = None;");
         }
     }
     let _ = writeln!(config, "/// File name of the embedded noisy windows.");
@@ -328,10 +327,11 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const ARENA_BATCH: usize = {batch};");
     let _ = writeln!(config, "/// Length of the model file in bytes.");
     let _ = writeln!(config, "pub const MODEL_LEN: usize = {};", bytes.len());
-    let _ = writeln!(config, "/// The noisy windows, row-major (WINDOWS, DIM), bit for bit as parsed.");
-    let _ = write!(config, "pub static INPUT: [f32; WINDOWS * DIM] = [");
+    // Bits, not `f32::from_bits` calls: those are const only since Rust 1.83 (MSRV 1.80).
+    let _ = writeln!(config, "/// The bits of the noisy windows, row-major (WINDOWS, DIM), as parsed.");
+    let _ = write!(config, "pub static INPUT_BITS: [u32; WINDOWS * DIM] = [");
     for v in &windows {
-        let _ = write!(config, "f32::from_bits({:#010x}),", v.to_bits());
+        let _ = write!(config, "{:#010x},", v.to_bits());
     }
     let _ = writeln!(config, "];");
     fs::write(out_dir.join("config.rs"), config).map_err(|e| format!("writing OUT_DIR/config.rs: {e}"))?;

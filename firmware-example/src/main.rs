@@ -54,9 +54,9 @@ use tinyscore_engine::schedule::Diffusion;
 use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
 
 /// Build-time configuration: `MODEL_FILE`, `DENOISE`, `STREAM`, `SAMPLER`, `STEPS`, `SEED`, `N`, the
-/// denoise settings `METHOD`, `SIGMA`, `DRAWS`, the input `INPUT_FILE`, `WINDOWS`, `INPUT`, and
-/// the stream settings `HOP`, `TAPER`, `RATE_HZ`, `TICK_HZ`, `SIGNAL_FILE`, `SIGNAL`, and
-/// the capacities `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
+/// denoise settings `METHOD`, `SIGMA_BITS`, `DRAWS`, the input `INPUT_FILE`, `WINDOWS`,
+/// `INPUT_BITS`, and the stream settings `HOP`, `TAPER`, `RATE_HZ`, `TICK_HZ`, `SIGNAL_FILE`,
+/// `SIGNAL`, and the capacities `DIM`, `HIDDEN`, `FREQS` read from the model by build.rs.
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
@@ -209,7 +209,7 @@ fn denoise_header(out: &mut out::Line) {
     if let Method::Sdedit { steps, draws } = method() {
         let _ = write!(out, " steps={steps} draws={draws}");
     }
-    let _ = match config::SIGMA {
+    let _ = match sigma_setting() {
         Some(s) => write!(out, " sigma={s}"),
         None => write!(out, " sigma=auto"),
     };
@@ -223,12 +223,14 @@ fn run_denoise(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Count
     let mut schedule = Diffusion::UNBUILT;
     build_schedule(net, &mut schedule);
     let t0 = clock.now();
-    let sigma = config::SIGMA.unwrap_or_else(estimate_sigma);
+    let sigma = sigma_setting().unwrap_or_else(estimate_sigma);
     let mut busy = clock.now() - t0;
     // (D,) one window, denoised in place in data units.
     let mut window = [0.0f32; config::DIM];
-    for (i, row) in config::INPUT.chunks_exact(config::DIM).enumerate() {
-        window.copy_from_slice(row);
+    for (i, row) in config::INPUT_BITS.chunks_exact(config::DIM).enumerate() {
+        for (w, &bits) in window.iter_mut().zip(row) {
+            *w = f32::from_bits(bits);
+        }
         let t0 = clock.now();
         denoise::denoise(net, &schedule, method(), sigma, config::SEED, i as u32, &mut window)
             .unwrap_or_else(|e| panic!("window {i}: {e}"));
@@ -239,6 +241,11 @@ fn run_denoise(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Count
     busy
 }
 
+/// `TINYSCORE_SIGMA`: σ in data units, or `None` for `auto`.
+fn sigma_setting() -> Option<f32> {
+    config::SIGMA_BITS.map(f32::from_bits)
+}
+
 /// `--sigma auto`: the engine's MAD estimate over the first differences of all windows pooled,
 /// as `tinyscore denoise` computes it. Its scratch, (WINDOWS·(D − 1),) f32, lives only in this
 /// call.
@@ -246,9 +253,9 @@ fn run_denoise(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Count
 fn estimate_sigma() -> f32 {
     let mut diffs = [0.0f32; config::WINDOWS * (config::DIM - 1)];
     let mut k = 0;
-    for row in config::INPUT.chunks_exact(config::DIM) {
+    for row in config::INPUT_BITS.chunks_exact(config::DIM) {
         for pair in row.windows(2) {
-            diffs[k] = pair[1] - pair[0];
+            diffs[k] = f32::from_bits(pair[1]) - f32::from_bits(pair[0]);
             k += 1;
         }
     }
@@ -268,7 +275,7 @@ fn stream_header(out: &mut out::Line) {
     if let Method::Sdedit { steps, draws } = method() {
         let _ = write!(out, " steps={steps} draws={draws}");
     }
-    let _ = match config::SIGMA {
+    let _ = match sigma_setting() {
         Some(s) => write!(out, " sigma={s}"),
         None => write!(out, " sigma=auto"),
     };
@@ -294,7 +301,7 @@ fn run_stream(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counte
     build_schedule(net, &mut schedule);
     let mut den = NetDenoiser::new(net, &schedule, method(), config::SEED)
         .unwrap_or_else(|e| panic!("{}: {e}", config::MODEL_FILE));
-    let sigma = match config::SIGMA {
+    let sigma = match sigma_setting() {
         Some(s) => Sigma::Given(s),
         None => Sigma::Auto,
     };
