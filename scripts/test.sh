@@ -28,12 +28,14 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 if ! command -v qemu-system-riscv32 >/dev/null 2>&1 || ! command -v arm-none-eabi-gcc >/dev/null 2>&1 \
-    || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
+    || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1 \
+    || [ ! -e /usr/aarch64-linux-gnu/lib/Scrt1.o ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
   # qemu-system-misc: qemu-system-riscv32; gcc-arm-none-eabi: the C API's firmware example;
-  # gcc-aarch64-linux-gnu + qemu-user: the engine's tests on aarch64 Linux
+  # gcc-aarch64-linux-gnu + libc6-dev-arm64-cross (its C runtime and libc, only recommended by the
+  # compiler, so not installed with it here) + qemu-user: the engine's tests on aarch64 Linux
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu qemu-user >/dev/null
+    qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
 fi
 # --- end issue 19
 
