@@ -28,12 +28,14 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 if ! command -v qemu-system-riscv32 >/dev/null 2>&1 || ! command -v arm-none-eabi-gcc >/dev/null 2>&1 \
-    || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1; then
+    || ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1 \
+    || [ ! -e /usr/aarch64-linux-gnu/lib/Scrt1.o ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
   # qemu-system-misc: qemu-system-riscv32; gcc-arm-none-eabi: the C API's firmware example;
-  # gcc-aarch64-linux-gnu + qemu-user: the engine's tests on aarch64 Linux
+  # gcc-aarch64-linux-gnu + libc6-dev-arm64-cross (its C runtime and libc, only recommended by the
+  # compiler, so not installed with it here) + qemu-user: the engine's tests on aarch64 Linux
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu qemu-user >/dev/null
+    qemu-system-misc gcc-arm-none-eabi gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null
 fi
 # --- end issue 19
 
@@ -107,18 +109,18 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
     cargo test -q -p tinyscore-engine --release --target aarch64-unknown-linux-gnu --lib --test vector
-  # The tinyscore binary for aarch64 (NEON f32 kernels): sampling and ε̂ give the host's bytes.
+  # The tinyscore binary for aarch64 (NEON f32 and int8 kernels): sampling gives the host's bytes.
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     cargo build -q --release -p tinyscore-tools --target aarch64-unknown-linux-gnu
   a64="qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/tinyscore"
-  for m in moons-f32 moons-w8a8 ecg-f32 ecg-conv-f32; do
+  for m in moons-f32 moons-w8a8 ecg-f32 ecg-w8a8 ecg-conv-f32; do
     for s in ddpm dpmpp-2m; do
       args="sample firmware-example/models/$m.tsm --n 3 --steps 12 --sampler $s --seed 7 --out -"
       want=$(target/debug/tinyscore $args) && got=$($a64 $args) && [ -n "$want" ] && [ "$want" = "$got" ] \
         || { echo "aarch64 tinyscore: $args differs from x86-64 (or failed)"; exit 1; }
     done
   done
-  echo "aarch64 tinyscore: 8 sampling runs (4 models x 2 samplers) byte-identical to x86-64"
+  echo "aarch64 tinyscore: 10 sampling runs (5 models x 2 samplers) byte-identical to x86-64"
 else
   echo "skipped: aarch64: needs aarch64-linux-gnu-gcc, qemu-aarch64 and the Rust target" | tee -a "$skips"
 fi

@@ -5,7 +5,7 @@
 //! [`Avx2`] token ([`crate::net::ScoreNet::set_kernels`]). Only an `unsafe` constructor makes
 //! one, so every `#[target_feature(enable = "avx2")]` kernel (`linalg/x86.rs`, `quant/x86.rs`)
 //! runs on a CPU that has it. On AArch64 the `Neon` token comes from the build itself (NEON is
-//! part of the AArch64 Linux ABI), for the f32 kernels of `linalg/neon.rs`. A leaf module: the f32 and int8 kernels and the network all take
+//! part of the AArch64 Linux ABI), for the kernels of `linalg/neon.rs` and `quant/neon.rs`. A leaf module: the f32 and int8 kernels and the network all take
 //! their choice from here.
 
 /// Which kernels evaluate the network. Every choice gives the same bits; the portable kernels
@@ -18,7 +18,8 @@ pub enum Kernels {
     /// The x86-64 AVX2 kernels (`linalg::x86`, `quant::x86`).
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2),
-    /// The AArch64 NEON f32 kernels (`linalg::neon`); the int8 layers stay portable.
+    /// The AArch64 NEON kernels: f32 dot products (`linalg::neon`) and the int8 matmul
+    /// (`quant::neon`; the int8 epilogues stay portable).
     #[cfg(target_arch = "aarch64")]
     Neon(Neon),
 }

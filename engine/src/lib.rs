@@ -35,7 +35,7 @@
 // `#[allow(unsafe_code)]`: on thumbv7em targets the Cortex-M4/M7 kernels in inline assembly
 // (`quant/dsp.rs`: int8 DSP; `linalg/vfp.rs`: f32 FPU, hard-float only), on x86-64 the AVX2
 // kernels (`linalg/x86.rs`, `quant/x86.rs`: intrinsics behind the token of `kernels.rs`), on
-// AArch64 the NEON kernels (`linalg/neon.rs`, likewise).
+// AArch64 the NEON kernels (`linalg/neon.rs`, `quant/neon.rs`, likewise).
 #![cfg_attr(not(any(tinyscore_dsp, target_arch = "x86_64", target_arch = "aarch64")), forbid(unsafe_code))]
 #![cfg_attr(any(tinyscore_dsp, target_arch = "x86_64", target_arch = "aarch64"), deny(unsafe_code))]
 

@@ -8,7 +8,7 @@
 //! vectorise them; the functions here inline it into `#[target_feature(enable = "avx2")]`
 //! functions. No fused multiply–add anywhere, so the bits are the engine's: `tests/batch.rs`
 //! compares these functions with the portable engine. On AArch64 the network gets the NEON f32
-//! kernels (`Kernels::Neon`; NEON is part of every AArch64 Linux CPU), the same bits again.
+//! and int8 kernels (`Kernels::Neon`; NEON is part of every AArch64 Linux CPU), the same bits again.
 
 use tinyscore_engine::net::{Kernels, ScoreNet};
 

@@ -6,6 +6,8 @@
 use crate::format::{Model, Role, Tensor};
 use crate::kernels::Kernels;
 use crate::limits;
+#[cfg(target_arch = "aarch64")]
+use crate::quant::neon;
 #[cfg(target_arch = "x86_64")]
 use crate::quant::x86;
 use crate::quant::{
@@ -258,7 +260,7 @@ fn epilogue<const H: usize>(
 }
 
 /// `acc[i][r] = Σ_c W[r, c]·x[i][c]` (int8 × int8, exact int32) for every vector `i` of `x` and
-/// every row `r` of `w`: the AVX2 kernel for blocks of rows and vectors; on the Cortex-M4/M7 for
+/// every row `r` of `w`: the AVX2 or NEON kernel for blocks of rows and vectors; on the Cortex-M4/M7 for
 /// two vectors or more [`quant::matmul_prepared`] (the multi-vector DSP kernel, up to four
 /// vectors per weight word as far as `xp` holds their prepared form); else the portable (on
 /// Cortex-M4/M7 the one-vector DSP) kernel row by row, preparing each vector once in `xp`. (The
@@ -277,6 +279,11 @@ fn int8_matmul<const K: usize, const H: usize>(
     if let Kernels::Avx2(tok) = k {
         let n = x.len().min(acc.len());
         return x86::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Kernels::Neon(tok) = k {
+        let n = x.len().min(acc.len());
+        return neon::matmul_i8(tok, w.data(), rows, cols, x.as_flattened(), K, n, acc.as_flattened_mut(), H);
     }
     let _ = k;
     if cfg!(tinyscore_dsp_tile) && x.len() >= 2 {

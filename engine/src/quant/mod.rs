@@ -16,7 +16,8 @@
 //! Files, one concept each: `scheme.rs` (the bounds and rounding rules), `matmul.rs` (the int8
 //! dot products), `prepared.rs` (the activation layout of the DSP kernels and the instruction
 //! models behind it), `epilogue.rs` (requantization, residual, SiLU tables), with the fast
-//! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly) and `x86.rs` (AVX2);
+//! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly), `x86.rs` (AVX2) and `neon.rs`
+//! (the AArch64 NEON matmul);
 //! `conv.rs` (the portable reference of the int8 convolution's dot products, not yet a plan
 //! step), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
 //! (the columns of the activation tensors in the file, part of the format and re-exported as
@@ -28,6 +29,8 @@ mod dsp;
 mod epilogue;
 pub mod layout;
 mod matmul;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 pub mod plan;
 mod prepared;
 mod scheme;
