@@ -140,7 +140,7 @@ pub fn silu_into(x: &[f32], out: &mut [f32]) {
 /// the build compiles it. The f32 walk's SiLU on a host.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 #[cfg_attr(target_arch = "arm", inline)]
-#[allow(unsafe_code)]
+#[cfg_attr(target_arch = "x86_64", allow(unsafe_code))]
 pub fn silu_into_with(k: crate::kernels::Kernels, x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if let crate::kernels::Kernels::Avx2(_) = k {
