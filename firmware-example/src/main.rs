@@ -196,14 +196,13 @@ fn method() -> Method {
     }
 }
 
-/// `# tinyscore firmware: mode=denoise model=FILE input=FILE method=M [steps=S draws=K]
-/// sigma=S seed=K n=W`.
-fn denoise_header(out: &mut out::Line) {
+/// `# tinyscore firmware: mode=MODE model=FILE input=FILE method=M [steps=S draws=K] sigma=S`,
+/// the start of the denoise and stream headers.
+fn denoiser_header(out: &mut out::Line, mode: &str, input: &str) {
     let _ = write!(
         out,
-        "# tinyscore firmware: mode=denoise model={} input={} method={}",
+        "# tinyscore firmware: mode={mode} model={} input={input} method={}",
         config::MODEL_FILE,
-        config::INPUT_FILE,
         config::METHOD
     );
     if let Method::Sdedit { steps, draws } = method() {
@@ -213,6 +212,12 @@ fn denoise_header(out: &mut out::Line) {
         Some(s) => write!(out, " sigma={s}"),
         None => write!(out, " sigma=auto"),
     };
+}
+
+/// `# tinyscore firmware: mode=denoise model=FILE input=FILE method=M [steps=S draws=K]
+/// sigma=S seed=K n=W`.
+fn denoise_header(out: &mut out::Line) {
+    denoiser_header(out, "denoise", config::INPUT_FILE);
     let _ = writeln!(out, " seed={} n={}", config::SEED, config::WINDOWS);
 }
 
@@ -265,20 +270,7 @@ fn estimate_sigma() -> f32 {
 /// `# tinyscore firmware: mode=stream model=FILE input=FILE method=M [steps=S draws=K] sigma=S
 /// hop=H taper=T seed=K rate=R n=N`.
 fn stream_header(out: &mut out::Line) {
-    let _ = write!(
-        out,
-        "# tinyscore firmware: mode=stream model={} input={} method={}",
-        config::MODEL_FILE,
-        config::SIGNAL_FILE,
-        config::METHOD
-    );
-    if let Method::Sdedit { steps, draws } = method() {
-        let _ = write!(out, " steps={steps} draws={draws}");
-    }
-    let _ = match sigma_setting() {
-        Some(s) => write!(out, " sigma={s}"),
-        None => write!(out, " sigma=auto"),
-    };
+    denoiser_header(out, "stream", config::SIGNAL_FILE);
     let _ = writeln!(
         out,
         " hop={} taper={} seed={} rate={} n={}",

@@ -98,15 +98,7 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
             )?;
         }
     }
-    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
-    if let Some(png) = &args.plot {
-        wanted.push(("--plot", png, Kind::Png));
-    }
-    let mut inputs = vec![args.model.as_path(), args.input.as_path()];
-    inputs.extend(args.mask.as_deref());
-    inputs.extend(args.clean.as_deref());
-    let mut outs = output::plan(&wanted, &inputs)?.into_iter();
-    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
+    let (mut out, plot_out) = plan_outputs(args)?;
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
     let d = model.dims().dim;
@@ -206,6 +198,19 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
     Ok(())
 }
 
+/// `--out` and, if given, `--plot`, checked against every input before any work starts.
+fn plan_outputs(args: &DenoiseArgs) -> Result<(output::Output, Option<output::Output>)> {
+    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
+    if let Some(png) = &args.plot {
+        wanted.push(("--plot", png, Kind::Png));
+    }
+    let mut inputs = vec![args.model.as_path(), args.input.as_path()];
+    inputs.extend(args.mask.as_deref());
+    inputs.extend(args.clean.as_deref());
+    let mut outs = output::plan(&wanted, &inputs)?.into_iter();
+    Ok((outs.next().expect("--out"), outs.next()))
+}
+
 /// `tinyscore denoise --stream`: the engine's streaming denoiser over a one-column signal.
 fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
     given.refuse(&["mask", "resample"], "with --stream (imputation works on windows)")?;
@@ -215,14 +220,7 @@ fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
             "with --method tweedie (one deterministic network evaluation)",
         )?;
     }
-    let mut wanted = vec![("--out", args.out.as_path(), Kind::Csv)];
-    if let Some(png) = &args.plot {
-        wanted.push(("--plot", png, Kind::Png));
-    }
-    let mut inputs = vec![args.model.as_path(), args.input.as_path()];
-    inputs.extend(args.clean.as_deref());
-    let mut outs = output::plan(&wanted, &inputs)?.into_iter();
-    let (mut out, plot_out) = (outs.next().expect("--out"), outs.next());
+    let (mut out, plot_out) = plan_outputs(args)?;
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
     let w = model.dims().dim;
