@@ -221,6 +221,8 @@ fn firmware_in_qemu_samples_a_conv_network_bit_for_bit() {
 fn firmware_in_qemu_runs_a_few_step_solver_bit_for_bit() {
     bit_exact_in_qemu(MODEL, "dpmpp-2m", 10);
     bit_exact_in_qemu(MODEL_W8A8, "unipc", 10);
+    bit_exact_in_qemu(MODEL_W8A8, "dpmpp-3m", 10);
+    bit_exact_in_qemu(MODEL, "dpmpp-sde", 10);
 }
 
 fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
