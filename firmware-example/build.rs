@@ -203,14 +203,26 @@ fn run() -> Result<(), String> {
     if batch == 0 || batch > 64 {
         return Err(format!("TINYSCORE_BATCH={batch}: must be in 1..=64"));
     }
-    let batch = if denoise || stream || impute { 1 } else { batch.min(n.max(1) as usize) };
+    let batch = if windowed { 1 } else { batch.min(n.max(1) as usize) };
     // Imputation: RePaint resamplings per step (`tinyscore denoise --resample`).
     let resample: u32 = number("TINYSCORE_RESAMPLE", 1)?;
+    if impute && !(1..=tinyscore_engine::denoise::MAX_RESAMPLE).contains(&resample) {
+        return Err(format!(
+            "TINYSCORE_RESAMPLE={resample}: must be in 1..={}",
+            tinyscore_engine::denoise::MAX_RESAMPLE
+        ));
+    }
     let method = setting("TINYSCORE_METHOD").unwrap_or_else(|| "tweedie".into());
     if !["tweedie", "sdedit"].contains(&method.as_str()) {
         return Err(format!("TINYSCORE_METHOD={method}: use `tweedie` or `sdedit`"));
     }
     let draws: u32 = number("TINYSCORE_DRAWS", 4)?;
+    if impute && !(1..=tinyscore_engine::denoise::MAX_DRAWS).contains(&draws) {
+        return Err(format!(
+            "TINYSCORE_DRAWS={draws}: must be in 1..={}",
+            tinyscore_engine::denoise::MAX_DRAWS
+        ));
+    }
     // `auto` (the default): estimated on the device from the windows, as the host does.
     let sigma = match setting("TINYSCORE_SIGMA").as_deref() {
         None | Some("auto") => None,
