@@ -23,7 +23,7 @@ const UNETS: [UNet; 2] = [
     UNet { channels: 3, length: 8, width: 5, levels: 1, blocks: 2, kernel: 5, freqs: 6, temb: 4 },
 ];
 
-type Net<'a> = ScoreNet<'a, 64, 64, 8, Vec<f32>>;
+type Net<'a> = ScoreNet<'a, 64, 64, 32, Vec<f32>>;
 
 fn net(bytes: &[u8]) -> Net<'_> {
     let model = Model::parse(bytes).unwrap();
@@ -206,4 +206,69 @@ fn malicious_conv_w8a8_files_are_refused() {
             }
         }
     }
+}
+
+/// `firmware-example/models/ecg-conv-w8a8.tsm`, the firmware's int8 conv model (QEMU runs it
+/// bit for bit against the host: `qemu-runs.txt`), is the small ECG U-Net of `ecg-conv-f32.tsm`
+/// (its weights, read back from the file, which the writer reproduces byte for byte) converted
+/// to w8a8 as `tinyscore convert` does: calibrated on the ECG recording's training part (256
+/// examples × 32 timesteps, one timestep group). Regenerate with `TINYSCORE_BLESS=1`.
+#[test]
+fn the_firmware_conv_model_is_what_the_converter_writes() {
+    use tinyscore_tools::cmd::convert::{CALIB_EXAMPLES, CALIB_SEED, CALIB_TIMESTEPS};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware-example/models/");
+    let f32_bytes = std::fs::read(format!("{dir}ecg-conv-f32.tsm")).unwrap();
+    let float = Model::parse(&f32_bytes).unwrap();
+    let u = UNet { channels: 1, length: 64, width: 8, levels: 2, blocks: 1, kernel: 5, freqs: 32, temb: 32 };
+    let plan = u.build().unwrap();
+    let get = |i: usize| {
+        let t = float.tensor_at(i);
+        (0..t.rows * t.cols).map(|k| t.get(k)).collect::<Vec<f32>>()
+    };
+    let params: Vec<f32> = (2..2 + plan.tensors().len()).flat_map(get).collect();
+    let (mean, std) = (get(0), get(1));
+    let data = DataShape { kind: DataKind::Signal, channels: 1, length: 64 };
+    let process = float.header().process;
+    let spec = GraphSpec { plan: &plan, data, process, norm_mean: &mean, norm_std: &std, params: &params };
+    assert_eq!(write_graph(&spec, Quant::F32).unwrap(), f32_bytes, "the U-Net's sizes");
+    let set = match tinyscore_tools::cmd::data::training_set("ecg:64", 4 * CALIB_EXAMPLES, CALIB_SEED) {
+        Ok(set) => set,
+        Err(e) => {
+            println!("skipped: the ECG recording is not available ({e})");
+            return;
+        }
+    };
+    let stride = (set.len() / CALIB_EXAMPLES).max(1);
+    let mut xs: Vec<f32> =
+        (0..set.len()).step_by(stride).take(CALIB_EXAMPLES).flat_map(|i| set.row(i).to_vec()).collect();
+    for row in xs.chunks_exact_mut(64) {
+        for ((x, m), s) in row.iter_mut().zip(&mean).zip(&std) {
+            *x = (*x - m) / s;
+        }
+    }
+    let points = calib::calibration_points(&xs, 64, &process, CALIB_TIMESTEPS, CALIB_SEED);
+    let scales = calib::activation_scales_of(&float, &points, 1);
+    let (rq, luts) = calib::integer_params_of(&float, &scales, 1);
+    let bytes = write_graph_w8a8(&spec, 1, &scales, &rq, &luts).unwrap();
+    let path = format!("{dir}ecg-conv-w8a8.tsm");
+    if std::env::var_os("TINYSCORE_BLESS").is_some() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert!(stored == bytes, "{path}: the converter's output changed; bless if deliberate");
+    // Within the tolerance of the test above against its f32 model.
+    let (mut fnet, mut qnet) = (net(&f32_bytes), net(&bytes));
+    let (mut a, mut b) = (vec![0.0f32; 64], vec![0.0f32; 64]);
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for p in points.iter().step_by(97) {
+        fnet.eps(&p.x, p.t, &mut a);
+        qnet.eps(&p.x, p.t, &mut b);
+        for (x, y) in a.iter().zip(&b) {
+            signal += (*x as f64).powi(2);
+            noise += (*x as f64 - *y as f64).powi(2);
+        }
+    }
+    let snr = 10.0 * (signal / noise).log10();
+    println!("ecg-conv-w8a8.tsm: score SNR {snr:.2} dB against ecg-conv-f32.tsm");
+    assert!(snr >= 20.0, "score SNR {snr:.2} dB");
 }

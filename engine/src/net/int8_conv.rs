@@ -9,12 +9,40 @@
 
 use super::int8::Params;
 use crate::format::Model;
+use crate::kernels::Kernels;
 use crate::quant::{
     self,
     conv::Source,
     plan::{ConvSource, Kind},
     Epilogue, Int8Plan, Silu,
 };
+
+/// One convolution's accumulators ([`quant::conv::conv_i8_with`]): the dot products of each tile
+/// of gathered columns by the AVX2 or NEON int8 matmul where `k` has it (a tile of positions is
+/// a batch of vectors), else the portable [`quant::dot_i8`]; exact integers, the same bits.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+fn conv(
+    k: Kernels,
+    s: &quant::conv::ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    col: &mut [i8],
+    acc: &mut [i32],
+) -> Result<(), quant::conv::ConvSizeError> {
+    let (ck, co) = (s.cols(), s.acc_len() / s.l_out().max(1));
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+            quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+            quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+        }),
+        _ => quant::conv::conv_i8_from(s, w, x, upsample, col, acc),
+    }
+}
 
 /// The table of a stream step whose stream no SiLU reads: its output goes to a sink.
 const NO_TABLE: [u8; 256] = [0; 256];
@@ -65,6 +93,7 @@ pub(super) fn int8_conv(
     t: f32,
     eps: &mut [f32],
     b: ConvBufs<'_>,
+    k: Kernels,
 ) {
     let g = m.graph();
     let r = g.regions();
@@ -83,7 +112,7 @@ pub(super) fn int8_conv(
         }
     }
     for step in plan.steps() {
-        let Some(io) = step.conv else { return };
+        let Some(io) = plan.conv_io(step, g) else { return };
         let rows = step.rows();
         let Some(shape) = io.shape(rows) else { return };
         let w = p.weight(step);
@@ -93,21 +122,19 @@ pub(super) fn int8_conv(
         let col: &mut [i8] = bytemuck::cast_slice_mut(col);
         let src_len = (io.l_in as usize >> usize::from(io.upsample)) * io.c_in as usize;
         let at = |a: u32| 4 * a as usize;
-        let done = match io.source {
-            ConvSource::X => {
-                quant::conv::conv_i8_from(&shape, w.data(), Source::I8(x8), io.upsample, col, acc)
-            }
+        let source = match io.source {
+            ConvSource::X => Source::I8(x8),
             ConvSource::I8(a) => {
                 let Some(v) = data.get(at(a)..at(a) + src_len) else { return };
-                let v: &[i8] = bytemuck::cast_slice(v);
-                quant::conv::conv_i8_from(&shape, w.data(), Source::I8(v), io.upsample, col, acc)
+                Source::I8(bytemuck::cast_slice(v))
             }
             ConvSource::I16(a) => {
                 let Some(v) = data.get(at(a)..at(a) + 2 * src_len) else { return };
                 let Ok(v) = bytemuck::try_cast_slice::<u8, i16>(v) else { return };
-                quant::conv::conv_i8_from(&shape, w.data(), Source::I16(v), io.upsample, col, acc)
+                Source::I16(v)
             }
         };
+        let done = conv(k, &shape, w.data(), source, io.upsample, col, acc);
         if done.is_err() {
             return;
         }

@@ -247,7 +247,7 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn conv_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let bufs = self.ws.int8.conv();
-        int8_conv::int8_conv(&self.model, &self.int8, self.arena.as_mut(), x, t, eps, bufs);
+        int8_conv::int8_conv(&self.model, &self.int8, self.arena.as_mut(), x, t, eps, bufs, self.kernels);
     }
 
     /// The f32 path (f32, f16 and w8 files): the walk of the whole graph, showing `observe`

@@ -104,11 +104,15 @@ pub fn conv_i8(
     conv_i8_from(s, w, Source::I8(x), false, col, acc)
 }
 
+/// Output positions whose columns the integer walk gathers at once ([`conv_i8_with`]): the
+/// vectors of one call of a multi-vector int8 matmul (`quant::x86::matmul_i8`).
+pub const CONV_TILE: usize = 8;
+
 /// [`conv_i8`] of any [`Source`]; with `upsample` the input is `upsample2` of `x`: position
 /// p < L_in reads `x[⌊p/2⌋]` (`x` holds L_in/2 positions, L_in even), the nearest-neighbour
 /// upsampling folded into the gather. The same dot products ([`super::dot_i8`]) of the same
 /// gathered columns: an int16 source contributes `residual_index(h)`, exactly the int8 value
-/// an `I8` source holding those indices gives.
+/// an `I8` source holding those indices gives. `col` holds one column (C_in·K bytes) or more.
 pub fn conv_i8_from(
     s: &ConvShape,
     w: &[u8],
@@ -116,6 +120,30 @@ pub fn conv_i8_from(
     upsample: bool,
     col: &mut [i8],
     acc: &mut [i32],
+) -> Result<(), ConvSizeError> {
+    let ck = s.cols();
+    conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+        for (c, out) in cols.chunks_exact(ck).zip(acc.chunks_exact_mut(s.c_out)).take(n) {
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(ck)) {
+                *o = dot_i8(row, c);
+            }
+        }
+    })
+}
+
+/// [`conv_i8_from`] with the dot products of a tile of positions by `mul`: the columns of up to
+/// `col.len() / (C_in·K)` positions are gathered into `col` (position-major), then
+/// `mul(w, cols, n, acc)` writes `acc[j·C_out + co] = Σ_k w[co·C_in·K + k]·cols[j·C_in·K + k]` for
+/// the n positions — [`super::dot_i8`] row by row here, the AVX2 or NEON int8 matmul in the
+/// network (integer sums are exact: every `mul` that computes them gives the same bits).
+pub fn conv_i8_with(
+    s: &ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    col: &mut [i8],
+    acc: &mut [i32],
+    mut mul: impl FnMut(&[u8], &[i8], usize, &mut [i32]),
 ) -> Result<(), ConvSizeError> {
     let ck = s.cols();
     let src_len = if upsample {
@@ -131,33 +159,36 @@ pub fn conv_i8_from(
         Source::I8(v) => Source::I8(v.get(..n_in).ok_or(ConvSizeError)?),
         Source::I16(v) => Source::I16(v.get(..n_in).ok_or(ConvSizeError)?),
     };
-    let (Some(w), Some(col), Some(acc)) =
-        (w.get(..s.c_out * ck), col.get_mut(..ck), acc.get_mut(..s.acc_len()))
-    else {
+    let tile = col.len() / ck;
+    let (Some(w), Some(acc)) = (w.get(..s.c_out * ck), acc.get_mut(..s.acc_len())) else {
         return Err(ConvSizeError);
     };
+    if tile == 0 {
+        return Err(ConvSizeError);
+    }
     let pad = s.dilation * (s.kernel - 1) / 2;
     let shift = usize::from(upsample);
-    for (l, out) in acc.chunks_exact_mut(s.c_out).enumerate() {
-        // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                   (C_in·K)
-        let centre = s.stride * l;
-        for ci in 0..s.c_in {
-            for k in 0..s.kernel {
-                let pos = (centre + k * s.dilation).wrapping_sub(pad);
-                col[ci * s.kernel + k] = if pos < s.l_in {
-                    let at = (pos >> shift) * s.c_in + ci;
-                    match x {
-                        Source::I8(v) => v[at],
-                        Source::I16(v) => super::residual_index(v[at]),
-                    }
-                } else {
-                    0
-                };
+    for (t, out) in acc.chunks_mut(tile * s.c_out).enumerate() {
+        let n = out.len() / s.c_out;
+        for (j, col) in col.chunks_exact_mut(ck).take(n).enumerate() {
+            // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                (C_in·K)
+            let centre = s.stride * (t * tile + j);
+            for ci in 0..s.c_in {
+                for k in 0..s.kernel {
+                    let pos = (centre + k * s.dilation).wrapping_sub(pad);
+                    col[ci * s.kernel + k] = if pos < s.l_in {
+                        let at = (pos >> shift) * s.c_in + ci;
+                        match x {
+                            Source::I8(v) => v[at],
+                            Source::I16(v) => super::residual_index(v[at]),
+                        }
+                    } else {
+                        0
+                    };
+                }
             }
         }
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(ck)) {
-            *o = dot_i8(row, col);
-        }
+        mul(w, &col[..n * ck], n, out);
     }
     Ok(())
 }
@@ -321,5 +352,42 @@ mod tests {
         conv_i8(&s8, &w, &idx, &mut col, &mut c).unwrap();
         conv_i8_from(&s8, &w, Source::I16(&h), false, &mut col, &mut d).unwrap();
         assert_eq!(c, d);
+    }
+
+    /// Tiles of columns give each position the value one column at a time gives, whatever the
+    /// tile; and on x86-64 with AVX2 the AVX2 int8 matmul as `mul` gives the portable bits.
+    #[test]
+    fn tiles_and_the_simd_matmul_give_the_same_accumulators() {
+        for (i, &(c_in, l_in, c_out, k, d, st)) in SHAPES.iter().enumerate() {
+            let s = ConvShape::new(c_in, l_in, c_out, k, d, st).unwrap();
+            let w: Vec<u8> = values(i as u32 + 40, c_out * s.cols()).map(|v| v as u8).collect();
+            let x: Vec<i8> = values(i as u32 + 80, l_in * c_in).collect();
+            let mut want = vec![0i32; s.acc_len()];
+            conv_i8(&s, &w, &x, &mut vec![0i8; s.cols()], &mut want).unwrap();
+            for tile in [2, 3, CONV_TILE] {
+                let mut got = vec![9i32; s.acc_len()];
+                let mut col = vec![0i8; tile * s.cols()];
+                conv_i8_from(&s, &w, Source::I8(&x), false, &mut col, &mut got).unwrap();
+                assert_eq!(got, want, "{:?} tile {tile}", SHAPES[i]);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if !std::is_x86_feature_detected!("avx2") {
+                    println!("skipped: AVX2 conv matmul: this CPU has no AVX2");
+                    continue;
+                }
+                // SAFETY: the CPU has AVX2 (checked above).
+                #[allow(unsafe_code)]
+                let tok = unsafe { crate::kernels::Avx2::new_unchecked() };
+                let (ck, co) = (s.cols(), s.c_out);
+                let mut got = vec![9i32; s.acc_len()];
+                let mut col = vec![0i8; CONV_TILE * ck];
+                conv_i8_with(&s, &w, Source::I8(&x), false, &mut col, &mut got, |w, cols, n, acc| {
+                    crate::quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+                })
+                .unwrap();
+                assert_eq!(got, want, "{:?} AVX2", SHAPES[i]);
+            }
+        }
     }
 }

@@ -16,15 +16,16 @@
 //! int8 activation a, the one int16 residual stream h), and gives every step its columns of the
 //! file's activation tensors by [`super::layout`]: a scale's or table's ordinal is the step's
 //! place among its kind along the plan, and the `act.requant` columns follow the plan's order.
-//! A layer the integer path has no kernel for (`conv1d`, `upsample2`, a standalone `add`) is
-//! refused by name ([`PlanError::Unsupported`]); supported layers in another arrangement by
-//! [`PlanError::Pattern`]. The time branch is not part of the plan: it runs in f32 (the walk).
+//! A graph with convolutions has convolution steps of the same kinds (`Int8Plan::recognise_conv`,
+//! `docs/format.md` §11.9), each with its [`ConvIo`]. A layer the integer path has no kernel for
+//! (a standalone `add`) is refused by name ([`PlanError::Unsupported`]); supported layers in
+//! another arrangement by [`PlanError::Pattern`]. The time branch is not part of the plan: it
+//! runs in f32 (the walk).
 //!
 //! The engine's int8 network (`net/int8.rs`) walks the steps; the parser validates a `w8a8`
 //! file's activation parameters along them, and the converter's calibration walks them
 //! (its weights, biases, columns and tables) and finds each observed activation's column by
-//! [`Int8Plan::scale_of`]. An int8 convolution would be one more step kind here and
-//! one more arm there. Imports only the graph and the layout.
+//! [`Int8Plan::scale_of`]. Imports only the graph, the layout and the convolution's shape.
 
 use super::layout;
 use crate::graph::{Graph, Op, Value};
@@ -32,8 +33,9 @@ use crate::limits::MAX_BLOCKS;
 
 /// Largest number of steps (dense or convolution layers) a plan holds: ScoreNet v1's input
 /// layer, two per block and the output layer; with the `conv` feature the convolutions of a
-/// U-Net (`docs/scorenet.md`; 22 for the ECG model of 3 levels × 1 block).
-pub const MAX_STEPS: usize = if cfg!(feature = "conv") { 48 } else { 2 + 2 * MAX_BLOCKS };
+/// U-Net (`docs/scorenet.md`): 2 + 2·blocks + 2·levels·(2·blocks + 1), 22 for the ECG model
+/// of 3 levels × 1 block, 26 for 2 levels × 2 blocks.
+pub const MAX_STEPS: usize = if cfg!(feature = "conv") { 32 } else { 2 + 2 * MAX_BLOCKS };
 
 /// The `lut` of a stream step whose stream no SiLU reads (a convolutional plan): no table.
 pub const NO_LUT: u16 = u16::MAX;
@@ -174,8 +176,10 @@ pub struct Step {
     pub rq: u32,
     /// Its epilogue.
     pub kind: Kind,
-    /// A convolution step's geometry and blocks (`None`: a dense layer of ScoreNet v1).
-    pub conv: Option<ConvIo>,
+    /// A convolution step (its geometry and blocks: [`Int8Plan::conv_io`]).
+    pub conv: bool,
+    /// A convolution reading an int16 stream by its table index ([`Step::in_factor`]).
+    pub narrow: bool,
 }
 
 impl Step {
@@ -183,9 +187,10 @@ impl Step {
     /// 2^8 for a convolution reading an int16 stream by its table index, else 1.
     #[inline(always)]
     pub fn in_factor(&self) -> f32 {
-        match self.conv {
-            Some(ConvIo { source: ConvSource::I16(_), .. }) => (1u32 << super::RESIDUAL_EXTRA_BITS) as f32,
-            _ => 1.0,
+        if self.narrow {
+            (1u32 << super::RESIDUAL_EXTRA_BITS) as f32
+        } else {
+            1.0
         }
     }
     /// Outputs.
@@ -315,7 +320,8 @@ const NO_STEP: Step = Step {
     res_scale: 0,
     rq: 0,
     kind: Kind::Output,
-    conv: None,
+    conv: false,
+    narrow: false,
 };
 
 impl Default for Int8Plan {
@@ -419,7 +425,8 @@ impl Int8Plan {
                 input,
                 rq: rq32,
                 kind: Kind::Output,
-                conv: None,
+                conv: false,
+                narrow: false,
             };
             if i + 1 == n {
                 if res.is_some() {
@@ -567,7 +574,7 @@ impl Int8Plan {
             let (rows, l_out) = (layer.shape.channels, layer.shape.length);
             let small =
                 |v: usize| u8::try_from(v).map_err(|_| pattern(i, "a kernel, dilation or stride too large"));
-            let io = ConvIo {
+            let mut io = ConvIo {
                 c_in: cin as u16,
                 l_in: l_in as u16,
                 l_out: l_out as u16,
@@ -584,7 +591,7 @@ impl Int8Plan {
             if shape.l_out() != l_out {
                 return Err(pattern(i, "a convolution's output length"));
             }
-            scratch = scratch.max(shape.acc_len() + shape.cols().div_ceil(4));
+            scratch = scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
             let l16 = i as u16;
             let mut step = Step {
                 layer: l16,
@@ -600,7 +607,8 @@ impl Int8Plan {
                 input: if source == ConvSource::X { Input::X } else { Input::Act },
                 rq: narrow(rq)?,
                 kind: Kind::Output,
-                conv: Some(io),
+                conv: true,
+                narrow: matches!(source, ConvSource::I16(_)),
             };
             let value = (i + 1) as Value;
             let reads = |j: usize, v: Value| j < n && g.layer(j).op.inputs()[0] == Some(v);
@@ -630,9 +638,7 @@ impl Int8Plan {
                 (step.pre, step.silu) = ((i + 1) as u16, (i + 2) as u16);
                 (step.out_scale, step.silu_scale) = (cols as u16, cols as u16 + 1);
                 step.res_scale = step.out_scale;
-                if let Some(io) = step.conv.as_mut() {
-                    io.silu_at = Some(offset(value + 2)?);
-                }
+                io.silu_at = Some(offset(value + 2)?);
                 held[i + 3] = Held::I8 { col: cols as u16 + 1 };
                 (cols, luts, tables) = (cols + 2, luts + 1, tables + 1);
                 rq += 3 * rows;
@@ -642,7 +648,6 @@ impl Int8Plan {
                 step.out_scale = cols as u16;
                 step.res_scale = step.out_scale;
                 let out_at = offset(value)?;
-                let mut io = io;
                 io.out_at = Some(out_at);
                 match res {
                     None => {
@@ -692,7 +697,10 @@ impl Int8Plan {
                         return Err(pattern(i, "a stream's block overlapping its residual's"));
                     }
                 }
-                step.conv = Some(io);
+            }
+            // The walk derives the same blocks from the step ([`Int8Plan::conv_io`]).
+            if self.conv_io(&step, g) != Some(io) {
+                return Err(pattern(i, "a convolution whose blocks the plan cannot state"));
             }
             self.push(step, i)?;
             i = next;
@@ -737,12 +745,65 @@ impl Int8Plan {
 
     /// Whether this is a convolutional plan (its steps are `conv1d` layers).
     pub fn is_conv(&self) -> bool {
-        self.steps().first().is_some_and(|s| s.conv.is_some())
+        self.steps().first().is_some_and(|s| s.conv)
+    }
+
+    /// A convolution step's geometry and the blocks of its values in graph `g` (the graph the
+    /// plan was made of), as the plan's recognition found them: the input (x, an int8 SiLU
+    /// output or an int16 stream, through an `upsample2` if the convolution reads one), the
+    /// stream's block (none where the SiLU took it), the SiLU's and the residual's. `None` for
+    /// a dense step or a graph the step does not fit.
+    pub fn conv_io(&self, step: &Step, g: &Graph<'_>) -> Option<ConvIo> {
+        if !step.conv || step.layer as usize >= g.len() {
+            return None;
+        }
+        let layer = g.layer(step.layer as usize);
+        let Op::Conv1d { x, res, kernel, dilation, stride, .. } = layer.op else { return None };
+        let at = |v: Value| u32::try_from(g.layer(v as usize - 1).offset).ok();
+        let (src, upsample) = match x {
+            0 => (0, false),
+            v => match g.layer(v as usize - 1).op {
+                Op::Upsample2 { x: s } => (s, true),
+                _ => (v, false),
+            },
+        };
+        let source = match src {
+            0 => ConvSource::X,
+            v if step.narrow => ConvSource::I16(at(v)?),
+            v => ConvSource::I8(at(v)?),
+        };
+        let shape = g.value_shape(x);
+        let has_silu = step.silu != step.pre || matches!(step.kind, Kind::Table { .. });
+        let silu_at = if has_silu && step.kind != Kind::Output { at(step.silu + 1) } else { None };
+        let out_at = match step.kind {
+            Kind::ToI16 { .. } | Kind::Residual { .. } => {
+                let o = at(step.layer + 1)?;
+                (silu_at != Some(o)).then_some(o)
+            }
+            _ => None,
+        };
+        Some(ConvIo {
+            c_in: shape.channels as u16,
+            l_in: shape.length as u16,
+            l_out: layer.shape.length as u16,
+            kernel: u8::try_from(kernel).ok()?,
+            dilation: u8::try_from(dilation).ok()?,
+            stride: u8::try_from(stride).ok()?,
+            source,
+            upsample,
+            out_at,
+            silu_at,
+            res_at: match (res, step.kind) {
+                (Some(r), Kind::Residual { .. }) => Some(at(r)?),
+                _ => None,
+            },
+        })
     }
 
     /// Words of integer scratch the walk of a convolutional plan needs after the arena's data
     /// region (0 for a dense plan): one step's int32 accumulators for every output position
-    /// (L_out·C_out) and its gathered column (⌈C_in·K/4⌉), the largest over the steps.
+    /// (L_out·C_out) and its gathered columns ([`super::conv::CONV_TILE`] positions,
+    /// ⌈8·C_in·K/4⌉), the largest over the steps.
     pub fn scratch_words(&self) -> usize {
         self.scratch as usize
     }
@@ -967,7 +1028,7 @@ mod tests {
         let mut col = 1;
         let mut lut = 0;
         for s in plan.steps() {
-            let io = s.conv.unwrap();
+            let io = plan.conv_io(s, &g).unwrap();
             match s.kind {
                 Kind::Output => assert_eq!(s.rq() + s.rows(), plan.requant_cols()),
                 Kind::Table { lut: l, .. } => {
@@ -987,7 +1048,8 @@ mod tests {
         }
         assert_eq!((plan.scale_cols(), plan.lut_count()), (col, lut));
         // The down convolution reads the stream itself, the up one through the upsampling.
-        let (down, up) = (plan.steps()[3].conv.unwrap(), plan.steps()[6].conv.unwrap());
+        let (down, up) =
+            (plan.conv_io(&plan.steps()[3], &g).unwrap(), plan.conv_io(&plan.steps()[6], &g).unwrap());
         assert!(matches!(down.source, ConvSource::I16(_)) && !down.upsample && down.stride == 2);
         assert!(matches!(up.source, ConvSource::I16(_)) && up.upsample && up.l_in == 16);
         assert_eq!(plan.steps()[3].in_factor(), 256.0);
