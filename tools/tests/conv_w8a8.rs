@@ -87,6 +87,21 @@ fn the_integer_conv_walk_follows_the_float_network() {
         println!("{u:?}: score SNR {snr:.2} dB");
         assert!(snr >= 20.0, "{u:?}: score SNR {snr:.2} dB");
         assert!(snr.is_finite(), "the integer path is not the float one");
+        // The fastest kernels this CPU has (AVX2, NEON) give the portable bits.
+        let best = tinyscore_tools::simd::best_kernels();
+        if best == tinyscore_engine::net::Kernels::Portable {
+            println!("skipped: SIMD int8 conv: this CPU has no AVX2 or NEON");
+        }
+        let mut fast = net(&q);
+        fast.set_kernels(best);
+        for p in &held_out {
+            qnet.eps(&p.x, p.t, &mut a);
+            fast.eps(&p.x, p.t, &mut b);
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
         // eps_batch: the same bits as one at a time.
         let k = 5;
         let xs: Vec<f32> = held_out[..k].iter().flat_map(|p| p.x.clone()).collect();

@@ -30,6 +30,7 @@ fn conv(
     col: &mut [i8],
     acc: &mut [i32],
 ) -> Result<(), quant::conv::ConvSizeError> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let (ck, co) = (s.cols(), s.acc_len() / s.l_out().max(1));
     match k {
         #[cfg(target_arch = "x86_64")]
