@@ -205,11 +205,11 @@ fn acc_max(cols: usize) -> u32 {
 /// A `Table` step's time embedding (its `chan_bias` input, in the arena's time region `time`)
 /// in the scale of its accumulators, into `out` (`rows` values; zeros for a step without one).
 pub(super) fn quantize_temb(p: &Params<'_, '_>, step: &Step, time: &[f32], out: &mut [i32]) {
-    let Kind::Table { temb: Some(at), .. } = step.kind else {
+    let Some(at) = step.kind.temb_at() else {
         out.fill(0);
         return;
     };
-    let (at, s_in, w) = (at as usize, p.scale(step.in_scale()) * step.in_factor(), p.weight(step));
+    let (at, s_in, w) = (at, p.scale(step.in_scale()) * step.in_factor(), p.weight(step));
     for (r, (q, &te)) in out.iter_mut().zip(&time[at..at + step.rows()]).enumerate() {
         *q = quant::quantize_temb(te, w.scale(r) * s_in);
     }

@@ -111,16 +111,19 @@ pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize, S = &'a 
 impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreNet<'a, D, H, F, S> {
     /// Words of arena `model` needs for one vector (the file's planned arena).
     pub fn arena_len(model: &Model<'_>) -> usize {
-        let g = model.graph();
-        let f32_walk = crate::walk::arena_len(g, 1);
-        if !model.is_int8() {
-            return f32_walk;
-        }
-        // A convolutional w8a8 file's integer walk keeps its scratch after the data region.
         let mut plan = Int8Plan::default();
-        let _ = plan.build(g);
+        if model.is_int8() {
+            let _ = plan.build(model.graph());
+        }
+        Self::arena_words(model, &plan)
+    }
+
+    /// [`ScoreNet::arena_len`] with the model's integer plan built: the f32 walk's arena, or
+    /// with a convolutional w8a8 file's integer scratch after the data region.
+    fn arena_words(model: &Model<'_>, plan: &Int8Plan) -> usize {
+        let g = model.graph();
         let r = g.regions();
-        f32_walk.max(r.time + r.data + plan.scratch_words())
+        crate::walk::arena_len(g, 1).max(r.time + r.data + plan.scratch_words())
     }
 
     /// Wraps `model` with `arena`, refusing it if its sizes exceed the capacities D, H, F or
@@ -153,7 +156,7 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
                 })
                 .count()
         };
-        let words = Self::arena_len(&model);
+        let words = Self::arena_words(&model, &int8);
         for (what, found, capacity) in [
             ("dim", model.dim(), D),
             ("hidden", hidden, H),

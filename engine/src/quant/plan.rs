@@ -34,8 +34,9 @@ use crate::limits::MAX_BLOCKS;
 /// Largest number of steps (dense or convolution layers) a plan holds: ScoreNet v1's input
 /// layer, two per block and the output layer; with the `conv` feature the convolutions of a
 /// U-Net (`docs/scorenet.md`): 2 + 2·blocks + 2·levels·(2·blocks + 1), 22 for the ECG model
-/// of 3 levels × 1 block, 26 for 2 levels × 2 blocks.
-pub const MAX_STEPS: usize = if cfg!(feature = "conv") { 32 } else { 2 + 2 * MAX_BLOCKS };
+/// of 3 levels × 1 block, the capacity (a plan is held by every network and moved while the
+/// firmware builds it, 36 bytes a step: the capacity is kept small for the firmware's stack).
+pub const MAX_STEPS: usize = if cfg!(feature = "conv") { 22 } else { 2 + 2 * MAX_BLOCKS };
 
 /// The `lut` of a stream step whose stream no SiLU reads (a convolutional plan): no table.
 pub const NO_LUT: u16 = u16::MAX;
@@ -124,9 +125,10 @@ pub enum Kind {
         lut: u16,
         /// The step's ordinal among the `Table` steps (its slot in per-call constants).
         slot: u16,
-        /// The time embedding's offset in the arena's time region (`rows` values), if the
-        /// dense layer is followed by `chan_bias`.
-        temb: Option<u32>,
+        /// The time embedding's offset in the arena's time region (`rows` values) plus one, if
+        /// the dense layer is followed by `chan_bias` ([`Kind::temb_at`]; a non-zero value keeps
+        /// the step 4 bytes smaller: every network holds its plan).
+        temb: Option<core::num::NonZeroU32>,
     },
     /// Adds the residual stream h (requantized by the (multiplier, shift) at `rq + 3·rows`),
     /// then SiLU by table `lut`.
@@ -136,6 +138,21 @@ pub enum Kind {
     },
     /// The network's output ε̂ in f32: the step's biases at `rq`, its input's scale `in_scale`.
     Output,
+}
+
+impl Kind {
+    /// A `Table` step's time embedding: its offset in the arena's time region.
+    pub fn temb_at(&self) -> Option<usize> {
+        match *self {
+            Kind::Table { temb: Some(t), .. } => Some(t.get() as usize - 1),
+            _ => None,
+        }
+    }
+
+    /// The `temb` field for a time embedding at `offset` (`None` beyond u32).
+    fn temb_field(offset: usize) -> Option<core::num::NonZeroU32> {
+        u32::try_from(offset).ok().and_then(|o| o.checked_add(1)).and_then(core::num::NonZeroU32::new)
+    }
 }
 
 /// One fused step: a dense layer and its epilogue. (Fixed-width fields: the plan is part of
@@ -445,7 +462,7 @@ impl Int8Plan {
                     return Err(pattern(j, "a time-embedding bias after a residual or input layer"));
                 }
                 // A time-branch value (the graph's rule for chan_bias): its words in the time region.
-                temb = u32::try_from(g.layer(v as usize - 1).offset).ok();
+                temb = Kind::temb_field(g.layer(v as usize - 1).offset);
                 j += 1;
             }
             let Some((silu, Op::Silu { .. })) = next_reads(j, j as Value) else {
@@ -511,6 +528,7 @@ impl Int8Plan {
     /// numbered in plan order: `act.scales` column 0 is s_x, then each step's new values (its
     /// stream or pre-activation, then its SiLU's output); each SiLU its table in order; the
     /// `act.requant` columns as the dense layers'.
+    #[inline(never)] // its value table stays out of the dense recognition's stack frame
     fn recognise_conv(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
         /// How the integer walk holds a value (`col`: its `act.scales` column).
         #[derive(Clone, Copy, PartialEq, Eq)]
@@ -633,7 +651,7 @@ impl Int8Plan {
                 if tables >= MAX_STEPS {
                     return Err(pattern(i, "more steps than the integer path holds"));
                 }
-                let temb = u32::try_from(g.layer(v as usize - 1).offset).ok();
+                let temb = Kind::temb_field(g.layer(v as usize - 1).offset);
                 step.kind = Kind::Table { lut: luts as u16, slot: tables as u16, temb };
                 (step.pre, step.silu) = ((i + 1) as u16, (i + 2) as u16);
                 (step.out_scale, step.silu_scale) = (cols as u16, cols as u16 + 1);
@@ -924,7 +942,7 @@ mod tests {
             assert_eq!(plan.width(), h.max(dim));
             let s = plan.steps();
             assert_eq!(s.len(), 2 + 2 * nb);
-            let temb = g.layer(3).offset as u32;
+            let temb = core::num::NonZeroU32::new(g.layer(3).offset as u32 + 1);
             // What a step states, as usize (0 for the sizes, checked apart).
             let view = |s: &Step| (s.layer, s.pre, s.silu, s.input, s.in_scale(), s.rq(), s.kind);
             let u = |v: usize| v as u16;
@@ -937,7 +955,7 @@ mod tests {
             for b in 0..nb {
                 let l = u(5 + 5 * b);
                 let (w1, w2) = (&s[1 + 2 * b], &s[2 + 2 * b]);
-                let kind = Kind::Table { lut: u(layout::lut_u(nb, b)), slot: u(b), temb: Some(temb) };
+                let kind = Kind::Table { lut: u(layout::lut_u(nb, b)), slot: u(b), temb };
                 let a = layout::s_a(nb, b);
                 assert_eq!(view(w1), (l + 1, l + 2, l + 3, Input::Act, a, layout::w1(h, b), kind));
                 let kind = Kind::Residual { lut: u(layout::lut_h(b + 1)) };

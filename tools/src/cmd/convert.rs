@@ -219,10 +219,7 @@ fn data_of(ckpt: &Checkpoint) -> DataShape {
 /// What a ScoreNet v1 model file of `ckpt` holds: its sizes, process, normalisation and the EMA
 /// or raw weights.
 fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> Result<ModelSpec<'_>> {
-    let dims = ckpt
-        .network
-        .mlp()
-        .context("a conv network has no integer-activation (w8a8) path yet: convert it to f32, f16 or w8")?;
+    let dims = ckpt.network.mlp().context("not a ScoreNet v1 (mlp) network")?;
     Ok(ModelSpec {
         dims,
         process: process_of(ckpt),
