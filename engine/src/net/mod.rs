@@ -237,7 +237,7 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         self.time_embedding(t);
-        if self.int8.is_conv() {
+        if cfg!(feature = "conv") && self.int8.is_conv() {
             return self.conv_int8(x, t, eps);
         }
         let time = &self.arena.as_mut()[..self.model.graph().regions().time];
@@ -292,7 +292,7 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
         let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
         if self.model.is_int8() {
             self.time_embedding(t);
-            if self.int8.is_conv() {
+            if cfg!(feature = "conv") && self.int8.is_conv() {
                 // One vector at a time (the time branch once): the same bits as `eps`.
                 for (x, e) in xs.chunks_exact(d.max(1)).zip(outs.chunks_exact_mut(d.max(1))) {
                     self.conv_int8(x, t, e);

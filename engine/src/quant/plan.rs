@@ -368,7 +368,10 @@ impl Int8Plan {
     /// plan.
     pub fn build(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
         self.clear();
-        let conv = (g.time_layers()..g.len()).any(|i| matches!(g.layer(i).op, Op::Conv1d { .. }));
+        // (A build without the `conv` feature refuses convolutions by name, with no code for
+        // their steps.)
+        let conv = cfg!(feature = "conv")
+            && (g.time_layers()..g.len()).any(|i| matches!(g.layer(i).op, Op::Conv1d { .. }));
         let r = if conv { self.recognise_conv(g) } else { self.recognise(g) };
         if r.is_err() {
             self.clear();
