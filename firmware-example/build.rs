@@ -389,10 +389,13 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "/// Capacity D = the model's data dimension.");
     let _ = writeln!(config, "pub const DIM: usize = {};", dims.dim);
     let _ = writeln!(config, "/// Capacity H = the model's hidden width.");
-    let _ = writeln!(config, "pub const HIDDEN: usize = {};", dims.hidden);
+    // (A convolutional w8a8 file: its integer plan's widest output, C_out.)
+    let plan = tinyscore_engine::quant::Int8Plan::new(model.graph()).unwrap_or_default();
+    let hidden = if model.is_int8() && plan.is_conv() { plan.width() } else { dims.hidden };
+    let _ = writeln!(config, "pub const HIDDEN: usize = {hidden};");
     let _ = writeln!(config, "/// Capacity F = the model's number of time features.");
     let _ = writeln!(config, "pub const FREQS: usize = {};", dims.freqs);
-    let arena = tinyscore_engine::walk::arena_len(model.graph(), 1);
+    let arena = tinyscore_engine::net::ScoreNet::<0, 0, 0>::arena_len(&model);
     let _ = writeln!(
         config,
         "/// Words of the network's f32 arena (the layer graph's planned time, data and scratch)."

@@ -113,14 +113,14 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >
   CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
     cargo build -q --release -p tinyscore-tools --target aarch64-unknown-linux-gnu
   a64="qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/tinyscore"
-  for m in moons-f32 moons-w8a8 ecg-f32 ecg-w8a8 ecg-conv-f32; do
+  for m in moons-f32 moons-w8a8 ecg-f32 ecg-w8a8 ecg-conv-f32 ecg-conv-w8a8; do
     for s in ddpm dpmpp-2m; do
       args="sample firmware-example/models/$m.tsm --n 3 --steps 12 --sampler $s --seed 7 --out -"
       want=$(target/debug/tinyscore $args) && got=$($a64 $args) && [ -n "$want" ] && [ "$want" = "$got" ] \
         || { echo "aarch64 tinyscore: $args differs from x86-64 (or failed)"; exit 1; }
     done
   done
-  echo "aarch64 tinyscore: 10 sampling runs (5 models x 2 samplers) byte-identical to x86-64"
+  echo "aarch64 tinyscore: 12 sampling runs (6 models x 2 samplers) byte-identical to x86-64"
 else
   echo "skipped: aarch64: needs aarch64-linux-gnu-gcc, qemu-aarch64 and the Rust target" | tee -a "$skips"
 fi

@@ -60,7 +60,9 @@ impl WorkingSet {
     /// The working set of `model` at capacities equal to its sizes.
     pub fn of_model(model: &Model<'_>) -> Self {
         let dims = model.dims();
-        Self::of(dims, crate::walk::arena_len(model.graph(), 1))
+        // `ScoreNet::arena_len`: the f32 walk's arena, or with a convolutional w8a8 file's
+        // integer scratch.
+        Self::of(dims, crate::net::ScoreNet::<'_, 0, 0, 0>::arena_len(model))
     }
 
     /// The working set for ScoreNet sizes `dims` (D, H, F) and an arena of `arena_words`.

@@ -15,7 +15,7 @@ use tinyscore_engine::net::{limits, ScoreNet};
 use tinyscore_engine::sampler::{draw, Ddpm, Em, Plan, Sampler, Variance};
 
 /// Valid files, one per (shape, quantization, version): the starting points of [`Mutation`].
-pub const SEEDS: [&[u8]; 13] = [
+pub const SEEDS: [&[u8]; 14] = [
     include_bytes!("../seeds/tiny-f32.tsm"),
     include_bytes!("../seeds/tiny-f16.tsm"),
     include_bytes!("../seeds/tiny-w8.tsm"),
@@ -29,6 +29,7 @@ pub const SEEDS: [&[u8]; 13] = [
     include_bytes!("../seeds/conv-tiny-f32.tsm"),
     include_bytes!("../seeds/conv-tiny-f16.tsm"),
     include_bytes!("../seeds/conv-3ch-f32.tsm"),
+    include_bytes!("../seeds/conv-tiny-w8a8.tsm"),
     // Not the firmware's ECG U-Net (`ecg-conv-f32.tsm`, 72 kB): parsing and running it costs
     // ten times a small seed's execution, and its layers are the tiny U-Net's at other sizes.
 ];

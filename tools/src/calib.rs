@@ -6,10 +6,9 @@
 //! `docs/quantization.md` explains the choices and holds the measurements.
 
 use tinyscore_engine::format::{Model, Process};
-use tinyscore_engine::graph::build::Plan;
-use tinyscore_engine::graph::{mlp, Op};
+use tinyscore_engine::graph::Op;
 use tinyscore_engine::net::{Activation, Dims};
-use tinyscore_engine::quant::plan::Kind;
+use tinyscore_engine::quant::plan::{Kind, NO_LUT};
 use tinyscore_engine::quant::{self, Int8Plan};
 use tinyscore_engine::rng::{fill_normal, stream};
 use tinyscore_engine::schedule::BetaSchedule;
@@ -58,27 +57,9 @@ pub fn calibration_points(
     out
 }
 
-/// ScoreNet v1 of `dims` as a layer graph and its integer plan: the one definition of the
-/// steps, their weights and their columns that calibration walks (`Int8Plan::steps()`).
-fn plan_of(dims: &Dims) -> (Plan, Int8Plan) {
-    let built = mlp::build(dims).expect("the checkpoint's sizes build ScoreNet v1");
-    let plan =
-        Int8Plan::new(&built.graph().expect("a built graph validates")).expect("ScoreNet v1 has a plan");
-    (built, plan)
-}
-
-/// Raises `maxima` (one per `act.scales` column) to the largest |activation| the engine's own f32
-/// network shows over `points`, per timestep group; returns which columns hold an int16
-/// residual stream. The columns are the integer plan's ([`Int8Plan::scale_of`]).
-fn record_maxima(
-    dims: &Dims,
-    params: &[f32],
-    points: &[CalibPoint],
-    groups: usize,
-    maxima: &mut [f32],
-) -> Vec<bool> {
-    // An f32 file of these weights: the normalisation and the process do not enter ε̂(x, t) on a
-    // normalised x, so identity and a one-step schedule serve.
+/// An f32 file of ScoreNet v1 with sizes `dims` and parameters `params`: the normalisation and
+/// the process do not enter ε̂(x, t) on a normalised x, so identity and a one-step schedule serve.
+fn float_mlp(dims: &Dims, params: &[f32]) -> Vec<u8> {
     let (mean, std) = (vec![0.0f32; dims.dim], vec![1.0f32; dims.dim]);
     let spec = ModelSpec {
         dims: *dims,
@@ -87,14 +68,25 @@ fn record_maxima(
         norm_std: &std,
         params,
     };
-    let bytes = crate::tsm::write(&spec, Quant::F32).expect("the calibrated weights fit their sizes");
-    let model = Model::parse(&bytes).expect("the writer's f32 file parses");
-    let plan = Int8Plan::new(model.graph()).expect("ScoreNet v1 has a plan");
+    crate::tsm::write(&spec, Quant::F32).expect("the calibrated weights fit their sizes")
+}
+
+/// The integer plan of `model`'s graph: the one definition of the steps, their weights and
+/// their columns that calibration walks (`Int8Plan::steps()`).
+fn plan_of(model: &Model<'_>) -> Int8Plan {
+    Int8Plan::new(model.graph()).expect("the network has an integer plan")
+}
+
+/// Raises `maxima` (one per `act.scales` column) to the largest |activation| the engine's own f32
+/// network `model` shows over `points`, per timestep group; returns which columns hold an int16
+/// residual stream. The columns are the integer plan's ([`Int8Plan::scale_of`]).
+fn record_maxima(model: &Model<'_>, points: &[CalibPoint], groups: usize, maxima: &mut [f32]) -> Vec<bool> {
+    let plan = plan_of(model);
     let cols = plan.scale_cols();
     // The column (and stream flag) of each activation the network names, from the plan.
     let mut columns: Vec<(Activation, usize)> = Vec::new();
     let mut residual = vec![false; cols];
-    let input = plan.input_scale().expect("ScoreNet v1 reads x");
+    let input = plan.input_scale().expect("the network reads x");
     columns.push((Activation::Input, input));
     for layer in 0..model.graph().len() {
         if let (Some(a), Some((c, stream))) = (plan.activation(layer), plan.scale_of(layer)) {
@@ -102,8 +94,8 @@ fn record_maxima(
             residual[c] = stream;
         }
     }
-    let mut net = host_net(model).expect("a valid file fits the host capacities");
-    let mut eps = vec![0.0f32; dims.dim];
+    let mut net = host_net(model.clone()).expect("a valid file fits the host capacities");
+    let mut eps = vec![0.0f32; model.dim()];
     for p in points {
         let g = quant::time_group(p.t, groups);
         let m = &mut maxima[g * cols..(g + 1) * cols];
@@ -116,13 +108,21 @@ fn record_maxima(
     residual
 }
 
-/// The activation scales (row-major (G, 4B+3)) of `groups` timestep groups: each activation's
-/// largest |value| over the calibration points of the group, over the largest code (127 for
-/// int8; the int16 residual stream gets 8 more bits: max/(127·256)).
+/// The activation scales (row-major (G, 4B+3)) of `groups` timestep groups of ScoreNet v1 with
+/// sizes `dims` and parameters `params` ([`activation_scales_of`]).
 pub fn activation_scales(dims: &Dims, params: &[f32], points: &[CalibPoint], groups: usize) -> Vec<f32> {
-    let cols = plan_of(dims).1.scale_cols();
+    let bytes = float_mlp(dims, params);
+    activation_scales_of(&Model::parse(&bytes).expect("the writer's f32 file parses"), points, groups)
+}
+
+/// The activation scales (row-major (G, columns of the plan)) of `groups` timestep groups of the
+/// f32 network `model` (any graph with an integer plan: ScoreNet v1 or a U-Net): each
+/// activation's largest |value| over the calibration points of the group, over the largest
+/// code (127 for int8; the int16 residual stream gets 8 more bits: max/(127·256)).
+pub fn activation_scales_of(model: &Model<'_>, points: &[CalibPoint], groups: usize) -> Vec<f32> {
+    let cols = plan_of(model).scale_cols();
     let mut maxima = vec![0.0f32; groups * cols];
-    let is_residual = record_maxima(dims, params, points, groups, &mut maxima);
+    let is_residual = record_maxima(model, points, groups, &mut maxima);
     let residual = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
     let mut scales = vec![0.0f32; groups * cols];
     for g in 0..groups {
@@ -135,30 +135,30 @@ pub fn activation_scales(dims: &Dims, params: &[f32], points: &[CalibPoint], gro
     scales
 }
 
-/// The i32 `act.requant` values (row-major (G, cols)) and the int8 `act.lut` tables of a w8a8
-/// file with parameters `params` and activation scales `scales`, computed with the engine's
-/// functions so that engine and converter share one rounding rule. Walks the integer plan's
-/// steps (`Int8Plan::steps()`): each step's weight and bias, its columns and its tables are the
-/// plan's, so the converter writes exactly what the engine's walk of the same plan reads.
+/// [`integer_params_of`] for ScoreNet v1 with sizes `dims` and parameters `params`.
 pub fn integer_params(dims: &Dims, params: &[f32], scales: &[f32], groups: usize) -> (Vec<i32>, Vec<i8>) {
-    let (built, plan) = plan_of(dims);
-    let graph = built.graph().expect("a built graph validates");
+    let bytes = float_mlp(dims, params);
+    integer_params_of(&Model::parse(&bytes).expect("the writer's f32 file parses"), scales, groups)
+}
+
+/// The i32 `act.requant` values (row-major (G, cols)) and the int8 `act.lut` tables of a w8a8
+/// file of the f32 network `model` with activation scales `scales`, computed with the engine's
+/// functions so that engine and converter share one rounding rule. Walks the integer plan's
+/// steps (`Int8Plan::steps()`): each step's weight and bias (read from `model`, quantized per
+/// row as the writer quantizes them), its columns and its tables are the plan's, so the
+/// converter writes exactly what the engine's walk of the same plan reads.
+pub fn integer_params_of(model: &Model<'_>, scales: &[f32], groups: usize) -> (Vec<i32>, Vec<i8>) {
+    let plan = plan_of(model);
+    let graph = model.graph();
     let (scols, rcols, nluts) = (plan.scale_cols(), plan.requant_cols(), plan.lut_count());
-    // Tensor 2 + k of the file is parameter tensor k, stored in the flat vector in order.
-    let mut offsets = Vec::new();
-    let mut off = 0;
-    for &(rows, cols) in built.tensors() {
-        offsets.push((off, rows, cols));
-        off += rows * cols;
-    }
-    assert_eq!(off, params.len(), "the parameters of ScoreNet v1 {dims:?}");
     let weight_scales = |tensor: usize| {
-        let (o, rows, cols) = offsets[tensor - 2];
-        quantize_rows_i8(&params[o..o + rows * cols], rows, cols).1
+        let t = model.tensor_at(tensor);
+        let values: Vec<f32> = (0..t.rows * t.cols).map(|i| t.get(i)).collect();
+        quantize_rows_i8(&values, t.rows, t.cols).1
     };
     let bias = |tensor: usize| {
-        let (o, rows, _) = offsets[tensor - 2];
-        &params[o..o + rows]
+        let t = model.tensor_at(tensor);
+        (0..t.rows * t.cols).map(|i| t.get(i)).collect::<Vec<f32>>()
     };
     let mult = |real: f64| {
         // Scales come from finite, positive maxima; clamp into the representable range.
@@ -168,16 +168,25 @@ pub fn integer_params(dims: &Dims, params: &[f32], scales: &[f32], groups: usize
     let extra = (1u32 << quant::RESIDUAL_EXTRA_BITS) as f32;
     let mut rq = vec![0i32; groups * rcols];
     let mut luts = vec![0i8; groups * 256 * nluts];
+    // Per step: its weights' row scales and its biases (the same in every group).
+    let params: Vec<(Vec<f32>, Vec<f32>)> = plan
+        .steps()
+        .iter()
+        .map(|step| {
+            let (Op::Linear { bias: b, .. } | Op::Conv1d { bias: b, .. }) =
+                graph.layer(step.layer as usize).op
+            else {
+                unreachable!("a plan step is a linear or conv1d layer")
+            };
+            (weight_scales(step.weight()), bias(b as usize))
+        })
+        .collect();
     for g in 0..groups {
         let s = |c: usize| scales[g * scols + c];
         let row = &mut rq[g * rcols..(g + 1) * rcols];
         let tables = &mut luts[g * 256 * nluts..(g + 1) * 256 * nluts];
-        for step in plan.steps() {
-            let Op::Linear { bias: b, .. } = graph.layer(step.layer as usize).op else {
-                unreachable!("a plan step is a linear layer")
-            };
-            let (ws, bs) = (weight_scales(step.weight()), bias(b as usize));
-            let (base, s_in) = (step.rq(), s(step.in_scale()));
+        for (step, (ws, bs)) in plan.steps().iter().zip(&params) {
+            let (base, s_in) = (step.rq(), s(step.in_scale()) * step.in_factor());
             if step.kind == Kind::Output {
                 for r in 0..step.rows() {
                     row[base + r] = quant::quantize_bias(bs[r], ws[r] * s_in);
@@ -204,6 +213,9 @@ pub fn integer_params(dims: &Dims, params: &[f32], scales: &[f32], groups: usize
                 Kind::Table { lut, .. } => (lut, s_out),
                 Kind::Output => unreachable!("handled above"),
             };
+            if lut == NO_LUT {
+                continue;
+            }
             let t = &mut tables[256 * lut as usize..256 * lut as usize + 256];
             for (i, e) in t.iter_mut().enumerate() {
                 *e = quant::silu_lut_entry(i as i32 - 128, table_in, s(step.silu_scale()));

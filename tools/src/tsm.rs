@@ -5,13 +5,14 @@
 //! `tests/format.rs` round-trips every file this writes through the engine's parser.
 
 use tinyscore_engine::format::{
-    act_tensors, align_up, crc32, field3, file_tensors, DType, DataKind, DataShape, Entry, Header, Process,
-    Role, ARENA_LEN, CRC_START, ENTRY_LEN, HEADER_LEN, QUANT_VERSION_W8A8, VERSION, VERSION_V1,
+    act_tensors, align_up, crc32, field3, file_tensors, graph_ram_bytes, DType, DataKind, DataShape, Entry,
+    Header, Process, Role, ARENA_LEN, CRC_START, ENTRY_LEN, HEADER_LEN, QUANT_VERSION_W8A8, VERSION,
+    VERSION_V1,
 };
 use tinyscore_engine::graph::build::Plan;
 use tinyscore_engine::graph::{mlp, GraphError};
 use tinyscore_engine::net::Dims;
-use tinyscore_engine::quant::MAX_GROUPS;
+use tinyscore_engine::quant::{Int8Plan, MAX_GROUPS};
 
 /// How the converter stores weight matrices (vectors always stay f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -259,6 +260,35 @@ pub fn write_w8a8_v1(
     assemble_v1(spec, payloads, QUANT_VERSION_W8A8, spec.dims.ram_bytes_int8())
 }
 
+/// Encodes a `w8a8` file of a convolutional layer graph (quantization version 2): the `w8`
+/// tensors, then the activation tensors of `groups` timestep groups in the columns of the
+/// graph's integer plan (`Int8Plan::scale_cols`, `requant_cols`, `lut_count`), as built by
+/// `crate::calib::integer_params_of`; the header's RAM counts the integer scratch
+/// (`format::graph_ram_bytes`).
+pub fn write_graph_w8a8(
+    spec: &GraphSpec<'_>,
+    groups: usize,
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<Vec<u8>, WriteError> {
+    if groups == 0 || groups > MAX_GROUPS {
+        return Err(WriteError::Groups(groups));
+    }
+    let graph = spec.plan.graph().map_err(WriteError::Graph)?;
+    let plan = Int8Plan::new(&graph).map_err(|_| WriteError::Graph(GraphError::Overflow { layer: 0 }))?;
+    let shapes = [
+        (Role::ActScales, groups, plan.scale_cols()),
+        (Role::ActRequant, groups, plan.requant_cols()),
+        (Role::ActLut, groups, 256 * plan.lut_count()),
+    ];
+    let mut payloads = graph_payloads(spec, Quant::W8A8)?;
+    payloads.extend(act_payloads_of(shapes, scales, requant, luts)?);
+    let ram = graph_ram_bytes(&spec.plan.regions(), spec.data.dim(), plan.scratch_words())
+        .ok_or(WriteError::TooLarge)?;
+    assemble(spec, payloads, QUANT_VERSION_W8A8, ram)
+}
+
 /// The three activation tensors of a w8a8 file.
 fn act_payloads(
     dims: &Dims,
@@ -267,7 +297,17 @@ fn act_payloads(
     requant: &[i32],
     luts: &[i8],
 ) -> Result<[Payload; 3], WriteError> {
-    let [(r0, g0, c0), (r1, g1, c1), (r2, g2, c2)] = act_tensors(dims, groups);
+    act_payloads_of(act_tensors(dims, groups), scales, requant, luts)
+}
+
+/// The three activation tensors of shapes `shapes` (`(role, rows, cols)`).
+fn act_payloads_of(
+    shapes: [(Role, usize, usize); 3],
+    scales: &[f32],
+    requant: &[i32],
+    luts: &[i8],
+) -> Result<[Payload; 3], WriteError> {
+    let [(r0, g0, c0), (r1, g1, c1), (r2, g2, c2)] = shapes;
     for (what, found, expected) in [
         ("act.scales", scales.len(), g0 * c0),
         ("act.requant", requant.len(), g1 * c1),

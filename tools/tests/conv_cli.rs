@@ -1,5 +1,5 @@
 //! `--arch conv` as users run it: train a small U-Net on two-channel signals from a CSV, convert
-//! it (f32, f16 and w8; w8a8 is refused), inspect, sample, denoise and impute with it,
+//! it (f32, f16, w8 and w8a8), inspect, sample, denoise and impute with it,
 //! resume its run; and the flags that do not fit the architecture, each a one-line error.
 
 use std::path::Path;
@@ -113,11 +113,15 @@ fn a_conv_network_trains_converts_samples_denoises_and_imputes() {
     let w8_samples = dir.path().join("w8-samples.csv");
     ok(&tinyscore(&["sample", s(&w8), "--n", "2", "--steps", "5", "--out", s(&w8_samples)]));
     assert_eq!(std::fs::read_to_string(&w8_samples).unwrap().lines().count(), 2);
-    // w8a8 (integer activations) has no conv path yet: refused before anything is written.
-    let out = dir.path().join("w8a8.tsm");
-    let e = refused(&tinyscore(&["convert", s(&ckpt), "--quant", "w8a8", "--out", s(&out)]));
-    assert!(e.contains("conv network") && e.contains("f32, f16 or w8"), "{e}");
-    assert!(!out.exists());
+    // w8a8: int8 convolutions, calibrated; inspect names the path; sample and denoise run it.
+    let w8a8 = dir.path().join("w8a8.tsm");
+    let text = ok(&tinyscore(&["convert", s(&ckpt), "--quant", "w8a8", "--groups", "1", "--out", s(&w8a8)]));
+    assert!(text.contains("score SNR vs float: "), "{text}");
+    let info = ok(&tinyscore(&["inspect", s(&w8a8)]));
+    assert!(info.contains("w8a8 integer path (int8 convolutions)"), "{info}");
+    let q_samples = dir.path().join("w8a8-samples.csv");
+    ok(&tinyscore(&["sample", s(&w8a8), "--n", "2", "--steps", "5", "--out", s(&q_samples)]));
+    assert_eq!(std::fs::read_to_string(&q_samples).unwrap().lines().count(), 2);
 
     let info = ok(&tinyscore(&["inspect", s(&tsm)]));
     assert!(info.contains("signal, 2 channel(s) x 16 samples"), "{info}");

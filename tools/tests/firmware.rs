@@ -372,6 +372,13 @@ fn firmware_denoises_a_conv_network_like_the_host() {
     );
 }
 
+/// The int8 convolutions (issue 18): a w8a8 U-Net, bit for bit the host's.
+#[test]
+fn firmware_denoises_a_w8a8_conv_network_like_the_host() {
+    let m = "firmware-example/models/ecg-conv-w8a8.tsm";
+    denoise_in_qemu(m, &[("TINYSCORE_METHOD", "tweedie"), ("TINYSCORE_SIGMA", "0.1")]);
+}
+
 #[test]
 fn firmware_denoises_like_the_host_tweedie_w8a8() {
     denoise_in_qemu(ECG_W8A8, &[("TINYSCORE_METHOD", "tweedie"), ("TINYSCORE_SIGMA", "0.1")]);

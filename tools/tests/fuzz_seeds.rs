@@ -1,6 +1,6 @@
 //! The fuzzer's seed files (`fuzz/seeds/*.tsm`): valid models of every quantization mode the writer
 //! supports, at two shapes (linear and cosine schedules), the integer path and the continuous
-//! processes, and version-3 conv graphs (a U-Net in f32 and f16, a three-channel one); the
+//! processes, and version-3 conv graphs (a U-Net in f32, f16 and w8a8, a three-channel one); the
 //! version-1 and conv test vectors of `engine/tests/data` are seeds too. They are checked in because the
 //! structure-aware fuzz target embeds them; this test keeps them equal to the writer's output.
 //! Regenerate after a deliberate format change with
@@ -13,7 +13,7 @@ use tinyscore_engine::graph::unet::UNet;
 use tinyscore_engine::net::Dims;
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 use tinyscore_tools::calib;
-use tinyscore_tools::tsm::{write, write_graph, write_w8a8, GraphSpec, ModelSpec, Quant};
+use tinyscore_tools::tsm::{write, write_graph, write_graph_w8a8, write_w8a8, GraphSpec, ModelSpec, Quant};
 
 fn seed(dims: Dims, schedule: BetaSchedule, steps: u32, quant: Quant) -> Vec<u8> {
     seed_with(dims, Process::VpDiscrete { steps, schedule }, quant)
@@ -45,6 +45,16 @@ fn conv_seed(u: &UNet, quant: Quant) -> Vec<u8> {
     let data = DataShape { kind: DataKind::Signal, channels: u.channels, length: u.length };
     let process = Process::VpDiscrete { steps: 20, schedule: BetaSchedule::COSINE };
     let spec = GraphSpec { plan: &plan, data, process, norm_mean: &mean, norm_std: &std, params: &params };
+    if quant == Quant::W8A8 {
+        // Calibrated on a few fixed signals with two timestep groups, by the converter's functions.
+        let float = write_graph(&spec, Quant::F32).expect("seed spec is consistent");
+        let float = Model::parse(&float).expect("the writer's file parses");
+        let xs: Vec<f32> = (0..16 * d).map(|i| (i as f32 * 0.37).cos()).collect();
+        let points = calib::calibration_points(&xs, d, &process, 8, 1);
+        let scales = calib::activation_scales_of(&float, &points, 2);
+        let (requant, luts) = calib::integer_params_of(&float, &scales, 2);
+        return write_graph_w8a8(&spec, 2, &scales, &requant, &luts).expect("seed spec is consistent");
+    }
     write_graph(&spec, quant).expect("seed spec is consistent")
 }
 
@@ -68,6 +78,7 @@ fn conv_seeds_are_what_the_writer_writes() {
     let three = UNet { channels: 3, length: 8, width: 3, levels: 1, blocks: 2, kernel: 5, freqs: 6, temb: 4 };
     check_or_bless(&dir.join("conv-tiny-f16.tsm"), &conv_seed(&tiny, Quant::F16), bless);
     check_or_bless(&dir.join("conv-3ch-f32.tsm"), &conv_seed(&three, Quant::F32), bless);
+    check_or_bless(&dir.join("conv-tiny-w8a8.tsm"), &conv_seed(&tiny, Quant::W8A8), bless);
     // The test vectors of docs/format.md §9 and §11.8 are seeds as they are.
     let data = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/tests/data"));
     for (seed, vector) in [("v1-tiny-f32.tsm", "tiny.tsm"), ("conv-tiny-f32.tsm", "tiny-conv.tsm")] {

@@ -182,10 +182,19 @@ pub enum FormatError {
     },
     /// The layer graph is inconsistent ([`GraphError`] says how).
     Graph(GraphError),
-    /// A `w8a8` file whose graph is not ScoreNet v1's: the integer path runs only that network.
+    /// A `w8a8` file whose dense graph is not ScoreNet v1's: the integer path runs only that
+    /// dense network.
     Int8NotMlp,
-    /// A `w8a8` file with a layer the integer path has no kernel for (`conv1d`, `upsample2`,
-    /// `add`; `quant::plan`).
+    /// A `w8a8` file whose convolutional graph has a layer where the integer plan's fused
+    /// convolution steps cannot take it (`quant::plan`, `docs/quantization.md`).
+    Int8ConvPattern {
+        /// The layer.
+        layer: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A `w8a8` file with a layer the integer path has no kernel for (a standalone `add`, a
+    /// `linear` layer in a convolutional data branch; `quant::plan`).
     Int8Unsupported {
         /// The layer.
         layer: usize,
@@ -224,6 +233,9 @@ impl core::fmt::Display for FormatError {
             BadDims { what, found } => write!(f, "invalid network size {what} = {found}"),
             Graph(e) => write!(f, "layer graph: {e}"),
             Int8NotMlp => write!(f, "w8a8 (integer) files run only the ScoreNet v1 MLP graph"),
+            Int8ConvPattern { layer, what } => {
+                write!(f, "w8a8 (integer) convolutional file: layer {layer}: {what}")
+            }
             Int8Unsupported { layer, op } => {
                 write!(f, "w8a8 (integer) file: layer {layer} ({op}) has no integer kernel (use f32, f16 or w8)")
             }

@@ -24,6 +24,21 @@ mod table;
 /// The column layout of a `w8a8` file's activation tensors, which the integer path's plan
 /// ([`crate::quant::plan`]) shares: it lives with the integer kernels and is part of the format.
 pub use crate::quant::layout;
+
+/// The working RAM (bytes) a version-3 file's header records, besides ScoreNet v1's rules
+/// ([`Dims::ram_bytes`], [`Dims::ram_bytes_int8`]): the planned arena — its time and data
+/// regions and a scratch of `max(regions.scratch, int8_scratch)` words, `int8_scratch` the
+/// integer scratch of a convolutional `w8a8` file ([`quant::Int8Plan::scratch_words`], else 0)
+/// — and the sampler's state x and ε̂ (2·D f32). `None` beyond u32.
+pub fn graph_ram_bytes(regions: &Regions, dim: usize, int8_scratch: usize) -> Option<usize> {
+    regions
+        .time
+        .checked_add(regions.data)?
+        .checked_add(regions.scratch.max(int8_scratch))?
+        .checked_add(dim.checked_mul(2)?)?
+        .checked_mul(4)
+        .filter(|&b| b <= u32::MAX as usize)
+}
 pub use crc::{crc32, crc32_update};
 pub use dims::{act_tensors, file_tensors, Dims};
 pub use error::FormatError;
@@ -470,14 +485,18 @@ impl<'a> Model<'a> {
             // The integer path walks the graph's plan: a layer it has no kernel for is refused
             // by name; other layers must be in the arrangement the format's activation layout
             // describes, ScoreNet v1's.
+            let conv = graph.layers().any(|l| matches!(l.op, graph::Op::Conv1d { .. }));
             let plan = match quant::Int8Plan::new(&graph) {
                 Err(quant::PlanError::Unsupported { layer, op }) => {
                     return Err(FormatError::Int8Unsupported { layer, op })
                 }
+                Err(quant::PlanError::Pattern { layer, what }) if conv => {
+                    return Err(FormatError::Int8ConvPattern { layer, what })
+                }
                 Err(quant::PlanError::Pattern { .. }) => return Err(FormatError::Int8NotMlp),
                 Ok(plan) => plan,
             };
-            if mlp.is_none() {
+            if mlp.is_none() && !plan.is_conv() {
                 return Err(FormatError::Int8NotMlp);
             }
             // The activation tensors' shapes: the columns the plan's steps index (for ScoreNet
@@ -495,16 +514,13 @@ impl<'a> Model<'a> {
             None
         };
         let ram_bytes = u32_at(bytes, field::RAM_BYTES);
+        let int8_scratch = int8_plan.as_ref().map_or(0, quant::Int8Plan::scratch_words);
         let ram_computed = match (v1, int8) {
-            (_, true) => dims.ram_bytes_int8(),
+            (_, true) if int8_scratch == 0 => dims.ram_bytes_int8(),
             (true, false) => dims.ram_bytes(),
-            // The arena plus the sampler's state (x and ε̂, f32).
-            (false, false) => regions
-                .total()
-                .checked_add(2 * d)
-                .and_then(|w| w.checked_mul(4))
-                .filter(|&b| b <= u32::MAX as usize)
-                .ok_or(GraphError::Overflow { layer: 0 })?,
+            // The arena plus the sampler's state (x and ε̂, f32); a convolutional w8a8 file's
+            // arena holds its integer scratch.
+            (_, _) => graph_ram_bytes(&regions, d, int8_scratch).ok_or(GraphError::Overflow { layer: 0 })?,
         } as u32;
         if ram_bytes != ram_computed {
             return Err(FormatError::RamMismatch { stored: ram_bytes, computed: ram_computed });

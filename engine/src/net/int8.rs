@@ -32,6 +32,17 @@ pub(super) struct Int8Bufs<const T: usize, const D: usize, const H: usize> {
 }
 
 impl<const T: usize, const D: usize, const H: usize> Int8Bufs<T, D, H> {
+    /// The buffers a convolutional plan's walk borrows (`net/int8_conv.rs`): x8, the time
+    /// embedding, and one position of a stream and a SiLU no later layer reads.
+    pub(super) fn conv(&mut self) -> super::int8_conv::ConvBufs<'_> {
+        super::int8_conv::ConvBufs {
+            x8: self.x8.as_flattened_mut(),
+            tq: &mut self.tq,
+            sink16: self.h16.as_flattened_mut(),
+            sink8: self.act.as_flattened_mut(),
+        }
+    }
+
     pub(super) const ZERO: Self =
         Self { x8: [[0; D]; T], h16: [[0; H]; T], act: [[0; H]; T], acc: [[0; H]; T], tq: [0; H] };
 }
@@ -53,7 +64,7 @@ impl<const H: usize> Int8Consts<H> {
 }
 
 /// The constants of time `t` in timestep group `group`: the integer path's view of the model.
-struct Params<'m, 'a> {
+pub(super) struct Params<'m, 'a> {
     m: &'m Model<'a>,
     group: usize,
     scales: Tensor<'a>,
@@ -63,7 +74,7 @@ struct Params<'m, 'a> {
 }
 
 impl<'m, 'a> Params<'m, 'a> {
-    fn new(m: &'m Model<'a>, t: f32) -> Self {
+    pub(super) fn new(m: &'m Model<'a>, t: f32) -> Self {
         let group = quant::time_group(t, m.groups());
         let rq = m.tensor(Role::ActRequant);
         Self {
@@ -77,27 +88,27 @@ impl<'m, 'a> Params<'m, 'a> {
     }
 
     /// Column `c` of `act.scales`.
-    fn scale(&self, c: usize) -> f32 {
+    pub(super) fn scale(&self, c: usize) -> f32 {
         self.scales.get(self.group * self.scales.cols + c)
     }
 
     /// Column `c` of `act.requant`.
-    fn rq_at(&self, c: usize) -> i32 {
+    pub(super) fn rq_at(&self, c: usize) -> i32 {
         self.rq.i32_at(self.group * self.rq.cols + c)
     }
 
     /// The (bias, multiplier, shift) triples of `step`'s rows.
-    fn triples(&self, step: &Step) -> &'a [u8] {
+    pub(super) fn triples(&self, step: &Step) -> &'a [u8] {
         &self.rq_bytes[4 * step.rq()..4 * (step.rq() + 3 * step.rows())]
     }
 
     /// SiLU table `k`.
-    fn table(&self, k: usize) -> &'a [u8] {
+    pub(super) fn table(&self, k: usize) -> &'a [u8] {
         &self.luts[256 * k..256 * k + 256]
     }
 
     /// `step`'s int8 weight.
-    fn weight(&self, step: &Step) -> Tensor<'a> {
+    pub(super) fn weight(&self, step: &Step) -> Tensor<'a> {
         self.m.tensor_at(step.weight())
     }
 }
@@ -193,12 +204,12 @@ fn acc_max(cols: usize) -> u32 {
 
 /// A `Table` step's time embedding (its `chan_bias` input, in the arena's time region `time`)
 /// in the scale of its accumulators, into `out` (`rows` values; zeros for a step without one).
-fn quantize_temb(p: &Params<'_, '_>, step: &Step, time: &[f32], out: &mut [i32]) {
-    let Kind::Table { temb: Some(at), .. } = step.kind else {
+pub(super) fn quantize_temb(p: &Params<'_, '_>, step: &Step, time: &[f32], out: &mut [i32]) {
+    let Some(at) = step.kind.temb_at() else {
         out.fill(0);
         return;
     };
-    let (at, s_in, w) = (at as usize, p.scale(step.in_scale()), p.weight(step));
+    let (at, s_in, w) = (at, p.scale(step.in_scale()) * step.in_factor(), p.weight(step));
     for (r, (q, &te)) in out.iter_mut().zip(&time[at..at + step.rows()]).enumerate() {
         *q = quant::quantize_temb(te, w.scale(r) * s_in);
     }

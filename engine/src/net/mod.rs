@@ -16,6 +16,7 @@
 //! and [`limits`], because they are the network's vocabulary.
 
 mod int8;
+mod int8_conv;
 mod time;
 
 pub use crate::act::{silu, silu_grad, silu_grad2};
@@ -110,7 +111,19 @@ pub struct ScoreNet<'a, const D: usize, const H: usize, const F: usize, S = &'a 
 impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreNet<'a, D, H, F, S> {
     /// Words of arena `model` needs for one vector (the file's planned arena).
     pub fn arena_len(model: &Model<'_>) -> usize {
-        crate::walk::arena_len(model.graph(), 1)
+        let mut plan = Int8Plan::default();
+        if model.is_int8() {
+            let _ = plan.build(model.graph());
+        }
+        Self::arena_words(model, &plan)
+    }
+
+    /// [`ScoreNet::arena_len`] with the model's integer plan built: the f32 walk's arena, or
+    /// with a convolutional w8a8 file's integer scratch after the data region.
+    fn arena_words(model: &Model<'_>, plan: &Int8Plan) -> usize {
+        let g = model.graph();
+        let r = g.regions();
+        crate::walk::arena_len(g, 1).max(r.time + r.data + plan.scratch_words())
     }
 
     /// Wraps `model` with `arena`, refusing it if its sizes exceed the capacities D, H, F or
@@ -143,7 +156,7 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
                 })
                 .count()
         };
-        let words = Self::arena_len(&model);
+        let words = Self::arena_words(&model, &int8);
         for (what, found, capacity) in [
             ("dim", model.dim(), D),
             ("hidden", hidden, H),
@@ -224,10 +237,20 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn eps_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         self.time_embedding(t);
+        if cfg!(feature = "conv") && self.int8.is_conv() {
+            return self.conv_int8(x, t, eps);
+        }
         let time = &self.arena.as_mut()[..self.model.graph().regions().time];
         let ws = &mut self.ws;
         let k = self.kernels;
         int8_layers(&self.model, &self.int8, k, time, x, t, eps, 1, &mut ws.int8, &mut ws.xp, None);
+    }
+
+    /// The integer walk of a convolutional plan (`net/int8_conv.rs`), the time branch computed.
+    #[cfg_attr(not(target_arch = "arm"), inline(always))]
+    fn conv_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
+        let bufs = self.ws.int8.conv();
+        int8_conv::int8_conv(&self.model, &self.int8, self.arena.as_mut(), x, t, eps, bufs, self.kernels);
     }
 
     /// The f32 path (f32, f16 and w8 files): the walk of the whole graph, showing `observe`
@@ -269,6 +292,13 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
         let (xs, outs) = (&xs[..k * d], &mut outs[..k * d]);
         if self.model.is_int8() {
             self.time_embedding(t);
+            if cfg!(feature = "conv") && self.int8.is_conv() {
+                // One vector at a time (the time branch once): the same bits as `eps`.
+                for (x, e) in xs.chunks_exact(d.max(1)).zip(outs.chunks_exact_mut(d.max(1))) {
+                    self.conv_int8(x, t, e);
+                }
+                return;
+            }
             if k <= INT8_TILE_SMALL {
                 self.int8_tiles::<INT8_TILE_SMALL>(xs, t, outs);
             } else {

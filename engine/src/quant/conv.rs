@@ -14,8 +14,9 @@
 //! requantized, added to its residual and passed through its SiLU table by the very rule and
 //! code of the linear layers. A leaf module apart from those two calls.
 //!
-//! Status: the kernel and its tests; the `w8a8` plan does not yet give convolutions a step
-//! (`Int8Plan` refuses `conv1d`, `docs/quantization.md`).
+//! The integer walk of a convolutional plan (`net/int8_conv.rs`) calls [`conv_i8_from`] for
+//! every `conv1d` step: its input an int8 value, or an int16 stream read as its table index,
+//! optionally upsampled by 2 in the gather (`docs/quantization.md`).
 
 use super::dot_i8;
 
@@ -78,6 +79,17 @@ impl ConvShape {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvSizeError;
 
+/// Where an int8 convolution's input comes from (channels-last, position-major).
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'x> {
+    /// An int8 value (L_in × C_in).
+    I8(&'x [i8]),
+    /// An int16 residual stream h, read as its int8 table index
+    /// [`super::residual_index`]`(h)` (scale 2^8 times the stream's): how a strided or
+    /// upsampling convolution reads the stream itself.
+    I16(&'x [i16]),
+}
+
 /// `acc[l·C_out + co] = Σ_j W[co, j]·col_l[j]` for every output position l and channel co
 /// (module documentation): `w` the weight's stored bytes (C_out × C_in·K, row-major), `x` the
 /// input (L_in × C_in, channels-last), `col` scratch of C_in·K bytes. Refuses slices shorter
@@ -89,25 +101,94 @@ pub fn conv_i8(
     col: &mut [i8],
     acc: &mut [i32],
 ) -> Result<(), ConvSizeError> {
+    conv_i8_from(s, w, Source::I8(x), false, col, acc)
+}
+
+/// Output positions whose columns the integer walk gathers at once ([`conv_i8_with`]): the
+/// vectors of one call of a multi-vector int8 matmul (`quant::x86::matmul_i8`).
+pub const CONV_TILE: usize = 8;
+
+/// [`conv_i8`] of any [`Source`]; with `upsample` the input is `upsample2` of `x`: position
+/// p < L_in reads `x[⌊p/2⌋]` (`x` holds L_in/2 positions, L_in even), the nearest-neighbour
+/// upsampling folded into the gather. The same dot products ([`super::dot_i8`]) of the same
+/// gathered columns: an int16 source contributes `residual_index(h)`, exactly the int8 value
+/// an `I8` source holding those indices gives. `col` holds one column (C_in·K bytes) or more.
+pub fn conv_i8_from(
+    s: &ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    col: &mut [i8],
+    acc: &mut [i32],
+) -> Result<(), ConvSizeError> {
     let ck = s.cols();
-    let (Some(w), Some(x), Some(col), Some(acc)) =
-        (w.get(..s.c_out * ck), x.get(..s.l_in * s.c_in), col.get_mut(..ck), acc.get_mut(..s.acc_len()))
-    else {
-        return Err(ConvSizeError);
-    };
-    let pad = s.dilation * (s.kernel - 1) / 2;
-    for (l, out) in acc.chunks_exact_mut(s.c_out).enumerate() {
-        // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                   (C_in·K)
-        let centre = s.stride * l;
-        for ci in 0..s.c_in {
-            for k in 0..s.kernel {
-                let pos = (centre + k * s.dilation).wrapping_sub(pad);
-                col[ci * s.kernel + k] = if pos < s.l_in { x[pos * s.c_in + ci] } else { 0 };
+    conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+        for (c, out) in cols.chunks_exact(ck).zip(acc.chunks_exact_mut(s.c_out)).take(n) {
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(ck)) {
+                *o = dot_i8(row, c);
             }
         }
-        for (o, row) in out.iter_mut().zip(w.chunks_exact(ck)) {
-            *o = dot_i8(row, col);
+    })
+}
+
+/// [`conv_i8_from`] with the dot products of a tile of positions by `mul`: the columns of up to
+/// `col.len() / (C_in·K)` positions are gathered into `col` (position-major), then
+/// `mul(w, cols, n, acc)` writes `acc[j·C_out + co] = Σ_k w[co·C_in·K + k]·cols[j·C_in·K + k]` for
+/// the n positions — [`super::dot_i8`] row by row here, the AVX2 or NEON int8 matmul in the
+/// network (integer sums are exact: every `mul` that computes them gives the same bits).
+pub fn conv_i8_with(
+    s: &ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    col: &mut [i8],
+    acc: &mut [i32],
+    mut mul: impl FnMut(&[u8], &[i8], usize, &mut [i32]),
+) -> Result<(), ConvSizeError> {
+    let ck = s.cols();
+    let src_len = if upsample {
+        if s.l_in % 2 != 0 {
+            return Err(ConvSizeError);
         }
+        s.l_in / 2
+    } else {
+        s.l_in
+    };
+    let n_in = src_len * s.c_in;
+    let x = match x {
+        Source::I8(v) => Source::I8(v.get(..n_in).ok_or(ConvSizeError)?),
+        Source::I16(v) => Source::I16(v.get(..n_in).ok_or(ConvSizeError)?),
+    };
+    let tile = col.len() / ck;
+    let (Some(w), Some(acc)) = (w.get(..s.c_out * ck), acc.get_mut(..s.acc_len())) else {
+        return Err(ConvSizeError);
+    };
+    if tile == 0 {
+        return Err(ConvSizeError);
+    }
+    let pad = s.dilation * (s.kernel - 1) / 2;
+    let shift = usize::from(upsample);
+    for (t, out) in acc.chunks_mut(tile * s.c_out).enumerate() {
+        let n = out.len() / s.c_out;
+        for (j, col) in col.chunks_exact_mut(ck).take(n).enumerate() {
+            // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                (C_in·K)
+            let centre = s.stride * (t * tile + j);
+            for ci in 0..s.c_in {
+                for k in 0..s.kernel {
+                    let pos = (centre + k * s.dilation).wrapping_sub(pad);
+                    col[ci * s.kernel + k] = if pos < s.l_in {
+                        let at = (pos >> shift) * s.c_in + ci;
+                        match x {
+                            Source::I8(v) => v[at],
+                            Source::I16(v) => super::residual_index(v[at]),
+                        }
+                    } else {
+                        0
+                    };
+                }
+            }
+        }
+        mul(w, &col[..n * ck], n, out);
     }
     Ok(())
 }
@@ -248,5 +329,65 @@ mod tests {
         assert_eq!(conv_i8(&s, &w, &x, &mut col, &mut acc[..23]), Err(ConvSizeError));
         assert!(acc.iter().all(|&a| a == 1));
         assert_eq!(conv_i8(&s, &w, &x, &mut col, &mut acc), Ok(()));
+    }
+
+    /// An int16 source is its table indices; an upsampled source is the upsampled copy.
+    #[test]
+    fn stream_and_upsampled_sources_are_their_int8_copies() {
+        let s = ConvShape::new(3, 16, 4, 5, 1, 1).unwrap();
+        let w: Vec<u8> = values(21, 4 * 15).map(|v| v as u8).collect();
+        let h: Vec<i16> =
+            values(22, 8 * 3).zip(values(23, 24)).map(|(a, b)| a as i16 * 258 + b as i16).collect();
+        // The int8 copy: indices, upsampled by hand.
+        let idx: Vec<i8> = h.iter().map(|&v| crate::quant::residual_index(v)).collect();
+        let up: Vec<i8> = (0..16).flat_map(|p| idx[(p / 2) * 3..(p / 2) * 3 + 3].to_vec()).collect();
+        let (mut col, mut a, mut b) = (vec![0i8; 15], vec![0i32; s.acc_len()], vec![1i32; s.acc_len()]);
+        conv_i8(&s, &w, &up, &mut col, &mut a).unwrap();
+        conv_i8_from(&s, &w, Source::I16(&h), true, &mut col, &mut b).unwrap();
+        assert_eq!(a, b);
+        // Not upsampled: the first 16 positions would need 48 values; 24 are refused.
+        assert_eq!(conv_i8_from(&s, &w, Source::I16(&h), false, &mut col, &mut b), Err(ConvSizeError));
+        let s8 = ConvShape::new(3, 8, 4, 5, 1, 2).unwrap();
+        let (mut c, mut d) = (vec![0i32; s8.acc_len()], vec![0i32; s8.acc_len()]);
+        conv_i8(&s8, &w, &idx, &mut col, &mut c).unwrap();
+        conv_i8_from(&s8, &w, Source::I16(&h), false, &mut col, &mut d).unwrap();
+        assert_eq!(c, d);
+    }
+
+    /// Tiles of columns give each position the value one column at a time gives, whatever the
+    /// tile; and on x86-64 with AVX2 the AVX2 int8 matmul as `mul` gives the portable bits.
+    #[test]
+    fn tiles_and_the_simd_matmul_give_the_same_accumulators() {
+        for (i, &(c_in, l_in, c_out, k, d, st)) in SHAPES.iter().enumerate() {
+            let s = ConvShape::new(c_in, l_in, c_out, k, d, st).unwrap();
+            let w: Vec<u8> = values(i as u32 + 40, c_out * s.cols()).map(|v| v as u8).collect();
+            let x: Vec<i8> = values(i as u32 + 80, l_in * c_in).collect();
+            let mut want = vec![0i32; s.acc_len()];
+            conv_i8(&s, &w, &x, &mut vec![0i8; s.cols()], &mut want).unwrap();
+            for tile in [2, 3, CONV_TILE] {
+                let mut got = vec![9i32; s.acc_len()];
+                let mut col = vec![0i8; tile * s.cols()];
+                conv_i8_from(&s, &w, Source::I8(&x), false, &mut col, &mut got).unwrap();
+                assert_eq!(got, want, "{:?} tile {tile}", SHAPES[i]);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if !std::is_x86_feature_detected!("avx2") {
+                    println!("skipped: AVX2 conv matmul: this CPU has no AVX2");
+                    continue;
+                }
+                // SAFETY: the CPU has AVX2 (checked above).
+                #[allow(unsafe_code)]
+                let tok = unsafe { crate::kernels::Avx2::new_unchecked() };
+                let (ck, co) = (s.cols(), s.c_out);
+                let mut got = vec![9i32; s.acc_len()];
+                let mut col = vec![0i8; CONV_TILE * ck];
+                conv_i8_with(&s, &w, Source::I8(&x), false, &mut col, &mut got, |w, cols, n, acc| {
+                    crate::quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+                })
+                .unwrap();
+                assert_eq!(got, want, "{:?} AVX2", SHAPES[i]);
+            }
+        }
     }
 }

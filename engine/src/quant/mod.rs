@@ -18,8 +18,7 @@
 //! models behind it), `epilogue.rs` (requantization, residual, SiLU tables), with the fast
 //! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly), `x86.rs` (AVX2) and `neon.rs`
 //! (the AArch64 NEON matmul);
-//! `conv.rs` (the portable reference of the int8 convolution's dot products, not yet a plan
-//! step), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
+//! `conv.rs` (the portable int8 convolution the convolution steps run), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
 //! (the columns of the activation tensors in the file, part of the format and re-exported as
 //! `format::layout`).
 

@@ -16,23 +16,89 @@
 //! int8 activation a, the one int16 residual stream h), and gives every step its columns of the
 //! file's activation tensors by [`super::layout`]: a scale's or table's ordinal is the step's
 //! place among its kind along the plan, and the `act.requant` columns follow the plan's order.
-//! A layer the integer path has no kernel for (`conv1d`, `upsample2`, a standalone `add`) is
-//! refused by name ([`PlanError::Unsupported`]); supported layers in another arrangement by
-//! [`PlanError::Pattern`]. The time branch is not part of the plan: it runs in f32 (the walk).
+//! A graph with convolutions has convolution steps of the same kinds (`Int8Plan::recognise_conv`,
+//! `docs/format.md` §11.9), each with its [`ConvIo`]. A layer the integer path has no kernel for
+//! (a standalone `add`) is refused by name ([`PlanError::Unsupported`]); supported layers in
+//! another arrangement by [`PlanError::Pattern`]. The time branch is not part of the plan: it
+//! runs in f32 (the walk).
 //!
 //! The engine's int8 network (`net/int8.rs`) walks the steps; the parser validates a `w8a8`
 //! file's activation parameters along them, and the converter's calibration walks them
 //! (its weights, biases, columns and tables) and finds each observed activation's column by
-//! [`Int8Plan::scale_of`]. An int8 convolution would be one more step kind here and
-//! one more arm there. Imports only the graph and the layout.
+//! [`Int8Plan::scale_of`]. Imports only the graph, the layout and the convolution's shape.
 
 use super::layout;
 use crate::graph::{Graph, Op, Value};
 use crate::limits::MAX_BLOCKS;
 
-/// Largest number of steps (dense layers) a plan holds: the input layer, two per block, the
-/// output layer.
-pub const MAX_STEPS: usize = 2 + 2 * MAX_BLOCKS;
+/// Largest number of steps (dense or convolution layers) a plan holds: ScoreNet v1's input
+/// layer, two per block and the output layer; with the `conv` feature the convolutions of a
+/// U-Net (`docs/scorenet.md`): 2 + 2·blocks + 2·levels·(2·blocks + 1), 22 for the ECG model
+/// of 3 levels × 1 block, the capacity (a plan is held by every network and moved while the
+/// firmware builds it, 36 bytes a step: the capacity is kept small for the firmware's stack).
+pub const MAX_STEPS: usize = if cfg!(feature = "conv") { 22 } else { 2 + 2 * MAX_BLOCKS };
+
+/// The `lut` of a stream step whose stream no SiLU reads (a convolutional plan): no table.
+pub const NO_LUT: u16 = u16::MAX;
+
+/// Where a convolution step's int8 input comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConvSource {
+    /// The network's input x, quantized once by `s_x` (channels-last).
+    X,
+    /// An int8 value (a SiLU table's output) at this word offset of the data region, stored
+    /// in the block's first bytes.
+    I8(u32),
+    /// An int16 stream at this word offset of the data region (stored in the block's first
+    /// half), read as its table index ([`super::residual_index`], scale 2^8 times the
+    /// stream's).
+    I16(u32),
+}
+
+/// A convolution step's geometry and the places of its values in the arena's data region
+/// (word offsets of the f32 walk's blocks, `docs/quantization.md`, "Convolutions").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConvIo {
+    /// C_in.
+    pub c_in: u16,
+    /// L_in, the length of the gathered input (after the upsampling, if any).
+    pub l_in: u16,
+    /// L_out.
+    pub l_out: u16,
+    /// K.
+    pub kernel: u8,
+    /// d.
+    pub dilation: u8,
+    /// s (1 or 2).
+    pub stride: u8,
+    /// The input.
+    pub source: ConvSource,
+    /// The input is `upsample2` of `source` (folded into the gather).
+    pub upsample: bool,
+    /// `ToI16`, `Residual`: the stream's block (`None`: no later layer reads the stream but
+    /// its SiLU, which took its block).
+    pub out_at: Option<u32>,
+    /// The block of the SiLU folded into the epilogue (`Table`: its output), if any.
+    pub silu_at: Option<u32>,
+    /// `Residual`: the block of the stream it adds.
+    pub res_at: Option<u32>,
+}
+
+impl ConvIo {
+    /// The convolution's shape for [`super::conv::conv_i8_from`] (checked by the plan).
+    pub fn shape(&self, c_out: usize) -> Option<super::conv::ConvShape> {
+        super::conv::ConvShape::new(
+            self.c_in as usize,
+            self.l_in as usize,
+            c_out,
+            self.kernel as usize,
+            self.dilation as usize,
+            self.stride as usize,
+        )
+    }
+}
 
 /// Where a step's int8 input comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +125,10 @@ pub enum Kind {
         lut: u16,
         /// The step's ordinal among the `Table` steps (its slot in per-call constants).
         slot: u16,
-        /// The time embedding's offset in the arena's time region (`rows` values), if the
-        /// dense layer is followed by `chan_bias`.
-        temb: Option<u32>,
+        /// The time embedding's offset in the arena's time region (`rows` values) plus one, if
+        /// the dense layer is followed by `chan_bias` ([`Kind::temb_at`]; a non-zero value keeps
+        /// the step 4 bytes smaller: every network holds its plan).
+        temb: Option<core::num::NonZeroU32>,
     },
     /// Adds the residual stream h (requantized by the (multiplier, shift) at `rq + 3·rows`),
     /// then SiLU by table `lut`.
@@ -71,6 +138,21 @@ pub enum Kind {
     },
     /// The network's output ε̂ in f32: the step's biases at `rq`, its input's scale `in_scale`.
     Output,
+}
+
+impl Kind {
+    /// A `Table` step's time embedding: its offset in the arena's time region.
+    pub fn temb_at(&self) -> Option<usize> {
+        match *self {
+            Kind::Table { temb: Some(t), .. } => Some(t.get() as usize - 1),
+            _ => None,
+        }
+    }
+
+    /// The `temb` field for a time embedding at `offset` (`None` beyond u32).
+    fn temb_field(offset: usize) -> Option<core::num::NonZeroU32> {
+        u32::try_from(offset).ok().and_then(|o| o.checked_add(1)).and_then(core::num::NonZeroU32::new)
+    }
 }
 
 /// One fused step: a dense layer and its epilogue. (Fixed-width fields: the plan is part of
@@ -111,9 +193,23 @@ pub struct Step {
     pub rq: u32,
     /// Its epilogue.
     pub kind: Kind,
+    /// A convolution step (its geometry and blocks: [`Int8Plan::conv_io`]).
+    pub conv: bool,
+    /// A convolution reading an int16 stream by its table index ([`Step::in_factor`]).
+    pub narrow: bool,
 }
 
 impl Step {
+    /// What the input's `act.scales` column is multiplied by to give the int8 values' scale:
+    /// 2^8 for a convolution reading an int16 stream by its table index, else 1.
+    #[inline(always)]
+    pub fn in_factor(&self) -> f32 {
+        if self.narrow {
+            (1u32 << super::RESIDUAL_EXTRA_BITS) as f32
+        } else {
+            1.0
+        }
+    }
     /// Outputs.
     #[inline(always)]
     pub fn rows(&self) -> usize {
@@ -172,6 +268,9 @@ pub enum Activation {
     Pre(usize),
     /// (H,) silu(u_b).
     SiluPre(usize),
+    /// A convolutional plan's quantized value: the output of graph layer `l` (a stream, a
+    /// pre-activation or a SiLU), named by its layer.
+    Layer(usize),
 }
 
 /// Why a graph has no integer plan.
@@ -215,6 +314,12 @@ pub struct Int8Plan {
     len: u16,
     blocks: u16,
     requant_cols: u32,
+    /// Columns of `act.scales` and tables of `act.lut` of a convolutional plan (0: the MLP
+    /// layout's, by `blocks`).
+    conv_scales: u16,
+    conv_luts: u16,
+    /// Words of integer scratch a convolutional plan's walk needs.
+    scratch: u32,
 }
 
 /// A placeholder step (a plan's unused slots).
@@ -232,12 +337,22 @@ const NO_STEP: Step = Step {
     res_scale: 0,
     rq: 0,
     kind: Kind::Output,
+    conv: false,
+    narrow: false,
 };
 
 impl Default for Int8Plan {
     /// The empty plan (no steps).
     fn default() -> Self {
-        Self { steps: [NO_STEP; MAX_STEPS], len: 0, blocks: 0, requant_cols: 0 }
+        Self {
+            steps: [NO_STEP; MAX_STEPS],
+            len: 0,
+            blocks: 0,
+            requant_cols: 0,
+            conv_scales: 0,
+            conv_luts: 0,
+            scratch: 0,
+        }
     }
 }
 
@@ -252,14 +367,26 @@ impl Int8Plan {
     /// [`Int8Plan::new`] in place (no plan-sized temporaries); on an error `self` is the empty
     /// plan.
     pub fn build(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
-        self.len = 0;
-        let r = self.recognise(g);
+        self.clear();
+        // (A build without the `conv` feature refuses convolutions by name, with no code for
+        // their steps.)
+        let conv = cfg!(feature = "conv")
+            && (g.time_layers()..g.len()).any(|i| matches!(g.layer(i).op, Op::Conv1d { .. }));
+        let r = if conv { self.recognise_conv(g) } else { self.recognise(g) };
         if r.is_err() {
-            self.len = 0;
-            self.blocks = 0;
-            self.requant_cols = 0;
+            self.clear();
         }
         r
+    }
+
+    /// The empty plan, in place.
+    fn clear(&mut self) {
+        self.len = 0;
+        self.blocks = 0;
+        self.requant_cols = 0;
+        self.conv_scales = 0;
+        self.conv_luts = 0;
+        self.scratch = 0;
     }
 
     fn recognise(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
@@ -318,6 +445,8 @@ impl Int8Plan {
                 input,
                 rq: rq32,
                 kind: Kind::Output,
+                conv: false,
+                narrow: false,
             };
             if i + 1 == n {
                 if res.is_some() {
@@ -336,7 +465,7 @@ impl Int8Plan {
                     return Err(pattern(j, "a time-embedding bias after a residual or input layer"));
                 }
                 // A time-branch value (the graph's rule for chan_bias): its words in the time region.
-                temb = u32::try_from(g.layer(v as usize - 1).offset).ok();
+                temb = Kind::temb_field(g.layer(v as usize - 1).offset);
                 j += 1;
             }
             let Some((silu, Op::Silu { .. })) = next_reads(j, j as Value) else {
@@ -393,6 +522,220 @@ impl Int8Plan {
         Ok(())
     }
 
+    /// The plan of a convolutional graph (a U-Net, `docs/scorenet.md`): one step per `conv1d`,
+    /// what follows it folded into its epilogue as for the dense layers — `conv(·)` → stream
+    /// (*ToI16*), `conv(·; residual h)` → stream (*Residual*), each with the SiLU that reads the
+    /// stream next if one does; `conv(a) → chan_bias(temb) → silu` (*Table*); the last `conv1d`
+    /// (*Output*). A convolution reads x, an int8 SiLU output, or an int16 stream by its table
+    /// index, the latter also through an `upsample2` (folded into the gather). Columns are
+    /// numbered in plan order: `act.scales` column 0 is s_x, then each step's new values (its
+    /// stream or pre-activation, then its SiLU's output); each SiLU its table in order; the
+    /// `act.requant` columns as the dense layers'.
+    #[inline(never)] // its value table stays out of the dense recognition's stack frame
+    fn recognise_conv(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
+        /// How the integer walk holds a value (`col`: its `act.scales` column).
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Held {
+            No,
+            X,
+            I8 { col: u16 },
+            I16 { col: u16 },
+            Up { src: Value },
+        }
+        let n = g.len();
+        let pattern = |layer: usize, what: &'static str| PlanError::Pattern { layer, what };
+        let mut held = [Held::No; crate::graph::MAX_LAYERS + 1];
+        held[0] = Held::X;
+        let (mut rq, mut cols, mut luts, mut scratch) = (0usize, 1usize, 0usize, 0usize);
+        let (mut tables, mut i) = (0usize, g.time_layers());
+        let narrow =
+            |v: usize| -> Result<u32, PlanError> { u32::try_from(v).map_err(|_| pattern(0, "too large")) };
+        while i < n {
+            let layer = g.layer(i);
+            let (x, res, weight, kernel, dilation, stride) = match layer.op {
+                Op::Conv1d { x, res, weight, kernel, dilation, stride, .. } => {
+                    (x, res, weight, kernel, dilation, stride)
+                }
+                Op::Upsample2 { x } => {
+                    match held[x as usize] {
+                        Held::I8 { .. } | Held::I16 { .. } => {}
+                        _ => {
+                            return Err(pattern(i, "an upsampling of a value the integer path does not keep"))
+                        }
+                    }
+                    if i + 1 >= n
+                        || !matches!(g.layer(i + 1).op, Op::Conv1d { x: v, .. } if v as usize == i + 1)
+                    {
+                        return Err(pattern(i, "an upsampling not read by the next convolution"));
+                    }
+                    held[i + 1] = Held::Up { src: x };
+                    i += 1;
+                    continue;
+                }
+                Op::Silu { .. } | Op::ChannelBias { .. } => {
+                    return Err(pattern(i, "a SiLU or time-embedding bias not after its convolution"))
+                }
+                op => return Err(PlanError::Unsupported { layer: i, op: op.name() }),
+            };
+            let offset = |v: Value| narrow(g.layer(v as usize - 1).offset);
+            let (src, upsample) = match held[x as usize] {
+                Held::Up { src } => (src, true),
+                _ => (x, false),
+            };
+            let (source, in_scale) = match held[src as usize] {
+                Held::X => (ConvSource::X, layout::s_x()),
+                Held::I8 { col } => (ConvSource::I8(offset(src)?), col as usize),
+                Held::I16 { col } => (ConvSource::I16(offset(src)?), col as usize),
+                _ => return Err(pattern(i, "reads a value the integer path does not keep")),
+            };
+            if upsample {
+                held[x as usize] = Held::No;
+            }
+            let (cin, l_in) = (g.value_shape(x).channels, g.value_shape(x).length);
+            let (rows, l_out) = (layer.shape.channels, layer.shape.length);
+            let small =
+                |v: usize| u8::try_from(v).map_err(|_| pattern(i, "a kernel, dilation or stride too large"));
+            let mut io = ConvIo {
+                c_in: cin as u16,
+                l_in: l_in as u16,
+                l_out: l_out as u16,
+                kernel: small(kernel)?,
+                dilation: small(dilation)?,
+                stride: small(stride)?,
+                source,
+                upsample,
+                out_at: None,
+                silu_at: None,
+                res_at: None,
+            };
+            let shape = io.shape(rows).ok_or(pattern(i, "a convolution beyond the int8 kernel's sizes"))?;
+            if shape.l_out() != l_out {
+                return Err(pattern(i, "a convolution's output length"));
+            }
+            scratch = scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            let l16 = i as u16;
+            let mut step = Step {
+                layer: l16,
+                pre: l16,
+                silu: l16,
+                weight,
+                rows: rows as u16,
+                cols: shape.cols() as u16,
+                in_scale: in_scale as u16,
+                out_scale: in_scale as u16,
+                silu_scale: in_scale as u16,
+                res_scale: in_scale as u16,
+                input: if source == ConvSource::X { Input::X } else { Input::Act },
+                rq: narrow(rq)?,
+                kind: Kind::Output,
+                conv: true,
+                narrow: matches!(source, ConvSource::I16(_)),
+            };
+            let value = (i + 1) as Value;
+            let reads = |j: usize, v: Value| j < n && g.layer(j).op.inputs()[0] == Some(v);
+            if i + 1 == n {
+                if res.is_some() {
+                    return Err(pattern(i, "the output convolution has a residual"));
+                }
+                rq += rows;
+                self.push(step, i)?;
+                break;
+            }
+            let mut next = i + 1;
+            // conv → chan_bias → silu: a Table step.
+            let bias = if reads(i + 1, value) { g.layer(i + 1).op } else { layer.op };
+            if let Op::ChannelBias { v, .. } = bias {
+                if res.is_some() {
+                    return Err(pattern(i + 1, "a time-embedding bias after a residual"));
+                }
+                if !(reads(i + 2, value + 1) && matches!(g.layer(i + 2).op, Op::Silu { .. })) {
+                    return Err(pattern(i + 1, "a time-embedding bias not followed by its SiLU"));
+                }
+                if tables >= MAX_STEPS {
+                    return Err(pattern(i, "more steps than the integer path holds"));
+                }
+                let temb = Kind::temb_field(g.layer(v as usize - 1).offset);
+                step.kind = Kind::Table { lut: luts as u16, slot: tables as u16, temb };
+                (step.pre, step.silu) = ((i + 1) as u16, (i + 2) as u16);
+                (step.out_scale, step.silu_scale) = (cols as u16, cols as u16 + 1);
+                step.res_scale = step.out_scale;
+                io.silu_at = Some(offset(value + 2)?);
+                held[i + 3] = Held::I8 { col: cols as u16 + 1 };
+                (cols, luts, tables) = (cols + 2, luts + 1, tables + 1);
+                rq += 3 * rows;
+                next = i + 3;
+            } else {
+                // A stream, and the SiLU reading it next if one does.
+                step.out_scale = cols as u16;
+                step.res_scale = step.out_scale;
+                let out_at = offset(value)?;
+                io.out_at = Some(out_at);
+                match res {
+                    None => {
+                        step.kind = Kind::ToI16 { lut: NO_LUT };
+                        rq += 3 * rows;
+                    }
+                    Some(r) => {
+                        let Held::I16 { col } = held[r as usize] else {
+                            return Err(pattern(i, "a residual that is not an int16 stream"));
+                        };
+                        step.res_scale = col;
+                        io.res_at = Some(offset(r)?);
+                        step.kind = Kind::Residual { lut: NO_LUT };
+                        rq += 3 * rows + 2;
+                    }
+                }
+                held[value as usize] = Held::I16 { col: cols as u16 };
+                cols += 1;
+                if reads(i + 1, value) && matches!(g.layer(i + 1).op, Op::Silu { .. }) {
+                    let silu_at = offset(value + 1)?;
+                    let len = layer.shape.len();
+                    let overlap = silu_at != out_at
+                        && (silu_at as usize) < out_at as usize + len
+                        && (out_at as usize) < silu_at as usize + len;
+                    if overlap {
+                        return Err(pattern(i + 1, "a SiLU's block overlapping its stream's"));
+                    }
+                    if silu_at == out_at {
+                        // The SiLU took the stream's block: no later layer reads the stream.
+                        io.out_at = None;
+                        held[value as usize] = Held::No;
+                    }
+                    io.silu_at = Some(silu_at);
+                    step.kind = match step.kind {
+                        Kind::ToI16 { .. } => Kind::ToI16 { lut: luts as u16 },
+                        _ => Kind::Residual { lut: luts as u16 },
+                    };
+                    step.silu = (i + 1) as u16;
+                    step.silu_scale = cols as u16;
+                    held[i + 2] = Held::I8 { col: cols as u16 };
+                    (cols, luts) = (cols + 1, luts + 1);
+                    next = i + 2;
+                }
+                if let (Some(o), Some(r)) = (io.out_at, io.res_at) {
+                    let len = layer.shape.len();
+                    if o != r && (o as usize) < r as usize + len && (r as usize) < o as usize + len {
+                        return Err(pattern(i, "a stream's block overlapping its residual's"));
+                    }
+                }
+            }
+            // The walk derives the same blocks from the step ([`Int8Plan::conv_io`]).
+            if self.conv_io(&step, g) != Some(io) {
+                return Err(pattern(i, "a convolution whose blocks the plan cannot state"));
+            }
+            self.push(step, i)?;
+            i = next;
+        }
+        if !matches!(self.steps().last(), Some(s) if s.kind == Kind::Output && s.layer as usize + 1 == n) {
+            return Err(pattern(n - 1, "the last layer is not a convolution"));
+        }
+        self.requant_cols = narrow(rq)?;
+        self.conv_scales = u16::try_from(cols).map_err(|_| pattern(n - 1, "too many columns"))?;
+        self.conv_luts = luts as u16;
+        self.scratch = narrow(scratch)?;
+        Ok(())
+    }
+
     fn push(&mut self, step: Step, layer: usize) -> Result<(), PlanError> {
         let slot = self
             .steps
@@ -415,7 +758,75 @@ impl Int8Plan {
 
     /// Columns of `act.scales` the plan indexes ([`layout::scale_cols`]).
     pub fn scale_cols(&self) -> usize {
+        if self.is_conv() {
+            return self.conv_scales as usize;
+        }
         layout::scale_cols(self.blocks())
+    }
+
+    /// Whether this is a convolutional plan (its steps are `conv1d` layers).
+    pub fn is_conv(&self) -> bool {
+        self.steps().first().is_some_and(|s| s.conv)
+    }
+
+    /// A convolution step's geometry and the blocks of its values in graph `g` (the graph the
+    /// plan was made of), as the plan's recognition found them: the input (x, an int8 SiLU
+    /// output or an int16 stream, through an `upsample2` if the convolution reads one), the
+    /// stream's block (none where the SiLU took it), the SiLU's and the residual's. `None` for
+    /// a dense step or a graph the step does not fit.
+    pub fn conv_io(&self, step: &Step, g: &Graph<'_>) -> Option<ConvIo> {
+        if !step.conv || step.layer as usize >= g.len() {
+            return None;
+        }
+        let layer = g.layer(step.layer as usize);
+        let Op::Conv1d { x, res, kernel, dilation, stride, .. } = layer.op else { return None };
+        let at = |v: Value| u32::try_from(g.layer(v as usize - 1).offset).ok();
+        let (src, upsample) = match x {
+            0 => (0, false),
+            v => match g.layer(v as usize - 1).op {
+                Op::Upsample2 { x: s } => (s, true),
+                _ => (v, false),
+            },
+        };
+        let source = match src {
+            0 => ConvSource::X,
+            v if step.narrow => ConvSource::I16(at(v)?),
+            v => ConvSource::I8(at(v)?),
+        };
+        let shape = g.value_shape(x);
+        let has_silu = step.silu != step.pre || matches!(step.kind, Kind::Table { .. });
+        let silu_at = if has_silu && step.kind != Kind::Output { at(step.silu + 1) } else { None };
+        let out_at = match step.kind {
+            Kind::ToI16 { .. } | Kind::Residual { .. } => {
+                let o = at(step.layer + 1)?;
+                (silu_at != Some(o)).then_some(o)
+            }
+            _ => None,
+        };
+        Some(ConvIo {
+            c_in: shape.channels as u16,
+            l_in: shape.length as u16,
+            l_out: layer.shape.length as u16,
+            kernel: u8::try_from(kernel).ok()?,
+            dilation: u8::try_from(dilation).ok()?,
+            stride: u8::try_from(stride).ok()?,
+            source,
+            upsample,
+            out_at,
+            silu_at,
+            res_at: match (res, step.kind) {
+                (Some(r), Kind::Residual { .. }) => Some(at(r)?),
+                _ => None,
+            },
+        })
+    }
+
+    /// Words of integer scratch the walk of a convolutional plan needs after the arena's data
+    /// region (0 for a dense plan): one step's int32 accumulators for every output position
+    /// (L_out·C_out) and its gathered columns ([`super::conv::CONV_TILE`] positions,
+    /// ⌈8·C_in·K/4⌉), the largest over the steps.
+    pub fn scratch_words(&self) -> usize {
+        self.scratch as usize
     }
 
     /// Columns of `act.requant` the plan indexes (its steps' triples, residual pairs and
@@ -426,12 +837,19 @@ impl Int8Plan {
 
     /// Tables of `act.lut` per group ([`layout::lut_count`]).
     pub fn lut_count(&self) -> usize {
+        if self.is_conv() {
+            return self.conv_luts as usize;
+        }
         layout::lut_count(self.blocks())
     }
 
     /// The widest int8 activation or accumulator row the plan's buffers hold (every step's
     /// rows, every input but x's columns).
     pub fn width(&self) -> usize {
+        if self.is_conv() {
+            // One position's accumulators and time embedding: C_out.
+            return self.steps().iter().map(Step::rows).max().unwrap_or(0);
+        }
         self.steps()
             .iter()
             .map(|s| if s.input == Input::X { s.rows() } else { s.rows().max(s.cols()) })
@@ -449,7 +867,7 @@ impl Int8Plan {
             match s.kind {
                 Kind::Output => None,
                 _ if layer == s.pre as usize => Some((s.out_scale(), stream)),
-                _ if layer == s.silu as usize => Some((s.silu_scale(), false)),
+                _ if layer == s.silu as usize && s.silu != s.pre => Some((s.silu_scale(), false)),
                 _ => None,
             }
         })
@@ -462,6 +880,9 @@ impl Int8Plan {
 
     /// The activation that graph layer `layer` writes, if the integer path quantizes it.
     pub fn activation(&self, layer: usize) -> Option<Activation> {
+        if self.is_conv() {
+            return self.scale_of(layer).map(|_| Activation::Layer(layer));
+        }
         let mut h = 0;
         for s in self.steps() {
             type Name = fn(usize) -> Activation;
@@ -524,7 +945,7 @@ mod tests {
             assert_eq!(plan.width(), h.max(dim));
             let s = plan.steps();
             assert_eq!(s.len(), 2 + 2 * nb);
-            let temb = g.layer(3).offset as u32;
+            let temb = core::num::NonZeroU32::new(g.layer(3).offset as u32 + 1);
             // What a step states, as usize (0 for the sizes, checked apart).
             let view = |s: &Step| (s.layer, s.pre, s.silu, s.input, s.in_scale(), s.rq(), s.kind);
             let u = |v: usize| v as u16;
@@ -537,7 +958,7 @@ mod tests {
             for b in 0..nb {
                 let l = u(5 + 5 * b);
                 let (w1, w2) = (&s[1 + 2 * b], &s[2 + 2 * b]);
-                let kind = Kind::Table { lut: u(layout::lut_u(nb, b)), slot: u(b), temb: Some(temb) };
+                let kind = Kind::Table { lut: u(layout::lut_u(nb, b)), slot: u(b), temb };
                 let a = layout::s_a(nb, b);
                 assert_eq!(view(w1), (l + 1, l + 2, l + 3, Input::Act, a, layout::w1(h, b), kind));
                 let kind = Kind::Residual { lut: u(layout::lut_h(b + 1)) };
@@ -587,6 +1008,7 @@ mod tests {
                     Activation::SiluResidual(b) => (layout::s_a(nb, b), false),
                     Activation::Pre(b) => (layout::s_u(nb, b), false),
                     Activation::SiluPre(b) => (layout::s_v(nb, b), false),
+                    Activation::Layer(_) => unreachable!("a dense plan names its activations"),
                 });
                 assert_eq!(plan.scale_of(layer), column, "{d:?} layer {layer}");
             }
@@ -601,16 +1023,109 @@ mod tests {
         }
     }
 
-    /// A convolutional graph is refused by the name of its first layer without an integer
-    /// kernel.
+    /// A U-Net has a convolutional plan: its columns numbered in plan order, each step's
+    /// blocks those of the graph's values.
     #[test]
-    fn a_conv_graph_is_refused_by_name() {
+    fn a_unet_has_a_conv_plan() {
         let u =
             UNet { channels: 1, length: 16, width: 4, levels: 1, blocks: 1, kernel: 3, freqs: 8, temb: 8 };
         let built = u.build().unwrap();
         let g = built.graph().unwrap();
-        let first = g.layers().position(|l| matches!(l.op, Op::Conv1d { .. })).unwrap();
-        assert_eq!(Int8Plan::new(&g), Err(PlanError::Unsupported { layer: first, op: "conv1d" }));
+        let plan = Int8Plan::new(&g).unwrap();
+        assert!(plan.is_conv());
+        // in, (res: table, residual), down, (mid: table, residual), up, (table, residual), out.
+        let kinds: Vec<_> = plan.steps().iter().map(|s| s.kind).collect();
+        let names: Vec<&str> = kinds
+            .iter()
+            .map(|k| match k {
+                Kind::ToI16 { .. } => "i16",
+                Kind::Table { .. } => "table",
+                Kind::Residual { .. } => "res",
+                Kind::Output => "out",
+            })
+            .collect();
+        assert_eq!(names, ["i16", "table", "res", "i16", "table", "res", "res", "table", "res", "out"]);
+        // Scale columns: s_x, then per step its new values in order.
+        let mut col = 1;
+        let mut lut = 0;
+        for s in plan.steps() {
+            let io = plan.conv_io(s, &g).unwrap();
+            match s.kind {
+                Kind::Output => assert_eq!(s.rq() + s.rows(), plan.requant_cols()),
+                Kind::Table { lut: l, .. } => {
+                    assert_eq!((s.out_scale(), s.silu_scale(), l as usize), (col, col + 1, lut));
+                    assert!(io.silu_at.is_some() && io.out_at.is_none());
+                    (col, lut) = (col + 2, lut + 1);
+                }
+                Kind::ToI16 { lut: l } | Kind::Residual { lut: l } => {
+                    assert_eq!(s.out_scale(), col);
+                    col += 1;
+                    if l != NO_LUT {
+                        assert_eq!((s.silu_scale(), l as usize), (col, lut));
+                        (col, lut) = (col + 1, lut + 1);
+                    }
+                }
+            }
+        }
+        assert_eq!((plan.scale_cols(), plan.lut_count()), (col, lut));
+        // The down convolution reads the stream itself, the up one through the upsampling.
+        let (down, up) =
+            (plan.conv_io(&plan.steps()[3], &g).unwrap(), plan.conv_io(&plan.steps()[6], &g).unwrap());
+        assert!(matches!(down.source, ConvSource::I16(_)) && !down.upsample && down.stride == 2);
+        assert!(matches!(up.source, ConvSource::I16(_)) && up.upsample && up.l_in == 16);
+        assert_eq!(plan.steps()[3].in_factor(), 256.0);
+        assert_eq!(plan.input_scale(), Some(layout::s_x()));
+        // Every quantized value is named by its layer.
+        for layer in 0..g.len() {
+            assert_eq!(plan.activation(layer).is_some(), plan.scale_of(layer).is_some());
+        }
+    }
+
+    /// Convolutional graphs the integer walk cannot hold: a standalone add by name, a SiLU
+    /// that follows no convolution and a dense layer among the convolutions by pattern/name.
+    #[test]
+    fn conv_arrangements_without_a_plan_are_refused() {
+        let sig = Shape { channels: 2, length: 8 };
+        // `f` gets v = silu(chan_bias(conv(x), temb)) (layers 2..=4, a Table step).
+        let plan = |f: &dyn Fn(&mut Builder, Value) -> Result<(), crate::graph::GraphError>| {
+            let mut b = Builder::new(sig, 2);
+            let phi = b.time_features(4).unwrap();
+            let t = b.linear(phi, 4, None).unwrap();
+            let u = b.conv1d(0, 4, 3, 1, 1, None).unwrap();
+            let u = b.channel_bias(u, t).unwrap();
+            let v = b.silu(u).unwrap();
+            f(&mut b, v).unwrap();
+            let built = b.finish().unwrap();
+            Int8Plan::new(&built.graph().unwrap()).map(|_| ())
+        };
+        let e = plan(&|b, v| {
+            let h = b.conv1d(v, 4, 3, 1, 1, None)?;
+            let a = b.silu(h)?;
+            let s = b.add(a, h)?;
+            b.conv1d(s, 2, 3, 1, 1, None).map(|_| ())
+        });
+        assert_eq!(e, Err(PlanError::Unsupported { layer: 7, op: "add" }));
+        let e = plan(&|b, v| {
+            let h = b.conv1d(v, 4, 3, 1, 1, None)?;
+            let a = b.silu(h)?;
+            let a = b.silu(a)?;
+            b.conv1d(a, 2, 3, 1, 1, None).map(|_| ())
+        });
+        assert!(matches!(e, Err(PlanError::Pattern { layer: 7, .. })), "{e:?}");
+        let e = plan(&|b, v| {
+            let a = b.silu(v)?;
+            b.conv1d(a, 2, 3, 1, 1, None).map(|_| ())
+        });
+        assert!(matches!(e, Err(PlanError::Pattern { layer: 5, .. })), "{e:?}");
+        // The output with a residual.
+        let e = plan(&|b, v| {
+            let h = b.conv1d(v, 2, 3, 1, 1, None)?;
+            let a = b.silu(h)?;
+            b.conv1d(a, 2, 3, 1, 1, Some(h)).map(|_| ())
+        });
+        assert!(matches!(e, Err(PlanError::Pattern { layer: 7, .. })), "{e:?}");
+        // The smallest that has a plan.
+        assert_eq!(plan(&|b, v| b.conv1d(v, 2, 3, 1, 1, None).map(|_| ())), Ok(()));
     }
 
     /// Linear layers in arrangements the integer buffers cannot hold are refused by pattern.

@@ -12,6 +12,7 @@ use crate::cli::{Given, QuantArg};
 use crate::output::{self, Kind};
 use crate::tsm::{self, GraphSpec, ModelSpec, Quant};
 use tinyscore_engine::format::{DataKind, DataShape};
+use tinyscore_engine::graph::build::Plan;
 use tinyscore_train::config::Network;
 
 /// Arguments of `tinyscore convert`.
@@ -62,12 +63,6 @@ pub fn run_convert(args: &ConvertArgs, given: &Given) -> Result<()> {
     inputs.extend(calib_file);
     let mut out = output::plan(&[("--out", &args.out, Kind::Model)], &inputs)?.remove(0);
     let ckpt = load_checkpoint(&args.checkpoint)?;
-    if ckpt.network.mlp().is_none() && args.quant == QuantArg::W8a8 {
-        bail!(
-            "--quant w8a8: {} is a conv network, which has no integer-activation path yet; convert it with --quant f32, f16 or w8",
-            args.checkpoint.display()
-        );
-    }
     let quant = match args.quant {
         QuantArg::F32 => Quant::F32,
         QuantArg::F16 => Quant::F16,
@@ -183,21 +178,24 @@ pub fn convert(ckpt: &Checkpoint, quant: Quant, use_ema: bool) -> Result<Vec<u8>
         Network::Mlp(_) => Ok(tsm::write_with(&spec_of(ckpt, use_ema)?, data_of(ckpt), quant)?),
         Network::Conv(_) => {
             if quant == Quant::W8A8 {
-                bail!(
-                    "a conv network has no integer-activation (w8a8) path yet: convert it to f32, f16 or w8"
-                );
+                bail!("a conv network's w8a8 file needs calibration inputs (convert_calibrated)");
             }
             let plan = ckpt.network.plan().map_err(|e| anyhow::anyhow!("the conv network: {e}"))?;
-            let spec = GraphSpec {
-                plan: &plan,
-                data: data_of(ckpt),
-                process: process_of(ckpt),
-                norm_mean: &ckpt.norm.mean,
-                norm_std: &ckpt.norm.std,
-                params: if use_ema { &ckpt.ema } else { &ckpt.params },
-            };
-            Ok(tsm::write_graph(&spec, quant)?)
+            Ok(tsm::write_graph(&graph_spec(ckpt, &plan, use_ema), quant)?)
         }
+    }
+}
+
+/// What a conv network's model file holds: its graph `plan`, data, process, normalisation and
+/// the EMA or raw weights.
+fn graph_spec<'c>(ckpt: &'c Checkpoint, plan: &'c Plan, use_ema: bool) -> GraphSpec<'c> {
+    GraphSpec {
+        plan,
+        data: data_of(ckpt),
+        process: process_of(ckpt),
+        norm_mean: &ckpt.norm.mean,
+        norm_std: &ckpt.norm.std,
+        params: if use_ema { &ckpt.ema } else { &ckpt.params },
     }
 }
 
@@ -221,10 +219,7 @@ fn data_of(ckpt: &Checkpoint) -> DataShape {
 /// What a ScoreNet v1 model file of `ckpt` holds: its sizes, process, normalisation and the EMA
 /// or raw weights.
 fn spec_of(ckpt: &Checkpoint, use_ema: bool) -> Result<ModelSpec<'_>> {
-    let dims = ckpt
-        .network
-        .mlp()
-        .context("a conv network has no integer-activation (w8a8) path yet: convert it to f32, f16 or w8")?;
+    let dims = ckpt.network.mlp().context("not a ScoreNet v1 (mlp) network")?;
     Ok(ModelSpec {
         dims,
         process: process_of(ckpt),
@@ -248,18 +243,24 @@ pub fn convert_calibrated(
     if quant != Quant::W8A8 {
         return Ok((convert(ckpt, quant, use_ema)?, 0));
     }
-    let spec = spec_of(ckpt, use_ema)?;
-    let params = spec.params;
+    // Calibration runs the engine's own f32 network of these weights.
+    let float_bytes = convert(ckpt, Quant::F32, use_ema)?;
+    let float = Model::parse(&float_bytes)?;
+    let conv_plan = match ckpt.network {
+        Network::Conv(_) => Some(ckpt.network.plan().map_err(|e| anyhow::anyhow!("the conv network: {e}"))?),
+        Network::Mlp(_) => None,
+    };
     let build = |g: usize| -> Result<Vec<u8>> {
-        let scales = calib::activation_scales(&spec.dims, params, points, g);
-        let (rq, luts) = calib::integer_params(&spec.dims, params, &scales, g);
-        Ok(tsm::write_w8a8_with(&spec, data_of(ckpt), g, &scales, &rq, &luts)?)
+        let scales = calib::activation_scales_of(&float, points, g);
+        let (rq, luts) = calib::integer_params_of(&float, &scales, g);
+        Ok(match &conv_plan {
+            Some(plan) => tsm::write_graph_w8a8(&graph_spec(ckpt, plan, use_ema), g, &scales, &rq, &luts)?,
+            None => tsm::write_w8a8_with(&spec_of(ckpt, use_ema)?, data_of(ckpt), g, &scales, &rq, &luts)?,
+        })
     };
     if let Some(g) = groups {
         return Ok((build(g)?, g));
     }
-    let float_bytes = convert(ckpt, Quant::F32, use_ema)?;
-    let float = Model::parse(&float_bytes)?;
     let budget = SIZE_BUDGET * float_bytes.len() as f64;
     let mut tried = Vec::new();
     for g in [1usize, 2, 4, 8] {

@@ -146,7 +146,20 @@ pub fn report_for_batch(name: &str, model: &Model<'_>, batch: usize) -> String {
         h.file_len, weights
     );
     let _ = writeln!(s, "flash     {} bytes (the file is used in place, zero-copy)", h.file_len);
-    if model.is_int8() {
+    let conv_int8 = model.is_int8() && model.dims().hidden == 0;
+    if conv_int8 {
+        let _ = writeln!(
+            s,
+            "quant     w8a8 integer path (int8 convolutions), {} timestep group(s) of activation scales",
+            model.groups()
+        );
+        let _ = writeln!(
+            s,
+            "act       {} bytes of activations (the file's figure): the arena (int8/int16 values in the f32 \
+             walk's blocks, its scratch at least the int32 accumulators of one convolution) + sampler state 4*2D (f32)",
+            h.ram_bytes
+        );
+    } else if model.is_int8() {
         let _ = writeln!(
             s,
             "quant     w8a8 integer path, {} timestep group(s) of activation scales",

@@ -1,0 +1,223 @@
+//! The integer walk of a convolutional plan (`docs/quantization.md`, "Convolutions"): every
+//! `conv1d` step of the graph's [`Int8Plan`] on the portable int8 kernel
+//! ([`quant::conv::conv_i8_from`]), its epilogue by the dense layers' rule and code
+//! ([`quant::epilogue`], one output position at a time: that position's C_out accumulators are
+//! one vector). No buffer of its own: values live in the f32 walk's blocks of the arena's data
+//! region (an int8 value in its block's first bytes, an int16 stream in its first half), the
+//! accumulators of a whole step and its gathered column in the integer scratch after it
+//! ([`Int8Plan::scratch_words`]), so a step reads all its input before it writes anything.
+
+use super::int8::Params;
+use crate::format::Model;
+use crate::kernels::Kernels;
+use crate::quant::{
+    self,
+    conv::Source,
+    plan::{ConvSource, Kind},
+    Epilogue, Int8Plan, Silu,
+};
+
+/// One convolution's accumulators ([`quant::conv::conv_i8_with`]): the dot products of each tile
+/// of gathered columns by the AVX2 or NEON int8 matmul where `k` has it (a tile of positions is
+/// a batch of vectors), else the portable [`quant::dot_i8`]; exact integers, the same bits.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+fn conv(
+    k: Kernels,
+    s: &quant::conv::ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    col: &mut [i8],
+    acc: &mut [i32],
+) -> Result<(), quant::conv::ConvSizeError> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    let (ck, co) = (s.cols(), s.acc_len() / s.l_out().max(1));
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        Kernels::Avx2(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+            quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+        }),
+        #[cfg(target_arch = "aarch64")]
+        Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+            quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+        }),
+        _ => quant::conv::conv_i8_from(s, w, x, upsample, col, acc),
+    }
+}
+
+/// The table of a stream step whose stream no SiLU reads: its output goes to a sink.
+const NO_TABLE: [u8; 256] = [0; 256];
+
+/// The network's caller-side buffers: `x8` (≥ D) the quantized input, `tq` (≥ C_out) a step's
+/// time embedding in its accumulators' scale, `sink16` and `sink8` (≥ C_out) one position of
+/// a stream or SiLU no later layer reads.
+pub(super) struct ConvBufs<'b> {
+    pub x8: &'b mut [i8],
+    pub tq: &'b mut [i32],
+    pub sink16: &'b mut [i16],
+    pub sink8: &'b mut [i8],
+}
+
+/// Bytes `r` of `data` viewed as int16 (`None` if out of range; never misaligned: blocks start
+/// at whole words).
+fn i16s(data: &mut [u8], r: core::ops::Range<usize>) -> Option<&mut [i16]> {
+    bytemuck::try_cast_slice_mut(data.get_mut(r)?).ok()
+}
+
+/// Two disjoint byte ranges of `data`, mutably.
+fn two(
+    data: &mut [u8],
+    a: core::ops::Range<usize>,
+    b: core::ops::Range<usize>,
+) -> Option<(&mut [u8], &mut [u8])> {
+    if a.end <= b.start {
+        let (lo, hi) = data.split_at_mut(b.start);
+        Some((lo.get_mut(a)?, hi.get_mut(..b.end - b.start)?))
+    } else if b.end <= a.start {
+        let (y, x) = two(data, b, a)?;
+        Some((x, y))
+    } else {
+        None
+    }
+}
+
+/// ε̂ of one input `x` (channel-major, D values) at time `t` into `eps` (channel-major), on the
+/// integer path of a convolutional plan; `arena` the network's arena with its time region
+/// computed (the time branch, f32). Sizes are the plan's (checked when the file was parsed and
+/// the network built); a slice too short ends the walk early instead of panicking.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn int8_conv(
+    m: &Model<'_>,
+    plan: &Int8Plan,
+    arena: &mut [f32],
+    x: &[f32],
+    t: f32,
+    eps: &mut [f32],
+    b: ConvBufs<'_>,
+    k: Kernels,
+) {
+    let g = m.graph();
+    let r = g.regions();
+    let p = Params::new(m, t);
+    let Some((time, rest)) = arena.split_at_mut_checked(r.time) else { return };
+    let Some((data, scratch)) = rest.split_at_mut_checked(r.data) else { return };
+    let data: &mut [u8] = bytemuck::cast_slice_mut(data);
+    let Some(scratch) = scratch.get_mut(..plan.scratch_words()) else { return };
+    // x8 = round(x / s_x), channels-last                                    (L, C) int8
+    let (c, l) = (g.input().channels, g.input().length);
+    let s_x = p.scale(quant::layout::s_x());
+    let (Some(x), Some(x8)) = (x.get(..c * l), b.x8.get_mut(..c * l)) else { return };
+    for (pos, row) in x8.chunks_exact_mut(c.max(1)).enumerate() {
+        for (ch, q) in row.iter_mut().enumerate() {
+            *q = quant::quantize_i8(x[ch * l + pos], s_x);
+        }
+    }
+    for step in plan.steps() {
+        let Some(io) = plan.conv_io(step, g) else { return };
+        let rows = step.rows();
+        let Some(shape) = io.shape(rows) else { return };
+        let w = p.weight(step);
+        // acc = W ⊛ input, every position                                 (L_out, C_out) int32
+        let (acc, col) = scratch.split_at_mut(shape.acc_len());
+        let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
+        let col: &mut [i8] = bytemuck::cast_slice_mut(col);
+        let src_len = (io.l_in as usize >> usize::from(io.upsample)) * io.c_in as usize;
+        let at = |a: u32| 4 * a as usize;
+        let source = match io.source {
+            ConvSource::X => Source::I8(x8),
+            ConvSource::I8(a) => {
+                let Some(v) = data.get(at(a)..at(a) + src_len) else { return };
+                Source::I8(bytemuck::cast_slice(v))
+            }
+            ConvSource::I16(a) => {
+                let Some(v) = data.get(at(a)..at(a) + 2 * src_len) else { return };
+                let Ok(v) = bytemuck::try_cast_slice::<u8, i16>(v) else { return };
+                Source::I16(v)
+            }
+        };
+        let done = conv(k, &shape, w.data(), source, io.upsample, col, acc);
+        if done.is_err() {
+            return;
+        }
+        let acc = &*acc;
+        let l_out = shape.l_out();
+        let table = |lut: u16| if lut == quant::plan::NO_LUT { &NO_TABLE[..] } else { p.table(lut as usize) };
+        match step.kind {
+            // ε̂[co, l] = (acc + b) · s_w[co]·s_in                           (C, L) f32
+            Kind::Output => {
+                let s_in = p.scale(step.in_scale()) * step.in_factor();
+                let Some(eps) = eps.get_mut(..rows * l_out) else { return };
+                for (pos, a) in acc.chunks_exact(rows).enumerate() {
+                    for (co, &v) in a.iter().enumerate() {
+                        eps[co * l_out + pos] = (v + p.rq_at(step.rq() + co)) as f32 * (w.scale(co) * s_in);
+                    }
+                }
+            }
+            // silu(u) by table, u = requant(acc + b + temb)                 (L_out, C_out) int8
+            Kind::Table { lut, .. } => {
+                let Some(tq) = b.tq.get_mut(..rows) else { return };
+                super::int8::quantize_temb(&p, step, time, tq);
+                let Some(s) = io.silu_at else { return };
+                let Some(out) = data.get_mut(at(s)..at(s) + rows * l_out) else { return };
+                let out: &mut [i8] = bytemuck::cast_slice_mut(out);
+                let mut e = Epilogue::Table { add: tq, table: table(lut), out };
+                quant::epilogue(p.triples(step), acc, rows, l_out, 0..rows, rows, &mut e);
+            }
+            // h = requant(acc + b) [+ requant(res)], then silu(h) by table if a SiLU reads it
+            Kind::ToI16 { lut } | Kind::Residual { lut } => {
+                let residual = matches!(step.kind, Kind::Residual { .. });
+                let c = step.rq() + 3 * rows;
+                let (mr, nr) = if residual { (p.rq_at(c), p.rq_at(c + 1) as u32) } else { (0, 0) };
+                let len = rows * l_out;
+                // The residual into the stream's block, once, before anything is written.
+                if let (Some(o), Some(r)) = (io.out_at, io.res_at) {
+                    if o != r {
+                        if at(r).max(at(o)) + 2 * len > data.len() {
+                            return;
+                        }
+                        data.copy_within(at(r)..at(r) + 2 * len, at(o));
+                    }
+                }
+                let tab = table(lut);
+                for pos in 0..l_out {
+                    let a = &acc[pos * rows..(pos + 1) * rows];
+                    let (ho, so) = (at(0) + 2 * pos * rows, pos * rows);
+                    // This position's stream and SiLU outputs: in their blocks, or the sinks.
+                    let (h, silu): (&mut [i16], &mut [i8]) = match (io.out_at, io.silu_at) {
+                        (Some(o), Some(s)) => {
+                            let Some((h, sl)) =
+                                two(data, at(o) + ho..at(o) + ho + 2 * rows, at(s) + so..at(s) + so + rows)
+                            else {
+                                return;
+                            };
+                            let Ok(h) = bytemuck::try_cast_slice_mut(h) else { return };
+                            (h, bytemuck::cast_slice_mut(sl))
+                        }
+                        (Some(o), None) => {
+                            let Some(h) = i16s(data, at(o) + ho..at(o) + ho + 2 * rows) else { return };
+                            let Some(sink) = b.sink8.get_mut(..rows) else { return };
+                            (h, sink)
+                        }
+                        (None, Some(s)) => {
+                            let Some(sink) = b.sink16.get_mut(..rows) else { return };
+                            if let Some(r) = io.res_at {
+                                let Some(res) = i16s(data, at(r) + ho..at(r) + ho + 2 * rows) else { return };
+                                sink.copy_from_slice(res);
+                            }
+                            let Some(sl) = data.get_mut(at(s) + so..at(s) + so + rows) else { return };
+                            (sink, bytemuck::cast_slice_mut(sl))
+                        }
+                        (None, None) => return,
+                    };
+                    let silu = Silu { table: tab, out: silu };
+                    let mut e = if residual {
+                        Epilogue::Residual { silu, mr, nr, h }
+                    } else {
+                        Epilogue::ToI16 { out: h, silu }
+                    };
+                    quant::epilogue(p.triples(step), a, rows, 1, 0..rows, rows, &mut e);
+                }
+            }
+        }
+    }
+}
