@@ -14,6 +14,8 @@
 //! it prints `skipped: <why>` and passes (CI installs both). Run it alone with
 //! `cargo test -p tinyscore-tools --release --test firmware -- --nocapture`.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -235,7 +237,7 @@ fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
     assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
 
     // The host's samples: exactly the CSV lines, nothing else, on stdout.
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("sample")
         .arg(&model)
         .args(["--sampler", sampler, "--steps", &steps.to_string(), "--n", &N.to_string()])
@@ -270,8 +272,7 @@ fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
 /// table, the process, a run's vectors), all of which live on the firmware's stack at once: the
 /// measured `stack` must cover it, and exceed it by no more than the frames and the runtime.
 fn stack_within_inspects_figure(model: &Path, stack: u64) {
-    let inspect =
-        Command::new(env!("CARGO_BIN_EXE_tinyscore")).arg("inspect").arg(model).output().expect("inspect");
+    let inspect = common::tinyscore().arg("inspect").arg(model).output().expect("inspect");
     assert!(inspect.status.success());
     let text = String::from_utf8_lossy(&inspect.stdout);
     let ram: u64 = text
@@ -339,7 +340,7 @@ fn denoise_in_qemu(model_rel: &str, extra: &[(&str, &str)]) {
     let method = get("TINYSCORE_METHOD").unwrap_or("tweedie");
     let sigma = get("TINYSCORE_SIGMA").unwrap_or("auto");
 
-    let mut host = Command::new(env!("CARGO_BIN_EXE_tinyscore"));
+    let mut host = common::tinyscore();
     host.arg("denoise").arg(&model).arg("--input").arg(&input);
     host.args(["--method", method, "--sigma", sigma, "--out", "-"]);
     if method != "tweedie" {
@@ -421,7 +422,7 @@ fn firmware_streams_like_the_host_with_bad_samples() {
     let huge = values.iter().filter(|v| !v.is_nan() && v.abs() > 1e6).count();
     assert!(nans > 0 && huge > 0, "the stream input must hold NaN and huge/infinite samples");
 
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("denoise")
         .arg(&model)
         .arg("--stream")
@@ -486,8 +487,7 @@ fn firmware_streams_like_the_host_with_bad_samples() {
 /// As [`stack_within_inspects_figure`], with `tinyscore inspect`'s `stream` figure (the
 /// `Stream<W>`, on the firmware's stack in stream mode) added to its RAM figure.
 fn stream_stack_within_inspects_figures(model: &Path, stack: u64) {
-    let inspect =
-        Command::new(env!("CARGO_BIN_EXE_tinyscore")).arg("inspect").arg(model).output().expect("inspect");
+    let inspect = common::tinyscore().arg("inspect").arg(model).output().expect("inspect");
     assert!(inspect.status.success());
     let text = String::from_utf8_lossy(&inspect.stdout);
     let figure = |key: &str| -> u64 {
