@@ -113,7 +113,8 @@ step "aarch64 Linux (cross gcc linker, tests under qemu-aarch64): the engine's g
 # trainer's unit tests and tests/checkpoint.rs (bit-exact save, load and resume), with the CLI they
 # start behind qemu-aarch64 too (TINYSCORE_TEST_RUNNER, tools/tests/common/mod.rs: an emulated
 # process cannot exec an aarch64 binary without binfmt_misc); host-train/tests/train_smoke.rs
-# (statistical, no bits; ~4 min under QEMU) runs natively only. docs/targets.md has the timings.
+# (statistical, no bits; ~4 min under QEMU) and the C API's tests (they pass under QEMU in 0.6 s,
+# but their cross-build costs ~2 CPU minutes) run natively only. docs/targets.md has the timings.
 if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 \
     && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
   a64_started=$(date +%s)
