@@ -23,6 +23,10 @@
 # Environment (defaults in brackets):
 #   TINYSCORE  the binary                                  [target/release/tinyscore]
 #   SETS       space-separated DATA=MODEL pairs            [moons=firmware-example/models/moons-f32.tsm]
+#              MODEL `exact` (moons only): the exact score of the moons distribution instead of a
+#              network, sampled by $EXACT (cargo build --release -p tinyscore-engine --example
+#              moons_exact): each sampler's own discretisation error
+#   EXACT      that example's binary                       [target/release/examples/moons_exact]
 #   SAMPLERS   sampler specs; a spec is NAME or NAME:FLAGS with FLAGS comma-separated CLI flags,
 #              e.g. dpmpp-sde:--spacing=leading            [ddim dpmpp-2m dpmpp-3m dpmpp-sde unipc]
 #   EVALS      network evaluations (= steps)               [5 10 20 50]
@@ -41,6 +45,7 @@
 set -euo pipefail
 
 TINYSCORE=${TINYSCORE:-target/release/tinyscore}
+EXACT=${EXACT:-target/release/examples/moons_exact}
 SETS=${SETS:-moons=firmware-example/models/moons-f32.tsm}
 SAMPLERS=${SAMPLERS-ddim dpmpp-2m dpmpp-3m dpmpp-sde unipc}
 EVALS=${EVALS-5 10 20 50}
@@ -80,9 +85,22 @@ samples() {
     local out="$dir/$tag-s$steps-seed$seed-n$N.csv"
     if [[ ! -s $out ]]; then
         mkdir -p "$dir"
-        # shellcheck disable=SC2086 # flags are split on purpose
-        $NICE "$TINYSCORE" sample "$model" --sampler "$name" --steps "$steps" ${flags//,/ } \
-            --n "$N" --seed "$seed" --out "$out.tmp" >/dev/null
+        if [[ $model == exact ]]; then
+            # The exact score of the moons distribution (engine/examples/moons_exact.rs): its
+            # sampler names, with the grid as a `:leading|:linspace|:karras` suffix.
+            local grid=""
+            case $flags in
+                "") ;;
+                --spacing=leading | --spacing=linspace) grid=":${flags#--spacing=}" ;;
+                --karras) grid=":karras" ;;
+                *) echo "error: MODEL=exact takes no sampler flags but --spacing=leading|linspace or --karras ($spec)" >&2 && exit 2 ;;
+            esac
+            $NICE "$EXACT" "$name$grid" "$steps" "$seed" "$N" "$out.tmp"
+        else
+            # shellcheck disable=SC2086 # flags are split on purpose
+            $NICE "$TINYSCORE" sample "$model" --sampler "$name" --steps "$steps" ${flags//,/ } \
+                --n "$N" --seed "$seed" --out "$out.tmp" >/dev/null
+        fi
         mv "$out.tmp" "$out"
     fi
     printf '%s\n' "$out"

@@ -15,15 +15,19 @@
 //!    `include_bytes!` in `src/main.rs` embeds. The file is parsed here with the engine's own
 //!    parser, so a broken model fails the build, not the board, and its sizes D, H, F become the
 //!    network's const-generic capacities: exactly what the model needs, no more RAM.
-//! 3. **Settings.** `TINYSCORE_MODE` (`sample`, `denoise` or `stream`), then for sampling
-//!    `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED` and `TINYSCORE_N`, for denoising
+//! 3. **Settings.** `TINYSCORE_MODE` (`sample`, `denoise`, `stream` or `impute`), then for
+//!    sampling `TINYSCORE_SAMPLER`, `TINYSCORE_STEPS`, `TINYSCORE_SEED`, `TINYSCORE_N` and
+//!    `TINYSCORE_BATCH` (samples in lockstep; 8 for a w8a8 file, else 1), for imputation
+//!    `TINYSCORE_INPUT`, `TINYSCORE_MASK`, `TINYSCORE_STEPS`, `TINYSCORE_DRAWS`,
+//!    `TINYSCORE_RESAMPLE` and `TINYSCORE_SEED`, for denoising
 //!    `TINYSCORE_INPUT`, `TINYSCORE_METHOD`, `TINYSCORE_SIGMA`, `TINYSCORE_STEPS`,
 //!    `TINYSCORE_DRAWS` and `TINYSCORE_SEED` (the defaults of `tinyscore denoise`), are parsed and
 //!    written as constants to `OUT_DIR/config.rs`. Cargo re-runs this script when any of them, the
 //!    model file or the input file changes.
 //! 4. **The denoise input.** The noisy windows (a CSV file, read by the same rules as the host's
 //!    `tinyscore denoise --input`: one window per line, `#` lines skipped, values parsed as f32)
-//!    become a `static` array in flash, each value written by its bits so nothing is re-rounded.
+//!    become a `static` array in flash, each value written by its bits so nothing is re-rounded;
+//!    in `impute` mode the mask (`TINYSCORE_MASK`, 0/1 of the input's shape) a `static [bool]`.
 //! 5. **The stream input.** In `stream` mode, a one-column signal (`TINYSCORE_INPUT`, default
 //!    `inputs/ecg-stream-noisy.csv`; read as `tinyscore denoise --stream --input` reads it, NaN
 //!    and infinities kept) becomes the `static SIGNAL`, with `TINYSCORE_HOP` (default W/2),
@@ -47,6 +51,14 @@ const DEFAULT_STREAM_MODEL: &str = "models/ecg-conv-f32.tsm";
 const DEFAULT_STREAM_INPUT: &str = "inputs/ecg-stream-noisy.csv";
 /// The noisy windows embedded in `denoise` mode when `TINYSCORE_INPUT` is not set.
 const DEFAULT_INPUT: &str = "inputs/ecg-noisy.csv";
+/// The windows embedded in `impute` mode when `TINYSCORE_INPUT` is not set: the clean held-out
+/// windows (their values in the gap are not used).
+const DEFAULT_IMPUTE_INPUT: &str = "inputs/ecg-clean.csv";
+/// The mask embedded in `impute` mode when `TINYSCORE_MASK` is not set: a gap in each window.
+const DEFAULT_MASK: &str = "inputs/ecg-gap-mask.csv";
+/// Samples drawn in lockstep when `TINYSCORE_BATCH` is not set, for a `w8a8` file (the
+/// Cortex-M4's integer tile; other files: 1).
+const DEFAULT_BATCH: usize = 8;
 /// Samplers this firmware knows, by their `tinyscore sample --sampler` names.
 const SAMPLERS: &[&str] = &[
     "ddpm",
@@ -93,30 +105,30 @@ fn run() -> Result<(), String> {
     // TINYSCORE_MACHINE=microbit: the M0 build on QEMU's real Cortex-M0 board (16 KiB of RAM,
     // the smallest models only; boards/microbit/memory.x). Re-run when it changes.
     let machine = setting("TINYSCORE_MACHINE");
-    let (map, script) = match (target.as_str(), board) {
-        ("thumbv6m-none-eabi", false) if machine.as_deref() == Some("microbit") => {
-            ("boards/microbit/memory.x", "memory.x")
+    // TINYSCORE_MACHINE=m4f-256k-64k: the Cortex-M4F build in the memory of a 256 KiB-flash /
+    // 64 KiB-RAM part (nRF52832, STM32L4 class), run on mps2-an386 (boards/m4f-256k-64k/memory.x).
+    let (map, script) = match (target.as_str(), board, machine.as_deref()) {
+        ("thumbv6m-none-eabi", false, Some("microbit")) => ("boards/microbit/memory.x", "memory.x"),
+        ("thumbv7em-none-eabihf", false, Some("m4f-256k-64k")) => {
+            ("boards/m4f-256k-64k/memory.x", "memory.x")
         }
-        (t, _)
-            if machine.is_some()
-                && !(t == "thumbv6m-none-eabi" && machine.as_deref() == Some("microbit")) =>
-        {
+        (_, _, Some(m)) => {
             return Err(format!(
-                "TINYSCORE_MACHINE={}: only `microbit` with thumbv6m-none-eabi is known",
-                machine.as_deref().unwrap_or_default()
+                "TINYSCORE_MACHINE={m}: only `microbit` (thumbv6m-none-eabi) and `m4f-256k-64k` \
+                 (thumbv7em-none-eabihf, QEMU profile) are known"
             ))
         }
-        ("thumbv7em-none-eabihf", false) => ("boards/mps2-an386/memory.x", "memory.x"),
-        ("thumbv7em-none-eabihf", true) => ("boards/nrf52840-dk/memory.x", "memory.x"),
-        ("thumbv6m-none-eabi", false) => ("boards/mps2-an385/memory.x", "memory.x"),
-        ("thumbv8m.main-none-eabihf", false) => ("boards/mps2-an505/memory.x", "memory.x"),
+        ("thumbv7em-none-eabihf", false, _) => ("boards/mps2-an386/memory.x", "memory.x"),
+        ("thumbv7em-none-eabihf", true, _) => ("boards/nrf52840-dk/memory.x", "memory.x"),
+        ("thumbv6m-none-eabi", false, _) => ("boards/mps2-an385/memory.x", "memory.x"),
+        ("thumbv8m.main-none-eabihf", false, _) => ("boards/mps2-an505/memory.x", "memory.x"),
         // No cortex-m-rt here: the whole linker script is ours (start-up code in
         // src/platform/riscv.rs), under a name of its own.
-        ("riscv32imac-unknown-none-elf", false) => ("boards/qemu-virt-rv32/link.x", "riscv.x"),
-        (t, true) => {
+        ("riscv32imac-unknown-none-elf", false, _) => ("boards/qemu-virt-rv32/link.x", "riscv.x"),
+        (t, true, _) => {
             return Err(format!("the `board` profile is the nRF52840-DK (thumbv7em-none-eabihf), not {t}"))
         }
-        (t, false) => {
+        (t, false, _) => {
             return Err(format!(
                 "no QEMU machine for target {t}: use thumbv7em-none-eabihf, thumbv6m-none-eabi, \
                  thumbv8m.main-none-eabihf or riscv32imac-unknown-none-elf"
@@ -141,15 +153,16 @@ fn run() -> Result<(), String> {
 
     // --- 2. the model ------------------------------------------------------------------------
     let mode = setting("TINYSCORE_MODE").unwrap_or_else(|| "sample".into());
-    let (denoise, stream) = match mode.as_str() {
-        "sample" => (false, false),
-        "denoise" => (true, false),
-        "stream" => (false, true),
-        _ => return Err(format!("TINYSCORE_MODE={mode}: use `sample`, `denoise` or `stream`")),
+    let (denoise, stream, impute) = match mode.as_str() {
+        "sample" => (false, false, false),
+        "denoise" => (true, false, false),
+        "stream" => (false, true, false),
+        "impute" => (false, false, true),
+        _ => return Err(format!("TINYSCORE_MODE={mode}: use `sample`, `denoise`, `stream` or `impute`")),
     };
     let model_path = match setting("TINYSCORE_MODEL") {
         Some(p) => manifest_dir.join(p), // an absolute `p` replaces the base
-        None if denoise => manifest_dir.join(DEFAULT_DENOISE_MODEL),
+        None if denoise || impute => manifest_dir.join(DEFAULT_DENOISE_MODEL),
         None if stream => manifest_dir.join(DEFAULT_STREAM_MODEL),
         None => manifest_dir.join(DEFAULT_MODEL),
     };
@@ -179,14 +192,37 @@ fn run() -> Result<(), String> {
     // a bad count at run time, and that path (panic → semihosting exit 1) is what the host test
     // drives to prove a failing firmware cannot hang CI. Defaults: the firmware's own for
     // sampling, `tinyscore denoise`'s for denoising.
-    let steps: u32 = number("TINYSCORE_STEPS", if denoise || stream { 50 } else { 100 })?;
-    let seed: u64 = number("TINYSCORE_SEED", if denoise || stream { 0 } else { 42 })?;
+    let windowed = denoise || stream || impute;
+    let steps: u32 = number("TINYSCORE_STEPS", if windowed { 50 } else { 100 })?;
+    let seed: u64 = number("TINYSCORE_SEED", if windowed { 0 } else { 42 })?;
     let n: u32 = number("TINYSCORE_N", 8)?;
+    // Samples drawn in lockstep (`sampler::draw_batch`), at most N; 1: one at a time (`draw`).
+    // The default: 8 for a w8a8 file, whose integer tiles make a lockstep step ~3x cheaper per
+    // sample on the M4; 1 otherwise (the f32 batch path skips the M4's FPU kernel: slower there).
+    let batch: usize = number("TINYSCORE_BATCH", if model.is_int8() { DEFAULT_BATCH } else { 1 })?;
+    if batch == 0 || batch > 64 {
+        return Err(format!("TINYSCORE_BATCH={batch}: must be in 1..=64"));
+    }
+    let batch = if windowed { 1 } else { batch.min(n.max(1) as usize) };
+    // Imputation: RePaint resamplings per step (`tinyscore denoise --resample`).
+    let resample: u32 = number("TINYSCORE_RESAMPLE", 1)?;
+    if impute && !(1..=tinyscore_engine::denoise::MAX_RESAMPLE).contains(&resample) {
+        return Err(format!(
+            "TINYSCORE_RESAMPLE={resample}: must be in 1..={}",
+            tinyscore_engine::denoise::MAX_RESAMPLE
+        ));
+    }
     let method = setting("TINYSCORE_METHOD").unwrap_or_else(|| "tweedie".into());
     if !["tweedie", "sdedit"].contains(&method.as_str()) {
         return Err(format!("TINYSCORE_METHOD={method}: use `tweedie` or `sdedit`"));
     }
     let draws: u32 = number("TINYSCORE_DRAWS", 4)?;
+    if impute && !(1..=tinyscore_engine::denoise::MAX_DRAWS).contains(&draws) {
+        return Err(format!(
+            "TINYSCORE_DRAWS={draws}: must be in 1..={}",
+            tinyscore_engine::denoise::MAX_DRAWS
+        ));
+    }
     // `auto` (the default): estimated on the device from the windows, as the host does.
     let sigma = match setting("TINYSCORE_SIGMA").as_deref() {
         None | Some("auto") => None,
@@ -196,19 +232,45 @@ fn run() -> Result<(), String> {
         },
     };
 
-    // --- 4. the denoise input ----------------------------------------------------------------
-    let (input_name, windows) = if denoise {
+    // --- 4. the denoise and impute input -----------------------------------------------------
+    let (input_name, windows) = if denoise || impute {
         let path = match setting("TINYSCORE_INPUT") {
             Some(p) => manifest_dir.join(p),
+            None if impute => manifest_dir.join(DEFAULT_IMPUTE_INPUT),
             None => manifest_dir.join(DEFAULT_INPUT),
         };
         println!("cargo:rerun-if-changed={}", path.display());
-        if sigma.is_none() && dims.dim < 2 {
+        if denoise && sigma.is_none() && dims.dim < 2 {
             return Err("TINYSCORE_SIGMA=auto needs windows of at least 2 values; give a number".into());
         }
         let values = read_windows(&path, dims.dim)?;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input").to_owned();
         (name, values)
+    } else {
+        (String::new(), Vec::new())
+    };
+
+    // --- 4b. the impute mask: 1 where a value is known, 0 where it is missing -------------------
+    let (mask_name, mask) = if impute {
+        let path = match setting("TINYSCORE_MASK") {
+            Some(p) => manifest_dir.join(p),
+            None => manifest_dir.join(DEFAULT_MASK),
+        };
+        println!("cargo:rerun-if-changed={}", path.display());
+        let values = read_windows(&path, dims.dim)?;
+        if values.len() != windows.len() {
+            return Err(format!(
+                "{}: {} rows, the input has {}",
+                path.display(),
+                values.len() / dims.dim,
+                windows.len() / dims.dim
+            ));
+        }
+        if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
+            return Err(format!("{}: mask values must be 0 or 1, found {v}", path.display()));
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("mask").to_owned();
+        (name, values.iter().map(|v| *v == 1.0).collect::<Vec<bool>>())
     } else {
         (String::new(), Vec::new())
     };
@@ -259,6 +321,24 @@ fn run() -> Result<(), String> {
     let _ = writeln!(config, "pub const MODEL_FILE: &str = {file_name:?};");
     let _ = writeln!(config, "/// `denoise` mode (else `sample`).");
     let _ = writeln!(config, "pub const DENOISE: bool = {denoise};");
+    let _ = writeln!(config, "/// `impute` mode.");
+    let _ = writeln!(config, "pub const IMPUTE: bool = {impute};");
+    let _ = writeln!(config, "/// Impute: RePaint resamplings per step.");
+    let _ = writeln!(config, "pub const RESAMPLE: u32 = {resample};");
+    let _ = writeln!(config, "/// Impute: file name of the embedded mask.");
+    let _ = writeln!(config, "pub const MASK_FILE: &str = {mask_name:?};");
+    let _ = writeln!(config, "/// Impute: the mask, row-major (WINDOWS, DIM), true where a value is known.");
+    let _ = write!(config, "pub static MASK: [bool; {}] = [", mask.len());
+    for k in &mask {
+        let _ = write!(config, "{k},");
+    }
+    let _ = writeln!(config, "];");
+    let _ = writeln!(config, "/// Sample: samples drawn in lockstep (1: one at a time).");
+    let _ = writeln!(config, "pub const BATCH: usize = {batch};");
+    let lockstep_arena = if batch > 1 { tinyscore_engine::walk::arena_len(model.graph(), batch) } else { 0 };
+    let _ =
+        writeln!(config, "/// Sample: words of the lockstep batch's f32 arena (`batch_scratch_len(BATCH)`).");
+    let _ = writeln!(config, "pub const LOCKSTEP_ARENA: usize = {lockstep_arena};");
     let _ = writeln!(config, "/// `stream` mode.");
     let _ = writeln!(config, "pub const STREAM: bool = {stream};");
     let _ = writeln!(config, "/// Stream: a window starts every HOP samples.");

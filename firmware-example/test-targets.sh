@@ -4,7 +4,7 @@
 # ./run-qemu.sh --icount, and checks
 #   - QEMU exits 0;
 #   - the CSV lines equal, byte for byte, what the host's `tinyscore sample|denoise ... --out -`
-#     (`denoise --stream` for stream mode) prints for the same file and settings (and `# sigma=`
+#     (`denoise --stream` for stream mode, `denoise --mask` for impute mode) prints for the same file and settings (and `# sigma=`
 #     the σ the host reports);
 #   - the stack high-water mark lies within [RAM, RAM + 8 KiB], RAM being `tinyscore inspect`'s
 #     figure (as tools/tests/firmware.rs holds the Cortex-M4F);
@@ -90,6 +90,14 @@ for target in "${targets[@]}"; do
           || fail "$target $name: tinyscore denoise: $(cat "$work/host.err")"
         evals=""
         ;;
+      impute)
+        input=$(get TINYSCORE_INPUT inputs/ecg-clean.csv "${kv[@]}"); mask=$(get TINYSCORE_MASK inputs/ecg-gap-mask.csv "${kv[@]}")
+        args=(--input "$input" --mask "$mask" --steps "$(get TINYSCORE_STEPS 50 "${kv[@]}")" --draws "$(get TINYSCORE_DRAWS 4 "${kv[@]}")")
+        args+=(--resample "$(get TINYSCORE_RESAMPLE 1 "${kv[@]}")" --seed "$(get TINYSCORE_SEED 0 "${kv[@]}")")
+        "$TINYSCORE" denoise "$model" "${args[@]}" --out - >"$work/host.csv" 2>"$work/host.err" \
+          || fail "$target $name: tinyscore denoise --mask: $(cat "$work/host.err")"
+        evals=""
+        ;;
       stream)
         input=$(get TINYSCORE_INPUT inputs/ecg-stream-noisy.csv "${kv[@]}"); method=$(get TINYSCORE_METHOD tweedie "${kv[@]}")
         sigma=$(get TINYSCORE_SIGMA auto "${kv[@]}"); seed=$(get TINYSCORE_SEED 0 "${kv[@]}")
@@ -127,6 +135,11 @@ for target in "${targets[@]}"; do
     # Stream mode: the Stream<W> (inspect's `stream` line) is on the stack too.
     if [[ "$mode" == stream ]]; then
       ram=$((ram + $("$TINYSCORE" inspect "$model" | sed -n 's/^stream  *\([0-9][0-9]*\) bytes.*/\1/p')))
+    fi
+    # Sample mode in lockstep blocks of K (the header's batch=K): inspect's `lockstep` line too.
+    k=$(sed -n '1s/.* batch=\([0-9]*\)$/\1/p' "$work/device.txt")
+    if [[ "$mode" == sample && ${k:-1} -gt 1 ]]; then
+      ram=$((ram + $("$TINYSCORE" inspect "$model" --batch "$k" | sed -n 's/^lockstep  *\([0-9][0-9]*\) bytes.*/\1/p')))
     fi
     [[ -n "$stack" && -n "$ram" ]] || fail "$target $name: no stack or RAM figure"
     ((ram <= stack && stack <= ram + 8192)) \

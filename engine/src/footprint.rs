@@ -51,7 +51,8 @@ pub struct WorkingSet {
     /// sampler's [`State`](crate::sampler::State) (x and the multistep solvers' history of two
     /// x̂₀, 3·D, whichever sampler runs), the output, and a step's temporaries: Heun's v, v′, x′
     /// (3·D; DDPM's ε̂, z and SDE-DPM-Solver++'s x̂₀, z are 2·D); the denoiser's window, ε̂, z, x
-    /// and SDEdit's sum are 5·D. (Imputation holds 7·D f32 and the mask; not counted.)
+    /// and SDEdit's sum are 5·D; imputation's window, observed values, x, ε̂, z, the known
+    /// part's noise and the sum are 7·D (its mask, D bytes, the firmware keeps in flash).
     pub vectors: usize,
 }
 
@@ -78,6 +79,34 @@ impl WorkingSet {
     pub const fn total(&self) -> usize {
         self.network + self.arena + self.model + self.process + self.vectors
     }
+}
+
+/// Vectors per tile of the integer path's batched evaluation on a 32-bit target (`net/mod.rs`:
+/// 8 on Arm, and on every target for calls of at most 8 vectors).
+pub const INT8_BATCH_TILE: usize = 8;
+
+/// The RAM that drawing `k` samples in lockstep ([`crate::sampler::draw_batch`]) takes beyond
+/// the [`WorkingSet`] of one sample, on a 32-bit target (0 for `k` ≤ 1, which the firmware
+/// draws one at a time with [`crate::sampler::draw`]): the run vectors of the other k − 1
+/// chains (7·D f32 each, as [`WorkingSet::vectors`] counts one), the batch's f32 arena
+/// (`batch_arena_words`, [`crate::net::ScoreNet::batch_scratch_len`]`(k)`, which
+/// `draw_batch` asks for whatever the file), and the integer tiles that
+/// [`crate::net::ScoreNet::eps_batch`] keeps on the stack, T·(D + 7H) + 36·H bytes for
+/// T = [`INT8_BATCH_TILE`] (k ≤ 8 on every target; on a target other than Arm, tiles of 32
+/// for k > 8). The tiles are counted for every file: `eps_batch`'s frame reserves them on the
+/// f32 path too (measured on the Cortex-M4: an f32 file's lockstep stack exceeds the rest by
+/// about as much).
+pub const fn lockstep_bytes(dims: Dims, batch_arena_words: usize, k: usize) -> usize {
+    if k <= 1 {
+        return 0;
+    }
+    let (d, h) = (dims.dim, dims.hidden);
+    4 * 7 * d * (k - 1) + 4 * batch_arena_words + INT8_BATCH_TILE * (d + 7 * h) + 36 * h
+}
+
+/// [`lockstep_bytes`] of `model` for `k` samples in lockstep.
+pub fn lockstep_bytes_of(model: &Model<'_>, k: usize) -> usize {
+    lockstep_bytes(model.dims(), crate::walk::arena_len(model.graph(), k), k)
 }
 
 /// The state of a [`Stream`](crate::stream::Stream) beside its four buffers, on a 32-bit target:
@@ -140,5 +169,12 @@ mod tests {
         assert_eq!(w.network, 4 * 32 + 3 * 128 + 4 + 12 * 128 + PLAN_BYTES);
         assert_eq!(w.arena, 2800);
         assert_eq!(w.total(), w.network + 2800 + MODEL_BYTES_32 + PROCESS_BYTES_32 + 56);
+    }
+
+    #[test]
+    fn lockstep_adds_the_other_chains_the_batch_arena_and_the_integer_tiles() {
+        let dims = Dims { dim: 2, hidden: 128, freqs: 32, blocks: 3 };
+        assert_eq!(lockstep_bytes(dims, 900, 1), 0);
+        assert_eq!(lockstep_bytes(dims, 900, 8), 4 * 7 * 2 * 7 + 3600 + 8 * (2 + 7 * 128) + 36 * 128);
     }
 }

@@ -4,12 +4,14 @@
 //! `tinyscore denoise` prints; or (built with `TINYSCORE_MODE=stream`) takes the samples of a
 //! noisy signal embedded in flash one by one, at a paced rate, through the engine's streaming
 //! denoiser and prints each denoised sample as it comes out, bit for bit what
-//! `tinyscore denoise --stream` prints.
+//! `tinyscore denoise --stream` prints; or (built with `TINYSCORE_MODE=impute`) fills the masked
+//! gaps of windows embedded in flash, bit for bit what `tinyscore denoise --mask` prints. Samples
+//! are drawn `TINYSCORE_BATCH` at a time in lockstep (`sampler::draw_batch`; 8 for a w8a8 file).
 //!
 //! What it prints (plain text; see README.md for why):
 //!
 //! ```text
-//! # tinyscore firmware: model=moons-f32.tsm sampler=ddpm steps=100 seed=42 n=8
+//! # tinyscore firmware: model=moons-f32.tsm sampler=ddpm steps=100 seed=42 n=8 batch=1
 //! -0.7356874,0.6275866     one CSV line per sample i = 0..N, values as Rust's `{}` for f32
 //! ...
 //! # cycles=...             SysTick cycles spent sampling (see README.md: meaning under QEMU)
@@ -29,6 +31,10 @@
 //! that arrived before the previous one was done: the device fell behind), `# cycles=` (all pushes
 //! and the flush), `# stack_bytes=`.
 //!
+//! In `impute` mode the first line is `# tinyscore firmware: mode=impute model=FILE input=FILE
+//! mask=FILE steps=S draws=K resample=R seed=K n=W`, one CSV line per window with its gaps
+//! filled, then `# cycles=`, `# stack_bytes=`.
+//!
 //! Everything is static or on the stack: the model stays in flash (parsed zero-copy), the
 //! network's buffers live in the `ScoreNet` on main's stack, sized by const generics that
 //! build.rs sets to the model's own D, H, F.
@@ -47,8 +53,8 @@ use tinyscore_engine::denoise::{self, Method};
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
 use tinyscore_engine::sampler::{
-    draw, Ddim, Ddpm, Dpmpp, DpmppSde, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor, Sampler,
-    Timesteps, UniPc, Variance,
+    draw, draw_batch, Ddim, Ddpm, Dpmpp, DpmppSde, Em, Langevin, OdeEuler, OdeHeun, Pc, Plan, Predictor,
+    Sampler, Timesteps, UniPc, Variance,
 };
 use tinyscore_engine::schedule::Diffusion;
 use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
@@ -101,6 +107,8 @@ fn main() -> ! {
     let mut clock = cycles::Counter::start();
     if config::STREAM {
         stream_header(&mut out);
+    } else if config::IMPUTE {
+        impute_header(&mut out);
     } else if config::DENOISE {
         denoise_header(&mut out);
     } else {
@@ -113,6 +121,8 @@ fn main() -> ! {
     let net = build_net(&mut net, &mut arena);
     let busy = if config::STREAM {
         run_stream(net, &mut out, &mut clock)
+    } else if config::IMPUTE {
+        run_impute(net, &mut out, &mut clock)
     } else if config::DENOISE {
         run_denoise(net, &mut out, &mut clock)
     } else {
@@ -157,16 +167,17 @@ fn build_schedule(net: &Net<'_>, slot: &mut Diffusion) {
     }
 }
 
-/// `# tinyscore firmware: model=FILE sampler=NAME steps=S seed=K n=N`.
+/// `# tinyscore firmware: model=FILE sampler=NAME steps=S seed=K n=N batch=K`.
 fn sample_header(out: &mut out::Line) {
     let _ = writeln!(
         out,
-        "# tinyscore firmware: model={} sampler={} steps={} seed={} n={}",
+        "# tinyscore firmware: model={} sampler={} steps={} seed={} n={} batch={}",
         config::MODEL_FILE,
         config::SAMPLER,
         config::STEPS,
         config::SEED,
-        config::N
+        config::N,
+        config::BATCH
     );
 }
 
@@ -176,6 +187,9 @@ fn run_sample(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counte
     let mut schedule = Diffusion::UNBUILT;
     build_schedule(net, &mut schedule);
     let sampler = plan(config::SAMPLER, config::STEPS);
+    if config::BATCH > 1 {
+        return run_sample_lockstep(net, &schedule, &sampler, out, clock);
+    }
     // (D,) one sample in data units.
     let mut x = [0.0f32; config::DIM];
     let mut busy: u64 = 0;
@@ -184,6 +198,46 @@ fn run_sample(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counte
         draw(net, &schedule, &sampler, config::SEED, i, &mut x).unwrap_or_else(|e| panic!("sample {i}: {e}"));
         busy += clock.now() - t0;
         write_row(out, &x);
+    }
+    busy
+}
+
+/// Draws samples i = 0..N in blocks of BATCH in lockstep (`draw_batch`: one batched network
+/// evaluation per step for the block, each sample's noise its own Philox stream, so the bits of
+/// `draw` one at a time) and prints them; returns the cycles spent in `draw_batch`.
+#[inline(never)]
+fn run_sample_lockstep(
+    net: &mut Net<'_>,
+    schedule: &Diffusion,
+    sampler: &Plan,
+    out: &mut out::Line,
+    clock: &mut cycles::Counter,
+) -> u64 {
+    // (BATCH, D) a block's samples in data units, and the batch's f32 arena
+    // (footprint::lockstep_bytes counts both, with the chains' state inside `draw_batch`).
+    let mut xs = [0.0f32; config::BATCH * config::DIM];
+    let mut scratch = [0.0f32; config::LOCKSTEP_ARENA];
+    let mut busy: u64 = 0;
+    let mut first = 0u32;
+    while first < config::N {
+        let k = (config::N - first).min(config::BATCH as u32) as usize;
+        let block = &mut xs[..k * config::DIM];
+        let t0 = clock.now();
+        draw_batch::<{ config::BATCH * config::DIM }, _, _, _, _>(
+            net,
+            schedule,
+            sampler,
+            config::SEED,
+            first,
+            &mut scratch,
+            block,
+        )
+        .unwrap_or_else(|e| panic!("samples {first}..: {e}"));
+        busy += clock.now() - t0;
+        for row in block.chunks_exact(config::DIM) {
+            write_row(out, row);
+        }
+        first += k as u32;
     }
     busy
 }
@@ -265,6 +319,57 @@ fn estimate_sigma() -> f32 {
         }
     }
     denoise::sigma_from_differences(&mut diffs)
+}
+
+/// `# tinyscore firmware: mode=impute model=FILE input=FILE mask=FILE steps=S draws=K
+/// resample=R seed=K n=W`.
+fn impute_header(out: &mut out::Line) {
+    let _ = writeln!(
+        out,
+        "# tinyscore firmware: mode=impute model={} input={} mask={} steps={} draws={} resample={} seed={} n={}",
+        config::MODEL_FILE,
+        config::INPUT_FILE,
+        config::MASK_FILE,
+        config::STEPS,
+        config::DRAWS,
+        config::RESAMPLE,
+        config::SEED,
+        config::WINDOWS
+    );
+}
+
+/// Fills the gaps of the embedded windows (the mask's 0 entries) by the engine's imputation and
+/// prints the windows as `tinyscore denoise --mask M --out -` does; returns the cycles spent in
+/// `impute`.
+#[inline(never)]
+fn run_impute(net: &mut Net<'_>, out: &mut out::Line, clock: &mut cycles::Counter) -> u64 {
+    let mut schedule = Diffusion::UNBUILT;
+    build_schedule(net, &mut schedule);
+    // (D,) one window in data units, its gap filled in place.
+    let mut window = [0.0f32; config::DIM];
+    let mut busy: u64 = 0;
+    let rows = config::INPUT_BITS.chunks_exact(config::DIM).zip(config::MASK.chunks_exact(config::DIM));
+    for (i, (row, known)) in rows.enumerate() {
+        for (w, &bits) in window.iter_mut().zip(row) {
+            *w = f32::from_bits(bits);
+        }
+        let t0 = clock.now();
+        denoise::impute(
+            net,
+            &schedule,
+            config::STEPS,
+            config::DRAWS,
+            config::RESAMPLE,
+            config::SEED,
+            i as u32,
+            known,
+            &mut window,
+        )
+        .unwrap_or_else(|e| panic!("window {i}: {e}"));
+        busy += clock.now() - t0;
+        write_row(out, &window);
+    }
+    busy
 }
 
 /// `# tinyscore firmware: mode=stream model=FILE input=FILE method=M [steps=S draws=K] sigma=S

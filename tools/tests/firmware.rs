@@ -36,6 +36,10 @@ const ECG_CONV_F32: &str = "firmware-example/models/ecg-conv-f32.tsm";
 /// The stream mode's noisy ECG signal (1024 samples at 360 Hz, with NaN, ±inf and ±1e30 samples;
 /// made by `firmware-example/inputs/make-ecg-stream.py`).
 const ECG_STREAM_INPUT: &str = "firmware-example/inputs/ecg-stream-noisy.csv";
+/// Impute mode: the 4 clean held-out windows of `ECG_INPUT` and a mask with a 16-sample gap in
+/// each (made by `firmware-example/inputs/make-ecg-mask.py`).
+const ECG_CLEAN: &str = "firmware-example/inputs/ecg-clean.csv";
+const ECG_GAP_MASK: &str = "firmware-example/inputs/ecg-gap-mask.csv";
 /// Stack the firmware may use beyond `tinyscore inspect`'s working set: the call frames of
 /// parsing, sampling and printing (core::fmt's float formatting alone takes 1.4 KiB), the
 /// output line buffer and the runtime. Documented in docs/BENCHMARKS.md ("Firmware").
@@ -206,26 +210,45 @@ fn settings(sampler: &str, steps: u32) -> Vec<(&'static str, String)> {
 
 #[test]
 fn firmware_in_qemu_prints_the_hosts_samples_bit_for_bit() {
-    bit_exact_in_qemu(MODEL, "ddpm", STEPS);
+    bit_exact_in_qemu(MODEL, "ddpm", STEPS, N, None);
 }
 
 #[test]
 fn firmware_in_qemu_runs_the_int8_path_bit_for_bit() {
-    bit_exact_in_qemu(MODEL_W8A8, "ddpm", STEPS);
+    // A w8a8 file draws in lockstep by default (8, here all N = 4 in one block).
+    bit_exact_in_qemu(MODEL_W8A8, "ddpm", STEPS, N, None);
 }
 
 #[test]
 fn firmware_in_qemu_samples_a_conv_network_bit_for_bit() {
-    bit_exact_in_qemu(ECG_CONV_F32, "ddpm", 20);
+    bit_exact_in_qemu(ECG_CONV_F32, "ddpm", 20, N, None);
 }
 
 #[test]
 fn firmware_in_qemu_runs_a_few_step_solver_bit_for_bit() {
-    bit_exact_in_qemu(MODEL, "dpmpp-2m", 10);
-    bit_exact_in_qemu(MODEL_W8A8, "unipc", 10);
+    bit_exact_in_qemu(MODEL, "dpmpp-2m", 10, N, None);
+    bit_exact_in_qemu(MODEL_W8A8, "unipc", 10, N, None);
+    bit_exact_in_qemu(MODEL_W8A8, "dpmpp-3m", 10, N, None);
+    bit_exact_in_qemu(MODEL, "dpmpp-sde", 10, N, None);
 }
 
-fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
+/// Sample mode in lockstep blocks (`draw_batch`, one batched network evaluation per step for a
+/// block): the host's bits, with a last block shorter than the others; the stack within
+/// inspect's RAM + `lockstep` figures.
+#[test]
+fn firmware_samples_in_lockstep_blocks_bit_for_bit() {
+    // MLP f32: blocks of 3, 3 and 1; w8a8: blocks of 8 and 2 (the integer tiles), and one at a
+    // time for the same file (the baseline of docs/BENCHMARKS.md's per-sample figures).
+    bit_exact_in_qemu(MODEL, "ddpm", 20, 7, Some(3));
+    bit_exact_in_qemu(MODEL_W8A8, "ddpm", 20, 10, Some(8));
+    bit_exact_in_qemu(MODEL_W8A8, "ddpm", 20, 10, Some(1));
+    // A conv network in lockstep (the batched walk of the layer graph).
+    bit_exact_in_qemu(ECG_CONV_F32, "ddim", 5, 3, Some(2));
+}
+
+/// Builds the firmware in sample mode (`batch`: `TINYSCORE_BATCH`, `None` for the default) and
+/// compares its `n` samples with `tinyscore sample`'s.
+fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32, n: u32, batch: Option<usize>) {
     let root = repo_root();
     let firmware_dir = root.join("firmware-example");
     if let Some(why) = missing_tools(&firmware_dir) {
@@ -240,53 +263,84 @@ fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32) {
     let host = common::tinyscore()
         .arg("sample")
         .arg(&model)
-        .args(["--sampler", sampler, "--steps", &steps.to_string(), "--n", &N.to_string()])
+        .args(["--sampler", sampler, "--steps", &steps.to_string(), "--n", &n.to_string()])
         .args(["--seed", &SEED.to_string(), "--out", "-"])
         .output()
         .expect("cannot run tinyscore");
     assert!(host.status.success(), "tinyscore sample failed: {}", String::from_utf8_lossy(&host.stderr));
     let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
-    assert_eq!(host_csv.lines().count(), N as usize, "host output:\n{host_csv}");
+    assert_eq!(host_csv.lines().count(), n as usize, "host output:\n{host_csv}");
 
+    let mut build_settings = settings(sampler, steps);
+    build_settings.retain(|(k, _)| *k != "TINYSCORE_N");
+    build_settings.push(("TINYSCORE_N", n.to_string()));
+    if let Some(k) = batch {
+        build_settings.push(("TINYSCORE_BATCH", k.to_string()));
+    }
     let run = {
         let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings(sampler, steps));
+        let elf = build_firmware(&firmware_dir, &model, &build_settings);
         run_in_qemu(&elf)
     };
     println!("QEMU run: {:.2} s\n{}", run.seconds, run.stdout);
     assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
 
-    // Header, N sample lines, then the `#` measurement lines.
+    // Header, N sample lines, then the `#` measurement lines. The block size: the setting (or
+    // the default, 8 for a w8a8 file and 1 otherwise), at most N.
+    let int8 = inspect_text(&model, 1).lines().any(|l| l.starts_with("quant     w8a8"));
+    let k = batch.unwrap_or(if int8 { 8 } else { 1 }).min(n as usize);
     let header = format!(
-        "# tinyscore firmware: model={file_name} sampler={sampler} steps={steps} seed={SEED} n={N}\n"
+        "# tinyscore firmware: model={file_name} sampler={sampler} steps={steps} seed={SEED} n={n} batch={k}\n"
     );
     let (device_csv, trailer) = split_output(&run.stdout, &header);
     assert_eq!(device_csv, host_csv, "firmware and host samples differ");
     assert!(trailer_value(trailer, "# cycles=") > 0);
     let stack = trailer_value(trailer, "# stack_bytes=");
 
-    stack_within_inspects_figure(&model, stack);
+    // In lockstep the other chains, the batch arena and the integer tiles are on the stack too.
+    let extra = if k > 1 { inspect_figure(&model, k, "lockstep ") } else { 0 };
+    stack_within(&model, stack, extra, "lockstep");
+}
+
+/// `tinyscore inspect --batch K MODEL`'s text.
+fn inspect_text(model: &Path, batch: usize) -> String {
+    let inspect = common::tinyscore()
+        .arg("inspect")
+        .arg(model)
+        .args(["--batch", &batch.to_string()])
+        .output()
+        .expect("inspect");
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    String::from_utf8_lossy(&inspect.stdout).into_owned()
+}
+
+/// The bytes on the `key` line (`ram `, `lockstep `, `stream `) of `tinyscore inspect --batch K`.
+fn inspect_figure(model: &Path, batch: usize, key: &str) -> u64 {
+    let text = inspect_text(model, batch);
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `{key}N bytes` line in:\n{text}"))
+}
+
+/// The measured `stack` covers inspect's RAM figure plus `extra` (its `what` line), and exceeds
+/// them by no more than [`STACK_ALLOWANCE`].
+fn stack_within(model: &Path, stack: u64, extra: u64, what: &str) {
+    let ram = inspect_figure(model, 1, "ram ") + extra;
+    println!("stack {stack} B, inspect's RAM (+ {what}) figure {ram} B");
+    assert!(ram <= stack, "inspect says {ram} B but the firmware used only {stack} B of stack");
+    assert!(
+        stack <= ram + STACK_ALLOWANCE,
+        "the firmware used {stack} B of stack, more than inspect's {ram} B + {STACK_ALLOWANCE} B"
+    );
 }
 
 /// The RAM figure of `tinyscore inspect` is the engine's working set (network buffers and tensor
 /// table, the process, a run's vectors), all of which live on the firmware's stack at once: the
 /// measured `stack` must cover it, and exceed it by no more than the frames and the runtime.
 fn stack_within_inspects_figure(model: &Path, stack: u64) {
-    let inspect = common::tinyscore().arg("inspect").arg(model).output().expect("inspect");
-    assert!(inspect.status.success());
-    let text = String::from_utf8_lossy(&inspect.stdout);
-    let ram: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ram "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no `ram N bytes` line in:\n{text}"));
-    println!("stack {stack} B, inspect's RAM figure {ram} B");
-    assert!(ram <= stack, "inspect says {ram} B but the firmware used only {stack} B of stack");
-    assert!(
-        stack <= ram + STACK_ALLOWANCE,
-        "the firmware used {stack} B of stack, more than inspect's {ram} B + {STACK_ALLOWANCE} B"
-    );
+    stack_within(model, stack, 0, "nothing");
 }
 
 /// Splits the firmware's output after `header` into the CSV lines and the `#` lines after them.
@@ -396,6 +450,96 @@ fn denoise_in_qemu(model_rel: &str, extra: &[(&str, &str)]) {
     stack_within_inspects_figure(&model, trailer_value(trailer, "# stack_bytes="));
 }
 
+/// Impute mode: the firmware fills the gaps of held-out ECG windows (the mask's 0 entries) by the
+/// engine's imputation, bit for bit what `tinyscore denoise --mask` prints with the same steps,
+/// draws, RePaint resamplings and seed; the known values come back unchanged.
+#[test]
+fn firmware_imputes_like_the_host() {
+    impute_in_qemu(ECG_F32, 8, 2, 1);
+    impute_in_qemu(ECG_W8A8, 6, 1, 2);
+    impute_in_qemu(ECG_CONV_F32, 4, 1, 1);
+}
+
+fn impute_in_qemu(model_rel: &str, steps: u32, draws: u32, resample: u32) {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let (model, input, mask) = (root.join(model_rel), root.join(ECG_CLEAN), root.join(ECG_GAP_MASK));
+    assert!(model.is_file() && input.is_file() && mask.is_file(), "a test file is missing");
+    let (steps, draws, resample) = (steps.to_string(), draws.to_string(), resample.to_string());
+    let host = common::tinyscore()
+        .arg("denoise")
+        .arg(&model)
+        .arg("--input")
+        .arg(&input)
+        .arg("--mask")
+        .arg(&mask)
+        .args(["--steps", &steps, "--draws", &draws, "--resample", &resample, "--seed", "9", "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(
+        host.status.success(),
+        "tinyscore denoise --mask failed: {}",
+        String::from_utf8_lossy(&host.stderr)
+    );
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    let windows = host_csv.lines().count();
+    assert!(windows > 0);
+
+    let settings: Vec<(&str, String)> = vec![
+        ("TINYSCORE_MODE", "impute".into()),
+        ("TINYSCORE_INPUT", input.display().to_string()),
+        ("TINYSCORE_MASK", mask.display().to_string()),
+        ("TINYSCORE_STEPS", steps.clone()),
+        ("TINYSCORE_DRAWS", draws.clone()),
+        ("TINYSCORE_RESAMPLE", resample.clone()),
+        ("TINYSCORE_SEED", "9".into()),
+    ];
+    let run = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings);
+        run_in_qemu(&elf)
+    };
+    println!("QEMU run: {:.2} s\n{}", run.seconds, run.stdout);
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+
+    let file_name = model.file_name().expect("a file").to_string_lossy().into_owned();
+    let header = format!(
+        "# tinyscore firmware: mode=impute model={file_name} input=ecg-clean.csv mask=ecg-gap-mask.csv \
+         steps={steps} draws={draws} resample={resample} seed=9 n={windows}\n"
+    );
+    let (device_csv, trailer) = split_output(&run.stdout, &header);
+    assert_eq!(device_csv, host_csv, "firmware and host imputed windows differ");
+    // The known values are the input's, the gap's are new.
+    let text = std::fs::read_to_string(&input).expect("the input");
+    let mask_text = std::fs::read_to_string(&mask).expect("the mask");
+    let rows = |t: &str| -> Vec<Vec<String>> {
+        t.lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .map(|l| l.split(',').map(|v| v.trim().to_string()).collect())
+            .collect()
+    };
+    let (inputs, masks, outputs) = (rows(&text), rows(&mask_text), rows(device_csv));
+    let mut filled = 0;
+    for ((x, m), y) in inputs.iter().zip(&masks).zip(&outputs) {
+        for ((xv, mv), yv) in x.iter().zip(m).zip(y) {
+            let (xv, yv): (f32, f32) = (xv.parse().unwrap(), yv.parse().unwrap());
+            if mv == "1" {
+                assert_eq!(xv.to_bits(), yv.to_bits(), "a known value changed");
+            } else {
+                assert!(yv.is_finite());
+                filled += usize::from(xv != yv);
+            }
+        }
+    }
+    assert!(filled > 0, "no missing value was filled");
+    // Imputation's vectors (7·D) are the working set's run vectors; its mask stays in flash.
+    stack_within_inspects_figure(&model, trailer_value(trailer, "# stack_bytes="));
+}
+
 /// Stream mode: the firmware takes the embedded signal sample by sample at 360 Hz (paced on its
 /// cycle counter), through the engine's streaming denoiser, and prints what comes out; that must
 /// be `tinyscore denoise --stream --out -` on the same file, bit for bit. The signal holds NaN,
@@ -487,23 +631,7 @@ fn firmware_streams_like_the_host_with_bad_samples() {
 /// As [`stack_within_inspects_figure`], with `tinyscore inspect`'s `stream` figure (the
 /// `Stream<W>`, on the firmware's stack in stream mode) added to its RAM figure.
 fn stream_stack_within_inspects_figures(model: &Path, stack: u64) {
-    let inspect = common::tinyscore().arg("inspect").arg(model).output().expect("inspect");
-    assert!(inspect.status.success());
-    let text = String::from_utf8_lossy(&inspect.stdout);
-    let figure = |key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no `{key}N bytes` line in:\n{text}"))
-    };
-    let ram = figure("ram ") + figure("stream ");
-    println!("stack {stack} B, inspect's RAM + stream figures {ram} B");
-    assert!(ram <= stack, "inspect says {ram} B but the firmware used only {stack} B of stack");
-    assert!(
-        stack <= ram + STACK_ALLOWANCE,
-        "the firmware used {stack} B of stack, more than inspect's {ram} B + {STACK_ALLOWANCE} B"
-    );
+    stack_within(model, stack, inspect_figure(model, 1, "stream "), "stream");
 }
 
 #[test]
@@ -545,6 +673,8 @@ fn the_small_configuration_fits_in_80_kib_of_flash() {
     let mut small = settings("ddpm", 20);
     small.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z".into()));
     small.push((NO_CONV, "1".into()));
+    // One sample at a time: the lockstep path's code stays out of the image.
+    small.push(("TINYSCORE_BATCH", "1".into()));
     let (flash, run) = {
         let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
         let elf = build_firmware(&firmware_dir, &model, &small);
@@ -554,6 +684,151 @@ fn the_small_configuration_fits_in_80_kib_of_flash() {
     assert!(flash <= 80 * 1024, "{flash} bytes of flash: the small configuration no longer fits 80 KiB");
     assert!(run.status.success(), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert_eq!(run.stdout.lines().filter(|l| !l.starts_with('#')).count(), N as usize, "{}", run.stdout);
+}
+
+/// The 256 KiB-flash / 64 KiB-RAM profile (`TINYSCORE_MACHINE=m4f-256k-64k`: nRF52832 /
+/// STM32L4 class, `firmware-example/boards/m4f-256k-64k/memory.x`, run on mps2-an386): the ECG
+/// conv model with the streaming denoiser must fit: flash (text + rodata with the model + data)
+/// ≤ 256 KiB, static RAM (data + bss) plus the stack the firmware measured ≤ 64 KiB, and the
+/// stream still the host's bits. The model is `TINYSCORE_FIT_MODEL` if set (any `.tsm` file;
+/// firmware-example/README.md says which fit), else the conv test model of 64-sample windows;
+/// `TINYSCORE_FIT_OPT_LEVEL=s` builds the firmware for size.
+#[test]
+fn the_256k_64k_profile_fits() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let model = match std::env::var_os("TINYSCORE_FIT_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => root.join(ECG_CONV_F32),
+    };
+    let input = root.join(ECG_STREAM_INPUT);
+    assert!(model.is_file(), "{} is missing", model.display());
+    let host = common::tinyscore()
+        .arg("denoise")
+        .arg(&model)
+        .arg("--stream")
+        .arg("--input")
+        .arg(&input)
+        .args(["--sigma", "auto", "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(host.status.success(), "tinyscore denoise --stream: {}", String::from_utf8_lossy(&host.stderr));
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+
+    let mut settings: Vec<(&str, String)> = vec![
+        ("TINYSCORE_MODE", "stream".into()),
+        ("TINYSCORE_MACHINE", "m4f-256k-64k".into()),
+        ("TINYSCORE_INPUT", input.display().to_string()),
+        ("TINYSCORE_SIGMA", "auto".into()),
+        ("TINYSCORE_RATE", "0".into()),
+    ];
+    // `s` or `z` for a model of 170 KB or more: the code shrinks from ~150 KB to ~85 KB.
+    if let Ok(level) = std::env::var("TINYSCORE_FIT_OPT_LEVEL") {
+        settings.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", level));
+    }
+    let (flash, ram, run) = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings);
+        let bytes = std::fs::read(&elf).expect("the ELF");
+        (flash_bytes(&bytes), static_ram_bytes(&bytes), run_in_qemu(&elf))
+    };
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+    let stack = trailer_value(&run.stdout, "# stack_bytes=");
+    let device_csv: String =
+        run.stdout.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    println!(
+        "{}: flash {flash} B of 262144, RAM {} B (static {ram} + stack {stack}) of 65536",
+        model.display(),
+        ram + stack
+    );
+    assert_eq!(device_csv, host_csv, "firmware and host streams differ");
+    assert!(flash <= 256 * 1024, "{flash} bytes of flash: more than 256 KiB");
+    assert!(ram + stack <= 64 * 1024, "{ram} B static RAM + {stack} B stack: more than 64 KiB");
+}
+
+/// Bytes of an ELF32 (little-endian) file's allocated sections in RAM (address ≥ 0x2000_0000 on
+/// the Cortex-M memory maps here: .data, .bss, .uninit).
+fn static_ram_bytes(elf: &[u8]) -> u64 {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let u32_at = |o: usize| u32::from_le_bytes([elf[o], elf[o + 1], elf[o + 2], elf[o + 3]]);
+    assert_eq!(&elf[..5], b"\x7fELF\x01", "not an ELF32 file");
+    let (shoff, shentsize, shnum) = (u32_at(0x20) as usize, u16_at(0x2E), u16_at(0x30));
+    const SHF_ALLOC: u32 = 2;
+    (0..shnum)
+        .map(|i| shoff + i * shentsize)
+        .filter(|&h| u32_at(h + 8) & SHF_ALLOC != 0 && u32_at(h + 0x0C) >= 0x2000_0000)
+        .map(|h| u32_at(h + 0x14) as u64)
+        .sum()
+}
+
+/// A board build: mode, model, extra settings.
+type BoardRun = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+/// The nRF52840-DK profile (`--no-default-features --features board,conv`: defmt over RTT,
+/// panic-probe, `boards/nrf52840-dk/memory.x`) builds in every mode: sample (one at a time and in
+/// lockstep), denoise, stream and impute. There is no board here to run them on; what a user sees
+/// over RTT is in firmware-example/README.md ("nRF52840-DK").
+#[test]
+fn the_nrf52840_dk_profile_builds_every_mode() {
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let runs: [BoardRun; 6] = [
+        ("sample", MODEL, &[]),
+        ("sample", MODEL_W8A8, &[("TINYSCORE_BATCH", "8")]),
+        ("denoise", ECG_W8A8, &[]),
+        ("stream", ECG_CONV_F32, &[]),
+        ("stream", ECG_W8A8, &[]),
+        ("impute", ECG_F32, &[]),
+    ];
+    // Its own target directory: the QEMU builds' features differ, and sharing would rebuild both.
+    let target_dir = firmware_dir.join("target").join("nrf52840-dk");
+    for (mode, model_rel, extra) in runs {
+        let model = root.join(model_rel);
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "--no-default-features",
+            "--features",
+            "board,conv",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(&firmware_dir)
+        .env("TINYSCORE_MODE", mode)
+        .env("TINYSCORE_MODEL", &model)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("cannot run cargo");
+        assert!(
+            out.status.success(),
+            "the nRF52840-DK build of {mode} mode ({model_rel}) failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let elf = std::fs::read(target_dir.join(TARGET).join("release").join("tinyscore-firmware-example"))
+            .expect("the ELF");
+        let (flash, ram) = (flash_bytes(&elf), static_ram_bytes(&elf));
+        println!("nRF52840-DK {mode} {model_rel} {extra:?}: flash {flash} B, static RAM {ram} B");
+        assert!(flash <= 1024 * 1024 && ram <= 256 * 1024, "does not fit the nRF52840's 1 MiB / 256 KiB");
+    }
 }
 
 /// Bytes of an ELF32 (little-endian) file's allocated sections that are not NOBITS (.bss).

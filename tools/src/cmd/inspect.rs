@@ -16,18 +16,30 @@ use super::{parse_model, read_file};
 pub struct InspectArgs {
     /// Model file (.tsm).
     pub model: PathBuf,
+    /// Samples drawn in lockstep for the `lockstep` RAM line (the firmware's `TINYSCORE_BATCH`).
+    #[arg(long, default_value_t = DEFAULT_BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub batch: u32,
 }
 
 /// Runs `tinyscore inspect`.
 pub fn run_inspect(args: &InspectArgs) -> Result<()> {
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
-    print!("{}", report(&args.model.display().to_string(), &model));
+    print!("{}", report_for_batch(&args.model.display().to_string(), &model, args.batch as usize));
     Ok(())
 }
 
-/// The text `inspect` prints.
+/// Samples in lockstep of the `lockstep` line by default (the firmware's default for w8a8).
+pub const DEFAULT_BATCH: usize = 8;
+
+/// The text `inspect` prints (its `lockstep` line for [`DEFAULT_BATCH`] samples).
 pub fn report(name: &str, model: &Model<'_>) -> String {
+    report_for_batch(name, model, DEFAULT_BATCH)
+}
+
+/// The text `inspect --batch BATCH` prints: `batch` samples drawn in lockstep on the `lockstep`
+/// line.
+pub fn report_for_batch(name: &str, model: &Model<'_>, batch: usize) -> String {
     use std::fmt::Write;
     let h = model.header();
     let mut s = String::new();
@@ -166,6 +178,12 @@ pub fn report(name: &str, model: &Model<'_>) -> String {
         ws.vectors
     );
     let d = model.dims().dim;
+    let _ = writeln!(
+        s,
+        "lockstep  {} bytes more to draw K = {batch} samples in lockstep (the firmware's TINYSCORE_BATCH, \
+         --batch K): the other chains' run vectors, the batch arena, the integer tiles",
+        footprint::lockstep_bytes_of(model, batch)
+    );
     if d >= 2 {
         let _ = writeln!(
             s,
