@@ -8,8 +8,9 @@
 #     the σ the host reports);
 #   - the stack high-water mark lies within [RAM, RAM + 8 KiB], RAM being `tinyscore inspect`'s
 #     figure (as tools/tests/firmware.rs holds the Cortex-M4F);
-# and, on RISC-V (whose start-up and trap code are the firmware's own), that a panicking firmware
-# makes QEMU exit with status 1. Prints one line per run with its instruction count.
+# on the Cortex-M33 (built with +dsp), that examples/kernels.rs finds its DSP int8 kernels equal
+# to the portable ones; and, on RISC-V (whose start-up and trap code are the firmware's own), that
+# a panicking firmware makes QEMU exit with status 1. Prints one line per run with its instruction count.
 #
 #   ./test-targets.sh                               every target below
 #   ./test-targets.sh thumbv6m-none-eabi            some of them
@@ -148,6 +149,26 @@ for target in "${targets[@]}"; do
     [[ -n "$evals" ]] && per_eval=" ($((instructions / evals)) per step, $evals steps)"
     echo "ok: $where $mode $name: $(wc -l <"$work/host.csv") lines equal the host's, stack $stack B (RAM $ram B), $instructions instructions$per_eval, $((SECONDS - start)) s"
   done 3<qemu-runs.txt
+
+  if [[ "$target" == thumbv8m.main-none-eabihf ]]; then
+    # The Cortex-M33 build has the DSP extension (+dsp, .cargo/config.toml) and so the engine's
+    # DSP int8 kernels: examples/kernels.rs holds them against the portable ones (one vector,
+    # tiles of 2 and 4, the epilogue), as tools/tests/firmware.rs does on the M4F. Its FPU part
+    # has no kernel to test here (the VFP kernel is built for ARMv7E-M hard-float only) and
+    # counts every case as a mismatch, so the status is not the check: the three DSP lines are.
+    start=$SECONDS
+    cargo build --quiet --release --example kernels --target "$target" 2>"$work/build.err" \
+      || fail "$target: building examples/kernels: $(cat "$work/build.err")"
+    timeout 300 qemu-system-arm -cpu cortex-m33 -machine mps2-an505 -nographic \
+      -semihosting-config enable=on,target=native -kernel "target/$target/release/examples/kernels" \
+      </dev/null >"$work/kernels.txt" 2>&1 || true
+    for check in kernel tile epilogue; do
+      line=$(grep "^# ${check}_cases=" "$work/kernels.txt") || fail "$target: examples/kernels printed no ${check} line"
+      [[ "$line" =~ ${check}_cases=([0-9]+)\ ${check}_mismatches=0$ && ${BASH_REMATCH[1]} -gt 0 ]] \
+        || fail "$target: the DSP kernel differs from the portable one: $line"
+    done
+    echo "ok: $target: DSP int8 kernels equal the portable ones ($(grep -h '^# \(kernel\|tile\|epilogue\)_cases=' "$work/kernels.txt" | tr '\n' ' ')), $((SECONDS - start)) s"
+  fi
 
   if [[ "$target" == riscv32* ]]; then
     # More steps than the model's N: the engine refuses them, the firmware panics, and the panic

@@ -74,14 +74,18 @@ step "tests"
 # drops the rest of it, prints each "skipped:" line under its test's name, and collects them for
 # the summary below, so the count of what really ran is honest.
 skips=$(mktemp)
-cargo test --workspace -- --show-output 2>&1 | awk -v skipfile="$skips" '
-  /^successes:$/ { quiet = 1; next }
-  /^failures:$/ || /^test result:/ { quiet = 0 }
-  quiet && /^---- .* stdout ----$/ { name = $2; next }
-  quiet && /^skipped: / { sub(/^skipped: /, ""); line = "skipped: " name ": " $0; print "    " line; print line >> skipfile; next }
-  quiet { next }
-  { print }
-'
+# show_skips [PREFIX]: that filter on `cargo test ... -- --show-output`'s output (PREFIX before each name).
+show_skips() {
+  awk -v skipfile="$skips" -v prefix="${1:-}" '
+    /^successes:$/ { quiet = 1; next }
+    /^failures:$/ || /^test result:/ { quiet = 0 }
+    quiet && /^---- .* stdout ----$/ { name = prefix $2; next }
+    quiet && /^skipped: / { sub(/^skipped: /, ""); line = "skipped: " name ": " $0; print "    " line; print line >> skipfile; next }
+    quiet { next }
+    { print }
+  '
+}
+cargo test --workspace -- --show-output 2>&1 | show_skips
 
 # --- issue 19 (more targets): the firmware's sample and denoise runs of
 # firmware-example/qemu-runs.txt on the Cortex-M0 (ARMv6-M code on mps2-an385), the Cortex-M33
@@ -101,18 +105,33 @@ firmware-example/c/test-c.sh | tee "$issue19_out"
 sed -n 's/^skipped: /skipped: test-c.sh: /p' "$issue19_out" >>"$skips"
 capi/test-c-host.sh | tee "$issue19_out"
 sed -n 's/^skipped: /skipped: test-c-host.sh: /p' "$issue19_out" >>"$skips"
-step "engine on aarch64 Linux (cross gcc linker, tests under qemu-aarch64): the golden hashes of x86-64"
-# The unit tests and tests/vector.rs (the golden hashes of the noise, a forward pass and whole
-# sampling runs); tests/exact_score.rs (statistical, no bits; ~4 min under QEMU) runs natively above.
+step "aarch64 Linux (cross gcc linker, tests under qemu-aarch64): the engine's golden hashes of x86-64, the CLI's and trainer's tests"
+# The engine's unit tests and tests/vector.rs (the golden hashes of the noise, a forward pass and
+# whole sampling runs); tests/exact_score.rs (statistical, no bits; ~4 min under QEMU) runs natively
+# above. Then the tinyscore CLI's tests (its unit tests and every tools/tests file but firmware.rs,
+# which builds and runs the Cortex-M4F firmware: its bits are checked natively above) and the
+# trainer's unit tests and tests/checkpoint.rs (bit-exact save, load and resume), with the CLI they
+# start behind qemu-aarch64 too (TINYSCORE_TEST_RUNNER, tools/tests/common/mod.rs: an emulated
+# process cannot exec an aarch64 binary without binfmt_misc); host-train/tests/train_smoke.rs
+# (statistical, no bits; ~4 min under QEMU) and the C API's tests (they pass under QEMU in 0.6 s,
+# but their cross-build costs ~2 CPU minutes) run natively only. docs/targets.md has the timings.
 if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >/dev/null 2>&1 \
     && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
-    cargo test -q -p tinyscore-engine --release --target aarch64-unknown-linux-gnu --lib --test vector
+  a64_started=$(date +%s)
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+  a64_run="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+  a64_test() { CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$a64_run" TINYSCORE_TEST_RUNNER="$a64_run" \
+    cargo test -q --release --target aarch64-unknown-linux-gnu "$@" -- --show-output 2>&1 | show_skips "aarch64: "; }
+  a64_test -p tinyscore-engine --lib --test vector
+  tools_tests=()
+  for f in tools/tests/*.rs; do
+    t=$(basename "$f" .rs); [ "$t" = firmware ] || tools_tests+=(--test "$t")
+  done
+  a64_test -p tinyscore-tools --lib --bins "${tools_tests[@]}"
+  a64_test -p tinyscore-train --lib --test checkpoint
   # The tinyscore binary for aarch64 (NEON f32 and int8 kernels): sampling gives the host's bytes.
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-    cargo build -q --release -p tinyscore-tools --target aarch64-unknown-linux-gnu
-  a64="qemu-aarch64 -L /usr/aarch64-linux-gnu target/aarch64-unknown-linux-gnu/release/tinyscore"
+  cargo build -q --release -p tinyscore-tools --target aarch64-unknown-linux-gnu
+  a64="$a64_run target/aarch64-unknown-linux-gnu/release/tinyscore"
   for m in moons-f32 moons-w8a8 ecg-f32 ecg-w8a8 ecg-conv-f32 ecg-conv-w8a8; do
     for s in ddpm dpmpp-2m; do
       args="sample firmware-example/models/$m.tsm --n 3 --steps 12 --sampler $s --seed 7 --out -"
@@ -121,6 +140,7 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >
     done
   done
   echo "aarch64 tinyscore: 12 sampling runs (6 models x 2 samplers) byte-identical to x86-64"
+  echo "aarch64 step: $(( $(date +%s) - a64_started )) s"
 else
   echo "skipped: aarch64: needs aarch64-linux-gnu-gcc, qemu-aarch64 and the Rust target" | tee -a "$skips"
 fi

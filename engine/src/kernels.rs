@@ -12,7 +12,8 @@
 /// run everywhere, the others where the CPU has the instructions (proved by a token).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// Portable Rust (on `thumbv7em` targets: with the DSP int8 kernel).
+    /// Portable Rust (on Cortex-M targets with the DSP extension: with the DSP int8 kernel,
+    /// `engine/build.rs`).
     #[default]
     Portable,
     /// The x86-64 AVX2 kernels (`linalg::x86`, `quant::x86`).

@@ -32,12 +32,19 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 // Safe Rust everywhere; the exceptions are the SIMD kernels, which opt in with
-// `#[allow(unsafe_code)]`: on thumbv7em targets the Cortex-M4/M7 kernels in inline assembly
-// (`quant/dsp.rs`: int8 DSP; `linalg/vfp.rs`: f32 FPU, hard-float only), on x86-64 the AVX2
+// `#[allow(unsafe_code)]`: on Cortex-M targets with the DSP extension (ARMv7E-M, or ARMv8-M
+// Mainline built with `+dsp`: `build.rs`) the kernels in inline assembly (`quant/dsp.rs`: int8
+// DSP; `linalg/vfp.rs`: f32 FPU, ARMv7E-M hard-float only), on x86-64 the AVX2
 // kernels (`linalg/x86.rs`, `quant/x86.rs`: intrinsics behind the token of `kernels.rs`), on
 // AArch64 the NEON kernels (`linalg/neon.rs`, `quant/neon.rs`, likewise).
-#![cfg_attr(not(any(tinyscore_dsp, target_arch = "x86_64", target_arch = "aarch64")), forbid(unsafe_code))]
-#![cfg_attr(any(tinyscore_dsp, target_arch = "x86_64", target_arch = "aarch64"), deny(unsafe_code))]
+#![cfg_attr(
+    not(any(tinyscore_dsp, tinyscore_vfp, target_arch = "x86_64", target_arch = "aarch64")),
+    forbid(unsafe_code)
+)]
+#![cfg_attr(
+    any(tinyscore_dsp, tinyscore_vfp, target_arch = "x86_64", target_arch = "aarch64"),
+    deny(unsafe_code)
+)]
 
 pub mod act;
 pub mod denoise;

@@ -7,8 +7,10 @@
 //! Not here yet: negative or NaN `--sigma`, which belongs to `tinyscore denoise`; add its rows
 //! when that command lands.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tinyscore_engine::format::Process;
 use tinyscore_engine::net::Dims;
@@ -16,7 +18,7 @@ use tinyscore_engine::schedule::BetaSchedule;
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {
@@ -224,7 +226,7 @@ fn every_bad_input_exits_1_with_one_line_naming_the_problem() {
 
     let mut failures = Vec::new();
     for (args, needle) in &cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().unwrap();
+        let out = common::tinyscore().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         let ok = out.status.code() == Some(1)
             && err.trim_end().lines().count() == 1

@@ -2,7 +2,9 @@
 //! file also as f16 and w8), `--eval-csv` prints the engine's ε̂, and bad input is one line on
 //! standard error with exit status 1.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 
 use tinyscore_engine::format::Model;
 use tinyscore_engine::net::ScoreNet;
@@ -11,7 +13,7 @@ const F32: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware-example/mode
 const W8A8: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware-example/models/moons-w8a8.tsm");
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn one_line_error(out: &Output, needle: &str) {

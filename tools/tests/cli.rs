@@ -2,8 +2,10 @@
 //! and a table of bad inputs, each of which must exit with status 1 and a one-line message (a panic,
 //! status 101, is a bug whatever the input).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tinyscore_engine::format::Process;
 use tinyscore_engine::net::Dims;
@@ -11,7 +13,7 @@ use tinyscore_engine::schedule::BetaSchedule;
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {

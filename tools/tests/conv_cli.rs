@@ -2,11 +2,13 @@
 //! it (f32, f16, w8 and w8a8), inspect, sample, denoise and impute with it,
 //! resume its run; and the flags that do not fit the architecture, each a one-line error.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {

@@ -4,6 +4,8 @@
 //! run gives (the CPU backend is deterministic).
 #![cfg(unix)]
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -28,7 +30,7 @@ const NET: [&str; 14] = [
 ];
 
 fn train(extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tinyscore"));
+    let mut c = common::tinyscore();
     c.arg("train").args(NET).args(extra).stdout(Stdio::null()).stderr(Stdio::piped());
     c
 }

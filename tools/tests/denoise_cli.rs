@@ -1,8 +1,10 @@
 //! `tinyscore denoise` as users run it: denoising and imputation end to end on a small model, and
 //! its bad inputs (exit 1, one line naming the problem).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tinyscore_engine::format::Process;
 use tinyscore_engine::net::Dims;
@@ -12,7 +14,7 @@ use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 const D: usize = 8;
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {

@@ -5,6 +5,8 @@
 //! at hand, `bench/diffusers_peer.py` (the paths of ddim, dpmpp-2m, dpmpp-3m and unipc against
 //! diffusers' schedulers, step by step, to 1e-4).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,7 +19,7 @@ const MEAN: [f32; 2] = [0.5, -0.25];
 const STD: [f32; 2] = [1.5, 0.5];
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn model_file(dir: &Path, name: &str, process: Process) -> PathBuf {
@@ -166,6 +168,10 @@ fn paths_agree_with_diffusers() {
     let python = std::env::var_os("TINYSCORE_PEER_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/venv/bin/python"));
+    if let Some(why) = common::cannot_hand_over_the_binary() {
+        println!("skipped: bench/diffusers_peer.py starts tinyscore itself; {why}");
+        return;
+    }
     let has = Command::new(&python)
         .args(["-c", "import torch, diffusers, safetensors"])
         .output()
@@ -176,7 +182,7 @@ fn paths_agree_with_diffusers() {
     }
     let out = Command::new(&python)
         .arg(root.join("bench/diffusers_peer.py"))
-        .args(["--tinyscore", env!("CARGO_BIN_EXE_tinyscore"), "--n", "8"])
+        .args(["--tinyscore", common::EXE, "--n", "8"])
         .output()
         .expect("run the peer script");
     let text = String::from_utf8_lossy(&out.stdout);

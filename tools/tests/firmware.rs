@@ -14,6 +14,8 @@
 //! it prints `skipped: <why>` and passes (CI installs both). Run it alone with
 //! `cargo test -p tinyscore-tools --release --test firmware -- --nocapture`.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -258,7 +260,7 @@ fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32, n: u32, batch: 
     assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
 
     // The host's samples: exactly the CSV lines, nothing else, on stdout.
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("sample")
         .arg(&model)
         .args(["--sampler", sampler, "--steps", &steps.to_string(), "--n", &n.to_string()])
@@ -302,7 +304,7 @@ fn bit_exact_in_qemu(model_rel: &str, sampler: &str, steps: u32, n: u32, batch: 
 
 /// `tinyscore inspect --batch K MODEL`'s text.
 fn inspect_text(model: &Path, batch: usize) -> String {
-    let inspect = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let inspect = common::tinyscore()
         .arg("inspect")
         .arg(model)
         .args(["--batch", &batch.to_string()])
@@ -399,7 +401,7 @@ fn denoise_in_qemu(model_rel: &str, extra: &[(&str, &str)]) {
     let method = get("TINYSCORE_METHOD").unwrap_or("tweedie");
     let sigma = get("TINYSCORE_SIGMA").unwrap_or("auto");
 
-    let mut host = Command::new(env!("CARGO_BIN_EXE_tinyscore"));
+    let mut host = common::tinyscore();
     host.arg("denoise").arg(&model).arg("--input").arg(&input);
     host.args(["--method", method, "--sigma", sigma, "--out", "-"]);
     if method != "tweedie" {
@@ -475,7 +477,7 @@ fn impute_in_qemu(model_rel: &str, steps: u32, draws: u32, resample: u32) {
     let (model, input, mask) = (root.join(model_rel), root.join(ECG_CLEAN), root.join(ECG_GAP_MASK));
     assert!(model.is_file() && input.is_file() && mask.is_file(), "a test file is missing");
     let (steps, draws, resample) = (steps.to_string(), draws.to_string(), resample.to_string());
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("denoise")
         .arg(&model)
         .arg("--input")
@@ -571,7 +573,7 @@ fn firmware_streams_like_the_host_with_bad_samples() {
     let huge = values.iter().filter(|v| !v.is_nan() && v.abs() > 1e6).count();
     assert!(nans > 0 && huge > 0, "the stream input must hold NaN and huge/infinite samples");
 
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("denoise")
         .arg(&model)
         .arg("--stream")
@@ -712,7 +714,7 @@ fn the_256k_64k_profile_fits() {
     };
     let input = root.join(ECG_STREAM_INPUT);
     assert!(model.is_file(), "{} is missing", model.display());
-    let host = Command::new(env!("CARGO_BIN_EXE_tinyscore"))
+    let host = common::tinyscore()
         .arg("denoise")
         .arg(&model)
         .arg("--stream")

@@ -3,8 +3,10 @@
 //! trains and records its loss; bad input exits 1 with one line; `--exact` with a large D warns.
 //! A few seconds.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tinyscore_engine::format::Process;
 use tinyscore_engine::net::Dims;
@@ -12,7 +14,7 @@ use tinyscore_engine::schedule::Sde;
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {

@@ -4,14 +4,16 @@
 //! device nodes by type) is the same before and after the whole table: nothing was replaced,
 //! nothing half-written was left behind.
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {
@@ -201,7 +203,7 @@ fn refused_outputs_and_flags_exit_1_before_the_work_and_replace_nothing() {
     let before = snapshot(d, &devices);
     let mut failures = Vec::new();
     for (args, needle) in &cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().unwrap();
+        let out = common::tinyscore().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         let mut ok = out.status.code() == Some(1)
             && err.trim_end().lines().count() == 1

@@ -4,6 +4,8 @@
 //! The names check needs only `python3`; the end-to-end check needs `torch`, `safetensors` and
 //! `numpy` in that Python and says "skipped" without them.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -18,7 +20,7 @@ fn python(args: &[&str]) -> Option<Output> {
 }
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! convert it with `--quant w8a8 --calib moons`, read the printed score SNR, inspect the file
 //! (integer weights and the `act.` tensors), and sample from it. A few seconds.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 fn s(p: &Path) -> &str {

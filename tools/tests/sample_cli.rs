@@ -5,8 +5,10 @@
 //! The models are small (H = 16) with fixed weights written by `tools::tsm::write`, so each run takes
 //! milliseconds.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use tinyscore_engine::format::Process;
 use tinyscore_engine::net::Dims;
@@ -14,7 +16,7 @@ use tinyscore_engine::schedule::{BetaSchedule, Sde};
 use tinyscore_tools::tsm::{write, ModelSpec, Quant};
 
 fn tinyscore(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tinyscore")).args(args).output().expect("run tinyscore")
+    common::tinyscore().args(args).output().expect("run tinyscore")
 }
 
 /// A model of `process` with fixed weights, written to `dir/name`.

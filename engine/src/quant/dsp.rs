@@ -1,4 +1,7 @@
-//! The int8 dot product with the Cortex-M4/M7 DSP instructions (ARMv7E-M), in inline assembly.
+//! The int8 dot product with the Cortex-M DSP extension's instructions, in inline assembly: on
+//! ARMv7E-M (Cortex-M4, M4F, M7) and on ARMv8-M Mainline built with `-C target-feature=+dsp`
+//! (Cortex-M33, M35P), which have the same `SMLAD`, `SXTB16`, `SMMLA` and `QADD` (`engine/build.rs`
+//! chooses this module by that feature, not by the target's name).
 //!
 //! Per 16 columns: two `LDM` of the weight row (2 words = 8 int8 weights each), two `LDM` of the
 //! prepared activations (4 words = 8 int16 activations each), eight `SXTB16` (two per weight
@@ -15,7 +18,8 @@
 //!
 //! Exact: every product is |w·x| ≤ 2^14, the sum of a row ≤ 512·2^14 = 2^23, so `SMLAD` never
 //! wraps and the result equals the portable kernel's bit for bit; the property tests of
-//! `firmware-example/examples/kernels.rs` check that on the M4 (in QEMU).
+//! `firmware-example/examples/kernels.rs` check that on the M4 (in QEMU), and
+//! `firmware-example/test-targets.sh` compares whole runs of the M33 build with the host's bits.
 #![allow(unsafe_code)]
 
 use core::arch::asm;
