@@ -49,9 +49,13 @@ case "$target" in
 esac
 
 # TINYSCORE_CARGO_ARGS: extra cargo arguments, e.g. "--no-default-features --features qemu" (a
-# ScoreNet v1 model on a small part: the engine without its conv layers).
+# ScoreNet v1 model on a small part: the engine without its conv layers). TINYSCORE_FEATURES=F
+# (one word, for the KEY=VALUE lines of qemu-runs.txt) is the same as "--no-default-features
+# --features F".
+features=()
+[[ -n "${TINYSCORE_FEATURES:-}" ]] && features=(--no-default-features --features "$TINYSCORE_FEATURES")
 # shellcheck disable=SC2086
-cargo build --release --quiet --target "$target" ${TINYSCORE_CARGO_ARGS:-}
+cargo build --release --quiet --target "$target" "${features[@]}" ${TINYSCORE_CARGO_ARGS:-}
 elf=target/$target/release/tinyscore-firmware-example
 
 status=0
