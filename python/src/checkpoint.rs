@@ -384,16 +384,6 @@ pub fn convert<'py>(
     let path = checkpoint.to_string();
     let r = py.detach(move || -> Result<(Vec<u8>, usize, f64)> {
         let ckpt = Checkpoint::load(Path::new(&path)).map_err(checkpoint_error)?;
-        // As the command: refused by name before the calibration data is loaded.
-        if ckpt.network.mlp().is_none() && quant == Quant::W8A8 {
-            return Err(Error::new(
-                "ArgumentError",
-                "NoIntegerPath",
-                format!(
-                    "quant='w8a8': {path} is a conv network, which has no integer-activation path yet; convert it with quant='f32', 'f16' or 'w8'"
-                ),
-            ));
-        }
         let spec = calib.unwrap_or_else(|| ckpt.data_spec.clone());
         let points =
             conv::calibration(&ckpt, &spec).map_err(|e| Error::from_anyhow("CalibrationError", &e))?;

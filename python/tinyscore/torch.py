@@ -496,8 +496,8 @@ def export(
     ``tinyscore-ckpt-v1`` safetensors checkpoint that ``tinyscore convert`` (and
     :func:`tinyscore.convert`) takes: ScoreNet v1's tensors by role (``time.w1``, …), or
     ScoreNet-conv's ``layers.{i}.weight``/``.bias`` with metadata ``arch`` = ``conv`` and its
-    sizes, as ``tinyscore train --arch conv`` writes them. A conv network converts to ``f32``
-    or ``f16`` (``w8``/``w8a8`` are refused: the integer path has no convolutions yet).
+    sizes, as ``tinyscore train --arch conv`` writes them. A conv network converts to every
+    ``quant``: ``f32``, ``f16``, ``w8`` and ``w8a8``.
 
     ``process`` (and ``schedule``, ``diffusion_steps``) override the module's; ``data`` (a
     built-in data set's name or a CSV/.npy path) is recorded for the converter's calibration
