@@ -397,7 +397,8 @@ pub fn convert<'py>(
         let snr = if bytes == float {
             f64::INFINITY
         } else {
-            let used = (conv::REPORT_MACS / model.graph().macs().max(1)).clamp(64, points.len() as u64) as usize;
+            let used =
+                (conv::REPORT_MACS / model.graph().macs().max(1)).clamp(64, points.len() as u64) as usize;
             let subset: Vec<_> = points.iter().step_by(points.len().div_ceil(used).max(1)).cloned().collect();
             tinyscore_tools::calib::score_snr(&model, &parse_written(&float)?, &subset)
         };
