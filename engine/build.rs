@@ -19,12 +19,14 @@
 //! optimizing for size (about 4 KB of flash with `quant::matmul_prepared`'s tile paths, which
 //! the 64 KiB build cannot spare): vectors then go one at a time through the one-vector DSP
 //! kernel, the same bits. Built for size, `cfg(tinyscore_small)` also makes the f32 walk of the
-//! layer graph multiply one vector at a time (the same bits, less code).
+//! layer graph multiply one vector at a time (the same bits, less code). On x86-64, a compiler
+//! new enough for AVX-VNNI (rustc ≥ 1.89) gets `cfg(tinyscore_vnni)`, the `vpdpbusd` int8 kernels.
 fn main() {
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_vfp)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_dsp_tile)");
     println!("cargo:rustc-check-cfg=cfg(tinyscore_small)");
+    println!("cargo:rustc-check-cfg=cfg(tinyscore_vnni)");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
     let target = std::env::var("TARGET").unwrap_or_default();
@@ -46,6 +48,23 @@ fn main() {
     if target.starts_with("thumbv7em-") && target.ends_with("eabihf") && !for_size {
         println!("cargo:rustc-cfg=tinyscore_vfp");
     }
+    // The x86-64 AVX-VNNI int8 kernels (`src/quant/x86.rs`) need rustc 1.89 (the `avxvnni`
+    // target feature and `_mm256_dpbusd_avx_epi32`); the crate's minimum is older, so older
+    // compilers build without them (the AVX2 kernels, the same bits).
+    if target.starts_with("x86_64") && rustc_minor().is_some_and(|m| m >= 89) {
+        println!("cargo:rustc-cfg=tinyscore_vnni");
+    }
+}
+
+/// The minor version of the compiler cargo builds with (`$RUSTC --version`: `rustc 1.N.…`).
+fn rustc_minor() -> Option<u32> {
+    let rustc = std::env::var_os("RUSTC")?;
+    let out = std::process::Command::new(rustc).arg("--version").output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let version = text.split_whitespace().nth(1)?;
+    let mut parts = version.split('.');
+    (parts.next()? == "1").then_some(())?;
+    parts.next()?.parse().ok()
 }
 
 /// Whether the DSP extension is on: `default` (the target's own), then each `target-feature`

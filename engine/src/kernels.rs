@@ -25,10 +25,13 @@ pub enum Kernels {
     Neon(Neon),
 }
 
-/// Proof that the CPU running this program has AVX2. Made only by [`Avx2::new_unchecked`].
+/// Proof that the CPU running this program has AVX2, and whether it also has AVX-VNNI. Made only
+/// by [`Avx2::new_unchecked`] (and [`Avx2::with_vnni`]).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Avx2(());
+pub struct Avx2 {
+    vnni: bool,
+}
 
 #[cfg(target_arch = "x86_64")]
 impl Avx2 {
@@ -39,7 +42,23 @@ impl Avx2 {
     /// `is_x86_feature_detected!("avx2")`).
     #[allow(unsafe_code)]
     pub const unsafe fn new_unchecked() -> Self {
-        Avx2(())
+        Avx2 { vnni: false }
+    }
+
+    /// The token that also lets the int8 matmul use AVX-VNNI's `vpdpbusd` (`quant::x86`; the
+    /// same bits: integer sums are exact).
+    ///
+    /// # Safety
+    /// The CPU that runs any kernel given this token must also support AVX-VNNI (with std:
+    /// `is_x86_feature_detected!("avxvnni")`).
+    #[allow(unsafe_code)]
+    pub const unsafe fn with_vnni(self) -> Self {
+        Avx2 { vnni: true }
+    }
+
+    /// Whether the token proves AVX-VNNI too.
+    pub const fn vnni(&self) -> bool {
+        self.vnni
     }
 }
 

@@ -88,6 +88,12 @@ impl<'a> Tensor<'a> {
         self.data.len() + self.scales.len()
     }
 
+    /// The per-row scales of an int8 tensor as stored: `rows` little-endian f32, 4 bytes each
+    /// (empty for other dtypes).
+    pub fn scale_bytes(&self) -> &'a [u8] {
+        self.scales
+    }
+
     /// The per-row scale of an int8 tensor (1 for other dtypes).
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     #[cfg_attr(target_arch = "arm", inline)]

@@ -3,7 +3,7 @@
 //! first forms all its dot products ([`int8_matmul`]), then its epilogue requantizes them, row by
 //! row: the same exact integers for one vector or many, on every kernel.
 
-use crate::format::{Model, Role, Tensor};
+use crate::format::{DType, Model, Role, Tensor};
 use crate::kernels::Kernels;
 use crate::limits;
 #[cfg(target_arch = "aarch64")]
@@ -210,8 +210,16 @@ pub(super) fn quantize_temb(p: &Params<'_, '_>, step: &Step, time: &[f32], out: 
         return;
     };
     let (at, s_in, w) = (at, p.scale(step.in_scale()) * step.in_factor(), p.weight(step));
-    for (r, (q, &te)) in out.iter_mut().zip(&time[at..at + step.rows()]).enumerate() {
-        *q = quant::quantize_temb(te, w.scale(r) * s_in);
+    let te = &time[at..at + step.rows()];
+    if w.dtype == DType::I8 {
+        // The scales read in place, row by row: a loop the compiler vectorizes.
+        for ((q, &te), s) in out.iter_mut().zip(te).zip(w.scale_bytes().chunks_exact(4)) {
+            *q = quant::quantize_temb(te, f32::from_le_bytes([s[0], s[1], s[2], s[3]]) * s_in);
+        }
+    } else {
+        for (r, (q, &te)) in out.iter_mut().zip(te).enumerate() {
+            *q = quant::quantize_temb(te, w.scale(r) * s_in);
+        }
     }
 }
 

@@ -103,11 +103,22 @@ pub fn quantize_bias(b: f32, acc_scale: f32) -> i32 {
 /// The time embedding `v` in an accumulator of scale `acc_scale`, clamped to ±[`TEMB_MAX`].
 #[inline]
 pub fn quantize_temb(v: f32, acc_scale: f32) -> i32 {
-    let q = libm::roundf(v / acc_scale);
+    let q = v / acc_scale;
     if q.is_nan() {
         return 0;
     }
-    q.clamp(-TEMB_MAX, TEMB_MAX) as i32
+    round_half_away(q.clamp(-TEMB_MAX, TEMB_MAX))
+}
+
+/// `libm::roundf(c) as i32` (round half away from zero) for |c| ≤ [`TEMB_MAX`], inline (no call
+/// per value): `c as i32` truncates toward zero exactly, and `c − t` is
+/// the exact fractional part (for |c| ≥ 2^23, c is an integer and it is 0). Clamping before
+/// rounding gives the same value as after it, since the bounds are integers.
+#[inline]
+fn round_half_away(c: f32) -> i32 {
+    let t = c as i32;
+    let f = c - t as f32;
+    t + i32::from(f >= 0.5) - i32::from(f <= -0.5)
 }
 
 /// Entry `index` (−128..=127) of a SiLU table from input scale `in_scale` to output scale

@@ -341,3 +341,60 @@ fn small_kernels_follow_their_definitions() {
     assert_eq!(quantize_bias(1.0, 0.25), 4);
     assert_eq!(quantize_bias(1e30, 1e-30), BIAS_MAX);
 }
+
+/// The time embedding's quantization as first written: `libm::roundf`, then the clamp.
+fn quantize_temb_libm(v: f32, acc_scale: f32) -> i32 {
+    let q = libm::roundf(v / acc_scale);
+    if q.is_nan() {
+        return 0;
+    }
+    q.clamp(-TEMB_MAX, TEMB_MAX) as i32
+}
+
+#[test]
+fn quantize_temb_rounds_as_libm_does() {
+    let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let specials = [
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -1.5,
+        2.5,
+        -2.5,
+        0.499_999_97,
+        -0.499_999_97,
+        8_388_607.5,
+        -8_388_607.5,
+        8_388_608.0,
+        16_777_217.0,
+        TEMB_MAX,
+        -TEMB_MAX,
+        TEMB_MAX * 2.0,
+        -TEMB_MAX * 2.0,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::MIN_POSITIVE,
+        1e-45,
+    ];
+    for &v in &specials {
+        for s in [1.0, 0.5, 3e-4, 1e-30, 0.0, f32::INFINITY] {
+            assert_eq!(quantize_temb(v, s), quantize_temb_libm(v, s), "v {v:e} s {s:e}");
+        }
+    }
+    for i in 0..2_000_000u32 {
+        // Any bit pattern, and values near halves and near the clamp.
+        let v = match i % 3 {
+            0 => f32::from_bits(r.next() as u32),
+            1 => (r.range(-(1 << 24), 1 << 24) as f32) * 0.5,
+            _ => r.range(-(1 << 31), (1 << 31) - 1) as f32,
+        };
+        let s = f32::from_bits(0x3000_0000 + (r.next() as u32 % 0x1000_0000));
+        assert_eq!(quantize_temb(v, s), quantize_temb_libm(v, s), "v {v:e} s {s:e}");
+        assert_eq!(quantize_temb(v, 1.0), quantize_temb_libm(v, 1.0), "v {v:e}");
+    }
+}

@@ -28,7 +28,7 @@ use crate::kernels::Avx2;
 /// If `w`, `x` or `acc` is shorter than those indices need (a caller bug).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_i8(
-    _: Avx2,
+    tok: Avx2,
     w: &[u8],
     rows: usize,
     cols: usize,
@@ -46,7 +46,369 @@ pub fn matmul_i8(
     assert!(acc.len() >= (n - 1) * so + rows, "accumulators shorter than n × rows");
     // SAFETY: AVX2 by the token; the asserts bound every read of `w` (rows·cols bytes) and `x`
     // ((n−1)·sx + cols values) and every write of `acc` ((n−1)·so + rows values).
-    unsafe { matmul_i8_avx2(w.as_ptr(), rows, cols, x.as_ptr(), sx, n, acc.as_mut_ptr(), so) }
+    unsafe {
+        if !matmul_i8_vnni_if(tok, w.as_ptr(), rows, cols, x.as_ptr(), sx, n, acc.as_mut_ptr(), so) {
+            matmul_i8_avx2(w.as_ptr(), rows, cols, x.as_ptr(), sx, n, acc.as_mut_ptr(), so)
+        }
+    }
+}
+
+/// [`matmul_i8`] on AVX-VNNI if the token has it (then `true`); the same contract.
+#[cfg(tinyscore_vnni)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_i8_vnni_if(
+    tok: Avx2,
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+    n: usize,
+    acc: *mut i32,
+    so: usize,
+) -> bool {
+    if !tok.vnni() {
+        return false;
+    }
+    // SAFETY: AVX2 and AVX-VNNI by the token; the caller's bounds.
+    if cols <= WIDE_COLS && n >= 4 {
+        matmul_packed_vnni(w, rows, cols, x, sx, n, acc, so)
+    } else {
+        matmul_i8_vnni(w, rows, cols, x, sx, n, acc, so)
+    }
+    true
+}
+
+/// Without the AVX-VNNI kernels (a compiler older than 1.89, `engine/build.rs`): never.
+#[cfg(not(tinyscore_vnni))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_i8_vnni_if(
+    _: Avx2,
+    _: *const u8,
+    _: usize,
+    _: usize,
+    _: *const i8,
+    _: usize,
+    _: usize,
+    _: *mut i32,
+    _: usize,
+) -> bool {
+    false
+}
+
+/// [`matmul_i8_avx2`]'s one-vector-at-a-time path with AVX-VNNI: `vpdpbusd` multiplies 32
+/// unsigned by 32 signed bytes and adds each four products to an int32 lane (no saturation).
+/// The weights become unsigned by flipping their sign bit (w + 128, one `vpxor`), so a row's
+/// sum is Σ(w + 128)·x = Σ w·x + 128·Σx: the vector's Σx over the same columns (once per
+/// vector, by `vpdpbusd` of ones) is subtracted. Exact integers (|Σ(w + 128)·x| ≤ 255·128·cols
+/// < 2^31 for cols ≤ 2^16): the same values as [`super::dot_i8`].
+#[cfg(tinyscore_vnni)]
+#[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+#[target_feature(enable = "avx2,avxvnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_i8_vnni(
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+    n: usize,
+    acc: *mut i32,
+    so: usize,
+) {
+    let full = cols / 32 * 32;
+    for s in 0..n {
+        let x = x.add(s * sx);
+        let mut xs = _mm256_setzero_si256();
+        let mut c = 0;
+        while c < full {
+            let xv = _mm256_loadu_si256(x.add(c) as *const __m256i);
+            xs = _mm256_dpbusd_avx_epi32(xs, _mm256_set1_epi8(1), xv);
+            c += 32;
+        }
+        let corr = 128 * hsum(xs);
+        let mut r = 0;
+        while r + 4 <= rows {
+            let v = tile_vnni::<4>(w.add(r * cols), cols, full, x, corr);
+            for (i, &v) in v.iter().enumerate() {
+                *acc.add(s * so + r + i) = v;
+            }
+            r += 4;
+        }
+        while r < rows {
+            *acc.add(s * so + r) = tile_vnni::<1>(w.add(r * cols), cols, full, x, corr)[0];
+            r += 1;
+        }
+    }
+}
+
+/// `R` rows (stride `cols`) of [`matmul_i8_vnni`] against one vector `x`: its first `full`
+/// columns (a multiple of 32) by `vpdpbusd`, less `corr` (128·Σx over them), the rest in scalar.
+#[inline]
+#[cfg(tinyscore_vnni)]
+#[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn tile_vnni<const R: usize>(
+    w: *const u8,
+    cols: usize,
+    full: usize,
+    x: *const i8,
+    corr: i32,
+) -> [i32; R] {
+    let flip = _mm256_set1_epi8(i8::MIN);
+    let mut acc = [_mm256_setzero_si256(); R];
+    let mut c = 0;
+    while c < full {
+        let xv = _mm256_loadu_si256(x.add(c) as *const __m256i);
+        for r in 0..R {
+            let wv = _mm256_xor_si256(_mm256_loadu_si256(w.add(r * cols + c) as *const __m256i), flip);
+            acc[r] = _mm256_dpbusd_avx_epi32(acc[r], wv, xv);
+        }
+        c += 32;
+    }
+    core::array::from_fn(|r| {
+        let mut t = hsum(acc[r]).wrapping_sub(corr);
+        for c in full..cols {
+            t += (*w.add(r * cols + c) as i8) as i32 * *x.add(c) as i32;
+        }
+        t
+    })
+}
+
+/// [`matmul_packed`] with AVX-VNNI: the weights packed so that one `ymm` register holds a column
+/// quad of eight rows as unsigned bytes (w + 128, [`pack_panel_vnni`]); the vectors copied once
+/// into zero-padded quads with their Σx ([`quads`]). Each `vpdpbusd` of a weight register with a
+/// vector's quad broadcast to all lanes adds four products to each of eight rows' sums; at the end
+/// 128·Σx comes off each (as in [`matmul_i8_vnni`]; exact integers, [`super::dot_i8`]'s values).
+#[inline(never)]
+#[cfg(tinyscore_vnni)]
+#[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+#[target_feature(enable = "avx2,avxvnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_packed_vnni(
+    w: *const u8,
+    rows: usize,
+    cols: usize,
+    x: *const i8,
+    sx: usize,
+    n: usize,
+    acc: *mut i32,
+    so: usize,
+) {
+    let kq = cols.div_ceil(4); // column quads
+    let sq = 4 * kq; // stride of the copied vectors
+    let group = 32 * kq; // bytes of one packed group of 8 rows
+    let groups = rows.div_ceil(8);
+    let per_panel = (2 * PANEL) / group.max(1);
+    // Uninitialised: `quads` and `pack_panel_vnni` write every byte the blocks read, before
+    // they read them (4·kq per vector, `group` per packed group).
+    let mut xq = core::mem::MaybeUninit::<Aligned<{ WIDE_VECS * WIDE_COLS / 2 }>>::uninit();
+    let xq = xq.as_mut_ptr() as *mut i8;
+    let mut corr = [0i32; WIDE_VECS];
+    let mut panel = core::mem::MaybeUninit::<Aligned<PANEL>>::uninit();
+    let panel = panel.as_mut_ptr() as *mut u8;
+    let mut s = 0;
+    while s < n {
+        let nv = (n - s).min(WIDE_VECS);
+        for i in 0..nv {
+            corr[i] = 128 * quads(x.add((s + i) * sx), cols, xq.add(i * sq));
+        }
+        let mut g0 = 0;
+        while g0 < groups {
+            let ng = (groups - g0).min(per_panel);
+            pack_panel_vnni(w, rows, cols, g0, ng, panel);
+            let mut g = 0;
+            while g < ng {
+                let gg = (ng - g).min(2);
+                let mut v = 0;
+                while v < nv {
+                    let vv = (nv - v).min(4);
+                    let at = BlockVnni {
+                        w: panel.add(g * group),
+                        group,
+                        kq,
+                        x: xq.add(v * sq) as *const i8,
+                        sx: sq,
+                        corr: corr.as_ptr().add(v),
+                        acc: acc.add((s + v) * so + 8 * (g0 + g)),
+                        so,
+                        rows: rows - 8 * (g0 + g),
+                    };
+                    match (gg, vv) {
+                        (2, 4) => at.run::<2, 4>(),
+                        (2, 3) => at.run::<2, 3>(),
+                        (2, 2) => at.run::<2, 2>(),
+                        (2, _) => at.run::<2, 1>(),
+                        (_, 4) => at.run::<1, 4>(),
+                        (_, 3) => at.run::<1, 3>(),
+                        (_, 2) => at.run::<1, 2>(),
+                        _ => at.run::<1, 1>(),
+                    }
+                    v += vv;
+                }
+                g += gg;
+            }
+            g0 += ng;
+        }
+        s += nv;
+    }
+}
+
+/// One block of [`matmul_packed_vnni`]: `G` packed groups of 8 rows (`group` bytes apart, from
+/// `w`) × `S` copied vectors (stride `sx`, from `x`; `corr` their 128·Σx), into `acc` (vector
+/// stride `so`; only the first `rows` rows of the block are written).
+#[cfg(tinyscore_vnni)]
+struct BlockVnni {
+    w: *const u8,
+    group: usize,
+    kq: usize,
+    x: *const i8,
+    sx: usize,
+    corr: *const i32,
+    acc: *mut i32,
+    so: usize,
+    rows: usize,
+}
+
+#[cfg(tinyscore_vnni)]
+impl BlockVnni {
+    #[inline]
+    #[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+    #[target_feature(enable = "avx2,avxvnni")]
+    unsafe fn run<const G: usize, const S: usize>(&self) {
+        let mut sum = [[_mm256_setzero_si256(); S]; G];
+        for j in 0..self.kq {
+            let mut wv = [_mm256_setzero_si256(); G];
+            for g in 0..G {
+                wv[g] = _mm256_load_si256(self.w.add(g * self.group + 32 * j) as *const __m256i);
+            }
+            for s in 0..S {
+                let quad = core::ptr::read_unaligned(self.x.add(s * self.sx + 4 * j) as *const i32);
+                let xb = _mm256_set1_epi32(quad);
+                for g in 0..G {
+                    sum[g][s] = _mm256_dpbusd_avx_epi32(sum[g][s], wv[g], xb);
+                }
+            }
+        }
+        for g in 0..G {
+            let count = self.rows.saturating_sub(8 * g).min(8);
+            for s in 0..S {
+                let v = _mm256_sub_epi32(sum[g][s], _mm256_set1_epi32(*self.corr.add(s)));
+                let dst = self.acc.add(s * self.so + 8 * g);
+                if count == 8 {
+                    _mm256_storeu_si256(dst as *mut __m256i, v);
+                } else {
+                    let mut t = [0i32; 8];
+                    _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v);
+                    core::ptr::copy_nonoverlapping(t.as_ptr(), dst, count);
+                }
+            }
+        }
+    }
+}
+
+/// Packs groups `g0..g0 + ng` of 8 rows of the int8 weights `w` (`rows` × `cols`, row-major)
+/// into `out` for [`BlockVnni`]: group g at `out + 32·kq·(g − g0)`, column quad j of it at
+/// `32·j` within: the bytes w[8g + i][4j..4j + 4] + 128 (sign bit flipped) for i = 0..8 (128,
+/// i.e. w = 0, past the last column; anything past the last row, whose sums are not stored).
+/// Full 8 × 32 blocks by an 8 × 8 transpose of 32-bit quads, the rest one by one.
+#[cfg(tinyscore_vnni)]
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_panel_vnni(w: *const u8, rows: usize, cols: usize, g0: usize, ng: usize, out: *mut u8) {
+    let kq = cols.div_ceil(4);
+    let flip = _mm256_set1_epi8(i8::MIN);
+    for gi in 0..ng {
+        let r0 = 8 * (g0 + gi);
+        let o = out.add(32 * kq * gi);
+        let mut j0 = 0;
+        if r0 + 8 <= rows {
+            let mut c = 0;
+            while c + 32 <= cols {
+                let r: [__m256i; 8] = core::array::from_fn(|i| {
+                    _mm256_xor_si256(_mm256_loadu_si256(w.add((r0 + i) * cols + c) as *const __m256i), flip)
+                });
+                // An 8 × 8 transpose of 32-bit units: t[q] = quad q of rows 0..8.
+                let a = [
+                    _mm256_unpacklo_epi32(r[0], r[1]),
+                    _mm256_unpackhi_epi32(r[0], r[1]),
+                    _mm256_unpacklo_epi32(r[2], r[3]),
+                    _mm256_unpackhi_epi32(r[2], r[3]),
+                    _mm256_unpacklo_epi32(r[4], r[5]),
+                    _mm256_unpackhi_epi32(r[4], r[5]),
+                    _mm256_unpacklo_epi32(r[6], r[7]),
+                    _mm256_unpackhi_epi32(r[6], r[7]),
+                ];
+                let b = [
+                    _mm256_unpacklo_epi64(a[0], a[2]),
+                    _mm256_unpackhi_epi64(a[0], a[2]),
+                    _mm256_unpacklo_epi64(a[1], a[3]),
+                    _mm256_unpackhi_epi64(a[1], a[3]),
+                    _mm256_unpacklo_epi64(a[4], a[6]),
+                    _mm256_unpackhi_epi64(a[4], a[6]),
+                    _mm256_unpacklo_epi64(a[5], a[7]),
+                    _mm256_unpackhi_epi64(a[5], a[7]),
+                ];
+                // b[k] (k < 4) holds quads k and k + 4 of rows 0–3 (low and high 128 bits),
+                // b[k + 4] the same of rows 4–7.
+                for k in 0..4 {
+                    let lo = _mm256_permute2x128_si256::<0x20>(b[k], b[k + 4]);
+                    let hi = _mm256_permute2x128_si256::<0x31>(b[k], b[k + 4]);
+                    let j = c / 4 + k;
+                    _mm256_store_si256(o.add(32 * j) as *mut __m256i, lo);
+                    _mm256_store_si256(o.add(32 * (j + 4)) as *mut __m256i, hi);
+                }
+                c += 32;
+            }
+            j0 = c / 4;
+        }
+        for j in j0..kq {
+            for i in 0..8 {
+                for k in 0..4 {
+                    let c = 4 * j + k;
+                    let v = if r0 + i < rows && c < cols { *w.add((r0 + i) * cols + c) } else { 0 };
+                    *o.add(32 * j + 4 * i + k) = v ^ 0x80;
+                }
+            }
+        }
+    }
+}
+
+/// `cols` int8 values at `x` copied to `out`, then zeros up to a multiple of 4 (the last quad's
+/// partners); returns their sum.
+#[inline]
+#[cfg(tinyscore_vnni)]
+#[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn quads(x: *const i8, cols: usize, out: *mut i8) -> i32 {
+    let mut xs = _mm256_setzero_si256();
+    let mut c = 0;
+    while c + 32 <= cols {
+        let v = _mm256_loadu_si256(x.add(c) as *const __m256i);
+        xs = _mm256_dpbusd_avx_epi32(xs, _mm256_set1_epi8(1), v);
+        _mm256_storeu_si256(out.add(c) as *mut __m256i, v);
+        c += 32;
+    }
+    let mut sum = hsum(xs);
+    while c < cols {
+        *out.add(c) = *x.add(c);
+        sum += *x.add(c) as i32;
+        c += 1;
+    }
+    while c % 4 != 0 {
+        *out.add(c) = 0;
+        c += 1;
+    }
+    sum
+}
+
+/// The sum of the eight int32 lanes of `v` (wrapping, as the lanes' own adds).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum(v: __m256i) -> i32 {
+    let q = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let q = _mm_hadd_epi32(q, q);
+    _mm_cvtsi128_si32(_mm_hadd_epi32(q, q))
 }
 
 /// Columns [`matmul_i8`] packs and widens on its stack (wider layers take the slower path).
@@ -417,8 +779,8 @@ unsafe fn requant_layer_avx2(
     mut e: Epilogue<'_>,
 ) {
     use super::epilogue;
+    let triples = rq;
     let rq = core::slice::from_raw_parts(rq, 12 * rows);
-    let triple = |r: usize| epilogue::triple(rq, r);
     // The outputs as raw pointers in a local copy (no reloads through `e` in the loop); every
     // index below is < (n−1)·stride + rows, checked by `requant_layer`, and every table index is
     // within 0..=255 (tables hold 256 entries, also checked).
@@ -437,15 +799,8 @@ unsafe fn requant_layer_avx2(
     let full = rows / 8 * 8;
     let mut r = 0;
     while r < full {
-        let (mut b, mut m, mut sh) = ([0i32; 8], [0i32; 8], [0i32; 8]);
-        for j in 0..8 {
-            [b[j], m[j], sh[j]] = triple(r + j);
-        }
-        let mut bias = _mm256_loadu_si256(b.as_ptr() as *const __m256i);
-        let k = Requant8::new(
-            _mm256_loadu_si256(m.as_ptr() as *const __m256i),
-            _mm256_loadu_si256(sh.as_ptr() as *const __m256i),
-        );
+        let [mut bias, m, sh] = triples8(triples.add(12 * r));
+        let k = Requant8::new(m, sh);
         if let Out::Table { add } = dst {
             bias = _mm256_add_epi32(bias, _mm256_loadu_si256(add.add(r) as *const __m256i));
         }
@@ -462,6 +817,26 @@ unsafe fn requant_layer_avx2(
     // `requant_layer`).
     let acc = core::slice::from_raw_parts(acc, (n - 1) * so + rows);
     epilogue::epilogue(rq, acc, so, n, full..rows, stride, &mut e);
+}
+
+/// The (bias, multiplier, shift) triples of eight rows ([`super::epilogue::triple`]: 24
+/// little-endian int32, row-major, at `p`) as three vectors of their eight rows: three loads,
+/// and per vector two blends and one `vpermd` (word 3j + k is triple j's element k; a blend
+/// takes each row's word from the load that holds it, the permutation puts the rows in order).
+/// Reads 96 bytes from `p`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn triples8(p: *const u8) -> [__m256i; 3] {
+    let v = [0, 32, 64].map(|o| _mm256_loadu_si256(p.add(o) as *const __m256i));
+    // Element k of rows 0..8 is at words k, k+3, …, k+21: in load ⌊w/8⌋, lane w mod 8.
+    let b = _mm256_blend_epi32::<0b0010_0100>(_mm256_blend_epi32::<0b1001_0010>(v[0], v[1]), v[2]);
+    let m = _mm256_blend_epi32::<0b0100_1001>(_mm256_blend_epi32::<0b0010_0100>(v[0], v[1]), v[2]);
+    let s = _mm256_blend_epi32::<0b1001_0010>(_mm256_blend_epi32::<0b0100_1001>(v[0], v[1]), v[2]);
+    [
+        _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5)),
+        _mm256_permutevar8x32_epi32(m, _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6)),
+        _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7)),
+    ]
 }
 
 /// What [`requant_layer_avx2`] does per kind of [`Epilogue`] besides its last table: raw
@@ -713,9 +1088,27 @@ mod tests {
         }
     }
 
+    /// The plain AVX2 token, and the one with AVX-VNNI where this CPU has it.
+    fn int8_tokens() -> std::vec::Vec<Avx2> {
+        let Some(tok) = token() else { return std::vec![] };
+        #[cfg(tinyscore_vnni)]
+        #[allow(clippy::incompatible_msrv)] // built only by rustc ≥ 1.89 (engine/build.rs)
+        if std::is_x86_feature_detected!("avxvnni") {
+            // SAFETY: checked just above.
+            return std::vec![tok, unsafe { tok.with_vnni() }];
+        }
+        std::println!("skipped: the AVX-VNNI int8 matmul (no AVX-VNNI on this CPU, or rustc < 1.89)");
+        std::vec![tok]
+    }
+
     #[test]
     fn int8_matmul_equals_the_portable_dot() {
-        let Some(tok) = token() else { return };
+        for tok in int8_tokens() {
+            int8_matmul_with(tok);
+        }
+    }
+
+    fn int8_matmul_with(tok: Avx2) {
         let mut rng = Rng(77);
         for case in 0..300 {
             // Up to several panels of packed rows (at 512 columns, 16 rows per panel), and
@@ -736,17 +1129,21 @@ mod tests {
             for s in 0..n {
                 for r in 0..rows {
                     let want = dot_i8(&w[r * cols..(r + 1) * cols], &x[s * sx..s * sx + cols]);
-                    assert_eq!(acc[s * so + r], want, "rows {rows} cols {cols} n {n} s {s} r {r}");
+                    assert_eq!(acc[s * so + r], want, "{tok:?} rows {rows} cols {cols} n {n} s {s} r {r}");
                 }
                 for r in rows..so {
                     assert_eq!(acc[s * so + r], i32::MIN, "wrote past the rows");
                 }
             }
         }
-        let (w, x) = ([0x80u8; 512], [-128i8; 512]);
-        let mut acc = [0i32; 1];
-        matmul_i8(tok, &w, 1, 512, &x, 512, 1, &mut acc, 1);
-        assert_eq!(acc[0], 512 * 128 * 128);
+        for (wb, xv, want) in
+            [(0x80u8, -128i8, 512 * 128 * 128), (0x7f, -128, -512 * 127 * 128), (0x80, 127, -512 * 128 * 127)]
+        {
+            let (w, x) = ([wb; 512], [xv; 512]);
+            let mut acc = [0i32; 1];
+            matmul_i8(tok, &w, 1, 512, &x, 512, 1, &mut acc, 1);
+            assert_eq!(acc[0], want, "{tok:?} w {wb:#x} x {xv}");
+        }
     }
 
     #[test]
