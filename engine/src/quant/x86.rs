@@ -205,53 +205,30 @@ unsafe fn matmul_packed_vnni(
     let mut xq = core::mem::MaybeUninit::<Aligned<{ WIDE_VECS * WIDE_COLS / 2 }>>::uninit();
     let xq = xq.as_mut_ptr() as *mut i8;
     let mut corr = [0i32; WIDE_VECS];
+    let corr = corr.as_mut_ptr();
     let mut panel = core::mem::MaybeUninit::<Aligned<PANEL>>::uninit();
     let panel = panel.as_mut_ptr() as *mut u8;
-    let mut s = 0;
-    while s < n {
-        let nv = (n - s).min(WIDE_VECS);
-        for i in 0..nv {
-            corr[i] = 128 * quads(x.add((s + i) * sx), cols, xq.add(i * sq));
-        }
-        let mut g0 = 0;
-        while g0 < groups {
-            let ng = (groups - g0).min(per_panel);
-            pack_panel_vnni(w, rows, cols, g0, ng, panel);
-            let mut g = 0;
-            while g < ng {
-                let gg = (ng - g).min(2);
-                let mut v = 0;
-                while v < nv {
-                    let vv = (nv - v).min(4);
-                    let at = BlockVnni {
-                        w: panel.add(g * group),
-                        group,
-                        kq,
-                        x: xq.add(v * sq) as *const i8,
-                        sx: sq,
-                        corr: corr.as_ptr().add(v),
-                        acc: acc.add((s + v) * so + 8 * (g0 + g)),
-                        so,
-                        rows: rows - 8 * (g0 + g),
-                    };
-                    match (gg, vv) {
-                        (2, 4) => at.run::<2, 4>(),
-                        (2, 3) => at.run::<2, 3>(),
-                        (2, 2) => at.run::<2, 2>(),
-                        (2, _) => at.run::<2, 1>(),
-                        (_, 4) => at.run::<1, 4>(),
-                        (_, 3) => at.run::<1, 3>(),
-                        (_, 2) => at.run::<1, 2>(),
-                        _ => at.run::<1, 1>(),
-                    }
-                    v += vv;
-                }
-                g += gg;
-            }
-            g0 += ng;
-        }
-        s += nv;
-    }
+    packed_blocks(
+        n,
+        groups,
+        per_panel,
+        |i, s| *corr.add(i) = 128 * quads(x.add(s * sx), cols, xq.add(i * sq)),
+        |g0, ng| pack_panel_vnni(w, rows, cols, g0, ng, panel),
+        |b| {
+            let at = BlockVnni {
+                w: panel.add(b.g * group),
+                group,
+                kq,
+                x: xq.add(b.v * sq) as *const i8,
+                sx: sq,
+                corr: corr.add(b.v),
+                acc: acc.add(b.s * so + 8 * b.row_group),
+                so,
+                rows: rows - 8 * b.row_group,
+            };
+            run_block!(at, b.gg, b.vv)
+        },
+    );
 }
 
 /// One block of [`matmul_packed_vnni`]: `G` packed groups of 8 rows (`group` bytes apart, from
@@ -328,27 +305,24 @@ unsafe fn pack_panel_vnni(w: *const u8, rows: usize, cols: usize, g0: usize, ng:
                 let r: [__m256i; 8] = core::array::from_fn(|i| {
                     _mm256_xor_si256(_mm256_loadu_si256(w.add((r0 + i) * cols + c) as *const __m256i), flip)
                 });
-                // An 8 × 8 transpose of 32-bit units: t[q] = quad q of rows 0..8.
-                let a = [
-                    _mm256_unpacklo_epi32(r[0], r[1]),
-                    _mm256_unpackhi_epi32(r[0], r[1]),
-                    _mm256_unpacklo_epi32(r[2], r[3]),
-                    _mm256_unpackhi_epi32(r[2], r[3]),
-                    _mm256_unpacklo_epi32(r[4], r[5]),
-                    _mm256_unpackhi_epi32(r[4], r[5]),
-                    _mm256_unpacklo_epi32(r[6], r[7]),
-                    _mm256_unpackhi_epi32(r[6], r[7]),
-                ];
-                let b = [
-                    _mm256_unpacklo_epi64(a[0], a[2]),
-                    _mm256_unpackhi_epi64(a[0], a[2]),
-                    _mm256_unpacklo_epi64(a[1], a[3]),
-                    _mm256_unpackhi_epi64(a[1], a[3]),
-                    _mm256_unpacklo_epi64(a[4], a[6]),
-                    _mm256_unpackhi_epi64(a[4], a[6]),
-                    _mm256_unpacklo_epi64(a[5], a[7]),
-                    _mm256_unpackhi_epi64(a[5], a[7]),
-                ];
+                // An 8 × 8 transpose of 32-bit units. a[2m], a[2m + 1]: rows 2m and 2m + 1
+                // interleaved (quads 0, 1 | 4, 5 and 2, 3 | 6, 7 of each 128-bit half).
+                let a: [__m256i; 8] = core::array::from_fn(|k| {
+                    let (x, y) = (r[k & !1], r[k | 1]);
+                    if k % 2 == 0 {
+                        _mm256_unpacklo_epi32(x, y)
+                    } else {
+                        _mm256_unpackhi_epi32(x, y)
+                    }
+                });
+                let b: [__m256i; 8] = core::array::from_fn(|k| {
+                    let p = (k & 4) + ((k >> 1) & 1);
+                    if k % 2 == 0 {
+                        _mm256_unpacklo_epi64(a[p], a[p + 2])
+                    } else {
+                        _mm256_unpackhi_epi64(a[p], a[p + 2])
+                    }
+                });
                 // b[k] (k < 4) holds quads k and k + 4 of rows 0–3 (low and high 128 bits),
                 // b[k + 4] the same of rows 4–7.
                 for k in 0..4 {
@@ -423,6 +397,76 @@ const PANEL: usize = 8192;
 #[repr(C, align(32))]
 struct Aligned<const N: usize>([i16; N]);
 
+/// Where one block of a packed matmul is: `gg` ≤ 2 packed groups from group `g` of the panel
+/// (`row_group` of the layer: rows 8·row_group…), `vv` ≤ 4 vectors from prepared vector `v`
+/// (vector `s` of the call).
+#[derive(Clone, Copy)]
+struct At {
+    g: usize,
+    row_group: usize,
+    gg: usize,
+    v: usize,
+    s: usize,
+    vv: usize,
+}
+
+/// `$at.run::<G, S>()` for the block's `G = $gg` groups and `S = $vv` vectors.
+macro_rules! run_block {
+    ($at:expr, $gg:expr, $vv:expr) => {
+        match ($gg, $vv) {
+            (2, 4) => $at.run::<2, 4>(),
+            (2, 3) => $at.run::<2, 3>(),
+            (2, 2) => $at.run::<2, 2>(),
+            (2, _) => $at.run::<2, 1>(),
+            (_, 4) => $at.run::<1, 4>(),
+            (_, 3) => $at.run::<1, 3>(),
+            (_, 2) => $at.run::<1, 2>(),
+            _ => $at.run::<1, 1>(),
+        }
+    };
+}
+use run_block;
+
+/// The loops of a packed int8 matmul ([`matmul_packed`], [`matmul_packed_vnni`]): the `n`
+/// vectors in chunks of [`WIDE_VECS`] (`prep(i, s)` readies vector s of the call as the chunk's
+/// i-th), the layer's `groups` groups of 8 rows in panels of `per_panel` (`pack(g0, ng)` packs
+/// groups g0..g0 + ng), then each block of up to 2 groups × 4 vectors (`block`).
+#[inline(always)]
+unsafe fn packed_blocks(
+    n: usize,
+    groups: usize,
+    per_panel: usize,
+    mut prep: impl FnMut(usize, usize),
+    mut pack: impl FnMut(usize, usize),
+    mut block: impl FnMut(At),
+) {
+    let mut s = 0;
+    while s < n {
+        let nv = (n - s).min(WIDE_VECS);
+        for i in 0..nv {
+            prep(i, s + i);
+        }
+        let mut g0 = 0;
+        while g0 < groups {
+            let ng = (groups - g0).min(per_panel);
+            pack(g0, ng);
+            let mut g = 0;
+            while g < ng {
+                let gg = (ng - g).min(2);
+                let mut v = 0;
+                while v < nv {
+                    let vv = (nv - v).min(4);
+                    block(At { g, row_group: g0 + g, gg, v, s: s + v, vv });
+                    v += vv;
+                }
+                g += gg;
+            }
+            g0 += ng;
+        }
+        s += nv;
+    }
+}
+
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul_i8_avx2(
@@ -485,50 +529,26 @@ unsafe fn matmul_packed(
     let wide = wide.as_mut_ptr() as *mut i16;
     let mut panel = core::mem::MaybeUninit::<Aligned<PANEL>>::uninit();
     let panel = panel.as_mut_ptr() as *mut i16;
-    let mut s = 0;
-    while s < n {
-        let nv = (n - s).min(WIDE_VECS);
-        for i in 0..nv {
-            widen(x.add((s + i) * sx), cols, wide.add(i * sw));
-        }
-        let mut g0 = 0;
-        while g0 < groups {
-            let ng = (groups - g0).min(per_panel);
-            pack_panel(w, rows, cols, g0, ng, panel);
-            let mut g = 0;
-            while g < ng {
-                let gg = (ng - g).min(2);
-                let mut v = 0;
-                while v < nv {
-                    let vv = (nv - v).min(4);
-                    let at = Block {
-                        w: panel.add(g * group),
-                        group,
-                        kp,
-                        x: wide.add(v * sw) as *const i16,
-                        sx: sw,
-                        acc: acc.add((s + v) * so + 8 * (g0 + g)),
-                        so,
-                        rows: rows - 8 * (g0 + g),
-                    };
-                    match (gg, vv) {
-                        (2, 4) => at.run::<2, 4>(),
-                        (2, 3) => at.run::<2, 3>(),
-                        (2, 2) => at.run::<2, 2>(),
-                        (2, _) => at.run::<2, 1>(),
-                        (_, 4) => at.run::<1, 4>(),
-                        (_, 3) => at.run::<1, 3>(),
-                        (_, 2) => at.run::<1, 2>(),
-                        _ => at.run::<1, 1>(),
-                    }
-                    v += vv;
-                }
-                g += gg;
-            }
-            g0 += ng;
-        }
-        s += nv;
-    }
+    packed_blocks(
+        n,
+        groups,
+        per_panel,
+        |i, s| widen(x.add(s * sx), cols, wide.add(i * sw)),
+        |g0, ng| pack_panel(w, rows, cols, g0, ng, panel),
+        |b| {
+            let at = Block {
+                w: panel.add(b.g * group),
+                group,
+                kp,
+                x: wide.add(b.v * sw) as *const i16,
+                sx: sw,
+                acc: acc.add(b.s * so + 8 * b.row_group),
+                so,
+                rows: rows - 8 * b.row_group,
+            };
+            run_block!(at, b.gg, b.vv)
+        },
+    );
 }
 
 /// One block of [`matmul_packed`]: `G` packed groups of 8 rows (`group` values apart, from `w`)
