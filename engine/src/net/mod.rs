@@ -119,11 +119,17 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     }
 
     /// [`ScoreNet::arena_len`] with the model's integer plan built: the f32 walk's arena, or
-    /// with a convolutional w8a8 file's integer scratch after the data region.
+    /// for a convolutional w8a8 file the integer walk's (`net/int8_conv.rs`): the time region,
+    /// then the plan's integer data region and scratch ([`Int8Plan::data_words`],
+    /// [`Int8Plan::scratch_words`]), at least the graph's scratch region (the time branch's
+    /// walk takes it after the time region).
     fn arena_words(model: &Model<'_>, plan: &Int8Plan) -> usize {
         let g = model.graph();
         let r = g.regions();
-        crate::walk::arena_len(g, 1).max(r.time + r.data + plan.scratch_words())
+        if cfg!(feature = "conv") && model.is_int8() && plan.is_conv() {
+            return r.time + (plan.data_words() + plan.scratch_words()).max(r.scratch);
+        }
+        crate::walk::arena_len(g, 1)
     }
 
     /// Wraps `model` with `arena`, refusing it if its sizes exceed the capacities D, H, F or
@@ -225,7 +231,9 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
         let g = *self.model.graph();
         let walk =
             crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
-        walk.run_range(0..g.time_layers(), &[], t, &mut [], 1, self.arena.as_mut(), &mut |_, _| {});
+        // No data-region copy (k = 0) where the arena is the integer walk's, which has none.
+        let k = usize::from(!self.int8.is_conv());
+        walk.run_range(0..g.time_layers(), &[], t, &mut [], k, self.arena.as_mut(), &mut |_, _| {});
     }
 
     /// The integer path of a `w8a8` file (`docs/quantization.md`, `net/int8.rs`): the time
@@ -259,6 +267,11 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(usize, &[f32])) {
         let d = self.model.dim();
         let g = *self.model.graph();
+        if self.arena.as_mut().len() < crate::walk::arena_len(&g, 1) {
+            // A convolutional w8a8 file's arena is the integer walk's: the f32 walk
+            // (`eps_observed`) needs `walk::arena_len(graph, 1)` words and does not run.
+            return;
+        }
         let walk =
             crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
         walk.run(&x[..d], t, &mut eps[..d], 1, self.arena.as_mut(), observe);

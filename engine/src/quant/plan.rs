@@ -47,17 +47,17 @@ pub const NO_LUT: u16 = u16::MAX;
 pub enum ConvSource {
     /// The network's input x, quantized once by `s_x` (channels-last).
     X,
-    /// An int8 value (a SiLU table's output) at this word offset of the data region, stored
-    /// in the block's first bytes.
+    /// An int8 value (a SiLU table's output) at this byte offset of the integer data region
+    /// ([`Int8Plan::data_words`]).
     I8(u32),
-    /// An int16 stream at this word offset of the data region (stored in the block's first
-    /// half), read as its table index ([`super::residual_index`], scale 2^8 times the
-    /// stream's).
+    /// An int16 stream at this byte offset of the integer data region, read as its table
+    /// index ([`super::residual_index`], scale 2^8 times the stream's).
     I16(u32),
 }
 
-/// A convolution step's geometry and the places of its values in the arena's data region
-/// (word offsets of the f32 walk's blocks, `docs/quantization.md`, "Convolutions").
+/// A convolution step's geometry and the places of its values in the integer data region
+/// (byte offsets of the plan's own layout, [`Int8Plan::data_words`]; `docs/quantization.md`,
+/// "Convolutions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConvIo {
@@ -77,13 +77,47 @@ pub struct ConvIo {
     pub source: ConvSource,
     /// The input is `upsample2` of `source` (folded into the gather).
     pub upsample: bool,
-    /// `ToI16`, `Residual`: the stream's block (`None`: no later layer reads the stream but
-    /// its SiLU, which took its block).
+    /// `ToI16`, `Residual`: the stream's place (`None`: no later layer reads the stream but
+    /// its SiLU; the walk keeps one position of it at a time).
     pub out_at: Option<u32>,
-    /// The block of the SiLU folded into the epilogue (`Table`: its output), if any.
+    /// The place of the SiLU folded into the epilogue (`Table`: its output), if any.
     pub silu_at: Option<u32>,
-    /// `Residual`: the block of the stream it adds.
+    /// `Residual`: the place of the stream it adds (the stream's own place where the residual
+    /// dies here and the step writes over it).
     pub res_at: Option<u32>,
+}
+
+/// Output positions whose int32 accumulators the integer walk keeps at once: a convolution of
+/// more output positions runs in calls of this many ([`ConvIo::tiling`]).
+pub const ACC_TILE: usize = 32;
+
+/// How the integer walk runs one convolution ([`ConvIo::tiling`]): in calls of the kernel
+/// ([`super::conv::conv_i8_with`]) that each give `call` output positions' accumulators, of
+/// which `valid` from the `first` on are the convolution's (the others read the zeros outside
+/// the call's input window: computed, not used).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Output positions per call (its accumulators: `call`·C_out words).
+    pub call: usize,
+    /// Output positions of the convolution each call gives.
+    pub valid: usize,
+    /// The call's first such position.
+    pub first: usize,
+    /// Input positions in a call's window (C_in int8 each, gathered from the source); 0: one
+    /// call on the source itself, all L_out positions at once.
+    pub window: usize,
+}
+
+impl Tiling {
+    /// Words of integer scratch the convolution needs: a call's accumulators, the kernel's
+    /// gathered columns ([`super::conv::CONV_TILE`] positions of C_in·K bytes) and the window
+    /// (C_in bytes a position).
+    pub fn scratch_words(&self, io: &ConvIo, c_out: usize) -> usize {
+        let cols = io.c_in as usize * io.kernel as usize;
+        self.call * c_out
+            + (super::conv::CONV_TILE * cols).div_ceil(4)
+            + (self.window * io.c_in as usize).div_ceil(4)
+    }
 }
 
 impl ConvIo {
@@ -97,6 +131,24 @@ impl ConvIo {
             self.dilation as usize,
             self.stride as usize,
         )
+    }
+
+    /// The calls that run this convolution ([`Tiling`]): one on the source itself if L_out ≤
+    /// [`ACC_TILE`] (at least [`super::conv::CONV_TILE`] positions beyond the halo), else calls
+    /// of that many output positions on a window of the gathered input. With padding
+    /// p = d·(K − 1)/2 and stride s, a call whose window starts at input position
+    /// s·(l₀ − j₀), j₀ = ⌈p/s⌉, gives output positions l₀.. from its j₀-th on, every one whose
+    /// taps lie in the window: j₀ + V − 1 + ⌈(p + 1)/s⌉ outputs for V valid ones.
+    pub fn tiling(&self) -> Tiling {
+        let (s, l_out) = (self.stride.max(1) as usize, self.l_out as usize);
+        let pad = self.dilation as usize * (self.kernel as usize).saturating_sub(1) / 2;
+        let (first, tail) = (pad.div_ceil(s), (pad + 1).div_ceil(s));
+        let call = ACC_TILE.max(first + tail - 1 + super::conv::CONV_TILE);
+        if l_out <= call {
+            return Tiling { call: l_out, valid: l_out, first: 0, window: 0 };
+        }
+        let valid = call + 1 - first - tail;
+        Tiling { call, valid, first, window: s * (first + valid - 1) + pad + 1 }
     }
 }
 
@@ -318,9 +370,20 @@ pub struct Int8Plan {
     /// layout's, by `blocks`).
     conv_scales: u16,
     conv_luts: u16,
-    /// Words of integer scratch a convolutional plan's walk needs.
+    /// Words of integer scratch a convolutional plan's walk needs ([`Tiling`]).
     scratch: u32,
+    /// The integer scratch a convolutional file's RAM figure counts (a whole convolution's
+    /// accumulators, format v3).
+    file_scratch: u32,
+    /// Words of a convolutional plan's integer data region.
+    data: u32,
+    /// Byte offsets in that region of each step's int16 stream and of its SiLU's int8 output
+    /// ([`NO_PLACE`]: none).
+    places: [[u32; 2]; MAX_STEPS],
 }
+
+/// A step value without a place in the integer data region.
+const NO_PLACE: u32 = u32::MAX;
 
 /// A placeholder step (a plan's unused slots).
 const NO_STEP: Step = Step {
@@ -352,6 +415,9 @@ impl Default for Int8Plan {
             conv_scales: 0,
             conv_luts: 0,
             scratch: 0,
+            file_scratch: 0,
+            data: 0,
+            places: [[NO_PLACE; 2]; MAX_STEPS],
         }
     }
 }
@@ -387,6 +453,9 @@ impl Int8Plan {
         self.conv_scales = 0;
         self.conv_luts = 0;
         self.scratch = 0;
+        self.file_scratch = 0;
+        self.data = 0;
+        self.places = [[NO_PLACE; 2]; MAX_STEPS];
     }
 
     fn recognise(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
@@ -547,6 +616,7 @@ impl Int8Plan {
         let mut held = [Held::No; crate::graph::MAX_LAYERS + 1];
         held[0] = Held::X;
         let (mut rq, mut cols, mut luts, mut scratch) = (0usize, 1usize, 0usize, 0usize);
+        let mut file_scratch = 0usize;
         let (mut tables, mut i) = (0usize, g.time_layers());
         let narrow =
             |v: usize| -> Result<u32, PlanError> { u32::try_from(v).map_err(|_| pattern(0, "too large")) };
@@ -577,7 +647,8 @@ impl Int8Plan {
                 }
                 op => return Err(PlanError::Unsupported { layer: i, op: op.name() }),
             };
-            let offset = |v: Value| narrow(g.layer(v as usize - 1).offset);
+            // (The places come after the steps, [`Int8Plan::place_conv`].)
+            let offset = |_: Value| Ok::<u32, PlanError>(NO_PLACE);
             let (src, upsample) = match held[x as usize] {
                 Held::Up { src } => (src, true),
                 _ => (x, false),
@@ -612,7 +683,9 @@ impl Int8Plan {
             if shape.l_out() != l_out {
                 return Err(pattern(i, "a convolution's output length"));
             }
-            scratch = scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            file_scratch =
+                file_scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            scratch = scratch.max(io.tiling().scratch_words(&io, rows));
             let l16 = i as u16;
             let mut step = Step {
                 layer: l16,
@@ -689,15 +762,8 @@ impl Int8Plan {
                 cols += 1;
                 if reads(i + 1, value) && matches!(g.layer(i + 1).op, Op::Silu { .. }) {
                     let silu_at = offset(value + 1)?;
-                    let len = layer.shape.len();
-                    let overlap = silu_at != out_at
-                        && (silu_at as usize) < out_at as usize + len
-                        && (out_at as usize) < silu_at as usize + len;
-                    if overlap {
-                        return Err(pattern(i + 1, "a SiLU's block overlapping its stream's"));
-                    }
-                    if silu_at == out_at {
-                        // The SiLU took the stream's block: no later layer reads the stream.
+                    if !(i + 2..n).any(|j| g.layer(j).op.inputs().contains(&Some(value))) {
+                        // No later layer reads the stream: the walk does not keep it.
                         io.out_at = None;
                         held[value as usize] = Held::No;
                     }
@@ -712,18 +778,12 @@ impl Int8Plan {
                     (cols, luts) = (cols + 1, luts + 1);
                     next = i + 2;
                 }
-                if let (Some(o), Some(r)) = (io.out_at, io.res_at) {
-                    let len = layer.shape.len();
-                    if o != r && (o as usize) < r as usize + len && (r as usize) < o as usize + len {
-                        return Err(pattern(i, "a stream's block overlapping its residual's"));
-                    }
-                }
-            }
-            // The walk derives the same blocks from the step ([`Int8Plan::conv_io`]).
-            if self.conv_io(&step, g) != Some(io) {
-                return Err(pattern(i, "a convolution whose blocks the plan cannot state"));
             }
             self.push(step, i)?;
+            // The walk derives the same from the step ([`Int8Plan::conv_io`], checked with the
+            // places: [`Int8Plan::place_conv`]).
+            let k = self.len as usize - 1;
+            self.places[k] = [u32::from(io.out_at.is_some()), u32::from(io.silu_at.is_some())];
             i = next;
         }
         if !matches!(self.steps().last(), Some(s) if s.kind == Kind::Output && s.layer as usize + 1 == n) {
@@ -733,6 +793,118 @@ impl Int8Plan {
         self.conv_scales = u16::try_from(cols).map_err(|_| pattern(n - 1, "too many columns"))?;
         self.conv_luts = luts as u16;
         self.scratch = narrow(scratch)?;
+        self.file_scratch = narrow(file_scratch)?;
+        self.place_conv(g)
+    }
+
+    /// The integer data region of a convolutional plan: its int8 values (L·C bytes) and int16
+    /// streams (2·L·C bytes), each rounded up to whole words, placed by the graph's arena
+    /// planner ([`crate::graph::build::place`]) by their lives in the integer walk: a value is
+    /// written by its step (a SiLU folded into a step lives from that step, not from its own
+    /// layer) and read by the steps that take it as their input (through an `upsample2`: by
+    /// the convolution that reads the upsampling) or as their residual. A step's input is live
+    /// while it runs, so its outputs never share its words: a convolution may run in tiles of
+    /// output positions ([`ConvIo::tiling`]). A `Residual` step writes its stream over the
+    /// residual it adds when that dies there and is not also its input (each position read,
+    /// then written). A stream only its SiLU reads has no place.
+    fn place_conv(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
+        use crate::graph::build::{place, Slot};
+        let n = g.len();
+        let fail = |what: &'static str| PlanError::Pattern { layer: n - 1, what };
+        // What step `s` reads: its input value (the upsampling's own input) and its residual.
+        let reads = |s: &Step| -> [Option<Value>; 2] {
+            match g.layer(s.layer as usize).op {
+                Op::Conv1d { x, res, .. } => {
+                    let src = match x {
+                        0 => None,
+                        v => match g.layer(v as usize - 1).op {
+                            Op::Upsample2 { x: u } => Some(u),
+                            _ => Some(v),
+                        },
+                    };
+                    [src, res]
+                }
+                _ => [None, None],
+            }
+        };
+        // end[v]: the last step that reads value v (0: none).
+        let mut end = [0u16; crate::graph::MAX_LAYERS + 1];
+        for s in self.steps() {
+            for v in reads(s).into_iter().flatten() {
+                if let Some(e) = end.get_mut(v as usize) {
+                    *e = (*e).max(s.layer);
+                }
+            }
+        }
+        // What the recognition found each step writes (its stream, its SiLU's output).
+        let mut wants = [[false; 2]; MAX_STEPS];
+        for (w, p) in wants.iter_mut().zip(&self.places) {
+            *w = p.map(|v| v == 1);
+        }
+        let mut slots = [Slot::default(); 2 * MAX_STEPS];
+        let mut count = 0;
+        // The slot of each step's stream and SiLU output (usize::MAX: none).
+        let mut of = [[usize::MAX; 2]; MAX_STEPS];
+        for (k, s) in self.steps().iter().enumerate() {
+            let start = s.layer as usize;
+            let shape = g.layer(start).shape;
+            let bytes = |b: usize| b.checked_mul(shape.len()).map(|v| v.div_ceil(4)).ok_or(fail("too large"));
+            let stream = s.layer + 1;
+            let last = |v: u16| (end[v as usize] as usize).max(start);
+            if matches!(s.kind, Kind::ToI16 { .. } | Kind::Residual { .. }) && end[stream as usize] != 0 {
+                let len = bytes(2)?;
+                let [src, res] = reads(s);
+                // The residual's slot, if this stream can take it.
+                let over = res.filter(|&r| end[r as usize] == s.layer && Some(r) != src).and_then(|r| {
+                    let j = self.steps().iter().position(|t| t.layer + 1 == r)?;
+                    Some(of[j][0]).filter(|&slot| slots[slot].len == len)
+                });
+                of[k][0] = match over {
+                    Some(slot) => {
+                        slots[slot].end = slots[slot].end.max(last(stream));
+                        slot
+                    }
+                    None => {
+                        *slots.get_mut(count).ok_or(fail("too many values"))? =
+                            Slot { start, end: last(stream), len };
+                        count += 1;
+                        count - 1
+                    }
+                };
+            }
+            let has_silu = s.silu != s.pre || matches!(s.kind, Kind::Table { .. });
+            if has_silu && s.kind != Kind::Output {
+                *slots.get_mut(count).ok_or(fail("too many values"))? =
+                    Slot { start, end: last(s.silu + 1), len: bytes(1)? };
+                of[k][1] = count;
+                count += 1;
+            }
+        }
+        let mut base = [0usize; 2 * MAX_STEPS];
+        let words = place(&slots[..count], &mut base);
+        let byte = |w: usize| w.checked_mul(4).and_then(|b| u32::try_from(b).ok()).ok_or(fail("too large"));
+        self.data = u32::try_from(words).map_err(|_| fail("too large"))?;
+        byte(words)?;
+        for (k, o) in of.iter().enumerate().take(self.len as usize) {
+            for (p, &slot) in self.places[k].iter_mut().zip(o) {
+                *p = if slot == usize::MAX { NO_PLACE } else { byte(base[slot])? };
+            }
+        }
+        // Every step finds what it reads and writes where the recognition put them.
+        for (s, &want) in self.steps().iter().zip(&wants) {
+            let io = self.conv_io(s, g).ok_or(fail("a convolution whose values have no place"))?;
+            let input = match io.source {
+                ConvSource::X => s.input == Input::X,
+                _ => s.input == Input::Act,
+            };
+            let ok = input
+                && io.shape(s.rows()).is_some_and(|c| c.l_out() == io.l_out as usize)
+                && [io.out_at.is_some(), io.silu_at.is_some()] == want
+                && (io.res_at.is_some() || !matches!(s.kind, Kind::Residual { .. }));
+            if !ok {
+                return Err(PlanError::Pattern { layer: s.layer as usize, what: "a value without a place" });
+            }
+        }
         Ok(())
     }
 
@@ -780,7 +952,6 @@ impl Int8Plan {
         }
         let layer = g.layer(step.layer as usize);
         let Op::Conv1d { x, res, kernel, dilation, stride, .. } = layer.op else { return None };
-        let at = |v: Value| u32::try_from(g.layer(v as usize - 1).offset).ok();
         let (src, upsample) = match x {
             0 => (0, false),
             v => match g.layer(v as usize - 1).op {
@@ -790,19 +961,13 @@ impl Int8Plan {
         };
         let source = match src {
             0 => ConvSource::X,
-            v if step.narrow => ConvSource::I16(at(v)?),
-            v => ConvSource::I8(at(v)?),
+            v if step.narrow => ConvSource::I16(self.place_of(v)?),
+            v => ConvSource::I8(self.place_of(v)?),
         };
+        let k = self.steps().iter().position(|s| s.layer == step.layer)?;
+        let place = |p: u32| (p != NO_PLACE).then_some(p);
+        let [out_at, silu_at] = self.places[k].map(place);
         let shape = g.value_shape(x);
-        let has_silu = step.silu != step.pre || matches!(step.kind, Kind::Table { .. });
-        let silu_at = if has_silu && step.kind != Kind::Output { at(step.silu + 1) } else { None };
-        let out_at = match step.kind {
-            Kind::ToI16 { .. } | Kind::Residual { .. } => {
-                let o = at(step.layer + 1)?;
-                (silu_at != Some(o)).then_some(o)
-            }
-            _ => None,
-        };
         Some(ConvIo {
             c_in: shape.channels as u16,
             l_in: shape.length as u16,
@@ -812,19 +977,50 @@ impl Int8Plan {
             stride: u8::try_from(stride).ok()?,
             source,
             upsample,
-            out_at,
-            silu_at,
+            out_at: out_at.filter(|_| matches!(step.kind, Kind::ToI16 { .. } | Kind::Residual { .. })),
+            silu_at: silu_at.filter(|_| step.kind != Kind::Output),
             res_at: match (res, step.kind) {
-                (Some(r), Kind::Residual { .. }) => Some(at(r)?),
+                (Some(r), Kind::Residual { .. }) => self.place_of(r),
                 _ => None,
             },
         })
     }
 
-    /// Words of integer scratch the walk of a convolutional plan needs after the arena's data
-    /// region (0 for a dense plan): one step's int32 accumulators for every output position
-    /// (L_out·C_out) and its gathered columns ([`super::conv::CONV_TILE`] positions,
-    /// ⌈8·C_in·K/4⌉), the largest over the steps.
+    /// The place (byte offset in the integer data region) of value `v`: a step's stream or its
+    /// SiLU's output.
+    fn place_of(&self, v: Value) -> Option<u32> {
+        self.steps().iter().zip(&self.places).find_map(|(s, p)| {
+            let at = if v == s.layer + 1 {
+                p[0]
+            } else if v == s.silu + 1 && s.silu != s.layer {
+                p[1]
+            } else {
+                return None;
+            };
+            (at != NO_PLACE).then_some(at)
+        })
+    }
+
+    /// Words of the integer data region of a convolutional plan (0 for a dense plan): its
+    /// int8 values and int16 streams at their places ([`ConvIo`]), laid out by liveness like
+    /// the f32 walk's regions (`Int8Plan::place_conv`); after the arena's time region.
+    pub fn data_words(&self) -> usize {
+        self.data as usize
+    }
+
+    /// The integer scratch a convolutional file's RAM figure (format v3, `docs/format.md`)
+    /// counts: one whole convolution's int32 accumulators (L_out·C_out) and its gathered
+    /// columns, the largest over the steps (0 for a dense plan). Files state it as they always
+    /// have; the walk needs only [`Int8Plan::scratch_words`].
+    pub fn file_scratch_words(&self) -> usize {
+        self.file_scratch as usize
+    }
+
+    /// Words of integer scratch the walk of a convolutional plan needs after its data region
+    /// (0 for a dense plan): one call's int32 accumulators (at most [`ACC_TILE`] output
+    /// positions × C_out, [`ConvIo::tiling`]), the kernel's gathered columns
+    /// ([`super::conv::CONV_TILE`] positions, ⌈8·C_in·K/4⌉) and a call's input window, the
+    /// largest over the steps.
     pub fn scratch_words(&self) -> usize {
         self.scratch as usize
     }
