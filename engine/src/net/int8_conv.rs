@@ -5,10 +5,11 @@
 //! one vector). No buffer of its own: the arena after its time region holds the plan's integer
 //! data region, each int8 value and int16 stream at its place ([`Int8Plan::data_words`], placed
 //! by liveness: a step's outputs never share its input's bytes), then the integer scratch
-//! ([`Int8Plan::scratch_words`]): one call's accumulators, the gathered columns and the call's
-//! input window. A convolution of more than [`quant::plan::ACC_TILE`] output positions runs in
-//! tiles ([`quant::plan::ConvIo::tiling`]), each accumulated and requantized before the next;
-//! the input stays intact until the last tile has read it.
+//! ([`Int8Plan::scratch_words`]): one call's accumulators and the gathered columns. A
+//! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
+//! ([`quant::plan::ConvIo::tiling`]), each a call of the kernel on a window of the input read
+//! in place ([`quant::plan::ConvIo::call`]), accumulated and requantized before the next; the
+//! input stays intact until the last tile has read it.
 
 use super::int8::Params;
 use crate::format::Model;
@@ -84,33 +85,6 @@ fn two(
     }
 }
 
-/// The input window of one call of a tiled convolution ([`quant::plan::Tiling`]): gathered
-/// input positions `start..start + win.len() / C_in` (negative or ≥ L_in: the zero padding),
-/// each as the int8 value the kernel would gather from the source there (an int16 stream's
-/// table index, an upsampled position's source position), channels-last.
-fn window(io: &quant::plan::ConvIo, source: Source<'_>, start: isize, win: &mut [i8]) {
-    let (c_in, l_in) = (io.c_in as usize, io.l_in as usize);
-    let shift = usize::from(io.upsample);
-    for (w, row) in win.chunks_exact_mut(c_in.max(1)).enumerate() {
-        let q = start + w as isize;
-        if q < 0 || q as usize >= l_in {
-            row.fill(0);
-            continue;
-        }
-        let at = (q as usize >> shift) * c_in;
-        match source {
-            Source::I8(v) => match v.get(at..at + c_in) {
-                Some(v) => row.copy_from_slice(v),
-                None => row.fill(0),
-            },
-            Source::I16(v) => match v.get(at..at + c_in) {
-                Some(v) => row.iter_mut().zip(v).for_each(|(o, &h)| *o = quant::residual_index(h)),
-                None => row.fill(0),
-            },
-        }
-    }
-}
-
 /// ε̂ of one input `x` (channel-major, D values) at time `t` into `eps` (channel-major), on the
 /// integer path of a convolutional plan; `arena` the network's arena with its time region
 /// computed (the time branch, f32), then the plan's integer data region and scratch. Sizes are
@@ -151,15 +125,13 @@ pub(super) fn int8_conv(
         let w = p.weight(step);
         let l_out = shape.l_out();
         let tiling = io.tiling();
-        // Scratch: a call's accumulators, the gathered columns, the call's input window.
+        // Scratch: a call's accumulators, the gathered columns.
         let cols = (quant::conv::CONV_TILE * shape.cols()).div_ceil(4);
-        let Some((acc, rest)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };
-        let Some((col, win)) = rest.split_at_mut_checked(cols) else { return };
+        let Some((acc, col)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };
+        let Some(col) = col.get_mut(..cols) else { return };
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
         let col: &mut [i8] = bytemuck::cast_slice_mut(col);
-        let win: &mut [i8] = bytemuck::cast_slice_mut(win);
-        let Some(win) = win.get_mut(..tiling.window * io.c_in as usize) else { return };
-        let src_len = (io.l_in as usize >> usize::from(io.upsample)) * io.c_in as usize;
+        let (c_in, u) = (io.c_in as usize, usize::from(io.upsample));
         let table = |lut: u16| if lut == quant::plan::NO_LUT { &NO_TABLE[..] } else { p.table(lut as usize) };
         // What the epilogue needs once per step: the time embedding; the residual into the
         // stream's place, once, before anything is written (the places are disjoint).
@@ -179,43 +151,32 @@ pub(super) fn int8_conv(
         // The source stays where it is while the tiles run: no output is placed on it.
         let mut p0 = 0;
         while p0 < l_out {
-            let n = tiling.valid.min(l_out - p0);
-            // acc = W ⊛ input at output positions p0..p0 + n                  (n, C_out) int32
+            // The call's window of the input, in place: source positions from..to.
+            let call = io.call(&tiling, p0);
+            let (n, from, to) = (call.n, (call.start >> u) * c_in, ((call.start + call.len) >> u) * c_in);
+            // acc = W ⊛ window: the convolution's outputs p0..p0 + n            (n, C_out) int32
             {
                 let source = match io.source {
-                    ConvSource::X => Source::I8(x8),
+                    ConvSource::X => match x8.get(from..to) {
+                        Some(v) => Source::I8(v),
+                        None => return,
+                    },
                     ConvSource::I8(a) => {
-                        let Some(v) = data.get(at(a)..at(a) + src_len) else { return };
+                        let Some(v) = data.get(at(a) + from..at(a) + to) else { return };
                         Source::I8(bytemuck::cast_slice(v))
                     }
                     ConvSource::I16(a) => {
-                        let Some(v) = data.get(at(a)..at(a) + 2 * src_len) else { return };
+                        let Some(v) = data.get(at(a) + 2 * from..at(a) + 2 * to) else { return };
                         let Ok(v) = bytemuck::try_cast_slice::<u8, i16>(v) else { return };
                         Source::I16(v)
                     }
                 };
-                let done = if tiling.window == 0 {
-                    conv(k, &shape, w.data(), source, io.upsample, col, acc)
-                } else {
-                    // The window starts at input position s·(p0 − j0); the call's outputs
-                    // j0..j0 + n are the convolution's p0..p0 + n.
-                    let s = io.stride as usize;
-                    let start = (s * p0) as isize - (s * tiling.first) as isize;
-                    let len = s * (tiling.first + n - 1) + shape_pad(&io) + 1;
-                    let (Some(wn), Some(ws)) =
-                        (win.get_mut(..len * io.c_in as usize), io_shape(&io, len, rows))
-                    else {
-                        return;
-                    };
-                    window(&io, source, start, wn);
-                    conv(k, &ws, w.data(), Source::I8(wn), false, col, acc)
-                };
-                if done.is_err() {
+                let Some(shape) = call_shape(&io, call.len, rows) else { return };
+                if n == 0 || conv(k, &shape, w.data(), source, io.upsample, col, acc).is_err() {
                     return;
                 }
             }
-            let first = if tiling.window == 0 { p0 } else { tiling.first };
-            let Some(acc) = acc.get(first * rows..(first + n) * rows) else { return };
+            let Some(acc) = acc.get(call.skip * rows..(call.skip + n) * rows) else { return };
             match step.kind {
                 // ε̂[co, l] = (acc + b) · s_w[co]·s_in                           (C, L) f32
                 Kind::Output => {
@@ -293,12 +254,7 @@ pub(super) fn int8_conv(
     }
 }
 
-/// The padding d·(K − 1)/2 of a convolution.
-fn shape_pad(io: &quant::plan::ConvIo) -> usize {
-    io.dilation as usize * (io.kernel as usize).saturating_sub(1) / 2
-}
-
-/// The shape of one call of a tiled convolution: its window of `len` input positions.
-fn io_shape(io: &quant::plan::ConvIo, len: usize, c_out: usize) -> Option<quant::conv::ConvShape> {
-    quant::plan::ConvIo { l_in: u16::try_from(len).ok()?, upsample: false, ..*io }.shape(c_out)
+/// The shape of one call of a tiled convolution: its window of `len` gathered input positions.
+fn call_shape(io: &quant::plan::ConvIo, len: usize, c_out: usize) -> Option<quant::conv::ConvShape> {
+    quant::plan::ConvIo { l_in: u16::try_from(len).ok()?, ..*io }.shape(c_out)
 }
