@@ -87,13 +87,15 @@ fn two(
 
 /// ε̂ of one input `x` (channel-major, D values) at time `t` into `eps` (channel-major), on the
 /// integer path of a convolutional plan; `arena` the network's arena with its time region
-/// computed (the time branch, f32), then the plan's integer data region and scratch. Sizes are
+/// computed (the time branch, f32), then the plan's integer data region and scratch; `places`
+/// the plan's [`quant::plan::Places`]. Sizes are
 /// the plan's (checked when the file was parsed and the network built); a slice too short ends
 /// the walk early instead of panicking.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn int8_conv(
     m: &Model<'_>,
     plan: &Int8Plan,
+    places: &[[u32; 2]],
     arena: &mut [f32],
     x: &[f32],
     t: f32,
@@ -119,7 +121,7 @@ pub(super) fn int8_conv(
     }
     let at = |a: u32| a as usize;
     for step in plan.steps() {
-        let Some(io) = plan.conv_io(step, g) else { return };
+        let Some(io) = plan.conv_io(step, g, places) else { return };
         let rows = step.rows();
         let Some(shape) = io.shape(rows) else { return };
         let w = p.weight(step);

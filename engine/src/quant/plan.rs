@@ -405,13 +405,20 @@ pub struct Int8Plan {
     file_scratch: u32,
     /// Words of a convolutional plan's integer data region.
     data: u32,
-    /// Byte offsets in that region of each step's int16 stream and of its SiLU's int8 output
-    /// ([`NO_PLACE`]: none).
-    places: [[u32; 2]; MAX_STEPS],
 }
 
 /// A step value without a place in the integer data region.
-const NO_PLACE: u32 = u32::MAX;
+pub const NO_PLACE: u32 = u32::MAX;
+
+/// The places of a convolutional plan's values ([`Int8Plan::places`]): for each step, the byte
+/// offsets in the integer data region of its int16 stream and of its SiLU's int8 output
+/// ([`NO_PLACE`]: none). Not part of the plan, which every network holds and moves while it is
+/// built (it would be copied with it): the network keeps them in its arena, after the integer
+/// scratch ([`PLACES_WORDS`] words).
+pub type Places = [[u32; 2]; MAX_STEPS];
+
+/// Words of [`Places`].
+pub const PLACES_WORDS: usize = 2 * MAX_STEPS;
 
 /// A placeholder step (a plan's unused slots).
 const NO_STEP: Step = Step {
@@ -445,7 +452,6 @@ impl Default for Int8Plan {
             scratch: 0,
             file_scratch: 0,
             data: 0,
-            places: [[NO_PLACE; 2]; MAX_STEPS],
         }
     }
 }
@@ -483,7 +489,6 @@ impl Int8Plan {
         self.scratch = 0;
         self.file_scratch = 0;
         self.data = 0;
-        self.places = [[NO_PLACE; 2]; MAX_STEPS];
     }
 
     fn recognise(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
@@ -675,16 +680,15 @@ impl Int8Plan {
                 }
                 op => return Err(PlanError::Unsupported { layer: i, op: op.name() }),
             };
-            // (The places come after the steps, [`Int8Plan::place_conv`].)
-            let offset = |_: Value| Ok::<u32, PlanError>(NO_PLACE);
+            // (The places come after the steps, [`Int8Plan::layout`].)
             let (src, upsample) = match held[x as usize] {
                 Held::Up { src } => (src, true),
                 _ => (x, false),
             };
             let (source, in_scale) = match held[src as usize] {
                 Held::X => (ConvSource::X, layout::s_x()),
-                Held::I8 { col } => (ConvSource::I8(offset(src)?), col as usize),
-                Held::I16 { col } => (ConvSource::I16(offset(src)?), col as usize),
+                Held::I8 { col } => (ConvSource::I8(NO_PLACE), col as usize),
+                Held::I16 { col } => (ConvSource::I16(NO_PLACE), col as usize),
                 _ => return Err(pattern(i, "reads a value the integer path does not keep")),
             };
             if upsample {
@@ -694,7 +698,7 @@ impl Int8Plan {
             let (rows, l_out) = (layer.shape.channels, layer.shape.length);
             let small =
                 |v: usize| u8::try_from(v).map_err(|_| pattern(i, "a kernel, dilation or stride too large"));
-            let mut io = ConvIo {
+            let io = ConvIo {
                 c_in: cin as u16,
                 l_in: l_in as u16,
                 l_out: l_out as u16,
@@ -760,7 +764,6 @@ impl Int8Plan {
                 (step.pre, step.silu) = ((i + 1) as u16, (i + 2) as u16);
                 (step.out_scale, step.silu_scale) = (cols as u16, cols as u16 + 1);
                 step.res_scale = step.out_scale;
-                io.silu_at = Some(offset(value + 2)?);
                 held[i + 3] = Held::I8 { col: cols as u16 + 1 };
                 (cols, luts, tables) = (cols + 2, luts + 1, tables + 1);
                 rq += 3 * rows;
@@ -769,8 +772,6 @@ impl Int8Plan {
                 // A stream, and the SiLU reading it next if one does.
                 step.out_scale = cols as u16;
                 step.res_scale = step.out_scale;
-                let out_at = offset(value)?;
-                io.out_at = Some(out_at);
                 match res {
                     None => {
                         step.kind = Kind::ToI16 { lut: NO_LUT };
@@ -781,7 +782,6 @@ impl Int8Plan {
                             return Err(pattern(i, "a residual that is not an int16 stream"));
                         };
                         step.res_scale = col;
-                        io.res_at = Some(offset(r)?);
                         step.kind = Kind::Residual { lut: NO_LUT };
                         rq += 3 * rows + 2;
                     }
@@ -789,13 +789,10 @@ impl Int8Plan {
                 held[value as usize] = Held::I16 { col: cols as u16 };
                 cols += 1;
                 if reads(i + 1, value) && matches!(g.layer(i + 1).op, Op::Silu { .. }) {
-                    let silu_at = offset(value + 1)?;
                     if !(i + 2..n).any(|j| g.layer(j).op.inputs().contains(&Some(value))) {
                         // No later layer reads the stream: the walk does not keep it.
-                        io.out_at = None;
                         held[value as usize] = Held::No;
                     }
-                    io.silu_at = Some(silu_at);
                     step.kind = match step.kind {
                         Kind::ToI16 { .. } => Kind::ToI16 { lut: luts as u16 },
                         _ => Kind::Residual { lut: luts as u16 },
@@ -809,9 +806,7 @@ impl Int8Plan {
             }
             self.push(step, i)?;
             // The walk derives the same from the step ([`Int8Plan::conv_io`], checked with the
-            // places: [`Int8Plan::place_conv`]).
-            let k = self.len as usize - 1;
-            self.places[k] = [u32::from(io.out_at.is_some()), u32::from(io.silu_at.is_some())];
+            // places: [`Int8Plan::layout`]).
             i = next;
         }
         if !matches!(self.steps().last(), Some(s) if s.kind == Kind::Output && s.layer as usize + 1 == n) {
@@ -822,7 +817,19 @@ impl Int8Plan {
         self.conv_luts = luts as u16;
         self.scratch = narrow(scratch)?;
         self.file_scratch = narrow(file_scratch)?;
-        self.place_conv(g)
+        let mut places = [[NO_PLACE; 2]; MAX_STEPS];
+        self.data = narrow(self.layout(g, &mut places)?)?;
+        Ok(())
+    }
+
+    /// The places of a convolutional plan's values in graph `g` (the graph the plan was made
+    /// of; all [`NO_PLACE`] for a dense plan): what [`Int8Plan::conv_io`] reads them from.
+    pub fn places(&self, g: &Graph<'_>) -> Places {
+        let mut places = [[NO_PLACE; 2]; MAX_STEPS];
+        if self.is_conv() && self.layout(g, &mut places).is_err() {
+            places = [[NO_PLACE; 2]; MAX_STEPS];
+        }
+        places
     }
 
     /// The integer data region of a convolutional plan: its int8 values (L·C bytes) and int16
@@ -835,7 +842,9 @@ impl Int8Plan {
     /// output positions ([`ConvIo::tiling`]). A `Residual` step writes its stream over the
     /// residual it adds when that dies there and is not also its input (each position read,
     /// then written). A stream only its SiLU reads has no place.
-    fn place_conv(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
+    /// Fills `places` and returns the region's words.
+    #[inline(never)] // its tables stay out of its callers' frames
+    fn layout(&self, g: &Graph<'_>, places: &mut Places) -> Result<usize, PlanError> {
         use crate::graph::build::{place, Slot};
         let n = g.len();
         let fail = |what: &'static str| PlanError::Pattern { layer: n - 1, what };
@@ -863,11 +872,6 @@ impl Int8Plan {
                     *e = (*e).max(s.layer);
                 }
             }
-        }
-        // What the recognition found each step writes (its stream, its SiLU's output).
-        let mut wants = [[false; 2]; MAX_STEPS];
-        for (w, p) in wants.iter_mut().zip(&self.places) {
-            *w = p.map(|v| v == 1);
         }
         let mut slots = [Slot::default(); 2 * MAX_STEPS];
         let mut count = 0;
@@ -911,16 +915,21 @@ impl Int8Plan {
         let mut base = [0usize; 2 * MAX_STEPS];
         let words = place(&slots[..count], &mut base);
         let byte = |w: usize| w.checked_mul(4).and_then(|b| u32::try_from(b).ok()).ok_or(fail("too large"));
-        self.data = u32::try_from(words).map_err(|_| fail("too large"))?;
         byte(words)?;
         for (k, o) in of.iter().enumerate().take(self.len as usize) {
-            for (p, &slot) in self.places[k].iter_mut().zip(o) {
+            for (p, &slot) in places[k].iter_mut().zip(o) {
                 *p = if slot == usize::MAX { NO_PLACE } else { byte(base[slot])? };
             }
         }
-        // Every step finds what it reads and writes where the recognition put them.
-        for (s, &want) in self.steps().iter().zip(&wants) {
-            let io = self.conv_io(s, g).ok_or(fail("a convolution whose values have no place"))?;
+        // Every step finds what it reads and writes where the recognition put them: its
+        // stream unless only its SiLU reads it, its SiLU's output.
+        for s in self.steps() {
+            let io = self.conv_io(s, g, places).ok_or(fail("a convolution whose values have no place"))?;
+            let stream = matches!(s.kind, Kind::ToI16 { .. } | Kind::Residual { .. })
+                && (s.silu == s.layer
+                    || (s.silu as usize + 1..n).any(|j| g.layer(j).op.inputs().contains(&Some(s.layer + 1))));
+            let silu = s.kind != Kind::Output && (s.silu != s.pre || matches!(s.kind, Kind::Table { .. }));
+            let want = [stream, silu];
             let input = match io.source {
                 ConvSource::X => s.input == Input::X,
                 _ => s.input == Input::Act,
@@ -933,7 +942,7 @@ impl Int8Plan {
                 return Err(PlanError::Pattern { layer: s.layer as usize, what: "a value without a place" });
             }
         }
-        Ok(())
+        Ok(words)
     }
 
     fn push(&mut self, step: Step, layer: usize) -> Result<(), PlanError> {
@@ -974,7 +983,7 @@ impl Int8Plan {
     /// output or an int16 stream, through an `upsample2` if the convolution reads one), the
     /// stream's block (none where the SiLU took it), the SiLU's and the residual's. `None` for
     /// a dense step or a graph the step does not fit.
-    pub fn conv_io(&self, step: &Step, g: &Graph<'_>) -> Option<ConvIo> {
+    pub fn conv_io(&self, step: &Step, g: &Graph<'_>, places: &[[u32; 2]]) -> Option<ConvIo> {
         if !step.conv || step.layer as usize >= g.len() {
             return None;
         }
@@ -989,12 +998,12 @@ impl Int8Plan {
         };
         let source = match src {
             0 => ConvSource::X,
-            v if step.narrow => ConvSource::I16(self.place_of(v)?),
-            v => ConvSource::I8(self.place_of(v)?),
+            v if step.narrow => ConvSource::I16(self.place_of(v, places)?),
+            v => ConvSource::I8(self.place_of(v, places)?),
         };
         let k = self.steps().iter().position(|s| s.layer == step.layer)?;
         let place = |p: u32| (p != NO_PLACE).then_some(p);
-        let [out_at, silu_at] = self.places[k].map(place);
+        let [out_at, silu_at] = places.get(k)?.map(place);
         let shape = g.value_shape(x);
         Some(ConvIo {
             c_in: shape.channels as u16,
@@ -1008,7 +1017,7 @@ impl Int8Plan {
             out_at: out_at.filter(|_| matches!(step.kind, Kind::ToI16 { .. } | Kind::Residual { .. })),
             silu_at: silu_at.filter(|_| step.kind != Kind::Output),
             res_at: match (res, step.kind) {
-                (Some(r), Kind::Residual { .. }) => self.place_of(r),
+                (Some(r), Kind::Residual { .. }) => self.place_of(r, places),
                 _ => None,
             },
         })
@@ -1016,8 +1025,8 @@ impl Int8Plan {
 
     /// The place (byte offset in the integer data region) of value `v`: a step's stream or its
     /// SiLU's output.
-    fn place_of(&self, v: Value) -> Option<u32> {
-        self.steps().iter().zip(&self.places).find_map(|(s, p)| {
+    fn place_of(&self, v: Value, places: &[[u32; 2]]) -> Option<u32> {
+        self.steps().iter().zip(places).find_map(|(s, p)| {
             let at = if v == s.layer + 1 {
                 p[0]
             } else if v == s.silu + 1 && s.silu != s.layer {
@@ -1031,7 +1040,7 @@ impl Int8Plan {
 
     /// Words of the integer data region of a convolutional plan (0 for a dense plan): its
     /// int8 values and int16 streams at their places ([`ConvIo`]), laid out by liveness like
-    /// the f32 walk's regions (`Int8Plan::place_conv`); after the arena's time region.
+    /// the f32 walk's regions (`Int8Plan::layout`); after the arena's time region.
     pub fn data_words(&self) -> usize {
         self.data as usize
     }
@@ -1272,7 +1281,7 @@ mod tests {
         let mut col = 1;
         let mut lut = 0;
         for s in plan.steps() {
-            let io = plan.conv_io(s, &g).unwrap();
+            let io = plan.conv_io(s, &g, &plan.places(&g)).unwrap();
             match s.kind {
                 Kind::Output => assert_eq!(s.rq() + s.rows(), plan.requant_cols()),
                 Kind::Table { lut: l, .. } => {
@@ -1292,8 +1301,11 @@ mod tests {
         }
         assert_eq!((plan.scale_cols(), plan.lut_count()), (col, lut));
         // The down convolution reads the stream itself, the up one through the upsampling.
-        let (down, up) =
-            (plan.conv_io(&plan.steps()[3], &g).unwrap(), plan.conv_io(&plan.steps()[6], &g).unwrap());
+        let places = plan.places(&g);
+        let (down, up) = (
+            plan.conv_io(&plan.steps()[3], &g, &places).unwrap(),
+            plan.conv_io(&plan.steps()[6], &g, &places).unwrap(),
+        );
         assert!(matches!(down.source, ConvSource::I16(_)) && !down.upsample && down.stride == 2);
         assert!(matches!(up.source, ConvSource::I16(_)) && up.upsample && up.l_in == 16);
         assert_eq!(plan.steps()[3].in_factor(), 256.0);
@@ -1331,7 +1343,8 @@ mod tests {
             let plan = Int8Plan::new(&g).unwrap();
             // (value, first step, last step reading it, byte range) of every placed value.
             let mut values: Vec<(u16, usize, usize, core::ops::Range<usize>)> = Vec::new();
-            let ios: Vec<ConvIo> = plan.steps().iter().map(|s| plan.conv_io(s, &g).unwrap()).collect();
+            let ios: Vec<ConvIo> =
+                plan.steps().iter().map(|s| plan.conv_io(s, &g, &plan.places(&g)).unwrap()).collect();
             for (k, (s, io)) in plan.steps().iter().zip(&ios).enumerate() {
                 let len = s.rows() * io.l_out as usize;
                 if let Some(o) = io.out_at {

@@ -157,12 +157,13 @@ pub fn report_for_batch(name: &str, model: &Model<'_>, batch: usize) -> String {
         let plan = tinyscore_engine::quant::Int8Plan::new(model.graph()).unwrap_or_default();
         let words = tinyscore_engine::net::ScoreNet::<'_, 0, 0, 0>::arena_len(model);
         let time = model.graph().regions().time;
+        let places = tinyscore_engine::quant::plan::PLACES_WORDS;
         let _ = writeln!(
             s,
-            "int arena time {time} + integer data {} + scratch {} words = {} bytes (int8/int16 values placed \
-             by their lives in the integer walk; one call's int32 accumulators, at most {} positions)",
+            "int arena time {time} + integer data {} + scratch {} + places {places} words = {} bytes (int8/int16 \
+             values placed by their lives in the integer walk; one call's int32 accumulators, at most {} positions)",
             plan.data_words(),
-            words - time - plan.data_words(),
+            words - time - plan.data_words() - places,
             4 * words,
             tinyscore_engine::quant::plan::ACC_TILE
         );
