@@ -271,11 +271,18 @@ pub(crate) struct Slot {
 /// network (`quant::plan`) are both placed here.
 pub(crate) fn place(slots: &[Slot], base: &mut [usize]) -> usize {
     let slots = &slots[..slots.len().min(base.len()).min(MAX_LAYERS)];
+    // Largest first, then in the order given (a total order: any sort gives it). An insertion
+    // sort: a few hundred slots at most, and the firmware links no general sort for it (the
+    // integer plan places its values when a model is loaded).
     let mut order: Vec<u16, MAX_LAYERS> = Vec::new();
     for i in 0..slots.len() {
         let _ = order.push(i as u16);
+        let mut j = order.len() - 1;
+        while j > 0 && slots[order[j - 1] as usize].len < slots[i].len {
+            order.swap(j - 1, j);
+            j -= 1;
+        }
     }
-    order.sort_unstable_by(|&a, &b| slots[b as usize].len.cmp(&slots[a as usize].len).then(a.cmp(&b)));
     let live = |a: &Slot, b: &Slot| !(a.end < b.start || b.end < a.start);
     let mut placed: Vec<u16, MAX_LAYERS> = Vec::new();
     let mut size = 0;
