@@ -398,7 +398,8 @@ fn run() -> Result<(), String> {
     let arena = tinyscore_engine::net::ScoreNet::<0, 0, 0>::arena_len(&model);
     let _ = writeln!(
         config,
-        "/// Words of the network's f32 arena (the layer graph's planned time, data and scratch)."
+        "/// Words of the network's arena (`ScoreNet::arena_len`: the layer graph's planned time, data and \
+         scratch, or a conv w8a8 file's integer arena)."
     );
     let _ = writeln!(config, "pub const ARENA: usize = {arena};");
     let batch = tinyscore_engine::walk::arena_len(model.graph(), 64);

@@ -22,6 +22,7 @@ runs=(
   "denoise models/ecg-conv-f32.tsm"
   "stream  models/ecg-w8a8.tsm    TINYSCORE_RATE=0"
   "stream  models/ecg-conv-f32.tsm TINYSCORE_RATE=0"
+  "stream  models/ecg-conv-w8a8.tsm TINYSCORE_RATE=0"
   "impute  models/ecg-w8a8.tsm    TINYSCORE_STEPS=20 TINYSCORE_DRAWS=1"
   "impute  models/ecg-conv-f32.tsm TINYSCORE_STEPS=20 TINYSCORE_DRAWS=1"
 )

@@ -41,7 +41,10 @@ pub struct WorkingSet {
     /// graph ([`crate::quant::Int8Plan`], [`PLAN_BYTES`], held by every network). (H is 0 for a
     /// model without the integer path's buffers at that width.)
     pub network: usize,
-    /// The f32 arena of the layer graph: the file's planned time, data and scratch regions.
+    /// The network's arena ([`crate::net::ScoreNet::arena_len`]): the f32 walk's (the file's
+    /// planned time, data and scratch regions), or for a convolutional `w8a8` file the integer
+    /// walk's (the time region, the integer plan's data region and scratch, the places of its
+    /// values; `docs/quantization.md`, "Convolutions").
     pub arena: usize,
     /// The parsed model: header and tensor table (the weights stay in flash).
     pub model: usize,
@@ -60,8 +63,8 @@ impl WorkingSet {
     /// The working set of `model` at capacities equal to its sizes.
     pub fn of_model(model: &Model<'_>) -> Self {
         let dims = model.dims();
-        // `ScoreNet::arena_len`: the f32 walk's arena, or with a convolutional w8a8 file's
-        // integer scratch.
+        // `ScoreNet::arena_len`: the f32 walk's arena, or a convolutional w8a8 file's integer
+        // walk's.
         Self::of(dims, crate::net::ScoreNet::<'_, 0, 0, 0>::arena_len(model))
     }
 

@@ -284,7 +284,7 @@ pub fn write_graph_w8a8(
     ];
     let mut payloads = graph_payloads(spec, Quant::W8A8)?;
     payloads.extend(act_payloads_of(shapes, scales, requant, luts)?);
-    let ram = graph_ram_bytes(&spec.plan.regions(), spec.data.dim(), plan.scratch_words())
+    let ram = graph_ram_bytes(&spec.plan.regions(), spec.data.dim(), plan.file_scratch_words())
         .ok_or(WriteError::TooLarge)?;
     assemble(spec, payloads, QUANT_VERSION_W8A8, ram)
 }

@@ -907,3 +907,82 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
     assert_eq!(field("dn"), 0);
     assert!(field("instructions_per_eval") > 0, "no evaluation was timed");
 }
+
+/// The default ECG conv model (the U-Net `tinyscore train --arch conv` makes at W = 256: 3
+/// levels × 1 block of width 20, K = 5) in w8a8 with the streaming denoiser, in the RAM of the
+/// 256 KiB / 64 KiB profile: static RAM + the stack the firmware measured ≤ 64 KiB, the stack
+/// within inspect's `ram` + `stream` figures + the allowance, and the stream the host's bits.
+/// (Its flash does not fit 256 KiB: the file alone is 184 272 B; the build runs on the default
+/// mps2-an386 memory map and prints its flash; firmware-example/README.md, "The 256 KiB / 64 KiB
+/// profile".) The file is made here with the converter's own writer and calibration, weights
+/// `sin(0.71·i)·0.3` (the RAM depends on the network's shapes alone; the trained checkpoint is not
+/// in the repository).
+#[test]
+fn the_default_ecg_conv_w8a8_stream_fits_64k_of_ram() {
+    use tinyscore_engine::format::{DataKind, DataShape, Model, Process};
+    use tinyscore_engine::graph::unet::UNet;
+    use tinyscore_engine::schedule::BetaSchedule;
+    use tinyscore_tools::{calib, tsm};
+    let root = repo_root();
+    let firmware_dir = root.join("firmware-example");
+    if let Some(why) = missing_tools(&firmware_dir) {
+        println!("skipped: {why}");
+        return;
+    }
+    let u =
+        UNet { channels: 1, length: 256, width: 20, levels: 3, blocks: 1, kernel: 5, freqs: 32, temb: 80 };
+    let plan = u.build().unwrap();
+    let params: Vec<f32> = (0..plan.param_count()).map(|i| (i as f32 * 0.71).sin() * 0.3).collect();
+    let (mean, std) = (vec![0.0; 256], vec![0.5; 256]);
+    let data = DataShape { kind: DataKind::Signal, channels: 1, length: 256 };
+    let process = Process::VpDiscrete { steps: 1000, schedule: BetaSchedule::DDPM_LINEAR };
+    let spec =
+        tsm::GraphSpec { plan: &plan, data, process, norm_mean: &mean, norm_std: &std, params: &params };
+    let f32_bytes = tsm::write_graph(&spec, tsm::Quant::F32).unwrap();
+    let float = Model::parse(&f32_bytes).unwrap();
+    let xs: Vec<f32> =
+        (0..4 * 256).map(|i| (i as f32 * 0.05).sin() * 0.8 + (i as f32 * 0.37).cos() * 0.1).collect();
+    let points = calib::calibration_points(&xs, 256, &process, 4, 1);
+    let scales = calib::activation_scales_of(&float, &points, 1);
+    let (rq, luts) = calib::integer_params_of(&float, &scales, 1);
+    let w8a8 = tsm::write_graph_w8a8(&spec, 1, &scales, &rq, &luts).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("ecg256-conv-w8a8.tsm");
+    std::fs::write(&model, &w8a8).unwrap();
+    let input = root.join(ECG_STREAM_INPUT);
+    let host = common::tinyscore()
+        .arg("denoise")
+        .arg(&model)
+        .arg("--stream")
+        .arg("--input")
+        .arg(&input)
+        .args(["--sigma", "auto", "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(host.status.success(), "tinyscore denoise --stream: {}", String::from_utf8_lossy(&host.stderr));
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    let settings: Vec<(&str, String)> = vec![
+        ("TINYSCORE_MODE", "stream".into()),
+        ("TINYSCORE_INPUT", input.display().to_string()),
+        ("TINYSCORE_SIGMA", "auto".into()),
+        ("TINYSCORE_RATE", "0".into()),
+    ];
+    let (flash, ram, run) = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(&firmware_dir, &model, &settings);
+        let bytes = std::fs::read(&elf).expect("the ELF");
+        (flash_bytes(&bytes), static_ram_bytes(&bytes), run_in_qemu(&elf))
+    };
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+    let stack = trailer_value(&run.stdout, "# stack_bytes=");
+    let device_csv: String =
+        run.stdout.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    println!(
+        "W = 256 ECG conv w8a8 ({} B): flash {flash} B (256 KiB: 262144), RAM {} B (static {ram} + stack {stack}) of 65536",
+        w8a8.len(),
+        ram + stack
+    );
+    assert_eq!(device_csv, host_csv, "firmware and host streams differ");
+    stack_within(&model, stack, inspect_figure(&model, 1, "stream "), "stream");
+    assert!(ram + stack <= 64 * 1024, "{ram} B static RAM + {stack} B stack: more than 64 KiB");
+}

@@ -244,3 +244,23 @@ fn inspect_counts_the_stream_buffers() {
     assert_eq!(bytes, 16 * D + tinyscore_engine::footprint::STREAM_STATE_BYTES_32);
     assert!(line.contains(&format!("{bytes} bytes more")), "{line}");
 }
+
+/// The integer conv walk's outputs do not depend on where its values live: the stream of the
+/// firmware's w8a8 conv model (`firmware-example/models/ecg-conv-w8a8.tsm`, W = 64, convolutions
+/// of more than `ACC_TILE` output positions run in tiles since session 10) over the firmware's
+/// stream input has the bytes it had when every value lived in the f32 walk's blocks and a
+/// convolution's accumulators were kept whole (FNV-1a 64 of the CSV, from session 9's binary).
+#[test]
+fn the_conv_w8a8_stream_has_its_bits_from_before_the_integer_arena() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model = root.join("firmware-example/models/ecg-conv-w8a8.tsm");
+    let input = root.join("firmware-example/inputs/ecg-stream-noisy.csv");
+    let out =
+        tinyscore(&["denoise", s(&model), "--stream", "--input", s(&input), "--sigma", "auto", "--out", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fnv = out
+        .stdout
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    assert_eq!((fnv, out.stdout.len()), (0x3e73_c6b6_a5ff_a1da, 11_882));
+}

@@ -28,7 +28,7 @@ pub use crate::quant::layout;
 /// The working RAM (bytes) a version-3 file's header records, besides ScoreNet v1's rules
 /// ([`Dims::ram_bytes`], [`Dims::ram_bytes_int8`]): the planned arena — its time and data
 /// regions and a scratch of `max(regions.scratch, int8_scratch)` words, `int8_scratch` the
-/// integer scratch of a convolutional `w8a8` file ([`quant::Int8Plan::scratch_words`], else 0)
+/// integer scratch a convolutional `w8a8` file states ([`quant::Int8Plan::file_scratch_words`], else 0)
 /// — and the sampler's state x and ε̂ (2·D f32). `None` beyond u32.
 pub fn graph_ram_bytes(regions: &Regions, dim: usize, int8_scratch: usize) -> Option<usize> {
     regions
@@ -520,7 +520,7 @@ impl<'a> Model<'a> {
             None
         };
         let ram_bytes = u32_at(bytes, field::RAM_BYTES);
-        let int8_scratch = int8_plan.as_ref().map_or(0, quant::Int8Plan::scratch_words);
+        let int8_scratch = int8_plan.as_ref().map_or(0, quant::Int8Plan::file_scratch_words);
         let ram_computed = match (v1, int8) {
             (_, true) if int8_scratch == 0 => dims.ram_bytes_int8(),
             (true, false) => dims.ram_bytes(),

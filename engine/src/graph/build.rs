@@ -233,40 +233,75 @@ fn plan_region(layers: &[(Op, Shape, Branch)], branch: Branch, offsets: &mut [us
         let s = slot[i];
         end[s] = end[s].max(last[i + 1]);
     }
-    // Slot sizes (a slot's values all have the same length) and their live ranges.
-    let mut order: Vec<usize, MAX_LAYERS> = Vec::new();
+    // The slots (a slot's values all have the same length) with their live ranges.
+    let mut slots: Vec<Slot, MAX_LAYERS> = Vec::new();
+    let mut index = [0usize; MAX_LAYERS];
     for (i, &s) in slot.iter().enumerate().take(n.saturating_sub(1)) {
         if s == i {
-            let _ = order.push(i);
+            index[i] = slots.len();
+            let _ = slots.push(Slot { start: i, end: end[i], len: layers[i].1.len() });
         }
     }
-    // Largest first, then earliest: TFLM's greedy order.
-    order.sort_unstable_by(|&a, &b| layers[b].1.len().cmp(&layers[a].1.len()).then(a.cmp(&b)));
-    let mut placed: Vec<usize, MAX_LAYERS> = Vec::new();
-    let mut size = 0;
     let mut base = [0usize; MAX_LAYERS];
+    let size = place(&slots, &mut base);
+    for (i, layer) in layers.iter().enumerate().take(n.saturating_sub(1)) {
+        if layer.2 == branch {
+            offsets[i] = base[index[slot[i]]];
+        }
+    }
+    size
+}
+
+/// A value (or values sharing words) to place in a region: `len` words, live from layer
+/// `start` to layer `end`, both included.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
+    /// The layer that writes it first.
+    pub start: usize,
+    /// The last layer that reads it.
+    pub end: usize,
+    /// Its words.
+    pub len: usize,
+}
+
+/// The arena planner's placement (TensorFlow Lite Micro's greedy order): the slots largest
+/// first (equal sizes in the order given), each at the lowest offset that no slot live at the
+/// same time occupies; `base[i]` gets slot i's offset. Returns the region's size. The f32
+/// walk's regions ([`Builder::finish`]) and the integer plan's byte layout of a convolutional
+/// network (`quant::plan`) are both placed here.
+pub(crate) fn place(slots: &[Slot], base: &mut [usize]) -> usize {
+    let slots = &slots[..slots.len().min(base.len()).min(MAX_LAYERS)];
+    // Largest first, then in the order given (a total order: any sort gives it). An insertion
+    // sort: a few hundred slots at most, and the firmware links no general sort for it (the
+    // integer plan places its values when a model is loaded).
+    let mut order: Vec<u16, MAX_LAYERS> = Vec::new();
+    for i in 0..slots.len() {
+        let _ = order.push(i as u16);
+        let mut j = order.len() - 1;
+        while j > 0 && slots[order[j - 1] as usize].len < slots[i].len {
+            order.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let live = |a: &Slot, b: &Slot| !(a.end < b.start || b.end < a.start);
+    let mut placed: Vec<u16, MAX_LAYERS> = Vec::new();
+    let mut size = 0;
     for &s in &order {
-        let len = layers[s].1.len();
-        let live = |t: usize| !(end[t] < s || end[s] < t);
+        let this = slots[s as usize];
+        let len = this.len;
         // Candidate offsets: 0 and the end of every placed slot live at the same time.
         let mut best = usize::MAX;
-        let candidates = core::iter::once(0)
-            .chain(placed.iter().filter(|&&t| live(t)).map(|&t| base[t] + layers[t].1.len()));
+        let others = || placed.iter().map(|&t| t as usize).filter(|&t| live(&slots[t], &this));
+        let candidates = core::iter::once(0).chain(others().map(|t| base[t] + slots[t].len));
         for off in candidates {
-            let clash =
-                placed.iter().any(|&t| live(t) && off < base[t] + layers[t].1.len() && base[t] < off + len);
+            let clash = others().any(|t| off < base[t] + slots[t].len && base[t] < off + len);
             if !clash && off < best {
                 best = off;
             }
         }
-        base[s] = best;
+        base[s as usize] = best;
         size = size.max(best + len);
         let _ = placed.push(s);
-    }
-    for (i, layer) in layers.iter().enumerate().take(n.saturating_sub(1)) {
-        if layer.2 == branch {
-            offsets[i] = base[slot[i]];
-        }
     }
     size
 }

@@ -2,10 +2,14 @@
 //! `conv1d` step of the graph's [`Int8Plan`] on the portable int8 kernel
 //! ([`quant::conv::conv_i8_from`]), its epilogue by the dense layers' rule and code
 //! ([`quant::epilogue`], one output position at a time: that position's C_out accumulators are
-//! one vector). No buffer of its own: values live in the f32 walk's blocks of the arena's data
-//! region (an int8 value in its block's first bytes, an int16 stream in its first half), the
-//! accumulators of a whole step and its gathered column in the integer scratch after it
-//! ([`Int8Plan::scratch_words`]), so a step reads all its input before it writes anything.
+//! one vector). No buffer of its own: the arena after its time region holds the plan's integer
+//! data region, each int8 value and int16 stream at its place ([`Int8Plan::data_words`], placed
+//! by liveness: a step's outputs never share its input's bytes), then the integer scratch
+//! ([`Int8Plan::scratch_words`]): one call's accumulators and the gathered columns. A
+//! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
+//! ([`quant::plan::ConvIo::tiling`]), each a call of the kernel on a window of the input read
+//! in place ([`quant::plan::ConvIo::call`]), accumulated and requantized before the next; the
+//! input stays intact until the last tile has read it.
 
 use super::int8::Params;
 use crate::format::Model;
@@ -83,12 +87,15 @@ fn two(
 
 /// ε̂ of one input `x` (channel-major, D values) at time `t` into `eps` (channel-major), on the
 /// integer path of a convolutional plan; `arena` the network's arena with its time region
-/// computed (the time branch, f32). Sizes are the plan's (checked when the file was parsed and
-/// the network built); a slice too short ends the walk early instead of panicking.
+/// computed (the time branch, f32), then the plan's integer data region and scratch; `places`
+/// the plan's [`quant::plan::Places`]. Sizes are
+/// the plan's (checked when the file was parsed and the network built); a slice too short ends
+/// the walk early instead of panicking.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn int8_conv(
     m: &Model<'_>,
     plan: &Int8Plan,
+    places: &[[u32; 2]],
     arena: &mut [f32],
     x: &[f32],
     t: f32,
@@ -100,7 +107,7 @@ pub(super) fn int8_conv(
     let r = g.regions();
     let p = Params::new(m, t);
     let Some((time, rest)) = arena.split_at_mut_checked(r.time) else { return };
-    let Some((data, scratch)) = rest.split_at_mut_checked(r.data) else { return };
+    let Some((data, scratch)) = rest.split_at_mut_checked(plan.data_words()) else { return };
     let data: &mut [u8] = bytemuck::cast_slice_mut(data);
     let Some(scratch) = scratch.get_mut(..plan.scratch_words()) else { return };
     // x8 = round(x / s_x), channels-last                                    (L, C) int8
@@ -112,112 +119,144 @@ pub(super) fn int8_conv(
             *q = quant::quantize_i8(x[ch * l + pos], s_x);
         }
     }
+    let at = |a: u32| a as usize;
     for step in plan.steps() {
-        let Some(io) = plan.conv_io(step, g) else { return };
+        let Some(io) = plan.conv_io(step, g, places) else { return };
         let rows = step.rows();
         let Some(shape) = io.shape(rows) else { return };
         let w = p.weight(step);
-        // acc = W ⊛ input, every position                                 (L_out, C_out) int32
-        let (acc, col) = scratch.split_at_mut(shape.acc_len());
+        let l_out = shape.l_out();
+        let tiling = io.tiling();
+        // Scratch: a call's accumulators, the gathered columns.
+        let cols = (quant::conv::CONV_TILE * shape.cols()).div_ceil(4);
+        let Some((acc, col)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };
+        let Some(col) = col.get_mut(..cols) else { return };
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
         let col: &mut [i8] = bytemuck::cast_slice_mut(col);
-        let src_len = (io.l_in as usize >> usize::from(io.upsample)) * io.c_in as usize;
-        let at = |a: u32| 4 * a as usize;
-        let source = match io.source {
-            ConvSource::X => Source::I8(x8),
-            ConvSource::I8(a) => {
-                let Some(v) = data.get(at(a)..at(a) + src_len) else { return };
-                Source::I8(bytemuck::cast_slice(v))
-            }
-            ConvSource::I16(a) => {
-                let Some(v) = data.get(at(a)..at(a) + 2 * src_len) else { return };
-                let Ok(v) = bytemuck::try_cast_slice::<u8, i16>(v) else { return };
-                Source::I16(v)
-            }
-        };
-        let done = conv(k, &shape, w.data(), source, io.upsample, col, acc);
-        if done.is_err() {
-            return;
-        }
-        let acc = &*acc;
-        let l_out = shape.l_out();
+        let (c_in, u) = (io.c_in as usize, usize::from(io.upsample));
         let table = |lut: u16| if lut == quant::plan::NO_LUT { &NO_TABLE[..] } else { p.table(lut as usize) };
-        match step.kind {
-            // ε̂[co, l] = (acc + b) · s_w[co]·s_in                           (C, L) f32
-            Kind::Output => {
-                let s_in = p.scale(step.in_scale()) * step.in_factor();
-                let Some(eps) = eps.get_mut(..rows * l_out) else { return };
-                for (pos, a) in acc.chunks_exact(rows).enumerate() {
-                    for (co, &v) in a.iter().enumerate() {
-                        eps[co * l_out + pos] = (v + p.rq_at(step.rq() + co)) as f32 * (w.scale(co) * s_in);
+        // What the epilogue needs once per step: the time embedding; the residual into the
+        // stream's place, once, before anything is written (the places are disjoint).
+        if let Kind::Table { .. } = step.kind {
+            let Some(tq) = b.tq.get_mut(..rows) else { return };
+            super::int8::quantize_temb(&p, step, time, tq);
+        }
+        if let (Kind::Residual { .. }, Some(o), Some(r)) = (step.kind, io.out_at, io.res_at) {
+            let len = 2 * rows * l_out;
+            if o != r {
+                if at(r).max(at(o)) + len > data.len() {
+                    return;
+                }
+                data.copy_within(at(r)..at(r) + len, at(o));
+            }
+        }
+        // The source stays where it is while the tiles run: no output is placed on it.
+        let mut p0 = 0;
+        while p0 < l_out {
+            // The call's window of the input, in place: source positions from..to.
+            let call = io.call(&tiling, p0);
+            let (n, from, to) = (call.n, (call.start >> u) * c_in, ((call.start + call.len) >> u) * c_in);
+            // acc = W ⊛ window: the convolution's outputs p0..p0 + n            (n, C_out) int32
+            {
+                let source = match io.source {
+                    ConvSource::X => match x8.get(from..to) {
+                        Some(v) => Source::I8(v),
+                        None => return,
+                    },
+                    ConvSource::I8(a) => {
+                        let Some(v) = data.get(at(a) + from..at(a) + to) else { return };
+                        Source::I8(bytemuck::cast_slice(v))
                     }
+                    ConvSource::I16(a) => {
+                        let Some(v) = data.get(at(a) + 2 * from..at(a) + 2 * to) else { return };
+                        let Ok(v) = bytemuck::try_cast_slice::<u8, i16>(v) else { return };
+                        Source::I16(v)
+                    }
+                };
+                let Some(shape) = call_shape(&io, call.len, rows) else { return };
+                if n == 0 || conv(k, &shape, w.data(), source, io.upsample, col, acc).is_err() {
+                    return;
                 }
             }
-            // silu(u) by table, u = requant(acc + b + temb)                 (L_out, C_out) int8
-            Kind::Table { lut, .. } => {
-                let Some(tq) = b.tq.get_mut(..rows) else { return };
-                super::int8::quantize_temb(&p, step, time, tq);
-                let Some(s) = io.silu_at else { return };
-                let Some(out) = data.get_mut(at(s)..at(s) + rows * l_out) else { return };
-                let out: &mut [i8] = bytemuck::cast_slice_mut(out);
-                let mut e = Epilogue::Table { add: tq, table: table(lut), out };
-                quant::epilogue(p.triples(step), acc, rows, l_out, 0..rows, rows, &mut e);
-            }
-            // h = requant(acc + b) [+ requant(res)], then silu(h) by table if a SiLU reads it
-            Kind::ToI16 { lut } | Kind::Residual { lut } => {
-                let residual = matches!(step.kind, Kind::Residual { .. });
-                let c = step.rq() + 3 * rows;
-                let (mr, nr) = if residual { (p.rq_at(c), p.rq_at(c + 1) as u32) } else { (0, 0) };
-                let len = rows * l_out;
-                // The residual into the stream's block, once, before anything is written.
-                if let (Some(o), Some(r)) = (io.out_at, io.res_at) {
-                    if o != r {
-                        if at(r).max(at(o)) + 2 * len > data.len() {
-                            return;
+            let Some(acc) = acc.get(call.skip * rows..(call.skip + n) * rows) else { return };
+            match step.kind {
+                // ε̂[co, l] = (acc + b) · s_w[co]·s_in                           (C, L) f32
+                Kind::Output => {
+                    let s_in = p.scale(step.in_scale()) * step.in_factor();
+                    let Some(eps) = eps.get_mut(..rows * l_out) else { return };
+                    for (j, a) in acc.chunks_exact(rows).enumerate() {
+                        for (co, &v) in a.iter().enumerate() {
+                            eps[co * l_out + p0 + j] =
+                                (v + p.rq_at(step.rq() + co)) as f32 * (w.scale(co) * s_in);
                         }
-                        data.copy_within(at(r)..at(r) + 2 * len, at(o));
                     }
                 }
-                let tab = table(lut);
-                for pos in 0..l_out {
-                    let a = &acc[pos * rows..(pos + 1) * rows];
-                    let (ho, so) = (at(0) + 2 * pos * rows, pos * rows);
-                    // This position's stream and SiLU outputs: in their blocks, or the sinks.
-                    let (h, silu): (&mut [i16], &mut [i8]) = match (io.out_at, io.silu_at) {
-                        (Some(o), Some(s)) => {
-                            let Some((h, sl)) =
-                                two(data, at(o) + ho..at(o) + ho + 2 * rows, at(s) + so..at(s) + so + rows)
-                            else {
-                                return;
-                            };
-                            let Ok(h) = bytemuck::try_cast_slice_mut(h) else { return };
-                            (h, bytemuck::cast_slice_mut(sl))
-                        }
-                        (Some(o), None) => {
-                            let Some(h) = i16s(data, at(o) + ho..at(o) + ho + 2 * rows) else { return };
-                            let Some(sink) = b.sink8.get_mut(..rows) else { return };
-                            (h, sink)
-                        }
-                        (None, Some(s)) => {
-                            let Some(sink) = b.sink16.get_mut(..rows) else { return };
-                            if let Some(r) = io.res_at {
-                                let Some(res) = i16s(data, at(r) + ho..at(r) + ho + 2 * rows) else { return };
-                                sink.copy_from_slice(res);
+                // silu(u) by table, u = requant(acc + b + temb)                 (n, C_out) int8
+                Kind::Table { lut, .. } => {
+                    let Some(tq) = b.tq.get(..rows) else { return };
+                    let Some(s) = io.silu_at else { return };
+                    let o = at(s) + p0 * rows;
+                    let Some(out) = data.get_mut(o..o + n * rows) else { return };
+                    let out: &mut [i8] = bytemuck::cast_slice_mut(out);
+                    let mut e = Epilogue::Table { add: tq, table: table(lut), out };
+                    quant::epilogue(p.triples(step), acc, rows, n, 0..rows, rows, &mut e);
+                }
+                // h = requant(acc + b) [+ requant(res)], then silu(h) by table if a SiLU reads it
+                Kind::ToI16 { lut } | Kind::Residual { lut } => {
+                    let residual = matches!(step.kind, Kind::Residual { .. });
+                    let c = step.rq() + 3 * rows;
+                    let (mr, nr) = if residual { (p.rq_at(c), p.rq_at(c + 1) as u32) } else { (0, 0) };
+                    let tab = table(lut);
+                    for (j, a) in acc.chunks_exact(rows).enumerate() {
+                        let pos = p0 + j;
+                        let (ho, so) = (2 * pos * rows, pos * rows);
+                        // This position's stream and SiLU outputs: at their places, or the sinks.
+                        let (h, silu): (&mut [i16], &mut [i8]) = match (io.out_at, io.silu_at) {
+                            (Some(o), Some(s)) => {
+                                let Some((h, sl)) = two(
+                                    data,
+                                    at(o) + ho..at(o) + ho + 2 * rows,
+                                    at(s) + so..at(s) + so + rows,
+                                ) else {
+                                    return;
+                                };
+                                let Ok(h) = bytemuck::try_cast_slice_mut(h) else { return };
+                                (h, bytemuck::cast_slice_mut(sl))
                             }
-                            let Some(sl) = data.get_mut(at(s) + so..at(s) + so + rows) else { return };
-                            (sink, bytemuck::cast_slice_mut(sl))
-                        }
-                        (None, None) => return,
-                    };
-                    let silu = Silu { table: tab, out: silu };
-                    let mut e = if residual {
-                        Epilogue::Residual { silu, mr, nr, h }
-                    } else {
-                        Epilogue::ToI16 { out: h, silu }
-                    };
-                    quant::epilogue(p.triples(step), a, rows, 1, 0..rows, rows, &mut e);
+                            (Some(o), None) => {
+                                let Some(h) = i16s(data, at(o) + ho..at(o) + ho + 2 * rows) else { return };
+                                let Some(sink) = b.sink8.get_mut(..rows) else { return };
+                                (h, sink)
+                            }
+                            (None, Some(s)) => {
+                                let Some(sink) = b.sink16.get_mut(..rows) else { return };
+                                if let Some(r) = io.res_at {
+                                    let Some(res) = i16s(data, at(r) + ho..at(r) + ho + 2 * rows) else {
+                                        return;
+                                    };
+                                    sink.copy_from_slice(res);
+                                }
+                                let Some(sl) = data.get_mut(at(s) + so..at(s) + so + rows) else { return };
+                                (sink, bytemuck::cast_slice_mut(sl))
+                            }
+                            (None, None) => return,
+                        };
+                        let silu = Silu { table: tab, out: silu };
+                        let mut e = if residual {
+                            Epilogue::Residual { silu, mr, nr, h }
+                        } else {
+                            Epilogue::ToI16 { out: h, silu }
+                        };
+                        quant::epilogue(p.triples(step), a, rows, 1, 0..rows, rows, &mut e);
+                    }
                 }
             }
+            p0 += n;
         }
     }
+}
+
+/// The shape of one call of a tiled convolution: its window of `len` gathered input positions.
+fn call_shape(io: &quant::plan::ConvIo, len: usize, c_out: usize) -> Option<quant::conv::ConvShape> {
+    quant::plan::ConvIo { l_in: u16::try_from(len).ok()?, ..*io }.shape(c_out)
 }

@@ -119,11 +119,24 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     }
 
     /// [`ScoreNet::arena_len`] with the model's integer plan built: the f32 walk's arena, or
-    /// with a convolutional w8a8 file's integer scratch after the data region.
+    /// for a convolutional w8a8 file the integer walk's (`net/int8_conv.rs`): the time region,
+    /// then the plan's integer data region and scratch ([`Int8Plan::data_words`],
+    /// [`Int8Plan::scratch_words`]), at least the graph's scratch region (the time branch's
+    /// walk takes it after the time region), then the places of the plan's values
+    /// ([`crate::quant::plan::Places`], written by [`ScoreNet::new`]).
     fn arena_words(model: &Model<'_>, plan: &Int8Plan) -> usize {
-        let g = model.graph();
-        let r = g.regions();
-        crate::walk::arena_len(g, 1).max(r.time + r.data + plan.scratch_words())
+        match Self::places_at(model, plan) {
+            Some(at) => at + crate::quant::plan::PLACES_WORDS,
+            None => crate::walk::arena_len(model.graph(), 1),
+        }
+    }
+
+    /// Where a convolutional w8a8 file's arena holds the places of its plan's values (`None`
+    /// for every other file).
+    fn places_at(model: &Model<'_>, plan: &Int8Plan) -> Option<usize> {
+        let r = model.graph().regions();
+        (cfg!(feature = "conv") && model.is_int8() && plan.is_conv())
+            .then(|| r.time + (plan.data_words() + plan.scratch_words()).max(r.scratch))
     }
 
     /// Wraps `model` with `arena`, refusing it if its sizes exceed the capacities D, H, F or
@@ -167,6 +180,11 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
             if found > capacity {
                 return Err(CapacityError { what, found, capacity });
             }
+        }
+        if let Some(at) = Self::places_at(&model, &int8) {
+            let places = int8.places(model.graph());
+            let words = &mut arena.as_mut()[at..at + crate::quant::plan::PLACES_WORDS];
+            bytemuck::cast_slice_mut::<f32, [u32; 2]>(words).copy_from_slice(&places);
         }
         let mut freqs = [0.0; F];
         frequencies(freqs_max, &mut freqs);
@@ -225,7 +243,9 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
         let g = *self.model.graph();
         let walk =
             crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
-        walk.run_range(0..g.time_layers(), &[], t, &mut [], 1, self.arena.as_mut(), &mut |_, _| {});
+        // No data-region copy (k = 0) where the arena is the integer walk's, which has none.
+        let k = usize::from(!self.int8.is_conv());
+        walk.run_range(0..g.time_layers(), &[], t, &mut [], k, self.arena.as_mut(), &mut |_, _| {});
     }
 
     /// The integer path of a `w8a8` file (`docs/quantization.md`, `net/int8.rs`): the time
@@ -250,7 +270,11 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     #[cfg_attr(not(target_arch = "arm"), inline(always))]
     fn conv_int8(&mut self, x: &[f32], t: f32, eps: &mut [f32]) {
         let bufs = self.ws.int8.conv();
-        int8_conv::int8_conv(&self.model, &self.int8, self.arena.as_mut(), x, t, eps, bufs, self.kernels);
+        let Some(at) = Self::places_at(&self.model, &self.int8) else { return };
+        let Some((arena, places)) = self.arena.as_mut().split_at_mut_checked(at) else { return };
+        let Some(places) = places.get(..crate::quant::plan::PLACES_WORDS) else { return };
+        let places: &[[u32; 2]] = bytemuck::cast_slice(places);
+        int8_conv::int8_conv(&self.model, &self.int8, places, arena, x, t, eps, bufs, self.kernels);
     }
 
     /// The f32 path (f32, f16 and w8 files): the walk of the whole graph, showing `observe`
@@ -259,6 +283,11 @@ impl<'a, const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>> ScoreN
     fn eps_f32(&mut self, x: &[f32], t: f32, eps: &mut [f32], observe: &mut impl FnMut(usize, &[f32])) {
         let d = self.model.dim();
         let g = *self.model.graph();
+        if self.int8.is_conv() || self.arena.as_mut().len() < crate::walk::arena_len(&g, 1) {
+            // A convolutional w8a8 file's arena is the integer walk's (with its places): the
+            // f32 walk (`eps_observed`) does not run in it.
+            return;
+        }
         let walk =
             crate::walk::Walk { graph: &g, model: &self.model, kernels: self.kernels, freqs: &self.ws.freqs };
         walk.run(&x[..d], t, &mut eps[..d], 1, self.arena.as_mut(), observe);

@@ -47,17 +47,17 @@ pub const NO_LUT: u16 = u16::MAX;
 pub enum ConvSource {
     /// The network's input x, quantized once by `s_x` (channels-last).
     X,
-    /// An int8 value (a SiLU table's output) at this word offset of the data region, stored
-    /// in the block's first bytes.
+    /// An int8 value (a SiLU table's output) at this byte offset of the integer data region
+    /// ([`Int8Plan::data_words`]).
     I8(u32),
-    /// An int16 stream at this word offset of the data region (stored in the block's first
-    /// half), read as its table index ([`super::residual_index`], scale 2^8 times the
-    /// stream's).
+    /// An int16 stream at this byte offset of the integer data region, read as its table
+    /// index ([`super::residual_index`], scale 2^8 times the stream's).
     I16(u32),
 }
 
-/// A convolution step's geometry and the places of its values in the arena's data region
-/// (word offsets of the f32 walk's blocks, `docs/quantization.md`, "Convolutions").
+/// A convolution step's geometry and the places of its values in the integer data region
+/// (byte offsets of the plan's own layout, [`Int8Plan::data_words`]; `docs/quantization.md`,
+/// "Convolutions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConvIo {
@@ -77,13 +77,58 @@ pub struct ConvIo {
     pub source: ConvSource,
     /// The input is `upsample2` of `source` (folded into the gather).
     pub upsample: bool,
-    /// `ToI16`, `Residual`: the stream's block (`None`: no later layer reads the stream but
-    /// its SiLU, which took its block).
+    /// `ToI16`, `Residual`: the stream's place (`None`: no later layer reads the stream but
+    /// its SiLU; the walk keeps one position of it at a time).
     pub out_at: Option<u32>,
-    /// The block of the SiLU folded into the epilogue (`Table`: its output), if any.
+    /// The place of the SiLU folded into the epilogue (`Table`: its output), if any.
     pub silu_at: Option<u32>,
-    /// `Residual`: the block of the stream it adds.
+    /// `Residual`: the place of the stream it adds (the stream's own place where the residual
+    /// dies here and the step writes over it).
     pub res_at: Option<u32>,
+}
+
+/// Output positions whose int32 accumulators the integer walk keeps at once: a convolution of
+/// more output positions runs in calls of this many ([`ConvIo::tiling`]).
+pub const ACC_TILE: usize = 32;
+
+/// How the integer walk runs one convolution ([`ConvIo::tiling`]): in calls of the kernel
+/// ([`super::conv::conv_i8_with`]) of at most `call` output positions' accumulators, each on a
+/// window of the input read in place ([`ConvIo::call`]), each giving `valid` output positions
+/// of the convolution (the last call fewer); the call's other outputs read the zeros beyond its
+/// window's edges and are computed, not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Output positions a call's accumulators hold at most (`call`·C_out words).
+    pub call: usize,
+    /// Output positions of the convolution a call gives.
+    pub valid: usize,
+    /// ⌈p/s⌉: a window starts this many output positions before its first valid one.
+    pub first: usize,
+}
+
+impl Tiling {
+    /// Words of integer scratch the convolution needs: a call's accumulators and the kernel's
+    /// gathered columns ([`super::conv::CONV_TILE`] positions of C_in·K bytes).
+    pub fn scratch_words(&self, io: &ConvIo, c_out: usize) -> usize {
+        let cols = io.c_in as usize * io.kernel as usize;
+        self.call * c_out + (super::conv::CONV_TILE * cols).div_ceil(4)
+    }
+}
+
+/// One call of a tiled convolution ([`ConvIo::call`]): the kernel runs on gathered input
+/// positions `start..start + len` (the source's positions `start >> u..(start + len) >> u` for
+/// an upsampling, u = 1, else u = 0), and its outputs `skip..skip + n` are the convolution's
+/// output positions `p0..p0 + n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The window's first gathered input position.
+    pub start: usize,
+    /// Its positions.
+    pub len: usize,
+    /// The call's first output that is the convolution's.
+    pub skip: usize,
+    /// The convolution's outputs it gives.
+    pub n: usize,
 }
 
 impl ConvIo {
@@ -97,6 +142,41 @@ impl ConvIo {
             self.dilation as usize,
             self.stride as usize,
         )
+    }
+
+    /// The calls that run this convolution ([`Tiling`]): one on the whole input if L_out ≤
+    /// [`ACC_TILE`] (or the halo and [`super::conv::CONV_TILE`] positions), else calls of that
+    /// many output positions on windows of the input. With padding p = d·(K − 1)/2 and
+    /// stride s, output l reads input positions s·l − p ..= s·l + p: a window from
+    /// s·(l₀ − ⌈p/s⌉) gives outputs l₀.. from its ⌈p/s⌉-th on, all whose taps lie inside it,
+    /// j₀ + V − 1 + ⌈(p + 1)/s⌉ outputs for V valid ones; an upsampling's window is widened to
+    /// whole source positions (⌈2/s⌉ outputs more).
+    pub fn tiling(&self) -> Tiling {
+        let (s, l_out) = (self.stride.max(1) as usize, self.l_out as usize);
+        let pad = self.dilation as usize * (self.kernel as usize).saturating_sub(1) / 2;
+        let (first, tail) = (pad.div_ceil(s), (pad + 1).div_ceil(s));
+        let slack = if self.upsample { 2usize.div_ceil(s) } else { 0 };
+        let call = ACC_TILE.max(first + tail + slack - 1 + super::conv::CONV_TILE);
+        if l_out <= call {
+            return Tiling { call: l_out, valid: l_out, first: 0 };
+        }
+        Tiling { call, valid: call + 1 - first - tail - slack, first }
+    }
+
+    /// The call of `tiling` whose first output is the convolution's output `p0` (`p0` a
+    /// multiple of `tiling.valid`, below L_out): its window, clipped to [0, L_in) (the zero
+    /// padding beyond is the kernel's own), for an upsampling widened to even positions.
+    pub fn call(&self, tiling: &Tiling, p0: usize) -> Call {
+        let (s, l_in, l_out) = (self.stride.max(1) as usize, self.l_in as usize, self.l_out as usize);
+        let n = tiling.valid.min(l_out.saturating_sub(p0));
+        if tiling.valid >= l_out {
+            return Call { start: 0, len: l_in, skip: 0, n };
+        }
+        let pad = self.dilation as usize * (self.kernel as usize).saturating_sub(1) / 2;
+        let lo = s * p0.saturating_sub(tiling.first);
+        let hi = (s * (p0 + n).saturating_sub(1) + pad + 1).min(l_in);
+        let (lo, hi) = if self.upsample { (lo & !1, (hi + 1).min(l_in) & !1) } else { (lo, hi) };
+        Call { start: lo, len: hi.saturating_sub(lo), skip: p0 - lo / s, n }
     }
 }
 
@@ -318,9 +398,27 @@ pub struct Int8Plan {
     /// layout's, by `blocks`).
     conv_scales: u16,
     conv_luts: u16,
-    /// Words of integer scratch a convolutional plan's walk needs.
+    /// Words of integer scratch a convolutional plan's walk needs ([`Tiling`]).
     scratch: u32,
+    /// The integer scratch a convolutional file's RAM figure counts (a whole convolution's
+    /// accumulators, format v3).
+    file_scratch: u32,
+    /// Words of a convolutional plan's integer data region.
+    data: u32,
 }
+
+/// A step value without a place in the integer data region.
+pub const NO_PLACE: u32 = u32::MAX;
+
+/// The places of a convolutional plan's values ([`Int8Plan::places`]): for each step, the byte
+/// offsets in the integer data region of its int16 stream and of its SiLU's int8 output
+/// ([`NO_PLACE`]: none). Not part of the plan, which every network holds and moves while it is
+/// built (it would be copied with it): the network keeps them in its arena, after the integer
+/// scratch ([`PLACES_WORDS`] words).
+pub type Places = [[u32; 2]; MAX_STEPS];
+
+/// Words of [`Places`].
+pub const PLACES_WORDS: usize = 2 * MAX_STEPS;
 
 /// A placeholder step (a plan's unused slots).
 const NO_STEP: Step = Step {
@@ -352,6 +450,8 @@ impl Default for Int8Plan {
             conv_scales: 0,
             conv_luts: 0,
             scratch: 0,
+            file_scratch: 0,
+            data: 0,
         }
     }
 }
@@ -387,6 +487,8 @@ impl Int8Plan {
         self.conv_scales = 0;
         self.conv_luts = 0;
         self.scratch = 0;
+        self.file_scratch = 0;
+        self.data = 0;
     }
 
     fn recognise(&mut self, g: &Graph<'_>) -> Result<(), PlanError> {
@@ -547,6 +649,7 @@ impl Int8Plan {
         let mut held = [Held::No; crate::graph::MAX_LAYERS + 1];
         held[0] = Held::X;
         let (mut rq, mut cols, mut luts, mut scratch) = (0usize, 1usize, 0usize, 0usize);
+        let mut file_scratch = 0usize;
         let (mut tables, mut i) = (0usize, g.time_layers());
         let narrow =
             |v: usize| -> Result<u32, PlanError> { u32::try_from(v).map_err(|_| pattern(0, "too large")) };
@@ -577,15 +680,15 @@ impl Int8Plan {
                 }
                 op => return Err(PlanError::Unsupported { layer: i, op: op.name() }),
             };
-            let offset = |v: Value| narrow(g.layer(v as usize - 1).offset);
+            // (The places come after the steps, [`Int8Plan::layout`].)
             let (src, upsample) = match held[x as usize] {
                 Held::Up { src } => (src, true),
                 _ => (x, false),
             };
             let (source, in_scale) = match held[src as usize] {
                 Held::X => (ConvSource::X, layout::s_x()),
-                Held::I8 { col } => (ConvSource::I8(offset(src)?), col as usize),
-                Held::I16 { col } => (ConvSource::I16(offset(src)?), col as usize),
+                Held::I8 { col } => (ConvSource::I8(NO_PLACE), col as usize),
+                Held::I16 { col } => (ConvSource::I16(NO_PLACE), col as usize),
                 _ => return Err(pattern(i, "reads a value the integer path does not keep")),
             };
             if upsample {
@@ -595,7 +698,7 @@ impl Int8Plan {
             let (rows, l_out) = (layer.shape.channels, layer.shape.length);
             let small =
                 |v: usize| u8::try_from(v).map_err(|_| pattern(i, "a kernel, dilation or stride too large"));
-            let mut io = ConvIo {
+            let io = ConvIo {
                 c_in: cin as u16,
                 l_in: l_in as u16,
                 l_out: l_out as u16,
@@ -612,7 +715,9 @@ impl Int8Plan {
             if shape.l_out() != l_out {
                 return Err(pattern(i, "a convolution's output length"));
             }
-            scratch = scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            file_scratch =
+                file_scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            scratch = scratch.max(io.tiling().scratch_words(&io, rows));
             let l16 = i as u16;
             let mut step = Step {
                 layer: l16,
@@ -659,7 +764,6 @@ impl Int8Plan {
                 (step.pre, step.silu) = ((i + 1) as u16, (i + 2) as u16);
                 (step.out_scale, step.silu_scale) = (cols as u16, cols as u16 + 1);
                 step.res_scale = step.out_scale;
-                io.silu_at = Some(offset(value + 2)?);
                 held[i + 3] = Held::I8 { col: cols as u16 + 1 };
                 (cols, luts, tables) = (cols + 2, luts + 1, tables + 1);
                 rq += 3 * rows;
@@ -668,8 +772,6 @@ impl Int8Plan {
                 // A stream, and the SiLU reading it next if one does.
                 step.out_scale = cols as u16;
                 step.res_scale = step.out_scale;
-                let out_at = offset(value)?;
-                io.out_at = Some(out_at);
                 match res {
                     None => {
                         step.kind = Kind::ToI16 { lut: NO_LUT };
@@ -680,7 +782,6 @@ impl Int8Plan {
                             return Err(pattern(i, "a residual that is not an int16 stream"));
                         };
                         step.res_scale = col;
-                        io.res_at = Some(offset(r)?);
                         step.kind = Kind::Residual { lut: NO_LUT };
                         rq += 3 * rows + 2;
                     }
@@ -688,20 +789,10 @@ impl Int8Plan {
                 held[value as usize] = Held::I16 { col: cols as u16 };
                 cols += 1;
                 if reads(i + 1, value) && matches!(g.layer(i + 1).op, Op::Silu { .. }) {
-                    let silu_at = offset(value + 1)?;
-                    let len = layer.shape.len();
-                    let overlap = silu_at != out_at
-                        && (silu_at as usize) < out_at as usize + len
-                        && (out_at as usize) < silu_at as usize + len;
-                    if overlap {
-                        return Err(pattern(i + 1, "a SiLU's block overlapping its stream's"));
-                    }
-                    if silu_at == out_at {
-                        // The SiLU took the stream's block: no later layer reads the stream.
-                        io.out_at = None;
+                    if !(i + 2..n).any(|j| g.layer(j).op.inputs().contains(&Some(value))) {
+                        // No later layer reads the stream: the walk does not keep it.
                         held[value as usize] = Held::No;
                     }
-                    io.silu_at = Some(silu_at);
                     step.kind = match step.kind {
                         Kind::ToI16 { .. } => Kind::ToI16 { lut: luts as u16 },
                         _ => Kind::Residual { lut: luts as u16 },
@@ -712,18 +803,10 @@ impl Int8Plan {
                     (cols, luts) = (cols + 1, luts + 1);
                     next = i + 2;
                 }
-                if let (Some(o), Some(r)) = (io.out_at, io.res_at) {
-                    let len = layer.shape.len();
-                    if o != r && (o as usize) < r as usize + len && (r as usize) < o as usize + len {
-                        return Err(pattern(i, "a stream's block overlapping its residual's"));
-                    }
-                }
-            }
-            // The walk derives the same blocks from the step ([`Int8Plan::conv_io`]).
-            if self.conv_io(&step, g) != Some(io) {
-                return Err(pattern(i, "a convolution whose blocks the plan cannot state"));
             }
             self.push(step, i)?;
+            // The walk derives the same from the step ([`Int8Plan::conv_io`], checked with the
+            // places: [`Int8Plan::layout`]).
             i = next;
         }
         if !matches!(self.steps().last(), Some(s) if s.kind == Kind::Output && s.layer as usize + 1 == n) {
@@ -733,7 +816,133 @@ impl Int8Plan {
         self.conv_scales = u16::try_from(cols).map_err(|_| pattern(n - 1, "too many columns"))?;
         self.conv_luts = luts as u16;
         self.scratch = narrow(scratch)?;
+        self.file_scratch = narrow(file_scratch)?;
+        let mut places = [[NO_PLACE; 2]; MAX_STEPS];
+        self.data = narrow(self.layout(g, &mut places)?)?;
         Ok(())
+    }
+
+    /// The places of a convolutional plan's values in graph `g` (the graph the plan was made
+    /// of; all [`NO_PLACE`] for a dense plan): what [`Int8Plan::conv_io`] reads them from.
+    pub fn places(&self, g: &Graph<'_>) -> Places {
+        let mut places = [[NO_PLACE; 2]; MAX_STEPS];
+        if self.is_conv() && self.layout(g, &mut places).is_err() {
+            places = [[NO_PLACE; 2]; MAX_STEPS];
+        }
+        places
+    }
+
+    /// The integer data region of a convolutional plan: its int8 values (L·C bytes) and int16
+    /// streams (2·L·C bytes), each rounded up to whole words, placed by the graph's arena
+    /// planner ([`crate::graph::build::place`]) by their lives in the integer walk: a value is
+    /// written by its step (a SiLU folded into a step lives from that step, not from its own
+    /// layer) and read by the steps that take it as their input (through an `upsample2`: by
+    /// the convolution that reads the upsampling) or as their residual. A step's input is live
+    /// while it runs, so its outputs never share its words: a convolution may run in tiles of
+    /// output positions ([`ConvIo::tiling`]). A `Residual` step writes its stream over the
+    /// residual it adds when that dies there and is not also its input (each position read,
+    /// then written). A stream only its SiLU reads has no place.
+    /// Fills `places` and returns the region's words.
+    #[inline(never)] // its tables stay out of its callers' frames
+    fn layout(&self, g: &Graph<'_>, places: &mut Places) -> Result<usize, PlanError> {
+        use crate::graph::build::{place, Slot};
+        let n = g.len();
+        let fail = |what: &'static str| PlanError::Pattern { layer: n - 1, what };
+        // What step `s` reads: its input value (the upsampling's own input) and its residual.
+        let reads = |s: &Step| -> [Option<Value>; 2] {
+            match g.layer(s.layer as usize).op {
+                Op::Conv1d { x, res, .. } => {
+                    let src = match x {
+                        0 => None,
+                        v => match g.layer(v as usize - 1).op {
+                            Op::Upsample2 { x: u } => Some(u),
+                            _ => Some(v),
+                        },
+                    };
+                    [src, res]
+                }
+                _ => [None, None],
+            }
+        };
+        // end[v]: the last step that reads value v (0: none).
+        let mut end = [0u16; crate::graph::MAX_LAYERS + 1];
+        for s in self.steps() {
+            for v in reads(s).into_iter().flatten() {
+                if let Some(e) = end.get_mut(v as usize) {
+                    *e = (*e).max(s.layer);
+                }
+            }
+        }
+        let mut slots = [Slot::default(); 2 * MAX_STEPS];
+        let mut count = 0;
+        // The slot of each step's stream and SiLU output (usize::MAX: none).
+        let mut of = [[usize::MAX; 2]; MAX_STEPS];
+        for (k, s) in self.steps().iter().enumerate() {
+            let start = s.layer as usize;
+            let shape = g.layer(start).shape;
+            let bytes = |b: usize| b.checked_mul(shape.len()).map(|v| v.div_ceil(4)).ok_or(fail("too large"));
+            let stream = s.layer + 1;
+            let last = |v: u16| (end[v as usize] as usize).max(start);
+            if matches!(s.kind, Kind::ToI16 { .. } | Kind::Residual { .. }) && end[stream as usize] != 0 {
+                let len = bytes(2)?;
+                let [src, res] = reads(s);
+                // The residual's slot, if this stream can take it.
+                let over = res.filter(|&r| end[r as usize] == s.layer && Some(r) != src).and_then(|r| {
+                    let j = self.steps().iter().position(|t| t.layer + 1 == r)?;
+                    Some(of[j][0]).filter(|&slot| slots[slot].len == len)
+                });
+                of[k][0] = match over {
+                    Some(slot) => {
+                        slots[slot].end = slots[slot].end.max(last(stream));
+                        slot
+                    }
+                    None => {
+                        *slots.get_mut(count).ok_or(fail("too many values"))? =
+                            Slot { start, end: last(stream), len };
+                        count += 1;
+                        count - 1
+                    }
+                };
+            }
+            let has_silu = s.silu != s.pre || matches!(s.kind, Kind::Table { .. });
+            if has_silu && s.kind != Kind::Output {
+                *slots.get_mut(count).ok_or(fail("too many values"))? =
+                    Slot { start, end: last(s.silu + 1), len: bytes(1)? };
+                of[k][1] = count;
+                count += 1;
+            }
+        }
+        let mut base = [0usize; 2 * MAX_STEPS];
+        let words = place(&slots[..count], &mut base);
+        let byte = |w: usize| w.checked_mul(4).and_then(|b| u32::try_from(b).ok()).ok_or(fail("too large"));
+        byte(words)?;
+        for (k, o) in of.iter().enumerate().take(self.len as usize) {
+            for (p, &slot) in places[k].iter_mut().zip(o) {
+                *p = if slot == usize::MAX { NO_PLACE } else { byte(base[slot])? };
+            }
+        }
+        // Every step finds what it reads and writes where the recognition put them: its
+        // stream unless only its SiLU reads it, its SiLU's output.
+        for s in self.steps() {
+            let io = self.conv_io(s, g, places).ok_or(fail("a convolution whose values have no place"))?;
+            let stream = matches!(s.kind, Kind::ToI16 { .. } | Kind::Residual { .. })
+                && (s.silu == s.layer
+                    || (s.silu as usize + 1..n).any(|j| g.layer(j).op.inputs().contains(&Some(s.layer + 1))));
+            let silu = s.kind != Kind::Output && (s.silu != s.pre || matches!(s.kind, Kind::Table { .. }));
+            let want = [stream, silu];
+            let input = match io.source {
+                ConvSource::X => s.input == Input::X,
+                _ => s.input == Input::Act,
+            };
+            let ok = input
+                && io.shape(s.rows()).is_some_and(|c| c.l_out() == io.l_out as usize)
+                && [io.out_at.is_some(), io.silu_at.is_some()] == want
+                && (io.res_at.is_some() || !matches!(s.kind, Kind::Residual { .. }));
+            if !ok {
+                return Err(PlanError::Pattern { layer: s.layer as usize, what: "a value without a place" });
+            }
+        }
+        Ok(words)
     }
 
     fn push(&mut self, step: Step, layer: usize) -> Result<(), PlanError> {
@@ -774,13 +983,12 @@ impl Int8Plan {
     /// output or an int16 stream, through an `upsample2` if the convolution reads one), the
     /// stream's block (none where the SiLU took it), the SiLU's and the residual's. `None` for
     /// a dense step or a graph the step does not fit.
-    pub fn conv_io(&self, step: &Step, g: &Graph<'_>) -> Option<ConvIo> {
+    pub fn conv_io(&self, step: &Step, g: &Graph<'_>, places: &[[u32; 2]]) -> Option<ConvIo> {
         if !step.conv || step.layer as usize >= g.len() {
             return None;
         }
         let layer = g.layer(step.layer as usize);
         let Op::Conv1d { x, res, kernel, dilation, stride, .. } = layer.op else { return None };
-        let at = |v: Value| u32::try_from(g.layer(v as usize - 1).offset).ok();
         let (src, upsample) = match x {
             0 => (0, false),
             v => match g.layer(v as usize - 1).op {
@@ -790,19 +998,13 @@ impl Int8Plan {
         };
         let source = match src {
             0 => ConvSource::X,
-            v if step.narrow => ConvSource::I16(at(v)?),
-            v => ConvSource::I8(at(v)?),
+            v if step.narrow => ConvSource::I16(self.place_of(v, places)?),
+            v => ConvSource::I8(self.place_of(v, places)?),
         };
+        let k = self.steps().iter().position(|s| s.layer == step.layer)?;
+        let place = |p: u32| (p != NO_PLACE).then_some(p);
+        let [out_at, silu_at] = places.get(k)?.map(place);
         let shape = g.value_shape(x);
-        let has_silu = step.silu != step.pre || matches!(step.kind, Kind::Table { .. });
-        let silu_at = if has_silu && step.kind != Kind::Output { at(step.silu + 1) } else { None };
-        let out_at = match step.kind {
-            Kind::ToI16 { .. } | Kind::Residual { .. } => {
-                let o = at(step.layer + 1)?;
-                (silu_at != Some(o)).then_some(o)
-            }
-            _ => None,
-        };
         Some(ConvIo {
             c_in: shape.channels as u16,
             l_in: shape.length as u16,
@@ -812,19 +1014,49 @@ impl Int8Plan {
             stride: u8::try_from(stride).ok()?,
             source,
             upsample,
-            out_at,
-            silu_at,
+            out_at: out_at.filter(|_| matches!(step.kind, Kind::ToI16 { .. } | Kind::Residual { .. })),
+            silu_at: silu_at.filter(|_| step.kind != Kind::Output),
             res_at: match (res, step.kind) {
-                (Some(r), Kind::Residual { .. }) => Some(at(r)?),
+                (Some(r), Kind::Residual { .. }) => self.place_of(r, places),
                 _ => None,
             },
         })
     }
 
-    /// Words of integer scratch the walk of a convolutional plan needs after the arena's data
-    /// region (0 for a dense plan): one step's int32 accumulators for every output position
-    /// (L_out·C_out) and its gathered columns ([`super::conv::CONV_TILE`] positions,
-    /// ⌈8·C_in·K/4⌉), the largest over the steps.
+    /// The place (byte offset in the integer data region) of value `v`: a step's stream or its
+    /// SiLU's output.
+    fn place_of(&self, v: Value, places: &[[u32; 2]]) -> Option<u32> {
+        self.steps().iter().zip(places).find_map(|(s, p)| {
+            let at = if v == s.layer + 1 {
+                p[0]
+            } else if v == s.silu + 1 && s.silu != s.layer {
+                p[1]
+            } else {
+                return None;
+            };
+            (at != NO_PLACE).then_some(at)
+        })
+    }
+
+    /// Words of the integer data region of a convolutional plan (0 for a dense plan): its
+    /// int8 values and int16 streams at their places ([`ConvIo`]), laid out by liveness like
+    /// the f32 walk's regions (`Int8Plan::layout`); after the arena's time region.
+    pub fn data_words(&self) -> usize {
+        self.data as usize
+    }
+
+    /// The integer scratch a convolutional file's RAM figure (format v3, `docs/format.md`)
+    /// counts: one whole convolution's int32 accumulators (L_out·C_out) and its gathered
+    /// columns, the largest over the steps (0 for a dense plan). Files state it as they always
+    /// have; the walk needs only [`Int8Plan::scratch_words`].
+    pub fn file_scratch_words(&self) -> usize {
+        self.file_scratch as usize
+    }
+
+    /// Words of integer scratch the walk of a convolutional plan needs after its data region
+    /// (0 for a dense plan): one call's int32 accumulators (at most [`ACC_TILE`] output
+    /// positions × C_out, [`ConvIo::tiling`]) and the kernel's gathered columns
+    /// ([`super::conv::CONV_TILE`] positions, ⌈8·C_in·K/4⌉), the largest over the steps.
     pub fn scratch_words(&self) -> usize {
         self.scratch as usize
     }
@@ -1049,7 +1281,7 @@ mod tests {
         let mut col = 1;
         let mut lut = 0;
         for s in plan.steps() {
-            let io = plan.conv_io(s, &g).unwrap();
+            let io = plan.conv_io(s, &g, &plan.places(&g)).unwrap();
             match s.kind {
                 Kind::Output => assert_eq!(s.rq() + s.rows(), plan.requant_cols()),
                 Kind::Table { lut: l, .. } => {
@@ -1069,8 +1301,11 @@ mod tests {
         }
         assert_eq!((plan.scale_cols(), plan.lut_count()), (col, lut));
         // The down convolution reads the stream itself, the up one through the upsampling.
-        let (down, up) =
-            (plan.conv_io(&plan.steps()[3], &g).unwrap(), plan.conv_io(&plan.steps()[6], &g).unwrap());
+        let places = plan.places(&g);
+        let (down, up) = (
+            plan.conv_io(&plan.steps()[3], &g, &places).unwrap(),
+            plan.conv_io(&plan.steps()[6], &g, &places).unwrap(),
+        );
         assert!(matches!(down.source, ConvSource::I16(_)) && !down.upsample && down.stride == 2);
         assert!(matches!(up.source, ConvSource::I16(_)) && up.upsample && up.l_in == 16);
         assert_eq!(plan.steps()[3].in_factor(), 256.0);
@@ -1078,6 +1313,146 @@ mod tests {
         // Every quantized value is named by its layer.
         for layer in 0..g.len() {
             assert_eq!(plan.activation(layer).is_some(), plan.scale_of(layer).is_some());
+        }
+    }
+
+    /// The integer data region of a U-Net: no two values the walk keeps at the same time share
+    /// a byte, except a residual stream and the stream written over it; a step's outputs never
+    /// meet its input (a convolution may run in tiles); each value is its type's size; and the
+    /// region is smaller than the f32 walk's data region it replaced.
+    #[test]
+    fn the_integer_values_are_placed_by_their_lives() {
+        let ecg = UNet {
+            channels: 1,
+            length: 256,
+            width: 20,
+            levels: 3,
+            blocks: 1,
+            kernel: 5,
+            freqs: 32,
+            temb: 80,
+        };
+        let nets = [
+            ecg,
+            UNet { channels: 1, length: 64, width: 8, levels: 2, blocks: 1, kernel: 5, freqs: 32, temb: 32 },
+            UNet { channels: 3, length: 48, width: 5, levels: 1, blocks: 2, kernel: 3, freqs: 6, temb: 4 },
+        ];
+        for u in nets {
+            let built = u.build().unwrap();
+            let g = built.graph().unwrap();
+            let plan = Int8Plan::new(&g).unwrap();
+            // (value, first step, last step reading it, byte range) of every placed value.
+            let mut values: Vec<(u16, usize, usize, core::ops::Range<usize>)> = Vec::new();
+            let ios: Vec<ConvIo> =
+                plan.steps().iter().map(|s| plan.conv_io(s, &g, &plan.places(&g)).unwrap()).collect();
+            for (k, (s, io)) in plan.steps().iter().zip(&ios).enumerate() {
+                let len = s.rows() * io.l_out as usize;
+                if let Some(o) = io.out_at {
+                    values.push((s.layer + 1, k, k, o as usize..o as usize + 2 * len));
+                }
+                if let Some(a) = io.silu_at {
+                    values.push((s.silu + 1, k, k, a as usize..a as usize + len));
+                }
+            }
+            for (k, io) in ios.iter().enumerate() {
+                let reads = [
+                    match io.source {
+                        ConvSource::X => None,
+                        ConvSource::I8(a) | ConvSource::I16(a) => Some(a as usize),
+                    },
+                    io.res_at.map(|r| r as usize),
+                ];
+                for at in reads.into_iter().flatten() {
+                    let v = values.iter_mut().filter(|v| v.3.start == at && v.1 < k).last().unwrap();
+                    v.2 = v.2.max(k);
+                }
+            }
+            for v in &values {
+                assert!(v.3.end <= 4 * plan.data_words() && v.3.start % 4 == 0, "{u:?}");
+            }
+            for (i, a) in values.iter().enumerate() {
+                for b in &values[i + 1..] {
+                    let live = !(a.2 < b.1 || b.2 < a.1);
+                    let meet = a.3.start < b.3.end && b.3.start < a.3.end;
+                    if live && meet {
+                        // Only a stream written over the residual its step adds and drops.
+                        let io = ios[b.1];
+                        assert!(
+                            a.2 == b.1
+                                && io.res_at == Some(a.3.start as u32)
+                                && io.out_at == Some(b.3.start as u32)
+                                && a.3 == b.3,
+                            "{u:?}: {a:?} {b:?}"
+                        );
+                        assert_ne!(io.source, ConvSource::I16(a.3.start as u32));
+                    }
+                }
+            }
+            assert!(plan.data_words() < g.regions().data, "{u:?}");
+        }
+        // The ECG U-Net at W = 256: the largest set live at once is layer 44's (the residual
+        // 40×128 int16, the upsampled 40×64 stream, the skip stream 20×256 int16, the SiLU's
+        // 40×128 int8): 30 720 bytes; the greedy placement comes within 4 %.
+        let g = ecg.build().unwrap();
+        let plan = Int8Plan::new(&g.graph().unwrap()).unwrap();
+        assert!((7680..=7680 * 104 / 100).contains(&plan.data_words()), "{}", plan.data_words());
+    }
+
+    /// A tiled convolution's calls cover its output positions once each, in order; every
+    /// output a call gives reads its taps inside the call's window (or beyond [0, L_in), the
+    /// zero padding, which the kernel gives outside the window too); an upsampling's window is
+    /// whole source positions; and a call's accumulators fit the tiling's.
+    #[test]
+    fn tiles_cover_the_convolution() {
+        let shapes: [(u8, u8, u8); 7] =
+            [(5, 1, 1), (5, 1, 2), (3, 1, 1), (3, 2, 1), (7, 3, 2), (1, 1, 1), (9, 4, 1)];
+        for (kernel, dilation, stride) in shapes {
+            for l_in in [2u16, 8, 16, 32, 34, 64, 100, 256] {
+                for upsample in [false, true] {
+                    let (s, pad) = (stride as usize, dilation as usize * (kernel as usize - 1) / 2);
+                    let io = ConvIo {
+                        c_in: 3,
+                        l_in,
+                        l_out: (l_in as usize).div_ceil(s) as u16,
+                        kernel,
+                        dilation,
+                        stride,
+                        source: ConvSource::X,
+                        upsample,
+                        out_at: None,
+                        silu_at: None,
+                        res_at: None,
+                    };
+                    let (t, l_in, l_out) = (io.tiling(), l_in as usize, io.l_out as usize);
+                    assert!(t.call >= t.valid && t.valid > 0, "{io:?}");
+                    let halo = pad.div_ceil(s) + (pad + 1).div_ceil(s) + 2;
+                    assert!(t.call <= ACC_TILE.max(halo + crate::quant::conv::CONV_TILE), "{io:?}");
+                    let mut p0 = 0;
+                    while p0 < l_out {
+                        let c = io.call(&t, p0);
+                        assert!(c.n > 0 && c.n <= t.valid && c.start + c.len <= l_in, "{io:?} {c:?}");
+                        assert!(c.len.div_ceil(s) <= t.call, "{io:?} {c:?}");
+                        if upsample {
+                            assert!(c.start % 2 == 0 && c.len % 2 == 0, "{io:?} {c:?}");
+                        }
+                        for m in 0..c.n {
+                            let (p, j) = (p0 + m, c.skip + m);
+                            assert!(s * j < c.len, "{io:?} {c:?}: output {j} beyond the call");
+                            for k in 0..kernel as usize {
+                                // The call's output j reads window position s·j + k·d − p, the
+                                // convolution's output p input position s·p + k·d − p.
+                                let q = (s * p + k * dilation as usize) as isize - pad as isize;
+                                let w = (s * j + k * dilation as usize) as isize - pad as isize;
+                                assert_eq!(c.start as isize + w, q, "{io:?} {c:?}");
+                                let inside = w >= 0 && (w as usize) < c.len;
+                                assert!(inside || q < 0 || q as usize >= l_in, "{io:?} {c:?} {p} {k}");
+                            }
+                        }
+                        p0 += c.n;
+                    }
+                    assert_eq!(p0, l_out);
+                }
+            }
         }
     }
 

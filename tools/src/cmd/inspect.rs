@@ -153,10 +153,25 @@ pub fn report_for_batch(name: &str, model: &Model<'_>, batch: usize) -> String {
             "quant     w8a8 integer path (int8 convolutions), {} timestep group(s) of activation scales",
             model.groups()
         );
+        // The engine's integer walk: its own arena (docs/quantization.md, "Convolutions").
+        let plan = tinyscore_engine::quant::Int8Plan::new(model.graph()).unwrap_or_default();
+        let words = tinyscore_engine::net::ScoreNet::<'_, 0, 0, 0>::arena_len(model);
+        let time = model.graph().regions().time;
+        let places = tinyscore_engine::quant::plan::PLACES_WORDS;
         let _ = writeln!(
             s,
-            "act       {} bytes of activations (the file's figure): the arena (int8/int16 values in the f32 \
-             walk's blocks, its scratch at least the int32 accumulators of one convolution) + sampler state 4*2D (f32)",
+            "int arena time {time} + integer data {} + scratch {} + places {places} words = {} bytes (int8/int16 \
+             values placed by their lives in the integer walk; one call's int32 accumulators, at most {} positions)",
+            plan.data_words(),
+            words - time - plan.data_words() - places,
+            4 * words,
+            tinyscore_engine::quant::plan::ACC_TILE
+        );
+        let _ = writeln!(
+            s,
+            "act       {} bytes of activations: the integer arena + sampler state 4*2D (f32); the file states {} \
+             (act (file): the values in the f32 walk's blocks, the int32 accumulators of a whole convolution)",
+            4 * (words + 2 * model.dims().dim),
             h.ram_bytes
         );
     } else if model.is_int8() {
