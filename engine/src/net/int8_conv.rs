@@ -19,7 +19,10 @@ use crate::quant::{
 
 /// One convolution's accumulators ([`quant::conv::conv_i8_with`]): the dot products of each tile
 /// of gathered columns by the AVX2 or NEON int8 matmul where `k` has it (a tile of positions is
-/// a batch of vectors), else the portable [`quant::dot_i8`]; exact integers, the same bits.
+/// a batch of vectors); on the Cortex-M DSP targets with the tile kernels the packed form
+/// ([`quant::conv_packed`]: no gather, the output positions as rows of the four-vector `SMLAD`
+/// kernel) where it applies (dilation 1); else the portable [`quant::dot_i8`]; exact integers,
+/// the same bits.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn conv(
     k: Kernels,
@@ -41,7 +44,15 @@ fn conv(
         Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
             quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
         }),
-        _ => quant::conv::conv_i8_from(s, w, x, upsample, col, acc),
+        _ => {
+            #[cfg(tinyscore_dsp_tile)]
+            match quant::conv_packed::conv_i8_packed(s, w, x, upsample, col, acc, quant::conv_rows_dsp) {
+                Ok(true) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(false) => {}
+            }
+            quant::conv::conv_i8_from(s, w, x, upsample, col, acc)
+        }
     }
 }
 

@@ -242,11 +242,7 @@ fn dot16x4(w: &[u8], words: &[u32], chunks: usize) -> [i32; 4] {
 
 /// [`dot16_tile`] of four vectors for `rows` consecutive weight rows in one call:
 /// `out[s][r] = Σ w[r·stride + c]·x_s[c]` over the `chunks` full chunks of 16 columns, for
-/// s < 4 and r < rows. The loop over the rows is in the assembly too: per row it reloads the
-/// activations' start, zeroes the accumulators, runs [`dot16x4`]'s loop (here two chunks of
-/// 16 columns per turn: 107 instructions per 128 MACs) and stores the four sums into their
-/// vectors' rows (about 28 instructions per row, where a call per row from Rust costs about
-/// 100: the checks, the call, the stores).
+/// s < 4 and r < rows: [`dot16x4_rows_strided`] with the four vectors' rows `H` apart.
 ///
 /// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
 /// multiples of 4 bytes (every row word-aligned) with `stride ≥ 16·chunks` and `w` holding
@@ -261,42 +257,80 @@ pub fn dot16x4_rows<const H: usize>(
     words: &[u32],
     out: &mut [[i32; H]],
 ) -> bool {
+    if out.len() < 4 || rows > H {
+        return false;
+    }
+    dot16x4_rows_strided(w, stride, rows, chunks, words, out.as_flattened_mut(), H, 1)
+}
+
+/// The four-vector kernel over `rows` consecutive int8 rows in one call, each sum stored at its
+/// own place: `out[r·rstep + s·vstep] = Σ_c w[r·stride + c]·x_s[c]` over the `chunks` full
+/// chunks of 16 columns, for s < 4 and r < rows. The loop over the rows is in the assembly
+/// too: per row it reloads the activations' start, zeroes the accumulators, runs
+/// [`dot16x4`]'s loop (here two chunks of 16 columns per turn: 107 instructions per 128 MACs)
+/// and stores the four sums (about 29 instructions per row, where a call per row from Rust
+/// costs about 100: the checks, the call, the stores). The dense layers' tiles call it with
+/// the four vectors' rows `H` apart ([`dot16x4_rows`]); the convolution
+/// (`super::conv_packed`) with the rows = output positions and the four "vectors" = four
+/// output channels' prepared weights (`vstep = 1`, `rstep = C_out`).
+///
+/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
+/// multiples of 4 bytes (every row word-aligned; rows may overlap, `stride < 16·chunks`) and
+/// `w` holding `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared for
+/// four vectors, [`super::prepare_tile_into`]'s layout); `out` longer than
+/// `(rows − 1)·rstep + 3·vstep`.
+#[allow(clippy::too_many_arguments)]
+pub fn dot16x4_rows_strided(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    chunks: usize,
+    words: &[u32],
+    out: &mut [i32],
+    vstep: usize,
+    rstep: usize,
+) -> bool {
+    let last = (rows.wrapping_sub(1)).checked_mul(rstep).and_then(|a| a.checked_add(vstep.checked_mul(3)?));
     let ok = rows >= 1
         && chunks >= 1
-        && rows <= H
-        && out.len() >= 4
+        && last.is_some_and(|l| l < out.len())
         && w.as_ptr() as usize % 4 == 0
         && stride % 4 == 0
-        && stride >= 16 * chunks
-        && w.len() >= (rows - 1) * stride + 16 * chunks
+        && (rows - 1)
+            .checked_mul(stride)
+            .and_then(|a| a.checked_add(16 * chunks))
+            .is_some_and(|n| w.len() >= n)
         && words.len() >= 32 * chunks;
     if !ok {
         return false;
     }
     // The loop's state in memory (no register is left for it): the activations' start, the
-    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[0][r]), the
-    // distance between two vectors' rows (4·H bytes), the bytes from the end of a row's
-    // chunks to the next row, and whether the number of chunks is odd (the loop takes two
-    // chunks per turn, so one end check per 32 columns; an odd count starts at the second).
-    let mut ctx: [usize; 7] = [
+    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[r·rstep]), the
+    // distance between two vectors' sums (4·vstep bytes), the bytes from the end of a row's
+    // chunks to the next row (modulo 2^32: negative when rows overlap, as a convolution's
+    // windows do), whether the number of chunks is odd (the loop takes two chunks
+    // per turn, so one end check per 32 columns; an odd count starts at the second), and the
+    // distance between two rows' sums (4·rstep bytes).
+    let mut ctx: [usize; 8] = [
         words.as_ptr() as usize,
         16 * chunks,
         rows,
         out.as_mut_ptr() as usize,
-        4 * H,
-        stride - 16 * chunks,
+        4 * vstep,
+        stride.wrapping_sub(16 * chunks),
         chunks % 2,
+        4 * rstep,
     ];
     // SAFETY: checked above: every row r < rows starts at w + r·stride, word-aligned, and its
     // `16·chunks` bytes lie within `w`; `words` holds the `32·chunks` words each row's loop
-    // reads (`LDM`s from its start); the stores go to out[s][r] for s < 4 and r < rows ≤ H,
-    // inside `out` (4 vectors of H i32, contiguous), through a pointer derived from the
-    // `&mut out` held across the block; the block also writes `ctx` (the rows left, the next
-    // store address), a local array it gets by pointer. The stack: 8 bytes reserved at the
-    // start (ctx's address, the current row's end) and released at the end. Each row's loop
-    // covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per turn, the first turn
-    // of an odd count only one, and stops at the row's end); the row loop runs `rows ≥ 1`
-    // times, counting down ctx[2].
+    // reads (`LDM`s from its start); the stores go to out[r·rstep + s·vstep] for s < 4 and
+    // r < rows, at most out[(rows − 1)·rstep + 3·vstep], inside `out` (checked), through a
+    // pointer derived from the `&mut out` held across the block; the block also writes `ctx`
+    // (the rows left, the next store address), a local array it gets by pointer. The stack:
+    // 8 bytes reserved at the start (ctx's address, the current row's end) and released at the
+    // end. Each row's loop covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per
+    // turn, the first turn of an odd count only one, and stops at the row's end); the row loop
+    // runs `rows ≥ 1` times, counting down ctx[2].
     unsafe {
         asm!(
             "sub sp, #8",
@@ -328,7 +362,7 @@ pub fn dot16x4_rows<const H: usize>(
             "ldr {e}, [sp, #4]",
             "cmp {pw}, {e}",
             "bne 2b",
-            // Row done: store the sums at out[s][r] = base + s·4H.
+            // Row done: store the sums at base + s·4·vstep, then base += 4·rstep.
             "ldr {e}, [sp]",
             "ldr r2, [{e}, #12]",
             "ldr r3, [{e}, #16]",
@@ -337,7 +371,8 @@ pub fn dot16x4_rows<const H: usize>(
             "str {a2}, [r2, r3, lsl #1]",
             "add r4, r3, r3, lsl #1",
             "str {a3}, [r2, r4]",
-            "adds r2, #4",
+            "ldr r4, [{e}, #28]",
+            "add r2, r4",
             "str r2, [{e}, #12]",
             "ldr r2, [{e}, #20]",
             "add {pw}, r2",

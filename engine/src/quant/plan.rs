@@ -612,7 +612,7 @@ impl Int8Plan {
             if shape.l_out() != l_out {
                 return Err(pattern(i, "a convolution's output length"));
             }
-            scratch = scratch.max(shape.acc_len() + (super::conv::CONV_TILE * shape.cols()).div_ceil(4));
+            scratch = scratch.max(shape.acc_len() + super::conv_packed::col_words(&shape));
             let l16 = i as u16;
             let mut step = Step {
                 layer: l16,
