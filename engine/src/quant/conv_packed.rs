@@ -22,7 +22,7 @@
 //! `firmware-example/examples/kernels.rs`). Each input value is converted once (not once per
 //! column that reads it), and each weight once per convolution. A leaf module apart from the
 //! convolution's shape and operands ([`super::conv`]) and the layout's models
-//! ([`super::prepared`]).
+//! (`quant/prepared.rs`).
 
 use super::conv::{operands, ConvShape, ConvSizeError, Source, CONV_TILE};
 use super::prepared::{dot16_tile_model, CHUNK};
