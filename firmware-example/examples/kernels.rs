@@ -461,7 +461,9 @@ fn conv_property_test(out: &mut out::Line) -> (u32, u32, u32) {
 /// Instructions per MAC of the accumulators of every convolution of the ECG conv model's
 /// evaluation (the shapes of [`ECG_CONV`], int16 sources where the network reads a stream):
 /// the portable `conv_i8_from` and the packed DSP form, the gather/copy and the weights'
-/// preparation included (not the epilogues). `# conv_cost …` per shape and in all.
+/// preparation included (not the epilogues), and of that the packing alone (`dsp_packing`: the
+/// input's copy and the weights' preparation, the packed form with a kernel that does nothing).
+/// `# conv_cost …` per shape and in all.
 fn conv_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
     use quant::conv::{conv_i8_from, ConvShape, Source};
     use quant::conv_packed::{col_words, conv_i8_packed};
@@ -471,7 +473,7 @@ fn conv_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
     let x16 = [0x1717i16; CONV_X];
     let mut acc = [0i32; CONV_ACC];
     let mut col = ColBytes([0; 4 * CONV_COL]);
-    let (mut total, mut t_port, mut t_dsp) = (0u64, 0u64, 0u64);
+    let (mut total, mut t_port, mut t_dsp, mut t_pack) = (0u64, 0u64, 0u64, 0u64);
     for &(c_in, l_in, c_out, k, st, up) in &ECG_CONV {
         let Some(s) = ConvShape::new(c_in, l_in, c_out, k, 1, st) else { continue };
         let src = (if up { l_in / 2 } else { l_in }) * c_in;
@@ -498,21 +500,30 @@ fn conv_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
             ));
         }
         let dsp = (clock.now() - t0) * 40 / CALLS;
+        // The packing alone: the same call with a kernel that does nothing.
+        let none = |_: &[u8], _: usize, _: usize, _: usize, _: &[u32], _: &mut [i32], _: usize| true;
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            let _ = black_box(conv_i8_packed(&s, black_box(&w), source, up, col, &mut acc[..n], none));
+        }
+        let pack = (clock.now() - t0) * 40 / CALLS;
         let _ = writeln!(
             out,
-            "# conv_cost c_in={c_in} l_in={l_in} c_out={c_out} k={k} stride={st} upsample={up} macs={macs} instructions: portable={port} dsp={dsp} per_mac_x1000: portable={} dsp={}",
+            "# conv_cost c_in={c_in} l_in={l_in} c_out={c_out} k={k} stride={st} upsample={up} macs={macs} instructions: portable={port} dsp={dsp} dsp_packing={pack} per_mac_x1000: portable={} dsp={}",
             port * 1000 / macs,
             dsp * 1000 / macs
         );
         total += macs;
         t_port += port;
         t_dsp += dsp;
+        t_pack += pack;
     }
     let _ = writeln!(
         out,
-        "# conv_cost all macs={total} instructions: portable={t_port} dsp={t_dsp} per_mac_x1000: portable={} dsp={}",
+        "# conv_cost all macs={total} instructions: portable={t_port} dsp={t_dsp} dsp_packing={t_pack} per_mac_x1000: portable={} dsp={} dsp_packing={}",
         t_port * 1000 / total,
-        t_dsp * 1000 / total
+        t_dsp * 1000 / total,
+        t_pack * 1000 / total
     );
 }
 
