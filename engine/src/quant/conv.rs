@@ -16,7 +16,8 @@
 //!
 //! The integer walk of a convolutional plan (`net/int8_conv.rs`) calls [`conv_i8_from`] for
 //! every `conv1d` step: its input an int8 value, or an int16 stream read as its table index,
-//! optionally upsampled by 2 in the gather (`docs/quantization.md`).
+//! optionally upsampled by 2 in the gather (`docs/quantization.md`); on the Cortex-M DSP targets
+//! it runs the packed form of the same sums first (`conv_packed.rs`, tested against this one).
 
 use super::dot_i8;
 
