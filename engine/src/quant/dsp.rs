@@ -245,8 +245,8 @@ fn dot16x4(w: &[u8], words: &[u32], chunks: usize) -> [i32; 4] {
 /// s < 4 and r < rows: [`dot16x4_rows_strided`] with the four vectors' rows `H` apart.
 ///
 /// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
-/// multiples of 4 bytes (every row word-aligned) with `stride ≥ 16·chunks` and `w` holding
-/// `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
+/// multiples of 4 bytes (every row word-aligned) and `w` holding `(rows − 1)·stride +
+/// 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
 /// [`super::prepare_tile_into`] for four vectors); `out` at least 4 vectors of `H ≥ rows`.
 #[cfg_attr(not(tinyscore_dsp_tile), allow(dead_code))] // its caller is the tile kernel's
 pub fn dot16x4_rows<const H: usize>(
