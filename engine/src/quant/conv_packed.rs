@@ -54,8 +54,9 @@ pub fn col_words(s: &ConvShape) -> usize {
     (CONV_TILE * s.cols()).div_ceil(4).max((32 * chunks).saturating_add(xp / 4))
 }
 
-/// The portable model of the four-vector rows kernel (`kernel` of [`conv_i8_packed`]): [`dot16_tile_model`]
-/// row by row, the same checks as the assembly's. The host's stand-in for it in the tests.
+/// The portable model of the four-vector rows kernel (`kernel` of [`conv_i8_packed`]):
+/// [`dot16_tile_model`] row by row, with the assembly's bounds checks (not its alignment
+/// ones, which a slice read does not need). The host's stand-in for it in the tests.
 pub fn rows_model(
     xp: &[u8],
     stride: usize,
