@@ -153,21 +153,24 @@ for target in "${targets[@]}"; do
   if [[ "$target" == thumbv8m.main-none-eabihf ]]; then
     # The Cortex-M33 build has the DSP extension (+dsp, .cargo/config.toml) and so the engine's
     # DSP int8 kernels: examples/kernels.rs holds them against the portable ones (one vector,
-    # tiles of 2 and 4, the epilogue), as tools/tests/firmware.rs does on the M4F. Its FPU part
+    # tiles of 2 and 4, the epilogue, the convolution), as tools/tests/firmware.rs does on the M4F. Its FPU part
     # has no kernel to test here (the VFP kernel is built for ARMv7E-M hard-float only) and
-    # counts every case as a mismatch, so the status is not the check: the three DSP lines are.
+    # counts every case as a mismatch, so the status is not the check: the four DSP lines are.
     start=$SECONDS
     cargo build --quiet --release --example kernels --target "$target" 2>"$work/build.err" \
       || fail "$target: building examples/kernels: $(cat "$work/build.err")"
     timeout 300 qemu-system-arm -cpu cortex-m33 -machine mps2-an505 -nographic \
       -semihosting-config enable=on,target=native -kernel "target/$target/release/examples/kernels" \
       </dev/null >"$work/kernels.txt" 2>&1 || true
-    for check in kernel tile epilogue; do
+    for check in kernel tile epilogue conv; do
       line=$(grep "^# ${check}_cases=" "$work/kernels.txt") || fail "$target: examples/kernels printed no ${check} line"
-      [[ "$line" =~ ${check}_cases=([0-9]+)\ ${check}_mismatches=0$ && ${BASH_REMATCH[1]} -gt 0 ]] \
+      [[ "$line" =~ ${check}_cases=([0-9]+)\ (conv_direct=[0-9]+\ )?${check}_mismatches=0$ && ${BASH_REMATCH[1]} -gt 0 ]] \
         || fail "$target: the DSP kernel differs from the portable one: $line"
     done
-    echo "ok: $target: DSP int8 kernels equal the portable ones ($(grep -h '^# \(kernel\|tile\|epilogue\)_cases=' "$work/kernels.txt" | tr '\n' ' ')), $((SECONDS - start)) s"
+    line=$(grep "^# conv_cases=" "$work/kernels.txt")
+    [[ "$line" =~ conv_cases=([0-9]+)\ conv_direct=([0-9]+) && ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" ]] \
+      || fail "$target: the DSP convolution did not run every case: $line"
+    echo "ok: $target: DSP int8 kernels equal the portable ones ($(grep -h '^# \(kernel\|tile\|epilogue\|conv\)_cases=' "$work/kernels.txt" | tr '\n' ' ')), $((SECONDS - start)) s"
   fi
 
   if [[ "$target" == riscv32* ]]; then

@@ -97,6 +97,13 @@ fn main() -> ! {
         panic!("the M4 epilogue disagrees with quant::epilogue in {mismatches} cases");
     }
 
+    let (cases, direct, mismatches) = conv_property_test(&mut out);
+    let _ = writeln!(out, "# conv_cases={cases} conv_direct={direct} conv_mismatches={mismatches}");
+    if mismatches > 0 {
+        panic!("the DSP convolution disagrees with the portable one in {mismatches} cases");
+    }
+    conv_costs(&mut out, &mut clock);
+
     let fpscr = cortex_m::register::fpscr::read().bits();
     let v = vfp_property_test(&mut out);
     let _ = writeln!(
@@ -337,6 +344,187 @@ fn tile_property_test(out: &mut out::Line) -> (u32, u32) {
         }
     }
     (cases, mismatches)
+}
+
+/// Largest operands of [`conv_property_test`] and [`conv_costs`].
+const CONV_W: usize = 16 * 512;
+const CONV_X: usize = 2048;
+const CONV_ACC: usize = 2048;
+const CONV_COL: usize = 2048;
+
+/// Column scratch of the convolutions (word-aligned, as the network's scratch is).
+#[repr(C, align(4))]
+struct ColBytes([i8; 4 * CONV_COL]);
+
+/// The convolution shapes of `firmware-example/models/ecg-conv-w8a8.tsm` (C_in, L_in, C_out,
+/// K, stride, upsample: L_in the upsampled length), in the network's order: the MACs of a
+/// whole evaluation (418 816), for [`conv_costs`].
+const ECG_CONV: [(usize, usize, usize, usize, usize, bool); 16] = [
+    (1, 64, 8, 5, 1, false),
+    (8, 64, 8, 5, 1, false),
+    (8, 64, 8, 5, 1, false),
+    (8, 64, 16, 5, 2, false),
+    (16, 32, 16, 5, 1, false),
+    (16, 32, 16, 5, 1, false),
+    (16, 32, 16, 5, 2, false),
+    (16, 16, 16, 5, 1, false),
+    (16, 16, 16, 5, 1, false),
+    (16, 32, 16, 5, 1, true),
+    (16, 32, 16, 5, 1, false),
+    (16, 32, 16, 5, 1, false),
+    (16, 64, 8, 5, 1, true),
+    (8, 64, 8, 5, 1, false),
+    (8, 64, 8, 5, 1, false),
+    (8, 64, 1, 5, 1, false),
+];
+
+/// The packed DSP convolution (`quant::conv_packed::conv_i8_packed` with the `SMLAD` rows
+/// kernel `quant::conv_rows_dsp`, as the network's convolution steps run it) against the
+/// portable `quant::conv::conv_i8_from` and against the packed form with the kernel's portable
+/// model: the ECG model's shapes and 400 random ones (C_in 1–40 so C_in·K of every residue,
+/// C_in not a multiple of 4 included; C_out 1–13, not a multiple of 4 included; K 1–9; stride
+/// 1 and 2; int8 and int16 sources, upsampled or not; one case of C_in·K = 510; extreme
+/// values), with garbage left in the scratch. Returns (cases, cases the DSP form ran, mismatches).
+fn conv_property_test(out: &mut out::Line) -> (u32, u32, u32) {
+    use quant::conv::{conv_i8_from, ConvShape, Source};
+    use quant::conv_packed::{col_words, conv_i8_packed, rows_model};
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut w = [0u8; CONV_W];
+    let mut x8 = [0i8; CONV_X];
+    let mut x16 = [0i16; CONV_X];
+    let (mut want, mut got, mut model) = ([0i32; CONV_ACC], [0i32; CONV_ACC], [0i32; CONV_ACC]);
+    let mut col = ColBytes([0; 4 * CONV_COL]);
+    let (mut cases, mut direct, mut mismatches) = (0u32, 0u32, 0u32);
+    for case in 0..ECG_CONV.len() + 400 + 1 {
+        let (c_in, l_in, c_out, k, st, up) = if let Some(&sh) = ECG_CONV.get(case) {
+            sh
+        } else if case == ECG_CONV.len() + 400 {
+            (170, 6, 3, 3, 2, false)
+        } else {
+            let k = [1, 3, 5, 7, 9][(rng.next() % 5) as usize];
+            let up = rng.next() % 3 == 0;
+            let l = 1 + (rng.next() % 40) as usize;
+            (
+                1 + (rng.next() % 40) as usize,
+                if up { 2 * l } else { l },
+                1 + (rng.next() % 13) as usize,
+                k,
+                1 + (rng.next() % 2) as usize,
+                up,
+            )
+        };
+        let Some(s) = ConvShape::new(c_in, l_in, c_out, k, 1, st) else { continue };
+        let src = (if up { l_in / 2 } else { l_in }) * c_in;
+        if c_out * s.cols() > CONV_W || src > CONV_X || s.acc_len() > CONV_ACC || col_words(&s) > CONV_COL {
+            continue;
+        }
+        let extreme = rng.next() % 8 == 0;
+        for v in w[..c_out * s.cols()].iter_mut() {
+            *v = if extreme { 0x80 } else { rng.i8() as u8 };
+        }
+        for (a, b) in x8[..src].iter_mut().zip(x16[..src].iter_mut()) {
+            *a = if extreme { -128 } else { rng.i8() };
+            *b = if extreme { i16::MAX } else { rng.next() as u16 as i16 };
+        }
+        for i16_source in [false, true] {
+            let source = if i16_source { Source::I16(&x16[..src]) } else { Source::I8(&x8[..src]) };
+            let n = s.acc_len();
+            let col = &mut col.0[..4 * col_words(&s)];
+            col.fill(-91);
+            let a = conv_i8_from(&s, &w, source, up, col, &mut want[..n]);
+            col.fill(90);
+            got[..n].fill(0x1234_5678);
+            let b = conv_i8_packed(&s, &w, source, up, col, &mut got[..n], quant::conv_rows_dsp);
+            col.fill(-91);
+            let m = conv_i8_packed(&s, &w, source, up, col, &mut model[..n], rows_model);
+            cases += 1;
+            direct += u32::from(b == Ok(true));
+            if a.is_err()
+                || b != Ok(true)
+                || m != Ok(true)
+                || got[..n] != want[..n]
+                || model[..n] != want[..n]
+            {
+                mismatches += 1;
+                if mismatches <= 5 {
+                    let _ = writeln!(
+                        out,
+                        "# conv mismatch c_in={c_in} l_in={l_in} c_out={c_out} k={k} stride={st} upsample={up} i16={i16_source} {b:?} {m:?}"
+                    );
+                }
+            }
+        }
+    }
+    (cases, direct, mismatches)
+}
+
+/// Instructions per MAC of the accumulators of every convolution of the ECG conv model's
+/// evaluation (the shapes of [`ECG_CONV`], int16 sources where the network reads a stream):
+/// the portable `conv_i8_from` and the packed DSP form, the gather/copy and the weights'
+/// preparation included (not the epilogues), and of that the packing alone (`dsp_packing`: the
+/// input's copy and the weights' preparation, the packed form with a kernel that does nothing).
+/// `# conv_cost …` per shape and in all.
+fn conv_costs(out: &mut out::Line, clock: &mut cycles::Counter) {
+    use quant::conv::{conv_i8_from, ConvShape, Source};
+    use quant::conv_packed::{col_words, conv_i8_packed};
+    const CALLS: u64 = 4;
+    let w = [0x35u8; CONV_W];
+    let x8 = [0x17i8; CONV_X];
+    let x16 = [0x1717i16; CONV_X];
+    let mut acc = [0i32; CONV_ACC];
+    let mut col = ColBytes([0; 4 * CONV_COL]);
+    let (mut total, mut t_port, mut t_dsp, mut t_pack) = (0u64, 0u64, 0u64, 0u64);
+    for &(c_in, l_in, c_out, k, st, up) in &ECG_CONV {
+        let Some(s) = ConvShape::new(c_in, l_in, c_out, k, 1, st) else { continue };
+        let src = (if up { l_in / 2 } else { l_in }) * c_in;
+        // The strided and upsampling convolutions read an int16 stream.
+        let source = if st == 2 || up { Source::I16(&x16[..src]) } else { Source::I8(&x8[..src]) };
+        let macs = (s.acc_len() * s.cols()) as u64;
+        let col = &mut col.0[..4 * col_words(&s)];
+        let n = s.acc_len();
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            let _ = black_box(conv_i8_from(&s, black_box(&w), source, up, col, &mut acc[..n]));
+        }
+        let port = (clock.now() - t0) * 40 / CALLS;
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            let _ = black_box(conv_i8_packed(
+                &s,
+                black_box(&w),
+                source,
+                up,
+                col,
+                &mut acc[..n],
+                quant::conv_rows_dsp,
+            ));
+        }
+        let dsp = (clock.now() - t0) * 40 / CALLS;
+        // The packing alone: the same call with a kernel that does nothing.
+        let none = |_: &[u8], _: usize, _: usize, _: usize, _: &[u32], _: &mut [i32], _: usize| true;
+        let t0 = clock.now();
+        for _ in 0..CALLS {
+            let _ = black_box(conv_i8_packed(&s, black_box(&w), source, up, col, &mut acc[..n], none));
+        }
+        let pack = (clock.now() - t0) * 40 / CALLS;
+        let _ = writeln!(
+            out,
+            "# conv_cost c_in={c_in} l_in={l_in} c_out={c_out} k={k} stride={st} upsample={up} macs={macs} instructions: portable={port} dsp={dsp} dsp_packing={pack} per_mac_x1000: portable={} dsp={}",
+            port * 1000 / macs,
+            dsp * 1000 / macs
+        );
+        total += macs;
+        t_port += port;
+        t_dsp += dsp;
+        t_pack += pack;
+    }
+    let _ = writeln!(
+        out,
+        "# conv_cost all macs={total} instructions: portable={t_port} dsp={t_dsp} dsp_packing={t_pack} per_mac_x1000: portable={} dsp={} dsp_packing={}",
+        t_port * 1000 / total,
+        t_dsp * 1000 / total,
+        t_pack * 1000 / total
+    );
 }
 
 /// Rows of the layers of [`epilogue_property_test`].

@@ -858,7 +858,8 @@ fn flash_bytes(elf: &[u8]) -> u64 {
 /// extreme int8 vectors of every length 0..=512, aligned and unaligned, through the `SMLAD`
 /// kernel, its instruction model and the portable kernel, and must report no mismatch; the same
 /// for the multi-vector kernel (tiles of 1–4 vectors), for the M4 epilogue of the int8 layers
-/// against `quant::epilogue`, for `eps_batch` against `eps`, and for
+/// against `quant::epilogue`, for the DSP int8 convolution against the portable one, for
+/// `eps_batch` against `eps`, and for
 /// the FPU kernel of the f32-activation dot product (`VMLA.F32`) against `linalg::dot`; then it
 /// times whole network evaluations (the instruction count printed here is the figure in
 /// docs/BENCHMARKS.md, "Engine speed").
@@ -891,6 +892,11 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
     // 600 random layers, three kinds each.
     assert_eq!(field("epilogue_mismatches"), 0);
     assert_eq!(field("epilogue_cases"), 3 * 600);
+    // The DSP int8 convolution (packed form, SMLAD rows kernel) against the portable one and
+    // the kernel's model: 417 shapes × 2 sources, every one run by the DSP form.
+    assert_eq!(field("conv_mismatches"), 0);
+    assert_eq!(field("conv_cases"), 834);
+    assert_eq!(field("conv_direct"), 834);
     // eps_batch of 4, 8, 16, 32 and 64 vectors gives eps's bits on the M4.
     let batches: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("# eps_batch ")).collect();
     assert_eq!(batches.len(), 5, "{}", run.stdout);

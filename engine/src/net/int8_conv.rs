@@ -23,7 +23,10 @@ use crate::quant::{
 
 /// One convolution's accumulators ([`quant::conv::conv_i8_with`]): the dot products of each tile
 /// of gathered columns by the AVX2 or NEON int8 matmul where `k` has it (a tile of positions is
-/// a batch of vectors), else the portable [`quant::dot_i8`]; exact integers, the same bits.
+/// a batch of vectors); on the Cortex-M DSP targets with the tile kernels the packed form
+/// ([`quant::conv_packed`]: no gather, the output positions as rows of the four-vector `SMLAD`
+/// kernel) where it applies (dilation 1); else the portable [`quant::dot_i8`]; exact integers,
+/// the same bits.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn conv(
     k: Kernels,
@@ -36,16 +39,27 @@ fn conv(
 ) -> Result<(), quant::conv::ConvSizeError> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let (ck, co) = (s.cols(), s.acc_len() / s.l_out().max(1));
+    // The gathering kernels take tiles of CONV_TILE positions; `col` may be longer (the DSP
+    // form's packed operands).
+    let tile = (quant::conv::CONV_TILE * s.cols()).min(col.len());
     match k {
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx2(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+        Kernels::Avx2(tok) => quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
             quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
         }),
         #[cfg(target_arch = "aarch64")]
-        Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, col, acc, |w, cols, n, acc| {
+        Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
             quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
         }),
-        _ => quant::conv::conv_i8_from(s, w, x, upsample, col, acc),
+        _ => {
+            #[cfg(tinyscore_dsp_tile)]
+            match quant::conv_packed::conv_i8_packed(s, w, x, upsample, col, acc, quant::conv_rows_dsp) {
+                Ok(true) => return Ok(()),
+                Err(e) => return Err(e),
+                Ok(false) => {}
+            }
+            quant::conv::conv_i8_from(s, w, x, upsample, &mut col[..tile], acc)
+        }
     }
 }
 
@@ -127,8 +141,8 @@ pub(super) fn int8_conv(
         let w = p.weight(step);
         let l_out = shape.l_out();
         let tiling = io.tiling();
-        // Scratch: a call's accumulators, the gathered columns.
-        let cols = (quant::conv::CONV_TILE * shape.cols()).div_ceil(4);
+        // Scratch: a call's accumulators, the kernels' columns (`ConvIo::col_words`).
+        let cols = io.col_words(&tiling, rows);
         let Some((acc, col)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };
         let Some(col) = col.get_mut(..cols) else { return };
         let acc: &mut [i32] = bytemuck::cast_slice_mut(acc);
@@ -173,7 +187,7 @@ pub(super) fn int8_conv(
                         Source::I16(v)
                     }
                 };
-                let Some(shape) = call_shape(&io, call.len, rows) else { return };
+                let Some(shape) = io.call_shape(call.len, rows) else { return };
                 if n == 0 || conv(k, &shape, w.data(), source, io.upsample, col, acc).is_err() {
                     return;
                 }
@@ -256,7 +270,3 @@ pub(super) fn int8_conv(
     }
 }
 
-/// The shape of one call of a tiled convolution: its window of `len` gathered input positions.
-fn call_shape(io: &quant::plan::ConvIo, len: usize, c_out: usize) -> Option<quant::conv::ConvShape> {
-    quant::plan::ConvIo { l_in: u16::try_from(len).ok()?, ..*io }.shape(c_out)
-}

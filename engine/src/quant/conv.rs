@@ -16,7 +16,8 @@
 //!
 //! The integer walk of a convolutional plan (`net/int8_conv.rs`) calls [`conv_i8_from`] for
 //! every `conv1d` step: its input an int8 value, or an int16 stream read as its table index,
-//! optionally upsampled by 2 in the gather (`docs/quantization.md`).
+//! optionally upsampled by 2 in the gather (`docs/quantization.md`); on the Cortex-M DSP targets
+//! it runs the packed form of the same sums first (`conv_packed.rs`, tested against this one).
 
 use super::dot_i8;
 
@@ -57,6 +58,36 @@ impl ConvShape {
             && dilation.checked_mul(kernel).is_some()
             && l_in.checked_mul(c_in).is_some();
         ok.then_some(Self { c_in, l_in, c_out, kernel, dilation, stride })
+    }
+
+    /// C_in, the input channels.
+    pub fn c_in(&self) -> usize {
+        self.c_in
+    }
+
+    /// L_in, the input positions (after an upsampling gather: the upsampled length).
+    pub fn l_in(&self) -> usize {
+        self.l_in
+    }
+
+    /// C_out, the output channels.
+    pub fn c_out(&self) -> usize {
+        self.c_out
+    }
+
+    /// K, the kernel's taps (odd).
+    pub fn kernel(&self) -> usize {
+        self.kernel
+    }
+
+    /// d, the dilation.
+    pub fn dilation(&self) -> usize {
+        self.dilation
+    }
+
+    /// s, the stride (1 or 2).
+    pub fn stride(&self) -> usize {
+        self.stride
     }
 
     /// C_in·K, the columns of the weight and of each gathered column.
@@ -131,6 +162,36 @@ pub fn conv_i8_from(
     })
 }
 
+/// The operands of a convolution cut to the lengths its shape reads: the weight's C_out·C_in·K
+/// bytes, the source's L_in·C_in values (L_in/2 upsampled, when L_in must be even) and the
+/// L_out·C_out accumulators; [`ConvSizeError`] if a slice is shorter. Every int8 convolution
+/// kernel checks its operands by this one rule before it writes anything.
+pub fn operands<'a, 'x>(
+    s: &ConvShape,
+    w: &'a [u8],
+    x: Source<'x>,
+    upsample: bool,
+    acc: &'a mut [i32],
+) -> Result<(&'a [u8], Source<'x>, &'a mut [i32]), ConvSizeError> {
+    let src_len = if upsample {
+        if s.l_in % 2 != 0 {
+            return Err(ConvSizeError);
+        }
+        s.l_in / 2
+    } else {
+        s.l_in
+    };
+    let n_in = src_len * s.c_in;
+    let x = match x {
+        Source::I8(v) => Source::I8(v.get(..n_in).ok_or(ConvSizeError)?),
+        Source::I16(v) => Source::I16(v.get(..n_in).ok_or(ConvSizeError)?),
+    };
+    let (Some(w), Some(acc)) = (w.get(..s.c_out * s.cols()), acc.get_mut(..s.acc_len())) else {
+        return Err(ConvSizeError);
+    };
+    Ok((w, x, acc))
+}
+
 /// [`conv_i8_from`] with the dot products of a tile of positions by `mul`: the columns of up to
 /// `col.len() / (C_in·K)` positions are gathered into `col` (position-major), then
 /// `mul(w, cols, n, acc)` writes `acc[j·C_out + co] = Σ_k w[co·C_in·K + k]·cols[j·C_in·K + k]` for
@@ -146,23 +207,8 @@ pub fn conv_i8_with(
     mut mul: impl FnMut(&[u8], &[i8], usize, &mut [i32]),
 ) -> Result<(), ConvSizeError> {
     let ck = s.cols();
-    let src_len = if upsample {
-        if s.l_in % 2 != 0 {
-            return Err(ConvSizeError);
-        }
-        s.l_in / 2
-    } else {
-        s.l_in
-    };
-    let n_in = src_len * s.c_in;
-    let x = match x {
-        Source::I8(v) => Source::I8(v.get(..n_in).ok_or(ConvSizeError)?),
-        Source::I16(v) => Source::I16(v.get(..n_in).ok_or(ConvSizeError)?),
-    };
+    let (w, x, acc) = operands(s, w, x, upsample, acc)?;
     let tile = col.len() / ck;
-    let (Some(w), Some(acc)) = (w.get(..s.c_out * ck), acc.get_mut(..s.acc_len())) else {
-        return Err(ConvSizeError);
-    };
     if tile == 0 {
         return Err(ConvSizeError);
     }

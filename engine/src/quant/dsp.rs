@@ -242,15 +242,11 @@ fn dot16x4(w: &[u8], words: &[u32], chunks: usize) -> [i32; 4] {
 
 /// [`dot16_tile`] of four vectors for `rows` consecutive weight rows in one call:
 /// `out[s][r] = Σ w[r·stride + c]·x_s[c]` over the `chunks` full chunks of 16 columns, for
-/// s < 4 and r < rows. The loop over the rows is in the assembly too: per row it reloads the
-/// activations' start, zeroes the accumulators, runs [`dot16x4`]'s loop (here two chunks of
-/// 16 columns per turn: 107 instructions per 128 MACs) and stores the four sums into their
-/// vectors' rows (about 28 instructions per row, where a call per row from Rust costs about
-/// 100: the checks, the call, the stores).
+/// s < 4 and r < rows: [`dot16x4_rows_strided`] with the four vectors' rows `H` apart.
 ///
 /// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
-/// multiples of 4 bytes (every row word-aligned) with `stride ≥ 16·chunks` and `w` holding
-/// `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
+/// multiples of 4 bytes (every row word-aligned) and `w` holding `(rows − 1)·stride +
+/// 16·chunks` bytes; `words` at least `32·chunks` words (prepared by
 /// [`super::prepare_tile_into`] for four vectors); `out` at least 4 vectors of `H ≥ rows`.
 #[cfg_attr(not(tinyscore_dsp_tile), allow(dead_code))] // its caller is the tile kernel's
 pub fn dot16x4_rows<const H: usize>(
@@ -261,42 +257,80 @@ pub fn dot16x4_rows<const H: usize>(
     words: &[u32],
     out: &mut [[i32; H]],
 ) -> bool {
+    if out.len() < 4 || rows > H {
+        return false;
+    }
+    dot16x4_rows_strided(w, stride, rows, chunks, words, out.as_flattened_mut(), H, 1)
+}
+
+/// The four-vector kernel over `rows` consecutive int8 rows in one call, each sum stored at its
+/// own place: `out[r·rstep + s·vstep] = Σ_c w[r·stride + c]·x_s[c]` over the `chunks` full
+/// chunks of 16 columns, for s < 4 and r < rows. The loop over the rows is in the assembly
+/// too: per row it reloads the activations' start, zeroes the accumulators, runs
+/// [`dot16x4`]'s loop (here two chunks of 16 columns per turn: 107 instructions per 128 MACs)
+/// and stores the four sums (about 29 instructions per row, where a call per row from Rust
+/// costs about 100: the checks, the call, the stores). The dense layers' tiles call it with
+/// the four vectors' rows `H` apart ([`dot16x4_rows`]); the convolution
+/// (`super::conv_packed`) with the rows = output positions and the four "vectors" = four
+/// output channels' prepared weights (`vstep = 1`, `rstep = C_out`).
+///
+/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
+/// multiples of 4 bytes (every row word-aligned; rows may overlap, `stride < 16·chunks`) and
+/// `w` holding `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared for
+/// four vectors, [`super::prepare_tile_into`]'s layout); `out` longer than
+/// `(rows − 1)·rstep + 3·vstep`.
+#[allow(clippy::too_many_arguments)]
+pub fn dot16x4_rows_strided(
+    w: &[u8],
+    stride: usize,
+    rows: usize,
+    chunks: usize,
+    words: &[u32],
+    out: &mut [i32],
+    vstep: usize,
+    rstep: usize,
+) -> bool {
+    let last = (rows.wrapping_sub(1)).checked_mul(rstep).and_then(|a| a.checked_add(vstep.checked_mul(3)?));
     let ok = rows >= 1
         && chunks >= 1
-        && rows <= H
-        && out.len() >= 4
+        && last.is_some_and(|l| l < out.len())
         && w.as_ptr() as usize % 4 == 0
         && stride % 4 == 0
-        && stride >= 16 * chunks
-        && w.len() >= (rows - 1) * stride + 16 * chunks
+        && (rows - 1)
+            .checked_mul(stride)
+            .and_then(|a| a.checked_add(16 * chunks))
+            .is_some_and(|n| w.len() >= n)
         && words.len() >= 32 * chunks;
     if !ok {
         return false;
     }
     // The loop's state in memory (no register is left for it): the activations' start, the
-    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[0][r]), the
-    // distance between two vectors' rows (4·H bytes), the bytes from the end of a row's
-    // chunks to the next row, and whether the number of chunks is odd (the loop takes two
-    // chunks per turn, so one end check per 32 columns; an odd count starts at the second).
-    let mut ctx: [usize; 7] = [
+    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[r·rstep]), the
+    // distance between two vectors' sums (4·vstep bytes), the bytes from the end of a row's
+    // chunks to the next row (modulo 2^32: negative when rows overlap, as a convolution's
+    // windows do), whether the number of chunks is odd (the loop takes two chunks
+    // per turn, so one end check per 32 columns; an odd count starts at the second), and the
+    // distance between two rows' sums (4·rstep bytes).
+    let mut ctx: [usize; 8] = [
         words.as_ptr() as usize,
         16 * chunks,
         rows,
         out.as_mut_ptr() as usize,
-        4 * H,
-        stride - 16 * chunks,
+        4 * vstep,
+        stride.wrapping_sub(16 * chunks),
         chunks % 2,
+        4 * rstep,
     ];
     // SAFETY: checked above: every row r < rows starts at w + r·stride, word-aligned, and its
     // `16·chunks` bytes lie within `w`; `words` holds the `32·chunks` words each row's loop
-    // reads (`LDM`s from its start); the stores go to out[s][r] for s < 4 and r < rows ≤ H,
-    // inside `out` (4 vectors of H i32, contiguous), through a pointer derived from the
-    // `&mut out` held across the block; the block also writes `ctx` (the rows left, the next
-    // store address), a local array it gets by pointer. The stack: 8 bytes reserved at the
-    // start (ctx's address, the current row's end) and released at the end. Each row's loop
-    // covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per turn, the first turn
-    // of an odd count only one, and stops at the row's end); the row loop runs `rows ≥ 1`
-    // times, counting down ctx[2].
+    // reads (`LDM`s from its start); the stores go to out[r·rstep + s·vstep] for s < 4 and
+    // r < rows, at most out[(rows − 1)·rstep + 3·vstep], inside `out` (checked), through a
+    // pointer derived from the `&mut out` held across the block; the block also writes `ctx`
+    // (the rows left, the next store address), a local array it gets by pointer. The stack:
+    // 8 bytes reserved at the start (ctx's address, the current row's end) and released at the
+    // end. Each row's loop covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per
+    // turn, the first turn of an odd count only one, and stops at the row's end); the row loop
+    // runs `rows ≥ 1` times, counting down ctx[2].
     unsafe {
         asm!(
             "sub sp, #8",
@@ -328,7 +362,7 @@ pub fn dot16x4_rows<const H: usize>(
             "ldr {e}, [sp, #4]",
             "cmp {pw}, {e}",
             "bne 2b",
-            // Row done: store the sums at out[s][r] = base + s·4H.
+            // Row done: store the sums at base + s·4·vstep, then base += 4·rstep.
             "ldr {e}, [sp]",
             "ldr r2, [{e}, #12]",
             "ldr r3, [{e}, #16]",
@@ -337,7 +371,8 @@ pub fn dot16x4_rows<const H: usize>(
             "str {a2}, [r2, r3, lsl #1]",
             "add r4, r3, r3, lsl #1",
             "str {a3}, [r2, r4]",
-            "adds r2, #4",
+            "ldr r4, [{e}, #28]",
+            "add r2, r4",
             "str r2, [{e}, #12]",
             "ldr r2, [{e}, #20]",
             "add {pw}, r2",
@@ -560,6 +595,57 @@ pub fn prepare_tile<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
         } else {
             prepare_pass!("8", "16", p, o, end);
         }
+    }
+    true
+}
+
+/// The weights' widening of the packed convolution (`super::conv_packed`) for one quad of
+/// input channels of one output channel: `quad` holds the K taps of its four channels (4·K
+/// bytes, channel-major: `quad[i·K + t]`), and for each tap t < K the two words
+/// `words[t·tap]` = (quad[t], quad[2K + t]) and `words[t·tap + 4]` = (quad[K + t], quad[3K + t])
+/// are written as int16 pairs (low half first): per tap four `LDRSB`, two `PKHBT`, two `STR`
+/// and the loop's four instructions, 12 for 4 weights. Returns `false`, writing nothing, unless
+/// `K ≥ 1`, `quad` holds 4·K bytes and `words` more than (K − 1)·tap + 4 words.
+#[cfg(tinyscore_dsp_tile)]
+pub fn widen_quad(quad: &[u8], kn: usize, words: &mut [u32], tap: usize) -> bool {
+    let last = kn.checked_sub(1).and_then(|k| k.checked_mul(tap)).and_then(|a| a.checked_add(4));
+    if kn == 0
+        || !kn.checked_mul(4).is_some_and(|n| quad.len() >= n)
+        || !last.is_some_and(|l| l < words.len())
+    {
+        return false;
+    }
+    // SAFETY: the loop runs K ≥ 1 times (`n` counts down from K); turn t reads the bytes
+    // quad[t], quad[K + t], quad[2K + t] and quad[3K + t] (`src` = quad + t), all below 4K ≤
+    // quad.len() (checked), and writes the words t·tap and t·tap + 4 of `words` (`dst` steps
+    // 4·tap bytes from its start), the last (K − 1)·tap + 4 < words.len() (checked); the
+    // store's address is word-aligned (a `u32` slice). No stack, no other memory.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrsb {a}, [{src}]",
+            "ldrsb {b}, [{src}, {k2}]",
+            "pkhbt {a}, {a}, {b}, lsl #16",
+            "str {a}, [{dst}]",
+            "ldrsb {a}, [{src}, {k1}]",
+            "ldrsb {b}, [{src}, {k3}]",
+            "pkhbt {a}, {a}, {b}, lsl #16",
+            "str {a}, [{dst}, #16]",
+            "adds {src}, #1",
+            "add {dst}, {step}",
+            "subs {n}, #1",
+            "bne 2b",
+            src = inout(reg) quad.as_ptr() => _,
+            dst = inout(reg) words.as_mut_ptr() => _,
+            n = inout(reg) kn => _,
+            k1 = in(reg) kn,
+            k2 = in(reg) 2 * kn,
+            k3 = in(reg) 3 * kn,
+            step = in(reg) 4 * tap,
+            a = out(reg) _,
+            b = out(reg) _,
+            options(nostack),
+        );
     }
     true
 }

@@ -159,6 +159,30 @@ pub fn prepare_tile_dsp<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bo
     dsp::prepare_tile(xs, words)
 }
 
+/// The four-vector DSP rows kernel as the convolution's kernel
+/// ([`super::conv_packed::conv_i8_packed`]): `dot16x4_rows_strided` with the four vectors'
+/// sums side by side (`vstep = 1`). For the network's convolution steps and the firmware's
+/// property test against [`super::conv_packed::rows_model`].
+#[cfg(tinyscore_dsp_tile)]
+pub fn conv_rows_dsp(
+    xp: &[u8],
+    stride: usize,
+    rows: usize,
+    chunks: usize,
+    words: &[u32],
+    out: &mut [i32],
+    rstep: usize,
+) -> bool {
+    dsp::dot16x4_rows_strided(xp, stride, rows, chunks, words, out, 1, rstep)
+}
+
+/// The packed convolution's widening of one quad of input channels' weights in assembly
+/// (`super::conv_packed`; `false` for sizes it refuses, then the portable loop runs).
+#[cfg(tinyscore_dsp_tile)]
+pub fn widen_quad_dsp(quad: &[u8], kn: usize, words: &mut [u32], tap: usize) -> bool {
+    dsp::widen_quad(quad, kn, words, tap)
+}
+
 /// The multi-vector DSP kernel itself on `thumbv7em` targets, S = 2 or 4 (`None` for another S,
 /// when `w` is not 4-byte aligned or `words` too short), for the firmware's property test
 /// against [`dot16_tile_model`] and [`dot_i8`].

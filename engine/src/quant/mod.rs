@@ -18,11 +18,13 @@
 //! models behind it), `epilogue.rs` (requantization, residual, SiLU tables), with the fast
 //! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly), `x86.rs` (AVX2) and `neon.rs`
 //! (the AArch64 NEON matmul);
-//! `conv.rs` (the portable int8 convolution the convolution steps run), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
+//! `conv.rs` (the portable int8 convolution the convolution steps run), `conv_packed.rs` (its
+//! packed form for the four-vector DSP kernel), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
 //! (the columns of the activation tensors in the file, part of the format and re-exported as
 //! `format::layout`).
 
 pub mod conv;
+pub mod conv_packed;
 #[cfg(tinyscore_dsp)]
 mod dsp;
 mod epilogue;
@@ -39,6 +41,8 @@ mod tests;
 pub mod x86;
 
 pub use epilogue::{epilogue, epilogue_tile, triple, Epilogue, HighRequant, LayerForm, Silu, TileEpilogue};
+#[cfg(tinyscore_dsp_tile)]
+pub use matmul::{conv_rows_dsp, widen_quad_dsp};
 #[cfg(tinyscore_dsp)]
 pub use matmul::{dot16_dsp, dot16_tile_dsp, prepare_tile_dsp};
 pub use matmul::{dot_i8, matmul_prepared, Prepared, PreparedTile};

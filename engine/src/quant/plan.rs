@@ -89,7 +89,7 @@ pub struct ConvIo {
 
 /// Output positions whose int32 accumulators the integer walk keeps at once: a convolution of
 /// more output positions runs in calls of this many ([`ConvIo::tiling`]).
-pub const ACC_TILE: usize = 32;
+pub const ACC_TILE: usize = 24;
 
 /// How the integer walk runs one convolution ([`ConvIo::tiling`]): in calls of the kernel
 /// ([`super::conv::conv_i8_with`]) of at most `call` output positions' accumulators, each on a
@@ -107,11 +107,10 @@ pub struct Tiling {
 }
 
 impl Tiling {
-    /// Words of integer scratch the convolution needs: a call's accumulators and the kernel's
-    /// gathered columns ([`super::conv::CONV_TILE`] positions of C_in·K bytes).
+    /// Words of integer scratch the convolution needs: a call's accumulators, then the larger
+    /// of what the kernels need for any of its calls ([`ConvIo::col_words`]).
     pub fn scratch_words(&self, io: &ConvIo, c_out: usize) -> usize {
-        let cols = io.c_in as usize * io.kernel as usize;
-        self.call * c_out + (super::conv::CONV_TILE * cols).div_ceil(4)
+        self.call * c_out + io.col_words(self, c_out)
     }
 }
 
@@ -142,6 +141,28 @@ impl ConvIo {
             self.dilation as usize,
             self.stride as usize,
         )
+    }
+
+    /// The shape of one call of a tiled convolution ([`ConvIo::call`]): its window of `len`
+    /// gathered input positions.
+    pub fn call_shape(&self, len: usize, c_out: usize) -> Option<super::conv::ConvShape> {
+        ConvIo { l_in: u16::try_from(len).ok()?, ..*self }.shape(c_out)
+    }
+
+    /// Words of column scratch the kernels need after a call's accumulators, the largest over
+    /// the calls of `tiling`: [`super::conv_packed::col_words`] of each call's window (the
+    /// portable kernel's [`super::conv::CONV_TILE`] gathered columns, or the Cortex-M DSP
+    /// form's packed weights and padded input window, whichever is larger; the same on every
+    /// target).
+    pub fn col_words(&self, tiling: &Tiling, c_out: usize) -> usize {
+        let mut words = 0;
+        let mut p0 = 0;
+        while p0 < self.l_out as usize && tiling.valid > 0 {
+            let c = self.call(tiling, p0);
+            words = words.max(self.call_shape(c.len, c_out).map_or(0, |s| super::conv_packed::col_words(&s)));
+            p0 += tiling.valid;
+        }
+        words
     }
 
     /// The calls that run this convolution ([`Tiling`]): one on the whole input if L_out ≤
@@ -1055,8 +1076,9 @@ impl Int8Plan {
 
     /// Words of integer scratch the walk of a convolutional plan needs after its data region
     /// (0 for a dense plan): one call's int32 accumulators (at most [`ACC_TILE`] output
-    /// positions × C_out, [`ConvIo::tiling`]) and the kernel's gathered columns
-    /// ([`super::conv::CONV_TILE`] positions, ⌈8·C_in·K/4⌉), the largest over the steps.
+    /// positions × C_out, [`ConvIo::tiling`]) and the kernels' columns ([`ConvIo::col_words`]:
+    /// [`super::conv::CONV_TILE`] gathered positions, or the Cortex-M DSP form's operands), the
+    /// largest over the steps.
     pub fn scratch_words(&self) -> usize {
         self.scratch as usize
     }
