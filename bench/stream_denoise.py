@@ -111,7 +111,7 @@ def segment_filters(x, held, noisy, sigma, seed):
     for name, (fn, grid) in ed.filters(256).items():
         t = time.time()
         p = ed.tune(fn, grid, val, vnoisy, sigma)
-        out[f"{name} (tuned: {p})"] = [float(v) for v in fn(y, p, sigma)[0]]
+        out[f"{name} (tuned)"] = [float(v) for v in fn(y, p, sigma)[0]]
         print(f"  sigma {sigma}: {name} tuned to {p} in {time.time() - t:.0f} s", file=sys.stderr)
     return out
 
@@ -206,6 +206,10 @@ def main():
                     if line.startswith("stream:"):
                         print(f"  sigma {sigma}: {line}", file=sys.stderr)
     sigmas = [float(s) for s in a.sigmas.split(",")]
+    if a.filters:
+        best = {sg: max((r[sg] for name, r in rows.items() if name.endswith("(tuned)")), key=lambda v: v[0])
+                for sg in sigmas}
+        rows["best tuned filter"] = best
     print(f"\nHeld-out {m} samples, W = {w}; SNR (dB) over the whole segment / seam ratio\n")
     print("| method | " + " | ".join(f"σ = {s} mV" for s in sigmas) + " |")
     print("| --- |" + " --- |" * len(sigmas))
