@@ -17,6 +17,12 @@
 //!   K draws are averaged. Optionally each step is repeated U times, diffusing back from s to t
 //!   in between (RePaint, Lugmayr et al. 2022, Algorithm 1), which lets the generated part
 //!   harmonise with the known part.
+//! * **Imputation from a fill** ([`ImputeStart::Fill`]): the same replacement steps, started not
+//!   from the prior at t = 1 but from an initial fill of the missing entries (straight lines,
+//!   [`linear_fill`], or the caller's own) diffused to an intermediate t_start,
+//!   x = α_{t_start}·fill + σ_{t_start}·z (SDEdit's start, Meng et al. 2022, applied to
+//!   inpainting); optionally several rounds, each starting from the previous round's average. It
+//!   avoids the process's high-noise part and costs t_start of the evaluations for the same grid.
 //!
 //! The reverse step between any two times s < t is the posterior q(x_s | x_t, x̂₀) of the Gaussian
 //! process with marginals (α, σ) (Kingma et al. 2021, "Variational Diffusion Models", eq. 29–32):

@@ -33,7 +33,8 @@ pub struct DenoiseArgs {
     /// Denoising method.
     #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
     pub method: DenoiseMethod,
-    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
+    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1, or
+    /// from `--t-start`).
     #[arg(long, default_value_t = 50)]
     pub steps: u32,
     /// Independent runs averaged, for `sdedit` and imputation (1..=16).
