@@ -47,7 +47,11 @@ the missing samples of all windows, for
   - PCHIP (shape-preserving cubic, scipy PchipInterpolator) through k known samples each side,
     k tuned the same way (an extra reference);
   - tinyscore: `tinyscore denoise M --input observed.csv --mask mask.csv --out filled.csv` plus
-    `--impute-args` (default `--steps 50 --draws 4 --resample 5`); mask: 1 known, 0 missing.
+    `--impute-args` (default `--steps 50 --draws 4 --resample 5`; repeat the flag to compare several
+    settings, e.g. `--impute-args "--impute-from linear --t-start 0.3 --steps 10 --draws 8
+    --resample 10"`); mask: 1 known, 0 missing. With `--impute-from input` in the arguments the
+    input CSV holds the tuned PCHIP fill at the missing samples (the fill the model starts from);
+    otherwise 0 there (ignored).
 Ratios to linear interpolation and to the better spline are reported.
 
 Output: markdown tables on stdout, every command line it runs with its wall time, and with
@@ -358,14 +362,18 @@ def impute(args, run, val, test, results, outdir):
         print(f"classical imputation, gap {gap}: {time.perf_counter() - t0:.1f} s")
         obs_csv = os.path.join(outdir, f"impute-{gap}-observed.csv")
         mask_csv = os.path.join(outdir, f"impute-{gap}-mask.csv")
+        pchip_csv = os.path.join(outdir, f"impute-{gap}-pchip-filled.csv")
         write_csv(obs_csv, np.where(mask == 0.0, 0.0, test))
+        write_csv(pchip_csv, interp_fill(np.where(mask == 0.0, 0.0, test), mask, "pchip", kp))
         write_csv(mask_csv, mask)
         for model in args.model:
-            out_csv = os.path.join(outdir, f"{tag(model)}-impute-{gap}.csv")
-            run(["denoise", model, "--input", obs_csv, "--mask", mask_csv, "--out", out_csv]
-                + shlex.split(args.impute_args), f"impute gap {gap} {tag(model)}")
-            est = read_csv(out_csv, test.shape)
-            rows[f"tinyscore impute ({tag(model)}, {args.impute_args})"] = gap_rmse(test, est, mask)
+            for k, iargs in enumerate(args.impute_args):
+                out_csv = os.path.join(outdir, f"{tag(model)}-impute-{gap}-{k}.csv")
+                given = "input" in shlex.split(iargs)
+                run(["denoise", model, "--input", pchip_csv if given else obs_csv, "--mask", mask_csv,
+                     "--out", out_csv] + shlex.split(iargs), f"impute gap {gap} {tag(model)}")
+                est = read_csv(out_csv, test.shape)
+                rows[f"tinyscore impute ({tag(model)}, {iargs})"] = gap_rmse(test, est, mask)
         lin = rows["linear interpolation"]
         spl = min(v for name, v in rows.items() if name.startswith("cubic spline"))
         rows_all[gap] = {name: {"rmse_mv": v, "vs_linear": v / lin, "vs_spline": v / spl}
@@ -406,7 +414,7 @@ def main():
     ap.add_argument("--no-denoise", action="store_true", help="skip the denoising benchmark")
     ap.add_argument("--impute", action="store_true", help="also run the gap imputation benchmark")
     ap.add_argument("--gaps", default="32,64", help="gap lengths in samples, comma-separated")
-    ap.add_argument("--impute-args", default="--steps 50 --draws 4 --resample 5",
+    ap.add_argument("--impute-args", action="append", default=None,
                     help="tinyscore denoise arguments of the imputation runs")
     ap.add_argument("--json", default=None, help="write every number to this JSON file")
     args = ap.parse_args()
@@ -420,6 +428,7 @@ def main():
 def bench(args):
     t_start = time.perf_counter()
     args.gaps = [int(g) for g in args.gaps.split(",") if g.strip()]
+    args.impute_args = args.impute_args or ["--steps 50 --draws 4 --resample 5"]
     sigmas = [float(s) for s in args.sigmas.split(",") if s.strip()]
     methods = [m for m in args.methods.split(",") if m.strip()]
     if args.window < 8:

@@ -16,6 +16,12 @@ sigma)` Gaussian draws (standard library only: the script needs no packages), th
     each of: hop W/2 and W/4, Hann; hop W flat, which must equal window at a time bit for bit on
     the whole windows from sample 0 (the script stops if not; the last partial window is padded
     by the stream and aligned to the end by window at a time); hop W/2 with `--sigma auto`.
+`--hops H1,H2,...` replaces the streaming runs' hops W/2, W/4 by these (Hann; the hop W flat run and
+the `--sigma auto` run at hop W/2 stay). With `--filters` (needs numpy, scipy and, for wavelets,
+PyWavelets) the tuned classical filters of `bench/ecg_denoise.py` run on the same noisy segment as one
+long signal, each with its parameters tuned per sigma on the validation part of the recording
+(samples [0.6 n, 0.8 n), inside the training part, as one long signal with its own noise): the fair
+baseline of the streaming denoiser, which also sees the signal around each window.
 SNR over the whole segment, 10 log10(sum x^2 / sum (xhat - x)^2) in dB, and the seam ratio: the RMS
 error of the samples within 2 of a multiple of W (the window-at-a-time borders) over the RMS error of
 all samples (about 1 without seams). Prints a markdown table and each command with its wall time;
@@ -90,6 +96,26 @@ def model_window(tinyscore, model):
     sys.exit("cannot read D from tinyscore inspect")
 
 
+def segment_filters(x, held, noisy, sigma, seed):
+    """The classical filters of `ecg_denoise.py` on the noisy held-out segment as one signal, each
+    tuned at `sigma` on the validation segment [0.6 n, 0.8 n) with its own noise."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import numpy as np
+    import ecg_denoise as ed
+
+    n = len(x)
+    val = np.array(x[int(ed.VAL_FROM * n):n - round(ed.HOLDOUT * n)])[None, :]
+    vnoisy = val + sigma * np.random.default_rng([seed, 7, round(1000 * sigma)]).standard_normal(val.shape)
+    y = np.array(noisy)[None, :]
+    out = {}
+    for name, (fn, grid) in ed.filters(256).items():
+        t = time.time()
+        p = ed.tune(fn, grid, val, vnoisy, sigma)
+        out[f"{name} (tuned)"] = [float(v) for v in fn(y, p, sigma)[0]]
+        print(f"  sigma {sigma}: {name} tuned to {p} in {time.time() - t:.0f} s", file=sys.stderr)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tinyscore", required=True)
@@ -98,15 +124,23 @@ def main():
     ap.add_argument("--sigmas", default="0.1,0.2")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--plot-dir")
+    ap.add_argument("--hops", help="streaming hops (Hann), comma-separated (default W/2,W/4)")
+    ap.add_argument("--filters", action="store_true",
+                    help="also the classical filters, tuned on the validation segment (numpy, scipy)")
     a = ap.parse_args()
     x = load(find_data(a.data))
     n = len(x)
     held = x[n - round(0.2 * n):]
     w = model_window(a.tinyscore, a.model)
     m = len(held)
-    streams = [
-        (f"stream, hop {w // 2}, Hann", ["--hop", str(w // 2)], None),
-        (f"stream, hop {w // 4}, Hann", ["--hop", str(w // 4), "--taper", "hann"], None),
+    hops = [int(h) for h in a.hops.split(",")] if a.hops else []
+    if any(not 1 <= h <= w for h in hops):
+        sys.exit(f"--hops must be in 1..={w}")
+    hann = [(f"stream, hop {w // 2}, Hann", ["--hop", str(w // 2)], None),
+            (f"stream, hop {w // 4}, Hann", ["--hop", str(w // 4), "--taper", "hann"], None)]
+    if hops:
+        hann = [(f"stream, hop {h}, Hann", ["--hop", str(h), "--taper", "hann"], None) for h in hops]
+    streams = hann + [
         (f"stream, hop {w}, flat (= window at a time)", ["--hop", str(w), "--taper", "flat"], None),
         (f"stream, hop {w // 2}, Hann, --sigma auto", ["--hop", str(w // 2)], "auto"),
     ]
@@ -121,6 +155,9 @@ def main():
         write_column(sig_path, noisy)
         write_column(clean_path, held)
         rows.setdefault("noisy input", {})[sigma] = (snr_db(held, noisy), seam_ratio(held, noisy, w))
+        if a.filters:
+            for name, est in segment_filters(x, held, noisy, sigma, a.seed).items():
+                rows.setdefault(name, {})[sigma] = (snr_db(held, est), seam_ratio(held, est, w))
         # Window at a time.
         starts = list(range(0, m - w + 1, w))
         if starts[-1] + w < m:
@@ -169,6 +206,10 @@ def main():
                     if line.startswith("stream:"):
                         print(f"  sigma {sigma}: {line}", file=sys.stderr)
     sigmas = [float(s) for s in a.sigmas.split(",")]
+    if a.filters:
+        best = {sg: max((r[sg] for name, r in rows.items() if name.endswith("(tuned)")), key=lambda v: v[0])
+                for sg in sigmas}
+        rows["best tuned filter"] = best
     print(f"\nHeld-out {m} samples, W = {w}; SNR (dB) over the whole segment / seam ratio\n")
     print("| method | " + " | ".join(f"σ = {s} mV" for s in sigmas) + " |")
     print("| --- |" + " --- |" * len(sigmas))

@@ -17,6 +17,12 @@
 //!   K draws are averaged. Optionally each step is repeated U times, diffusing back from s to t
 //!   in between (RePaint, Lugmayr et al. 2022, Algorithm 1), which lets the generated part
 //!   harmonise with the known part.
+//! * **Imputation from a fill** ([`ImputeStart::Fill`]): the same replacement steps, started not
+//!   from the prior at t = 1 but from an initial fill of the missing entries (straight lines,
+//!   [`linear_fill`], or the caller's own) diffused to an intermediate t_start,
+//!   x = α_{t_start}·fill + σ_{t_start}·z (SDEdit's start, Meng et al. 2022, applied to
+//!   inpainting); optionally several rounds, each starting from the previous round's average. It
+//!   avoids the process's high-noise part and costs t_start of the evaluations for the same grid.
 //!
 //! The reverse step between any two times s < t is the posterior q(x_s | x_t, x̂₀) of the Gaussian
 //! process with marginals (α, σ) (Kingma et al. 2021, "Variational Diffusion Models", eq. 29–32):
@@ -68,6 +74,8 @@ pub enum DenoiseError {
     BadSigma,
     /// Steps is 0 or above 1000, draws outside 1..=16, or resample outside 1..=20.
     BadSettings,
+    /// An imputation start time outside (0, 1] or rounds outside 1..=8.
+    BadStart,
     /// The window or mask is shorter than the model's D, or D exceeds the compiled capacity.
     Length {
         /// The length given.
@@ -85,6 +93,9 @@ impl core::fmt::Display for DenoiseError {
                 f,
                 "steps must be in 1..=1000, draws in 1..={MAX_DRAWS} and resample in 1..={MAX_RESAMPLE}"
             ),
+            Self::BadStart => {
+                write!(f, "the imputation start time must be in (0, 1] and rounds in 1..={MAX_ROUNDS}")
+            }
             Self::Length { found, needed } => {
                 write!(f, "window has {found} values, the model needs {needed}")
             }
@@ -259,6 +270,115 @@ pub fn denoise_normalized<const C: usize, M: EpsModel + ?Sized>(
     }
 }
 
+/// Where imputation's reverse process starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ImputeStart {
+    /// From the prior at t = 1 (the replacement method as published; the default).
+    Noise,
+    /// From an initial fill of the missing entries, diffused by the forward process to `t_start`
+    /// (SDEdit-style imputation): x = α_{t_start}·fill + σ_{t_start}·z, then the replacement
+    /// steps from there. `rounds` passes: each later pass starts from the previous pass's
+    /// average over the draws.
+    Fill {
+        /// Which initial fill.
+        fill: Fill,
+        /// Process time of the start, in (0, 1] (on the discrete process: the nearest step).
+        t_start: f32,
+        /// Passes fill → noise to t_start → reverse with replacement (1..=[`MAX_ROUNDS`]).
+        rounds: u32,
+    },
+}
+
+/// The initial fill of [`ImputeStart::Fill`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Fill {
+    /// Straight lines between the known neighbours of each gap ([`linear_fill`], data units);
+    /// a gap at an end holds the nearest known value.
+    Linear,
+    /// The window's values at the missing entries as given (the caller's own fill).
+    Given,
+}
+
+/// The most passes of [`ImputeStart::Fill`].
+pub const MAX_ROUNDS: u32 = 8;
+
+/// The settings of imputation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Imputation {
+    /// Reverse steps from the start down to the end (1..=1000).
+    pub steps: u32,
+    /// Independent runs averaged (1..=[`MAX_DRAWS`]).
+    pub draws: u32,
+    /// RePaint resamplings per step (1..=[`MAX_RESAMPLE`]; 1 = the plain replacement method).
+    pub resample: u32,
+    /// Where the reverse process starts.
+    pub start: ImputeStart,
+}
+
+impl Imputation {
+    /// Checks the settings' ranges.
+    pub fn check(&self) -> Result<(), DenoiseError> {
+        if self.steps == 0
+            || self.steps > 1000
+            || self.draws == 0
+            || self.draws > MAX_DRAWS
+            || self.resample == 0
+            || self.resample > MAX_RESAMPLE
+        {
+            return Err(DenoiseError::BadSettings);
+        }
+        if let ImputeStart::Fill { t_start, rounds, .. } = self.start {
+            if !(t_start > 0.0 && t_start <= 1.0) || rounds == 0 || rounds > MAX_ROUNDS {
+                return Err(DenoiseError::BadStart);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fills the entries of `y` whose `known[i]` is false by straight lines between the nearest known
+/// entries on each side (an end gap holds its one known neighbour); `y` unchanged if nothing is
+/// known.
+pub fn linear_fill(known: &[bool], y: &mut [f32]) {
+    let d = y.len().min(known.len());
+    let mut prev: Option<usize> = None;
+    let mut j = 0;
+    while j < d {
+        if known[j] {
+            prev = Some(j);
+            j += 1;
+            continue;
+        }
+        let mut next = j;
+        while next < d && !known[next] {
+            next += 1;
+        }
+        match (prev, next < d) {
+            (Some(a), true) => {
+                let (ya, yb) = (y[a], y[next]);
+                let span = (next - a) as f32;
+                for (m, v) in y[j..next].iter_mut().enumerate() {
+                    let w = (j + m - a) as f32 / span;
+                    *v = ya + (yb - ya) * w;
+                }
+            }
+            (Some(a), false) => {
+                let ya = y[a];
+                y[j..next].fill(ya);
+            }
+            (None, true) => {
+                let yb = y[next];
+                y[j..next].fill(yb);
+            }
+            (None, false) => {}
+        }
+        j = next;
+    }
+}
+
 /// Imputes the entries of a normalised window `y` whose `known[i]` is false (replacement method),
 /// with `steps` reverse steps from t = 1, averaging `draws` independent runs (the posterior mean's
 /// Monte-Carlo estimate); known entries come back unchanged.
@@ -274,10 +394,34 @@ pub fn impute_normalized<const C: usize, M: EpsModel + ?Sized>(
     known: &[bool],
     y: &mut [f32],
 ) {
-    let resample = resample.clamp(1, MAX_RESAMPLE);
+    let settings = Imputation { steps, draws, resample, start: ImputeStart::Noise };
+    impute_normalized_with::<C, M>(model, diff, &settings, seed, index, known, y);
+}
+
+/// [`impute_normalized`] with any [`Imputation`]; with [`ImputeStart::Fill`] the missing entries
+/// of `y` hold the initial fill (normalised units; [`Fill`] is applied by [`impute_with`]).
+/// Settings out of range are clamped.
+pub fn impute_normalized_with<const C: usize, M: EpsModel + ?Sized>(
+    model: &mut M,
+    diff: &Diffusion,
+    settings: &Imputation,
+    seed: u64,
+    index: u32,
+    known: &[bool],
+    y: &mut [f32],
+) {
+    let resample = settings.resample.clamp(1, MAX_RESAMPLE);
     let d = y.len().min(C).min(known.len());
     let (y, known) = (&mut y[..d], &known[..d]);
-    let (steps, draws) = (steps.max(1), draws.clamp(1, MAX_DRAWS));
+    let (steps, draws) = (settings.steps.clamp(1, 1000), settings.draws.clamp(1, MAX_DRAWS));
+    let (t_start, rounds) = match settings.start {
+        ImputeStart::Noise => (1.0f32, 1u32),
+        ImputeStart::Fill { t_start, rounds, .. } => {
+            let t = if t_start > 0.0 { t_start.min(1.0) } else { 1.0 };
+            (t, rounds.clamp(1, MAX_ROUNDS))
+        }
+    };
+    let from_fill = matches!(settings.start, ImputeStart::Fill { .. });
     let mut noise = Philox::new(seed, index);
     let mut x = [0.0f32; C];
     let mut eps = [0.0f32; C];
@@ -286,52 +430,67 @@ pub fn impute_normalized<const C: usize, M: EpsModel + ?Sized>(
     let mut acc = [0.0f32; C];
     let (x, eps, z, zk, acc) = (&mut x[..d], &mut eps[..d], &mut z[..d], &mut zk[..d], &mut acc[..d]);
     let prior = diff.prior_std();
-    for k in 0..draws {
-        // Draw k: its start at step word k of INIT, its steps on streams DENOISE + 2k and + 2k + 1.
-        noise.fill(k, stream::INIT, x);
-        for v in x.iter_mut() {
-            *v *= prior;
-        }
-        for i in 0..steps {
-            let (t, s) = (grid(diff, 1.0, steps, i), grid(diff, 1.0, steps, i + 1));
-            if s >= t {
-                continue;
-            }
-            let (a_t, s_t) = diff.marginal(t);
-            let (a_s, s_s) = diff.marginal(s);
-            for u in 0..resample {
-                let word = i * resample + u;
-                posterior_step(model, diff, t, s, &mut noise, word, stream::DENOISE + 2 * k, x, eps, z);
-                // Replace the known entries by the observation diffused to time s.
-                noise.fill(word, stream::DENOISE + 2 * k + 1, zk);
-                for j in 0..d {
-                    if known[j] {
-                        x[j] = a_s * y[j] + s_s * zk[j];
-                    }
+    // The start on the grid (the discrete process's nearest step) and its marginal.
+    let t0 = grid(diff, t_start, steps, 0);
+    let (a0, s0) = diff.marginal(t0);
+    let words_per_round = steps * resample;
+    for r in 0..rounds {
+        acc.fill(0.0);
+        for k in 0..draws {
+            // Draw k of round r: its start at step word r·MAX_DRAWS + k of INIT, its steps on
+            // streams DENOISE + 2k and + 2k + 1 at words from r·steps·resample on.
+            let init_word = r * MAX_DRAWS + k;
+            noise.fill(init_word, stream::INIT, x);
+            if from_fill {
+                for (xi, &yi) in x.iter_mut().zip(y.iter()) {
+                    *xi = a0 * yi + s0 * *xi;
                 }
-                if u + 1 < resample {
-                    // RePaint: diffuse back from s to t, x ← α_{t|s}·x + σ_{t|s}·z, and redo the
-                    // step, so the generated part harmonises with the known part.
-                    let a_ts = a_t / a_s;
-                    let s_ts = libm::sqrtf((s_t * s_t - a_ts * a_ts * s_s * s_s).max(0.0));
-                    noise.fill(word, stream::DENOISE + 2 * MAX_DRAWS + k, z);
-                    for (xi, &zi) in x.iter_mut().zip(z.iter()) {
-                        *xi = a_ts * *xi + s_ts * zi;
-                    }
+            } else {
+                for v in x.iter_mut() {
+                    *v *= prior;
                 }
             }
+            for i in 0..steps {
+                let (t, s) = (grid(diff, t_start, steps, i), grid(diff, t_start, steps, i + 1));
+                if s >= t {
+                    continue;
+                }
+                let (a_t, s_t) = diff.marginal(t);
+                let (a_s, s_s) = diff.marginal(s);
+                for u in 0..resample {
+                    let word = r * words_per_round + i * resample + u;
+                    posterior_step(model, diff, t, s, &mut noise, word, stream::DENOISE + 2 * k, x, eps, z);
+                    // Replace the known entries by the observation diffused to time s.
+                    noise.fill(word, stream::DENOISE + 2 * k + 1, zk);
+                    for j in 0..d {
+                        if known[j] {
+                            x[j] = a_s * y[j] + s_s * zk[j];
+                        }
+                    }
+                    if u + 1 < resample {
+                        // RePaint: diffuse back from s to t, x ← α_{t|s}·x + σ_{t|s}·z, and redo
+                        // the step, so the generated part harmonises with the known part.
+                        let a_ts = a_t / a_s;
+                        let s_ts = libm::sqrtf((s_t * s_t - a_ts * a_ts * s_s * s_s).max(0.0));
+                        noise.fill(word, stream::DENOISE + 2 * MAX_DRAWS + k, z);
+                        for (xi, &zi) in x.iter_mut().zip(z.iter()) {
+                            *xi = a_ts * *xi + s_ts * zi;
+                        }
+                    }
+                }
+            }
+            if diff.discrete().is_none() {
+                tweedie_at(model, diff, diff.t_min(), x, eps);
+            }
+            for (a, &xi) in acc.iter_mut().zip(x.iter()) {
+                *a += xi;
+            }
         }
-        if diff.discrete().is_none() {
-            tweedie_at(model, diff, diff.t_min(), x, eps);
-        }
-        for (a, &xi) in acc.iter_mut().zip(x.iter()) {
-            *a += xi;
-        }
-    }
-    let inv = 1.0 / draws as f32;
-    for j in 0..d {
-        if !known[j] {
-            y[j] = acc[j] * inv;
+        let inv = 1.0 / draws as f32;
+        for j in 0..d {
+            if !known[j] {
+                y[j] = acc[j] * inv;
+            }
         }
     }
 }
@@ -421,7 +580,7 @@ pub fn denoise<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
 }
 
 /// Fills the entries of `window` (data units) where `known` is false, with `steps` reverse steps
-/// of `resample` RePaint rounds each, averaging `draws` runs.
+/// of `resample` RePaint rounds each from t = 1, averaging `draws` runs.
 #[allow(clippy::too_many_arguments)]
 pub fn impute<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
     net: &mut ScoreNet<'_, D, H, F, S>,
@@ -434,24 +593,35 @@ pub fn impute<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
     known: &[bool],
     window: &mut [f32],
 ) -> Result<(), DenoiseError> {
-    if steps == 0
-        || steps > 1000
-        || draws == 0
-        || draws > MAX_DRAWS
-        || resample == 0
-        || resample > MAX_RESAMPLE
-    {
-        return Err(DenoiseError::BadSettings);
-    }
+    let settings = Imputation { steps, draws, resample, start: ImputeStart::Noise };
+    impute_with(net, diff, &settings, seed, index, known, window)
+}
+
+/// Fills the entries of `window` (data units) where `known` is false with any [`Imputation`]
+/// (with [`Fill::Linear`] the initial fill is [`linear_fill`] in data units).
+pub fn impute_with<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
+    net: &mut ScoreNet<'_, D, H, F, S>,
+    diff: &Diffusion,
+    settings: &Imputation,
+    seed: u64,
+    index: u32,
+    known: &[bool],
+    window: &mut [f32],
+) -> Result<(), DenoiseError> {
+    settings.check()?;
     let d = net.dims().dim;
     if window.len() < d || known.len() < d || d > D {
         return Err(DenoiseError::Length { found: window.len().min(known.len()), needed: d });
     }
     let w = &mut window[..d];
+    let known = &known[..d];
     let mut observed = [0.0f32; D];
     observed[..d].copy_from_slice(w);
+    if let ImputeStart::Fill { fill: Fill::Linear, .. } = settings.start {
+        linear_fill(known, w);
+    }
     net.model().normalize(w);
-    impute_normalized::<D, _>(net, diff, steps, draws, resample, seed, index, known, w);
+    impute_normalized_with::<D, _>(net, diff, settings, seed, index, known, w);
     net.model().denormalize(w);
     // Known entries come back bit for bit (normalising and back may round).
     for ((v, &o), &k) in w.iter_mut().zip(observed.iter()).zip(known) {
@@ -580,6 +750,75 @@ mod tests {
             let sd = libm::sqrtf(sum2 / n - mean * mean);
             assert!((mean - mu).abs() < 0.06, "{diff:?}: mean {mean}");
             assert!((sd - s).abs() < 0.06, "{diff:?}: sd {sd}");
+        }
+    }
+
+    #[test]
+    fn linear_fill_draws_straight_lines_and_holds_the_ends() {
+        let known = [false, true, false, false, true, true, false, false];
+        let mut y = [9.0f32, 1.0, 9.0, 9.0, 4.0, 2.0, 9.0, 9.0];
+        linear_fill(&known, &mut y);
+        assert_eq!(y, [1.0, 1.0, 2.0, 3.0, 4.0, 2.0, 2.0, 2.0]);
+        let mut none = [5.0f32, 6.0];
+        linear_fill(&[false, false], &mut none);
+        assert_eq!(none, [5.0, 6.0]);
+    }
+
+    #[test]
+    fn imputation_settings_out_of_range_are_refused() {
+        let ok = Imputation {
+            steps: 10,
+            draws: 2,
+            resample: 3,
+            start: ImputeStart::Fill { fill: Fill::Linear, t_start: 0.3, rounds: 2 },
+        };
+        assert_eq!(ok.check(), Ok(()));
+        for (t_start, rounds) in [(0.0f32, 1u32), (-0.1, 1), (1.5, 1), (f32::NAN, 1), (0.3, 0), (0.3, 9)] {
+            let bad = Imputation { start: ImputeStart::Fill { fill: Fill::Given, t_start, rounds }, ..ok };
+            assert_eq!(bad.check(), Err(DenoiseError::BadStart), "{t_start} {rounds}");
+        }
+        assert_eq!(Imputation { resample: 0, ..ok }.check(), Err(DenoiseError::BadSettings));
+        assert_eq!(Imputation { draws: MAX_DRAWS + 1, ..ok }.check(), Err(DenoiseError::BadSettings));
+    }
+
+    #[test]
+    fn imputation_from_a_fill_shrinks_it_toward_the_prior_like_the_posterior_mean() {
+        // Independent Gaussian dimensions: diffusing the fill f to t_start (noise-to-signal r) and
+        // running the reverse process with the exact ε keeps the mean of E[x | x_{t_start}], which
+        // over the start noise is μ + c·(f − μ), c = s²/(s² + r²); a second round starts from
+        // that. (RePaint's resampling would pull further toward the prior: resample = 1.)
+        for diff in processes() {
+            let (mu, s) = (0.5f32, 0.4f32);
+            let mut m = Gaussian { mu, s, diff: diff.clone() };
+            let known = [true, false, true, false];
+            // Where the noise-to-signal ratio is s: c = 1/2.
+            let t_start = match_time(&diff, s);
+            let steps = 40;
+            let (a, sg) = diff.marginal(grid(&diff, t_start, steps, 0));
+            let c = s * s / (s * s + (sg / a) * (sg / a));
+            for rounds in [1u32, 2] {
+                let settings = Imputation {
+                    steps,
+                    draws: 2,
+                    resample: 1,
+                    start: ImputeStart::Fill { fill: Fill::Given, t_start, rounds },
+                };
+                let (fill, trials) = (2.5f32, 300u32);
+                let mut sum = 0.0f32;
+                for w in 0..trials {
+                    let mut y = [-3.0f32, fill, 3.0, fill];
+                    impute_normalized_with::<4, _>(&mut m, &diff, &settings, 11, w, &known, &mut y);
+                    assert_eq!((y[0], y[2]), (-3.0, 3.0));
+                    sum += y[1] + y[3];
+                }
+                let mean = sum / (2 * trials) as f32;
+                let want = mu + libm::powf(c, rounds as f32) * (fill - mu);
+                assert!(
+                    (mean - want).abs() < 0.05,
+                    "{diff:?} rounds {rounds}: mean {mean}, want {want} (c {c})"
+                );
+                assert!((mean - fill).abs() > 0.2, "{diff:?}: the fill must move (c {c})");
+            }
         }
     }
 

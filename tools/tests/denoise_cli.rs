@@ -105,10 +105,75 @@ fn denoise_and_impute_end_to_end() {
 }
 
 #[test]
+fn imputation_from_a_linear_fill_keeps_known_values_and_depends_on_t_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, noisy, _clean, mask) = files(dir.path());
+    let run = |extra: &[&str]| {
+        let mut a = vec!["denoise", s(&model), "--input", s(&noisy), "--mask", s(&mask), "--out", "-"];
+        a.extend(extra);
+        let out = tinyscore(&a);
+        assert!(out.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        rows(&String::from_utf8(out.stdout).unwrap())
+    };
+    let input = rows(&std::fs::read_to_string(&noisy).unwrap());
+    let base = ["--impute-from", "linear", "--steps", "5", "--draws", "2", "--resample", "2"];
+    let low = run(&[&base[..], &["--t-start", "0.05"]].concat());
+    let high = run(&[&base[..], &["--t-start", "0.6", "--rounds", "2"]].concat());
+    let noise = run(&["--steps", "5", "--draws", "2", "--resample", "2"]);
+    for (r, i) in low.iter().zip(&input) {
+        for k in [0, 1, 2, 5, 6, 7] {
+            assert_eq!(r[k].to_bits(), i[k].to_bits(), "known entries come back unchanged");
+        }
+        // At a low start the result stays near the straight line between entries 2 and 5.
+        for (k, w) in [(3, 1.0 / 3.0), (4, 2.0 / 3.0)] {
+            let line = i[2] + (i[5] - i[2]) * w;
+            assert!((r[k] - line).abs() < 0.5, "entry {k}: {} vs the line's {line}", r[k]);
+        }
+    }
+    assert_ne!(low, high, "--t-start and --rounds change the result");
+    assert_ne!(low, noise, "--impute-from linear is not the default");
+    // `input`: the input's own values at the missing entries are the fill (a fill of straight
+    // lines gives what `linear` gives).
+    let lined = dir.path().join("lined.csv");
+    let text: String = input
+        .iter()
+        .map(|i| {
+            let mut r = i.clone();
+            r[3] = i[2] + (i[5] - i[2]) / 3.0;
+            r[4] = i[2] + (i[5] - i[2]) * 2.0 / 3.0;
+            r.iter().map(|v| format!("{v}")).collect::<Vec<_>>().join(",") + "\n"
+        })
+        .collect();
+    std::fs::write(&lined, text).unwrap();
+    let mut a = vec!["denoise", s(&model), "--input", s(&lined), "--mask", s(&mask), "--out", "-"];
+    a.extend([
+        "--impute-from",
+        "input",
+        "--t-start",
+        "0.6",
+        "--steps",
+        "5",
+        "--draws",
+        "2",
+        "--resample",
+        "2",
+    ]);
+    let out = tinyscore(&a);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let given = rows(&String::from_utf8(out.stdout).unwrap());
+    let linear = run(&[&base[..], &["--t-start", "0.6"]].concat());
+    for (g, l) in given.iter().zip(&linear) {
+        for k in [3, 4] {
+            assert!((g[k] - l[k]).abs() < 1e-4, "{} vs {}", g[k], l[k]);
+        }
+    }
+}
+
+#[test]
 fn denoise_bad_inputs_exit_1_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (model, noisy, _clean, _mask) = files(d);
+    let (model, noisy, _clean, mask) = files(d);
     let w = |name: &str, content: &str| {
         let p = d.join(name);
         std::fs::write(&p, content).unwrap();
@@ -129,6 +194,26 @@ fn denoise_bad_inputs_exit_1_with_one_line() {
         (vec!["--mask", s(&few_rows)], "rows"),
         (vec!["--clean", s(&few_rows)], "rows"),
         (vec!["--method", "nosuch"], "nosuch"),
+        (vec!["--t-start", "0.3"], "--t-start has no effect without --mask"),
+        (vec!["--mask", s(&mask), "--impute-from", "linear"], "needs --t-start"),
+        (
+            vec!["--mask", s(&mask), "--impute-from", "linear", "--t-start", "0"],
+            "--t-start must be in (0, 1]",
+        ),
+        (
+            vec!["--mask", s(&mask), "--impute-from", "input", "--t-start", "1.5"],
+            "--t-start must be in (0, 1]",
+        ),
+        (
+            vec!["--mask", s(&mask), "--impute-from", "linear", "--t-start", "NaN"],
+            "--t-start must be in (0, 1]",
+        ),
+        (
+            vec!["--mask", s(&mask), "--impute-from", "linear", "--t-start", "0.3", "--rounds", "9"],
+            "--rounds",
+        ),
+        (vec!["--mask", s(&mask), "--t-start", "0.3"], "with --impute-from noise"),
+        (vec!["--mask", s(&mask), "--impute-from", "spline"], "spline"),
     ];
     for (extra, needle) in cases {
         let mut a = vec!["denoise", m, "--input", n, "--out", "-"];

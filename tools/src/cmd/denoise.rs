@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use tinyscore_engine::denoise::{self, Method};
+use tinyscore_engine::denoise::{self, Fill, ImputeStart, Method};
 use tinyscore_engine::format::DataKind;
 use tinyscore_engine::net::limits;
 use tinyscore_engine::stream::{NetDenoiser, Sigma, Stream, Taper};
@@ -33,7 +33,8 @@ pub struct DenoiseArgs {
     /// Denoising method.
     #[arg(long, value_enum, default_value_t = DenoiseMethod::Tweedie)]
     pub method: DenoiseMethod,
-    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1).
+    /// Reverse steps of `sdedit` (from the matched level down) and of imputation (from t = 1, or
+    /// from `--t-start`).
     #[arg(long, default_value_t = 50)]
     pub steps: u32,
     /// Independent runs averaged, for `sdedit` and imputation (1..=16).
@@ -46,6 +47,20 @@ pub struct DenoiseArgs {
     /// Imputation: RePaint resamplings per step (1 = the plain replacement method).
     #[arg(long, default_value_t = 1)]
     pub resample: u32,
+    /// Imputation: where the reverse process starts. `noise`: from the prior at t = 1 (the
+    /// replacement method as published). `linear`: from straight lines across each gap, diffused
+    /// to `--t-start` (SDEdit-style imputation). `input`: from the input's own values at the
+    /// missing entries (your fill, e.g. PCHIP), diffused to `--t-start`.
+    #[arg(long, value_enum, default_value_t = ImputeFrom::Noise)]
+    pub impute_from: ImputeFrom,
+    /// Imputation from a fill: the process time the fill is diffused to, in (0, 1] (required
+    /// with `--impute-from linear|input`).
+    #[arg(long)]
+    pub t_start: Option<f32>,
+    /// Imputation from a fill: passes fill → diffuse to t_start → reverse with replacement, each
+    /// later pass starting from the previous pass's average (1..=8).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// Seed of the stochastic methods (window i uses the noise of (seed, i)).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -72,6 +87,17 @@ pub struct DenoiseArgs {
     pub taper: StreamTaper,
 }
 
+/// Where imputation starts (`--impute-from`; `tinyscore_engine::denoise::ImputeStart`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImputeFrom {
+    /// The prior at t = 1.
+    Noise,
+    /// Straight lines across each gap, diffused to `--t-start`.
+    Linear,
+    /// The input's values at the missing entries, diffused to `--t-start`.
+    Input,
+}
+
 /// The overlap-add weight of `--stream` (`tinyscore_engine::stream::Taper`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum StreamTaper {
@@ -79,6 +105,38 @@ pub enum StreamTaper {
     Hann,
     /// Every window counts the same (hop = W: window at a time).
     Flat,
+}
+
+/// The imputation start of `--impute-from`, `--t-start` and `--rounds`, checked.
+fn impute_start(args: &DenoiseArgs, given: &Given) -> Result<ImputeStart> {
+    let fill = match args.impute_from {
+        ImputeFrom::Noise => {
+            given.refuse(&["t_start", "rounds"], "with --impute-from noise (it starts at t = 1)")?;
+            return Ok(ImputeStart::Noise);
+        }
+        ImputeFrom::Linear => Fill::Linear,
+        ImputeFrom::Input => Fill::Given,
+    };
+    let Some(t_start) = args.t_start else {
+        bail!("--impute-from {} needs --t-start T (in (0, 1], e.g. 0.3)", args.impute_from.name());
+    };
+    if !(t_start > 0.0 && t_start <= 1.0) {
+        bail!("--t-start must be in (0, 1], got {t_start}");
+    }
+    if args.rounds == 0 || args.rounds > denoise::MAX_ROUNDS {
+        bail!("--rounds must be in 1..={}, got {}", denoise::MAX_ROUNDS, args.rounds);
+    }
+    Ok(ImputeStart::Fill { fill, t_start, rounds: args.rounds })
+}
+
+impl ImputeFrom {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Noise => "noise",
+            Self::Linear => "linear",
+            Self::Input => "input",
+        }
+    }
 }
 
 /// Runs `tinyscore denoise` (`given`: the flags given on the command line).
@@ -90,7 +148,10 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
     if args.mask.is_some() {
         given.refuse(&["sigma", "method"], "with --mask (imputation keeps the known values as they are)")?;
     } else {
-        given.refuse(&["resample"], "without --mask (it is a setting of imputation)")?;
+        given.refuse(
+            &["resample", "impute_from", "t_start", "rounds"],
+            "without --mask (it is a setting of imputation)",
+        )?;
         if args.method == DenoiseMethod::Tweedie {
             given.refuse(
                 &["steps", "draws", "seed"],
@@ -98,6 +159,7 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
             )?;
         }
     }
+    let impute_start = impute_start(args, given)?;
     let (mut out, plot_out) = plan_outputs(args)?;
     let bytes = read_file(&args.model)?;
     let model = parse_model(&args.model, &bytes)?;
@@ -148,12 +210,15 @@ pub fn run_denoise(args: &DenoiseArgs, given: &Given) -> Result<()> {
     let mask = mask.as_deref();
     super::par_rows(&mut result, d, &net, &pb, |net, i, row| {
         let r = match mask {
-            Some(m) => denoise::impute(
+            Some(m) => denoise::impute_with(
                 net,
                 &diffusion,
-                args.steps,
-                args.draws,
-                args.resample,
+                &denoise::Imputation {
+                    steps: args.steps,
+                    draws: args.draws,
+                    resample: args.resample,
+                    start: impute_start,
+                },
                 args.seed,
                 i as u32,
                 &m[i * d..(i + 1) * d],
@@ -213,7 +278,10 @@ fn plan_outputs(args: &DenoiseArgs) -> Result<(output::Output, Option<output::Ou
 
 /// `tinyscore denoise --stream`: the engine's streaming denoiser over a one-column signal.
 fn run_stream(args: &DenoiseArgs, given: &Given) -> Result<()> {
-    given.refuse(&["mask", "resample"], "with --stream (imputation works on windows)")?;
+    given.refuse(
+        &["mask", "resample", "impute_from", "t_start", "rounds"],
+        "with --stream (imputation works on windows)",
+    )?;
     if args.method == DenoiseMethod::Tweedie {
         given.refuse(
             &["steps", "draws", "seed"],
