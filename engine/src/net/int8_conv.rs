@@ -44,13 +44,17 @@ fn conv(
     let tile = (quant::conv::CONV_TILE * s.cols()).min(col.len());
     match k {
         #[cfg(target_arch = "x86_64")]
-        Kernels::Avx2(tok) => quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
-            quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
-        }),
+        Kernels::Avx2(tok) => {
+            quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
+                quant::x86::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+            })
+        }
         #[cfg(target_arch = "aarch64")]
-        Kernels::Neon(tok) => quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
-            quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
-        }),
+        Kernels::Neon(tok) => {
+            quant::conv::conv_i8_with(s, w, x, upsample, &mut col[..tile], acc, |w, cols, n, acc| {
+                quant::neon::matmul_i8(tok, w, co, ck, cols, ck, n, acc, co)
+            })
+        }
         _ => {
             #[cfg(tinyscore_dsp_tile)]
             match quant::conv_packed::conv_i8_packed(s, w, x, upsample, col, acc, quant::conv_rows_dsp) {
@@ -269,4 +273,3 @@ pub(super) fn int8_conv(
         }
     }
 }
-
