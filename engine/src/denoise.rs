@@ -598,7 +598,7 @@ pub fn impute<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
 }
 
 /// Fills the entries of `window` (data units) where `known` is false with any [`Imputation`]
-/// (with [`Fill::Linear`] the initial fill is [`linear_fill`] in data units).
+/// (with [`Fill::Linear`] the initial fill is [`linear_fill`] in data units, channel by channel).
 pub fn impute_with<const D: usize, const H: usize, const F: usize, S: AsMut<[f32]>>(
     net: &mut ScoreNet<'_, D, H, F, S>,
     diff: &Diffusion,
@@ -618,7 +618,12 @@ pub fn impute_with<const D: usize, const H: usize, const F: usize, S: AsMut<[f32
     let mut observed = [0.0f32; D];
     observed[..d].copy_from_slice(w);
     if let ImputeStart::Fill { fill: Fill::Linear, .. } = settings.start {
-        linear_fill(known, w);
+        // Along each channel of a multi-channel signal (channel-major), never across two.
+        let c = net.model().graph().input().channels.max(1);
+        let l = if d % c == 0 { d / c } else { d };
+        for (kc, wc) in known.chunks(l).zip(w.chunks_mut(l)) {
+            linear_fill(kc, wc);
+        }
     }
     net.model().normalize(w);
     impute_normalized_with::<D, _>(net, diff, settings, seed, index, known, w);

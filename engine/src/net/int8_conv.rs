@@ -26,17 +26,22 @@ use crate::quant::{
 /// a batch of vectors); on the Cortex-M DSP targets with the tile kernels the packed form
 /// ([`quant::conv_packed`]: no gather, the output positions as rows of the four-vector `SMLAD`
 /// kernel) where it applies (dilation 1); else the portable [`quant::dot_i8`]; exact integers,
-/// the same bits.
+/// the same bits. The walk uses the output positions `out` only: the packed form computes just
+/// those ([`quant::conv_packed::conv_i8_packed_rows`]), the others all of them.
 #[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[allow(clippy::too_many_arguments)]
 fn conv(
     k: Kernels,
     s: &quant::conv::ConvShape,
     w: &[u8],
     x: Source<'_>,
     upsample: bool,
+    out: core::ops::Range<usize>,
     col: &mut [i8],
     acc: &mut [i32],
 ) -> Result<(), quant::conv::ConvSizeError> {
+    #[cfg(not(tinyscore_dsp_tile))]
+    let _ = &out;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     let (ck, co) = (s.cols(), s.acc_len() / s.l_out().max(1));
     // The gathering kernels take tiles of CONV_TILE positions; `col` may be longer (the DSP
@@ -57,7 +62,16 @@ fn conv(
         }
         _ => {
             #[cfg(tinyscore_dsp_tile)]
-            match quant::conv_packed::conv_i8_packed(s, w, x, upsample, col, acc, quant::conv_rows_dsp) {
+            match quant::conv_packed::conv_i8_packed_rows(
+                s,
+                w,
+                x,
+                upsample,
+                out,
+                col,
+                acc,
+                quant::conv_rows_dsp,
+            ) {
                 Ok(true) => return Ok(()),
                 Err(e) => return Err(e),
                 Ok(false) => {}
@@ -192,7 +206,8 @@ pub(super) fn int8_conv(
                     }
                 };
                 let Some(shape) = io.call_shape(call.len, rows) else { return };
-                if n == 0 || conv(k, &shape, w.data(), source, io.upsample, col, acc).is_err() {
+                let out = call.skip..call.skip + n;
+                if n == 0 || conv(k, &shape, w.data(), source, io.upsample, out, col, acc).is_err() {
                     return;
                 }
             }

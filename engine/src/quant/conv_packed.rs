@@ -98,6 +98,23 @@ pub fn conv_i8_packed(
     upsample: bool,
     col: &mut [i8],
     acc: &mut [i32],
+    kernel: impl FnMut(&[u8], usize, usize, usize, &[u32], &mut [i32], usize) -> bool,
+) -> Result<bool, ConvSizeError> {
+    conv_i8_packed_rows(s, w, x, upsample, 0..s.l_out(), col, acc, kernel)
+}
+
+/// [`conv_i8_packed`] of the output positions `out` only (clipped to 0..L_out): their
+/// accumulators `acc[l·C_out..(l + 1)·C_out]` are written, the others are left as they were —
+/// how a tiled walk skips the positions of a call it drops (`quant::plan::ConvIo::call`).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_i8_packed_rows(
+    s: &ConvShape,
+    w: &[u8],
+    x: Source<'_>,
+    upsample: bool,
+    out: core::ops::Range<usize>,
+    col: &mut [i8],
+    acc: &mut [i32],
     mut kernel: impl FnMut(&[u8], usize, usize, usize, &[u32], &mut [i32], usize) -> bool,
 ) -> Result<bool, ConvSizeError> {
     let (w, x, acc) = operands(s, w, x, upsample, acc)?;
@@ -146,19 +163,24 @@ pub fn conv_i8_packed(
         }
     }
     let xp = &*xp;
-    let (stride, l_out) = (s.stride() * c4, s.l_out());
+    let stride = s.stride() * c4;
+    let (first, end) = (out.start.min(s.l_out()), out.end.min(s.l_out()));
+    if first >= end {
+        return Ok(true);
+    }
     for g in (0..c_out).step_by(GROUP) {
         prepare_weights(s, c4, w, g, words);
         let words = &*words;
         if g + GROUP <= c_out {
-            if !kernel(xp, stride, l_out, chunks, words, &mut acc[g..], c_out) {
+            let xs = &xp[first * stride..];
+            if !kernel(xs, stride, end - first, chunks, words, &mut acc[first * c_out + g..], c_out) {
                 return Ok(false);
             }
         } else {
             // Fewer than four channels left: sums of TAIL_ROWS positions to a buffer first.
             let mut tmp = [0i32; GROUP * TAIL_ROWS];
-            for l0 in (0..l_out).step_by(TAIL_ROWS) {
-                let n = TAIL_ROWS.min(l_out - l0);
+            for l0 in (first..end).step_by(TAIL_ROWS) {
+                let n = TAIL_ROWS.min(end - l0);
                 if !kernel(&xp[l0 * stride..], stride, n, chunks, words, &mut tmp, GROUP) {
                     return Ok(false);
                 }
@@ -279,6 +301,20 @@ mod tests {
                     let done = conv_i8_packed(&s, &w, source, upsample, col, &mut got, rows_model);
                     assert_eq!(done, Ok(true), "{:?} upsample {upsample}", SHAPES[i]);
                     assert_eq!(got, want, "{:?} upsample {upsample} {source:?}", SHAPES[i]);
+                    // A range of output positions: those rows, the others untouched.
+                    let (l_out, co) = (s.l_out(), s.c_out());
+                    let (a, b) = (l_out / 3, l_out - l_out / 4);
+                    let mut part = vec![5i32; s.acc_len()];
+                    let col = bytemuck::cast_slice_mut(&mut buf);
+                    let done =
+                        conv_i8_packed_rows(&s, &w, source, upsample, a..b, col, &mut part, rows_model);
+                    assert_eq!(done, Ok(true), "{:?} rows {a}..{b}", SHAPES[i]);
+                    assert_eq!(part[a * co..b * co], want[a * co..b * co], "{:?} rows {a}..{b}", SHAPES[i]);
+                    assert!(
+                        part[..a * co].iter().chain(&part[b * co..]).all(|&v| v == 5),
+                        "{:?} wrote outside {a}..{b}",
+                        SHAPES[i]
+                    );
                 }
             }
         }
