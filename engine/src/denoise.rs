@@ -618,9 +618,15 @@ pub fn impute_with<const D: usize, const H: usize, const F: usize, S: AsMut<[f32
     let mut observed = [0.0f32; D];
     observed[..d].copy_from_slice(w);
     if let ImputeStart::Fill { fill: Fill::Linear, .. } = settings.start {
-        // Along each channel of a multi-channel signal (channel-major), never across two.
-        let c = net.model().graph().input().channels.max(1);
-        let l = if d % c == 0 { d / c } else { d };
+        // Along each channel of a multi-channel signal (channel-major), never across two; other
+        // data (points, images) as one sequence.
+        let shape = net.model().data();
+        let l = match shape.kind {
+            crate::format::DataKind::Signal if shape.length > 0 && shape.channels * shape.length == d => {
+                shape.length
+            }
+            _ => d,
+        };
         for (kc, wc) in known.chunks(l).zip(w.chunks_mut(l)) {
             linear_fill(kc, wc);
         }
