@@ -5,7 +5,9 @@
 //!   (sixteen products per instruction, summed in pairs into int32); for four vectors or more
 //!   with the weights packed so that the eight lanes of a register are eight rows. Integer sums
 //!   are exact and never near overflow (|Σ| ≤ 512·128·128 = 2^23), so any order gives
-//!   [`super::dot_i8`]'s value.
+//!   [`super::dot_i8`]'s value. With an [`Avx2`] token that also proves AVX-VNNI (and rustc ≥ 1.89,
+//!   `cfg(tinyscore_vnni)`), on `vpdpbusd` instead: 32 products per instruction, the weights
+//!   made unsigned by flipping their sign bit and 128·Σx taken off each sum.
 //! * [`requant_layer`]: the int8 layers' epilogues of [`super::epilogue`] (requantization,
 //!   saturation, the residual add, the SiLU tables by `vpshufb`), eight rows at a time.
 //!
