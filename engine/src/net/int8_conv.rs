@@ -5,7 +5,7 @@
 //! one vector). No buffer of its own: the arena after its time region holds the plan's integer
 //! data region, each int8 value and int16 stream at its place ([`Int8Plan::data_words`], placed
 //! by liveness: a step's outputs never share its input's bytes), then the integer scratch
-//! ([`Int8Plan::scratch_words`]): one call's accumulators and the gathered columns. A
+//! ([`Int8Plan::scratch_words`]): one call's accumulators and the kernels' columns. A
 //! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
 //! ([`quant::plan::ConvIo::tiling`]), each a call of the kernel on a window of the input read
 //! in place ([`quant::plan::ConvIo::call`]), accumulated and requantized before the next; the
