@@ -288,7 +288,7 @@ mod tests {
                 }
                 let h: Vec<i16> = values(90 + i as u32, src)
                     .zip(values(7, src))
-                    .map(|(a, b)| a as i16 * 258 + b as i16)
+                    .map(|(a, b)| (a as i16).wrapping_mul(258).wrapping_add(b as i16))
                     .collect();
                 for source in [Source::I8(&x), Source::I16(&h)] {
                     let mut want = vec![0i32; s.acc_len()];
