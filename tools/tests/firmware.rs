@@ -714,39 +714,13 @@ fn the_256k_64k_profile_fits() {
     };
     let input = root.join(ECG_STREAM_INPUT);
     assert!(model.is_file(), "{} is missing", model.display());
-    let host = common::tinyscore()
-        .arg("denoise")
-        .arg(&model)
-        .arg("--stream")
-        .arg("--input")
-        .arg(&input)
-        .args(["--sigma", "auto", "--out", "-"])
-        .output()
-        .expect("cannot run tinyscore");
-    assert!(host.status.success(), "tinyscore denoise --stream: {}", String::from_utf8_lossy(&host.stderr));
-    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
-
-    let mut settings: Vec<(&str, String)> = vec![
-        ("TINYSCORE_MODE", "stream".into()),
-        ("TINYSCORE_MACHINE", "m4f-256k-64k".into()),
-        ("TINYSCORE_INPUT", input.display().to_string()),
-        ("TINYSCORE_SIGMA", "auto".into()),
-        ("TINYSCORE_RATE", "0".into()),
-    ];
+    let mut settings: Vec<(&str, String)> = vec![("TINYSCORE_MACHINE", "m4f-256k-64k".into())];
     // `s` or `z` for a model of 170 KB or more: the code shrinks from ~150 KB to ~85 KB.
     if let Ok(level) = std::env::var("TINYSCORE_FIT_OPT_LEVEL") {
         settings.push(("CARGO_PROFILE_RELEASE_OPT_LEVEL", level));
     }
-    let (flash, ram, run) = {
-        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings);
-        let bytes = std::fs::read(&elf).expect("the ELF");
-        (flash_bytes(&bytes), static_ram_bytes(&bytes), run_in_qemu(&elf))
-    };
-    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
-    let stack = trailer_value(&run.stdout, "# stack_bytes=");
-    let device_csv: String =
-        run.stdout.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let StreamFit { host_csv, device_csv, flash, ram, stack } =
+        stream_fit(&firmware_dir, &model, &input, settings);
     println!(
         "{}: flash {flash} B of 262144, RAM {} B (static {ram} + stack {stack}) of 65536",
         model.display(),
@@ -755,6 +729,50 @@ fn the_256k_64k_profile_fits() {
     assert_eq!(device_csv, host_csv, "firmware and host streams differ");
     assert!(flash <= 256 * 1024, "{flash} bytes of flash: more than 256 KiB");
     assert!(ram + stack <= 64 * 1024, "{ram} B static RAM + {stack} B stack: more than 64 KiB");
+}
+
+/// What [`stream_fit`] measured: the host's `denoise --stream` output and the firmware's, its
+/// flash and static RAM, and its measured stack.
+struct StreamFit {
+    host_csv: String,
+    device_csv: String,
+    flash: u64,
+    ram: u64,
+    stack: u64,
+}
+
+/// `model` streaming `input` (σ auto, unpaced) on the host and in the firmware built with
+/// `extra` settings besides the stream mode's, run in QEMU (which must succeed).
+fn stream_fit(firmware_dir: &Path, model: &Path, input: &Path, extra: Vec<(&str, String)>) -> StreamFit {
+    let host = common::tinyscore()
+        .arg("denoise")
+        .arg(model)
+        .arg("--stream")
+        .arg("--input")
+        .arg(input)
+        .args(["--sigma", "auto", "--out", "-"])
+        .output()
+        .expect("cannot run tinyscore");
+    assert!(host.status.success(), "tinyscore denoise --stream: {}", String::from_utf8_lossy(&host.stderr));
+    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
+    let mut settings: Vec<(&str, String)> = vec![
+        ("TINYSCORE_MODE", "stream".into()),
+        ("TINYSCORE_INPUT", input.display().to_string()),
+        ("TINYSCORE_SIGMA", "auto".into()),
+        ("TINYSCORE_RATE", "0".into()),
+    ];
+    settings.extend(extra);
+    let (flash, ram, run) = {
+        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+        let elf = build_firmware(firmware_dir, model, &settings);
+        let bytes = std::fs::read(&elf).expect("the ELF");
+        (flash_bytes(&bytes), static_ram_bytes(&bytes), run_in_qemu(&elf))
+    };
+    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
+    let stack = trailer_value(&run.stdout, "# stack_bytes=");
+    let device_csv: String =
+        run.stdout.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    StreamFit { host_csv, device_csv, flash, ram, stack }
 }
 
 /// Bytes of an ELF32 (little-endian) file's allocated sections in RAM (address ≥ 0x2000_0000 on
@@ -956,33 +974,8 @@ fn the_default_ecg_conv_w8a8_stream_fits_64k_of_ram() {
     let model = dir.path().join("ecg256-conv-w8a8.tsm");
     std::fs::write(&model, &w8a8).unwrap();
     let input = root.join(ECG_STREAM_INPUT);
-    let host = common::tinyscore()
-        .arg("denoise")
-        .arg(&model)
-        .arg("--stream")
-        .arg("--input")
-        .arg(&input)
-        .args(["--sigma", "auto", "--out", "-"])
-        .output()
-        .expect("cannot run tinyscore");
-    assert!(host.status.success(), "tinyscore denoise --stream: {}", String::from_utf8_lossy(&host.stderr));
-    let host_csv = String::from_utf8(host.stdout).expect("host output is UTF-8");
-    let settings: Vec<(&str, String)> = vec![
-        ("TINYSCORE_MODE", "stream".into()),
-        ("TINYSCORE_INPUT", input.display().to_string()),
-        ("TINYSCORE_SIGMA", "auto".into()),
-        ("TINYSCORE_RATE", "0".into()),
-    ];
-    let (flash, ram, run) = {
-        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings);
-        let bytes = std::fs::read(&elf).expect("the ELF");
-        (flash_bytes(&bytes), static_ram_bytes(&bytes), run_in_qemu(&elf))
-    };
-    assert!(run.status.success(), "firmware failed ({}):\n{}{}", run.status, run.stdout, run.stderr);
-    let stack = trailer_value(&run.stdout, "# stack_bytes=");
-    let device_csv: String =
-        run.stdout.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let StreamFit { host_csv, device_csv, flash, ram, stack } =
+        stream_fit(&firmware_dir, &model, &input, vec![]);
     println!(
         "W = 256 ECG conv w8a8 ({} B): flash {flash} B (256 KiB: 262144), RAM {} B (static {ram} + stack {stack}) of 65536",
         w8a8.len(),

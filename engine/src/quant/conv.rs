@@ -240,12 +240,13 @@ pub fn conv_i8_with(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::quant::{epilogue, requantize, sat_i8, Epilogue};
 
-    /// A small deterministic generator (xorshift) of int8 values in [−127, 127].
-    fn values(seed: u32, n: usize) -> impl Iterator<Item = i8> {
+    /// A small deterministic generator (xorshift) of int8 values in [−127, 127] (also the
+    /// packed convolution's tests').
+    pub(crate) fn values(seed: u32, n: usize) -> impl Iterator<Item = i8> {
         let mut s = seed.wrapping_mul(2_654_435_761).max(1);
         (0..n).map(move |_| {
             s ^= s << 13;

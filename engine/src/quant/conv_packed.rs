@@ -244,16 +244,7 @@ fn prepare_weights(s: &ConvShape, c4: usize, w: &[u8], g: usize, words: &mut [u3
 mod tests {
     use super::*;
     use crate::quant::conv::conv_i8_from;
-
-    fn values(seed: u32, n: usize) -> impl Iterator<Item = i8> {
-        let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-        (0..n).map(move |_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            ((s % 255) as i32 - 127) as i8
-        })
-    }
+    use crate::quant::conv::tests::values;
 
     /// (C_in, L_in, C_out, K, stride): odd C_in·K, C_in not a multiple of 4, C_out not a
     /// multiple of 4, stride 2, one position, windows wider than the input, the largest C_in·K.
