@@ -351,8 +351,9 @@ impl<'a> Graph<'a> {
     /// Layer `i` (`i < len()`).
     pub fn layer(&self, i: usize) -> Layer {
         let r = Self::record(&self.source, i);
-        // Validated: decoding cannot fail; a default keeps this total.
-        let op = Op::decode(&r, i).unwrap_or(Op::Silu { x: 0 });
+        // Validated by `Op::decode` when the graph was made: read without the checks; a
+        // default keeps this total.
+        let op = Op::read(&r).unwrap_or(Op::Silu { x: 0 });
         let branch = if i < self.time_layers { Branch::Time } else { Branch::Data };
         Layer { op, shape: op::record_shape(&r), branch, offset: op::record_offset(&r) as usize }
     }

@@ -223,57 +223,61 @@ impl Op {
     }
 
     /// Decodes a record's op (the fields that name the op; shape and offset are read by
-    /// [`record_shape`] and [`record_offset`]). `layer` names the record in errors.
+    /// [`record_shape`] and [`record_offset`]) and checks that the fields the op does not use are
+    /// zero (bytes) or NONE (references). `layer` names the record in errors.
     pub fn decode(r: &[u8; RECORD_LEN], layer: usize) -> Result<Op, GraphError> {
         let u16_at = |o: usize| u16::from_le_bytes([r[o], r[o + 1]]);
-        let (k, d, s) = (r[1] as usize, r[2] as usize, r[3] as usize);
         let (a, b, w, bias) = (u16_at(4), u16_at(6), u16_at(8), u16_at(10));
-        let opt = |v: u16| (v != NONE).then_some(v);
         let field = |name: &'static str| GraphError::BadField { layer, field: name };
-        // Fields an op does not use MUST be zero (bytes) or NONE (references).
         let unused = |ok: bool, name: &'static str| if ok { Ok(()) } else { Err(field(name)) };
         if r[20..].iter().any(|&x| x != 0) {
             return Err(field("reserved"));
         }
-        let op = match r[0] {
-            code::TIME_FEATURES => {
+        let op = Self::read(r).ok_or(GraphError::UnknownOp { layer, code: r[0] })?;
+        let no_tensors = w == NONE && bias == NONE;
+        match op {
+            Op::TimeFeatures { .. } => {
                 unused(a == NONE && b == NONE, "input")?;
-                unused(w == NONE && bias == NONE, "tensor")?;
-                Op::TimeFeatures { freqs: u16_at(12) as usize }
+                unused(no_tensors, "tensor")?;
             }
-            code::LINEAR => {
-                unused(a != NONE, "input")?;
-                Op::Linear { x: a, res: opt(b), weight: w, bias }
-            }
-            code::CONV1D => {
-                unused(a != NONE, "input")?;
-                Op::Conv1d { x: a, res: opt(b), weight: w, bias, kernel: k, dilation: d, stride: s }
-            }
-            code::SILU | code::UPSAMPLE2 => {
+            Op::Linear { .. } | Op::Conv1d { .. } => unused(a != NONE, "input")?,
+            Op::Silu { .. } | Op::Upsample2 { .. } => {
                 unused(a != NONE, "input")?;
                 unused(b == NONE, "input")?;
-                unused(w == NONE && bias == NONE, "tensor")?;
-                if r[0] == code::SILU {
-                    Op::Silu { x: a }
-                } else {
-                    Op::Upsample2 { x: a }
-                }
+                unused(no_tensors, "tensor")?;
             }
-            code::ADD | code::CHANNEL_BIAS => {
+            Op::Add { .. } | Op::ChannelBias { .. } => {
                 unused(a != NONE && b != NONE, "input")?;
-                unused(w == NONE && bias == NONE, "tensor")?;
-                if r[0] == code::ADD {
-                    Op::Add { a, b }
-                } else {
-                    Op::ChannelBias { x: a, v: b }
-                }
+                unused(no_tensors, "tensor")?;
             }
-            other => return Err(GraphError::UnknownOp { layer, code: other }),
-        };
+        }
         if !matches!(op, Op::Conv1d { .. }) {
-            unused(k == 0 && d == 0 && s == 0, "kernel")?;
+            unused(r[1] == 0 && r[2] == 0 && r[3] == 0, "kernel")?;
         }
         Ok(op)
+    }
+
+    /// A record's op as its fields state it, without [`Op::decode`]'s checks (`None` for an
+    /// unknown op code): the one reading of the fields, which `decode` checks once when a graph
+    /// is validated and [`crate::graph::Graph::layer`] repeats at every evaluation.
+    #[inline]
+    pub fn read(r: &[u8; RECORD_LEN]) -> Option<Op> {
+        let u16_at = |o: usize| u16::from_le_bytes([r[o], r[o + 1]]);
+        let (k, d, s) = (r[1] as usize, r[2] as usize, r[3] as usize);
+        let (a, b, w, bias) = (u16_at(4), u16_at(6), u16_at(8), u16_at(10));
+        let opt = |v: u16| (v != NONE).then_some(v);
+        Some(match r[0] {
+            code::TIME_FEATURES => Op::TimeFeatures { freqs: u16_at(12) as usize },
+            code::LINEAR => Op::Linear { x: a, res: opt(b), weight: w, bias },
+            code::CONV1D => {
+                Op::Conv1d { x: a, res: opt(b), weight: w, bias, kernel: k, dilation: d, stride: s }
+            }
+            code::SILU => Op::Silu { x: a },
+            code::UPSAMPLE2 => Op::Upsample2 { x: a },
+            code::ADD => Op::Add { a, b },
+            code::CHANNEL_BIAS => Op::ChannelBias { x: a, v: b },
+            _ => return None,
+        })
     }
 }
 

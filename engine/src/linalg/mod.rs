@@ -305,6 +305,7 @@ fn matvec_acc_with(t: &Tensor<'_>, k: Kernels, x: &[f32], out: &mut [f32]) {
     if let Kernels::Avx2(tok) = k {
         match t.dtype {
             DType::F32 => return matmul_simd(t, Avx2Dot::<x86::F32>(tok, PhantomData), x, 0, out, 0, 1),
+            DType::F16 => return matmul_simd(t, Avx2Dot::<x86::F16>(tok, PhantomData), x, 0, out, 0, 1),
             DType::I8 => return matmul_simd(t, Avx2Dot::<x86::I8>(tok, PhantomData), x, 0, out, 0, 1),
             _ => {}
         }
@@ -327,11 +328,15 @@ fn matmul_acc_with(t: &Tensor<'_>, k: Kernels, xs: &[f32], sx: usize, outs: &mut
     #[cfg(target_arch = "x86_64")]
     if let Kernels::Avx2(tok) = k {
         match t.dtype {
-            // Several vectors: blocks of 4 rows × 3 vectors (`x86::matmul`).
+            // Several vectors: blocks of 4 rows × 3 vectors (`x86::matmul`), f32 or f16 weights.
             DType::F32 if n > 1 => {
                 return x86::matmul::<x86::F32>(tok, t.data(), t.rows, t.cols, xs, sx, outs, so, n)
             }
+            DType::F16 if n > 1 => {
+                return x86::matmul::<x86::F16>(tok, t.data(), t.rows, t.cols, xs, sx, outs, so, n)
+            }
             DType::F32 => return matmul_simd(t, Avx2Dot::<x86::F32>(tok, PhantomData), xs, sx, outs, so, n),
+            DType::F16 => return matmul_simd(t, Avx2Dot::<x86::F16>(tok, PhantomData), xs, sx, outs, so, n),
             DType::I8 => return matmul_simd(t, Avx2Dot::<x86::I8>(tok, PhantomData), xs, sx, outs, so, n),
             _ => {}
         }
@@ -401,8 +406,8 @@ impl<W: neon::Weights> SimdDot for NeonDot<W> {
 }
 
 /// `outs[i·so + r] += Σ_c W[r, c]·xs[i·sx + c]` for i < n with a SIMD kernel `kern` (AVX2 or
-/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more (f32 weights with AVX2
-/// and more than one vector go to [`x86::matmul`] instead).
+/// NEON): blocks of 8 rows for one vector, of 2 rows × 4 vectors for more (f32 and f16 weights
+/// with AVX2 and more than one vector go to [`x86::matmul`] instead).
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn matmul_simd<D: SimdDot>(
     t: &Tensor<'_>,

@@ -1,5 +1,5 @@
-//! The f32 dot products of [`super::dot_block`] with AVX2 on x86-64 hosts (f32 or int8 weights,
-//! f32 activations), in the engine's one summation order — eight lanes over the columns, combined
+//! The f32 dot products of [`super::dot_block`] with AVX2 on x86-64 hosts (f32, f16 or int8
+//! weights, f32 activations), in the engine's one summation order — eight lanes over the columns, combined
 //! as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), then the tail in increasing column. The
 //! eight lanes are one `ymm` register; the combination is two `vhaddps` (which add exactly those
 //! neighbours) and one add of the two 128-bit halves. Separate multiply and add, no FMA.
@@ -50,6 +50,49 @@ impl Weights for F32 {
     #[target_feature(enable = "avx2")]
     unsafe fn eight(p: *const u8) -> __m256 {
         _mm256_loadu_ps(p as *const f32)
+    }
+}
+
+/// f16 weights (IEEE binary16, little-endian), widened exactly to f32 with AVX2 integer and
+/// float operations (no F16C needed): see [`F16::eight`].
+#[derive(Clone, Copy, Debug)]
+pub struct F16;
+
+/// 2^112 as f32: scales a binary16 magnitude whose bits sit 13 places up (in the f32 field
+/// positions) to its value.
+const TWO_POW_112: f32 = 5.192_297e33; // 0x77800000
+
+impl Weights for F16 {
+    const SIZE: usize = 2;
+    #[inline]
+    unsafe fn one(p: *const u8) -> f32 {
+        crate::linalg::decode_f16(&core::ptr::read_unaligned(p as *const [u8; 2]))
+    }
+    /// Eight binary16 values as f32, bit for bit [`crate::linalg::decode_f16`] (tested on all
+    /// 65 536 patterns). Each value sign-extended to 32 bits and moved up 13 places, with bits
+    /// 30..28 cleared, is an f32 with the value's sign and its 15 magnitude bits in the f32 field
+    /// positions, whose exponent is 112 too small (an f16 subnormal becomes an f32 subnormal): one
+    /// exact multiply by 2^112 fixes it (the product is a normal f32, or ±0). Infinities and
+    /// NaNs (exponent 31; rare, so a branch) take the all-ones exponent instead, NaNs with the
+    /// quiet bit set, as `half` does.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn eight(p: *const u8) -> __m256 {
+        let h = _mm256_cvtepi16_epi32(_mm_loadu_si128(p as *const __m128i));
+        let moved = _mm256_and_si256(_mm256_slli_epi32::<13>(h), _mm256_set1_epi32(0x8fff_e000_u32 as i32));
+        let value = _mm256_mul_ps(_mm256_castsi256_ps(moved), _mm256_set1_ps(TWO_POW_112));
+        let mag = _mm256_and_si256(h, _mm256_set1_epi32(0x7fff));
+        let special = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7bff));
+        if _mm256_testz_si256(special, special) != 0 {
+            return value;
+        }
+        // Exponent 31: infinity (mantissa 0) or NaN (quiet bit forced); the sign stays in `moved`.
+        let nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7c00));
+        let wide = _mm256_or_si256(
+            _mm256_or_si256(moved, _mm256_set1_epi32(0x7f80_0000)),
+            _mm256_and_si256(nan, _mm256_set1_epi32(0x0040_0000)),
+        );
+        _mm256_castsi256_ps(_mm256_blendv_epi8(_mm256_castps_si256(value), wide, special))
     }
 }
 
@@ -330,6 +373,25 @@ mod tests {
         }
     }
 
+    /// [`F16::eight`] widens every binary16 pattern (finite, subnormal, ±0, ±∞, NaNs) to the
+    /// bits of the portable decoder, in every lane.
+    #[test]
+    fn f16_widening_equals_the_portable_decoder_on_every_pattern() {
+        if token().is_none() {
+            return;
+        }
+        for first in (0..=u16::MAX as u32).step_by(8) {
+            let halves: [u16; 8] = core::array::from_fn(|i| (first as u16).wrapping_add(i as u16 * 0x2001));
+            let bytes: std::vec::Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+            // SAFETY: the token proves AVX2; `bytes` holds the eight weights' 16 bytes.
+            let got: [f32; 8] = unsafe { core::mem::transmute(F16::eight(bytes.as_ptr())) };
+            for (i, (g, h)) in got.iter().zip(halves).enumerate() {
+                let want = crate::linalg::decode_f16(&h.to_le_bytes());
+                assert_eq!(g.to_bits(), want.to_bits(), "pattern {h:#06x} in lane {i}");
+            }
+        }
+    }
+
     /// [`matmul`] against the portable [`dot`] of every (row, vector) pair added to random
     /// outputs: random rows (every remainder of 4), columns (every remainder of 8), vector
     /// counts (every remainder of 3, and more than one chunk) and strides.
@@ -355,6 +417,11 @@ mod tests {
             matmul::<F32>(tok, &bytes, rows, cols, &xs, sx, &mut got, so, n);
             let mut got8 = init.clone();
             matmul::<I8>(tok, &q, rows, cols, &xs, sx, &mut got8, so, n);
+            // f16 weights: random patterns (NaNs and infinities included, now and then).
+            let h: std::vec::Vec<u8> = (0..2 * rows * cols).map(|_| rng.next() as u8).collect();
+            let dh = |b: &[u8]| crate::linalg::decode_f16(b);
+            let mut got16 = init.clone();
+            matmul::<F16>(tok, &h, rows, cols, &xs, sx, &mut got16, so, n);
             for i in 0..n {
                 let x = &xs[i * sx..i * sx + cols];
                 for r in 0..rows {
@@ -363,6 +430,8 @@ mod tests {
                     assert!(same(got[o], want), "f32 rows {rows} cols {cols} n {n} r {r} i {i}");
                     let want = init[o] + dot::<1>(&q[r * cols..(r + 1) * cols], x, dq);
                     assert!(same(got8[o], want), "int8 rows {rows} cols {cols} n {n} r {r} i {i}");
+                    let want = init[o] + dot::<2>(&h[2 * r * cols..2 * (r + 1) * cols], x, dh);
+                    assert!(same(got16[o], want), "f16 rows {rows} cols {cols} n {n} r {r} i {i}");
                 }
                 // Outputs between vectors (the stride's gap) are left alone.
                 for o in i * so + rows..((i + 1) * so).min(init.len()) {
