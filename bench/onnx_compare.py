@@ -2,7 +2,11 @@
 """tinyscore's engine beside ONNX Runtime on the same ScoreNet, one thread, batch 1 and 256.
 
 From a tinyscore checkpoint (.safetensors, the EMA weights, as `tinyscore convert` takes them)
-this script builds the ScoreNet of docs/scorenet.md as an ONNX graph (opset 13):
+this script builds the network as an ONNX graph. A ScoreNet-conv checkpoint (`train --arch
+conv`, the 1-D U-Net) is exported from `tinyscore.torch.load_checkpoint`'s module by
+`torch.onnx.export` (opset 17; needs torch and the tinyscore Python package; the time branch
+runs once per row there, a negligible part of a convolutional evaluation). A ScoreNet v1 (MLP)
+checkpoint is built node by node (opset 13):
 
   inputs   x (B, D) normalised, t (1, 1): one time for the whole batch, as a sampler calls it
   phi      [sin(w * 1000 t), cos(w * 1000 t)] computed INSIDE the graph (Mul, Sin, Cos, Concat)
@@ -135,6 +139,56 @@ def build_graph(w):
     return model, dim, macs
 
 
+def checkpoint_arch(path):
+    """`mlp` or `conv`, as the checkpoint's metadata says (ScoreNet v1 files may predate it)."""
+    from safetensors import safe_open
+
+    with safe_open(path, "np") as f:
+        return (f.metadata() or {}).get("arch", "mlp")
+
+
+def conv_macs(tinyscore, model_path):
+    """MACs per evaluation, as `tinyscore inspect` states them."""
+    out = subprocess.run([tinyscore, "inspect", model_path], check=True, capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "MACs per evaluation" in line:
+            return int(line.split("parameters,")[1].split()[0])
+    sys.exit(f"error: `tinyscore inspect {model_path}` states no MACs per evaluation")
+
+
+def export_conv(path):
+    """The ScoreNet-conv of checkpoint `path` as an ONNX model with the MLP graph's interface:
+    x (B, C·L) normalised, channel-major; t (1, 1); eps (B, C·L)."""
+    try:
+        import io
+
+        import torch
+        from tinyscore.torch import load_checkpoint
+    except ImportError as e:  # pragma: no cover - a missing dependency is a user error
+        sys.exit(f"error: a conv checkpoint needs torch and the tinyscore Python package ({e.name} is missing)")
+
+    net = load_checkpoint(path).eval()
+
+    class Eps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t):
+            return self.net(x, t.reshape(-1).expand(x.shape[0]))
+
+    dim = net.channels * net.length
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            Eps(), (torch.zeros(2, dim), torch.full((1, 1), 0.5)), buf, input_names=["x", "t"],
+            output_names=["eps"], dynamic_axes={"x": {0: "B"}, "eps": {0: "B"}}, opset_version=17, dynamo=False,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(model)
+    return model, dim
+
+
 def session(model_bytes):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -237,12 +291,23 @@ def main():
                    "computes in the calling thread)")
     p.add_argument("--model-int8", default=None, help="the same checkpoint converted with --quant w8a8 (.tsm): adds "
                    "its rows, and ONNX Runtime's dynamically quantized int8 graph beside them")
+    p.add_argument("--batches", default="1,256", help="comma-separated batch sizes (default 1,256)")
     a = p.parse_args()
     for path in (a.checkpoint, a.model, a.tinyscore) + ((a.model_int8,) if a.model_int8 else ()):
         if not os.path.exists(path):
             sys.exit(f"error: {path}: no such file")
+    try:
+        batches = [int(b) for b in a.batches.split(",")]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1 or max(batches) > 4096:
+        sys.exit(f"error: --batches {a.batches!r}: give batch sizes from 1 to 4096, comma-separated")
 
-    model, dim, macs = build_graph(weights(a.checkpoint))
+    if checkpoint_arch(a.checkpoint) == "conv":
+        model, dim = export_conv(a.checkpoint)
+        macs = conv_macs(a.tinyscore, a.model)
+    else:
+        model, dim, macs = build_graph(weights(a.checkpoint))
     if a.onnx_out:
         onnx.save(model, a.onnx_out)
     sess = session(model.SerializeToString())
@@ -253,7 +318,7 @@ def main():
     sess8 = int8_session(model) if a.model_int8 else None
     rows = []
     clock = time.thread_time if a.cpu_time else time.perf_counter
-    for batch in (1, 256):
+    for batch in batches:
         ort_rate = time_ort(sess, dim, batch, a.seconds, clock)
         ts_rate, path = time_tinyscore(a.tinyscore, a.model, batch, a.seconds, cpu_time=a.cpu_time)
         row = [batch, ort_rate, ts_rate]

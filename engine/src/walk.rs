@@ -339,19 +339,60 @@ impl Conv<'_, '_> {
         if !tiled {
             init(out, res);
         }
+        let span = self.dilation * (self.kernel - 1);
+        // Taps of the next position that are this position's taps `shift` further on (stride a
+        // multiple of the dilation); usize::MAX where none are.
+        let shift = match self.stride.checked_rem(self.dilation) {
+            Some(0) if self.stride / self.dilation < self.kernel => self.stride / self.dilation,
+            _ => usize::MAX,
+        };
+        // Where in `cols` the previous position's column is, when it was gathered whole from
+        // inside a channels-last input (the same values, shifted, start the next column).
+        let mut prev: Option<usize> = None;
         let mut l0 = 0;
         while l0 < l_out {
             let n = COL_TILE.min(l_out - l0);
             // col_j[ci·K + kk] = x[s·(l0 + j) + kk·d − p, ci]                       (n, C_in·K)
+            // Three ways to the same values: from the previous column shifted by `shift` taps
+            // and the new taps; every tap from a contiguous row of C_in values; one value at
+            // a time with the bounds tested (the borders, a channel-major input).
             for j in 0..n {
-                let col = &mut cols[j * ck..(j + 1) * ck];
                 let centre = self.stride * (l0 + j);
-                for ci in 0..c_in {
-                    for kk in 0..self.kernel {
-                        let pos = (centre + kk * self.dilation).wrapping_sub(pad);
-                        col[ci * self.kernel + kk] = if pos < l_in { x_at(ci, pos) } else { 0.0 };
+                let inside = !self.input_cm && centre >= pad && centre - pad + span < l_in;
+                let at = j * ck;
+                match prev {
+                    Some(from) if inside && shift != usize::MAX => {
+                        cols.copy_within(from + shift..from + ck, at);
+                        let col = &mut cols[at..at + ck];
+                        for kk in self.kernel - shift..self.kernel {
+                            let pos = centre - pad + kk * self.dilation;
+                            let src = &x[pos * c_in..(pos + 1) * c_in];
+                            for (ci, &v) in src.iter().enumerate() {
+                                col[ci * self.kernel + kk] = v;
+                            }
+                        }
+                    }
+                    _ if inside => {
+                        let col = &mut cols[at..at + ck];
+                        for kk in 0..self.kernel {
+                            let pos = centre - pad + kk * self.dilation;
+                            let src = &x[pos * c_in..(pos + 1) * c_in];
+                            for (ci, &v) in src.iter().enumerate() {
+                                col[ci * self.kernel + kk] = v;
+                            }
+                        }
+                    }
+                    _ => {
+                        let col = &mut cols[at..at + ck];
+                        for ci in 0..c_in {
+                            for kk in 0..self.kernel {
+                                let pos = (centre + kk * self.dilation).wrapping_sub(pad);
+                                col[ci * self.kernel + kk] = if pos < l_in { x_at(ci, pos) } else { 0.0 };
+                            }
+                        }
                     }
                 }
+                prev = inside.then_some(at);
             }
             if tiled {
                 // tile = res (or 0) + W·col + b, then scattered to channel-major.
@@ -387,6 +428,81 @@ impl Conv<'_, '_> {
 mod tests {
     use super::*;
     use crate::format::Model;
+
+    /// A convolution's gathered columns (from the previous column shifted, from contiguous
+    /// rows, or one value at a time at the borders) give each output the bits of the engine's
+    /// dot of the weights with the column built by the definition, plus the residual and bias:
+    /// random shapes, strides, dilations, kernel sizes, both input layouts, both output layouts.
+    #[cfg(feature = "conv")]
+    #[test]
+    fn a_convolution_gives_the_bits_of_its_definition() {
+        use crate::format::{DType, Role, Tensor};
+        use crate::linalg::{decode_f32, dot};
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32
+        };
+        for case in 0..300 {
+            let c_in = 1 + (next() % 6) as usize;
+            let c_out = 1 + (next() % 9) as usize;
+            let kernel = [1, 3, 5, 7][(next() % 4) as usize];
+            let dilation = 1 + (next() % 3) as usize;
+            let stride = 1 + (next() % 2) as usize;
+            let l_out = 1 + (next() % 13) as usize;
+            let l_in = stride * l_out;
+            let (input_cm, output_cm) = (case % 3 == 0, case % 4 == 0);
+            let mut value = || (next() % 2001) as f32 / 1000.0 - 1.0;
+            let ck = c_in * kernel;
+            let w: std::vec::Vec<u8> = (0..c_out * ck).flat_map(|_| value().to_le_bytes()).collect();
+            let b: std::vec::Vec<u8> = (0..c_out).flat_map(|_| value().to_le_bytes()).collect();
+            let x: std::vec::Vec<f32> = (0..c_in * l_in).map(|_| value()).collect();
+            let r: std::vec::Vec<f32> = (0..c_out * l_out).map(|_| value()).collect();
+            let wt = Tensor::from_parts(Role::InputW, DType::F32, c_out, ck, &w, &[]);
+            let bt = Tensor::from_parts(Role::InputB, DType::F32, c_out, 1, &b, &[]);
+            let conv = Conv {
+                w: &wt,
+                b: &bt,
+                kernels: Kernels::Portable,
+                input: Shape { channels: c_in, length: l_in },
+                input_cm,
+                output: Shape { channels: c_out, length: l_out },
+                output_cm,
+                kernel,
+                dilation,
+                stride,
+            };
+            let mut out = std::vec![0.0f32; c_out * l_out];
+            let mut scratch = std::vec![0.0f32; COL_TILE * (ck + c_out)];
+            let res = (case % 2 == 0).then_some(&r[..]);
+            conv.run(&x, res.map(Some), &mut out, &mut scratch);
+            let pad = dilation * (kernel - 1) / 2;
+            for l in 0..l_out {
+                let col: std::vec::Vec<f32> = (0..ck)
+                    .map(|j| {
+                        let (ci, kk) = (j / kernel, j % kernel);
+                        let pos = (stride * l + kk * dilation).wrapping_sub(pad);
+                        match (pos < l_in, input_cm) {
+                            (false, _) => 0.0,
+                            (true, true) => x[ci * l_in + pos],
+                            (true, false) => x[pos * c_in + ci],
+                        }
+                    })
+                    .collect();
+                for co in 0..c_out {
+                    let start = res.map_or(0.0, |r| r[l * c_out + co]);
+                    let sum = start + dot::<4>(&w[4 * co * ck..4 * (co + 1) * ck], &col, decode_f32);
+                    let want = sum + f32::from_le_bytes(b[4 * co..4 * co + 4].try_into().unwrap());
+                    let got = if output_cm && c_out > 1 && l_out > 1 {
+                        out[co * l_out + l]
+                    } else {
+                        out[l * c_out + co]
+                    };
+                    assert_eq!(got.to_bits(), want.to_bits(), "case {case} l {l} co {co}");
+                }
+            }
+        }
+    }
 
     /// k vectors at once give each vector the bits it gets alone.
     #[test]
