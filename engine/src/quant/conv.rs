@@ -214,11 +214,36 @@ pub fn conv_i8_with(
     }
     let pad = s.dilation * (s.kernel - 1) / 2;
     let shift = usize::from(upsample);
+    let span = s.dilation * (s.kernel - 1);
+    // Taps of the next position that are this position's taps `step` further on (an int8
+    // input read as it is, stride a multiple of the dilation); none otherwise.
+    let step = match (x, upsample, s.stride.checked_rem(s.dilation)) {
+        (Source::I8(_), false, Some(0)) if s.stride / s.dilation < s.kernel => Some(s.stride / s.dilation),
+        _ => None,
+    };
+    // Where in `col` the previous position's column is, when it lay wholly inside the input.
+    let mut prev: Option<usize> = None;
     for (t, out) in acc.chunks_mut(tile * s.c_out).enumerate() {
         let n = out.len() / s.c_out;
-        for (j, col) in col.chunks_exact_mut(ck).take(n).enumerate() {
+        for j in 0..n {
             // col_l[ci·K + k] = x[s·l + k·d − p, ci]                                (C_in·K)
             let centre = s.stride * (t * tile + j);
+            let at = j * ck;
+            let inside = centre >= pad && centre - pad + span < s.l_in;
+            if let (Some(step), Some(from), true, Source::I8(v)) = (step, prev, inside, x) {
+                // The previous column moved by `step` taps, then the new taps of each channel.
+                col.copy_within(from + step..from + ck, at);
+                for k in s.kernel - step..s.kernel {
+                    let pos = centre - pad + k * s.dilation;
+                    for (ci, &value) in v[pos * s.c_in..(pos + 1) * s.c_in].iter().enumerate() {
+                        col[at + ci * s.kernel + k] = value;
+                    }
+                }
+                prev = Some(at);
+                continue;
+            }
+            prev = (step.is_some() && inside).then_some(at);
+            let col = &mut col[at..at + ck];
             for ci in 0..s.c_in {
                 for k in 0..s.kernel {
                     let pos = (centre + k * s.dilation).wrapping_sub(pad);
