@@ -40,7 +40,10 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use epilogue::{epilogue, epilogue_tile, triple, Epilogue, HighRequant, LayerForm, Silu, TileEpilogue};
+pub use epilogue::{
+    epilogue, epilogue_tile, epilogue_vectors, finish_vectors, requantize_vectors, triple, Epilogue,
+    HighRequant, LayerForm, Silu, TileEpilogue,
+};
 #[cfg(tinyscore_dsp_tile)]
 pub use matmul::{conv_rows_dsp, widen_quad_dsp};
 #[cfg(tinyscore_dsp)]
