@@ -45,7 +45,7 @@ pub use epilogue::{
     HighRequant, LayerForm, Silu, TileEpilogue,
 };
 #[cfg(tinyscore_dsp_tile)]
-pub use matmul::{conv_rows_dsp, widen_quad_dsp};
+pub use matmul::{conv_rows_dsp, widen_quads_dsp};
 #[cfg(tinyscore_dsp)]
 pub use matmul::{dot16_dsp, dot16_tile_dsp, prepare_tile_dsp};
 pub use matmul::{dot_i8, matmul_prepared, Prepared, PreparedTile};
