@@ -8,9 +8,10 @@
 //! by liveness: a step's outputs never share its input's bytes), then the integer scratch
 //! ([`Int8Plan::scratch_words`]): one call's accumulators and the kernels' columns. A
 //! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
-//! ([`quant::plan::ConvIo::tiling`]), each a call of the kernel on a window of the input read
-//! in place ([`quant::plan::ConvIo::call`]), accumulated and requantized before the next; the
-//! input stays intact until the last tile has read it.
+//! ([`quant::plan::ConvIo::tiling`], or fewer longer ones where the plan's scratch, sized for
+//! its largest step, has room: [`quant::plan::ConvIo::tiling_within`]), each a call of the
+//! kernel on a window of the input read in place ([`quant::plan::ConvIo::call`]), accumulated
+//! and requantized before the next; the input stays intact until the last tile has read it.
 
 use super::int8::Params;
 use crate::format::Model;
@@ -177,7 +178,8 @@ pub(super) fn int8_conv(
         let Some(shape) = io.shape(rows) else { return };
         let w = p.weight(step);
         let l_out = shape.l_out();
-        let tiling = io.tiling();
+        // Calls of ACC_TILE positions, or fewer longer ones where the scratch has room.
+        let tiling = io.tiling_within(rows, scratch.len());
         // Scratch: a call's accumulators, the kernels' columns (`ConvIo::col_words`).
         let cols = io.col_words(&tiling, rows);
         let Some((acc, col)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };

@@ -128,23 +128,59 @@ impl ConvIo {
         words
     }
 
-    /// The calls that run this convolution ([`Tiling`]): one on the whole input if L_out ≤
-    /// [`ACC_TILE`] (or the halo and [`super::conv::CONV_TILE`] positions), else calls of that
-    /// many output positions on windows of the input. With padding p = d·(K − 1)/2 and
-    /// stride s, output l reads input positions s·l − p ..= s·l + p: a window from
-    /// s·(l₀ − ⌈p/s⌉) gives outputs l₀.. from its ⌈p/s⌉-th on, all whose taps lie inside it,
-    /// j₀ + V − 1 + ⌈(p + 1)/s⌉ outputs for V valid ones; an upsampling's window is widened to
-    /// whole source positions (⌈2/s⌉ outputs more).
+    /// The calls that run this convolution ([`Tiling`]): [`ConvIo::tiling_of`] calls of
+    /// [`ACC_TILE`] output positions, the tiling the plan's scratch is sized for
+    /// ([`super::Int8Plan::scratch_words`]).
     pub fn tiling(&self) -> Tiling {
-        let (s, l_out) = (self.stride.max(1) as usize, self.l_out as usize);
-        let pad = self.dilation as usize * (self.kernel as usize).saturating_sub(1) / 2;
-        let (first, tail) = (pad.div_ceil(s), (pad + 1).div_ceil(s));
-        let slack = if self.upsample { 2usize.div_ceil(s) } else { 0 };
-        let call = ACC_TILE.max(first + tail + slack - 1 + super::conv::CONV_TILE);
+        self.tiling_of(ACC_TILE)
+    }
+
+    /// Calls of `call` output positions' accumulators (at least the halo and
+    /// [`super::conv::CONV_TILE`] positions): one on the whole input if L_out ≤ that, else
+    /// calls of that many output positions on windows of the input. With padding
+    /// p = d·(K − 1)/2 and stride s, output l reads input positions s·l − p ..= s·l + p: a
+    /// window from s·(l₀ − ⌈p/s⌉) gives outputs l₀.. from its ⌈p/s⌉-th on, all whose taps lie
+    /// inside it, j₀ + V − 1 + ⌈(p + 1)/s⌉ outputs for V valid ones; an upsampling's window is
+    /// widened to whole source positions (⌈2/s⌉ outputs more).
+    pub fn tiling_of(&self, call: usize) -> Tiling {
+        let l_out = self.l_out as usize;
+        let (first, tail, slack) = self.halo();
+        let call = call.max(first + tail + slack - 1 + super::conv::CONV_TILE);
         if l_out <= call {
             return Tiling { call: l_out, valid: l_out, first: 0 };
         }
         Tiling { call, valid: call + 1 - first - tail - slack, first }
+    }
+
+    /// The tiling of the fewest calls (at most [`ConvIo::tiling`]'s) whose accumulators and
+    /// kernels' columns fit `words` words of scratch ([`Tiling::scratch_words`]): how the walk
+    /// runs a convolution whose calls of [`ACC_TILE`] positions leave room in the plan's
+    /// scratch, sized for its largest step (fewer calls: the packed form's weights prepared
+    /// fewer times, fewer windows). [`ConvIo::tiling`] when not even that fits.
+    pub fn tiling_within(&self, c_out: usize, words: usize) -> Tiling {
+        let mut best = self.tiling();
+        let l_out = self.l_out as usize;
+        let (first, tail, slack) = self.halo();
+        let mut calls = l_out.div_ceil(best.valid.max(1));
+        while calls > 1 {
+            calls -= 1;
+            // ⌈L_out / calls⌉ valid outputs a call: `calls` calls.
+            let t = self.tiling_of(l_out.div_ceil(calls) + first + tail + slack - 1);
+            if t.scratch_words(self, c_out) > words {
+                break;
+            }
+            best = t;
+        }
+        best
+    }
+
+    /// (⌈p/s⌉, ⌈(p + 1)/s⌉, the upsampling's ⌈2/s⌉ or 0): the outputs a call computes
+    /// beyond its valid ones ([`ConvIo::tiling_of`]).
+    fn halo(&self) -> (usize, usize, usize) {
+        let s = self.stride.max(1) as usize;
+        let pad = self.dilation as usize * (self.kernel as usize).saturating_sub(1) / 2;
+        let slack = if self.upsample { 2usize.div_ceil(s) } else { 0 };
+        (pad.div_ceil(s), (pad + 1).div_ceil(s), slack)
     }
 
     /// The call of `tiling` whose first output is the convolution's output `p0` (`p0` a
@@ -193,34 +229,49 @@ mod tests {
                         silu_at: None,
                         res_at: None,
                     };
-                    let (t, l_in, l_out) = (io.tiling(), l_in as usize, io.l_out as usize);
-                    assert!(t.call >= t.valid && t.valid > 0, "{io:?}");
+                    let (l_in, l_out) = (l_in as usize, io.l_out as usize);
                     let halo = pad.div_ceil(s) + (pad + 1).div_ceil(s) + 2;
-                    assert!(t.call <= ACC_TILE.max(halo + crate::quant::conv::CONV_TILE), "{io:?}");
-                    let mut p0 = 0;
-                    while p0 < l_out {
-                        let c = io.call(&t, p0);
-                        assert!(c.n > 0 && c.n <= t.valid && c.start + c.len <= l_in, "{io:?} {c:?}");
-                        assert!(c.len.div_ceil(s) <= t.call, "{io:?} {c:?}");
-                        if upsample {
-                            assert!(c.start % 2 == 0 && c.len % 2 == 0, "{io:?} {c:?}");
-                        }
-                        for m in 0..c.n {
-                            let (p, j) = (p0 + m, c.skip + m);
-                            assert!(s * j < c.len, "{io:?} {c:?}: output {j} beyond the call");
-                            for k in 0..kernel as usize {
-                                // The call's output j reads window position s·j + k·d − p, the
-                                // convolution's output p input position s·p + k·d − p.
-                                let q = (s * p + k * dilation as usize) as isize - pad as isize;
-                                let w = (s * j + k * dilation as usize) as isize - pad as isize;
-                                assert_eq!(c.start as isize + w, q, "{io:?} {c:?}");
-                                let inside = w >= 0 && (w as usize) < c.len;
-                                assert!(inside || q < 0 || q as usize >= l_in, "{io:?} {c:?} {p} {k}");
-                            }
-                        }
-                        p0 += c.n;
+                    let base = io.tiling();
+                    assert!(base.call <= ACC_TILE.max(halo + crate::quant::conv::CONV_TILE), "{io:?}");
+                    // The plan's tiling, longer calls, and those within a scratch of 1.5 and 4
+                    // times the plan's (fewer calls, each fitting it).
+                    let need = base.scratch_words(&io, 3);
+                    let within: [Tiling; 2] =
+                        core::array::from_fn(|i| io.tiling_within(3, need * (3 + 5 * i) / 2));
+                    for (i, t) in within.iter().enumerate() {
+                        assert!(t.scratch_words(&io, 3) <= need.max(need * (3 + 5 * i) / 2), "{io:?} {t:?}");
+                        assert!(t.valid >= base.valid, "{io:?} {t:?}");
                     }
-                    assert_eq!(p0, l_out);
+                    if l_out > 2 * base.valid {
+                        assert!(within[1].valid > base.valid, "{io:?}: 4 times the scratch, no longer calls");
+                    }
+                    for t in [base, io.tiling_of(40), io.tiling_of(97), within[0], within[1]] {
+                        assert!(t.call >= t.valid && t.valid > 0, "{io:?}");
+                        let mut p0 = 0;
+                        while p0 < l_out {
+                            let c = io.call(&t, p0);
+                            assert!(c.n > 0 && c.n <= t.valid && c.start + c.len <= l_in, "{io:?} {c:?}");
+                            assert!(c.len.div_ceil(s) <= t.call, "{io:?} {c:?}");
+                            if upsample {
+                                assert!(c.start % 2 == 0 && c.len % 2 == 0, "{io:?} {c:?}");
+                            }
+                            for m in 0..c.n {
+                                let (p, j) = (p0 + m, c.skip + m);
+                                assert!(s * j < c.len, "{io:?} {c:?}: output {j} beyond the call");
+                                for k in 0..kernel as usize {
+                                    // The call's output j reads window position s·j + k·d − p, the
+                                    // convolution's output p input position s·p + k·d − p.
+                                    let q = (s * p + k * dilation as usize) as isize - pad as isize;
+                                    let w = (s * j + k * dilation as usize) as isize - pad as isize;
+                                    assert_eq!(c.start as isize + w, q, "{io:?} {c:?}");
+                                    let inside = w >= 0 && (w as usize) < c.len;
+                                    assert!(inside || q < 0 || q as usize >= l_in, "{io:?} {c:?} {p} {k}");
+                                }
+                            }
+                            p0 += c.n;
+                        }
+                        assert_eq!(p0, l_out);
+                    }
                 }
             }
         }
