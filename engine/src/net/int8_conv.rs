@@ -3,9 +3,10 @@
 //! ([`quant::conv::conv_i8_from`]), its epilogue by the dense layers' rule
 //! ([`quant::epilogue`]: each output position's C_out accumulators are one vector; on the
 //! Cortex-M4/M7 its twin [`quant::epilogue_vectors`] for a call's positions at once, with the
-//! requantization's form found once per step). No buffer of its own: the arena after its time region holds the plan's integer
-//! data region, each int8 value and int16 stream at its place ([`Int8Plan::data_words`], placed
-//! by liveness: a step's outputs never share its input's bytes), then the integer scratch
+//! requantization's form found once per step). No buffer of its own: the arena after its time
+//! region holds the plan's integer data region, each int8 value and int16 stream at its place
+//! ([`Int8Plan::data_words`], placed by liveness: a step's outputs never share its input's
+//! bytes), then the integer scratch
 //! ([`Int8Plan::scratch_words`]): one call's accumulators and the kernels' columns. A
 //! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
 //! ([`quant::plan::ConvIo::tiling`], or fewer longer ones where the plan's scratch, sized for
