@@ -8,7 +8,7 @@
 //!    The same for the multi-vector DSP kernel (one weight word unpacked once for 2 or 4
 //!    vectors): through `quant::matmul_prepared` as the network calls it, tiles of 1–4 vectors,
 //!    and directly against its instruction model (`# tile_cases=… tile_mismatches=…`).
-//!    The same for the M4 epilogue of the int8 layers (`quant::epilogue_tile`, requantization
+//!    The same for the M4 epilogue of the int8 layers (`quant::epilogue_tile`, and the convolution's twin `quant::epilogue_vectors`; requantization
 //!    and the assembly of its second pass) against the scalar `quant::epilogue`, random layers
 //!    of the three kinds (`# epilogue_cases=… epilogue_mismatches=…`).
 //! 2. Property test of the engine's f32-activation dot product on the M4F FPU (`VLDM`,
@@ -55,7 +55,7 @@ use cortex_m_rt::entry;
 use tinyscore_engine::format::{layout, Model, Role};
 use tinyscore_engine::linalg::{self, MatVec};
 use tinyscore_engine::net::{self, ScoreNet};
-use tinyscore_engine::quant::{self, TileEpilogue};
+use tinyscore_engine::quant::{self, Epilogue, Silu, TileEpilogue};
 
 mod config {
     #![allow(dead_code)]
@@ -539,7 +539,8 @@ impl Rng {
 
 /// Runs the M4 epilogue ([`quant::epilogue_tile`]: its requantization pass and the assembly
 /// of its second pass, `SSAT`/`QADD`/`SMMLA`) against the scalar definition
-/// [`quant::epilogue`] on random layers of up to 24 rows and 0–9 vectors, the three kinds each:
+/// [`quant::epilogue`] on random layers of up to 24 rows and 0–9 vectors, the three kinds each
+/// (and the convolution's twin on the same vectors side by side, [`quant::epilogue_vectors`]):
 /// accumulators up to their bound `cols·2^14` (the bound itself mixed in), biases small or up
 /// to ±2^30, shifts all in 28..=44 (one pre-shift per layer) or some anywhere in 1..=62,
 /// residual shifts in 1..=62 (the assembly takes 17..=46), random tables and residual streams.
@@ -601,8 +602,45 @@ fn epilogue_property_test(out: &mut out::Line) -> (u32, u32) {
                 let form = quant::LayerForm::new(&rq, rows, e.add(), acc_max);
                 quant::epilogue_tile(&rq, &mut acc2[..n], rows, form, e)
             });
+            // The convolution's twin (`quant::epilogue_vectors`): the n vectors of `rows` values
+            // side by side; in odd cases requantized at once and finished vector by vector.
+            let mut accf = [0i32; 9 * EPI_H];
+            let (mut hf, mut of) = ([0i16; 9 * EPI_H], [0i8; 9 * EPI_H]);
+            for s in 0..n {
+                accf[s * rows..(s + 1) * rows].copy_from_slice(&acc[s][..rows]);
+                hf[s * rows..(s + 1) * rows].copy_from_slice(&h0[s][..rows]);
+            }
+            let len = n * rows;
+            let vectors = |h: &mut [i16], o: &mut [i8], f: &mut dyn FnMut(Epilogue<'_>)| {
+                f(match kind {
+                    0 => Epilogue::ToI16 { out: h, silu: Silu { table: &table, out: o } },
+                    1 => Epilogue::Table { add: &add, table: &table, out: o },
+                    _ => Epilogue::Residual { mr, nr, h, silu: Silu { table: &table, out: o } },
+                })
+            };
+            let add_of = (kind == 1).then_some(&add[..]);
+            let form = quant::LayerForm::new(&rq, rows, add_of, acc_max);
+            if case % 2 == 0 {
+                vectors(&mut hf[..len], &mut of[..len], &mut |mut e| {
+                    quant::epilogue_vectors(&rq, &mut accf[..len], rows, form, &mut e)
+                });
+            } else if rows > 0 {
+                quant::requantize_vectors(&rq, &mut accf[..len], rows, add_of, form);
+                for s in 0..n {
+                    let (h, o) = (&mut hf[s * rows..(s + 1) * rows], &mut of[s * rows..(s + 1) * rows]);
+                    vectors(h, o, &mut |mut e| {
+                        quant::finish_vectors(&accf[s * rows..(s + 1) * rows], rows, &mut e)
+                    });
+                }
+            }
+            let flat_same = (0..n).all(|s| {
+                hf[s * rows..(s + 1) * rows] == want_h[s][..rows]
+                    && of[s * rows..(s + 1) * rows] == want_o[s][..rows]
+            });
             cases += 1;
-            let same = got_h == want_h && got_o.iter().zip(&want_o).all(|(g, w)| g[..rows] == w[..rows]);
+            let same = flat_same
+                && got_h == want_h
+                && got_o.iter().zip(&want_o).all(|(g, w)| g[..rows] == w[..rows]);
             if !same {
                 mismatches += 1;
                 if mismatches <= 5 {

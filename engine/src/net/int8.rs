@@ -198,7 +198,7 @@ pub(super) fn int8_layers<const T: usize, const D: usize, const H: usize>(
 
 /// Bound on an int8 layer's accumulators: |Σ w·x| ≤ cols·128·128 for int8 weights and
 /// activations.
-fn acc_max(cols: usize) -> u32 {
+pub(super) fn acc_max(cols: usize) -> u32 {
     (cols as u32).saturating_mul(1 << 14)
 }
 

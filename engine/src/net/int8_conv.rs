@@ -1,15 +1,18 @@
 //! The integer walk of a convolutional plan (`docs/quantization.md`, "Convolutions"): every
 //! `conv1d` step of the graph's [`Int8Plan`] on the portable int8 kernel
-//! ([`quant::conv::conv_i8_from`]), its epilogue by the dense layers' rule and code
-//! ([`quant::epilogue`], one output position at a time: that position's C_out accumulators are
-//! one vector). No buffer of its own: the arena after its time region holds the plan's integer
-//! data region, each int8 value and int16 stream at its place ([`Int8Plan::data_words`], placed
-//! by liveness: a step's outputs never share its input's bytes), then the integer scratch
+//! ([`quant::conv::conv_i8_from`]), its epilogue by the dense layers' rule
+//! ([`quant::epilogue`]: each output position's C_out accumulators are one vector; on the
+//! Cortex-M4/M7 its twin [`quant::epilogue_vectors`] for a call's positions at once, with the
+//! requantization's form found once per step). No buffer of its own: the arena after its time
+//! region holds the plan's integer data region, each int8 value and int16 stream at its place
+//! ([`Int8Plan::data_words`], placed by liveness: a step's outputs never share its input's
+//! bytes), then the integer scratch
 //! ([`Int8Plan::scratch_words`]): one call's accumulators and the kernels' columns. A
 //! convolution of more than [`quant::plan::ACC_TILE`] output positions runs in tiles
-//! ([`quant::plan::ConvIo::tiling`]), each a call of the kernel on a window of the input read
-//! in place ([`quant::plan::ConvIo::call`]), accumulated and requantized before the next; the
-//! input stays intact until the last tile has read it.
+//! ([`quant::plan::ConvIo::tiling`], or fewer longer ones where the plan's scratch, sized for
+//! its largest step, has room: [`quant::plan::ConvIo::tiling_within`]), each a call of the
+//! kernel on a window of the input read in place ([`quant::plan::ConvIo::call`]), accumulated
+//! and requantized before the next; the input stays intact until the last tile has read it.
 
 use super::int8::Params;
 use crate::format::Model;
@@ -83,6 +86,24 @@ fn conv(
 
 /// The table of a stream step whose stream no SiLU reads: its output goes to a sink.
 const NO_TABLE: [u8; 256] = [0; 256];
+
+/// The [`Epilogue`] of a stream step: `Residual` (its residual's multiplier and shift) or
+/// `ToI16`, into the stream `h` and its SiLU `silu` by `table`.
+fn stream_epilogue<'b>(
+    residual: bool,
+    mr: i32,
+    nr: u32,
+    table: &'b [u8],
+    h: &'b mut [i16],
+    silu: &'b mut [i8],
+) -> Epilogue<'b> {
+    let silu = Silu { table, out: silu };
+    if residual {
+        Epilogue::Residual { silu, mr, nr, h }
+    } else {
+        Epilogue::ToI16 { out: h, silu }
+    }
+}
 
 /// The network's caller-side buffers: `x8` (≥ D) the quantized input, `tq` (≥ C_out) a step's
 /// time embedding in its accumulators' scale, `sink16` and `sink8` (≥ C_out) one position of
@@ -158,7 +179,8 @@ pub(super) fn int8_conv(
         let Some(shape) = io.shape(rows) else { return };
         let w = p.weight(step);
         let l_out = shape.l_out();
-        let tiling = io.tiling();
+        // Calls of ACC_TILE positions, or fewer longer ones where the scratch has room.
+        let tiling = io.tiling_within(rows, scratch.len());
         // Scratch: a call's accumulators, the kernels' columns (`ConvIo::col_words`).
         let cols = io.col_words(&tiling, rows);
         let Some((acc, col)) = scratch.split_at_mut_checked(tiling.call * rows) else { return };
@@ -173,6 +195,19 @@ pub(super) fn int8_conv(
             let Some(tq) = b.tq.get_mut(..rows) else { return };
             super::int8::quantize_temb(&p, step, time, tq);
         }
+        // On the Cortex-M4/M7 (unless built for size, as the tile kernels) the epilogue's fast
+        // twin for a call's positions at once, its requantization's form found once per step.
+        let form = match step.kind {
+            Kind::Output => None,
+            _ if !cfg!(tinyscore_dsp_tile) => None,
+            Kind::Table { .. } => Some(quant::LayerForm::new(
+                p.triples(step),
+                rows,
+                b.tq.get(..rows),
+                super::int8::acc_max(shape.cols()),
+            )),
+            _ => Some(quant::LayerForm::new(p.triples(step), rows, None, super::int8::acc_max(shape.cols()))),
+        };
         if let (Kind::Residual { .. }, Some(o), Some(r)) = (step.kind, io.out_at, io.res_at) {
             let len = 2 * rows * l_out;
             if o != r {
@@ -211,7 +246,7 @@ pub(super) fn int8_conv(
                     return;
                 }
             }
-            let Some(acc) = acc.get(call.skip * rows..(call.skip + n) * rows) else { return };
+            let Some(acc) = acc.get_mut(call.skip * rows..(call.skip + n) * rows) else { return };
             match step.kind {
                 // ε̂[co, l] = (acc + b) · s_w[co]·s_in                           (C, L) f32
                 Kind::Output => {
@@ -232,7 +267,10 @@ pub(super) fn int8_conv(
                     let Some(out) = data.get_mut(o..o + n * rows) else { return };
                     let out: &mut [i8] = bytemuck::cast_slice_mut(out);
                     let mut e = Epilogue::Table { add: tq, table: table(lut), out };
-                    quant::epilogue(p.triples(step), acc, rows, n, 0..rows, rows, &mut e);
+                    match form {
+                        Some(f) => quant::epilogue_vectors(p.triples(step), acc, rows, f, &mut e),
+                        None => quant::epilogue(p.triples(step), acc, rows, n, 0..rows, rows, &mut e),
+                    }
                 }
                 // h = requant(acc + b) [+ requant(res)], then silu(h) by table if a SiLU reads it
                 Kind::ToI16 { lut } | Kind::Residual { lut } => {
@@ -240,6 +278,29 @@ pub(super) fn int8_conv(
                     let c = step.rq() + 3 * rows;
                     let (mr, nr) = if residual { (p.rq_at(c), p.rq_at(c + 1) as u32) } else { (0, 0) };
                     let tab = table(lut);
+                    let epilogue = |e: &mut Epilogue<'_>, a: &[i32]| match form {
+                        Some(_) => quant::finish_vectors(a, rows, e),
+                        None => quant::epilogue(p.triples(step), a, rows, 1, 0..rows, rows, e),
+                    };
+                    if let Some(f) = form {
+                        quant::requantize_vectors(p.triples(step), acc, rows, None, f);
+                        // The stream and its SiLU at their places: the call's positions at once.
+                        if let (Some(o), Some(s)) = (io.out_at, io.silu_at) {
+                            let (ho, so) = (2 * p0 * rows, p0 * rows);
+                            let Some((h, sl)) = two(
+                                data,
+                                at(o) + ho..at(o) + ho + 2 * n * rows,
+                                at(s) + so..at(s) + so + n * rows,
+                            ) else {
+                                return;
+                            };
+                            let Ok(h) = bytemuck::try_cast_slice_mut(h) else { return };
+                            let sl = bytemuck::cast_slice_mut(sl);
+                            epilogue(&mut stream_epilogue(residual, mr, nr, tab, h, sl), acc);
+                            p0 += n;
+                            continue;
+                        }
+                    }
                     for (j, a) in acc.chunks_exact(rows).enumerate() {
                         let pos = p0 + j;
                         let (ho, so) = (2 * pos * rows, pos * rows);
@@ -274,13 +335,7 @@ pub(super) fn int8_conv(
                             }
                             (None, None) => return,
                         };
-                        let silu = Silu { table: tab, out: silu };
-                        let mut e = if residual {
-                            Epilogue::Residual { silu, mr, nr, h }
-                        } else {
-                            Epilogue::ToI16 { out: h, silu }
-                        };
-                        quant::epilogue(p.triples(step), a, rows, 1, 0..rows, rows, &mut e);
+                        epilogue(&mut stream_epilogue(residual, mr, nr, tab, h, silu), a);
                     }
                 }
             }

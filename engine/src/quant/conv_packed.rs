@@ -199,23 +199,31 @@ pub fn conv_i8_packed_rows(
 /// ci ≥ C_in and for c ≥ K·C4), widened into word 8·⌊c/4⌋ + 4·(c mod 2) + v, the low half for
 /// c mod 4 < 2 ([`super::prepare_tile_into`]'s layout with the four channels as its vectors).
 /// Whole quads of input channels are written a word pair at a time (the four weights of one
-/// tap, K bytes apart in the row); the last C_in mod 4 channels one halfword at a time.
+/// tap, K bytes apart in the row); the last C_in mod 4 channels one halfword at a time. Only
+/// the words no quad writes are zeroed first (all of them where C_in mod 4 ≠ 0 or the group
+/// has fewer than four channels, else those past K·C4).
 fn prepare_weights(s: &ConvShape, c4: usize, w: &[u8], g: usize, words: &mut [u32]) {
     let (c_in, c_out, kn, ck) = (s.c_in(), s.c_out(), s.kernel(), s.cols());
-    words.fill(0);
     let quads = c_in / 4;
+    if quads * 4 == c_in && g + GROUP <= c_out {
+        // Every word of the K·C4 columns is written below: 8 words per 4 columns.
+        let end = (2 * kn * c4).min(words.len());
+        words[end..].fill(0);
+    } else {
+        words.fill(0);
+    }
     // Consecutive taps k are 2·C4 words apart (C4/4 weight words of 8 words).
     let tap = 2 * c4;
     for v in 0..GROUP.min(c_out - g) {
         let row = &w[(g + v) * ck..(g + v + 1) * ck];
+        // On the DSP targets in assembly, all the row's quads in one call (`LDRSB`/`PKHBT`, 3
+        // instructions per weight where the loop below takes about 12): the same words.
+        #[cfg(tinyscore_dsp_tile)]
+        let done = quads > 0 && super::widen_quads_dsp(row, kn, quads, &mut words[v..], tap);
+        #[cfg(not(tinyscore_dsp_tile))]
+        let done = false;
         // Whole quads: the K taps of channels 4q..4q+4 are the quad's four runs of K bytes.
-        for (q, quad) in row.chunks_exact(4 * kn).take(quads).enumerate() {
-            // On the DSP targets in assembly (`LDRSB`/`PKHBT`, 3 instructions per weight
-            // where this loop takes about 12): the same words.
-            #[cfg(tinyscore_dsp_tile)]
-            if super::widen_quad_dsp(quad, kn, &mut words[8 * q + v..], tap) {
-                continue;
-            }
+        for (q, quad) in row.chunks_exact(4 * kn).take(if done { 0 } else { quads }).enumerate() {
             let (a, rest) = quad.split_at(kn);
             let (b, rest) = rest.split_at(kn);
             let (c, d) = rest.split_at(kn);

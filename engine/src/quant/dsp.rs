@@ -599,45 +599,63 @@ pub fn prepare_tile<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) -> bool {
     true
 }
 
-/// The weights' widening of the packed convolution (`super::conv_packed`) for one quad of
-/// input channels of one output channel: `quad` holds the K taps of its four channels (4·K
-/// bytes, channel-major: `quad[i·K + t]`), and for each tap t < K the two words
-/// `words[t·tap]` = (quad[t], quad[2K + t]) and `words[t·tap + 4]` = (quad[K + t], quad[3K + t])
-/// are written as int16 pairs (low half first): per tap four `LDRSB`, two `PKHBT`, two `STR`
-/// and the loop's four instructions, 12 for 4 weights. Returns `false`, writing nothing, unless
-/// `K ≥ 1`, `quad` holds 4·K bytes and `words` more than (K − 1)·tap + 4 words.
+/// The weights' widening of the packed convolution (`super::conv_packed`) for `quads` quads of
+/// input channels of one output channel: quad j is `quads[4K·j..4K·(j + 1)]`, the K taps of its
+/// four channels (channel-major: byte i·K + t of the quad), and for each tap t < K the two
+/// words `words[8j + t·tap]` = (quad[t], quad[2K + t]) and `words[8j + t·tap + 4]` =
+/// (quad[K + t], quad[3K + t]) are written as int16 pairs (low half first): per tap four
+/// `LDRSB`, two `PKHBT`, two `STR` and the loop's four instructions, 12 for 4 weights, and 4
+/// more per quad (one call for a whole weight row, where a call per quad costs about 25
+/// instructions more). Returns `false`, writing nothing, unless `K ≥ 1`, `quads ≥ 1`, `src`
+/// holds 4K·quads bytes and `words` more than 8·(quads − 1) + (K − 1)·tap + 4 words.
 #[cfg(tinyscore_dsp_tile)]
-pub fn widen_quad(quad: &[u8], kn: usize, words: &mut [u32], tap: usize) -> bool {
-    let last = kn.checked_sub(1).and_then(|k| k.checked_mul(tap)).and_then(|a| a.checked_add(4));
+pub fn widen_quads(src: &[u8], kn: usize, quads: usize, words: &mut [u32], tap: usize) -> bool {
+    let last = kn
+        .checked_sub(1)
+        .and_then(|k| k.checked_mul(tap))
+        .zip(quads.checked_sub(1).and_then(|q| q.checked_mul(8)))
+        .and_then(|(a, b)| a.checked_add(b)?.checked_add(4));
     if kn == 0
-        || !kn.checked_mul(4).is_some_and(|n| quad.len() >= n)
+        || quads == 0
+        || !kn.checked_mul(4 * quads).is_some_and(|n| src.len() >= n)
         || !last.is_some_and(|l| l < words.len())
     {
         return false;
     }
-    // SAFETY: the loop runs K ≥ 1 times (`n` counts down from K); turn t reads the bytes
-    // quad[t], quad[K + t], quad[2K + t] and quad[3K + t] (`src` = quad + t), all below 4K ≤
-    // quad.len() (checked), and writes the words t·tap and t·tap + 4 of `words` (`dst` steps
-    // 4·tap bytes from its start), the last (K − 1)·tap + 4 < words.len() (checked); the
-    // store's address is word-aligned (a `u32` slice). No stack, no other memory.
+    // SAFETY: the outer loop runs quads ≥ 1 times (`q` counts down), the inner one K ≥ 1 times
+    // per quad (`n` counts down from K). In quad j, turn t reads the bytes 4K·j + t + {0, K, 2K,
+    // 3K} of `src` (`p` = src + 4K·j + t: the inner loop advances it by K, the outer by 3K more),
+    // all below 4K·quads ≤ src.len() (checked), and writes the words 8j + t·tap and
+    // 8j + t·tap + 4 of `words` (`dst` restarts at `dq` = words + 8j words each quad and steps
+    // 4·tap bytes per tap), the last 8·(quads − 1) + (K − 1)·tap + 4 < words.len() (checked);
+    // the stores are word-aligned (a `u32` slice). No stack, no other memory.
     unsafe {
         asm!(
+            "3:",
+            "mov {n}, {k1}",
+            "mov {dst}, {dq}",
             "2:",
-            "ldrsb {a}, [{src}]",
-            "ldrsb {b}, [{src}, {k2}]",
+            "ldrsb {a}, [{p}]",
+            "ldrsb {b}, [{p}, {k2}]",
             "pkhbt {a}, {a}, {b}, lsl #16",
             "str {a}, [{dst}]",
-            "ldrsb {a}, [{src}, {k1}]",
-            "ldrsb {b}, [{src}, {k3}]",
+            "ldrsb {a}, [{p}, {k1}]",
+            "ldrsb {b}, [{p}, {k3}]",
             "pkhbt {a}, {a}, {b}, lsl #16",
             "str {a}, [{dst}, #16]",
-            "adds {src}, #1",
+            "adds {p}, #1",
             "add {dst}, {step}",
             "subs {n}, #1",
             "bne 2b",
-            src = inout(reg) quad.as_ptr() => _,
-            dst = inout(reg) words.as_mut_ptr() => _,
-            n = inout(reg) kn => _,
+            "add {p}, {k3}",
+            "add {dq}, #32",
+            "subs {q}, #1",
+            "bne 3b",
+            p = inout(reg) src.as_ptr() => _,
+            dq = inout(reg) words.as_mut_ptr() => _,
+            q = inout(reg) quads => _,
+            dst = out(reg) _,
+            n = out(reg) _,
             k1 = in(reg) kn,
             k2 = in(reg) 2 * kn,
             k3 = in(reg) 3 * kn,

@@ -2,7 +2,8 @@
 //! layer's fixed-point (multiplier, shift), saturate, add the residual, look up SiLU
 //! ([`epilogue`], the definition, one vector at a time; [`epilogue_tile`], the same values for a
 //! tile of vectors with the Cortex-M4's high-word form [`HighRequant`] chosen once per layer,
-//! [`LayerForm`]). The AVX2 twin is `quant/x86.rs`, the DSP one `quant/dsp.rs`.
+//! [`LayerForm`]; [`epilogue_vectors`], the same for vectors side by side, the integer
+//! convolution's). The AVX2 twin is `quant/x86.rs`, the DSP one `quant/dsp.rs`.
 
 #[cfg(tinyscore_dsp_tile)]
 use super::dsp;
@@ -40,6 +41,16 @@ pub enum Epilogue<'b> {
         /// (n, stride) the residual stream, read and written.
         h: &'b mut [i16],
     },
+}
+
+impl Epilogue<'_> {
+    /// What a block's first layer adds to its accumulators (`None` for the other kinds).
+    pub fn add(&self) -> Option<&[i32]> {
+        match self {
+            Self::Table { add, .. } => Some(add),
+            _ => None,
+        }
+    }
 }
 
 /// The SiLU of the residual stream an [`Epilogue`] applies to each value `h` it writes:
@@ -259,67 +270,162 @@ pub fn epilogue_tile<const H: usize>(
         TileEpilogue::ToI16 { out, table, silu } => {
             let table = table256(table);
             for ((a, h), o) in acc.iter().zip(out).zip(silu) {
-                let (a, h, o) = (&a[..rows], &mut h[..rows], &mut o[..rows]);
-                #[cfg(tinyscore_dsp_tile)]
-                if dsp::to_i16_out(a, table, h, o) {
-                    continue;
-                }
-                for ((&a, h), o) in a.iter().zip(h).zip(o) {
-                    let v = sat_i16(a);
-                    *h = v;
-                    *o = lut256(table, residual_index(v));
-                }
+                to_i16_vector(&a[..rows], table, &mut h[..rows], &mut o[..rows]);
             }
         }
         TileEpilogue::Table { table, out, .. } => {
             let table = table256(table);
             for (a, o) in acc.iter().zip(out) {
-                let (a, o) = (&a[..rows], &mut o[..rows]);
-                #[cfg(tinyscore_dsp_tile)]
-                if dsp::table_out(a, table, o) {
-                    continue;
-                }
-                for (&a, o) in a.iter().zip(o) {
-                    *o = lut256(table, sat_i8(a));
-                }
+                table_vector(&a[..rows], table, &mut o[..rows]);
             }
         }
         TileEpilogue::Residual { mr, nr, h, table, silu } => {
+            let res = ResidualForm::new(mr, nr);
             let table = table256(table);
-            #[cfg(tinyscore_dsp_tile)]
-            if (17..=46).contains(&nr) {
-                for ((a, h), o) in acc.iter().zip(&mut *h).zip(&mut *silu) {
-                    let done = dsp::residual_out(&a[..rows], mr, nr, table, &mut h[..rows], &mut o[..rows]);
-                    debug_assert!(done, "17 ≤ nr ≤ 46 and equal lengths");
-                }
-                return;
-            }
-            // The residual stream is int16: |h| ≤ 2^15.
-            match HighRequant::new(mr, nr, 1 << 15) {
-                Some(q) => residual_add(acc, rows, h, table, silu, move |v| q.apply(v)),
-                None => residual_add(acc, rows, h, table, silu, move |v| requantize(v, mr, nr)),
+            for ((a, h), o) in acc.iter().zip(h).zip(silu) {
+                residual_vector(&a[..rows], res, table, &mut h[..rows], &mut o[..rows]);
             }
         }
     }
 }
 
-/// `h = sat_i16(res(h) ⊕ branch)`, `silu = lut(table, residual_index(h))` for rows `0..rows` of
-/// every vector (`acc`: the requantized branch).
-#[inline(always)]
-fn residual_add<const H: usize>(
-    acc: &[[i32; H]],
-    rows: usize,
-    h: &mut [[i16; H]],
-    table: &[u8; 256],
-    silu: &mut [[i8; H]],
-    res: impl Fn(i32) -> i32,
-) {
-    for ((a, h), o) in acc.iter().zip(h).zip(silu) {
-        for ((&a, h), o) in a[..rows].iter().zip(&mut h[..rows]).zip(&mut o[..rows]) {
-            let v = sat_i16(res(*h as i32).saturating_add(a));
-            *h = v;
-            *o = lut256(table, residual_index(v));
+/// [`epilogue_tile`] for `n` vectors of `rows` values side by side (`acc[s·rows + r]`, the
+/// outputs of `e` in the same places: [`epilogue`] with `so = stride = rows`, all rows), in
+/// the same two passes: [`requantize_vectors`] then [`finish_vectors`]. The integer
+/// convolution's epilogue on the Cortex-M4/M7 (`net/int8_conv.rs`: a call's output positions
+/// are its vectors). The same values as [`epilogue`] (unit tests below, and on the M4
+/// `firmware-example/examples/kernels.rs`); `acc` is left holding the requantized values.
+///
+/// # Panics
+/// If `rq` holds fewer than `rows` triples, a table fewer than 256 entries, `add` fewer than
+/// `rows` values, or an output of `e` fewer than `acc.len()` values (caller bugs).
+pub fn epilogue_vectors(rq: &[u8], acc: &mut [i32], rows: usize, form: LayerForm, e: &mut Epilogue<'_>) {
+    requantize_vectors(rq, acc, rows, e.add(), form);
+    finish_vectors(acc, rows, e);
+}
+
+/// The first pass of [`epilogue_vectors`]: `acc[s·rows + r] = requantize(acc[s·rows + r] + c_r,
+/// m_r, n_r)` (`c_r` = the row's bias, plus `add[r]`) for the `acc.len() / rows` whole vectors,
+/// row by row, each row's form chosen once for all the vectors as [`epilogue_tile`] chooses it
+/// (`form`: [`LayerForm::new`] of the same `rq`, `rows` and `add`).
+///
+/// # Panics
+/// If `rq` holds fewer than `rows` triples or `add` fewer than `rows` values.
+pub fn requantize_vectors(rq: &[u8], acc: &mut [i32], rows: usize, add: Option<&[i32]>, form: LayerForm) {
+    if rows == 0 {
+        return;
+    }
+    let rq = &rq[..12 * rows];
+    let add = add.map(|add| &add[..rows]);
+    match form.pre {
+        Some(pre) => requantize_flat(rq, add, OnePre(pre), acc, rows),
+        None => requantize_flat(rq, add, EachRow(form.acc_max), acc, rows),
+    }
+}
+
+/// The second pass of [`epilogue_vectors`] on the requantized values `q` (`q.len() / rows`
+/// whole vectors of `rows`): the rest of `e`'s kind (saturation, tables, the residual add),
+/// vector by vector, with `e`'s outputs at the same places as `q`'s values. On `thumbv7em`
+/// targets (unless built for size) in assembly, as [`epilogue_tile`]'s.
+///
+/// # Panics
+/// If a table holds fewer than 256 entries or an output fewer than `q.len()` values.
+pub fn finish_vectors(q: &[i32], rows: usize, e: &mut Epilogue<'_>) {
+    if rows == 0 {
+        return;
+    }
+    let q = &q[..q.len() / rows * rows];
+    let n = q.len();
+    match e {
+        Epilogue::ToI16 { out, silu } => {
+            let table = table256(silu.table);
+            let vs = out[..n].chunks_exact_mut(rows).zip(silu.out[..n].chunks_exact_mut(rows));
+            for (a, (h, o)) in q.chunks_exact(rows).zip(vs) {
+                to_i16_vector(a, table, h, o);
+            }
         }
+        Epilogue::Table { table, out, .. } => {
+            let table = table256(table);
+            for (a, o) in q.chunks_exact(rows).zip(out[..n].chunks_exact_mut(rows)) {
+                table_vector(a, table, o);
+            }
+        }
+        Epilogue::Residual { mr, nr, h, silu } => {
+            let res = ResidualForm::new(*mr, *nr);
+            let table = table256(silu.table);
+            let vs = h[..n].chunks_exact_mut(rows).zip(silu.out[..n].chunks_exact_mut(rows));
+            for (a, (h, o)) in q.chunks_exact(rows).zip(vs) {
+                residual_vector(a, res, table, h, o);
+            }
+        }
+    }
+}
+
+/// `h = sat_i16(a)`, `o = lut(table, residual_index(h))` for one vector (equal lengths).
+#[inline(always)]
+fn to_i16_vector(a: &[i32], table: &[u8; 256], h: &mut [i16], o: &mut [i8]) {
+    #[cfg(tinyscore_dsp_tile)]
+    if dsp::to_i16_out(a, table, h, o) {
+        return;
+    }
+    for ((&a, h), o) in a.iter().zip(h).zip(o) {
+        let v = sat_i16(a);
+        *h = v;
+        *o = lut256(table, residual_index(v));
+    }
+}
+
+/// `o = lut(table, sat_i8(a))` for one vector (equal lengths).
+#[inline(always)]
+fn table_vector(a: &[i32], table: &[u8; 256], o: &mut [i8]) {
+    #[cfg(tinyscore_dsp_tile)]
+    if dsp::table_out(a, table, o) {
+        return;
+    }
+    for (&a, o) in a.iter().zip(o) {
+        *o = lut256(table, sat_i8(a));
+    }
+}
+
+/// How a layer's residual stream is requantized (`requantize(h, mr, nr)`), chosen once per
+/// layer: on the DSP targets in assembly for 17 ≤ nr ≤ 46, else a [`HighRequant`] where it
+/// holds for every int16 (|h| ≤ 2^15), else [`requantize`] itself.
+#[derive(Clone, Copy)]
+struct ResidualForm {
+    mr: i32,
+    nr: u32,
+    high: Option<HighRequant>,
+}
+
+impl ResidualForm {
+    #[inline(always)]
+    fn new(mr: i32, nr: u32) -> Self {
+        Self { mr, nr, high: HighRequant::new(mr, nr, 1 << 15) }
+    }
+}
+
+/// `h = sat_i16(res(h) ⊕ a)` (⊕ saturating), `o = lut(table, residual_index(h))` for one
+/// vector (`a`: the requantized branch; equal lengths).
+#[inline(always)]
+fn residual_vector(a: &[i32], res: ResidualForm, table: &[u8; 256], h: &mut [i16], o: &mut [i8]) {
+    #[cfg(tinyscore_dsp_tile)]
+    if dsp::residual_out(a, res.mr, res.nr, table, h, o) {
+        return;
+    }
+    match res.high {
+        Some(q) => residual_add(a, h, table, o, move |v| q.apply(v)),
+        None => residual_add(a, h, table, o, move |v| requantize(v, res.mr, res.nr)),
+    }
+}
+
+/// `h = sat_i16(res(h) ⊕ a)`, `o = lut(table, residual_index(h))` for one vector (`a`: the
+/// requantized branch).
+#[inline(always)]
+fn residual_add(a: &[i32], h: &mut [i16], table: &[u8; 256], o: &mut [i8], res: impl Fn(i32) -> i32) {
+    for ((&a, h), o) in a.iter().zip(h).zip(o) {
+        let v = sat_i16(res(*h as i32).saturating_add(a));
+        *h = v;
+        *o = lut256(table, residual_index(v));
     }
 }
 
@@ -444,6 +550,27 @@ fn requantize_group<const S: usize, const H: usize>(
         match forms.form(mul, shift, c) {
             Some(q) => (0..S).for_each(|s| acc[s][r] = q.apply(acc[s][r].wrapping_add(c))),
             None => (0..S).for_each(|s| acc[s][r] = requantize(acc[s][r].wrapping_add(c), mul, shift as u32)),
+        }
+    }
+}
+
+/// [`requantize_rows`] for the whole vectors of `rows` values side by side in `acc`
+/// ([`requantize_vectors`]): row by row, each row's constants read and its form chosen once
+/// for all the vectors (a loop of `LDR`, `ADD`, `LSL`, `SMMLA`, `ASR`, `STR` down the row;
+/// `chunks_exact` and `get`, which compile to fewer instructions than a `step_by`).
+#[inline(always)]
+fn requantize_flat(rq: &[u8], add: Option<&[i32]>, forms: impl RowForms, acc: &mut [i32], rows: usize) {
+    for (r, t) in rq.chunks_exact(12).enumerate().take(rows) {
+        let [bias, mul, shift] = triple(t, 0);
+        // (acc + bias) + add in one addition: the same wrapping sum.
+        let c = match add {
+            Some(add) => bias.wrapping_add(add[r]),
+            None => bias,
+        };
+        let row = acc.chunks_exact_mut(rows).filter_map(|v| v.get_mut(r));
+        match forms.form(mul, shift, c) {
+            Some(q) => row.for_each(|a| *a = q.apply(a.wrapping_add(c))),
+            None => row.for_each(|a| *a = requantize(a.wrapping_add(c), mul, shift as u32)),
         }
     }
 }

@@ -176,11 +176,12 @@ pub fn conv_rows_dsp(
     dsp::dot16x4_rows_strided(xp, stride, rows, chunks, words, out, 1, rstep)
 }
 
-/// The packed convolution's widening of one quad of input channels' weights in assembly
-/// (`super::conv_packed`; `false` for sizes it refuses, then the portable loop runs).
+/// The packed convolution's widening of `quads` quads of input channels' weights of one
+/// output channel in assembly (`super::conv_packed`; `false` for sizes it refuses, then the
+/// portable loop runs).
 #[cfg(tinyscore_dsp_tile)]
-pub fn widen_quad_dsp(quad: &[u8], kn: usize, words: &mut [u32], tap: usize) -> bool {
-    dsp::widen_quad(quad, kn, words, tap)
+pub fn widen_quads_dsp(src: &[u8], kn: usize, quads: usize, words: &mut [u32], tap: usize) -> bool {
+    dsp::widen_quads(src, kn, quads, words, tap)
 }
 
 /// The multi-vector DSP kernel itself on `thumbv7em` targets, S = 2 or 4 (`None` for another S,

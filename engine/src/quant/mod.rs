@@ -19,7 +19,7 @@
 //! twins beside them: `dsp.rs` (Cortex-M4/M7 inline assembly), `x86.rs` (AVX2) and `neon.rs`
 //! (the AArch64 NEON matmul);
 //! `conv.rs` (the portable int8 convolution the convolution steps run), `conv_packed.rs` (its
-//! packed form for the four-vector DSP kernel), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]) and `layout.rs`
+//! packed form for the four-vector DSP kernel), `plan.rs` (a layer graph read as the fused integer steps, [`Int8Plan`]), `tiling.rs` (a convolution step's input and outputs and its calls in tiles of output positions) and `layout.rs`
 //! (the columns of the activation tensors in the file, part of the format and re-exported as
 //! `format::layout`).
 
@@ -37,12 +37,16 @@ mod prepared;
 mod scheme;
 #[cfg(test)]
 mod tests;
+pub mod tiling;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use epilogue::{epilogue, epilogue_tile, triple, Epilogue, HighRequant, LayerForm, Silu, TileEpilogue};
+pub use epilogue::{
+    epilogue, epilogue_tile, epilogue_vectors, finish_vectors, requantize_vectors, triple, Epilogue,
+    HighRequant, LayerForm, Silu, TileEpilogue,
+};
 #[cfg(tinyscore_dsp_tile)]
-pub use matmul::{conv_rows_dsp, widen_quad_dsp};
+pub use matmul::{conv_rows_dsp, widen_quads_dsp};
 #[cfg(tinyscore_dsp)]
 pub use matmul::{dot16_dsp, dot16_tile_dsp, prepare_tile_dsp};
 pub use matmul::{dot_i8, matmul_prepared, Prepared, PreparedTile};

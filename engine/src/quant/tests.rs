@@ -171,9 +171,77 @@ fn epilogue_tile_equals_epilogue() {
             for (g, w) in got.1[..n].iter().zip(&want.1[..n]) {
                 assert_eq!(g[..rows], w[..rows], "case {case} kind {kind}: int8 output");
             }
+            // The convolution's twin: the n vectors of `rows` values side by side, in one call
+            // (even cases) or requantized at once and finished vector by vector (odd cases).
+            let (hf, of) = epilogue_vectors_of(
+                &rq,
+                acc,
+                rows,
+                acc_max,
+                kind,
+                &h0[..n],
+                (&add, &table, mr, nr),
+                case % 2 == 1,
+            );
+            for s in 0..n {
+                assert_eq!(
+                    hf[s * rows..(s + 1) * rows],
+                    want.0[s][..rows],
+                    "case {case} kind {kind}: flat stream"
+                );
+                assert_eq!(
+                    of[s * rows..(s + 1) * rows],
+                    want.1[s][..rows],
+                    "case {case} kind {kind}: flat int8"
+                );
+            }
         }
     }
     assert!(one_pre > 300 && each_row > 300, "both ways exercised: {one_pre} {each_row}");
+}
+
+/// [`epilogue_vectors`] (or [`requantize_vectors`] then [`finish_vectors`] vector by vector,
+/// `split`) of kind `kind` (0 `ToI16`, 1 `Table`, 2 `Residual`) on the first `rows` values of
+/// the vectors `acc` laid side by side, the stream starting as `h0`'s: (stream, int8 output).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+fn epilogue_vectors_of(
+    rq: &[u8],
+    acc: &[[i32; TILE_H]],
+    rows: usize,
+    acc_max: u32,
+    kind: usize,
+    h0: &[[i16; TILE_H]],
+    (add, table, mr, nr): (&[i32], &[u8], i32, u32),
+    split: bool,
+) -> (std::vec::Vec<i16>, std::vec::Vec<i8>) {
+    let mut accf: std::vec::Vec<i32> = acc.iter().flat_map(|v| v[..rows].iter().copied()).collect();
+    let mut hf: std::vec::Vec<i16> = h0.iter().flat_map(|v| v[..rows].iter().copied()).collect();
+    let mut of = std::vec![1i8; accf.len()];
+    let ctx = (kind, add, table, mr, nr);
+    fn make<'b>(
+        (kind, add, table, mr, nr): (usize, &'b [i32], &'b [u8], i32, u32),
+        h: &'b mut [i16],
+        o: &'b mut [i8],
+    ) -> Epilogue<'b> {
+        match kind {
+            0 => Epilogue::ToI16 { out: h, silu: Silu { table, out: o } },
+            1 => Epilogue::Table { add, table, out: o },
+            _ => Epilogue::Residual { mr, nr, h, silu: Silu { table, out: o } },
+        }
+    }
+    let add = (kind == 1).then_some(add);
+    let form = LayerForm::new(rq, rows, add, acc_max);
+    if !split {
+        epilogue_vectors(rq, &mut accf, rows, form, &mut make(ctx, &mut hf, &mut of));
+    } else if rows > 0 {
+        requantize_vectors(rq, &mut accf, rows, add, form);
+        for ((a, h), o) in
+            accf.chunks_exact(rows).zip(hf.chunks_exact_mut(rows)).zip(of.chunks_exact_mut(rows))
+        {
+            finish_vectors(a, rows, &mut make(ctx, h, o));
+        }
+    }
+    (hf, of)
 }
 
 #[test]
