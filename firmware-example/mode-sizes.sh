@@ -9,8 +9,8 @@
 #   ./mode-sizes.sh "stream path/to/model.tsm TINYSCORE_RATE=0" ...   these runs instead
 #   TINYSCORE_MACHINE=m4f-256k-64k CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
 #     TINYSCORE_CARGO_ARGS="--features terse-panic" ./mode-sizes.sh
-#                                     the same in the 256 KiB-flash profile (README.md, "A 256
-#                                     KiB-flash / 64 KiB-RAM part"); a run whose image the
+#                                     the same in the 256 KiB-flash build (README.md, "The 256
+#                                     KiB / 64 KiB profile"); a run whose image the
 #                                     linker refuses (over 256 KiB of flash or 64 KiB of static
 #                                     RAM) or that fails in QEMU prints "does not fit"
 #

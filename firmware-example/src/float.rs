@@ -5,9 +5,10 @@
 //!
 //! Why not `write!(out, "{v}")`: core's float formatting links its exact-precision path too
 //! (`{:.3}`, chosen at run time from the formatter), about 11.6 KB of flash in all; the
-//! shortest digits come from `ryu` here (about 2.5 KB), which the 256 KiB-flash profile needs
-//! (firmware-example/README.md). The digits are ryu's, the layout is `Display`'s; the host test
-//! `firmware_float` (tools/tests) holds this file to `format!("{}")` over the whole range.
+//! shortest digits come from `ryu` here (about 2.5 KB with this file), which the 256 KiB-flash
+//! profile needs (feature `terse-panic`, where nothing else links core's float formatting;
+//! `write_f32` in main.rs chooses). The digits are ryu's, the layout is `Display`'s; the host
+//! test `firmware_float` (tools/tests) holds this file to `format!("{}")` over the whole range.
 
 use core::fmt::{self, Write};
 

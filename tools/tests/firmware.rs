@@ -944,7 +944,7 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
 /// size, `terse-panic`): flash (text + rodata with the 184 272 B file and the signal + data)
 /// ≤ 256 KiB, static RAM + the stack the firmware measured ≤ 64 KiB, the stack within inspect's
 /// `ram` + `stream` figures + the allowance, and the stream the host's bits
-/// (firmware-example/README.md, "A 256 KiB-flash / 64 KiB-RAM part"). The file is made here with
+/// (firmware-example/README.md, "The 256 KiB / 64 KiB profile"). The file is made here with
 /// the converter's own writer and calibration, weights `sin(0.71·i)·0.3` (flash and RAM depend on
 /// the network's shapes alone; the trained checkpoint is not in the repository);
 /// `TINYSCORE_FIT_SAVE=path` writes a copy of it there.
@@ -999,9 +999,9 @@ fn the_default_ecg_conv_w8a8_stream_fits_256k_of_flash_and_64k_of_ram() {
     assert!(ram + stack <= 64 * 1024, "{ram} B static RAM + {stack} B stack: more than 64 KiB");
 }
 
-/// The 256 KiB-flash profile's build settings (firmware-example/README.md, "A 256 KiB-flash /
-/// 64 KiB-RAM part"): the part's memory map (the linker refuses more than 256 KiB of flash or
-/// 64 KiB of static RAM), built for size, panics without their messages.
+/// The 256 KiB-flash build settings (firmware-example/README.md, "The 256 KiB / 64 KiB
+/// profile"): the part's memory map (the linker refuses more than 256 KiB of flash or 64 KiB of
+/// static RAM), built for size, panics without their messages.
 const PROFILE_256K: [(&str, &str); 3] = [
     ("TINYSCORE_MACHINE", "m4f-256k-64k"),
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z"),
