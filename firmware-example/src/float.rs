@@ -1,7 +1,8 @@
 //! An f32 as text, exactly as Rust's `{}` (`Display`) writes it, which is how the host's
 //! `tinyscore` prints every value: the shortest decimal digits that read back to the same f32
-//! (ties to even), written without an exponent (`0.000012`, `340282350000000000000000000000000000000`),
-//! `-0` for negative zero, `NaN`, `inf` and `-inf`.
+//! (the nearer of two such, the one of larger magnitude at an exact tie), written without an
+//! exponent (`0.000012`, `340282350000000000000000000000000000000`), `-0` for negative zero,
+//! `NaN`, `inf` and `-inf`.
 //!
 //! Why not `write!(out, "{v}")`: core's float formatting links its exact-precision path too
 //! (`{:.3}`, chosen at run time from the formatter), about 11.6 KB of flash in all; the
