@@ -51,7 +51,8 @@ step "engine for Cortex-M4F (no_std, thumbv7em-none-eabihf)"
 cargo build -p tinyscore-engine --target thumbv7em-none-eabihf --release
 
 step "firmware (QEMU profile and board profile)"
-(cd firmware-example && cargo clippy --release -- -D warnings && cargo build --release)
+(cd firmware-example && cargo clippy --release -- -D warnings && cargo build --release \
+  && cargo clippy --release --features terse-panic -- -D warnings)
 (cd firmware-example && cargo build --release --no-default-features --features board)
 
 step "docs"
@@ -109,7 +110,9 @@ step "aarch64 Linux (cross gcc linker, tests under qemu-aarch64): the engine's g
 # The engine's unit tests and tests/vector.rs (the golden hashes of the noise, a forward pass and
 # whole sampling runs); tests/exact_score.rs (statistical, no bits; ~4 min under QEMU) runs natively
 # above. Then the tinyscore CLI's tests (its unit tests and every tools/tests file but firmware.rs,
-# which builds and runs the Cortex-M4F firmware: its bits are checked natively above) and the
+# which builds and runs the Cortex-M4F firmware: its bits are checked natively above, and
+# firmware_float.rs, the firmware's f32 printer against format!("{}"), millions of values that
+# no host's kernels touch: natively only) and the
 # trainer's unit tests and tests/checkpoint.rs (bit-exact save, load and resume), with the CLI they
 # start behind qemu-aarch64 too (TINYSCORE_TEST_RUNNER, tools/tests/common/mod.rs: an emulated
 # process cannot exec an aarch64 binary without binfmt_misc); host-train/tests/train_smoke.rs
@@ -125,7 +128,7 @@ if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v qemu-aarch64 >
   a64_test -p tinyscore-engine --lib --test vector
   tools_tests=()
   for f in tools/tests/*.rs; do
-    t=$(basename "$f" .rs); [ "$t" = firmware ] || tools_tests+=(--test "$t")
+    t=$(basename "$f" .rs); [ "$t" = firmware ] || [ "$t" = firmware_float ] || tools_tests+=(--test "$t")
   done
   a64_test -p tinyscore-tools --lib --bins "${tools_tests[@]}"
   a64_test -p tinyscore-train --lib --test checkpoint

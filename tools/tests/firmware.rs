@@ -41,7 +41,7 @@ const ECG_STREAM_INPUT: &str = "firmware-example/inputs/ecg-stream-noisy.csv";
 const ECG_CLEAN: &str = "firmware-example/inputs/ecg-clean.csv";
 const ECG_GAP_MASK: &str = "firmware-example/inputs/ecg-gap-mask.csv";
 /// Stack the firmware may use beyond `tinyscore inspect`'s working set: the call frames of
-/// parsing, sampling and printing (core::fmt's float formatting alone takes 1.4 KiB), the
+/// parsing, sampling and printing (core::fmt's formatting machinery), the
 /// output line buffer and the runtime. Documented in docs/BENCHMARKS.md ("Firmware").
 const STACK_ALLOWANCE: u64 = 8 * 1024;
 const TARGET: &str = "thumbv7em-none-eabihf";
@@ -92,6 +92,9 @@ fn missing_tools(firmware_dir: &Path) -> Option<String> {
 /// Builds the firmware with `settings` as its build variables; returns the ELF's path.
 /// A setting (not passed on) that builds the firmware without the engine's `conv` feature.
 const NO_CONV: &str = "TINYSCORE_TEST_NO_CONV";
+/// A setting (not passed on) whose value the build passes as `--features` (more of the
+/// firmware's features, comma-separated).
+const FEATURES: &str = "TINYSCORE_TEST_FEATURES";
 
 fn build_firmware(firmware_dir: &Path, model: &Path, settings: &[(&str, String)]) -> PathBuf {
     build(firmware_dir, model, settings, None)
@@ -107,6 +110,9 @@ fn build(firmware_dir: &Path, model: &Path, settings: &[(&str, String)], example
         // The engine without its `conv` layers: a ScoreNet v1 firmware for a small part.
         cmd.args(["--no-default-features", "--features", "qemu"]);
     }
+    if let Some((_, features)) = settings.iter().find(|(k, _)| *k == FEATURES) {
+        cmd.args(["--features", features]);
+    }
     if let Some(name) = example {
         cmd.args(["--example", name]);
     }
@@ -120,7 +126,7 @@ fn build(firmware_dir: &Path, model: &Path, settings: &[(&str, String)], example
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_TARGET_DIR");
-    for (k, v) in settings.iter().filter(|(k, _)| *k != NO_CONV) {
+    for (k, v) in settings.iter().filter(|(k, _)| *k != NO_CONV && *k != FEATURES) {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("cannot run cargo");
@@ -653,14 +659,20 @@ fn a_failing_firmware_exits_qemu_with_a_failure_status() {
     assert!(model.is_file(), "{} is missing: the firmware test embeds it", model.display());
 
     // More steps than any model's N: the engine refuses them at run time and the firmware
-    // panics; the panic handler must end QEMU through semihosting with status 1.
-    let run = {
-        let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
-        let elf = build_firmware(&firmware_dir, &model, &settings("ddpm", 1_000_000));
-        run_in_qemu(&elf)
-    };
-    assert_eq!(run.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("sample 0:"), "stderr:\n{}", run.stderr);
+    // panics; the panic handler must end QEMU through semihosting with status 1, printing the
+    // panic's message, or with `terse-panic` (the 256 KiB-flash build) its one fixed line.
+    for (features, says) in [(None, "sample 0:"), (Some("terse-panic"), "panicked (built with `terse-panic`")]
+    {
+        let mut failing = settings("ddpm", 1_000_000);
+        failing.extend(features.map(|f| (FEATURES, f.to_string())));
+        let run = {
+            let _turn = FIRMWARE.lock().unwrap_or_else(|e| e.into_inner());
+            let elf = build_firmware(&firmware_dir, &model, &failing);
+            run_in_qemu(&elf)
+        };
+        assert_eq!(run.status.code(), Some(1), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(says), "{features:?}: stderr:\n{}", run.stderr);
+    }
 }
 
 /// The smallest configuration the docs give (README, docs/BENCHMARKS.md "Firmware"): moons w8a8
@@ -933,16 +945,17 @@ fn dsp_kernel_equals_portable_kernel_on_the_m4() {
 }
 
 /// The default ECG conv model (the U-Net `tinyscore train --arch conv` makes at W = 256: 3
-/// levels × 1 block of width 20, K = 5) in w8a8 with the streaming denoiser, in the RAM of the
-/// 256 KiB / 64 KiB profile: static RAM + the stack the firmware measured ≤ 64 KiB, the stack
-/// within inspect's `ram` + `stream` figures + the allowance, and the stream the host's bits.
-/// (Its flash does not fit 256 KiB: the file alone is 184 272 B; the build runs on the default
-/// mps2-an386 memory map and prints its flash; firmware-example/README.md, "The 256 KiB / 64 KiB
-/// profile".) The file is made here with the converter's own writer and calibration, weights
-/// `sin(0.71·i)·0.3` (the RAM depends on the network's shapes alone; the trained checkpoint is not
-/// in the repository).
+/// levels × 1 block of width 20, K = 5) in w8a8 with the streaming denoiser fits a 256 KiB-flash
+/// / 64 KiB-RAM part, built in the 256 KiB profile ([`PROFILE_256K`]: the part's memory map, for
+/// size, `terse-panic`): flash (text + rodata with the 184 272 B file and the signal + data)
+/// ≤ 256 KiB, static RAM + the stack the firmware measured ≤ 64 KiB, the stack within inspect's
+/// `ram` + `stream` figures + the allowance, and the stream the host's bits
+/// (firmware-example/README.md, "The 256 KiB / 64 KiB profile"). The file is made here with
+/// the converter's own writer and calibration, weights `sin(0.71·i)·0.3` (flash and RAM depend on
+/// the network's shapes alone; the trained checkpoint is not in the repository);
+/// `TINYSCORE_FIT_SAVE=path` writes a copy of it there.
 #[test]
-fn the_default_ecg_conv_w8a8_stream_fits_64k_of_ram() {
+fn the_default_ecg_conv_w8a8_stream_fits_256k_of_flash_and_64k_of_ram() {
     use tinyscore_engine::format::{DataKind, DataShape, Model, Process};
     use tinyscore_engine::graph::unet::UNet;
     use tinyscore_engine::schedule::BetaSchedule;
@@ -973,15 +986,30 @@ fn the_default_ecg_conv_w8a8_stream_fits_64k_of_ram() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("ecg256-conv-w8a8.tsm");
     std::fs::write(&model, &w8a8).unwrap();
+    // A copy for `mode-sizes.sh` and the figures of docs/BENCHMARKS.md, where asked for.
+    if let Some(path) = std::env::var_os("TINYSCORE_FIT_SAVE") {
+        std::fs::write(&path, &w8a8).expect("writing TINYSCORE_FIT_SAVE");
+    }
     let input = root.join(ECG_STREAM_INPUT);
+    let profile = PROFILE_256K.iter().map(|&(k, v)| (k, v.to_string())).collect();
     let StreamFit { host_csv, device_csv, flash, ram, stack } =
-        stream_fit(&firmware_dir, &model, &input, vec![]);
+        stream_fit(&firmware_dir, &model, &input, profile);
     println!(
-        "W = 256 ECG conv w8a8 ({} B): flash {flash} B (256 KiB: 262144), RAM {} B (static {ram} + stack {stack}) of 65536",
+        "W = 256 ECG conv w8a8 ({} B): flash {flash} B of 262144, RAM {} B (static {ram} + stack {stack}) of 65536",
         w8a8.len(),
         ram + stack
     );
     assert_eq!(device_csv, host_csv, "firmware and host streams differ");
     stack_within(&model, stack, inspect_figure(&model, 1, "stream "), "stream");
+    assert!(flash <= 256 * 1024, "{flash} bytes of flash: more than 256 KiB");
     assert!(ram + stack <= 64 * 1024, "{ram} B static RAM + {stack} B stack: more than 64 KiB");
 }
+
+/// The 256 KiB-flash build settings (firmware-example/README.md, "The 256 KiB / 64 KiB
+/// profile"): the part's memory map (the linker refuses more than 256 KiB of flash or 64 KiB of
+/// static RAM), built for size, panics without their messages.
+const PROFILE_256K: [(&str, &str); 3] = [
+    ("TINYSCORE_MACHINE", "m4f-256k-64k"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z"),
+    (FEATURES, "terse-panic"),
+];

@@ -55,17 +55,30 @@ fn halt() -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    fail(format_args!("{info}\n"))
+    if cfg!(feature = "terse-panic") {
+        // No message, no location: see the feature in Cargo.toml (17 KB of flash).
+        fail(format_args!("panicked (built with `terse-panic`: no message)\n"))
+    } else {
+        fail(format_args!("{info}\n"))
+    }
 }
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     // The faulting pc and lr only: `{frame:?}` would link core::fmt's struct Debug machinery
-    // (about 1.5 KiB of flash) for a message no test reads.
-    fail(format_args!("HardFault at pc={:#010x} lr={:#010x}\n", frame.pc(), frame.lr()))
+    // (about 1.5 KiB of flash) for a message no test reads; with `terse-panic`, not even those.
+    if cfg!(feature = "terse-panic") {
+        fail(format_args!("HardFault\n"))
+    } else {
+        fail(format_args!("HardFault at pc={:#010x} lr={:#010x}\n", frame.pc(), frame.lr()))
+    }
 }
 
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    fail(format_args!("unexpected exception or interrupt {irqn}\n"))
+    if cfg!(feature = "terse-panic") {
+        fail(format_args!("unexpected exception or interrupt\n"))
+    } else {
+        fail(format_args!("unexpected exception or interrupt {irqn}\n"))
+    }
 }

@@ -168,7 +168,12 @@ fn fail(args: fmt::Arguments<'_>) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    fail(format_args!("{info}\n"))
+    if cfg!(feature = "terse-panic") {
+        // No message, no location: see the feature in Cargo.toml.
+        fail(format_args!("panicked (built with `terse-panic`: no message)\n"))
+    } else {
+        fail(format_args!("{info}\n"))
+    }
 }
 
 /// Called by `_start` once RAM is ready.
@@ -180,7 +185,11 @@ extern "C" fn tinyscore_start_rust() -> ! {
 /// Called by the trap vector with the trap's cause, pc and value.
 #[no_mangle]
 extern "C" fn tinyscore_trap_rust(mcause: usize, mepc: usize, mtval: usize) -> ! {
-    fail(format_args!("trap mcause={mcause:#010x} at pc={mepc:#010x} mtval={mtval:#010x}\n"))
+    if cfg!(feature = "terse-panic") {
+        fail(format_args!("trap\n"))
+    } else {
+        fail(format_args!("trap mcause={mcause:#010x} at pc={mepc:#010x} mtval={mtval:#010x}\n"))
+    }
 }
 
 /// The 64-bit `mcycle` counter. On hardware: core cycles. QEMU has no cycle model: without
