@@ -270,7 +270,7 @@ class ScoreNetConv(_Network):
     D values (one mean and std per channel, repeated along its samples: :meth:`normalize_to`).
 
     Sizes (``tinyscore train --arch conv``'s flags and defaults): ``length`` L (a multiple of
-    2^levels), ``channels`` C (``--signal-channels``, 1), ``width`` c_0 (20), ``levels`` (3),
+    2^levels), ``channels`` C (``--signal-channels``, 1), ``width`` c_0 (10), ``levels`` (3),
     ``blocks`` per level and in the middle (1), ``kernel`` K (odd, 5), ``temb`` T (4·width),
     ``freqs`` F (32); C·L ≤ 4096. The output convolution starts at zero, as the trainer's.
     """
@@ -281,7 +281,7 @@ class ScoreNetConv(_Network):
         self,
         length: int,
         channels: int = 1,
-        width: int = 20,
+        width: int = 10,
         levels: int = 3,
         blocks: int = 1,
         kernel: int = 5,

@@ -32,7 +32,7 @@ pub struct TrainArgs {
     /// channel-major (default: 1).
     #[arg(long)]
     pub signal_channels: Option<usize>,
-    /// --arch conv: channels of the first level c_0 (deeper levels have 2·c_0; default 20).
+    /// --arch conv: channels of the first level c_0 (deeper levels have 2·c_0; default 10).
     #[arg(long)]
     pub width: Option<usize>,
     /// --arch conv: downsamplings by 2, default 3 (the signal length must be a multiple of
@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Time features F (even).
     #[arg(long, default_value_t = 32)]
     pub freqs: usize,
-    /// Optimisation steps, in total, counting those before a resume (mlp: 8000; conv: 4000).
+    /// Optimisation steps, in total, counting those before a resume (mlp: 8000; conv: 12000).
     #[arg(long)]
     pub steps: Option<u64>,
     /// Batch size, at most 262144 (mlp: 256; conv: 32).
@@ -139,7 +139,7 @@ pub enum ArchArg {
 /// The defaults of `--arch conv` (docs/scorenet.md, "ScoreNet-conv"; measured in
 /// docs/denoising.md): c_0, levels, blocks, K, steps and batch (T is 4·c_0).
 pub const CONV_DEFAULTS: ConvDefaults =
-    ConvDefaults { width: 20, levels: 3, blocks: 1, kernel: 5, steps: 4000, batch: 32 };
+    ConvDefaults { width: 10, levels: 3, blocks: 1, kernel: 5, steps: 12000, batch: 32 };
 
 /// The sizes and schedule `--arch conv` takes when not given.
 #[derive(Clone, Copy, Debug)]
