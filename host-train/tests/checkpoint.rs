@@ -290,7 +290,7 @@ fn the_time_draw_is_recorded_and_resumed() {
     let mut second = Trainer::resume(back, &moons).unwrap();
     resumed.extend((0..4).map(|_| second.step().to_bits()));
     assert_eq!(resumed, losses, "a resumed run keeps its draw, bit for bit");
-    assert_eq!(bits(&straight.params()), bits(&second.params()));
+    assert_eq!(bits(straight.params()), bits(second.params()));
 
     // The draw reaches the steps: the uniform run from the same seed differs.
     let mut uniform = Trainer::new(config(), &moons, "moons").unwrap();
