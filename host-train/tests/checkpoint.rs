@@ -17,6 +17,14 @@ fn config() -> TrainConfig {
     TrainConfig { hidden: 32, blocks: 2, freqs: 8, batch: 96, warmup: 4, seed: 3, ..TrainConfig::default() }
 }
 
+/// A path in a folder of its own (the round-trip test checks its folder for temporary files, so
+/// tests that save checkpoints at the same time keep out of it).
+fn tmp_apart(name: &str) -> PathBuf {
+    let dir = tmp("apart");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
@@ -274,7 +282,7 @@ fn the_time_draw_is_recorded_and_resumed() {
     let draw = TimeDraw::new(0.5, 0.3).unwrap();
     let cfg = TrainConfig { time_draw: draw, ..config() };
     // A default run's file names no draw (its bytes are as before the option); this one does.
-    let plain = tmp("draw-plain.safetensors");
+    let plain = tmp_apart("draw-plain.safetensors");
     Trainer::new(config(), &moons, "moons").unwrap().checkpoint().save(&plain).unwrap();
     assert!(!String::from_utf8_lossy(&std::fs::read(&plain).unwrap()).contains("low_noise"));
     assert_eq!(Checkpoint::load(&plain).unwrap().config.time_draw, TimeDraw::UNIFORM);
@@ -283,7 +291,7 @@ fn the_time_draw_is_recorded_and_resumed() {
     let losses: Vec<u32> = (0..6).map(|_| straight.step().to_bits()).collect();
     let mut first = Trainer::new(cfg, &moons, "moons").unwrap();
     let mut resumed: Vec<u32> = (0..2).map(|_| first.step().to_bits()).collect();
-    let path = tmp("draw.safetensors");
+    let path = tmp_apart("draw.safetensors");
     first.checkpoint().save(&path).unwrap();
     let back = Checkpoint::load(&path).unwrap();
     assert_eq!(back.config.time_draw, draw);
@@ -313,7 +321,7 @@ fn the_time_draw_is_recorded_and_resumed() {
 fn bad_time_draw_metadata_is_refused() {
     let moons = data::load("moons", 100, 2).unwrap();
     let ck = Trainer::new(config(), &moons, "moons").unwrap().checkpoint();
-    let p = tmp("bad-draw.safetensors");
+    let p = tmp_apart("bad-draw.safetensors");
     for (meta, key) in [
         (vec![("low_noise_share", "1.5"), ("low_noise_max", "0.3")], "low_noise_share"),
         (vec![("low_noise_share", "0.5"), ("low_noise_max", "0")], "low_noise_max"),
