@@ -62,7 +62,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (vec![0.0; b * d], vec![0.0; b * d], vec![0.0; b], vec![0.0; b * cfg.freqs]);
             for s in 0..steps {
                 let draw = DsmDraw { seed: cfg.seed, step: s, batch: b, first: 0 };
-                dsm_inputs(&x, d, &diff, draw, b, cfg.freqs, &mut xt, &mut eps, &mut t, &mut phi);
+                dsm_inputs(
+                    &x,
+                    d,
+                    &diff,
+                    draw,
+                    cfg.time_draw,
+                    b,
+                    cfg.freqs,
+                    &mut xt,
+                    &mut eps,
+                    &mut t,
+                    &mut phi,
+                );
                 let loss = tr.step();
                 put(&mut f, &xt)?;
                 put(&mut f, &eps)?;

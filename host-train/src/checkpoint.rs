@@ -16,6 +16,8 @@
 //!   `schedule` (`linear:<β_start>:<β_end>` or `cosine:<s>`), `process` (`vp` for the
 //!   discrete process, `vpsde:<β_min>:<β_max>`, `subvp:<β_min>:<β_max>` or `ve:<σ_min>:<σ_max>`),
 //!   `t_eps`, `weighting` (`simple` or `likelihood`), `loss` (`dsm`, `ssm` or `ssm-vr`; absent: `dsm`), `data`;
+//!   `low_noise_share` and `low_noise_max` (the time draw `TimeDraw`; written only when the share
+//!   is above 0, absent: the uniform draw);
 //!   and for `arch` = `conv`: `channels` (C), `width` (c_0, also stored as `hidden`), `levels`,
 //!   `kernel`, `temb` (`blocks` and `freqs` as above; L = dim/C). A checkpoint without `process`
 //!   (written before these keys existed) is the discrete VP process with the simple weighting. Floats use Rust's
@@ -38,7 +40,7 @@ use tinyscore_engine::graph::Op;
 use tinyscore_engine::net::{limits, Dims};
 use tinyscore_engine::schedule::{BetaSchedule, Sde};
 
-use crate::config::{Arch, Loss, Network, TrainConfig, Weighting};
+use crate::config::{Arch, Loss, Network, TimeDraw, TimeDrawError, TrainConfig, Weighting};
 use crate::data::Normalization;
 
 /// The `format` metadata value of this layout.
@@ -294,6 +296,15 @@ impl Checkpoint {
             Network::Mlp(d) => (d.hidden, d.blocks),
             Network::Conv(u) => (u.width, u.blocks),
         };
+        // Written only for a non-uniform draw, so that a default run's file is unchanged.
+        let draw: Vec<(&str, String)> = if c.time_draw.is_uniform() {
+            Vec::new()
+        } else {
+            vec![
+                ("low_noise_share", c.time_draw.share.to_string()),
+                ("low_noise_max", c.time_draw.max.to_string()),
+            ]
+        };
         let conv: Vec<(&str, String)> = match n {
             Network::Mlp(_) => Vec::new(),
             Network::Conv(u) => vec![
@@ -329,6 +340,7 @@ impl Checkpoint {
         ]
         .into_iter()
         .chain(conv)
+        .chain(draw)
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }
@@ -561,6 +573,30 @@ impl Checkpoint {
                 return Err(CheckpointError::BadMetadata { path: p(), key: "weighting", value: other.into() })
             }
         };
+        // Absent: the uniform draw (every checkpoint before issue 16's option).
+        let time_draw = match (md.get("low_noise_share"), md.get("low_noise_max")) {
+            (None, None) => TimeDraw::UNIFORM,
+            (share, max) => {
+                let num = |key: &'static str, v: Option<&String>| -> Result<f32, CheckpointError> {
+                    let text = v.map_or("(missing)", String::as_str);
+                    text.parse().map_err(|_| CheckpointError::BadMetadata {
+                        path: p(),
+                        key,
+                        value: text.into(),
+                    })
+                };
+                let (s, m) = (num("low_noise_share", share)?, num("low_noise_max", max)?);
+                TimeDraw::new(s, m).map_err(|e| CheckpointError::BadMetadata {
+                    path: p(),
+                    key: if matches!(e, TimeDrawError::Share(_)) {
+                        "low_noise_share"
+                    } else {
+                        "low_noise_max"
+                    },
+                    value: e.to_string(),
+                })?
+            }
+        };
         let loss = match md.get("loss") {
             None => Loss::Dsm,
             Some(s) => Loss::from_name(s).ok_or_else(|| CheckpointError::BadMetadata {
@@ -595,6 +631,7 @@ impl Checkpoint {
             sde,
             t_eps: field!("t_eps", def.t_eps),
             weighting,
+            time_draw,
         };
         let step: u64 = field!("step", 0);
         let data_spec = md.get("data").cloned().unwrap_or_default();

@@ -9,6 +9,7 @@ use tinyscore_engine::graph::mlp::Dims;
 use tinyscore_engine::graph::unet::UNet;
 use tinyscore_engine::graph::GraphError;
 use tinyscore_engine::schedule::{BetaSchedule, Diffusion, ScheduleError, Sde, VpDiscrete};
+pub use tinyscore_kernels::cpu::{TimeDraw, TimeDrawError};
 
 /// Everything that defines a training run (and is stored in its checkpoints).
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,10 @@ pub struct TrainConfig {
     pub t_eps: f32,
     /// The weighting of the noise levels in the loss.
     pub weighting: Weighting,
+    /// How each example's time is drawn: uniform ([`TimeDraw::UNIFORM`], the default) or with
+    /// more of the examples at low noise (`docs/training.md`, "Low-noise emphasis"). Unlike the
+    /// other settings it may change when a run is resumed (a fine-tune).
+    pub time_draw: TimeDraw,
     /// The training objective.
     pub loss: Loss,
 }
@@ -245,6 +250,7 @@ impl Default for TrainConfig {
             sde: None,
             t_eps: 1e-3,
             weighting: Weighting::Simple,
+            time_draw: TimeDraw::UNIFORM,
             loss: Loss::Dsm,
         }
     }

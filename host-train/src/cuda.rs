@@ -129,6 +129,11 @@ impl CudaTrainer {
     /// A run of `s.net` on `gpu` from the state in `s`.
     pub(crate) fn start(gpu: Gpu, s: &Start<'_>) -> Result<Self, GpuError> {
         let cfg = s.cfg;
+        if !cfg.time_draw.is_uniform() {
+            return Err(GpuError::Unsupported(
+                "--low-noise-share runs on the CPU backend only (the GPU draws t uniformly)".into(),
+            ));
+        }
         if cfg.loss != Loss::Dsm {
             return Err(GpuError::Unsupported(format!(
                 "--loss {} runs on the CPU backend only (the GPU trains dsm)",
@@ -956,6 +961,7 @@ mod tests {
             d,
             process,
             draw,
+            c.time_draw,
             rows,
             net.freqs(),
             &mut act.x,

@@ -46,7 +46,7 @@ use tinyscore_engine::schedule::{Diffusion, ScheduleError};
 use tinyscore_kernels::cpu::{self, DsmDraw};
 
 use crate::checkpoint::Checkpoint;
-pub use crate::config::{default_t_eps, Arch, Loss, Network, TrainConfig, Weighting};
+pub use crate::config::{default_t_eps, Arch, Loss, Network, TimeDraw, TrainConfig, Weighting};
 use crate::data::{Dataset, Normalization};
 use crate::graph_net::{self, Activations, Net, Tangents};
 
@@ -112,6 +112,9 @@ fn check_config(cfg: &TrainConfig, dim: usize) -> Result<(Network, Net), TrainEr
     let bad = |m: String| Err(TrainError::Config(m));
     if dim == 0 || dim > limits::MAX_DIM {
         return bad(format!("data dimension {dim} is outside 1..={}", limits::MAX_DIM));
+    }
+    if let Err(e) = TimeDraw::new(cfg.time_draw.share, cfg.time_draw.max) {
+        return bad(e.to_string());
     }
     match cfg.arch {
         Arch::Mlp => {
@@ -398,7 +401,7 @@ impl Trainer {
         let (d, batch, freqs) = (network.dim(), cfg.batch, network.freqs());
         let (params_ro, sched_ro, data_ro) = (&*params, &*schedule, &*data);
         let draw = DsmDraw { seed: cfg.seed, step: *step, batch, first: 0 };
-        let (weighting, loss_kind) = (cfg.weighting, cfg.loss);
+        let (weighting, loss_kind, time_draw) = (cfg.weighting, cfg.loss, cfg.time_draw);
 
         chunks.par_iter_mut().for_each(|c| {
             let n = c.rows * d;
@@ -409,6 +412,7 @@ impl Trainer {
                 d,
                 sched_ro,
                 draw,
+                time_draw,
                 c.rows,
                 freqs,
                 &mut c.act.x,
@@ -505,6 +509,15 @@ impl Trainer {
     /// The run's settings.
     pub fn config(&self) -> &TrainConfig {
         &self.cfg
+    }
+
+    /// Changes how the following steps draw their times (a fine-tune of a resumed run with more
+    /// of its examples at low noise, or back to uniform); the checkpoints record the new draw.
+    /// Refuses an invalid draw.
+    pub fn set_time_draw(&mut self, draw: TimeDraw) -> Result<(), TrainError> {
+        let checked = TimeDraw::new(draw.share, draw.max).map_err(|e| TrainError::Config(e.to_string()))?;
+        self.cfg.time_draw = checked;
+        Ok(())
     }
 
     /// The network's sizes.

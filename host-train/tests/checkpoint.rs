@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use tinyscore_engine::format::Role;
 use tinyscore_train::checkpoint::{tensor_names, Checkpoint, CheckpointError};
 use tinyscore_train::data;
-use tinyscore_train::train::{Arch, Network, TrainConfig, Trainer};
+use tinyscore_train::train::{Arch, Network, TimeDraw, TrainConfig, Trainer};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tinyscore-ckpt-{}", std::process::id()));
@@ -15,6 +15,14 @@ fn tmp(name: &str) -> PathBuf {
 
 fn config() -> TrainConfig {
     TrainConfig { hidden: 32, blocks: 2, freqs: 8, batch: 96, warmup: 4, seed: 3, ..TrainConfig::default() }
+}
+
+/// A path in a folder of its own (the round-trip test checks its folder for temporary files, so
+/// tests that save checkpoints at the same time keep out of it).
+fn tmp_apart(name: &str) -> PathBuf {
+    let dir = tmp("apart");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -266,4 +274,66 @@ fn bad_files_are_typed_errors() {
     // A directory and a missing file.
     assert!(matches!(Checkpoint::load(&std::env::temp_dir()), Err(CheckpointError::Io { .. })));
     assert!(matches!(Checkpoint::load(&tmp("absent.safetensors")), Err(CheckpointError::Io { .. })));
+}
+
+#[test]
+fn the_time_draw_is_recorded_and_resumed() {
+    let moons = data::load("moons", 400, 2).unwrap();
+    let draw = TimeDraw::new(0.5, 0.3).unwrap();
+    let cfg = TrainConfig { time_draw: draw, ..config() };
+    // A default run's file names no draw (its bytes are as before the option); this one does.
+    let plain = tmp_apart("draw-plain.safetensors");
+    Trainer::new(config(), &moons, "moons").unwrap().checkpoint().save(&plain).unwrap();
+    assert!(!String::from_utf8_lossy(&std::fs::read(&plain).unwrap()).contains("low_noise"));
+    assert_eq!(Checkpoint::load(&plain).unwrap().config.time_draw, TimeDraw::UNIFORM);
+
+    let mut straight = Trainer::new(cfg.clone(), &moons, "moons").unwrap();
+    let losses: Vec<u32> = (0..6).map(|_| straight.step().to_bits()).collect();
+    let mut first = Trainer::new(cfg, &moons, "moons").unwrap();
+    let mut resumed: Vec<u32> = (0..2).map(|_| first.step().to_bits()).collect();
+    let path = tmp_apart("draw.safetensors");
+    first.checkpoint().save(&path).unwrap();
+    let back = Checkpoint::load(&path).unwrap();
+    assert_eq!(back.config.time_draw, draw);
+    let mut second = Trainer::resume(back, &moons).unwrap();
+    resumed.extend((0..4).map(|_| second.step().to_bits()));
+    assert_eq!(resumed, losses, "a resumed run keeps its draw, bit for bit");
+    assert_eq!(bits(straight.params()), bits(second.params()));
+
+    // The draw reaches the steps: the uniform run from the same seed differs.
+    let mut uniform = Trainer::new(config(), &moons, "moons").unwrap();
+    let other: Vec<u32> = (0..6).map(|_| uniform.step().to_bits()).collect();
+    assert_ne!(other, losses);
+
+    // A fine-tune changes the draw of the following steps, and its checkpoints record it.
+    let mut tune = Trainer::resume(Checkpoint::load(&plain).unwrap(), &moons).unwrap();
+    tune.set_time_draw(draw).unwrap();
+    assert_eq!(tune.checkpoint().config.time_draw, draw);
+    assert!(tune.set_time_draw(TimeDraw { share: 2.0, max: 0.3 }).is_err());
+    assert!(tune.set_time_draw(TimeDraw { share: 0.5, max: 0.0 }).is_err());
+    assert_eq!(tune.config().time_draw, draw, "a refused draw changes nothing");
+    // A config with a bad draw is refused by the trainer.
+    let bad = TrainConfig { time_draw: TimeDraw { share: -1.0, max: 0.3 }, ..config() };
+    assert!(Trainer::new(bad, &moons, "moons").is_err());
+}
+
+#[test]
+fn bad_time_draw_metadata_is_refused() {
+    let moons = data::load("moons", 100, 2).unwrap();
+    let ck = Trainer::new(config(), &moons, "moons").unwrap().checkpoint();
+    let p = tmp_apart("bad-draw.safetensors");
+    for (meta, key) in [
+        (vec![("low_noise_share", "1.5"), ("low_noise_max", "0.3")], "low_noise_share"),
+        (vec![("low_noise_share", "0.5"), ("low_noise_max", "0")], "low_noise_max"),
+        (vec![("low_noise_share", "lots"), ("low_noise_max", "0.3")], "low_noise_share"),
+        (vec![("low_noise_share", "0.5")], "low_noise_max"),
+    ] {
+        write_st(&p, &weights(&ck), Some(meta.clone()));
+        match Checkpoint::load(&p) {
+            Err(CheckpointError::BadMetadata { key: k, .. }) => assert_eq!(k, key, "{meta:?}"),
+            other => panic!("{meta:?}: {other:?}"),
+        }
+    }
+    write_st(&p, &weights(&ck), Some(vec![("low_noise_share", "0.25"), ("low_noise_max", "0.1")]));
+    assert_eq!(Checkpoint::load(&p).unwrap().config.time_draw, TimeDraw::new(0.25, 0.1).unwrap());
 }

@@ -393,6 +393,98 @@ impl DsmDraw {
     }
 }
 
+/// How the training time of an example is drawn: a mixture that, with probability `share`, draws
+/// on the lowest fraction `max` of the range and otherwise on the whole range (issue 16: more of
+/// the training at the low and middle noise levels that denoising and imputation use, while the
+/// model stays a complete diffusion model).
+///
+/// Discrete VP with N steps and M = max(1, ⌊max·N⌋): n is uniform on 1..=M with probability
+/// `share`, else uniform on 1..=N, so P(n) = (1 − share)/N + share/M·[n ≤ M]. Continuous SDE:
+/// u = `uniform(w₀)`, multiplied by `max` with probability `share`, and t = t_ε + (1 − t_ε)·u.
+/// With `share` = 0 ([`TimeDraw::UNIFORM`]) the draw is the plain uniform one, bit for bit.
+///
+/// Relative to the uniform draw, the step n is seen N·P(n) times as often: the expected loss is
+/// the uniform-t loss with its weighting λ multiplied by (1 − share) + share·N/M on n ≤ M and by
+/// (1 − share) above (`docs/training.md`, "Low-noise emphasis").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TimeDraw {
+    /// Probability of a draw on the low range, in [0, 1].
+    pub share: f32,
+    /// The low range as a fraction of the whole, in (0, 1].
+    pub max: f32,
+}
+
+/// Why a [`TimeDraw`] is refused.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeDrawError {
+    /// `share` outside [0, 1] or not a number.
+    Share(f32),
+    /// `max` outside (0, 1] or not a number.
+    Max(f32),
+}
+
+impl core::fmt::Display for TimeDrawError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Share(v) => write!(f, "the low-noise share must be in [0, 1], got {v}"),
+            Self::Max(v) => write!(f, "the low-noise range must be in (0, 1], got {v}"),
+        }
+    }
+}
+
+impl std::error::Error for TimeDrawError {}
+
+impl Default for TimeDraw {
+    fn default() -> Self {
+        Self::UNIFORM
+    }
+}
+
+impl TimeDraw {
+    /// The plain uniform draw (no emphasis; the canonical form has `max` = 1).
+    pub const UNIFORM: Self = Self { share: 0.0, max: 1.0 };
+
+    /// A checked draw; `share` = 0 gives [`TimeDraw::UNIFORM`] whatever `max` (still checked).
+    pub fn new(share: f32, max: f32) -> Result<Self, TimeDrawError> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(TimeDrawError::Share(share));
+        }
+        if !(max > 0.0 && max <= 1.0) {
+            return Err(TimeDrawError::Max(max));
+        }
+        Ok(if share == 0.0 { Self::UNIFORM } else { Self { share, max } })
+    }
+
+    /// Whether this is the plain uniform draw.
+    pub fn is_uniform(&self) -> bool {
+        self.share == 0.0
+    }
+
+    /// Whether the example whose second TRAIN_TIME word is `w1` draws on the low range:
+    /// `w1 < share·2³²` (in integers, so `share` = 1 always and 0 never).
+    #[inline]
+    pub fn low(&self, w1: u32) -> bool {
+        (w1 as u64) < (self.share as f64 * 4_294_967_296.0) as u64
+    }
+
+    /// M, the steps of the low range on a discrete process of `n` steps: max(1, ⌊max·n⌋).
+    #[inline]
+    pub fn low_steps(&self, n: u32) -> u32 {
+        ((self.max as f64 * n as f64) as u32).clamp(1, n.max(1))
+    }
+
+    /// P(n), the probability of step `n` (1..=`steps`) on a discrete process of `steps` steps.
+    pub fn probability(&self, n: u32, steps: u32) -> f64 {
+        let uniform = 1.0 / steps as f64;
+        if self.is_uniform() {
+            return uniform;
+        }
+        let m = self.low_steps(steps);
+        let share = self.share as f64;
+        (1.0 - share) * uniform + if n <= m { share / m as f64 } else { 0.0 }
+    }
+}
+
 /// Inputs of the denoising score matching loss (Ho et al. 2020, Algorithm 1) for `rows`
 /// examples of one step, rows `draw.first ..` of the batch.
 ///
@@ -402,7 +494,9 @@ impl DsmDraw {
 /// * discrete VP: step `n = 1 + ⌊w₀·N / 2³²⌋` with `w = bits4(seed, 0, e_lo, e_hi,
 ///   TRAIN_TIME)`, uniform on 1..=N, time `t = n/N` and (α, σ) = (√ᾱ_n, √(1 − ᾱ_n)) from the
 ///   table; continuous SDE: `t = t_ε + (1 − t_ε)·u` with `u = uniform(w₀)` (24 bits) and
-///   (α_t, σ_t) = `Diffusion::marginal(t)` (the engine's one definition);
+///   (α_t, σ_t) = `Diffusion::marginal(t)` (the engine's one definition); with a non-uniform
+///   `times` ([`TimeDraw`]), where `times.low(w₁)` N is replaced by M = `times.low_steps(N)` and
+///   u by `times.max·u`;
 /// * `ε = fill_normal(seed, e_lo, e_hi, TRAIN_EPS)` (element block = element / 4);
 /// * `x_t = α · x₀ + σ · ε` and `φ = time_features(t)`.
 ///
@@ -414,6 +508,7 @@ pub fn dsm_inputs(
     dim: usize,
     process: &Diffusion,
     draw: DsmDraw,
+    times: TimeDraw,
     rows: usize,
     freqs: usize,
     x_t: &mut [f32],
@@ -428,13 +523,17 @@ pub fn dsm_inputs(
         let wide = ((w[0] as u64) << 32 | w[1] as u64) as u128;
         let j = ((wide * n_data) >> 64) as usize;
         let w = bits4(draw.seed, 0, lo, hi, stream::TRAIN_TIME);
+        let low = !times.is_uniform() && times.low(w[1]);
         let (time, alpha, sigma) = match process {
             Diffusion::Discrete(schedule) => {
-                let n = 1 + ((w[0] as u64 * schedule.steps() as u64) >> 32) as usize;
+                let steps = schedule.steps();
+                let range = if low { times.low_steps(steps) } else { steps };
+                let n = 1 + ((w[0] as u64 * range as u64) >> 32) as usize;
                 (schedule.time(n), schedule.alpha(n), schedule.sigma(n))
             }
             Diffusion::Sde { t_eps, .. } => {
-                let time = t_eps + (1.0 - t_eps) * uniform(w[0]);
+                let u = if low { times.max * uniform(w[0]) } else { uniform(w[0]) };
+                let time = t_eps + (1.0 - t_eps) * u;
                 let (a, s) = process.marginal(time);
                 (time, a, s)
             }
@@ -866,7 +965,19 @@ mod tests {
         let draw = DsmDraw { seed: 5, step: 7, batch, first: 0 };
         let (mut xt, mut eps, mut t, mut phi) =
             (vec![0.0; batch * dim], vec![0.0; batch * dim], vec![0.0; batch], vec![0.0; batch * freqs]);
-        dsm_inputs(&data, dim, &process, draw, batch, freqs, &mut xt, &mut eps, &mut t, &mut phi);
+        dsm_inputs(
+            &data,
+            dim,
+            &process,
+            draw,
+            TimeDraw::UNIFORM,
+            batch,
+            freqs,
+            &mut xt,
+            &mut eps,
+            &mut t,
+            &mut phi,
+        );
         for r in 0..batch {
             let n = (t[r] * 100.0).round() as usize;
             assert!((1..=100).contains(&n) && sched.time(n) == t[r]);
@@ -888,13 +999,37 @@ mod tests {
         let part = DsmDraw { first: 3, ..draw };
         let (mut xt2, mut eps2, mut t2, mut phi2) =
             (vec![0.0; 5 * dim], vec![0.0; 5 * dim], vec![0.0; 5], vec![0.0; 5 * freqs]);
-        dsm_inputs(&data, dim, &process, part, 5, freqs, &mut xt2, &mut eps2, &mut t2, &mut phi2);
+        dsm_inputs(
+            &data,
+            dim,
+            &process,
+            part,
+            TimeDraw::UNIFORM,
+            5,
+            freqs,
+            &mut xt2,
+            &mut eps2,
+            &mut t2,
+            &mut phi2,
+        );
         assert_eq!(&xt2[..], &xt[3 * dim..]);
         assert_eq!(&eps2[..], &eps[3 * dim..]);
         assert_eq!(&t2[..], &t[3..]);
         // A different step gives different draws.
         let other = DsmDraw { step: 8, ..draw };
-        dsm_inputs(&data, dim, &process, other, 5, freqs, &mut xt2.clone(), &mut eps2, &mut t2, &mut phi2);
+        dsm_inputs(
+            &data,
+            dim,
+            &process,
+            other,
+            TimeDraw::UNIFORM,
+            5,
+            freqs,
+            &mut xt2.clone(),
+            &mut eps2,
+            &mut t2,
+            &mut phi2,
+        );
         assert_ne!(&eps2[..], &eps[..5 * dim]);
     }
 
@@ -910,6 +1045,7 @@ mod tests {
             1,
             &process,
             DsmDraw { seed: 1, step: 0, batch, first: 0 },
+            TimeDraw::UNIFORM,
             batch,
             2,
             &mut xt,
@@ -925,6 +1061,103 @@ mod tests {
         for c in &counts[1..] {
             assert!((800..1200).contains(c), "{counts:?}");
         }
+    }
+
+    /// The times of `batch` examples of step 0 drawn with `times` on `process`.
+    fn drawn_times(process: &Diffusion, times: TimeDraw, batch: usize) -> Vec<f32> {
+        let data = vec![0.0f32; 4];
+        let (mut xt, mut eps, mut t, mut phi) =
+            (vec![0.0; batch], vec![0.0; batch], vec![0.0; batch], vec![0.0; batch * 2]);
+        let draw = DsmDraw { seed: 1, step: 0, batch, first: 0 };
+        dsm_inputs(&data, 1, process, draw, times, batch, 2, &mut xt, &mut eps, &mut t, &mut phi);
+        t
+    }
+
+    #[test]
+    fn low_noise_draw_follows_its_mixture() {
+        let steps = 100u32;
+        let process = Diffusion::Discrete(VpDiscrete::new(steps, BetaSchedule::DDPM_LINEAR).unwrap());
+        let batch = 40_000;
+        let uniform = drawn_times(&process, TimeDraw::UNIFORM, batch);
+        let mixed = TimeDraw::new(0.5, 0.3).unwrap();
+        let t = drawn_times(&process, mixed, batch);
+        assert_eq!(mixed.low_steps(steps), 30);
+        let mut counts = vec![0usize; steps as usize + 1];
+        for &v in &t {
+            counts[(v * steps as f32).round() as usize] += 1;
+        }
+        assert_eq!(counts[0], 0);
+        // Each step within ±5 standard deviations of its expected count under P(n).
+        for n in 1..=steps {
+            let p = mixed.probability(n, steps);
+            let (want, sd) = (batch as f64 * p, (batch as f64 * p * (1.0 - p)).sqrt());
+            let got = counts[n as usize] as f64;
+            assert!((got - want).abs() < 5.0 * sd, "step {n}: {got} drawn, {want:.0} expected");
+        }
+        // 65% of the draws on n ≤ 30 (30% under the uniform draw).
+        let low: usize = counts[1..=30].iter().sum();
+        assert!((low as f64 / batch as f64 - 0.65).abs() < 0.01, "{low}");
+        // An example not drawn low keeps its uniform time, bit for bit; a low one is at n ≤ M.
+        let (mut same, mut moved) = (0, 0);
+        for (&a, &b) in t.iter().zip(&uniform) {
+            if a == b {
+                same += 1;
+            } else {
+                moved += 1;
+                assert!(a <= 0.3, "{a} moved above the low range");
+            }
+        }
+        assert!(same > batch / 2 && moved > batch / 4, "{same} kept, {moved} moved");
+        // The probabilities sum to 1.
+        let total: f64 = (1..=steps).map(|n| mixed.probability(n, steps)).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn degenerate_low_noise_draws() {
+        let steps = 50u32;
+        let process = Diffusion::Discrete(VpDiscrete::new(steps, BetaSchedule::DDPM_LINEAR).unwrap());
+        let uniform = drawn_times(&process, TimeDraw::UNIFORM, 5000);
+        // The low range being the whole range is the uniform draw, whatever the share.
+        assert_eq!(drawn_times(&process, TimeDraw::new(0.7, 1.0).unwrap(), 5000), uniform);
+        // A share of 0 is the uniform draw (and canonical), whatever the range.
+        assert_eq!(TimeDraw::new(0.0, 0.2).unwrap(), TimeDraw::UNIFORM);
+        // Share 1: every step in 1..=M; a tiny range still has one step.
+        let all_low = drawn_times(&process, TimeDraw::new(1.0, 0.2).unwrap(), 5000);
+        assert!(all_low.iter().all(|&t| t > 0.0 && t <= 10.0 / 50.0 + 1e-6));
+        let one = drawn_times(&process, TimeDraw::new(1.0, 1e-4).unwrap(), 100);
+        assert!(one.iter().all(|&t| t == process_time(&process, 1)), "{one:?}");
+        // The continuous process: low draws land in [t_ε, t_ε + (1 − t_ε)·max].
+        let sde = Diffusion::sde(tinyscore_engine::schedule::Sde::VP, 1e-3).unwrap();
+        let t = drawn_times(&sde, TimeDraw::new(1.0, 0.25).unwrap(), 5000);
+        let top = 1e-3 + (1.0 - 1e-3) * 0.25;
+        assert!(t.iter().all(|&v| (1e-3..=top + 1e-6).contains(&v)));
+        assert!(t.iter().any(|&v| v > 0.9 * top), "the low range is covered");
+        let half = drawn_times(&sde, TimeDraw::new(0.5, 0.25).unwrap(), 20_000);
+        let low = half.iter().filter(|&&v| v <= top).count() as f64 / 20_000.0;
+        assert!((low - (0.5 + 0.5 * 0.25)).abs() < 0.015, "{low}");
+    }
+
+    fn process_time(process: &Diffusion, n: usize) -> f32 {
+        match process {
+            Diffusion::Discrete(s) => s.time(n),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn bad_low_noise_draws_are_refused() {
+        for share in [-0.1, 1.01, f32::NAN, f32::INFINITY] {
+            let e = TimeDraw::new(share, 0.3).unwrap_err();
+            assert!(matches!(e, TimeDrawError::Share(_)), "{share}");
+            assert!(e.to_string().contains("[0, 1]"));
+        }
+        for max in [0.0, -0.5, 1.5, f32::NAN] {
+            let e = TimeDraw::new(0.5, max).unwrap_err();
+            assert!(matches!(e, TimeDrawError::Max(_)), "{max}");
+            assert!(e.to_string().contains("(0, 1]"));
+        }
+        assert!(TimeDraw::new(1.0, 1.0).is_ok() && TimeDraw::new(0.0, 1e-6).is_ok());
     }
 
     #[test]

@@ -194,7 +194,19 @@ fn dsm_inputs_match_the_twin_for_every_process() {
             let (mut x_t, mut eps, mut t, mut phi) =
                 (vec![0.0; batch * dim], vec![0.0; batch * dim], vec![0.0; batch], vec![0.0; batch * freqs]);
             let draw = DsmDraw { seed, step, batch, first: 0 };
-            cpu::dsm_inputs(&data, dim, &process, draw, batch, freqs, &mut x_t, &mut eps, &mut t, &mut phi);
+            cpu::dsm_inputs(
+                &data,
+                dim,
+                &process,
+                draw,
+                cpu::TimeDraw::UNIFORM,
+                batch,
+                freqs,
+                &mut x_t,
+                &mut eps,
+                &mut t,
+                &mut phi,
+            );
             let tag = format!("dsm {process:?} likelihood={likelihood}");
             // The times are the same integers through the same f32 operations: equal.
             assert_eq!(download_ptr(&g, b.t, batch), t, "{tag}: t");

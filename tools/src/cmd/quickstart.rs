@@ -82,6 +82,8 @@ pub fn run_quickstart(args: &QuickstartArgs) -> Result<()> {
         schedule: Schedule::Linear,
         weighting: WeightingArg::Simple,
         loss: LossArg::Dsm,
+        low_noise_share: None,
+        low_noise_max: None,
         diffusion_steps: 1000,
         hidden: Some(128),
         blocks: Some(3),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use tinyscore_engine::net::limits;
 use tinyscore_engine::schedule::{BetaSchedule, Sde, MAX_STEPS};
 use tinyscore_train::checkpoint::Checkpoint;
-use tinyscore_train::train::{default_t_eps, Arch, Loss, TrainConfig, Trainer, Weighting};
+use tinyscore_train::train::{default_t_eps, Arch, Loss, TimeDraw, TrainConfig, Trainer, Weighting};
 
 use super::progress;
 use crate::cli::{flag, Device, Given, LossArg, ProcessArg, Schedule, WeightingArg};
@@ -57,6 +57,16 @@ pub struct TrainArgs {
     /// Training objective (docs/scorenet.md).
     #[arg(long, value_enum, default_value_t = LossArg::Dsm)]
     pub loss: LossArg,
+    /// Share P in [0, 1] of the examples whose time is drawn on the low range (--low-noise-max)
+    /// instead of the whole range (default 0: uniform t; changes the loss weighting,
+    /// docs/training.md "Low-noise emphasis"). CPU only. With --resume it may change (a
+    /// fine-tune); without it a resumed run keeps the checkpoint's.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    pub low_noise_share: Option<f32>,
+    /// The low range as a fraction F in (0, 1] of the steps (discrete: n on 1..=⌊F·N⌋) or of
+    /// [t_ε, 1] (SDE) (default 0.3; needs a share above 0).
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub low_noise_max: Option<f32>,
     /// Number of discrete diffusion steps N (≤ 1000); for an SDE, the default sampler steps
     /// stored in the model file.
     #[arg(long, default_value_t = 1000)]
@@ -158,6 +168,10 @@ pub struct ConvDefaults {
     pub batch: usize,
 }
 
+/// F of `--low-noise-max` when not given: the range of t ≤ 0.3 where the ECG denoising (t* of
+/// σ ≤ 0.4 mV) and the imputation from a linear fill (t_start = 0.3) run (docs/training.md).
+pub const DEFAULT_LOW_NOISE_MAX: f32 = 0.3;
+
 /// The largest --batch accepted: the trainer's buffers grow with it, and a larger request must be
 /// an error, not an allocation failure (the trainer also refuses a batch whose activations would
 /// exceed `MAX_ACTIVATION_BYTES` for the network at hand).
@@ -246,6 +260,21 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
             bail!("{flag} must be a positive number, got {v}");
         }
     }
+    if let Some(p) = args.low_noise_share {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--low-noise-share must be in [0, 1], got {p}");
+        }
+    }
+    if let Some(f) = args.low_noise_max {
+        if !(f > 0.0 && f <= 1.0) {
+            bail!("--low-noise-max must be in (0, 1], got {f}");
+        }
+    }
+    let time_draw = TimeDraw::new(
+        args.low_noise_share.unwrap_or(0.0),
+        args.low_noise_max.unwrap_or(DEFAULT_LOW_NOISE_MAX),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     if !(args.ema.is_finite() && (0.0..1.0).contains(&args.ema)) {
         bail!("--ema must be in [0, 1), got {}", args.ema);
     }
@@ -277,6 +306,7 @@ pub fn config(args: &TrainArgs) -> Result<TrainConfig> {
         sde,
         t_eps: sde.as_ref().map_or(1e-3, default_t_eps),
         weighting,
+        time_draw,
         hidden,
         blocks,
         freqs: args.freqs,
@@ -332,6 +362,49 @@ fn check_combination(args: &TrainArgs, given: &Given) -> Result<()> {
         ArchArg::Conv => given.refuse(&["hidden"], "with --arch conv (its width is --width)")?,
     }
     Ok(())
+}
+
+/// The time draw of the run: the flags' for a new run; for a resumed one the checkpoint's, with
+/// a given --low-noise-share or --low-noise-max replacing its part (the other part is the
+/// checkpoint's, or the default range for a checkpoint with a uniform draw). Checked before
+/// any work, including that --device cuda gets the uniform draw.
+fn time_draw(
+    args: &TrainArgs,
+    given: &Given,
+    cfg: &TrainConfig,
+    resumed: Option<&Checkpoint>,
+) -> Result<TimeDraw> {
+    let draw = match resumed {
+        None => cfg.time_draw,
+        Some(ckpt) => {
+            let had = ckpt.config.time_draw;
+            let share = args.low_noise_share.unwrap_or(had.share);
+            let max =
+                args.low_noise_max.unwrap_or(if had.is_uniform() { DEFAULT_LOW_NOISE_MAX } else { had.max });
+            TimeDraw::new(share, max).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+    };
+    if draw.is_uniform() && given.has("low_noise_max") {
+        bail!("--low-noise-max has no effect without a --low-noise-share above 0");
+    }
+    if args.device == Device::Cuda && !draw.is_uniform() {
+        let whose = if given.has("low_noise_share") {
+            "--low-noise-share"
+        } else {
+            "the checkpoint's low-noise share"
+        };
+        bail!("{whose} runs on the CPU backend only (--device cuda draws t uniformly); pass --low-noise-share 0 or train on the CPU");
+    }
+    Ok(draw)
+}
+
+/// How a time draw reads on the command line.
+fn draw_text(d: &TimeDraw) -> String {
+    if d.is_uniform() {
+        "uniform t (--low-noise-share 0)".into()
+    } else {
+        format!("--low-noise-share {} --low-noise-max {}", d.share, d.max)
+    }
 }
 
 /// The value of the recorded setting `id` (an argument id of [`RECORDED`]) in `c`, as its flag
@@ -426,8 +499,9 @@ pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Sum
         };
     }
     let args = &args;
-    let cfg = config(args)?;
+    let mut cfg = config(args)?;
     check_combination(args, given)?;
+    cfg.time_draw = time_draw(args, given, &cfg, resumed.as_ref())?;
     // The data file is an input the checkpoint may not replace; the --resume checkpoint may be
     // (it is read whole before the first save, which replaces it atomically).
     let data_file = args.data.as_deref().map(Path::new).filter(|p| p.exists());
@@ -457,7 +531,14 @@ pub fn train(args: &TrainArgs, given: &Given, show_progress: bool) -> Result<Sum
                 ckpt.config.lr,
                 ckpt.config.seed
             );
-            Trainer::resume(ckpt, &data).with_context(|| format!("cannot resume from {}", path.display()))?
+            let had = ckpt.config.time_draw;
+            if had != cfg.time_draw {
+                eprintln!("changing the time draw from {} to {}", draw_text(&had), draw_text(&cfg.time_draw));
+            }
+            let mut trainer = Trainer::resume(ckpt, &data)
+                .with_context(|| format!("cannot resume from {}", path.display()))?;
+            trainer.set_time_draw(cfg.time_draw)?;
+            trainer
         }
         _ => {
             let data_arg = args.data.as_deref().context("--data is required without --resume")?;
