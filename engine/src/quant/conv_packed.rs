@@ -8,15 +8,13 @@
 //!    padding) and 12 zero bytes at the end: an int16 stream becomes its table indices
 //!    ([`super::residual_index`]) and an upsampled source its rows twice, here and only here;
 //! 2. the weight rows of four output channels at a time are reordered to tap-major order
-//!    (`W[co, ci·K + k]` to column k·C4 + ci, zero for ci ≥ C_in and past K·C4 up to the next
-//!    multiple of 16) and widened to int16 pairs in [`super::prepare_tile_into`]'s layout,
+//!    (`W[co, ci·K + k]` to column k·C4 + ci, zero for ci ≥ C_in) and widened to int16 pairs in [`super::prepare_tile_into`]'s layout,
 //!    the four channels as its four "vectors";
 //! 3. the kernel multiplies every output position's window — row l of `xp` read from byte
-//!    s·l·C4, `⌈K·C4/16⌉` chunks of 16 bytes — by those four channels (the positions are the
+//!    s·l·C4, its K·C4 bytes (K·C4/4 weight words, no padding to a multiple of 16) — by those four channels (the positions are the
 //!    kernel's rows: `dot16x4_rows_strided`), storing the sums at `acc[l·C_out + co]`.
 //!
-//! The columns past K·C4 read the next bytes of `xp` (the following positions, or the zero
-//! tail) against zero weights, so they add nothing. Integer sums are exact, so the result is the
+//! Integer sums are exact, so the result is the
 //! portable [`super::conv::conv_i8_from`]'s bit for bit (tested here with the kernel's portable
 //! model [`rows_model`], and on the M4 in QEMU with the assembly:
 //! `firmware-example/examples/kernels.rs`). Each input value is converted once (not once per
@@ -61,17 +59,17 @@ pub fn rows_model(
     xp: &[u8],
     stride: usize,
     rows: usize,
-    chunks: usize,
+    quads: usize,
     words: &[u32],
     out: &mut [i32],
     rstep: usize,
 ) -> bool {
-    let n = CHUNK * chunks;
+    let n = 4 * quads;
     let ok = rows >= 1
-        && chunks >= 1
+        && quads >= 1
         && (rows - 1).checked_mul(rstep).is_some_and(|l| l.saturating_add(3) < out.len())
         && (rows - 1).checked_mul(stride).and_then(|a| a.checked_add(n)).is_some_and(|e| e <= xp.len())
-        && words.len() >= 32 * chunks;
+        && words.len() >= 8 * quads;
     if !ok {
         return false;
     }
@@ -83,8 +81,8 @@ pub fn rows_model(
 }
 
 /// [`super::conv::conv_i8_from`] in the packed form (module documentation) with `kernel` doing
-/// the dot products: `kernel(xp, stride, rows, chunks, words, out, rstep)` writes
-/// `out[r·rstep + v] = Σ_c xp[r·stride + c]·x_v[c]` over `16·chunks` columns for r < rows and
+/// the dot products: `kernel(xp, stride, rows, quads, words, out, rstep)` writes
+/// `out[r·rstep + v] = Σ_c xp[r·stride + c]·x_v[c]` over `4·quads` columns for r < rows and
 /// the four prepared vectors v < 4 (`words`, [`super::prepare_tile_into`]'s layout), or
 /// returns `false` having written nothing (the assembly: `dot16x4_rows_strided` with
 /// `vstep = 1`; its portable model: [`rows_model`]). `Ok(true)` when done, `Ok(false)` — the caller then runs the portable
@@ -123,6 +121,8 @@ pub fn conv_i8_packed_rows(
     }
     let (c4, chunks, p, xp_len) = layout(s);
     let (c_in, l_in, c_out) = (s.c_in(), s.l_in(), s.c_out());
+    // The kernel's columns: the window's K·C4 exactly (the scratch has room for `chunks`).
+    let quads = s.kernel() * c4 / 4;
     let col: &mut [u8] = bytemuck::cast_slice_mut(col);
     let Some((words, rest)) = col.split_at_mut_checked(4 * 32 * chunks) else { return Ok(false) };
     let (Ok(words), Some(xp)) = (bytemuck::try_cast_slice_mut::<u8, u32>(words), rest.get_mut(..xp_len))
@@ -173,7 +173,7 @@ pub fn conv_i8_packed_rows(
         let words = &*words;
         if g + GROUP <= c_out {
             let xs = &xp[first * stride..];
-            if !kernel(xs, stride, end - first, chunks, words, &mut acc[first * c_out + g..], c_out) {
+            if !kernel(xs, stride, end - first, quads, words, &mut acc[first * c_out + g..], c_out) {
                 return Ok(false);
             }
         } else {
@@ -181,7 +181,7 @@ pub fn conv_i8_packed_rows(
             let mut tmp = [0i32; GROUP * TAIL_ROWS];
             for l0 in (first..end).step_by(TAIL_ROWS) {
                 let n = TAIL_ROWS.min(end - l0);
-                if !kernel(&xp[l0 * stride..], stride, n, chunks, words, &mut tmp, GROUP) {
+                if !kernel(&xp[l0 * stride..], stride, n, quads, words, &mut tmp, GROUP) {
                     return Ok(false);
                 }
                 for (r, t) in tmp.chunks_exact(GROUP).take(n).enumerate() {
@@ -200,17 +200,16 @@ pub fn conv_i8_packed_rows(
 /// c mod 4 < 2 ([`super::prepare_tile_into`]'s layout with the four channels as its vectors).
 /// Whole quads of input channels are written a word pair at a time (the four weights of one
 /// tap, K bytes apart in the row); the last C_in mod 4 channels one halfword at a time. Only
-/// the words no quad writes are zeroed first (all of them where C_in mod 4 ≠ 0 or the group
-/// has fewer than four channels, else those past K·C4).
+/// the K·C4 columns' words, which the kernel reads, are written: zeroed first where C_in mod
+/// 4 ≠ 0 or the group has fewer than four channels (else every one is written below).
 fn prepare_weights(s: &ConvShape, c4: usize, w: &[u8], g: usize, words: &mut [u32]) {
     let (c_in, c_out, kn, ck) = (s.c_in(), s.c_out(), s.kernel(), s.cols());
     let quads = c_in / 4;
-    if quads * 4 == c_in && g + GROUP <= c_out {
-        // Every word of the K·C4 columns is written below: 8 words per 4 columns.
+    // Every word of the K·C4 columns (8 words per 4 columns) is written below when the quads
+    // cover C_in and the group is whole.
+    if quads * 4 != c_in || g + GROUP > c_out {
         let end = (2 * kn * c4).min(words.len());
-        words[end..].fill(0);
-    } else {
-        words.fill(0);
+        words[..end].fill(0);
     }
     // Consecutive taps k are 2·C4 words apart (C4/4 weight words of 8 words).
     let tap = 2 * c4;

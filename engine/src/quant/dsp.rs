@@ -260,23 +260,25 @@ pub fn dot16x4_rows<const H: usize>(
     if out.len() < 4 || rows > H {
         return false;
     }
-    dot16x4_rows_strided(w, stride, rows, chunks, words, out.as_flattened_mut(), H, 1)
+    dot16x4_rows_strided(w, stride, rows, 4 * chunks, words, out.as_flattened_mut(), H, 1)
 }
 
 /// The four-vector kernel over `rows` consecutive int8 rows in one call, each sum stored at its
-/// own place: `out[r·rstep + s·vstep] = Σ_c w[r·stride + c]·x_s[c]` over the `chunks` full
-/// chunks of 16 columns, for s < 4 and r < rows. The loop over the rows is in the assembly
-/// too: per row it reloads the activations' start, zeroes the accumulators, runs
-/// [`dot16x4`]'s loop (here two chunks of 16 columns per turn: 107 instructions per 128 MACs)
-/// and stores the four sums (about 29 instructions per row, where a call per row from Rust
-/// costs about 100: the checks, the call, the stores). The dense layers' tiles call it with
-/// the four vectors' rows `H` apart ([`dot16x4_rows`]); the convolution
-/// (`super::conv_packed`) with the rows = output positions and the four "vectors" = four
-/// output channels' prepared weights (`vstep = 1`, `rstep = C_out`).
+/// own place: `out[r·rstep + s·vstep] = Σ_c w[r·stride + c]·x_s[c]` over the first `4·quads`
+/// columns (`quads` weight words of 4 columns), for s < 4 and r < rows. The loop over the rows
+/// is in the assembly too: per row it reloads the activations' start, zeroes the accumulators,
+/// runs [`dot16x4`]'s loop (here eight weight words, 32 columns, per turn: 107 instructions per
+/// 128 MACs; a count of words that is not a multiple of 8 enters the loop part-way, at the
+/// address found once per call) and stores the four sums (about 28 instructions per row, where
+/// a call per row from Rust costs about 100: the checks, the call, the stores). The dense
+/// layers' tiles call it with whole chunks of 16 columns and the four vectors' rows `H` apart
+/// ([`dot16x4_rows`]); the convolution (`super::conv_packed`) with the rows = output positions,
+/// the four "vectors" = four output channels' prepared weights (`vstep = 1`, `rstep = C_out`)
+/// and the window's K·C4 columns exactly (no padding to a multiple of 16).
 ///
-/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `chunks ≥ 1`; `w` and `stride`
-/// multiples of 4 bytes (every row word-aligned; rows may overlap, `stride < 16·chunks`) and
-/// `w` holding `(rows − 1)·stride + 16·chunks` bytes; `words` at least `32·chunks` words (prepared for
+/// Returns `false`, writing nothing, unless: `rows ≥ 1` and `quads ≥ 1`; `w` and `stride`
+/// multiples of 4 bytes (every row word-aligned; rows may overlap, `stride < 4·quads`) and
+/// `w` holding `(rows − 1)·stride + 4·quads` bytes; `words` at least `8·quads` words (prepared for
 /// four vectors, [`super::prepare_tile_into`]'s layout); `out` longer than
 /// `(rows − 1)·rstep + 3·vstep`.
 #[allow(clippy::too_many_arguments)]
@@ -284,7 +286,7 @@ pub fn dot16x4_rows_strided(
     w: &[u8],
     stride: usize,
     rows: usize,
-    chunks: usize,
+    quads: usize,
     words: &[u32],
     out: &mut [i32],
     vstep: usize,
@@ -292,49 +294,86 @@ pub fn dot16x4_rows_strided(
 ) -> bool {
     let last = (rows.wrapping_sub(1)).checked_mul(rstep).and_then(|a| a.checked_add(vstep.checked_mul(3)?));
     let ok = rows >= 1
-        && chunks >= 1
+        && quads >= 1
         && last.is_some_and(|l| l < out.len())
         && w.as_ptr() as usize % 4 == 0
         && stride % 4 == 0
         && (rows - 1)
             .checked_mul(stride)
-            .and_then(|a| a.checked_add(16 * chunks))
+            .and_then(|a| a.checked_add(4usize.checked_mul(quads)?))
             .is_some_and(|n| w.len() >= n)
-        && words.len() >= 32 * chunks;
+        && quads.checked_mul(8).is_some_and(|n| words.len() >= n);
     if !ok {
         return false;
     }
     // The loop's state in memory (no register is left for it): the activations' start, the
-    // bytes of a row's full chunks, the rows left, where row r's sums go (&out[r·rstep]), the
+    // bytes of a row's columns, the rows left, where row r's sums go (&out[r·rstep]), the
     // distance between two vectors' sums (4·vstep bytes), the bytes from the end of a row's
-    // chunks to the next row (modulo 2^32: negative when rows overlap, as a convolution's
-    // windows do), whether the number of chunks is odd (the loop takes two chunks
-    // per turn, so one end check per 32 columns; an odd count starts at the second), and the
-    // distance between two rows' sums (4·rstep bytes).
+    // columns to the next row (modulo 2^32: negative when rows overlap, as a convolution's
+    // windows do), the weight words past the last multiple of 8 (the loop takes eight per
+    // turn, so one end check per 32 columns; a row of 8t + q words, q > 0, enters the loop
+    // after its first 8 − q words: the assembly turns q into that entry's address once per
+    // call), and the distance between two rows' sums (4·rstep bytes).
     let mut ctx: [usize; 8] = [
         words.as_ptr() as usize,
-        16 * chunks,
+        4 * quads,
         rows,
         out.as_mut_ptr() as usize,
         4 * vstep,
-        stride.wrapping_sub(16 * chunks),
-        chunks % 2,
+        stride.wrapping_sub(4 * quads),
+        quads % 8,
         4 * rstep,
     ];
     // SAFETY: checked above: every row r < rows starts at w + r·stride, word-aligned, and its
-    // `16·chunks` bytes lie within `w`; `words` holds the `32·chunks` words each row's loop
-    // reads (`LDM`s from its start); the stores go to out[r·rstep + s·vstep] for s < 4 and
-    // r < rows, at most out[(rows − 1)·rstep + 3·vstep], inside `out` (checked), through a
-    // pointer derived from the `&mut out` held across the block; the block also writes `ctx`
-    // (the rows left, the next store address), a local array it gets by pointer. The stack:
-    // 8 bytes reserved at the start (ctx's address, the current row's end) and released at the
-    // end. Each row's loop covers `chunks ≥ 1` chunks (`pw` steps 16 bytes per chunk, two per
-    // turn, the first turn of an odd count only one, and stops at the row's end); the row loop
-    // runs `rows ≥ 1` times, counting down ctx[2].
+    // `4·quads` bytes lie within `w`; `words` holds the `8·quads` words each row's loop
+    // reads (`LDM`s from its start, two of 4 words per weight word); the stores go to
+    // out[r·rstep + s·vstep] for s < 4 and r < rows, at most out[(rows − 1)·rstep + 3·vstep],
+    // inside `out` (checked), through a pointer derived from the `&mut out` held across the
+    // block; the block also writes `ctx` (the entry address, the rows left, the next store
+    // address), a local array it gets by pointer. The stack: 8 bytes reserved at the start
+    // (ctx's address, the current row's end) and released at the end. The entry address is
+    // one of the loop's eight entry labels in this block (`ADR` in a word-aligned section, with
+    // the Thumb bit set for `BX`).
+    // Each row's loop runs over `quads ≥ 1` weight words (`pw` steps 4 bytes per word, eight per
+    // turn, the first turn of a count 8t + q with 0 < q < 8 only the last q), so `pw` reaches
+    // the row's end exactly, and stops there; the row loop runs `rows ≥ 1` times, counting down
+    // ctx[2].
     unsafe {
         asm!(
             "sub sp, #8",
             "str {e}, [sp]",
+            // The entry for q = ctx[6] words past the last multiple of 8: after 8 − q words.
+            // `ADR` reads Align(PC, 4): the assembler resolves it within this function's
+            // section, so that section must be word-aligned for the address to hold wherever
+            // the linker puts it (`.p2align 2` raises the section's alignment to 4; without it
+            // a function placed at 2 mod 4 jumped 2 bytes past the label).
+            ".p2align 2",
+            "ldr {w}, [{e}, #24]",
+            "adr r2, 2f",
+            "cmp {w}, #0",
+            "beq 5f",
+            "adr r2, 27f",
+            "cmp {w}, #1",
+            "beq 5f",
+            "adr r2, 26f",
+            "cmp {w}, #2",
+            "beq 5f",
+            "adr r2, 25f",
+            "cmp {w}, #3",
+            "beq 5f",
+            "adr r2, 24f",
+            "cmp {w}, #4",
+            "beq 5f",
+            "adr r2, 23f",
+            "cmp {w}, #5",
+            "beq 5f",
+            "adr r2, 22f",
+            "cmp {w}, #6",
+            "beq 5f",
+            "adr r2, 21f",
+            "5:",
+            "orr r2, r2, #1",
+            "str r2, [{e}, #24]",
             "3:",
             "ldr {e}, [sp]",
             "ldr {px}, [{e}]",
@@ -345,19 +384,24 @@ pub fn dot16x4_rows_strided(
             "movs {a1}, #0",
             "movs {a2}, #0",
             "movs {a3}, #0",
-            // Two chunks per turn; an odd count enters at the second.
+            // Eight weight words per turn, entered at the row's entry.
             "ldr {w}, [{e}, #24]",
-            "cmp {w}, #0",
-            "bne 4f",
+            "bx {w}",
             "2:",
             word_x4!(),
+            "21:",
             word_x4!(),
+            "22:",
             word_x4!(),
+            "23:",
             word_x4!(),
-            "4:",
+            "24:",
             word_x4!(),
+            "25:",
             word_x4!(),
+            "26:",
             word_x4!(),
+            "27:",
             word_x4!(),
             "ldr {e}, [sp, #4]",
             "cmp {pw}, {e}",

@@ -168,12 +168,12 @@ pub fn conv_rows_dsp(
     xp: &[u8],
     stride: usize,
     rows: usize,
-    chunks: usize,
+    quads: usize,
     words: &[u32],
     out: &mut [i32],
     rstep: usize,
 ) -> bool {
-    dsp::dot16x4_rows_strided(xp, stride, rows, chunks, words, out, 1, rstep)
+    dsp::dot16x4_rows_strided(xp, stride, rows, quads, words, out, 1, rstep)
 }
 
 /// The packed convolution's widening of `quads` quads of input channels' weights of one

@@ -89,10 +89,13 @@ pub fn prepare_tile_into<const S: usize>(xs: [&[i8]; S], words: &mut [u32]) {
 /// The multi-vector DSP kernel's loop in portable Rust, instruction for instruction (one weight
 /// word, its two [`sxtb16`], then [`smlad`] per vector): the host's check that the interleaved
 /// layout of [`prepare_tile_into`] and the unpacking order give [`super::dot_i8`]'s results. The M4's
-/// check of the assembly against it is in `firmware-example/examples/kernels.rs`.
+/// check of the assembly against it is in `firmware-example/examples/kernels.rs`. It sums over
+/// the whole weight words of `w` (`w.len() / 4`, 4 columns each): the dense kernels' callers pass
+/// whole chunks of 16 columns, the convolution's rows model K·C4 columns
+/// (`super::conv_packed::rows_model`).
 pub fn dot16_tile_model<const S: usize>(w: &[u8], words: &[u32]) -> [i32; S] {
     let mut acc = [0i32; S];
-    let weight_words = w.len() / CHUNK * CHUNK / 4;
+    let weight_words = w.len() / 4;
     for (w4, x) in w.chunks_exact(4).zip(words.chunks_exact(2 * S)).take(weight_words) {
         let r = u32::from_le_bytes([w4[0], w4[1], w4[2], w4[3]]);
         let (lo, hi) = (sxtb16(r), sxtb16(r.rotate_right(8)));
