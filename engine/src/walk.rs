@@ -360,35 +360,29 @@ impl Conv<'_, '_> {
                 let centre = self.stride * (l0 + j);
                 let inside = !self.input_cm && centre >= pad && centre - pad + span < l_in;
                 let at = j * ck;
-                match prev {
-                    Some(from) if inside && shift != usize::MAX => {
-                        cols.copy_within(from + shift..from + ck, at);
-                        let col = &mut cols[at..at + ck];
-                        for kk in self.kernel - shift..self.kernel {
-                            let pos = centre - pad + kk * self.dilation;
-                            let src = &x[pos * c_in..(pos + 1) * c_in];
-                            for (ci, &v) in src.iter().enumerate() {
-                                col[ci * self.kernel + kk] = v;
-                            }
+                if inside {
+                    // Taps 0..first come from the previous column, moved; the rest from rows.
+                    let first = match prev {
+                        Some(from) if shift != usize::MAX => {
+                            cols.copy_within(from + shift..from + ck, at);
+                            self.kernel - shift
+                        }
+                        _ => 0,
+                    };
+                    let col = &mut cols[at..at + ck];
+                    for kk in first..self.kernel {
+                        let pos = centre - pad + kk * self.dilation;
+                        let src = &x[pos * c_in..(pos + 1) * c_in];
+                        for (ci, &v) in src.iter().enumerate() {
+                            col[ci * self.kernel + kk] = v;
                         }
                     }
-                    _ if inside => {
-                        let col = &mut cols[at..at + ck];
+                } else {
+                    let col = &mut cols[at..at + ck];
+                    for ci in 0..c_in {
                         for kk in 0..self.kernel {
-                            let pos = centre - pad + kk * self.dilation;
-                            let src = &x[pos * c_in..(pos + 1) * c_in];
-                            for (ci, &v) in src.iter().enumerate() {
-                                col[ci * self.kernel + kk] = v;
-                            }
-                        }
-                    }
-                    _ => {
-                        let col = &mut cols[at..at + ck];
-                        for ci in 0..c_in {
-                            for kk in 0..self.kernel {
-                                let pos = (centre + kk * self.dilation).wrapping_sub(pad);
-                                col[ci * self.kernel + kk] = if pos < l_in { x_at(ci, pos) } else { 0.0 };
-                            }
+                            let pos = (centre + kk * self.dilation).wrapping_sub(pad);
+                            col[ci * self.kernel + kk] = if pos < l_in { x_at(ci, pos) } else { 0.0 };
                         }
                     }
                 }
